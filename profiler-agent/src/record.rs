@@ -1,0 +1,533 @@
+//! `ember record`: one capture, from start to written flame graph.
+//!
+//! The loop drains the sampler every `drain_interval`, symbolizes each drain while the
+//! processes are still alive, and stops when the duration is up, the command exits, every
+//! target process is gone, or SIGINT/SIGTERM arrives; then it drains once more and writes
+//! the output. A signal never loses the capture.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal as _, Write};
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use profiler_model::{Profile, ProfileMeta, folded};
+use tracing::{debug, warn};
+
+use crate::aggregate::Aggregator;
+use crate::cli::{OutputFormat, RecordArgs};
+use crate::sample::{Sampler, SamplerConfig, SamplerStats, Target};
+
+/// Why a recording could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// Sampling failed to start or broke down.
+    #[error(transparent)]
+    Sample(#[from] crate::sample::SampleError),
+    /// The output format cannot be told from the file name.
+    #[error(
+        "cannot tell the output format from `{path}`: name it .svg or .folded, or pass \
+         --format svg|folded"
+    )]
+    UnknownFormat {
+        /// The output path.
+        path: PathBuf,
+    },
+    /// The command could not be started.
+    #[error("cannot run `{command}`: {source}")]
+    Spawn {
+        /// The command's name.
+        command: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing the output failed.
+    #[error("cannot write `{path}`: {source}")]
+    Write {
+        /// The output path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Nothing was sampled.
+    #[error(
+        "nothing sampled from {target} in {seconds:.1} s: the target did not use the CPU \
+         (is it idle or blocked?); try a longer --duration or check the PID"
+    )]
+    NothingSampled {
+        /// What was profiled.
+        target: String,
+        /// How long.
+        seconds: f64,
+    },
+}
+
+/// A validated `ember record` run.
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    /// What to sample.
+    pub target: RecordTarget,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Samples per second per CPU.
+    pub frequency_hz: u64,
+    /// Keep kernel frames.
+    pub kernel: bool,
+    /// Keep the idle task.
+    pub include_idle: bool,
+    /// Output path; `-` is stdout.
+    pub output: PathBuf,
+    /// Output format.
+    pub format: OutputFormat,
+    /// How often to drain the kernel's maps.
+    pub drain_interval: Duration,
+    /// Count map size.
+    pub counts_entries: u32,
+    /// Stack map size.
+    pub stacks_entries: u32,
+    /// Show a live status line on stderr.
+    pub status_line: bool,
+}
+
+/// What `ember record` profiles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordTarget {
+    /// The whole machine.
+    All,
+    /// Running processes.
+    Pids(Vec<u32>),
+    /// A command to run, with its arguments.
+    Command(Vec<OsString>),
+}
+
+impl RecordTarget {
+    fn describe(&self) -> String {
+        match self {
+            RecordTarget::All => "all processes".to_owned(),
+            RecordTarget::Pids(p) => {
+                let list: Vec<String> = p.iter().map(ToString::to_string).collect();
+                format!("pid {}", list.join(","))
+            }
+            RecordTarget::Command(c) => c
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+/// The output format of `path`, from `--format` or the extension.
+///
+/// # Errors
+/// [`RecordError::UnknownFormat`] when neither tells.
+pub fn output_format(
+    path: &Path,
+    format: Option<OutputFormat>,
+) -> Result<OutputFormat, RecordError> {
+    if let Some(f) = format {
+        return Ok(f);
+    }
+    if path == Path::new("-") {
+        return Ok(OutputFormat::Folded);
+    }
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("svg") => Ok(OutputFormat::Svg),
+        Some("folded" | "txt" | "collapsed") => Ok(OutputFormat::Folded),
+        _ => Err(RecordError::UnknownFormat {
+            path: path.to_owned(),
+        }),
+    }
+}
+
+impl RecordConfig {
+    /// Validates the command line.
+    ///
+    /// # Errors
+    /// When the output format cannot be told.
+    pub fn from_args(args: RecordArgs, quiet: bool) -> Result<Self, RecordError> {
+        let target = if args.all {
+            RecordTarget::All
+        } else if !args.pid.is_empty() {
+            RecordTarget::Pids(args.pid)
+        } else {
+            RecordTarget::Command(args.command)
+        };
+        let format = output_format(&args.output, args.format)?;
+        Ok(RecordConfig {
+            target,
+            duration: args.duration,
+            frequency_hz: args.frequency,
+            kernel: !args.no_kernel,
+            include_idle: args.include_idle,
+            output: args.output,
+            format,
+            drain_interval: args.drain_interval,
+            counts_entries: args.counts_map_entries,
+            stacks_entries: args.stacks_map_entries,
+            status_line: !quiet && io::stderr().is_terminal(),
+        })
+    }
+}
+
+/// What a finished recording produced.
+#[derive(Debug)]
+pub struct RecordOutcome {
+    /// The profile as written (idle removed unless asked for).
+    pub profile: Profile,
+    /// The command's exit status, when a command was run.
+    pub exit_status: Option<ExitStatus>,
+    /// The program's counters at the end.
+    pub stats: SamplerStats,
+}
+
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(signo: libc::c_int) {
+    SIGNAL.store(signo, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    for signo in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `on_signal` only stores to an atomic, which is async-signal-safe; the
+        // sigaction struct is zero-initialised and then filled in completely.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&raw mut action.sa_mask);
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigaction(signo, &raw const action, std::ptr::null_mut());
+        }
+    }
+}
+
+fn now_unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+struct Status {
+    enabled: bool,
+    last: Instant,
+}
+
+impl Status {
+    fn show(&mut self, elapsed: Duration, samples: u64, lost: u64) {
+        if !self.enabled || self.last.elapsed() < Duration::from_millis(250) {
+            return;
+        }
+        self.last = Instant::now();
+        let mut err = io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r\x1b[2Kember: recording {:>6.1} s  {samples} samples  {lost} lost",
+            elapsed.as_secs_f64()
+        );
+        let _ = err.flush();
+    }
+
+    fn clear(&self) {
+        if self.enabled {
+            let _ = write!(io::stderr().lock(), "\r\x1b[2K");
+        }
+    }
+}
+
+/// Runs a recording to the end and writes its output.
+///
+/// # Errors
+/// [`RecordError`] with what to do about it.
+pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
+    let own_pid = std::process::id();
+    let sampler_target = match &config.target {
+        RecordTarget::All => Target::All,
+        RecordTarget::Pids(p) => Target::Pids(p.clone()),
+        RecordTarget::Command(_) => Target::ChildrenOf(own_pid),
+    };
+    let mut sampler = Sampler::start(&SamplerConfig {
+        frequency_hz: config.frequency_hz,
+        target: sampler_target,
+        kernel_stacks: config.kernel,
+        counts_entries: config.counts_entries,
+        stacks_entries: config.stacks_entries,
+    })?;
+    install_signal_handlers();
+
+    let mut child: Option<Child> = None;
+    if let RecordTarget::Command(argv) = &config.target {
+        let (program, args) = argv.split_first().ok_or_else(|| RecordError::Spawn {
+            command: String::new(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "empty command"),
+        })?;
+        let spawned = Command::new(program).args(args).spawn();
+        // The child is a target now (the fork tracepoint added it); ember is not.
+        sampler.remove_target(own_pid)?;
+        child = Some(spawned.map_err(|source| RecordError::Spawn {
+            command: program.to_string_lossy().into_owned(),
+            source,
+        })?);
+    }
+
+    let start = Instant::now();
+    let meta = ProfileMeta {
+        start_unix_ns: now_unix_ns(),
+        duration_ns: 0,
+        frequency_hz: u32::try_from(config.frequency_hz).unwrap_or(u32::MAX),
+    };
+    let mut aggregator = Aggregator::new(
+        symbolizer::Symbolizer::new(symbolizer::Config::default()),
+        meta,
+        config.kernel,
+    );
+    let mut status = Status {
+        enabled: config.status_line,
+        last: Instant::now() - Duration::from_secs(1),
+    };
+    let mut exit_status = None;
+    let tick = Duration::from_millis(50);
+    loop {
+        std::thread::sleep(tick);
+        let signal = SIGNAL.load(Ordering::SeqCst);
+        let mut stop = signal != 0;
+        if signal != 0
+            && let Some(c) = &child
+        {
+            // Pass the signal on (a terminal's Ctrl-C already did; `kill` to ember did
+            // not) and wait for the command below.
+            debug!(signal, "forwarding to the command");
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(i32::try_from(c.id()).unwrap_or(0), signal) };
+        }
+        if let Some(c) = &mut child
+            && let Ok(Some(s)) = c.try_wait()
+        {
+            exit_status = Some(s);
+            stop = true;
+        }
+        if config.duration.is_some_and(|d| start.elapsed() >= d) {
+            stop = true;
+        }
+        if let RecordTarget::Pids(pids) = &config.target
+            && !pids.iter().any(|&p| process_exists(p))
+        {
+            debug!("every target process has exited");
+            stop = true;
+        }
+        if stop {
+            // Nothing is recorded after this, so the last drain is complete.
+            sampler.pause()?;
+        }
+        if stop || sampler.since_last_drain() >= config.drain_interval {
+            let samples = drain(&mut sampler, own_pid)?;
+            aggregator.add(&samples);
+        }
+        let lost = sampler.stats().map(|s| s.lost()).unwrap_or(0);
+        status.show(start.elapsed(), aggregator.stats().samples, lost);
+        if stop {
+            break;
+        }
+    }
+    let elapsed = start.elapsed();
+    status.clear();
+    let stats = sampler.stats()?;
+    drop(sampler);
+
+    if let Some(mut c) = child
+        && exit_status.is_none()
+    {
+        // Stopped by --duration or a signal: the command goes on until it exits by itself
+        // (signals were forwarded above); wait for it so its status is ours.
+        exit_status = c.wait().ok();
+    }
+    aggregator.meta_mut().duration_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+    report_losses(&stats, &aggregator);
+    let sym = aggregator.symbolizer().stats();
+    debug!(?sym, "symbolizer");
+
+    let mut profile = aggregator.into_profile();
+    if !config.include_idle {
+        profile = profile.without_idle();
+    }
+    if profile.is_empty() {
+        let err = RecordError::NothingSampled {
+            target: config.target.describe(),
+            seconds: elapsed.as_secs_f64(),
+        };
+        if exit_status.is_some() {
+            // The command ran too briefly to be sampled: not our failure; its status
+            // stands, and an empty profile is still written.
+            warn!("{err}");
+        } else {
+            return Err(err);
+        }
+    }
+    write_output(config, &profile, elapsed)?;
+    Ok(RecordOutcome {
+        profile,
+        exit_status,
+        stats,
+    })
+}
+
+fn drain(
+    sampler: &mut Sampler,
+    own_pid: u32,
+) -> Result<Vec<crate::sample::RawSample>, RecordError> {
+    let mut samples = sampler.drain()?;
+    // Ember's own samples taken while it forked the command.
+    samples.retain(|s| s.tgid != own_pid || s.tgid == 0);
+    Ok(samples)
+}
+
+fn report_losses(stats: &SamplerStats, aggregator: &Aggregator) {
+    let lost = stats.lost();
+    if lost == 0 {
+        return;
+    }
+    let detail: Vec<String> = profiler_common::Stat::ALL
+        .iter()
+        .filter(|s| s.is_loss() && stats.get(**s) > 0)
+        .map(|s| format!("{} {}", stats.get(*s), s.name()))
+        .collect();
+    warn!(
+        "{lost} samples lost in part or whole ({}); they are counted in the output as \
+         `[lost: ...]` frames where their stacks were lost (of {} samples recorded)",
+        detail.join(", "),
+        aggregator.stats().samples
+    );
+}
+
+/// The flame graph's title and subtitle.
+fn titles(config: &RecordConfig, profile: &Profile, elapsed: Duration) -> (String, String) {
+    let title = format!("ember record: {}", config.target.describe());
+    let subtitle = format!(
+        "{:.1} s at {} Hz, {} samples{}",
+        elapsed.as_secs_f64(),
+        config.frequency_hz,
+        profile.total(),
+        if config.kernel {
+            ""
+        } else {
+            ", user frames only"
+        }
+    );
+    (title, subtitle)
+}
+
+fn write_output(
+    config: &RecordConfig,
+    profile: &Profile,
+    elapsed: Duration,
+) -> Result<(), RecordError> {
+    let write_err = |source| RecordError::Write {
+        path: config.output.clone(),
+        source,
+    };
+    let folded_options = folded::Options::default().with_no_kernel(!config.kernel);
+    let mut out: Box<dyn Write> = if config.output == Path::new("-") {
+        Box::new(BufWriter::new(io::stdout().lock()))
+    } else {
+        Box::new(BufWriter::new(
+            File::create(&config.output).map_err(write_err)?,
+        ))
+    };
+    match config.format {
+        OutputFormat::Folded => {
+            folded::write(profile, folded_options, &mut out).map_err(write_err)?
+        }
+        OutputFormat::Svg => {
+            let (title, subtitle) = titles(config, profile, elapsed);
+            let options = web::render::SvgOptions::titled(title)
+                .with_subtitle(subtitle)
+                .with_folded(folded_options);
+            if profile.is_empty() {
+                // inferno refuses an empty profile; an empty SVG still says what happened.
+                writeln!(
+                    out,
+                    r#"<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="600" height="60"><text x="10" y="30">{}: no samples</text></svg>"#,
+                    config.target.describe().replace(['<', '>', '&'], "_")
+                )
+                .map_err(write_err)?;
+            } else {
+                web::render::flamegraph_svg(profile, &options, &mut out).map_err(write_err)?;
+            }
+        }
+    }
+    out.flush().map_err(write_err)?;
+    if config.output != Path::new("-") {
+        tracing::info!(
+            path = %config.output.display(),
+            samples = profile.total(),
+            "profile written"
+        );
+    }
+    Ok(())
+}
+
+/// The process exit code for a command's status: its code, or 128 + the signal.
+#[must_use]
+pub fn exit_code_of(status: ExitStatus) -> u8 {
+    if let Some(code) = status.code() {
+        u8::try_from(code & 0xff).unwrap_or(1)
+    } else if let Some(sig) = status.signal() {
+        u8::try_from((128 + sig) & 0xff).unwrap_or(1)
+    } else {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_comes_from_flag_or_extension() {
+        assert_eq!(
+            output_format(Path::new("x.svg"), None).unwrap(),
+            OutputFormat::Svg
+        );
+        assert_eq!(
+            output_format(Path::new("x.SVG"), None).unwrap(),
+            OutputFormat::Svg
+        );
+        assert_eq!(
+            output_format(Path::new("x.folded"), None).unwrap(),
+            OutputFormat::Folded
+        );
+        assert_eq!(
+            output_format(Path::new("-"), None).unwrap(),
+            OutputFormat::Folded
+        );
+        assert_eq!(
+            output_format(Path::new("x.bin"), Some(OutputFormat::Svg)).unwrap(),
+            OutputFormat::Svg
+        );
+        let err = output_format(Path::new("x.png"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--format svg|folded"), "{err}");
+    }
+
+    #[test]
+    fn exit_codes_follow_the_shell() {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(exit_code_of(ExitStatus::from_raw(0)), 0);
+        assert_eq!(exit_code_of(ExitStatus::from_raw(1 << 8)), 1);
+        assert_eq!(exit_code_of(ExitStatus::from_raw(libc::SIGKILL)), 137);
+    }
+}

@@ -1,0 +1,385 @@
+//! Loading the eBPF object, sizing its maps and attaching its programs.
+
+use std::time::Duration;
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, StackTraceMap},
+    programs::{
+        PerfEvent, ProgramError, TracePoint,
+        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+    },
+};
+use profiler_common::{
+    CONTROL_MAP, COUNTS_MAPS, Control, FORK_PROGRAM, INFLIGHT_MAP, SAMPLE_PROGRAM, STACKS_MAPS,
+    STATS_MAP, SampleKey, Stat, TARGET_TGIDS_MAP,
+};
+use tracing::info;
+
+use super::error::{SampleError, is_permission, perf_event_hint};
+use super::{SamplerStats, drain::Generation};
+
+/// The eBPF object, built by `build.rs`; empty when built with `AYA_BUILD_SKIP=1`.
+static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ember-sampler"));
+
+/// Which processes to sample.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Every process on every CPU, the idle task included.
+    All,
+    /// These processes, their threads, and the children they fork from now on.
+    Pids(Vec<u32>),
+    /// The children this process forks from now on (not the process itself): how
+    /// `ember record -- CMD` follows a command from its first instruction.
+    ChildrenOf(u32),
+}
+
+/// How to sample.
+#[derive(Clone, Debug)]
+pub struct SamplerConfig {
+    /// Samples per second per CPU.
+    pub frequency_hz: u64,
+    /// Which processes.
+    pub target: Target,
+    /// Record kernel stacks.
+    pub kernel_stacks: bool,
+    /// Entries in each generation's count map (distinct keys per drain).
+    pub counts_entries: u32,
+    /// Entries in each generation's stack map (distinct stacks per drain).
+    pub stacks_entries: u32,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig {
+            frequency_hz: 99,
+            target: Target::All,
+            kernel_stacks: true,
+            counts_entries: profiler_common::DEFAULT_COUNTS_ENTRIES,
+            stacks_entries: profiler_common::DEFAULT_STACKS_ENTRIES,
+        }
+    }
+}
+
+/// A running sampler: the programs stay attached until it is dropped.
+pub struct Sampler {
+    // Declared first so the programs detach before the maps close.
+    _ebpf: Ebpf,
+    pub(super) generations: [Generation; 2],
+    pub(super) control: Array<MapData, Control>,
+    pub(super) control_value: Control,
+    pub(super) stats: PerCpuArray<MapData, u64>,
+    pub(super) inflight: PerCpuArray<MapData, u64>,
+    targets: HashMap<MapData, u32, u32>,
+    pub(super) cpus: Vec<u32>,
+    pub(super) last_drain: std::time::Instant,
+}
+
+impl std::fmt::Debug for Sampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sampler")
+            .field("cpus", &self.cpus)
+            .field("control", &self.control_value)
+            .finish_non_exhaustive()
+    }
+}
+
+fn map_error(name: &str, err: MapError) -> SampleError {
+    if let MapError::CreateError { io_error, .. } = &err
+        && is_permission(io_error)
+    {
+        let MapError::CreateError { io_error, .. } = err else {
+            unreachable!("matched above")
+        };
+        return SampleError::Permission { source: io_error };
+    }
+    SampleError::ebpf(format!("eBPF map `{name}`"), err)
+}
+
+fn program_error(name: &str, err: ProgramError) -> SampleError {
+    match err {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            if is_permission(&io_error) && verifier_log.to_string().trim().is_empty() {
+                SampleError::Permission { source: io_error }
+            } else {
+                SampleError::Verifier {
+                    program: name.to_owned(),
+                    source: io_error,
+                    log: verifier_log.to_string(),
+                }
+            }
+        }
+        ProgramError::SyscallError(e) if is_permission(&e.io_error) => {
+            SampleError::Permission { source: e.io_error }
+        }
+        other => SampleError::ebpf(format!("eBPF program `{name}`"), other),
+    }
+}
+
+fn load_error(err: EbpfError) -> SampleError {
+    match err {
+        EbpfError::MapError(e) => map_error("(loading)", e),
+        EbpfError::ProgramError(e) => program_error("(loading)", e),
+        other => SampleError::ebpf("loading the eBPF object", other),
+    }
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &str) -> Result<T, SampleError>
+where
+    T: TryFrom<aya::maps::Map, Error = MapError>,
+{
+    let map = ebpf.take_map(name).ok_or_else(|| {
+        SampleError::ebpf(
+            format!("the eBPF object has no map `{name}`"),
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        )
+    })?;
+    T::try_from(map).map_err(|e| map_error(name, e))
+}
+
+/// Offset of `child_pid` in the `sched_process_fork` record, from its tracefs format file
+/// (it moved when the comm fields became `__data_loc` in 6.x).
+fn fork_child_pid_offset() -> Option<u32> {
+    for root in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+        let path = format!("{root}/events/sched/sched_process_fork/format");
+        if let Ok(format) = std::fs::read_to_string(&path) {
+            return parse_field_offset(&format, "child_pid");
+        }
+    }
+    None
+}
+
+/// Finds `field:<type> <name>;\toffset:N;` in a tracepoint format description.
+pub(crate) fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
+    format.lines().find_map(|line| {
+        let line = line.trim();
+        let decl = line.strip_prefix("field:")?.split(';').next()?;
+        if decl.split_whitespace().last()? != field {
+            return None;
+        }
+        let offset = line.split("offset:").nth(1)?.split(';').next()?;
+        offset.trim().parse().ok()
+    })
+}
+
+impl Sampler {
+    /// Loads the program, sizes the maps and attaches to every online CPU.
+    ///
+    /// # Errors
+    /// [`SampleError`] says what went wrong and what to do: missing privileges, a verifier
+    /// rejection (with its log), a perf event that cannot be opened, a missing target PID.
+    pub fn start(config: &SamplerConfig) -> Result<Sampler, SampleError> {
+        if OBJECT.is_empty() {
+            return Err(SampleError::NoObject);
+        }
+        if let Target::Pids(pids) = &config.target {
+            for &pid in pids {
+                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    return Err(SampleError::NoSuchProcess { pid });
+                }
+            }
+        }
+        let started = std::time::Instant::now();
+        let mut loader = EbpfLoader::new();
+        for name in COUNTS_MAPS {
+            loader.map_max_entries(name, config.counts_entries.max(1));
+        }
+        for name in STACKS_MAPS {
+            loader.map_max_entries(name, config.stacks_entries.max(1));
+        }
+        let mut ebpf = loader.load(OBJECT).map_err(load_error)?;
+
+        let generations = [
+            Generation {
+                counts: take::<HashMap<MapData, SampleKey, u64>>(&mut ebpf, COUNTS_MAPS[0])?,
+                stacks: take::<StackTraceMap<MapData>>(&mut ebpf, STACKS_MAPS[0])?,
+            },
+            Generation {
+                counts: take::<HashMap<MapData, SampleKey, u64>>(&mut ebpf, COUNTS_MAPS[1])?,
+                stacks: take::<StackTraceMap<MapData>>(&mut ebpf, STACKS_MAPS[1])?,
+            },
+        ];
+        let mut control: Array<MapData, Control> = take(&mut ebpf, CONTROL_MAP)?;
+        let stats: PerCpuArray<MapData, u64> = take(&mut ebpf, STATS_MAP)?;
+        let inflight: PerCpuArray<MapData, u64> = take(&mut ebpf, INFLIGHT_MAP)?;
+        let mut targets: HashMap<MapData, u32, u32> = take(&mut ebpf, TARGET_TGIDS_MAP)?;
+
+        let filtered = !matches!(config.target, Target::All);
+        let control_value = Control {
+            generation: 0,
+            filter_tgids: u32::from(filtered),
+            skip_kernel: u32::from(!config.kernel_stacks),
+            fork_child_pid_offset: if filtered {
+                fork_child_pid_offset().unwrap_or(0)
+            } else {
+                0
+            },
+            paused: 0,
+        };
+        match &config.target {
+            Target::All => {}
+            Target::Pids(pids) => {
+                for &pid in pids {
+                    targets
+                        .insert(pid, pid, 0)
+                        .map_err(|e| map_error(TARGET_TGIDS_MAP, e))?;
+                }
+            }
+            Target::ChildrenOf(pid) => targets
+                .insert(pid, pid, 0)
+                .map_err(|e| map_error(TARGET_TGIDS_MAP, e))?,
+        }
+        if filtered && control_value.fork_child_pid_offset == 0 {
+            tracing::warn!(
+                "cannot read the sched_process_fork tracepoint format from tracefs: \
+                 children forked while recording will not be followed"
+            );
+        }
+        control
+            .set(0, control_value, 0)
+            .map_err(|e| map_error(CONTROL_MAP, e))?;
+
+        if filtered && control_value.fork_child_pid_offset != 0 {
+            let fork: &mut TracePoint = ebpf
+                .program_mut(FORK_PROGRAM)
+                .ok_or_else(|| missing_program(FORK_PROGRAM))?
+                .try_into()
+                .map_err(|e| program_error(FORK_PROGRAM, e))?;
+            fork.load().map_err(|e| program_error(FORK_PROGRAM, e))?;
+            fork.attach("sched", "sched_process_fork")
+                .map_err(|e| program_error(FORK_PROGRAM, e))?;
+        }
+
+        let cpus = aya::util::online_cpus().map_err(|(what, e)| {
+            SampleError::ebpf(format!("reading the online CPUs ({what})"), e)
+        })?;
+        let sample: &mut PerfEvent = ebpf
+            .program_mut(SAMPLE_PROGRAM)
+            .ok_or_else(|| missing_program(SAMPLE_PROGRAM))?
+            .try_into()
+            .map_err(|e| program_error(SAMPLE_PROGRAM, e))?;
+        sample
+            .load()
+            .map_err(|e| program_error(SAMPLE_PROGRAM, e))?;
+        for &cpu in &cpus {
+            sample
+                .attach(
+                    PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                    PerfEventScope::AllProcessesOneCpu { cpu },
+                    SamplePolicy::Frequency(config.frequency_hz),
+                    false,
+                )
+                .map_err(|e| match e {
+                    ProgramError::SyscallError(s) => SampleError::PerfEvent {
+                        cpu,
+                        hint: perf_event_hint(&s.io_error),
+                        source: s.io_error,
+                    },
+                    other => program_error(SAMPLE_PROGRAM, other),
+                })?;
+        }
+        info!(
+            cpus = cpus.len(),
+            frequency_hz = config.frequency_hz,
+            target = ?config.target,
+            elapsed = ?started.elapsed(),
+            "sampler attached"
+        );
+        Ok(Sampler {
+            _ebpf: ebpf,
+            generations,
+            control,
+            control_value,
+            stats,
+            inflight,
+            targets,
+            cpus,
+            last_drain: std::time::Instant::now(),
+        })
+    }
+
+    /// Stops sampling `pid` (and no longer follows its future children).
+    ///
+    /// # Errors
+    /// Only if the map operation fails for a reason other than the PID being absent.
+    pub fn remove_target(&mut self, pid: u32) -> Result<(), SampleError> {
+        match self.targets.remove(&pid) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                Ok(())
+            }
+            Err(e) => Err(map_error(TARGET_TGIDS_MAP, e)),
+        }
+    }
+
+    /// Stops recording: from now on samples are only counted as filtered. The next
+    /// [`Sampler::drain`] then returns everything that was recorded, and nothing after it.
+    ///
+    /// # Errors
+    /// If the control map cannot be written.
+    pub fn pause(&mut self) -> Result<(), SampleError> {
+        self.control_value.paused = 1;
+        self.control
+            .set(0, self.control_value, 0)
+            .map_err(|e| map_error(CONTROL_MAP, e))
+    }
+
+    /// The program's counters, summed over CPUs.
+    ///
+    /// # Errors
+    /// If the stats map cannot be read.
+    pub fn stats(&self) -> Result<SamplerStats, SampleError> {
+        let mut out = SamplerStats::default();
+        for stat in Stat::ALL {
+            let values = self
+                .stats
+                .get(&(stat as u32), 0)
+                .map_err(|e| map_error(STATS_MAP, e))?;
+            out.counters[stat as usize] = values.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// Number of CPUs the program is attached to.
+    #[must_use]
+    pub fn cpu_count(&self) -> usize {
+        self.cpus.len()
+    }
+
+    /// Time since the last drain (or the start).
+    #[must_use]
+    pub fn since_last_drain(&self) -> Duration {
+        self.last_drain.elapsed()
+    }
+}
+
+fn missing_program(name: &str) -> SampleError {
+    SampleError::ebpf(
+        format!("the eBPF object has no program `{name}`"),
+        std::io::Error::from(std::io::ErrorKind::NotFound),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_field_offset;
+
+    #[test]
+    fn finds_child_pid_in_both_fork_formats() {
+        let new = "\tfield:__data_loc char[] parent_comm;\toffset:8;\tsize:4;\tsigned:0;\n\
+                   \tfield:pid_t parent_pid;\toffset:12;\tsize:4;\tsigned:1;\n\
+                   \tfield:__data_loc char[] child_comm;\toffset:16;\tsize:4;\tsigned:0;\n\
+                   \tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;\n";
+        assert_eq!(parse_field_offset(new, "child_pid"), Some(20));
+        let old = "\tfield:char parent_comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\
+                   \tfield:pid_t parent_pid;\toffset:24;\tsize:4;\tsigned:1;\n\
+                   \tfield:char child_comm[16];\toffset:28;\tsize:16;\tsigned:0;\n\
+                   \tfield:pid_t child_pid;\toffset:44;\tsize:4;\tsigned:1;\n";
+        assert_eq!(parse_field_offset(old, "child_pid"), Some(44));
+        assert_eq!(parse_field_offset(old, "parent_pid"), Some(24));
+        assert_eq!(parse_field_offset(old, "nope"), None);
+    }
+}

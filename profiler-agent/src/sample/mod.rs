@@ -1,0 +1,49 @@
+//! Stage 1, **sample**: the only part of Ember that touches the kernel.
+//!
+//! [`Sampler::start`] loads the eBPF object, sizes its maps, attaches the `perf_event`
+//! program to a software `cpu-clock` event on every online CPU and, for targeted runs, the
+//! fork tracepoint. [`Sampler::drain`] then hands out the samples counted since the last
+//! drain as [`RawSample`]s: raw addresses, no names. Everything downstream works on plain
+//! values and can be tested without privileges.
+//!
+//! # The drain protocol
+//!
+//! The program counts into one of two generations of maps. A drain flips
+//! `Control::generation`, waits until no CPU is still running the program in the old
+//! generation (the per-CPU `INFLIGHT` counts, raised and lowered with full-barrier atomics
+//! around each run), and only then reads and clears the old generation. A sample is thus in
+//! exactly one drain: none is lost to the race between reading and clearing, none is read
+//! twice.
+
+mod drain;
+mod error;
+mod loader;
+
+pub use drain::{RawSample, StackStatus};
+pub use error::SampleError;
+pub use loader::{Sampler, SamplerConfig, Target};
+
+/// Loss and activity counters summed over all CPUs, as the program counted them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SamplerStats {
+    /// Indexed by `profiler_common::Stat`.
+    pub counters: [u64; profiler_common::Stat::COUNT as usize],
+}
+
+impl SamplerStats {
+    /// The value of one counter.
+    #[must_use]
+    pub fn get(&self, stat: profiler_common::Stat) -> u64 {
+        self.counters[stat as usize]
+    }
+
+    /// Samples lost in whole or in part (a missing stack counts as lost).
+    #[must_use]
+    pub fn lost(&self) -> u64 {
+        profiler_common::Stat::ALL
+            .iter()
+            .filter(|s| s.is_loss())
+            .map(|&s| self.get(s))
+            .sum()
+    }
+}

@@ -1,0 +1,213 @@
+//! Types shared by Ember's eBPF sampler (`profiler-ebpf`) and its userspace agent.
+//!
+//! Everything that crosses the kernel/userspace boundary is defined here once: the map
+//! names, the map keys and values, the control block and the loss counters. Every type is
+//! `#[repr(C)]`, `Copy`, has explicit padding and no `bool`, so both sides agree on the
+//! layout byte for byte; the `user` feature adds `aya::Pod` for the agent.
+//!
+//! # How the maps fit together
+//!
+//! The program aggregates in the kernel: each sample increments a count in
+//! [`COUNTS_MAPS`]`[generation]` keyed by [`SampleKey`], whose stack ids point into
+//! [`STACKS_MAPS`]`[generation]`. The agent drains one generation while the program fills
+//! the other: it flips [`Control::generation`], waits until every CPU's [`INFLIGHT`] count
+//! shows no program still running in the old generation, then reads and clears the old
+//! generation's counts and stacks. Nothing is lost and nothing is counted twice.
+//!
+//! The user stack is referenced through [`SampleKey::user_stack_id`] plus
+//! [`SampleKey::flags`], so a userspace-table unwinder can later store stacks in a map of
+//! its own (flagged [`SAMPLE_FLAG_USER_STACK_CUSTOM`]) without changing the key.
+#![no_std]
+
+/// Deepest stack, in frames, that the kernel's stack helpers record (`PERF_MAX_STACK_DEPTH`).
+pub const MAX_STACK_DEPTH: usize = 127;
+
+/// Length of a task's `comm`, including the terminating NUL (`TASK_COMM_LEN`).
+pub const COMM_LEN: usize = 16;
+
+/// Name of the count map of each generation (`HashMap<SampleKey, u64>`).
+pub const COUNTS_MAPS: [&str; 2] = ["COUNTS_0", "COUNTS_1"];
+
+/// Name of the stack-trace map of each generation (`StackTrace`, `u32` id → `[u64; 127]`).
+pub const STACKS_MAPS: [&str; 2] = ["STACKS_0", "STACKS_1"];
+
+/// Name of the one-entry `Array<Control>` the agent writes to steer the program.
+pub const CONTROL_MAP: &str = "CONTROL";
+
+/// Name of the `PerCpuArray<u64>` of counters indexed by [`Stat`].
+pub const STATS_MAP: &str = "STATS";
+
+/// Name of the one-entry `PerCpuArray<u64>`: how many programs are running on each CPU.
+pub const INFLIGHT_MAP: &str = "INFLIGHT";
+
+/// Name of the `HashMap<u32, u32>` of process ids to sample when [`Control::filter_tgids`]
+/// is set; the fork tracepoint adds children of processes already in it.
+pub const TARGET_TGIDS_MAP: &str = "TARGET_TGIDS";
+
+/// Name of the `perf_event` sampling program.
+pub const SAMPLE_PROGRAM: &str = "ember_sample";
+
+/// Name of the `sched/sched_process_fork` tracepoint program that follows children.
+pub const FORK_PROGRAM: &str = "ember_fork";
+
+/// Default number of entries in each generation's count map.
+pub const DEFAULT_COUNTS_ENTRIES: u32 = 16_384;
+
+/// Default number of entries in each generation's stack map.
+pub const DEFAULT_STACKS_ENTRIES: u32 = 16_384;
+
+/// Default number of entries in [`TARGET_TGIDS_MAP`].
+pub const DEFAULT_TARGET_ENTRIES: u32 = 8_192;
+
+/// The user stack id refers to a map of the agent's own unwinder, not `STACKS_*`.
+pub const SAMPLE_FLAG_USER_STACK_CUSTOM: u32 = 1 << 0;
+
+/// The unwinder gave up before the outermost frame: the user stack is incomplete.
+pub const SAMPLE_FLAG_USER_TRUNCATED: u32 = 1 << 1;
+
+/// What one sample is counted under: who ran, and where.
+///
+/// Written by the eBPF program; read (and deleted) by the agent's drain.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct SampleKey {
+    /// Process id (the kernel's tgid). 0 is the idle task.
+    pub tgid: u32,
+    /// Thread id (the kernel's pid).
+    pub tid: u32,
+    /// cgroup v2 id of the thread (`bpf_get_current_cgroup_id`); the agent maps it to a path.
+    pub cgroup_id: u64,
+    /// Id of the user stack in `STACKS_<gen>`, or a negative errno: `-EFAULT` means no
+    /// user stack (a kernel thread), `-EEXIST` a collision that was counted in [`Stat`].
+    pub user_stack_id: i32,
+    /// Id of the kernel stack in `STACKS_<gen>`, or a negative errno: `-EFAULT` means the
+    /// sample was taken in user mode.
+    pub kernel_stack_id: i32,
+    /// `SAMPLE_FLAG_*` bits.
+    pub flags: u32,
+    /// Explicit padding; always zero so equal samples hash equal.
+    pub _pad: u32,
+    /// The thread's `comm`, NUL-padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// The control block the agent writes and the program reads on every sample.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Control {
+    /// Which generation (0 or 1) new samples go to. Written by the agent's drain.
+    pub generation: u32,
+    /// Non-zero: sample only processes in [`TARGET_TGIDS_MAP`]. Written at start.
+    pub filter_tgids: u32,
+    /// Non-zero: do not record kernel stacks. Written at start.
+    pub skip_kernel: u32,
+    /// Offset of `child_pid` in the `sched_process_fork` record, read by the agent from
+    /// tracefs because it moved between kernel versions. Written at start.
+    pub fork_child_pid_offset: u32,
+    /// Non-zero: record nothing (samples count as [`Stat::Filtered`]). Written by the
+    /// agent before its last drain, so the last drain is complete.
+    pub paused: u32,
+}
+
+/// Loss and activity counters in [`STATS_MAP`], one slot each, summed over CPUs.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// Times the sampling program ran.
+    Samples = 0,
+    /// Samples skipped because the process was not a target.
+    Filtered = 1,
+    /// Samples counted into a count map.
+    Recorded = 2,
+    /// Kernel stacks lost to a stack-map hash collision (`-EEXIST`).
+    KernelStackCollision = 3,
+    /// User stacks lost to a stack-map hash collision (`-EEXIST`).
+    UserStackCollision = 4,
+    /// Kernel stacks lost to any other helper error (the map full: `-ENOMEM`, ...).
+    KernelStackError = 5,
+    /// User stacks lost to any other helper error.
+    UserStackError = 6,
+    /// Samples lost because the count map was full.
+    CountsFull = 7,
+    /// Children the fork tracepoint could not add because the target map was full.
+    TargetsFull = 8,
+    /// Samples lost because the control block could not be read.
+    NoControl = 9,
+}
+
+impl Stat {
+    /// Number of slots in [`STATS_MAP`].
+    pub const COUNT: u32 = 10;
+
+    /// Every counter, in slot order.
+    pub const ALL: [Stat; Self::COUNT as usize] = [
+        Stat::Samples,
+        Stat::Filtered,
+        Stat::Recorded,
+        Stat::KernelStackCollision,
+        Stat::UserStackCollision,
+        Stat::KernelStackError,
+        Stat::UserStackError,
+        Stat::CountsFull,
+        Stat::TargetsFull,
+        Stat::NoControl,
+    ];
+
+    /// A stable snake_case name, used in logs and metrics.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stat::Samples => "samples",
+            Stat::Filtered => "filtered",
+            Stat::Recorded => "recorded",
+            Stat::KernelStackCollision => "kernel_stack_collision",
+            Stat::UserStackCollision => "user_stack_collision",
+            Stat::KernelStackError => "kernel_stack_error",
+            Stat::UserStackError => "user_stack_error",
+            Stat::CountsFull => "counts_full",
+            Stat::TargetsFull => "targets_full",
+            Stat::NoControl => "no_control",
+        }
+    }
+
+    /// True for counters that count lost data, as opposed to activity.
+    #[must_use]
+    pub const fn is_loss(self) -> bool {
+        !matches!(self, Stat::Samples | Stat::Filtered | Stat::Recorded)
+    }
+}
+
+/// `EFAULT`: the stack helpers' "there is no such stack" (user mode, or a kernel thread).
+pub const EFAULT: i32 = 14;
+/// `EEXIST`: a stack-map hash collision.
+pub const EEXIST: i32 = 17;
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: both are `repr(C)`, `Copy`, made only of integers and integer arrays with
+    // explicit padding, so every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::SampleKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Control {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{align_of, size_of};
+
+    #[test]
+    fn layouts_match_the_ebpf_side() {
+        assert_eq!(size_of::<SampleKey>(), 48);
+        assert_eq!(align_of::<SampleKey>(), 8);
+        assert_eq!(size_of::<Control>(), 20);
+        assert_eq!(align_of::<Control>(), 4);
+    }
+
+    #[test]
+    fn stats_are_in_slot_order() {
+        for (i, s) in Stat::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i, "{}", s.name());
+        }
+    }
+}

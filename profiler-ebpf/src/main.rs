@@ -1,0 +1,237 @@
+//! Ember's in-kernel sampler.
+//!
+//! `ember_sample` runs on every `cpu-clock` sample of every CPU. It records who ran (tgid,
+//! tid, comm, cgroup) and where (a kernel and a user stack id from the kernel's stack
+//! helpers), and counts the sample under that key in the count map of the current
+//! generation. Userspace never sees individual samples, only counts per key, and drains one
+//! generation while this program fills the other (see `profiler-common` for the protocol).
+//!
+//! `ember_fork` follows children: when a target process forks, the child becomes a target
+//! too, so `ember record -- CMD` profiles the whole process tree without races.
+//!
+//! Every sample that cannot be recorded in full is counted in `STATS` by the reason.
+#![cfg_attr(target_arch = "bpf", no_std, no_main, feature(core_intrinsics))]
+#![cfg_attr(
+    target_arch = "bpf",
+    expect(
+        internal_features,
+        reason = "atomic_xadd is the only 64-bit atomic add the bpf target has (no CAS loop)"
+    )
+)]
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {
+    // Host builds (clippy, `cargo build --workspace`) get this stub; the real program is
+    // only meaningful for the bpf target, which `profiler-agent/build.rs` builds.
+}
+
+#[cfg(target_arch = "bpf")]
+mod program {
+    use aya_ebpf::programs::tracing::StackIdContext as _;
+    use aya_ebpf::{
+        EbpfContext as _,
+        bindings::BPF_F_USER_STACK,
+        helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid},
+        macros::{map, perf_event, tracepoint},
+        maps::{Array, HashMap, PerCpuArray, StackTrace},
+        programs::{PerfEventContext, TracePointContext},
+    };
+    use core::intrinsics::{AtomicOrdering, atomic_xadd};
+    use profiler_common::{
+        Control, DEFAULT_COUNTS_ENTRIES, DEFAULT_STACKS_ENTRIES, DEFAULT_TARGET_ENTRIES, EEXIST,
+        EFAULT, SampleKey, Stat,
+    };
+
+    // Map sizes are defaults: the agent resizes them at load time (`set_max_entries`).
+    #[map]
+    static COUNTS_0: HashMap<SampleKey, u64> = HashMap::with_max_entries(DEFAULT_COUNTS_ENTRIES, 0);
+    #[map]
+    static COUNTS_1: HashMap<SampleKey, u64> = HashMap::with_max_entries(DEFAULT_COUNTS_ENTRIES, 0);
+    #[map]
+    static STACKS_0: StackTrace = StackTrace::with_max_entries(DEFAULT_STACKS_ENTRIES, 0);
+    #[map]
+    static STACKS_1: StackTrace = StackTrace::with_max_entries(DEFAULT_STACKS_ENTRIES, 0);
+    #[map]
+    static CONTROL: Array<Control> = Array::with_max_entries(1, 0);
+    #[map]
+    static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
+    #[map]
+    static INFLIGHT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+    #[map]
+    static TARGET_TGIDS: HashMap<u32, u32> = HashMap::with_max_entries(DEFAULT_TARGET_ENTRIES, 0);
+
+    /// `BPF_NOEXIST`: insert only if the key is absent.
+    const BPF_NOEXIST: u64 = 1;
+
+    #[inline(always)]
+    fn stat(s: Stat) {
+        if let Some(p) = STATS.get_ptr_mut(s as u32) {
+            // SAFETY: `p` points at this CPU's slot of a per-CPU array; programs of this
+            // object do not nest on one CPU (the kernel's bpf_prog_active guard), so a
+            // plain add cannot race.
+            unsafe { *p += 1 };
+        }
+    }
+
+    /// Adds `delta` to this CPU's in-flight count with a fetching atomic add: a full
+    /// barrier, so the increment is visible before the generation is read (see
+    /// `profiler-common`'s drain protocol).
+    #[inline(always)]
+    fn inflight_add(delta: u64) {
+        if let Some(p) = INFLIGHT.get_ptr_mut(0) {
+            // SAFETY: `p` is a valid, aligned map value pointer for the whole program run.
+            let _prev = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, delta) };
+        }
+    }
+
+    #[perf_event]
+    pub fn ember_sample(ctx: PerfEventContext) -> u32 {
+        inflight_add(1);
+        record(&ctx);
+        inflight_add(u64::MAX); // wrapping -1
+        0
+    }
+
+    #[inline(always)]
+    fn record(ctx: &PerfEventContext) {
+        stat(Stat::Samples);
+        let Some(control) = CONTROL.get_ptr(0) else {
+            stat(Stat::NoControl);
+            return;
+        };
+        // SAFETY: a valid map value pointer; the agent rewrites the value at any time, so
+        // each field is read once, volatile, and used as read.
+        let (generation, filter, skip_kernel, paused) = unsafe {
+            (
+                core::ptr::read_volatile(&raw const (*control).generation),
+                core::ptr::read_volatile(&raw const (*control).filter_tgids),
+                core::ptr::read_volatile(&raw const (*control).skip_kernel),
+                core::ptr::read_volatile(&raw const (*control).paused),
+            )
+        };
+        if paused != 0 {
+            stat(Stat::Filtered);
+            return;
+        }
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let tgid = (pid_tgid >> 32) as u32;
+        if filter != 0 {
+            // SAFETY: the value is only tested for presence.
+            if unsafe { TARGET_TGIDS.get(&tgid) }.is_none() {
+                stat(Stat::Filtered);
+                return;
+            }
+        }
+        let mut key = SampleKey {
+            tgid,
+            tid: pid_tgid as u32,
+            // SAFETY: a helper without preconditions.
+            cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+            user_stack_id: -EFAULT,
+            kernel_stack_id: -EFAULT,
+            flags: 0,
+            _pad: 0,
+            comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        };
+        // Two explicit branches, so each helper call sees one constant map pointer.
+        if generation & 1 == 0 {
+            count(ctx, &mut key, skip_kernel != 0, &COUNTS_0, &STACKS_0);
+        } else {
+            count(ctx, &mut key, skip_kernel != 0, &COUNTS_1, &STACKS_1);
+        }
+    }
+
+    #[inline(always)]
+    fn count(
+        ctx: &PerfEventContext,
+        key: &mut SampleKey,
+        skip_kernel: bool,
+        counts: &HashMap<SampleKey, u64>,
+        stacks: &StackTrace,
+    ) {
+        key.user_stack_id = match ctx.get_stackid(stacks, u64::from(BPF_F_USER_STACK)) {
+            Ok(id) => id as i32,
+            Err(e) => {
+                // -EFAULT: a kernel thread has no user stack; not a loss.
+                if e == -EEXIST {
+                    stat(Stat::UserStackCollision);
+                } else if e != -EFAULT {
+                    stat(Stat::UserStackError);
+                }
+                e
+            }
+        };
+        if !skip_kernel {
+            key.kernel_stack_id = match ctx.get_stackid(stacks, 0) {
+                Ok(id) => id as i32,
+                Err(e) => {
+                    // -EFAULT: the sample was taken in user mode; not a loss.
+                    if e == -EEXIST {
+                        stat(Stat::KernelStackCollision);
+                    } else if e != -EFAULT {
+                        stat(Stat::KernelStackError);
+                    }
+                    e
+                }
+            };
+        }
+        if let Some(p) = counts.get_ptr_mut(&*key) {
+            // SAFETY: a valid map value pointer; other CPUs may add to it concurrently.
+            let _prev = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, 1) };
+            stat(Stat::Recorded);
+            return;
+        }
+        match counts.insert(&*key, 1u64, BPF_NOEXIST) {
+            Ok(()) => stat(Stat::Recorded),
+            // Another CPU inserted the same key between our lookup and insert.
+            Err(e) if e == -EEXIST => {
+                if let Some(p) = counts.get_ptr_mut(&*key) {
+                    // SAFETY: as above.
+                    let _prev =
+                        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, 1) };
+                    stat(Stat::Recorded);
+                } else {
+                    stat(Stat::CountsFull);
+                }
+            }
+            Err(_) => stat(Stat::CountsFull),
+        }
+    }
+
+    #[tracepoint]
+    pub fn ember_fork(ctx: TracePointContext) -> u32 {
+        let Some(control) = CONTROL.get_ptr(0) else {
+            return 0;
+        };
+        // SAFETY: a valid map value pointer, read once.
+        let offset =
+            unsafe { core::ptr::read_volatile(&raw const (*control).fork_child_pid_offset) };
+        if offset == 0 || offset > 64 {
+            return 0;
+        }
+        let parent = ctx.tgid();
+        // SAFETY: presence test only.
+        if unsafe { TARGET_TGIDS.get(&parent) }.is_none() {
+            return 0;
+        }
+        // SAFETY: `offset` comes from the tracepoint's format file and is bounds-checked
+        // above; `read_at` uses bpf_probe_read, which fails cleanly on a bad offset.
+        let Ok(child) = (unsafe { ctx.read_at::<i32>(offset as usize) }) else {
+            return 0;
+        };
+        // A new thread's "child_pid" is a tid: inserting it is harmless (no tgid has it).
+        if TARGET_TGIDS.insert(&(child as u32), &parent, 0).is_err() {
+            stat(Stat::TargetsFull);
+        }
+        0
+    }
+
+    #[panic_handler]
+    fn panic(_info: &core::panic::PanicInfo) -> ! {
+        loop {}
+    }
+
+    #[unsafe(link_section = "license")]
+    #[unsafe(no_mangle)]
+    static LICENSE: [u8; 4] = *b"GPL\0";
+}

@@ -1,0 +1,22 @@
+//! Ember's profile data model: what a CPU profile *is*, independent of how it was sampled,
+//! stored or rendered.
+//!
+//! A [`Profile`] is a multiset of stacks: each distinct `(labels, stack)` pair carries a
+//! sample count. Stacks are sequences of [`Frame`]s ordered **root first** (outermost
+//! caller first, the sampled instruction last), the order of folded files. Frames and label
+//! sets are interned once per profile, so a profile of 50,000 stacks over a few thousand
+//! functions stays compact, and merging profiles is a re-interning pass.
+//!
+//! Every frame keeps its normalized [`Location`] (a build-id and file offset, or a kernel
+//! address) beside its name, so a profile can be re-symbolized later.
+//!
+//! The formats live in their own modules: [`folded`] (what inferno and flamegraph.pl read).
+
+pub mod folded;
+mod frame;
+mod labels;
+mod profile;
+
+pub use frame::{Frame, FrameKind, Location};
+pub use labels::{Labels, keys};
+pub use profile::{FrameId, LabelsId, Profile, ProfileMeta, StackRef};

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs what building Ember needs on a fresh Debian machine, and nothing twice:
+#   - nightly Rust with rust-src (the eBPF crate is built with -Z build-std=core)
+#   - llvm-22-dev and bpf-linker (links the eBPF object)
+#   - with --test: what the test suite needs beyond that (perf, go for `go tool pprof`,
+#     chromium + playwright-core for the browser tests, llvm-22 for llvm-symbolizer)
+# Safe to run again: every step checks first.
+set -euo pipefail
+
+want_test=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=1 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) echo "bootstrap: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '\033[1mbootstrap:\033[0m %s\n' "$*" >&2; }
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+apt_updated=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ $apt_updated -eq 0 ]; then
+    say "apt-get update"
+    $SUDO apt-get update -qq
+    apt_updated=1
+  fi
+  say "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+command -v cargo >/dev/null || { echo "bootstrap: cargo not found; install Rust with rustup first" >&2; exit 1; }
+
+if ! rustup toolchain list | grep -q '^nightly'; then
+  say "installing the nightly toolchain"
+  rustup toolchain install nightly --profile minimal
+fi
+if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
+  say "adding rust-src to nightly"
+  rustup component add rust-src --toolchain nightly
+fi
+
+if ! command -v bpf-linker >/dev/null || ! bpf-linker --version 2>/dev/null | grep -q '0.13'; then
+  apt_install llvm-22-dev libpolly-22-dev zlib1g-dev libzstd-dev
+  say "building bpf-linker 0.13 against LLVM 22 (about a minute)"
+  LLVM_PREFIX=/usr/lib/llvm-22 cargo install --locked bpf-linker --version 0.13.0 \
+    --no-default-features --features llvm-22
+fi
+
+apt_install gcc make
+
+if [ $want_test -eq 1 ]; then
+  apt_install linux-perf golang-1.19-go llvm-22 binutils chromium nodejs npm procps util-linux
+  if [ ! -d "$(dirname "$0")/../tests/browser/node_modules/playwright-core" ]; then
+    say "installing playwright-core for the browser tests"
+    (cd "$(dirname "$0")/../tests/browser" && npm install --no-audit --no-fund --silent)
+  fi
+fi
+say "toolchain ready"

@@ -1,0 +1,12 @@
+//! Ember's end-to-end tests: the real `ember` binary, real eBPF, the workloads of
+//! `examples/` with known CPU profiles.
+//!
+//! Tests that need root (to load eBPF) skip loudly when not root and `CI` is unset; in CI
+//! they must run. They take a global lock, so one capture runs at a time on this small
+//! machine and the workloads' shares are not skewed by each other.
+
+mod common;
+// `ember record`: shares, stacks, names, targets, signals, errors.
+mod record;
+// The sampler as a library: the drain protocol's exact accounting.
+mod sampler;
