@@ -10,7 +10,7 @@
 //! The program aggregates in the kernel: each sample increments a count in
 //! [`COUNTS_MAPS`]`[generation]` keyed by [`SampleKey`], whose stack ids point into
 //! [`STACKS_MAPS`]`[generation]`. The agent drains one generation while the program fills
-//! the other: it flips [`Control::generation`], waits until every CPU's [`INFLIGHT`] count
+//! the other: it flips [`Control::generation`], waits until every CPU's [`INFLIGHT_MAP`] count
 //! shows no program still running in the old generation, then reads and clears the old
 //! generation's counts and stacks. Nothing is lost and nothing is counted twice.
 //!

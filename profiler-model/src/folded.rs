@@ -23,7 +23,7 @@ pub enum Root {
     None,
 }
 
-/// Options for [`write`] and [`lines`].
+/// Options for [`write()`] and [`lines`].
 #[derive(Clone, Copy, Debug, Default)]
 #[non_exhaustive]
 pub struct Options {

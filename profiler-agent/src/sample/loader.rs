@@ -184,6 +184,9 @@ impl Sampler {
         }
         let started = std::time::Instant::now();
         let mut loader = EbpfLoader::new();
+        // The program uses no CO-RE relocations: parsing the kernel's BTF (megabytes) would
+        // only cost start-up time and memory.
+        loader.btf(None);
         for name in COUNTS_MAPS {
             loader.map_max_entries(name, config.counts_entries.max(1));
         }

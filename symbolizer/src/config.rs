@@ -1,0 +1,69 @@
+//! What the symbolizer looks up, and how much it remembers.
+//!
+//! [`Config`] is `#[non_exhaustive]` so options can be added without breaking callers:
+//! start from [`Config::default`] and adjust with the `with_*` methods.
+
+/// Default for [`Config::cache_entries`].
+pub const DEFAULT_CACHE_ENTRIES: usize = 65_536;
+
+/// Symbolization options.
+///
+/// ```
+/// let config = symbolizer::Config::default().with_inlined_fns(false);
+/// assert!(config.code_info && !config.inlined_fns);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Look up source file and line from DWARF (default `true`).
+    pub code_info: bool,
+    /// Report functions inlined at an address as frames of their own (default `true`).
+    /// Needs `code_info`: without it no inlined frames are reported.
+    pub inlined_fns: bool,
+    /// Demangle Rust and C++ symbol names (default `true`).
+    pub demangle: bool,
+    /// How many symbolized addresses (per binary and file offset, or per kernel address)
+    /// to remember; the memo is cleared when it would grow past this. 0 disables it.
+    pub cache_entries: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            code_info: true,
+            inlined_fns: true,
+            demangle: true,
+            cache_entries: DEFAULT_CACHE_ENTRIES,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::code_info`].
+    #[must_use]
+    pub fn with_code_info(mut self, enable: bool) -> Self {
+        self.code_info = enable;
+        self
+    }
+
+    /// Sets [`Config::inlined_fns`].
+    #[must_use]
+    pub fn with_inlined_fns(mut self, enable: bool) -> Self {
+        self.inlined_fns = enable;
+        self
+    }
+
+    /// Sets [`Config::demangle`].
+    #[must_use]
+    pub fn with_demangle(mut self, enable: bool) -> Self {
+        self.demangle = enable;
+        self
+    }
+
+    /// Sets [`Config::cache_entries`].
+    #[must_use]
+    pub fn with_cache_entries(mut self, entries: usize) -> Self {
+        self.cache_entries = entries;
+        self
+    }
+}

@@ -1,0 +1,90 @@
+//! Ember's symbolize stage: raw stack addresses from the sampler in, named [`Frame`]s out.
+//!
+//! The sampler reports, per sample, a process id and two stacks of raw addresses, **leaf
+//! first**: a user stack (virtual addresses in that process) and a kernel stack. A
+//! [`Symbolizer`] turns each into frames ordered **root first**, the order of
+//! [`profiler_model`]'s stacks, expanding inlined functions into frames of their own
+//! (`inlined: true`, leafward of the function they were inlined into) and filling in
+//! source file and line from DWARF where the binary has it. Names are demangled (Rust and
+//! C++, by blazesym). Nothing is dropped and nothing fails: an address that cannot be
+//! named becomes `basename(module)+0x<file offset>`, or `[unknown]` when no file backs it,
+//! and is counted in [`Stats::frames_unnamed`].
+//!
+//! # How user addresses are resolved
+//!
+//! blazesym has a process source that does all of this per call, but it re-reads
+//! `/proc/PID/maps` on every call and needs the process alive. Profiles see the same few
+//! binaries in thousands of samples across many, often short-lived, processes, so this
+//! crate splits the work so each part is done once:
+//!
+//! 1. `/proc/PID/maps` is read by us and cached per process (`maps.rs`, `process.rs`). It
+//!    is re-read at most once per stack, when an address falls outside every known
+//!    mapping (a library loaded since), counting [`Stats::maps_reads`]. The cache outlives
+//!    the process, until [`Symbolizer::forget_process`].
+//! 2. An address becomes *(mapping, file offset)*, `addr - start + pgoff`. Only executable
+//!    file mappings (and the vDSO) are looked up; anything else is unnamed at once.
+//! 3. The mapped file is identified by the device and inode from the maps line, opened
+//!    once (via `/proc/PID/map_files/…`, else `/proc/PID/root/<path>`), deduplicated by
+//!    GNU build-id, and kept open (`binary.rs`). blazesym parses it once, from the stable
+//!    path `/proc/self/fd/<fd>`, and is asked with [`Input::FileOffset`] (supported for
+//!    ELF sources by blazesym 0.2.7, which maps the offset through the program headers).
+//!    So a binary is parsed once per symbolizer, not per process or sample, and its
+//!    symbols stay available after every process using it has exited.
+//! 4. Results are memoized per *(binary, file offset)* in a bounded memo that is cleared
+//!    when full (`memo.rs`, [`Config::cache_entries`]).
+//!
+//! Return addresses (every address but the leaf) are looked up at `addr - 1`, so a call
+//! at the very end of a function is attributed to its caller rather than to whatever
+//! follows. The [`Location::File`] of a frame holds the file offset of the address
+//! actually looked up, so `offset` is that of `return address - 1` for non-leaf frames.
+//!
+//! Kernel addresses go to blazesym's kallsyms source, loaded on first use (`kernel.rs`).
+//!
+//! # Limits
+//!
+//! The [`Symbolizer`] is neither `Send` nor `Sync` (blazesym's is not). Each registered
+//! binary holds two file descriptors (ours and blazesym's) for the symbolizer's lifetime;
+//! raise `RLIMIT_NOFILE` accordingly on hosts with many distinct binaries. JIT code
+//! (perf maps) is not symbolized. Split debug info is found through the build-id
+//! directories under `/usr/lib/debug`, not next to the binary's original path.
+//!
+//! [`Frame`]: profiler_model::Frame
+//! [`Location::File`]: profiler_model::Location::File
+//! [`Input::FileOffset`]: blazesym::symbolize::Input::FileOffset
+
+mod binary;
+mod config;
+mod kernel;
+mod maps;
+mod memo;
+mod process;
+mod stats;
+mod symbolizer;
+
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+
+pub use config::{Config, DEFAULT_CACHE_ENTRIES};
+pub use stats::Stats;
+pub use symbolizer::Symbolizer;
+
+/// The model's name for a frame nothing is known about, `[unknown]`.
+fn unknown_name() -> Arc<str> {
+    profiler_model::Frame::unknown(profiler_model::FrameKind::User).name
+}
+
+/// Displays an error with its sources, `outer: inner: innermost`, for log fields.
+struct ErrorChain<'a>(&'a dyn Error);
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(err) = source {
+            write!(f, ": {err}")?;
+            source = err.source();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,87 @@
+//! What is cached about one process: its mappings, and for each executable mapping the
+//! binary that backs it once that has been worked out.
+//!
+//! The mappings are read from `/proc/PID/maps` the first time the process is seen, and
+//! re-read (at most once per stack) when an address falls outside all of them, which is
+//! how newly loaded libraries are picked up. They are kept after the process exits, so
+//! stacks sampled just before the exit still symbolize; [`Symbolizer::forget_process`]
+//! drops them.
+//!
+//! [`Symbolizer::forget_process`]: crate::Symbolizer::forget_process
+
+use crate::binary::BinaryId;
+use crate::maps::Mapping;
+
+/// Which binary backs a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resolution {
+    /// Not looked at yet (non-executable mappings stay here: they are never opened).
+    Unresolved,
+    /// This registered binary.
+    Binary(BinaryId),
+    /// It could not be opened; its frames are `module+0xoffset`.
+    Unavailable,
+}
+
+/// A mapping and what backs it.
+#[derive(Debug)]
+pub(crate) struct ProcMapping {
+    /// The line from the maps file.
+    pub(crate) mapping: Mapping,
+    /// Its binary, resolved lazily.
+    pub(crate) resolution: Resolution,
+}
+
+/// Cached state of one process.
+#[derive(Debug, Default)]
+pub(crate) struct Process {
+    /// Sorted by start address, non-overlapping (see `maps::parse`).
+    pub(crate) mappings: Vec<ProcMapping>,
+    /// The last attempt to read the maps found the process gone.
+    pub(crate) gone: bool,
+}
+
+impl Process {
+    /// Replaces the mappings with freshly read ones.
+    pub(crate) fn set_mappings(&mut self, mappings: Vec<Mapping>) {
+        self.mappings = mappings
+            .into_iter()
+            .map(|mapping| ProcMapping {
+                mapping,
+                resolution: Resolution::Unresolved,
+            })
+            .collect();
+    }
+
+    /// The index of the mapping containing `addr`.
+    pub(crate) fn find(&self, addr: u64) -> Option<usize> {
+        let idx = self
+            .mappings
+            .partition_point(|m| m.mapping.start <= addr)
+            .checked_sub(1)?;
+        (addr < self.mappings[idx].mapping.end).then_some(idx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maps;
+
+    #[test]
+    fn finds_the_mapping_containing_an_address() {
+        let (mappings, _) =
+            maps::parse("1000-2000 r-xp 00000000 00:00 0\n3000-4000 r-xp 00000000 00:00 0\n");
+        let mut process = Process::default();
+        process.set_mappings(mappings);
+        assert_eq!(process.find(0), None);
+        assert_eq!(process.find(0xfff), None);
+        assert_eq!(process.find(0x1000), Some(0));
+        assert_eq!(process.find(0x1fff), Some(0));
+        assert_eq!(process.find(0x2000), None);
+        assert_eq!(process.find(0x3abc), Some(1));
+        assert_eq!(process.find(0x4000), None);
+        assert_eq!(process.find(u64::MAX), None);
+        assert_eq!(Process::default().find(0x1000), None);
+    }
+}

@@ -1,0 +1,36 @@
+//! Counters describing what the symbolizer did, for the agent's own metrics.
+//!
+//! All counters only grow over a [`Symbolizer`](crate::Symbolizer)'s lifetime; take
+//! differences between two [`Stats`] snapshots for rates.
+
+/// A snapshot of the symbolizer's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Distinct binaries opened and handed to blazesym (each is parsed once).
+    pub binaries_opened: u64,
+    /// Binaries found under a new device and inode whose build-id was already known, so the
+    /// already parsed copy was reused (the same library in two containers, say).
+    pub binaries_shared: u64,
+    /// Executable mappings whose file could not be opened, or was not ELF.
+    pub binary_open_failures: u64,
+    /// User addresses answered from the memo.
+    pub offset_cache_hits: u64,
+    /// User addresses that had to be looked up in a binary.
+    pub offset_cache_misses: u64,
+    /// Kernel addresses answered from the memo.
+    pub kernel_cache_hits: u64,
+    /// Kernel addresses that had to be looked up in kallsyms.
+    pub kernel_cache_misses: u64,
+    /// Times the memo was full and was cleared.
+    pub cache_clears: u64,
+    /// Frames returned without a function name (`module+0x..` or `[unknown]`).
+    pub frames_unnamed: u64,
+    /// Processes found gone (no `/proc/PID`, or no address space left) when their maps
+    /// were needed; counted once per process until it is seen alive again.
+    pub processes_gone: u64,
+    /// Reads of `/proc/PID/maps`, successful or not.
+    pub maps_reads: u64,
+    /// Malformed `/proc/PID/maps` lines that were skipped.
+    pub maps_lines_skipped: u64,
+}

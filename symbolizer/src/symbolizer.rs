@@ -1,0 +1,611 @@
+//! [`Symbolizer`]: stacks of raw addresses in, stacks of [`Frame`]s out.
+//!
+//! Each input stack is leaf first (index 0 is the sampled instruction pointer, later
+//! entries are return addresses); each output stack is root first, and every address
+//! becomes one or more frames: the function containing it, followed (leafward) by the
+//! functions inlined at that address, outermost first. No address is ever dropped: one
+//! that cannot be named becomes `module+0xoffset` or `[unknown]`.
+//!
+//! A return address points just past its call instruction, which may already be the next
+//! function (after a call to a `noreturn` function) or the next line, so every address but
+//! the first is looked up at `addr - 1`. The user-space [`Location`] records the file
+//! offset of that looked-up address (so for a return address, the offset of the return
+//! address minus one), which makes a re-symbolization from the location alone correct and
+//! lets every frame of an address share it. Kernel locations keep the address as the kernel
+//! reported it, as [`Location::Kernel`] documents.
+//!
+//! Results are memoized per `(binary, file offset)` for user addresses and per
+//! `(address, leaf or return)` for kernel addresses, in one bounded memo (see `memo.rs`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use blazesym::symbolize::source::{Elf, Source};
+use blazesym::symbolize::{CodeInfo, Input, Sym, Symbolized, Symbolizer as Blaze};
+use profiler_model::{Frame, FrameKind, Location};
+
+use crate::binary::{Binaries, BinaryId, OpenError, Opened};
+use crate::config::Config;
+use crate::kernel::{self, Kernel};
+use crate::maps::{self, Backing, Mapping, MapsError};
+use crate::memo::Memo;
+use crate::process::{Process, Resolution};
+use crate::stats::Stats;
+
+/// What the memo is keyed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum MemoKey {
+    /// A user address, by binary and file offset of the looked-up address.
+    User { binary: BinaryId, offset: u64 },
+    /// A kernel address as reported, and whether it was the leaf (looked up as is) or a
+    /// return address (looked up at `addr - 1`).
+    Kernel { addr: u64, leaf: bool },
+}
+
+/// The frames one address expands to.
+#[derive(Clone, Debug)]
+struct Resolved {
+    /// Outermost function first, then the functions inlined into it.
+    frames: Arc<[Frame]>,
+    /// The frames carry no function name.
+    unnamed: bool,
+}
+
+impl Resolved {
+    fn named(frames: Vec<Frame>) -> Self {
+        Resolved {
+            frames: frames.into(),
+            unnamed: false,
+        }
+    }
+
+    fn unnamed(frame: Frame) -> Self {
+        Resolved {
+            frames: Arc::new([frame]),
+            unnamed: true,
+        }
+    }
+}
+
+/// Symbolizes kernel and user stacks, caching what it learns across calls.
+///
+/// Create one per agent and keep it: binaries are parsed once per `Symbolizer`, and kernel
+/// symbols are loaded on the first kernel stack.
+///
+/// The type is neither `Send` nor `Sync`, because blazesym's symbolizer is not; create it on
+/// the thread that uses it.
+///
+/// ```no_run
+/// use symbolizer::{Config, Symbolizer};
+///
+/// let mut symbolizer = Symbolizer::new(Config::default());
+/// // Leaf first, as the sampler reports them.
+/// let frames = symbolizer.symbolize_kernel_stack(&[0xffff_ffff_821e_f640]);
+/// for frame in &frames {
+///     println!("{}", frame.name);
+/// }
+/// ```
+pub struct Symbolizer {
+    config: Config,
+    blaze: Blaze,
+    kernel: Kernel,
+    processes: HashMap<u32, Process>,
+    binaries: Binaries,
+    memo: Memo<MemoKey, Resolved>,
+    stats: Stats,
+    unknown: Arc<str>,
+}
+
+impl fmt::Debug for Symbolizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Symbolizer")
+            .field("config", &self.config)
+            .field("kernel", &self.kernel.state())
+            .field("processes", &self.processes.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Symbolizer {
+    /// A symbolizer; cheap: nothing is read until the first stack.
+    #[must_use]
+    pub fn new(config: Config) -> Symbolizer {
+        Self::with_kallsyms(config, kernel::KALLSYMS.into())
+    }
+
+    /// A symbolizer reading kernel symbols from `kallsyms` instead of `/proc/kallsyms`.
+    pub(crate) fn with_kallsyms(config: Config, kallsyms: PathBuf) -> Symbolizer {
+        let blaze = Blaze::builder()
+            // Binaries are opened through file descriptors we keep, so the file behind a
+            // path cannot change; stat-ing it on every lookup would be wasted work.
+            .enable_auto_reload(false)
+            .enable_code_info(config.code_info)
+            .enable_inlined_fns(config.code_info && config.inlined_fns)
+            .enable_demangling(config.demangle)
+            .build();
+        Symbolizer {
+            memo: Memo::new(config.cache_entries),
+            config,
+            blaze,
+            kernel: Kernel::new(kallsyms),
+            processes: HashMap::new(),
+            binaries: Binaries::new(),
+            stats: Stats::default(),
+            unknown: crate::unknown_name(),
+        }
+    }
+
+    /// Leaf-first kernel addresses to root-first frames of kind [`FrameKind::Kernel`].
+    ///
+    /// Addresses outside the kernel half of the address space, or too far from any kernel
+    /// symbol, and all addresses when kallsyms is unusable, become `[unknown]`.
+    pub fn symbolize_kernel_stack(&mut self, addrs: &[u64]) -> Vec<Frame> {
+        let mut out = Vec::with_capacity(addrs.len());
+        for (depth, &addr) in addrs.iter().enumerate().rev() {
+            let resolved = self.kernel_address(addr, depth == 0);
+            self.push(&mut out, &resolved);
+        }
+        out
+    }
+
+    /// Leaf-first user addresses of process `pid` to root-first frames of kind
+    /// [`FrameKind::User`], with inlined functions expanded into frames of their own.
+    ///
+    /// A process that is gone before its mappings could be read yields `[unknown]` frames.
+    pub fn symbolize_user_stack(&mut self, pid: u32, addrs: &[u64]) -> Vec<Frame> {
+        let mut out = Vec::with_capacity(addrs.len());
+        if addrs.is_empty() {
+            return out;
+        }
+        // Whether /proc/PID/maps was read during this call: it is read at most once per call.
+        let mut maps_read = false;
+        if self
+            .processes
+            .get(&pid)
+            .is_none_or(|p| p.mappings.is_empty())
+        {
+            self.read_maps(pid);
+            maps_read = true;
+        }
+        for (depth, &addr) in addrs.iter().enumerate().rev() {
+            let resolved = self.user_address(pid, addr, depth == 0, &mut maps_read);
+            self.push(&mut out, &resolved);
+        }
+        out
+    }
+
+    /// Drops what is cached about process `pid`'s mappings: call it when the process exited
+    /// or its pid may be reused. Binaries and memoized symbols stay, for other processes.
+    pub fn forget_process(&mut self, pid: u32) {
+        self.processes.remove(&pid);
+    }
+
+    /// A snapshot of the counters.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    fn push(&mut self, out: &mut Vec<Frame>, resolved: &Resolved) {
+        if resolved.unnamed {
+            self.stats.frames_unnamed += resolved.frames.len() as u64;
+        }
+        out.extend(resolved.frames.iter().cloned());
+    }
+
+    fn unknown(&self, kind: FrameKind, module: Option<Arc<str>>, location: Location) -> Resolved {
+        unknown_frame(&self.unknown, kind, module, location)
+    }
+
+    fn memoize(&mut self, key: MemoKey, resolved: &Resolved) {
+        if self.memo.insert(key, resolved.clone()) {
+            self.stats.cache_clears += 1;
+        }
+    }
+
+    fn kernel_address(&mut self, addr: u64, leaf: bool) -> Resolved {
+        let location = Location::Kernel { addr };
+        if !Kernel::is_plausible(addr) || !self.kernel.ensure_ready(&self.blaze) {
+            return self.unknown(FrameKind::Kernel, None, location);
+        }
+        let key = MemoKey::Kernel { addr, leaf };
+        if let Some(hit) = self.memo.get(&key) {
+            self.stats.kernel_cache_hits += 1;
+            return hit.clone();
+        }
+        self.stats.kernel_cache_misses += 1;
+        // Plausible kernel addresses are at least 2^63, so this cannot underflow.
+        let lookup = if leaf { addr } else { addr - 1 };
+        let resolved = match self.kernel.lookup(&self.blaze, lookup) {
+            Some(name) => Resolved::named(vec![Frame {
+                name: name.into(),
+                kind: FrameKind::Kernel,
+                inlined: false,
+                module: None,
+                file: None,
+                line: None,
+                location,
+            }]),
+            None => self.unknown(FrameKind::Kernel, None, location),
+        };
+        self.memoize(key, &resolved);
+        resolved
+    }
+
+    /// Reads (or re-reads) the mappings of `pid`, keeping the old ones if that fails.
+    fn read_maps(&mut self, pid: u32) {
+        self.stats.maps_reads += 1;
+        match maps::read(pid) {
+            Ok((mappings, skipped)) => {
+                self.stats.maps_lines_skipped += skipped;
+                let process = self.processes.entry(pid).or_default();
+                process.set_mappings(mappings);
+                process.gone = false;
+            }
+            Err(MapsError::Gone { .. }) => {
+                let process = self.processes.entry(pid).or_default();
+                if !process.gone {
+                    process.gone = true;
+                    self.stats.processes_gone += 1;
+                    tracing::debug!(
+                        pid,
+                        cached_mappings = process.mappings.len(),
+                        "process is gone; addresses outside its cached mappings will be `[unknown]`"
+                    );
+                }
+            }
+            Err(err) => {
+                tracing::debug!(pid, error = %crate::ErrorChain(&err), "failed to read the mappings of a process");
+            }
+        }
+    }
+
+    fn user_address(&mut self, pid: u32, addr: u64, leaf: bool, maps_read: &mut bool) -> Resolved {
+        // A return address points after its call; the call itself is the byte before.
+        let Some(lookup) = (if leaf {
+            Some(addr)
+        } else {
+            addr.checked_sub(1)
+        }) else {
+            return self.unknown(FrameKind::User, None, Location::Virtual { addr });
+        };
+        let mut idx = self.processes.get(&pid).and_then(|p| p.find(lookup));
+        if idx.is_none() && !*maps_read {
+            *maps_read = true;
+            self.read_maps(pid);
+            idx = self.processes.get(&pid).and_then(|p| p.find(lookup));
+        }
+
+        let Self {
+            processes,
+            binaries,
+            stats,
+            ..
+        } = self;
+        let Some(entry) = idx.and_then(|idx| processes.get_mut(&pid)?.mappings.get_mut(idx)) else {
+            let known = processes.get(&pid).is_some_and(|p| !p.mappings.is_empty());
+            let location = if known {
+                Location::Virtual { addr }
+            } else {
+                Location::Unknown
+            };
+            return unknown_frame(&self.unknown, FrameKind::User, None, location);
+        };
+        let mapping = &entry.mapping;
+        let is_code = match &mapping.backing {
+            Backing::Anonymous => false,
+            Backing::Special(name) => &**name == "[vdso]",
+            Backing::File { .. } => mapping.exec,
+        };
+        let (true, Some(offset)) = (is_code, mapping.file_offset(lookup)) else {
+            // Anonymous or special memory, or data: nothing to look up.
+            return match (&mapping.backing, mapping.file_offset(lookup)) {
+                (Backing::File { path, .. }, Some(offset)) => {
+                    unnamed_in_file(Arc::clone(path), offset, None)
+                }
+                (backing, _) => unknown_frame(
+                    &self.unknown,
+                    FrameKind::User,
+                    module_of(backing),
+                    Location::Virtual { addr },
+                ),
+            };
+        };
+
+        if entry.resolution == Resolution::Unresolved {
+            entry.resolution = resolve_binary(binaries, stats, pid, &entry.mapping);
+        }
+        let Resolution::Binary(binary) = entry.resolution else {
+            let module = module_of(&entry.mapping.backing).unwrap_or_else(crate::unknown_name);
+            return unnamed_in_file(module, offset, None);
+        };
+        let key = MemoKey::User { binary, offset };
+        if let Some(hit) = self.memo.get(&key) {
+            self.stats.offset_cache_hits += 1;
+            return hit.clone();
+        }
+        self.stats.offset_cache_misses += 1;
+        let resolved = self.symbolize_in_binary(binary, offset);
+        self.memoize(key, &resolved);
+        resolved
+    }
+
+    /// Looks up `offset` in a registered binary.
+    fn symbolize_in_binary(&self, binary: BinaryId, offset: u64) -> Resolved {
+        let Some(binary) = self.binaries.get(binary) else {
+            return self.unknown(FrameKind::User, None, Location::Unknown);
+        };
+        let location = Location::File {
+            build_id: binary.build_id.clone(),
+            offset,
+        };
+        let mut elf = Elf::new(binary.fd_path.clone());
+        // DWARF is only needed for source locations and inlined functions; ELF symbols name
+        // functions as well.
+        elf.debug_syms = self.config.code_info;
+        match self
+            .blaze
+            .symbolize_single(&Source::Elf(elf), Input::FileOffset(offset))
+        {
+            Ok(Symbolized::Sym(sym)) if !sym.name.is_empty() => {
+                Resolved::named(frames_from_sym(&sym, &binary.module, &location))
+            }
+            Ok(_) => unnamed_in_file(Arc::clone(&binary.module), offset, binary.build_id.clone()),
+            Err(err) => {
+                tracing::trace!(
+                    module = %binary.module,
+                    offset = format_args!("{offset:#x}"),
+                    error = %err,
+                    "symbolization failed"
+                );
+                unnamed_in_file(Arc::clone(&binary.module), offset, binary.build_id.clone())
+            }
+        }
+    }
+}
+
+/// Finds or opens the binary behind an executable mapping.
+fn resolve_binary(
+    binaries: &mut Binaries,
+    stats: &mut Stats,
+    pid: u32,
+    mapping: &Mapping,
+) -> Resolution {
+    let opened = match &mapping.backing {
+        Backing::Special(_) => binaries.vdso(mapping.end - mapping.start),
+        Backing::File { key: Some(key), .. } => match binaries.lookup(key) {
+            Some(id) => Ok(Opened::Known(id)),
+            None => binaries.open(pid, mapping),
+        },
+        _ => Err(OpenError::NoFile),
+    };
+    match opened {
+        Ok(opened) => {
+            match opened {
+                Opened::New(_) => stats.binaries_opened += 1,
+                Opened::Shared(_) => stats.binaries_shared += 1,
+                Opened::Known(_) => {}
+            }
+            Resolution::Binary(opened.id())
+        }
+        Err(err) => {
+            stats.binary_open_failures += 1;
+            tracing::debug!(pid, error = %crate::ErrorChain(&err), "binary not available; its frames stay unnamed");
+            Resolution::Unavailable
+        }
+    }
+}
+
+/// The name a mapping's frames carry as their module: its path or pseudo-path.
+fn module_of(backing: &Backing) -> Option<Arc<str>> {
+    match backing {
+        Backing::Anonymous => None,
+        Backing::Special(name) => Some(Arc::clone(name)),
+        Backing::File { path, .. } => Some(Arc::clone(path)),
+    }
+}
+
+/// A `[unknown]` frame.
+fn unknown_frame(
+    name: &Arc<str>,
+    kind: FrameKind,
+    module: Option<Arc<str>>,
+    location: Location,
+) -> Resolved {
+    Resolved::unnamed(Frame {
+        name: Arc::clone(name),
+        kind,
+        inlined: false,
+        module,
+        file: None,
+        line: None,
+        location,
+    })
+}
+
+/// The frame for an address in a file that could not be named: `basename+0xoffset`.
+fn unnamed_in_file(module: Arc<str>, offset: u64, build_id: Option<Arc<[u8]>>) -> Resolved {
+    let basename = module.rsplit('/').next().unwrap_or(&module);
+    Resolved::unnamed(Frame {
+        name: format!("{basename}+{offset:#x}").into(),
+        kind: FrameKind::User,
+        inlined: false,
+        module: Some(module),
+        file: None,
+        line: None,
+        location: Location::File { build_id, offset },
+    })
+}
+
+/// The frames of one symbolized address: the function, then the functions inlined into
+/// it, outermost first. Each frame gets the source location within *its* function:
+/// blazesym reports the function's own `code_info` as the call site of the first inlined
+/// function, and each inlined function's as the call site of the next, the last one
+/// holding the address's own location.
+fn frames_from_sym(sym: &Sym<'_>, module: &Arc<str>, location: &Location) -> Vec<Frame> {
+    let frame = |name: &str, inlined: bool, code_info: Option<&CodeInfo<'_>>| {
+        let name: Arc<str> = if name.is_empty() {
+            crate::unknown_name()
+        } else {
+            name.into()
+        };
+        Frame {
+            name,
+            kind: FrameKind::User,
+            inlined,
+            module: Some(Arc::clone(module)),
+            file: code_info.map(|info| info.to_path().to_string_lossy().into()),
+            line: code_info.and_then(|info| info.line),
+            location: location.clone(),
+        }
+    };
+    let mut frames = Vec::with_capacity(1 + sym.inlined.len());
+    frames.push(frame(&sym.name, false, sym.code_info.as_deref()));
+    for inlined in &sym.inlined {
+        frames.push(frame(&inlined.name, true, inlined.code_info.as_ref()));
+    }
+    frames
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn kernel_stacks_come_out_root_first_and_garbage_is_unknown() {
+        let mut kallsyms = tempfile::NamedTempFile::new().expect("temp file");
+        kallsyms
+            .write_all(
+                b"ffffffff81000000 T entry_SYSCALL_64\n\
+                  ffffffff81001000 T do_syscall_64\n\
+                  ffffffff81002000 T schedule\n",
+            )
+            .expect("write kallsyms");
+        let mut sym = Symbolizer::with_kallsyms(Config::default(), kallsyms.path().to_owned());
+        // Leaf first: schedule called from do_syscall_64 called from entry_SYSCALL_64. The
+        // return address 0xffffffff81001000 is the first byte of do_syscall_64, so only the
+        // `addr - 1` lookup attributes it to its caller.
+        let stack = [
+            0xffff_ffff_8100_2010,
+            0xffff_ffff_8100_1010,
+            0xffff_ffff_8100_1000,
+        ];
+        let frames = sym.symbolize_kernel_stack(&stack);
+        let names: Vec<&str> = frames.iter().map(|f| &*f.name).collect();
+        assert_eq!(names, ["entry_SYSCALL_64", "do_syscall_64", "schedule"]);
+        assert!(
+            frames
+                .iter()
+                .all(|f| f.kind == FrameKind::Kernel && !f.inlined)
+        );
+        assert_eq!(
+            frames[0].location,
+            Location::Kernel {
+                addr: 0xffff_ffff_8100_1000
+            }
+        );
+
+        let again = sym.symbolize_kernel_stack(&stack);
+        assert_eq!(again, frames);
+        assert_eq!(sym.stats().kernel_cache_hits, 3);
+        assert_eq!(sym.stats().kernel_cache_misses, 3);
+
+        let garbage = sym.symbolize_kernel_stack(&[0, 1, 0x7fff_ffff_ffff, u64::MAX]);
+        assert_eq!(garbage.len(), 4);
+        assert!(
+            garbage
+                .iter()
+                .all(|f| &*f.name == "[unknown]" && f.kind == FrameKind::Kernel)
+        );
+        assert_eq!(sym.stats().frames_unnamed, 4);
+        assert!(sym.symbolize_kernel_stack(&[]).is_empty());
+    }
+
+    #[test]
+    fn hidden_kernel_addresses_give_unknown_frames() {
+        let mut kallsyms = tempfile::NamedTempFile::new().expect("temp file");
+        kallsyms
+            .write_all(b"0000000000000000 T do_syscall_64\n")
+            .expect("write kallsyms");
+        let mut sym = Symbolizer::with_kallsyms(Config::default(), kallsyms.path().to_owned());
+        for _ in 0..3 {
+            let frames = sym.symbolize_kernel_stack(&[0xffff_ffff_8100_1000]);
+            assert_eq!(&*frames[0].name, "[unknown]");
+        }
+        assert_eq!(sym.kernel.state(), kernel::State::Unavailable);
+        assert_eq!(sym.stats().kernel_cache_misses, 0);
+    }
+
+    #[test]
+    fn a_symbol_with_inlined_functions_expands_outermost_first() {
+        let info = |file: &'static str, line| CodeInfo {
+            dir: Some(std::path::Path::new("/src").into()),
+            file: std::ffi::OsStr::new(file).into(),
+            line: Some(line),
+            column: None,
+            _non_exhaustive: (),
+        };
+        let sym = Sym {
+            name: "outer".into(),
+            module: None,
+            addr: 0x1000,
+            offset: 0x10,
+            size: Some(0x100),
+            code_info: Some(Box::new(info("outer.c", 10))),
+            inlined: vec![
+                blazesym::symbolize::InlinedFn {
+                    name: "middle".into(),
+                    code_info: Some(info("middle.h", 20)),
+                    _non_exhaustive: (),
+                },
+                blazesym::symbolize::InlinedFn {
+                    name: "inner".into(),
+                    code_info: None,
+                    _non_exhaustive: (),
+                },
+            ]
+            .into_boxed_slice(),
+            _non_exhaustive: (),
+        };
+        let location = Location::File {
+            build_id: None,
+            offset: 0x1010,
+        };
+        let frames = frames_from_sym(&sym, &Arc::from("/bin/x"), &location);
+        let summary: Vec<_> = frames
+            .iter()
+            .map(|f| (&*f.name, f.inlined, f.file.as_deref(), f.line))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("outer", false, Some("/src/outer.c"), Some(10)),
+                ("middle", true, Some("/src/middle.h"), Some(20)),
+                ("inner", true, None, None),
+            ]
+        );
+        assert!(frames.iter().all(|f| f.location == location));
+    }
+
+    #[test]
+    fn a_vanished_process_gives_unknown_frames_and_is_counted_once() {
+        let mut sym = Symbolizer::new(Config::default());
+        for _ in 0..2 {
+            let frames = sym.symbolize_user_stack(u32::MAX, &[0x1000, 0x2000]);
+            assert_eq!(frames.len(), 2);
+            assert!(frames.iter().all(|f| &*f.name == "[unknown]"
+                && f.kind == FrameKind::User
+                && f.location == Location::Unknown));
+        }
+        let stats = sym.stats();
+        assert_eq!(stats.processes_gone, 1);
+        assert_eq!(stats.maps_reads, 2, "one read per call");
+        assert_eq!(stats.frames_unnamed, 4);
+        sym.forget_process(u32::MAX);
+        assert!(sym.processes.is_empty());
+    }
+}

@@ -1,0 +1,14 @@
+//! The symbolizer's integration tests: real processes, real binaries, real kallsyms.
+//!
+//! Run with `cargo test -p symbolizer`. Tests that need root skip (loudly) when not root,
+//! unless `CI` is set, where they must run.
+
+// Helpers: privilege checks, fixture binaries compiled at test time, child processes.
+mod common;
+// Kernel stacks against the running kernel's kallsyms.
+mod kernel;
+// C and C++ fixtures in child processes: inlining, return addresses, demangling, caching,
+// exited processes.
+mod processes;
+// This test process's own Rust functions, data and vDSO; garbage addresses.
+mod own;
