@@ -316,3 +316,51 @@ fn bad_input_gets_clear_errors() {
     assert!(err.contains("no such process: 999999999"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn unprivileged_users_are_told_what_privileges_are_needed() {
+    let Some(_p) = privileged("unprivileged_users_are_told_what_privileges_are_needed") else {
+        return;
+    };
+    // Drop to `nobody` (setpriv is util-linux's); the kernel then refuses the eBPF program.
+    let dir = tempdir();
+    let out = run(Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_ember"))
+        .args(["record", "--all", "-d", "1s", "-o"])
+        .arg(dir.path().join("x.folded")));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("permission denied loading the eBPF program") && err.contains("CAP_BPF"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked") && !err.contains("Os {"), "{err}");
+}
+
+#[test]
+fn an_idle_target_is_reported_as_nothing_sampled() {
+    let Some(_p) = privileged("an_idle_target_is_reported_as_nothing_sampled") else {
+        return;
+    };
+    let mut sleeper = Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("starting sleep");
+    let dir = tempdir();
+    let out = run(ember()
+        .args([
+            "record",
+            "--pid",
+            &sleeper.id().to_string(),
+            "-d",
+            "1s",
+            "-o",
+        ])
+        .arg(dir.path().join("x.folded")));
+    sleeper.kill().ok();
+    sleeper.wait().ok();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing sampled from pid"), "{err}");
+}
