@@ -57,7 +57,9 @@ fi
 apt_install gcc make
 
 if [ $want_test -eq 1 ]; then
-  apt_install linux-perf golang-1.19-go llvm-22 binutils chromium nodejs npm procps util-linux
+  apt_install linux-perf golang-1.19-go llvm-22 binutils chromium procps util-linux
+  # This image ships Node.js and npm of its own; Debian's would conflict with them.
+  command -v npm >/dev/null || apt_install nodejs npm
   if [ ! -d "$(dirname "$0")/../tests/browser/node_modules/playwright-core" ]; then
     say "installing playwright-core for the browser tests"
     (cd "$(dirname "$0")/../tests/browser" && npm install --no-audit --no-fund --silent)

@@ -11,3 +11,4 @@ pub mod aggregate;
 pub mod cli;
 pub mod record;
 pub mod sample;
+pub mod store;

@@ -12,11 +12,13 @@
 //!
 //! The formats live in their own modules: [`folded`] (what inferno and flamegraph.pl read).
 
+pub mod filter;
 pub mod folded;
 mod frame;
 mod labels;
 mod profile;
 
+pub use filter::{LabelFilter, LabelFilterError};
 pub use frame::{Frame, FrameKind, Location};
 pub use labels::{Labels, keys};
 pub use profile::{FrameId, LabelsId, Profile, ProfileMeta, StackRef};

@@ -1,0 +1,653 @@
+//! Store tests: round trips, dedup, retention, reopening, damage, and a real `kill -9`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use profiler_model::{Frame, FrameKind, Labels, Location, Profile, ProfileMeta};
+
+use super::*;
+
+const S: u64 = 1_000_000_000;
+/// 2030-01-01, so windows are plausibly recent and retention arithmetic does not underflow.
+const T0: u64 = 1_893_456_000 * S;
+
+fn frame(name: &str, i: u64) -> Frame {
+    Frame {
+        name: name.into(),
+        kind: FrameKind::User,
+        inlined: i.is_multiple_of(3),
+        module: Some("/usr/bin/app".into()),
+        file: Some(format!("src/{name}.rs").into()),
+        line: Some(u32::try_from(10 + i).expect("small")),
+        location: Location::File {
+            build_id: Some(Arc::from(&[0xab, 0xcd, 0xef, 0x01][..])),
+            offset: 0x1000 + i,
+        },
+    }
+}
+
+fn kframe(name: &str, addr: u64) -> Frame {
+    Frame {
+        location: Location::Kernel { addr },
+        ..Frame::named(name, FrameKind::Kernel)
+    }
+}
+
+fn labels(comm: &str, pid: u32) -> Labels {
+    Labels::new()
+        .with("comm", comm)
+        .with("pid", pid.to_string())
+}
+
+/// A window of `len_s` seconds starting `start_s` seconds after [`T0`].
+fn window(start_s: u64, len_s: u64, stacks: &[(Labels, Vec<Frame>, u64)]) -> Window {
+    let mut p = Profile::new(ProfileMeta {
+        start_unix_ns: T0 + start_s * S,
+        duration_ns: len_s * S,
+        frequency_hz: 99,
+    });
+    for (l, st, n) in stacks {
+        p.add(l, st, *n);
+    }
+    Window {
+        start_unix_ns: T0 + start_s * S,
+        end_unix_ns: T0 + (start_s + len_s) * S,
+        profile: p,
+    }
+}
+
+/// The stacks of window number `i`: shared ones and one of its own.
+fn stacks_for(i: u64) -> Vec<(Labels, Vec<Frame>, u64)> {
+    vec![
+        (
+            labels("split", 42),
+            vec![frame("main", 0), frame("work", 1), frame("hash", 2)],
+            3 + i,
+        ),
+        (
+            labels("join", 7),
+            vec![
+                frame("main", 0),
+                kframe("do_syscall_64", 0xffff_ffff_8100_0000),
+            ],
+            2,
+        ),
+        (
+            labels("split", 42),
+            vec![frame("main", 0), frame(&format!("only_{i}"), i)],
+            1,
+        ),
+    ]
+}
+
+type Canon = BTreeMap<(Vec<(String, String)>, Vec<Frame>), u64>;
+
+fn canon(p: &Profile) -> Canon {
+    let mut out = Canon::new();
+    for s in p.stacks() {
+        let l = s
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let f = s.frames.iter().map(|&id| p.frame(id).clone()).collect();
+        *out.entry((l, f)).or_insert(0) += s.count;
+    }
+    out
+}
+
+fn merged<'a>(ws: impl IntoIterator<Item = &'a Window>) -> Canon {
+    let mut p = Profile::default();
+    for w in ws {
+        p.merge(&w.profile);
+    }
+    canon(&p)
+}
+
+fn open(dir: &Path) -> Store {
+    Store::open(dir, StoreConfig::default().with_downsample(None)).expect("store opens")
+}
+
+#[test]
+fn round_trip_ranges_filters_timeline_and_label_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(dir.path());
+    let windows: Vec<Window> = (0..6).map(|i| window(i * 10, 10, &stacks_for(i))).collect();
+    let ids: Vec<WindowId> = windows
+        .iter()
+        .map(|w| store.write_window(w).expect("write"))
+        .collect();
+
+    let all = store
+        .query(&Query::new(T0, T0 + 60 * S))
+        .expect("query all");
+    assert_eq!(
+        canon(&all),
+        merged(&windows),
+        "frames, locations, lines and counts survive"
+    );
+    assert_eq!(all.meta.start_unix_ns, T0);
+    assert_eq!(all.meta.duration_ns, 60 * S);
+    assert_eq!(all.meta.frequency_hz, 99);
+
+    // [25 s, 40 s) overlaps windows 2 and 3 only.
+    let part = store
+        .query(&Query::new(T0 + 25 * S, T0 + 40 * S))
+        .expect("query part");
+    assert_eq!(canon(&part), merged(&windows[2..4]));
+    let none = store
+        .query(&Query::new(T0 + 60 * S, T0 + 90 * S))
+        .expect("empty");
+    assert!(none.is_empty());
+
+    let filter = LabelFilter::parse("comm=split").expect("filter");
+    let split = store
+        .query(&Query::new(T0, T0 + 60 * S).with_filter(filter.clone()))
+        .expect("filtered");
+    let expected: Canon = merged(&windows)
+        .into_iter()
+        .filter(|((l, _), _)| l.contains(&("comm".into(), "split".into())))
+        .collect();
+    assert_eq!(canon(&split), expected);
+    let either = store
+        .query(
+            &Query::new(T0, T0 + 60 * S)
+                .with_filter(LabelFilter::parse("comm=split,comm=join").expect("filter")),
+        )
+        .expect("either");
+    assert_eq!(either.total(), all.total());
+
+    let tl = store
+        .timeline(T0, T0 + 60 * S, &LabelFilter::all())
+        .expect("timeline");
+    assert_eq!(tl.iter().map(|w| w.id).collect::<Vec<_>>(), ids);
+    assert_eq!(tl[1].samples, windows[1].profile.total());
+    let tl = store
+        .timeline(T0, T0 + 60 * S, &filter)
+        .expect("filtered timeline");
+    assert_eq!(tl[1].samples, 4 + 1, "the join stack is filtered out");
+
+    let lv = store.label_values(T0, T0 + 60 * S).expect("label values");
+    assert_eq!(lv["comm"]["join"], 12);
+    assert_eq!(lv["pid"]["42"], (0..6).map(|i| 4 + i).sum::<u64>());
+
+    let one = store.window(ids[3]).expect("read").expect("present");
+    assert_eq!(canon(&one.profile), merged([&windows[3]]));
+    assert!(store.window(WindowId(9999)).expect("read").is_none());
+    assert_eq!(store.stats().corrupt_skipped, 0);
+}
+
+#[test]
+fn the_same_stack_in_100_windows_is_stored_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(dir.path());
+    let stacks: Vec<_> = stacks_for(0).into_iter().take(2).collect();
+    store.write_window(&window(0, 10, &stacks)).expect("write");
+    let after_one = store.stats();
+    for i in 1..100 {
+        store
+            .write_window(&window(i * 10, 10, &stacks))
+            .expect("write");
+    }
+    let after = store.stats();
+    assert_eq!(after.windows, 100);
+    assert_eq!(after.stacks, 2, "two distinct stacks, stored once");
+    assert_eq!(after.frames, after_one.frames);
+    assert_eq!(after.strings, after_one.strings);
+    assert_eq!(after.label_sets, 2);
+    let per_window = (after.live_bytes - after_one.live_bytes) / 99;
+    assert!(
+        per_window < 200,
+        "a repeated window costs {per_window} bytes"
+    );
+    assert_eq!(
+        store
+            .query(&Query::new(T0, T0 + 1000 * S))
+            .expect("query")
+            .total(),
+        100 * (3 + 2)
+    );
+}
+
+#[test]
+fn retention_by_age_deletes_old_windows_and_their_unused_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StoreConfig::default()
+        .with_retention(Duration::from_secs(60))
+        .with_downsample(None);
+    let mut store = Store::open(dir.path(), config).expect("open");
+    for i in 0..12 {
+        store
+            .write_window(&window(i * 10, 10, &stacks_for(i)))
+            .expect("write");
+    }
+    let before = store.stats();
+    // Now = 120 s: windows ending at or before 60 s go.
+    let report = store.enforce_retention(T0 + 120 * S).expect("retention");
+    assert_eq!(report.deleted_by_age, 6);
+    let after = store.stats();
+    assert_eq!(after.windows, 6);
+    assert_eq!(
+        after.stacks,
+        before.stacks - 6,
+        "each deleted window's own stack is swept"
+    );
+    assert!(report.rows_swept >= 6);
+    let left = store.query(&Query::new(0, u64::MAX)).expect("query");
+    let windows: Vec<Window> = (6..12)
+        .map(|i| window(i * 10, 10, &stacks_for(i)))
+        .collect();
+    assert_eq!(canon(&left), merged(&windows));
+    // Writing after a sweep re-creates rows the write caches must not remember.
+    store
+        .write_window(&window(0, 10, &stacks_for(0)))
+        .expect("write again");
+    let back = store.query(&Query::new(T0, T0 + 10 * S)).expect("query");
+    assert_eq!(canon(&back), merged([&window(0, 10, &stacks_for(0))]));
+}
+
+#[test]
+fn retention_by_size_keeps_the_newest_windows_under_the_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let max = 256 * 1024;
+    let config = StoreConfig::default()
+        .with_max_bytes(max)
+        .with_downsample(None);
+    let mut store = Store::open(dir.path(), config).expect("open");
+    // Distinct stacks per window so the store really grows.
+    for i in 0..60 {
+        let stacks: Vec<_> = (0..40)
+            .map(|j| {
+                let st = vec![
+                    frame("main", 0),
+                    frame(&format!("f_{i}_{j}_with_a_long_name"), j),
+                ];
+                (labels("grow", 1), st, 1)
+            })
+            .collect();
+        store
+            .write_window(&window(i * 10, 10, &stacks))
+            .expect("write");
+    }
+    assert!(
+        store.stats().live_bytes > max,
+        "the test must exceed the bound"
+    );
+    let report = store.enforce_retention(T0 + 600 * S).expect("retention");
+    let stats = store.stats();
+    assert!(report.deleted_by_size > 0);
+    assert!(stats.live_bytes <= max, "{} > {max}", stats.live_bytes);
+    assert!(
+        stats.bytes_on_disk <= max + 64 * 1024,
+        "free pages are returned: {}",
+        stats.bytes_on_disk
+    );
+    let tl = store
+        .timeline(0, u64::MAX, &LabelFilter::all())
+        .expect("timeline");
+    assert_eq!(tl.len() as u64, 60 - report.deleted_by_size);
+    assert_eq!(
+        tl.last().map(|w| w.start_unix_ns),
+        Some(T0 + 590 * S),
+        "the newest stays"
+    );
+    assert_eq!(
+        store.query(&Query::new(0, u64::MAX)).expect("q").total(),
+        40 * tl.len() as u64
+    );
+}
+
+#[test]
+fn old_windows_are_merged_into_coarser_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+    let windows: Vec<Window> = (0..18)
+        .map(|i| window(i * 10, 10, &stacks_for(i)))
+        .collect();
+    for w in &windows {
+        store.write_window(w).expect("write");
+    }
+    // One hour after 120 s: the first two minutes (12 windows) are old enough.
+    let report = store.enforce_retention(T0 + 3720 * S).expect("retention");
+    assert_eq!((report.merged_windows, report.merged_into), (12, 2));
+    let tl = store
+        .timeline(0, u64::MAX, &LabelFilter::all())
+        .expect("timeline");
+    assert_eq!(tl.len(), 2 + 6);
+    assert_eq!((tl[0].start_unix_ns, tl[0].end_unix_ns), (T0, T0 + 60 * S));
+    let all = store.query(&Query::new(0, u64::MAX)).expect("query");
+    assert_eq!(canon(&all), merged(&windows), "merging keeps every sample");
+    let again = store.enforce_retention(T0 + 3720 * S).expect("retention");
+    assert_eq!(
+        again.merged_windows, 0,
+        "merged windows are not merged again"
+    );
+}
+
+#[test]
+fn a_reopened_store_has_its_windows_and_carries_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w0 = window(0, 10, &stacks_for(0));
+    let w1 = window(10, 10, &stacks_for(1));
+    let id0 = {
+        let mut store = open(dir.path());
+        store.write_window(&w0).expect("write")
+    };
+    let mut store = open(dir.path());
+    assert_eq!(store.stats().windows_written, 0);
+    let id1 = store.write_window(&w1).expect("write after reopen");
+    assert!(id1 > id0);
+    let all = store.query(&Query::new(T0, T0 + 20 * S)).expect("query");
+    assert_eq!(canon(&all), merged([&w0, &w1]));
+    assert_eq!(
+        store.stats().stacks,
+        4,
+        "the shared stacks were found again, not duplicated"
+    );
+}
+
+#[test]
+fn invalid_windows_are_rejected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(dir.path());
+    let mut w = window(10, 10, &stacks_for(0));
+    w.end_unix_ns = w.start_unix_ns - 1;
+    let e = store.write_window(&w).expect_err("backwards window");
+    assert!(e.to_string().contains("ends before it starts"), "{e}");
+    assert_eq!(store.stats().windows, 0);
+}
+
+/// A `tracing` writer into a buffer, to check what was logged.
+#[derive(Clone, Default)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_damaged_payload_or_row_is_skipped_logged_and_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(dir.path());
+    let windows: Vec<Window> = (0..3).map(|i| window(i * 10, 10, &stacks_for(i))).collect();
+    let ids: Vec<WindowId> = windows
+        .iter()
+        .map(|w| store.write_window(w).expect("write"))
+        .collect();
+
+    // Damage window 1's payload and window 2's own stack row from another connection.
+    let raw = Connection::open(store.path()).expect("raw connection");
+    let mut payload: Vec<u8> = raw
+        .query_row(
+            "SELECT payload FROM windows WHERE id = ?1",
+            [ids[1].0],
+            |r| r.get(0),
+        )
+        .expect("payload");
+    let mid = payload.len() / 2;
+    payload[mid] ^= 0x5a;
+    raw.execute(
+        "UPDATE windows SET payload = ?1 WHERE id = ?2",
+        params![payload, ids[1].0],
+    )
+    .expect("damage payload");
+    let stack_id: i64 = raw
+        .query_row("SELECT max(id) FROM stacks", [], |r| r.get(0))
+        .expect("last stack");
+    raw.execute("UPDATE stacks SET data = x'0301' WHERE id = ?1", [stack_id])
+        .expect("damage stack");
+    drop(raw);
+
+    let logs = LogBuf::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .with_ansi(false)
+        .finish();
+    let got = tracing::subscriber::with_default(subscriber, || {
+        store
+            .query(&Query::new(T0, T0 + 30 * S))
+            .expect("query despite damage")
+    });
+    let mut expected = merged([&windows[0], &windows[2]]);
+    expected.retain(|(_, frames), _| !frames.iter().any(|f| &*f.name == "only_2"));
+    assert_eq!(canon(&got), expected);
+    assert_eq!(store.stats().corrupt_skipped, 2);
+    let logs = String::from_utf8(logs.0.lock().expect("logs").clone()).expect("utf-8");
+    assert!(logs.contains("WARN") && logs.contains("damaged"), "{logs}");
+    assert!(logs.contains("checksum mismatch"), "{logs}");
+    // Asking again neither fails nor counts twice.
+    store
+        .query(&Query::new(T0, T0 + 30 * S))
+        .expect("query again");
+    assert_eq!(store.stats().corrupt_skipped, 2);
+    assert!(store.window(ids[1]).expect("read").is_none());
+}
+
+#[test]
+fn a_garbage_database_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(DB_FILE_NAME);
+    std::fs::write(&path, vec![0x42; 8192]).expect("garbage");
+    let e = Store::open(dir.path(), StoreConfig::default()).expect_err("garbage");
+    assert!(matches!(e, StoreError::NotADatabase { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&path.display().to_string()) && msg.contains("move it aside"),
+        "{msg}"
+    );
+
+    let other = tempfile::tempdir().expect("tempdir");
+    Connection::open(other.path().join(DB_FILE_NAME))
+        .and_then(|c| c.execute_batch("CREATE TABLE t (x)"))
+        .expect("foreign db");
+    let e = Store::open(other.path(), StoreConfig::default()).expect_err("foreign");
+    assert!(matches!(e, StoreError::ForeignDatabase { .. }), "{e:?}");
+}
+
+#[test]
+fn a_truncated_database_file_does_not_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut store = open(dir.path());
+        for i in 0..40 {
+            store
+                .write_window(&window(i * 10, 10, &stacks_for(i)))
+                .expect("write");
+        }
+    }
+    let path = dir.path().join(DB_FILE_NAME);
+    let len = std::fs::metadata(&path).expect("db").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(len / 2))
+        .expect("truncate");
+    // Either the open is refused with a clear error, or reads skip and count what is lost.
+    match Store::open(dir.path(), StoreConfig::default().with_downsample(None)) {
+        Err(e) => assert!(e.to_string().contains(DB_FILE_NAME), "{e}"),
+        Ok(store) => match store.query(&Query::new(0, u64::MAX)) {
+            Ok(p) => assert!(p.total() < 40 * 7 || store.stats().corrupt_skipped == 0),
+            Err(e) => assert!(e.to_string().contains(DB_FILE_NAME), "{e}"),
+        },
+    }
+}
+
+const CHILD_ENV: &str = "EMBER_STORE_CRASH_CHILD_DIR";
+
+/// Not a test on its own: when [`CHILD_ENV`] is set, this is the writer process that
+/// `a_killed_writer_loses_at_most_the_window_in_progress` kills. It writes windows forever
+/// and prints each id once committed.
+#[test]
+fn crash_writer_child() {
+    let Some(dir) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let mut store = open(Path::new(&dir));
+    let mut out = std::io::stdout().lock();
+    for i in 0_u64.. {
+        let id = store
+            .write_window(&window(i * 10, 10, &stacks_for(i % 500)))
+            .expect("child write");
+        writeln!(out, "COMMITTED {}", id.0).expect("stdout");
+        out.flush().expect("stdout");
+    }
+}
+
+#[test]
+fn a_killed_writer_loses_at_most_the_window_in_progress() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe = std::env::current_exe().expect("test binary");
+    let mut committed = Vec::new();
+    // A cheap pseudo-random sequence, seeded from the clock, for the kill points.
+    let mut seed = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .subsec_nanos(),
+    ) | 1;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..5 {
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "store::tests::crash_writer_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn writer");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let wait_for = 5 + next() % 40;
+        let mut seen = 0;
+        while seen < wait_for {
+            let line = lines.next().expect("child output").expect("utf-8 line");
+            if let Some(id) = line.strip_prefix("COMMITTED ") {
+                committed.push(id.parse::<i64>().expect("id"));
+                seen += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_micros(next() % 3000));
+        child.kill().expect("SIGKILL the writer");
+        // Ids the child printed between our last read and the kill were committed too.
+        for line in lines.map_while(Result::ok) {
+            if let Some(id) = line.strip_prefix("COMMITTED ") {
+                committed.push(id.parse().expect("id"));
+            }
+        }
+        child.wait().expect("reap");
+
+        let store = open(dir.path());
+        for &id in &committed {
+            let w = store
+                .window(WindowId(id))
+                .expect("read")
+                .unwrap_or_else(|| {
+                    panic!("round {round}: committed window {id} is missing or damaged")
+                });
+            assert!(w.profile.total() > 0);
+        }
+        assert_eq!(store.stats().corrupt_skipped, 0, "round {round}");
+        assert!(store.stats().windows >= committed.len() as u64);
+    }
+}
+
+/// Measures a 24 h query: 8,640 ten-second windows of 1,000 stacks each, drawn from 50,000
+/// distinct stacks of 16 frames. Run it in release:
+/// `cargo test --release -p profiler-agent --lib store::tests::query_24h_timing -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement, not a check; takes a minute"]
+fn query_24h_timing() {
+    const WINDOWS: u64 = 8640;
+    const DISTINCT: u64 = 50_000;
+    const PER_WINDOW: u64 = 1000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(dir.path());
+    let frames: Vec<Frame> = (0..2000).map(|i| frame(&format!("fn_{i}"), i)).collect();
+    let label_sets: Vec<Labels> = (0..50)
+        .map(|i| labels(&format!("comm{}", i % 10), i))
+        .collect();
+    let started = Instant::now();
+    for w in 0..WINDOWS {
+        let mut p = Profile::new(ProfileMeta {
+            frequency_hz: 19,
+            ..ProfileMeta::default()
+        });
+        let ids: Vec<_> = frames.iter().map(|f| p.intern_frame(f)).collect();
+        let lids: Vec<_> = label_sets.iter().map(|l| p.intern_labels(l)).collect();
+        for j in 0..PER_WINDOW {
+            let s = (w * 37 + j * 50) % DISTINCT;
+            let stack: Box<[u32]> = (0..16)
+                .map(|k| {
+                    ids[(((s * 16 + k).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) % 2000) as usize]
+                })
+                .collect();
+            p.add_ids(lids[(s % 50) as usize], stack, 1 + j % 3);
+        }
+        store
+            .write_window(&Window {
+                start_unix_ns: T0 + w * 10 * S,
+                end_unix_ns: T0 + (w + 1) * 10 * S,
+                profile: p,
+            })
+            .expect("write");
+    }
+    let write = started.elapsed();
+    let stats = store.stats();
+    eprintln!(
+        "wrote {WINDOWS} windows in {write:?} ({:?}/window); {} bytes on disk, {} stacks, {} bytes/window",
+        write / u32::try_from(WINDOWS).expect("small"),
+        stats.bytes_on_disk,
+        stats.stacks,
+        stats.bytes_on_disk / WINDOWS
+    );
+    drop(store);
+    let store = open(dir.path());
+    for (what, filter) in [
+        ("cold, all", LabelFilter::all()),
+        ("warm, all", LabelFilter::all()),
+        ("comm=comm3", LabelFilter::all().with("comm", "comm3")),
+    ] {
+        let t = Instant::now();
+        let p = store
+            .query(&Query::new(T0, T0 + WINDOWS * 10 * S).with_filter(filter))
+            .expect("query");
+        eprintln!(
+            "query 24 h ({what}): {:?}, {} stacks, {} samples",
+            t.elapsed(),
+            p.stack_count(),
+            p.total()
+        );
+    }
+    let t = Instant::now();
+    let tl = store
+        .timeline(T0, T0 + WINDOWS * 10 * S, &LabelFilter::all())
+        .expect("timeline");
+    eprintln!("timeline 24 h: {:?} ({} windows)", t.elapsed(), tl.len());
+    let t = Instant::now();
+    store
+        .query(&Query::new(T0 + 3600 * S * 23, T0 + WINDOWS * 10 * S))
+        .expect("query");
+    eprintln!("query last hour: {:?}", t.elapsed());
+}
