@@ -45,6 +45,100 @@ pub enum Command {
     /// Profile a command, some processes, or the whole machine, and write a flame graph.
     #[command(after_help = RECORD_EXAMPLES)]
     Record(RecordArgs),
+    /// Sample every process continuously and keep the profiles on disk, window by window.
+    #[command(after_help = AGENT_EXAMPLES)]
+    Agent(AgentArgs),
+}
+
+const AGENT_EXAMPLES: &str = "\
+Examples:
+  ember agent                                     19 Hz, 10 s windows, /var/lib/ember, 7 days
+  ember agent --data-dir /tmp/ember --retention 1h --store-max-size 200MiB
+
+SIGINT and SIGTERM write the open window before the agent exits.";
+
+/// `ember agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Samples per second on each CPU.
+    #[arg(
+        short = 'F',
+        long,
+        default_value_t = 19,
+        value_parser = clap::value_parser!(u64).range(1..=20_000),
+        help_heading = "Sampling"
+    )]
+    pub frequency: u64,
+
+    /// Length of one stored window (profiles are kept at this resolution).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, help_heading = "Sampling")]
+    pub window: Duration,
+
+    /// Directory of the profile store.
+    #[arg(
+        long,
+        env = "EMBER_DATA_DIR",
+        default_value = "/var/lib/ember",
+        help_heading = "Store"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Keep windows this long.
+    #[arg(long, env = "EMBER_STORE_RETENTION", default_value = "7d", value_parser = parse_duration, help_heading = "Store")]
+    pub retention: Duration,
+
+    /// Keep the store under this size (e.g. 2GiB, 500MiB, 1G).
+    #[arg(long, env = "EMBER_STORE_MAX_SIZE", default_value = "2GiB", value_parser = parse_size, help_heading = "Store")]
+    pub store_max_size: u64,
+
+    /// How often samples are read from the kernel and named.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, help_heading = "Advanced")]
+    pub drain_interval: Duration,
+
+    /// Distinct (process, thread, stack) keys the kernel can hold between two drains.
+    #[arg(long, default_value_t = profiler_common::DEFAULT_COUNTS_ENTRIES, help_heading = "Advanced")]
+    pub counts_map_entries: u32,
+
+    /// Distinct stacks the kernel can hold between two drains.
+    #[arg(long, default_value_t = profiler_common::DEFAULT_STACKS_ENTRIES, help_heading = "Advanced")]
+    pub stacks_map_entries: u32,
+}
+
+/// Parses a size: `2GiB`, `500MiB`, `64KiB`, `1G`, `10MB` (decimal), or bytes.
+///
+/// # Errors
+/// A message that says what a valid size looks like.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad =
+        || format!("invalid size `{s}`: expected a number with a unit, such as 2GiB, 500MiB or 1G");
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "kb" => 1e3,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "mb" => 1e6,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "gb" => 1e9,
+        "t" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "tb" => 1e12,
+        _ => return Err(bad()),
+    };
+    let bytes = value * mult;
+    if !bytes.is_finite() || !(1.0..=1e18).contains(&bytes) {
+        return Err(format!("invalid size `{s}`: it must be at least one byte"));
+    }
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "checked range above"
+    )]
+    Ok(bytes as u64)
 }
 
 const RECORD_EXAMPLES: &str = "\
@@ -190,6 +284,17 @@ mod tests {
     }
 
     #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("500MiB"), Ok(500 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").unwrap_err().contains("such as 2GiB"));
+        assert!(parse_size("0").is_err());
+    }
+
+    #[test]
     fn record_needs_exactly_one_target() {
         let parse = |args: &[&str]| Cli::try_parse_from(args);
         assert!(parse(&["ember", "record"]).is_err());
@@ -197,7 +302,9 @@ mod tests {
         assert!(parse(&["ember", "record", "--all"]).is_ok());
         assert!(parse(&["ember", "record", "--pid", "1,2"]).is_ok());
         let cli = parse(&["ember", "record", "--", "sleep", "1"]).unwrap();
-        let Command::Record(r) = cli.command;
+        let Command::Record(r) = cli.command else {
+            panic!("not record")
+        };
         assert_eq!(r.command, ["sleep", "1"]);
         assert!(parse(&["ember", "record", "--all", "-F", "0"]).is_err());
     }

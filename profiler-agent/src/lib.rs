@@ -5,10 +5,15 @@
 //! - [`aggregate`] symbolizes each drain (through the `symbolizer` crate) into a
 //!   [`profiler_model::Profile`].
 //! - [`record`] is `ember record`: one capture written as folded stacks or an SVG.
+//! - [`agent`] is `ember agent`: continuous sampling into windows in the [`store`].
+//! - [`store`] keeps windows on disk (SQLite, zstd) with retention.
 //! - [`cli`] holds the command-line types.
 
+pub mod agent;
 pub mod aggregate;
 pub mod cli;
+pub mod procinfo;
 pub mod record;
 pub mod sample;
+pub mod signals;
 pub mod store;

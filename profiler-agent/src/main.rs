@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use profiler_agent::agent::{self, AgentConfig};
 use profiler_agent::cli::{Cli, Command, GlobalArgs};
 use profiler_agent::record::{self, RecordConfig};
+use profiler_agent::store::StoreConfig;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(global: &GlobalArgs) {
@@ -28,6 +30,29 @@ fn init_logging(global: &GlobalArgs) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Agent(args) => {
+            let config = AgentConfig {
+                frequency_hz: args.frequency,
+                window: args.window,
+                drain_interval: args.drain_interval,
+                data_dir: args.data_dir,
+                store: StoreConfig::default()
+                    .with_retention(args.retention)
+                    .with_max_bytes(args.store_max_size),
+                counts_entries: args.counts_map_entries,
+                stacks_entries: args.stacks_map_entries,
+            };
+            let summary = agent::run(&config).context("ember agent")?;
+            if cli.global.quiet == 0 {
+                eprintln!(
+                    "ember: agent stopped after {} windows, {} samples ({} lost)",
+                    summary.windows,
+                    summary.samples,
+                    summary.stats.lost()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Record(args) => {
             let config = RecordConfig::from_args(args, cli.global.quiet > 0)?;
             let outcome = record::run(&config).context("ember record")?;

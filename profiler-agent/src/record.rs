@@ -11,7 +11,6 @@ use std::io::{self, BufWriter, IsTerminal as _, Write};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use profiler_model::{Profile, ProfileMeta, folded};
@@ -191,26 +190,6 @@ pub struct RecordOutcome {
     pub stats: SamplerStats,
 }
 
-static SIGNAL: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn on_signal(signo: libc::c_int) {
-    SIGNAL.store(signo, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    for signo in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `on_signal` only stores to an atomic, which is async-signal-safe; the
-        // sigaction struct is zero-initialised and then filled in completely.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&raw mut action.sa_mask);
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigaction(signo, &raw const action, std::ptr::null_mut());
-        }
-    }
-}
-
 fn now_unix_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -266,7 +245,7 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
         counts_entries: config.counts_entries,
         stacks_entries: config.stacks_entries,
     })?;
-    install_signal_handlers();
+    crate::signals::install();
 
     let mut child: Option<Child> = None;
     if let RecordTarget::Command(argv) = &config.target {
@@ -302,9 +281,9 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
     let tick = Duration::from_millis(50);
     loop {
         std::thread::sleep(tick);
-        let signal = SIGNAL.load(Ordering::SeqCst);
-        let mut stop = signal != 0;
-        if signal != 0
+        let signal = crate::signals::received();
+        let mut stop = signal.is_some();
+        if let Some(signal) = signal
             && let Some(c) = &child
         {
             // Pass the signal on (a terminal's Ctrl-C already did; `kill` to ember did

@@ -10,12 +10,14 @@
 //! Every frame keeps its normalized [`Location`] (a build-id and file offset, or a kernel
 //! address) beside its name, so a profile can be re-symbolized later.
 //!
-//! The formats live in their own modules: [`folded`] (what inferno and flamegraph.pl read).
+//! The formats live in their own modules: [`folded`] (what inferno and flamegraph.pl read)
+//! and [`pprof`] (gzip-compressed `profile.proto`, what `go tool pprof` reads).
 
 pub mod filter;
 pub mod folded;
 mod frame;
 mod labels;
+pub mod pprof;
 mod profile;
 
 pub use filter::{LabelFilter, LabelFilterError};

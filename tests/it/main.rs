@@ -6,6 +6,8 @@
 //! machine and the workloads' shares are not skewed by each other.
 
 mod common;
+// `ember agent`: windows in the store, crash safety.
+mod agent;
 // `ember record`: shares, stacks, names, targets, signals, errors.
 mod record;
 // The sampler as a library: the drain protocol's exact accounting.

@@ -8,42 +8,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use profiler_model::{Frame, FrameKind, Labels, Profile, ProfileMeta, keys};
+use profiler_model::{Frame, FrameKind, Labels, Profile, ProfileMeta};
 use symbolizer::Symbolizer;
 
+use crate::procinfo::ProcessTable;
 use crate::sample::{RawSample, StackStatus};
-
-/// Names of processes, read from `/proc/PID/comm` the first time each is seen.
-#[derive(Debug, Default)]
-pub struct ProcessNames {
-    names: HashMap<u32, Arc<str>>,
-}
-
-impl ProcessNames {
-    /// The process's name: its `comm`, or when it has already exited, the name of the
-    /// sampled thread (`fallback`). The idle task (pid 0) is `swapper`.
-    pub fn name(&mut self, pid: u32, fallback: &str) -> Arc<str> {
-        if pid == 0 {
-            return Arc::from("swapper");
-        }
-        if let Some(n) = self.names.get(&pid) {
-            return n.clone();
-        }
-        let name: Arc<str> = match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
-            Ok(s) => Arc::from(s.trim_end_matches('\n')),
-            // Gone already: don't cache the guess, a later sample of the main thread
-            // may have a better one.
-            Err(_) => return Arc::from(fallback),
-        };
-        self.names.insert(pid, name.clone());
-        name
-    }
-
-    /// Forgets a process (it exited; its PID may be reused).
-    pub fn forget(&mut self, pid: u32) {
-        self.names.remove(&pid);
-    }
-}
 
 /// Counters of what aggregation saw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -59,7 +28,7 @@ pub struct AggregateStats {
 /// Builds a profile out of drains.
 pub struct Aggregator {
     symbolizer: Symbolizer,
-    names: ProcessNames,
+    processes: ProcessTable,
     profile: Profile,
     kernel: bool,
     stats: AggregateStats,
@@ -88,7 +57,7 @@ impl Aggregator {
     pub fn new(symbolizer: Symbolizer, meta: ProfileMeta, kernel: bool) -> Self {
         Aggregator {
             symbolizer,
-            names: ProcessNames::default(),
+            processes: ProcessTable::new(),
             profile: Profile::new(meta),
             kernel,
             stats: AggregateStats::default(),
@@ -100,6 +69,8 @@ impl Aggregator {
         // (pid, leaf-first addresses) -> root-first frames, for this drain only.
         let mut user_cache: HashMap<(u32, &[u64]), Arc<[Frame]>> = HashMap::new();
         let mut kernel_cache: HashMap<&[u64], Arc<[Frame]>> = HashMap::new();
+        // Labels read from /proc once per (process, thread) per drain.
+        let mut label_cache: HashMap<(u32, u32, &str), Labels> = HashMap::new();
         let mut stack: Vec<Frame> = Vec::new();
         for s in samples {
             stack.clear();
@@ -137,13 +108,10 @@ impl Aggregator {
                     }
                 }
             }
-            let comm = self.names.name(s.tgid, &s.thread_comm);
-            let labels = Labels::new()
-                .with(keys::PID, s.tgid.to_string())
-                .with(keys::TID, s.tid.to_string())
-                .with(keys::COMM, comm)
-                .with(keys::THREAD, s.thread_comm.as_str());
-            self.profile.add(&labels, &stack, s.count);
+            let labels = label_cache
+                .entry((s.tgid, s.tid, s.thread_comm.as_str()))
+                .or_insert_with(|| self.processes.labels(s.tgid, s.tid, &s.thread_comm));
+            self.profile.add(labels, &stack, s.count);
             self.stats.samples += s.count;
         }
     }
@@ -175,5 +143,22 @@ impl Aggregator {
     #[must_use]
     pub fn into_profile(self) -> Profile {
         self.profile
+    }
+
+    /// Hands out the profile so far and starts a new, empty one with `meta`, keeping the
+    /// symbolizer's caches: how the agent closes a window.
+    pub fn take_profile(&mut self, meta: ProfileMeta) -> Profile {
+        std::mem::replace(&mut self.profile, Profile::new(meta))
+    }
+
+    /// Forgets what is cached about processes that no longer exist among `pids`, so a
+    /// reused PID is never named after its predecessor and the caches stay bounded.
+    pub fn forget_exited(&mut self, pids: impl IntoIterator<Item = u32>) {
+        for pid in pids {
+            if pid != 0 && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                self.symbolizer.forget_process(pid);
+                self.processes.forget(pid);
+            }
+        }
     }
 }

@@ -33,7 +33,7 @@
 //! The four dictionary tables deduplicate across windows: each distinct string, frame, stack
 //! and label set is stored once, found again by the CRC-32 of its encoding (indexed) and a
 //! byte comparison. A window's payload is its `(label set id, stack id, count)` entries,
-//! sorted and delta-coded ([`codec`]) then zstd-compressed, so a window costs a few bytes per
+//! sorted and delta-coded (`codec.rs`) then zstd-compressed, so a window costs a few bytes per
 //! distinct stack. Ids use `AUTOINCREMENT`, so an id deleted by retention is never reused
 //! and stale cache entries can never point at another row.
 //!

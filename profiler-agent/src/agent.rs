@@ -1,0 +1,163 @@
+//! `ember agent`: the always-on sampler of a node.
+//!
+//! The agent samples every CPU continuously, drains the kernel's maps every second (so
+//! processes are symbolized while they live), and closes a window every `window` (10 s by
+//! default): the window's profile goes to the [`Store`] in one transaction. SIGINT and
+//! SIGTERM flush the open window before exit, so a clean stop loses nothing and a `kill -9`
+//! loses at most the window in progress.
+//!
+//! Memory stays bounded whatever the workload: the kernel maps have fixed sizes (overflow
+//! is counted, never silent), a window's profile holds at most the distinct stacks of 10 s,
+//! the symbolizer's result memo is capped, and what is cached about a process is dropped
+//! when it exits.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use profiler_model::ProfileMeta;
+use tracing::{debug, info, warn};
+
+use crate::aggregate::Aggregator;
+use crate::sample::{Sampler, SamplerConfig, SamplerStats, Target};
+use crate::signals;
+use crate::store::{Store, StoreConfig, Window};
+
+/// Why the agent stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Sampling failed.
+    #[error(transparent)]
+    Sample(#[from] crate::sample::SampleError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// A validated agent configuration.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Samples per second per CPU.
+    pub frequency_hz: u64,
+    /// Length of a stored window.
+    pub window: Duration,
+    /// How often the kernel's maps are drained and symbolized.
+    pub drain_interval: Duration,
+    /// Where the store lives.
+    pub data_dir: PathBuf,
+    /// Store settings (retention, size).
+    pub store: StoreConfig,
+    /// Count map size.
+    pub counts_entries: u32,
+    /// Stack map size.
+    pub stacks_entries: u32,
+}
+
+/// What the agent did, for its final log line and tests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AgentSummary {
+    /// Windows written.
+    pub windows: u64,
+    /// Samples written.
+    pub samples: u64,
+    /// The program's counters at the end.
+    pub stats: SamplerStats,
+}
+
+fn now_unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// How often retention runs, in windows.
+const RETENTION_EVERY: u64 = 60;
+
+/// Runs the agent until SIGINT or SIGTERM.
+///
+/// # Errors
+/// If sampling cannot start or the store cannot be opened or written.
+pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
+    let mut store = Store::open(&config.data_dir, config.store.clone())?;
+    let mut sampler = Sampler::start(&SamplerConfig {
+        frequency_hz: config.frequency_hz,
+        target: Target::All,
+        kernel_stacks: true,
+        counts_entries: config.counts_entries,
+        stacks_entries: config.stacks_entries,
+    })?;
+    signals::install();
+    info!(
+        data_dir = %config.data_dir.display(),
+        frequency_hz = config.frequency_hz,
+        window = ?config.window,
+        "agent started"
+    );
+    let frequency_hz = u32::try_from(config.frequency_hz).unwrap_or(u32::MAX);
+    let meta_from = |start_unix_ns| ProfileMeta {
+        start_unix_ns,
+        duration_ns: 0,
+        frequency_hz,
+    };
+    let mut window_start = now_unix_ns();
+    let mut window_clock = Instant::now();
+    let mut aggregator = Aggregator::new(
+        symbolizer::Symbolizer::new(symbolizer::Config::default()),
+        meta_from(window_start),
+        true,
+    );
+    let mut pids_seen: BTreeSet<u32> = BTreeSet::new();
+    let mut summary = AgentSummary::default();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let stop = signals::received().is_some();
+        if stop {
+            sampler.pause()?;
+        }
+        if stop || sampler.since_last_drain() >= config.drain_interval {
+            let samples = sampler.drain()?;
+            pids_seen.extend(samples.iter().map(|s| s.tgid));
+            aggregator.add(&samples);
+        }
+        if stop || window_clock.elapsed() >= config.window {
+            let end = now_unix_ns().max(window_start + 1);
+            let mut profile = aggregator.take_profile(meta_from(end));
+            profile.meta.duration_ns = end - window_start;
+            let samples = profile.total();
+            let window = Window {
+                start_unix_ns: window_start,
+                end_unix_ns: end,
+                profile,
+            };
+            match store.write_window(&window) {
+                Ok(id) => {
+                    summary.windows += 1;
+                    summary.samples += samples;
+                    debug!(?id, samples, "window written");
+                }
+                // A window that cannot be written is lost, loudly; the agent goes on.
+                Err(e) => warn!(error = %e, samples, "a window could not be written"),
+            }
+            aggregator.forget_exited(std::mem::take(&mut pids_seen));
+            window_start = end;
+            window_clock = Instant::now();
+            if summary.windows % RETENTION_EVERY == 0 {
+                match store.enforce_retention(now_unix_ns()) {
+                    Ok(report) => debug!(?report, "retention"),
+                    Err(e) => warn!(error = %e, "retention failed"),
+                }
+            }
+        }
+        if stop {
+            break;
+        }
+    }
+    summary.stats = sampler.stats()?;
+    info!(
+        windows = summary.windows,
+        samples = summary.samples,
+        lost = summary.stats.lost(),
+        "agent stopped"
+    );
+    Ok(summary)
+}

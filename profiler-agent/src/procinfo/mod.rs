@@ -1,0 +1,39 @@
+//! Process and container labelling: who a sample belongs to, beyond its pid.
+//!
+//! Input: a sample's pid, tid and thread `comm` (from the eBPF program). Output:
+//! [`profiler_model::Labels`] naming the process (`comm`, `exe`), the thread, its cgroup
+//! and, when the cgroup path says so, the container (id, runtime) and Kubernetes pod
+//! (UID, QoS class).
+//!
+//! - [`parse_cgroup_path`] is pure: cgroup path → [`ContainerInfo`].
+//! - [`read_cgroup`] picks one path out of `/proc/PID/cgroup` (v2, v1 or hybrid).
+//! - [`ProcessTable`] caches `/proc` reads per pid, keyed by the process start time so
+//!   a reused pid is re-read.
+//!
+//! Invariants: nothing here fails because a process went away; a vanished pid yields
+//! `None` (or labels without process details), never an error or a panic. Pid 0 is the
+//! idle task and is never looked up in `/proc`.
+
+mod cgroup;
+mod container;
+mod table;
+
+pub use cgroup::{parse_proc_cgroup, read_cgroup};
+pub use container::{ContainerInfo, Qos, Runtime, parse_cgroup_path};
+pub use table::{ProcessInfo, ProcessTable};
+
+/// Label names added by this module, next to [`profiler_model::keys`].
+pub mod label {
+    /// Executable path (`readlink /proc/PID/exe`).
+    pub const EXE: &str = "exe";
+    /// cgroup path, as [`read_cgroup`](super::read_cgroup) chose it.
+    pub const CGROUP: &str = "cgroup";
+    /// Container id, shortened to 12 hex digits as `docker ps` shows it.
+    pub const CONTAINER_ID: &str = "container_id";
+    /// Container runtime ([`Runtime::as_str`](super::Runtime::as_str)).
+    pub const RUNTIME: &str = "runtime";
+    /// Kubernetes pod UID, with dashes.
+    pub const POD_UID: &str = "pod_uid";
+    /// Kubernetes QoS class ([`Qos::as_str`](super::Qos::as_str)).
+    pub const QOS: &str = "qos";
+}

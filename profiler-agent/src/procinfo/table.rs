@@ -1,0 +1,406 @@
+//! A per-pid cache of what `/proc` says about each sampled process.
+//!
+//! Every lookup re-reads the process start time (`/proc/PID/stat` field 22, in clock
+//! ticks since boot): pid plus start time names one process for the whole uptime, so a
+//! reused pid is noticed and re-read, and a vanished one is kept until forgotten (its last samples are drained after it exits). The rest (`comm`,
+//! `exe`, cgroup) is read once per process.
+
+use std::{
+    collections::HashMap,
+    fs, io,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use profiler_model::{Labels, keys};
+use tracing::debug;
+
+use super::{ContainerInfo, cgroup::read_cgroup_in, label, parse_cgroup_path};
+
+/// What `/proc` said about one process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// The process name (`/proc/PID/comm`: the main thread's name, at most 15 bytes).
+    pub comm: Arc<str>,
+    /// The executable (`readlink /proc/PID/exe`); `None` for kernel threads, or when
+    /// the link is not readable (another user's process without `CAP_SYS_PTRACE`).
+    pub exe: Option<Arc<str>>,
+    /// The cgroup path (see [`read_cgroup`](super::read_cgroup)); `None` if unreadable.
+    pub cgroup: Option<Arc<str>>,
+    /// The container the cgroup path names, if any.
+    pub container: Option<ContainerInfo>,
+}
+
+/// One cached process.
+#[derive(Debug)]
+struct Entry {
+    /// Start time in clock ticks since boot: tells a reused pid from the original.
+    start_time: u64,
+    info: ProcessInfo,
+}
+
+/// A cache of [`ProcessInfo`] by pid.
+///
+/// Call [`ProcessTable::retain_live`] now and then (e.g. once per aggregation window)
+/// to drop exited processes; [`ProcessTable::info`] keeps them, since their last samples are drained after they exit.
+#[derive(Debug)]
+pub struct ProcessTable {
+    proc_root: PathBuf,
+    entries: HashMap<u32, Entry>,
+    idle: ProcessInfo,
+}
+
+impl Default for ProcessTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProcessTable {
+    /// An empty table reading `/proc`.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::with_proc_root("/proc")
+    }
+
+    /// An empty table reading another procfs mount (a host's `/proc` mounted into the
+    /// agent's container, or a fake one in tests).
+    #[must_use]
+    pub fn with_proc_root(proc_root: impl Into<PathBuf>) -> Self {
+        ProcessTable {
+            proc_root: proc_root.into(),
+            entries: HashMap::new(),
+            idle: ProcessInfo {
+                comm: Arc::from("swapper"),
+                exe: None,
+                cgroup: None,
+                container: None,
+            },
+        }
+    }
+
+    /// What is known about process `pid`, read from `/proc` unless cached for this
+    /// very process. A process that has exited keeps its last known entry until
+    /// [`ProcessTable::forget`] or [`ProcessTable::retain_live`]: the samples of its last
+    /// moments are drained after it is gone and still belong to it. `None` if nothing was
+    /// ever known about it.
+    ///
+    /// Pid 0 is the idle task (`swapper`) and is not looked up.
+    pub fn info(&mut self, pid: u32) -> Option<&ProcessInfo> {
+        if pid == 0 {
+            return Some(&self.idle);
+        }
+        let Some(start_time) = self.start_time(pid) else {
+            return self.entries.get(&pid).map(|e| &e.info);
+        };
+        let cached = self
+            .entries
+            .get(&pid)
+            .is_some_and(|e| e.start_time == start_time);
+        if !cached {
+            let Some(info) = self.read(pid, start_time) else {
+                self.entries.remove(&pid);
+                return None;
+            };
+            self.entries.insert(pid, Entry { start_time, info });
+        }
+        self.entries.get(&pid).map(|e| &e.info)
+    }
+
+    /// Drops what is cached about `pid` (e.g. on an exit event).
+    pub fn forget(&mut self, pid: u32) {
+        self.entries.remove(&pid);
+    }
+
+    /// Drops every process that has exited (or whose pid now names another process).
+    pub fn retain_live(&mut self) {
+        let root = &self.proc_root;
+        self.entries
+            .retain(|&pid, e| read_start_time(root, pid).is_some_and(|t| t == e.start_time));
+    }
+
+    /// How many processes are cached.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no process is cached.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The labels of a sample of thread `tid` (named `thread_comm`) in process `pid`:
+    /// pid, tid, thread and, as far as known, comm, exe, cgroup, container id (short),
+    /// runtime, pod UID and QoS class.
+    ///
+    /// If the process has gone, `comm` falls back to `thread_comm` only for the main
+    /// thread (`tid == pid`), since another thread's name is not the process's.
+    pub fn labels(&mut self, pid: u32, tid: u32, thread_comm: &str) -> Labels {
+        let mut labels = Labels::new()
+            .with(keys::PID, pid.to_string())
+            .with(keys::TID, tid.to_string())
+            .with(keys::THREAD, thread_comm);
+        match self.info(pid) {
+            Some(info) => {
+                labels.set(keys::COMM, Arc::clone(&info.comm));
+                if let Some(exe) = &info.exe {
+                    labels.set(label::EXE, Arc::clone(exe));
+                }
+                if let Some(cgroup) = &info.cgroup {
+                    labels.set(label::CGROUP, Arc::clone(cgroup));
+                }
+                if let Some(c) = &info.container {
+                    labels.set(label::CONTAINER_ID, c.short_id());
+                    labels.set(label::RUNTIME, c.runtime.as_str());
+                    if let Some(uid) = &c.pod_uid {
+                        labels.set(label::POD_UID, uid.as_str());
+                    }
+                    if let Some(qos) = c.qos {
+                        labels.set(label::QOS, qos.as_str());
+                    }
+                }
+            }
+            None if tid == pid => labels.set(keys::COMM, thread_comm),
+            None => {}
+        }
+        labels
+    }
+
+    fn start_time(&self, pid: u32) -> Option<u64> {
+        read_start_time(&self.proc_root, pid)
+    }
+
+    /// Reads a process's details; `None` if it is gone or was replaced meanwhile.
+    fn read(&self, pid: u32, start_time: u64) -> Option<ProcessInfo> {
+        let dir = self.proc_root.join(pid.to_string());
+        let comm = match fs::read_to_string(dir.join("comm")) {
+            Ok(c) => Arc::from(c.strip_suffix('\n').unwrap_or(&c)),
+            Err(e) => {
+                debug!(pid, error = %e, "process gone before its `comm` was read");
+                return None;
+            }
+        };
+        let exe = fs::read_link(dir.join("exe"))
+            .inspect_err(|e| debug!(pid, error = %e, "no `exe` link"))
+            .ok()
+            .map(|p| Arc::from(p.to_string_lossy().as_ref()));
+        let cgroup = read_cgroup_in(&self.proc_root, pid)
+            .inspect_err(|e| debug!(pid, error = %e, "no cgroup"))
+            .ok();
+        let container = cgroup.as_deref().and_then(parse_cgroup_path);
+        // The pid may have been reused while we read; then the details are not its.
+        if self.start_time(pid) != Some(start_time) {
+            debug!(pid, "process replaced while being read");
+            return None;
+        }
+        Some(ProcessInfo {
+            comm,
+            exe,
+            cgroup: cgroup.map(Arc::from),
+            container,
+        })
+    }
+}
+
+/// Field 22 of `/proc/PID/stat`; `None` if the process is gone or the file is odd.
+fn read_start_time(proc_root: &Path, pid: u32) -> Option<u64> {
+    let stat = match fs::read_to_string(proc_root.join(pid.to_string()).join("stat")) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            debug!(pid, error = %e, "unreadable `stat`");
+            return None;
+        }
+    };
+    parse_start_time(&stat)
+}
+
+/// The start time from the text of `/proc/PID/stat`.
+///
+/// Field 2 is `(comm)` and `comm` may hold spaces and `)`, so fields are counted from
+/// the last `)`: field 3 is the first after it, field 22 the twentieth.
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+
+    fn stat_line(comm: &str, start_time: u64) -> String {
+        format!(
+            "42 ({comm}) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 {start_time} 1000 10 \
+             18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n"
+        )
+    }
+
+    #[test]
+    fn start_time_survives_odd_comms() {
+        assert_eq!(parse_start_time(&stat_line("sh", 12345)), Some(12345));
+        assert_eq!(parse_start_time(&stat_line("a) b (c", 7)), Some(7));
+        assert_eq!(parse_start_time("42 (x) S 1"), None);
+        assert_eq!(parse_start_time("garbage"), None);
+    }
+
+    #[test]
+    fn own_process() {
+        let mut table = ProcessTable::new();
+        let pid = std::process::id();
+        let info = table.info(pid).expect("we are alive").clone();
+        assert!(!info.comm.is_empty());
+        let exe = std::env::current_exe().expect("test binary path");
+        assert_eq!(info.exe.as_deref(), Some(exe.to_string_lossy().as_ref()));
+        let cgroup = info.cgroup.as_deref().expect("own cgroup is readable");
+        assert!(cgroup.starts_with('/'), "{cgroup}");
+        assert_eq!(table.len(), 1);
+
+        let labels = table.labels(pid, pid, "worker");
+        assert_eq!(labels.pid(), Some(pid));
+        assert_eq!(labels.get(keys::TID), Some(pid.to_string().as_str()));
+        assert_eq!(labels.get(keys::COMM), Some(&*info.comm));
+        assert_eq!(labels.get(keys::THREAD), Some("worker"));
+        assert_eq!(labels.get(label::EXE), info.exe.as_deref());
+        assert_eq!(labels.get(label::CGROUP), Some(cgroup));
+
+        table.retain_live();
+        assert_eq!(table.len(), 1, "we are still alive");
+        table.forget(pid);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn vanished_process() {
+        let mut child = Command::new("true").spawn().expect("spawn `true`");
+        let pid = child.id();
+        child.wait().expect("wait for `true`");
+        // Reaped, so the pid is free (reuse this quickly is very unlikely).
+        let mut table = ProcessTable::new();
+        assert_eq!(table.info(pid), None);
+        assert!(table.is_empty());
+
+        let labels = table.labels(pid, pid + 1, "gone-thread");
+        assert_eq!(labels.pid(), Some(pid));
+        assert_eq!(labels.get(keys::THREAD), Some("gone-thread"));
+        assert_eq!(labels.get(keys::COMM), None, "not the main thread");
+        assert_eq!(labels.get(label::EXE), None);
+        let labels = table.labels(pid, pid, "true");
+        assert_eq!(labels.get(keys::COMM), Some("true"));
+    }
+
+    #[test]
+    fn an_exited_process_keeps_its_last_known_labels() {
+        let mut child = Command::new("sleep")
+            .arg("0.2")
+            .spawn()
+            .expect("spawn `sleep`");
+        let pid = child.id();
+        let mut table = ProcessTable::new();
+        assert_eq!(
+            table.info(pid).map(|i| i.comm.to_string()).as_deref(),
+            Some("sleep")
+        );
+        child.wait().expect("wait for `sleep`");
+        // Its last samples are drained after it exits: they still get its name.
+        let labels = table.labels(pid, pid + 1, "worker");
+        assert_eq!(labels.get(keys::COMM), Some("sleep"));
+        table.retain_live();
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn idle_task_is_not_looked_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut table = ProcessTable::with_proc_root(dir.path());
+        let info = table.info(0).expect("pid 0 always exists");
+        assert_eq!(&*info.comm, "swapper");
+        let labels = table.labels(0, 0, "swapper/3");
+        assert!(labels.is_idle());
+        assert_eq!(labels.get(keys::COMM), Some("swapper"));
+        assert_eq!(labels.get(keys::THREAD), Some("swapper/3"));
+        assert_eq!(labels.get(label::CGROUP), None);
+        assert!(table.is_empty());
+    }
+
+    /// Writes a fake `/proc/PID` with the given start time, comm and cgroup file.
+    fn fake_process(root: &Path, pid: u32, start_time: u64, comm: &str, cgroup: &str) {
+        let dir = root.join(pid.to_string());
+        fs::create_dir_all(&dir).expect("create fake /proc/PID");
+        fs::write(dir.join("stat"), stat_line(comm, start_time)).expect("write stat");
+        fs::write(dir.join("comm"), format!("{comm}\n")).expect("write comm");
+        fs::write(dir.join("cgroup"), cgroup).expect("write cgroup");
+        let exe = dir.join("exe");
+        let _ = fs::remove_file(&exe);
+        std::os::unix::fs::symlink(format!("/usr/bin/{comm}"), exe).expect("link exe");
+    }
+
+    #[test]
+    fn container_labels_and_pid_reuse() {
+        let id = "4f8a1c2b3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcd";
+        let root = tempfile::tempdir().expect("tempdir");
+        let cgroup = format!(
+            "0::/kubepods.slice/kubepods-burstable.slice/\
+             kubepods-burstable-pod1b2c3d4e_5f60_7182_93a4_b5c6d7e8f901.slice/cri-containerd-{id}.scope\n"
+        );
+        fake_process(root.path(), 42, 100, "nginx", &cgroup);
+        let mut table = ProcessTable::with_proc_root(root.path());
+
+        let labels = table.labels(42, 43, "nginx-worker");
+        let pairs: Vec<_> = labels.iter().collect();
+        assert_eq!(
+            pairs,
+            [
+                (label::CGROUP, cgroup.trim_start_matches("0::").trim_end()),
+                (keys::COMM, "nginx"),
+                (label::CONTAINER_ID, "4f8a1c2b3d4e"),
+                (label::EXE, "/usr/bin/nginx"),
+                (keys::PID, "42"),
+                (label::POD_UID, "1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901"),
+                (label::QOS, "Burstable"),
+                (label::RUNTIME, "containerd"),
+                (keys::THREAD, "nginx-worker"),
+                (keys::TID, "43"),
+            ]
+        );
+
+        // Same pid, new process: re-read, not served from the cache.
+        fake_process(
+            root.path(),
+            42,
+            200,
+            "bash",
+            "0::/user.slice/session-3.scope\n",
+        );
+        let info = table.info(42).expect("the new process");
+        assert_eq!(&*info.comm, "bash");
+        assert_eq!(info.container, None);
+        assert_eq!(info.cgroup.as_deref(), Some("/user.slice/session-3.scope"));
+
+        // Gone: dropped by `retain_live`, and `info` says `None`.
+        fake_process(root.path(), 7, 300, "sleep", "0::/\n");
+        assert!(table.info(7).is_some());
+        assert_eq!(table.len(), 2);
+        fs::remove_dir_all(root.path().join("42")).expect("remove fake process");
+        table.retain_live();
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.info(42), None);
+    }
+
+    #[test]
+    fn unreadable_exe_and_cgroup_are_none() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("5");
+        fs::create_dir_all(&dir).expect("create fake /proc/5");
+        fs::write(dir.join("stat"), stat_line("kworker/0:1", 9)).expect("write stat");
+        fs::write(dir.join("comm"), "kworker/0:1\n").expect("write comm");
+        let mut table = ProcessTable::with_proc_root(root.path());
+        let info = table.info(5).expect("comm and stat are enough");
+        assert_eq!(&*info.comm, "kworker/0:1");
+        assert_eq!(info.exe, None);
+        assert_eq!(info.cgroup, None);
+    }
+}

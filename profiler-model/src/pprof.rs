@@ -1,0 +1,1560 @@
+//! pprof: the gzip-compressed `profile.proto` that `go tool pprof`, Pyroscope, Parca and
+//! most profile viewers read.
+//!
+//! [`encode`] writes a [`Profile`] with two sample types, `samples/count` and
+//! `cpu/nanoseconds` (the count times the sampling period), one mapping per distinct binary
+//! (kernel frames share a `[kernel.kallsyms]` mapping), one location per distinct frame
+//! with its inlined callees, and the sample labels (`pid` and `tid` as numbers, the rest as
+//! strings). Inlined frames follow pprof's convention: they are extra `Line`s of the
+//! location of the real frame they were inlined into, innermost first. The same profile
+//! always gives the same bytes.
+//!
+//! [`decode`] reads such a file (gzip-compressed or not, from Ember or any other producer)
+//! back into a [`Profile`], so `ember diff` can compare pprof inputs.
+//!
+//! The protobuf encoding is written by hand (the private `wire` module): the schema is small and stable
+//! (<https://github.com/google/pprof/blob/main/proto/profile.proto>).
+
+mod wire;
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use flate2::Compression;
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
+
+use crate::frame::UNKNOWN;
+use crate::{Frame, FrameId, FrameKind, Labels, Location, Profile, ProfileMeta, StackRef, keys};
+use wire::{Reader, Writer};
+
+/// The mapping name of kernel code, as perf and pprof call it.
+pub const KERNEL_MAPPING: &str = "[kernel.kallsyms]";
+
+/// A pprof input that could not be read. Byte offsets count into the uncompressed protobuf.
+#[derive(Debug, thiserror::Error)]
+pub enum PprofError {
+    /// Reading the input failed.
+    #[error("reading pprof input: {0}")]
+    Io(#[source] io::Error),
+    /// The input starts like gzip but does not decompress.
+    #[error("decompressing gzip pprof input: {0}")]
+    Gzip(#[source] io::Error),
+    /// There is nothing to read.
+    #[error("empty input: not a pprof profile")]
+    Empty,
+    /// The input ends inside a field.
+    #[error("truncated pprof input: {what} cut off at byte {offset}")]
+    Truncated {
+        /// The message being read.
+        what: &'static str,
+        /// Where the input ran out.
+        offset: usize,
+    },
+    /// The protobuf encoding is broken.
+    #[error("malformed pprof input: {what} at byte {offset}: {reason}")]
+    Malformed {
+        /// The message being read.
+        what: &'static str,
+        /// Where the bad field starts.
+        offset: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The protobuf is well formed but its contents do not make a profile.
+    #[error("invalid pprof profile: {what} at byte {offset}: {detail}")]
+    Invalid {
+        /// The message being read.
+        what: &'static str,
+        /// Where the message starts.
+        offset: usize,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------------
+// Field numbers of profile.proto.
+
+mod field {
+    pub const SAMPLE_TYPE: u32 = 1;
+    pub const SAMPLE: u32 = 2;
+    pub const MAPPING: u32 = 3;
+    pub const LOCATION: u32 = 4;
+    pub const FUNCTION: u32 = 5;
+    pub const STRING_TABLE: u32 = 6;
+    pub const TIME_NANOS: u32 = 9;
+    pub const DURATION_NANOS: u32 = 10;
+    pub const PERIOD_TYPE: u32 = 11;
+    pub const PERIOD: u32 = 12;
+
+    pub const VALUE_TYPE_TYPE: u32 = 1;
+    pub const VALUE_TYPE_UNIT: u32 = 2;
+
+    pub const SAMPLE_LOCATION_ID: u32 = 1;
+    pub const SAMPLE_VALUE: u32 = 2;
+    pub const SAMPLE_LABEL: u32 = 3;
+
+    pub const LABEL_KEY: u32 = 1;
+    pub const LABEL_STR: u32 = 2;
+    pub const LABEL_NUM: u32 = 3;
+
+    pub const MAPPING_ID: u32 = 1;
+    pub const MAPPING_MEMORY_START: u32 = 2;
+    pub const MAPPING_MEMORY_LIMIT: u32 = 3;
+    pub const MAPPING_FILE_OFFSET: u32 = 4;
+    pub const MAPPING_FILENAME: u32 = 5;
+    pub const MAPPING_BUILD_ID: u32 = 6;
+    pub const MAPPING_HAS_FUNCTIONS: u32 = 7;
+    pub const MAPPING_HAS_FILENAMES: u32 = 8;
+    pub const MAPPING_HAS_LINE_NUMBERS: u32 = 9;
+    pub const MAPPING_HAS_INLINE_FRAMES: u32 = 10;
+
+    pub const LOCATION_ID: u32 = 1;
+    pub const LOCATION_MAPPING_ID: u32 = 2;
+    pub const LOCATION_ADDRESS: u32 = 3;
+    pub const LOCATION_LINE: u32 = 4;
+
+    pub const LINE_FUNCTION_ID: u32 = 1;
+    pub const LINE_LINE: u32 = 2;
+
+    pub const FUNCTION_ID: u32 = 1;
+    pub const FUNCTION_NAME: u32 = 2;
+    pub const FUNCTION_SYSTEM_NAME: u32 = 3;
+    pub const FUNCTION_FILENAME: u32 = 4;
+}
+
+// ---------------------------------------------------------------------------------------
+// Encoding.
+
+/// Writes `profile` as a gzip-compressed pprof profile.
+///
+/// # Errors
+/// Whatever writing to `w` returns.
+pub fn encode(profile: &Profile, w: impl Write) -> io::Result<()> {
+    let raw = encode_uncompressed(profile);
+    let mut gz = GzEncoder::new(w, Compression::default());
+    gz.write_all(&raw)?;
+    gz.finish()?;
+    Ok(())
+}
+
+/// The uncompressed `profile.proto` bytes of `profile` (what [`encode`] compresses).
+#[must_use]
+pub fn encode_uncompressed(profile: &Profile) -> Vec<u8> {
+    Encoder::new(profile).run()
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum MappingKey {
+    Kernel,
+    User {
+        module: Option<Arc<str>>,
+        build_id: Option<Arc<[u8]>>,
+    },
+}
+
+struct MappingOut {
+    filename: i64,
+    build_id: i64,
+    min: u64,
+    max: u64,
+    all_file_offsets: bool,
+    has_filenames: bool,
+    has_lines: bool,
+    has_inline: bool,
+}
+
+struct LocationOut {
+    mapping_id: u64,
+    address: u64,
+    /// `(function id, line)`, innermost first.
+    lines: Vec<(u64, i64)>,
+}
+
+struct Encoder<'p> {
+    profile: &'p Profile,
+    strings: Vec<Arc<str>>,
+    string_ids: HashMap<Arc<str>, i64>,
+    mappings: Vec<MappingOut>,
+    mapping_ids: HashMap<MappingKey, u64>,
+    functions: Vec<(i64, i64)>,
+    function_ids: HashMap<(Arc<str>, Option<Arc<str>>), u64>,
+    locations: Vec<LocationOut>,
+    location_ids: HashMap<Vec<FrameId>, u64>,
+}
+
+/// The address pprof gets for a frame location, and whether it is a file offset.
+fn address_of(location: &Location) -> (u64, bool) {
+    match location {
+        Location::Unknown => (0, false),
+        Location::Kernel { addr } | Location::Virtual { addr } => (*addr, false),
+        Location::File { offset, .. } => (*offset, true),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.is_empty() || !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|d| u8::from_str_radix(d, 16).ok()))
+        .collect()
+}
+
+/// Splits a root-first stack into pprof locations: each real frame with the inlined frames
+/// rootward-to-leafward after it. An inlined frame with no real frame of its own kind
+/// rootward of it starts a location of its own.
+fn inline_groups(profile: &Profile, frames: &[FrameId]) -> Vec<Vec<FrameId>> {
+    let mut groups: Vec<Vec<FrameId>> = Vec::new();
+    for &id in frames {
+        let f = profile.frame(id);
+        match groups.last_mut() {
+            Some(g) if f.inlined && profile.frame(g[0]).kind == f.kind => g.push(id),
+            _ => groups.push(vec![id]),
+        }
+    }
+    groups
+}
+
+impl<'p> Encoder<'p> {
+    fn new(profile: &'p Profile) -> Self {
+        let mut e = Encoder {
+            profile,
+            strings: Vec::new(),
+            string_ids: HashMap::new(),
+            mappings: Vec::new(),
+            mapping_ids: HashMap::new(),
+            functions: Vec::new(),
+            function_ids: HashMap::new(),
+            locations: Vec::new(),
+            location_ids: HashMap::new(),
+        };
+        e.string("");
+        e
+    }
+
+    fn string(&mut self, s: &str) -> i64 {
+        if let Some(&i) = self.string_ids.get(s) {
+            return i;
+        }
+        let i = self.strings.len() as i64;
+        let s: Arc<str> = s.into();
+        self.strings.push(s.clone());
+        self.string_ids.insert(s, i);
+        i
+    }
+
+    fn mapping(&mut self, frame: &Frame, location: &Location) -> u64 {
+        let key = match frame.kind {
+            FrameKind::Kernel => MappingKey::Kernel,
+            FrameKind::User => {
+                let build_id = match location {
+                    Location::File { build_id, .. } => build_id.clone(),
+                    _ => None,
+                };
+                if frame.module.is_none() && build_id.is_none() {
+                    return 0;
+                }
+                MappingKey::User {
+                    module: frame.module.clone(),
+                    build_id,
+                }
+            }
+        };
+        if let Some(&id) = self.mapping_ids.get(&key) {
+            return id;
+        }
+        let (filename, build_id) = match &key {
+            MappingKey::Kernel => (self.string(KERNEL_MAPPING), 0),
+            MappingKey::User { module, build_id } => (
+                module.as_deref().map_or(0, |m| self.string(m)),
+                build_id.as_deref().map_or(0, |b| self.string(&hex(b))),
+            ),
+        };
+        self.mappings.push(MappingOut {
+            filename,
+            build_id,
+            min: u64::MAX,
+            max: 0,
+            all_file_offsets: key != MappingKey::Kernel,
+            has_filenames: false,
+            has_lines: false,
+            has_inline: false,
+        });
+        let id = self.mappings.len() as u64;
+        self.mapping_ids.insert(key, id);
+        id
+    }
+
+    /// The function of `frame`. An inlined frame with nothing to be inlined into (the
+    /// outermost line of its location) keeps its inlined flag as folded's `_[i]` suffix.
+    fn function(&mut self, frame: &Frame, outermost: bool) -> u64 {
+        let name: Arc<str> = if frame.inlined && outermost && frame.kind == FrameKind::User {
+            format!("{}_[i]", frame.name).into()
+        } else {
+            frame.name.clone()
+        };
+        let key = (name, frame.file.clone());
+        if let Some(&id) = self.function_ids.get(&key) {
+            return id;
+        }
+        let name = self.string(&key.0);
+        let file = frame.file.as_deref().map_or(0, |f| self.string(f));
+        self.functions.push((name, file));
+        let id = self.functions.len() as u64;
+        self.function_ids.insert(key, id);
+        id
+    }
+
+    /// The location of one inline group (root-first frame ids: the real frame, then the
+    /// frames inlined into it).
+    fn location(&mut self, group: &[FrameId]) -> u64 {
+        if let Some(&id) = self.location_ids.get(group) {
+            return id;
+        }
+        let profile = self.profile;
+        let anchor = profile.frame(group[0]);
+        let location = group
+            .iter()
+            .map(|&f| &profile.frame(f).location)
+            .find(|l| **l != Location::Unknown)
+            .unwrap_or(&Location::Unknown);
+        let (address, is_offset) = address_of(location);
+        let mapping_id = self.mapping(anchor, location);
+        let lines: Vec<(u64, i64)> = group
+            .iter()
+            .rev()
+            .map(|&f| {
+                let frame = profile.frame(f);
+                let outermost = f == group[0];
+                (
+                    self.function(frame, outermost),
+                    i64::from(frame.line.unwrap_or(0)),
+                )
+            })
+            .collect();
+        if mapping_id != 0 {
+            let m = &mut self.mappings[mapping_id as usize - 1];
+            if address != 0 {
+                m.min = m.min.min(address);
+                m.max = m.max.max(address);
+                m.all_file_offsets &= is_offset;
+            }
+            for &f in group {
+                let frame = profile.frame(f);
+                m.has_filenames |= frame.file.is_some();
+                m.has_lines |= frame.line.is_some();
+            }
+            m.has_inline |= group.len() > 1;
+        }
+        self.locations.push(LocationOut {
+            mapping_id,
+            address,
+            lines,
+        });
+        let id = self.locations.len() as u64;
+        self.location_ids.insert(group.to_vec(), id);
+        id
+    }
+
+    fn run(mut self) -> Vec<u8> {
+        let profile = self.profile;
+        let mut out = Writer::default();
+        let period = profile.meta.period_ns();
+
+        let samples = self.string("samples");
+        let count = self.string("count");
+        let cpu = self.string("cpu");
+        let nanoseconds = self.string("nanoseconds");
+        for (t, u) in [(samples, count), (cpu, nanoseconds)] {
+            out.message(field::SAMPLE_TYPE, |m| {
+                m.i64(field::VALUE_TYPE_TYPE, t);
+                m.i64(field::VALUE_TYPE_UNIT, u);
+            });
+        }
+
+        let mut stacks: Vec<StackRef<'_>> = profile.stacks().collect();
+        stacks.sort_by(|a, b| {
+            a.labels.cmp(b.labels).then_with(|| {
+                let fa = a.frames.iter().map(|&f| profile.frame(f));
+                fa.cmp(b.frames.iter().map(|&f| profile.frame(f)))
+            })
+        });
+        for s in stacks {
+            let mut ids: Vec<u64> = inline_groups(profile, s.frames)
+                .iter()
+                .map(|g| self.location(g))
+                .collect();
+            ids.reverse();
+            let labels: Vec<(i64, Result<i64, i64>)> = s
+                .labels
+                .iter()
+                .map(|(k, v)| {
+                    let key = self.string(k);
+                    let num = if k == keys::PID || k == keys::TID {
+                        // 0 goes as a string: pprof readers drop labels whose str and
+                        // num are both unset, and zero is "unset" on the wire.
+                        v.parse::<i64>().ok().filter(|&n| n != 0)
+                    } else {
+                        None
+                    };
+                    (key, num.ok_or_else(|| self.string(v)))
+                })
+                .collect();
+            let cpu_ns = s.count.saturating_mul(period);
+            out.message(field::SAMPLE, |m| {
+                m.packed(field::SAMPLE_LOCATION_ID, ids);
+                m.packed(field::SAMPLE_VALUE, [s.count, cpu_ns]);
+                for (key, value) in labels {
+                    m.message(field::SAMPLE_LABEL, |l| {
+                        l.i64(field::LABEL_KEY, key);
+                        match value {
+                            Ok(num) => {
+                                l.i64(field::LABEL_NUM, num);
+                            }
+                            Err(str) => l.i64(field::LABEL_STR, str),
+                        }
+                    });
+                }
+            });
+        }
+
+        for (i, m) in self.mappings.iter().enumerate() {
+            let (start, limit) = if m.min <= m.max {
+                (m.min, m.max.saturating_add(1))
+            } else {
+                (0, 0)
+            };
+            out.message(field::MAPPING, |w| {
+                w.u64(field::MAPPING_ID, i as u64 + 1);
+                w.u64(field::MAPPING_MEMORY_START, start);
+                w.u64(field::MAPPING_MEMORY_LIMIT, limit);
+                if m.all_file_offsets {
+                    w.u64(field::MAPPING_FILE_OFFSET, start);
+                }
+                w.i64(field::MAPPING_FILENAME, m.filename);
+                w.i64(field::MAPPING_BUILD_ID, m.build_id);
+                w.bool(field::MAPPING_HAS_FUNCTIONS, true);
+                w.bool(field::MAPPING_HAS_FILENAMES, m.has_filenames);
+                w.bool(field::MAPPING_HAS_LINE_NUMBERS, m.has_lines);
+                w.bool(field::MAPPING_HAS_INLINE_FRAMES, m.has_inline);
+            });
+        }
+        for (i, l) in self.locations.iter().enumerate() {
+            out.message(field::LOCATION, |w| {
+                w.u64(field::LOCATION_ID, i as u64 + 1);
+                w.u64(field::LOCATION_MAPPING_ID, l.mapping_id);
+                w.u64(field::LOCATION_ADDRESS, l.address);
+                for &(function, line) in &l.lines {
+                    w.message(field::LOCATION_LINE, |ln| {
+                        ln.u64(field::LINE_FUNCTION_ID, function);
+                        ln.i64(field::LINE_LINE, line);
+                    });
+                }
+            });
+        }
+        for (i, &(name, file)) in self.functions.iter().enumerate() {
+            out.message(field::FUNCTION, |w| {
+                w.u64(field::FUNCTION_ID, i as u64 + 1);
+                w.i64(field::FUNCTION_NAME, name);
+                w.i64(field::FUNCTION_SYSTEM_NAME, name);
+                w.i64(field::FUNCTION_FILENAME, file);
+            });
+        }
+        let meta = &profile.meta;
+        out.u64(field::TIME_NANOS, meta.start_unix_ns);
+        out.u64(field::DURATION_NANOS, meta.duration_ns);
+        out.message(field::PERIOD_TYPE, |m| {
+            m.i64(field::VALUE_TYPE_TYPE, cpu);
+            m.i64(field::VALUE_TYPE_UNIT, nanoseconds);
+        });
+        out.u64(field::PERIOD, period);
+        // The string table goes last, so a profile cut off anywhere is missing strings that
+        // are referenced, and decoding it fails instead of yielding a smaller profile.
+        for s in &self.strings {
+            out.bytes(field::STRING_TABLE, s.as_bytes());
+        }
+        out.buf
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Decoding.
+
+#[derive(Default)]
+struct RawMapping {
+    start: u64,
+    offset: u64,
+    filename: u64,
+    build_id: u64,
+    at: usize,
+}
+
+#[derive(Default)]
+struct RawLocation {
+    mapping_id: u64,
+    address: u64,
+    /// `(function id, line)`, innermost first.
+    lines: Vec<(u64, i64)>,
+    at: usize,
+}
+
+#[derive(Default)]
+struct RawFunction {
+    name: u64,
+    system_name: u64,
+    filename: u64,
+    at: usize,
+}
+
+#[derive(Default)]
+struct RawLabel {
+    key: u64,
+    str: u64,
+    num: i64,
+    at: usize,
+}
+
+#[derive(Default)]
+struct RawSample {
+    location_ids: Vec<u64>,
+    values: Vec<u64>,
+    labels: Vec<RawLabel>,
+    at: usize,
+}
+
+#[derive(Default)]
+struct RawProfile {
+    sample_types: Vec<(u64, u64, usize)>,
+    samples: Vec<RawSample>,
+    mappings: Vec<(u64, RawMapping)>,
+    locations: Vec<(u64, RawLocation)>,
+    functions: Vec<(u64, RawFunction)>,
+    strings: Vec<(String, usize)>,
+    time_nanos: u64,
+    duration_nanos: u64,
+    period_type: Option<(u64, u64, usize)>,
+    period: u64,
+}
+
+/// Reads a pprof profile, gzip-compressed or not, into a [`Profile`].
+///
+/// Stacks come back root first; the inlined `Line`s of a location become inlined frames;
+/// frames in a `[kernel...]` mapping or named `..._[k]` are kernel frames; sample labels
+/// become [`Labels`]. The count of a stack is its `samples/count` value, or its first value
+/// when the profile has no such sample type. Samples with a count of zero or less are left
+/// out. The sampling frequency is derived from a `nanoseconds` period.
+///
+/// # Errors
+/// A [`PprofError`] for input that is not a complete, consistent pprof profile.
+pub fn decode(mut r: impl Read) -> Result<Profile, PprofError> {
+    let mut data = Vec::new();
+    r.read_to_end(&mut data).map_err(PprofError::Io)?;
+    if data.is_empty() {
+        return Err(PprofError::Empty);
+    }
+    if data.starts_with(&[0x1f, 0x8b]) {
+        let mut raw = Vec::new();
+        MultiGzDecoder::new(&data[..])
+            .read_to_end(&mut raw)
+            .map_err(PprofError::Gzip)?;
+        if raw.is_empty() {
+            return Err(PprofError::Empty);
+        }
+        data = raw;
+    }
+    let raw = parse_profile(&data)?;
+    build_profile(&raw)
+}
+
+fn invalid(what: &'static str, offset: usize, detail: impl Into<String>) -> PprofError {
+    PprofError::Invalid {
+        what,
+        offset,
+        detail: detail.into(),
+    }
+}
+
+fn parse_value_type(b: &[u8], start: usize) -> Result<(u64, u64), PprofError> {
+    const WHAT: &str = "value type";
+    let mut r = Reader::new(b, start, WHAT);
+    let (mut t, mut u) = (0, 0);
+    while let Some((f, v, at)) = r.next()? {
+        match f as u32 {
+            field::VALUE_TYPE_TYPE => t = v.int(WHAT, at)?,
+            field::VALUE_TYPE_UNIT => u = v.int(WHAT, at)?,
+            _ => {}
+        }
+    }
+    Ok((t, u))
+}
+
+fn parse_sample(b: &[u8], start: usize) -> Result<RawSample, PprofError> {
+    const WHAT: &str = "sample";
+    const LABEL: &str = "sample label";
+    let mut s = RawSample {
+        at: start,
+        ..RawSample::default()
+    };
+    let mut r = Reader::new(b, start, WHAT);
+    while let Some((f, v, at)) = r.next()? {
+        match f as u32 {
+            field::SAMPLE_LOCATION_ID => v.repeated(WHAT, &mut s.location_ids)?,
+            field::SAMPLE_VALUE => v.repeated(WHAT, &mut s.values)?,
+            field::SAMPLE_LABEL => {
+                let (lb, lstart) = v.bytes(WHAT, at)?;
+                let mut label = RawLabel {
+                    at: lstart,
+                    ..RawLabel::default()
+                };
+                let mut lr = Reader::new(lb, lstart, LABEL);
+                while let Some((lf, lv, lat)) = lr.next()? {
+                    match lf as u32 {
+                        field::LABEL_KEY => label.key = lv.int(LABEL, lat)?,
+                        field::LABEL_STR => label.str = lv.int(LABEL, lat)?,
+                        field::LABEL_NUM => label.num = lv.int(LABEL, lat)? as i64,
+                        _ => {}
+                    }
+                }
+                s.labels.push(label);
+            }
+            _ => {}
+        }
+    }
+    Ok(s)
+}
+
+fn parse_mapping(b: &[u8], start: usize) -> Result<(u64, RawMapping), PprofError> {
+    const WHAT: &str = "mapping";
+    let mut m = RawMapping {
+        at: start,
+        ..RawMapping::default()
+    };
+    let mut id = 0;
+    let mut r = Reader::new(b, start, WHAT);
+    while let Some((f, v, at)) = r.next()? {
+        match f as u32 {
+            field::MAPPING_ID => id = v.int(WHAT, at)?,
+            field::MAPPING_MEMORY_START => m.start = v.int(WHAT, at)?,
+            field::MAPPING_FILE_OFFSET => m.offset = v.int(WHAT, at)?,
+            field::MAPPING_FILENAME => m.filename = v.int(WHAT, at)?,
+            field::MAPPING_BUILD_ID => m.build_id = v.int(WHAT, at)?,
+            _ => {}
+        }
+    }
+    Ok((id, m))
+}
+
+fn parse_location(b: &[u8], start: usize) -> Result<(u64, RawLocation), PprofError> {
+    const WHAT: &str = "location";
+    const LINE: &str = "location line";
+    let mut l = RawLocation {
+        at: start,
+        ..RawLocation::default()
+    };
+    let mut id = 0;
+    let mut r = Reader::new(b, start, WHAT);
+    while let Some((f, v, at)) = r.next()? {
+        match f as u32 {
+            field::LOCATION_ID => id = v.int(WHAT, at)?,
+            field::LOCATION_MAPPING_ID => l.mapping_id = v.int(WHAT, at)?,
+            field::LOCATION_ADDRESS => l.address = v.int(WHAT, at)?,
+            field::LOCATION_LINE => {
+                let (lb, lstart) = v.bytes(WHAT, at)?;
+                let (mut function, mut line) = (0, 0);
+                let mut lr = Reader::new(lb, lstart, LINE);
+                while let Some((lf, lv, lat)) = lr.next()? {
+                    match lf as u32 {
+                        field::LINE_FUNCTION_ID => function = lv.int(LINE, lat)?,
+                        field::LINE_LINE => line = lv.int(LINE, lat)? as i64,
+                        _ => {}
+                    }
+                }
+                l.lines.push((function, line));
+            }
+            _ => {}
+        }
+    }
+    Ok((id, l))
+}
+
+fn parse_function(b: &[u8], start: usize) -> Result<(u64, RawFunction), PprofError> {
+    const WHAT: &str = "function";
+    let mut func = RawFunction {
+        at: start,
+        ..RawFunction::default()
+    };
+    let mut id = 0;
+    let mut r = Reader::new(b, start, WHAT);
+    while let Some((f, v, at)) = r.next()? {
+        match f as u32 {
+            field::FUNCTION_ID => id = v.int(WHAT, at)?,
+            field::FUNCTION_NAME => func.name = v.int(WHAT, at)?,
+            field::FUNCTION_SYSTEM_NAME => func.system_name = v.int(WHAT, at)?,
+            field::FUNCTION_FILENAME => func.filename = v.int(WHAT, at)?,
+            _ => {}
+        }
+    }
+    Ok((id, func))
+}
+
+fn parse_profile(data: &[u8]) -> Result<RawProfile, PprofError> {
+    const WHAT: &str = "profile";
+    let mut p = RawProfile::default();
+    let mut r = Reader::new(data, 0, WHAT);
+    while let Some((f, v, at)) = r.next()? {
+        match f as u32 {
+            field::SAMPLE_TYPE => {
+                let (b, start) = v.bytes(WHAT, at)?;
+                let (t, u) = parse_value_type(b, start)?;
+                p.sample_types.push((t, u, start));
+            }
+            field::SAMPLE => {
+                let (b, start) = v.bytes(WHAT, at)?;
+                p.samples.push(parse_sample(b, start)?);
+            }
+            field::MAPPING => {
+                let (b, start) = v.bytes(WHAT, at)?;
+                p.mappings.push(parse_mapping(b, start)?);
+            }
+            field::LOCATION => {
+                let (b, start) = v.bytes(WHAT, at)?;
+                p.locations.push(parse_location(b, start)?);
+            }
+            field::FUNCTION => {
+                let (b, start) = v.bytes(WHAT, at)?;
+                p.functions.push(parse_function(b, start)?);
+            }
+            field::STRING_TABLE => {
+                let (b, start) = v.bytes(WHAT, at)?;
+                let s = std::str::from_utf8(b)
+                    .map_err(|_| invalid("string table", start, "string is not utf-8"))?;
+                p.strings.push((s.to_owned(), start));
+            }
+            field::TIME_NANOS => p.time_nanos = v.int(WHAT, at)?,
+            field::DURATION_NANOS => p.duration_nanos = v.int(WHAT, at)?,
+            field::PERIOD_TYPE => {
+                let (b, start) = v.bytes(WHAT, at)?;
+                let (t, u) = parse_value_type(b, start)?;
+                p.period_type = Some((t, u, start));
+            }
+            field::PERIOD => p.period = v.int(WHAT, at)?,
+            _ => {}
+        }
+    }
+    Ok(p)
+}
+
+/// Looks up an id in a list of `(id, item)`, building the index once.
+fn index<'a, T>(
+    items: &'a [(u64, T)],
+    what: &'static str,
+    at: impl Fn(&T) -> usize,
+) -> Result<HashMap<u64, &'a T>, PprofError> {
+    let mut map = HashMap::with_capacity(items.len());
+    for (id, item) in items {
+        if *id == 0 {
+            return Err(invalid(what, at(item), "id 0"));
+        }
+        if map.insert(*id, item).is_some() {
+            return Err(invalid(what, at(item), format!("duplicate id {id}")));
+        }
+    }
+    Ok(map)
+}
+
+fn build_profile(raw: &RawProfile) -> Result<Profile, PprofError> {
+    let strings = &raw.strings;
+    match strings.first() {
+        Some((s, _)) if s.is_empty() => {}
+        Some((_, at)) => {
+            return Err(invalid(
+                "string table",
+                *at,
+                "the first string is not the empty string",
+            ));
+        }
+        None => {
+            return Err(invalid(
+                "profile",
+                0,
+                "no string table (not a pprof profile, or truncated)",
+            ));
+        }
+    }
+    let string = |i: u64, what: &'static str, at: usize| -> Result<&str, PprofError> {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| strings.get(i))
+            .map(|(s, _)| s.as_str())
+            .ok_or_else(|| {
+                invalid(
+                    what,
+                    at,
+                    format!(
+                        "string index {i} is past the end of the string table ({} strings)",
+                        strings.len()
+                    ),
+                )
+            })
+    };
+
+    if raw.sample_types.is_empty() && !raw.samples.is_empty() {
+        return Err(invalid("profile", 0, "samples but no sample types"));
+    }
+    let mut count_index = 0;
+    for (i, &(t, u, at)) in raw.sample_types.iter().enumerate() {
+        if string(t, "sample type", at)? == "samples" && string(u, "sample type", at)? == "count" {
+            count_index = i;
+            break;
+        }
+    }
+
+    let mut meta = ProfileMeta {
+        start_unix_ns: raw.time_nanos,
+        duration_ns: raw.duration_nanos,
+        frequency_hz: 0,
+    };
+    if let Some((_, u, at)) = raw.period_type {
+        let period = raw.period as i64;
+        if string(u, "period type", at)? == "nanoseconds" && period > 0 {
+            let hz = (1e9 / period as f64).round();
+            if hz >= 1.0 && hz <= f64::from(u32::MAX) {
+                meta.frequency_hz = hz as u32;
+            }
+        }
+    }
+
+    let mappings = index(&raw.mappings, "mapping", |m| m.at)?;
+    let functions = index(&raw.functions, "function", |f| f.at)?;
+    // Only checked: ids must be unique and non-zero.
+    index(&raw.locations, "location", |l| l.at)?;
+
+    let mut profile = Profile::new(meta);
+
+    // The frames of each location, root first, interned once.
+    let mut location_frames: HashMap<u64, Vec<FrameId>> = HashMap::new();
+    for (id, loc) in &raw.locations {
+        let frames = location_to_frames(loc, &mappings, &functions, &string)?;
+        let ids = frames.iter().map(|f| profile.intern_frame(f)).collect();
+        location_frames.insert(*id, ids);
+    }
+
+    for s in &raw.samples {
+        if s.values.len() != raw.sample_types.len() {
+            return Err(invalid(
+                "sample",
+                s.at,
+                format!(
+                    "{} values for {} sample types",
+                    s.values.len(),
+                    raw.sample_types.len()
+                ),
+            ));
+        }
+        let count = s.values[count_index] as i64;
+        let mut labels = Labels::new();
+        for l in &s.labels {
+            let key = string(l.key, "sample label", l.at)?;
+            if key.is_empty() {
+                continue;
+            }
+            // As pprof does: a label with neither a string nor a number is no label.
+            if l.str != 0 {
+                labels.set(key, string(l.str, "sample label", l.at)?);
+            } else if l.num != 0 {
+                labels.set(key, l.num.to_string());
+            }
+        }
+        let mut stack: Vec<FrameId> = Vec::new();
+        for id in s.location_ids.iter().rev() {
+            let frames = location_frames.get(id).ok_or_else(|| {
+                invalid("sample", s.at, format!("refers to missing location {id}"))
+            })?;
+            stack.extend_from_slice(frames);
+        }
+        if count <= 0 {
+            continue;
+        }
+        let labels = profile.intern_labels(&labels);
+        profile.add_ids(labels, stack.into_boxed_slice(), count as u64);
+    }
+    Ok(profile)
+}
+
+/// The frames of one location, root first: the outermost (last) line is the real frame,
+/// the lines before it were inlined into it.
+fn location_to_frames<'s>(
+    loc: &RawLocation,
+    mappings: &HashMap<u64, &RawMapping>,
+    functions: &HashMap<u64, &RawFunction>,
+    string: &impl Fn(u64, &'static str, usize) -> Result<&'s str, PprofError>,
+) -> Result<Vec<Frame>, PprofError> {
+    let mapping = if loc.mapping_id == 0 {
+        None
+    } else {
+        Some(*mappings.get(&loc.mapping_id).ok_or_else(|| {
+            invalid(
+                "location",
+                loc.at,
+                format!("refers to missing mapping {}", loc.mapping_id),
+            )
+        })?)
+    };
+    let (filename, build_id) = match mapping {
+        Some(m) => (
+            string(m.filename, "mapping", m.at)?,
+            string(m.build_id, "mapping", m.at)?,
+        ),
+        None => ("", ""),
+    };
+    let kernel_mapping = filename.starts_with("[kernel") || filename == "[vmlinux]";
+    let location = if loc.address == 0 {
+        Location::Unknown
+    } else if kernel_mapping {
+        Location::Kernel { addr: loc.address }
+    } else if let Some(m) = mapping.filter(|_| !filename.is_empty() || !build_id.is_empty()) {
+        let build_id: Option<Arc<[u8]>> = if build_id.is_empty() {
+            None
+        } else {
+            Some(
+                unhex(build_id)
+                    .unwrap_or_else(|| build_id.as_bytes().to_vec())
+                    .into(),
+            )
+        };
+        let offset = loc
+            .address
+            .checked_sub(m.start)
+            .and_then(|d| d.checked_add(m.offset))
+            .unwrap_or(loc.address);
+        Location::File { build_id, offset }
+    } else {
+        Location::Virtual { addr: loc.address }
+    };
+    let module: Option<Arc<str>> = if filename.is_empty() || filename == KERNEL_MAPPING {
+        None
+    } else {
+        Some(filename.into())
+    };
+
+    if loc.lines.is_empty() {
+        // No symbols: name the frame after its binary and offset, as the symbolizer does.
+        let name = match (&location, filename.rsplit('/').next()) {
+            (Location::File { offset, .. }, Some(base)) if !base.is_empty() => {
+                format!("{base}+0x{offset:x}")
+            }
+            _ => UNKNOWN.to_owned(),
+        };
+        let kind = if kernel_mapping {
+            FrameKind::Kernel
+        } else {
+            FrameKind::User
+        };
+        let mut frame = Frame::named(name, kind);
+        frame.module = module;
+        frame.location = location;
+        return Ok(vec![frame]);
+    }
+
+    let mut frames = Vec::with_capacity(loc.lines.len());
+    // Lines are innermost first; frames are root first.
+    for (i, &(function_id, line)) in loc.lines.iter().enumerate().rev() {
+        let function = if function_id == 0 {
+            None
+        } else {
+            Some(*functions.get(&function_id).ok_or_else(|| {
+                invalid(
+                    "location",
+                    loc.at,
+                    format!("refers to missing function {function_id}"),
+                )
+            })?)
+        };
+        let (mut name, file) = match function {
+            Some(f) => {
+                let name = string(f.name, "function", f.at)?;
+                let system = string(f.system_name, "function", f.at)?;
+                let file = string(f.filename, "function", f.at)?;
+                (if name.is_empty() { system } else { name }, file)
+            }
+            None => ("", ""),
+        };
+        if name.is_empty() {
+            name = UNKNOWN;
+        }
+        let mut kind = if kernel_mapping {
+            FrameKind::Kernel
+        } else {
+            FrameKind::User
+        };
+        let mut inlined = i + 1 < loc.lines.len();
+        if let Some(n) = name.strip_suffix("_[k]") {
+            name = n;
+            kind = FrameKind::Kernel;
+        } else if let Some(n) = name.strip_suffix("_[i]") {
+            name = n;
+            inlined = true;
+        }
+        frames.push(Frame {
+            name: name.into(),
+            kind,
+            inlined,
+            module: module.clone(),
+            file: (!file.is_empty()).then(|| file.into()),
+            line: u32::try_from(line).ok().filter(|&l| l > 0),
+            location: location.clone(),
+        });
+    }
+    Ok(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::folded::{self, Root};
+
+    const PERIOD_NS: u64 = 10_000_000; // 100 Hz
+
+    fn file_frame(name: &str, offset: u64, line: u32) -> Frame {
+        let mut f = Frame::named(name, FrameKind::User);
+        f.module = Some("/usr/bin/demo".into());
+        f.file = Some("src/main.rs".into());
+        f.line = Some(line);
+        f.location = Location::File {
+            build_id: Some(Arc::from(&[0xde, 0xad, 0xbe, 0xef][..])),
+            offset,
+        };
+        f
+    }
+
+    fn demo_labels() -> (Labels, Labels) {
+        let l1 = Labels::new()
+            .with(keys::PID, "42")
+            .with(keys::TID, "43")
+            .with(keys::COMM, "demo")
+            .with(keys::THREAD, "worker");
+        let l2 = l1
+            .clone()
+            .with(keys::TID, "44")
+            .with(keys::THREAD, "worker-2")
+            .with("container", "c1");
+        (l1, l2)
+    }
+
+    /// main;work;fn_a 60, main;work;fn_a;mix_[i] 10 (mix inlined into fn_a),
+    /// main;work;fn_b;asm_sysvec_apic_timer_interrupt_[k] 30.
+    fn demo_profile() -> Profile {
+        let (l1, l2) = demo_labels();
+        let main = file_frame("main", 0x1000, 10);
+        let work = file_frame("work", 0x1100, 20);
+        let fn_a = file_frame("fn_a", 0x1200, 30);
+        let fn_b = file_frame("fn_b", 0x1300, 40);
+        let mut mix = file_frame("mix", 0x1200, 5);
+        mix.inlined = true;
+        mix.file = Some("src/mix.rs".into());
+        let mut irq = Frame::named("asm_sysvec_apic_timer_interrupt", FrameKind::Kernel);
+        irq.location = Location::Kernel {
+            addr: 0xffff_ffff_8100_0000,
+        };
+        let mut p = Profile::new(ProfileMeta {
+            start_unix_ns: 1_700_000_000_000_000_000,
+            duration_ns: 1_000_000_000,
+            frequency_hz: 100,
+        });
+        p.add(&l1, &[main.clone(), work.clone(), fn_a.clone()], 60);
+        p.add(&l1, &[main.clone(), work.clone(), fn_a, mix], 10);
+        p.add(&l2, &[main, work, fn_b, irq], 30);
+        p
+    }
+
+    /// A profile with everything the round trip has to keep: two-deep inline chains, an
+    /// inlined frame at the root, frames without module or location, virtual addresses,
+    /// a library without build-id, string and numeric labels.
+    fn rich_profile() -> Profile {
+        let mut p = demo_profile();
+        let (l1, _) = demo_labels();
+        let main = file_frame("main", 0x1000, 10);
+        let mut inner = file_frame("inner", 0x1000, 7);
+        inner.inlined = true;
+        let mut innermost = file_frame("innermost", 0x1000, 3);
+        innermost.inlined = true;
+        let mut memcpy = Frame::named("__memcpy_avx_unaligned", FrameKind::User);
+        memcpy.module = Some("/lib/x86_64-linux-gnu/libc.so.6".into());
+        memcpy.location = Location::File {
+            build_id: None,
+            offset: 0x9_8765,
+        };
+        let mut jit = Frame::named("[unknown]", FrameKind::User);
+        jit.location = Location::Virtual { addr: 0x7f00_0000 };
+        let unknown = Frame::unknown(FrameKind::User);
+        let mut lonely = Frame::named("lonely", FrameKind::User);
+        lonely.inlined = true;
+        let k1 = Frame::named("do_syscall_64", FrameKind::Kernel);
+        let k2 = Frame::named("entry_SYSCALL_64", FrameKind::Kernel);
+        let other = Labels::new()
+            .with(keys::PID, "7")
+            .with(keys::COMM, "we;ird name")
+            .with("note", "x=1 y");
+        p.add(&l1, &[main.clone(), inner, innermost, memcpy], 5);
+        p.add(&other, &[jit, unknown.clone()], 4);
+        p.add(&other, &[lonely, main], 3);
+        p.add(&Labels::new(), &[unknown, k2, k1], 2);
+        let idle = Labels::new()
+            .with(keys::PID, "0")
+            .with(keys::TID, "0")
+            .with(keys::COMM, "swapper/0");
+        p.add(&idle, &[Frame::named("default_idle", FrameKind::Kernel)], 9);
+        p
+    }
+
+    fn by_labels(p: &Profile) -> BTreeMap<(Labels, Vec<Frame>), u64> {
+        let mut out = BTreeMap::new();
+        for s in p.stacks() {
+            let frames = s.frames.iter().map(|&f| p.frame(f).clone()).collect();
+            *out.entry((s.labels.clone(), frames)).or_insert(0) += s.count;
+        }
+        out
+    }
+
+    fn round_trip(p: &Profile) -> Profile {
+        let mut buf = Vec::new();
+        encode(p, &mut buf).unwrap();
+        assert_eq!(&buf[..2], &[0x1f, 0x8b], "gzip magic");
+        decode(&buf[..]).unwrap()
+    }
+
+    #[test]
+    fn round_trip_keeps_stacks_counts_labels_and_inline_chains() {
+        for p in [demo_profile(), rich_profile()] {
+            let back = round_trip(&p);
+            let opts = folded::Options::default().with_root(Root::CommPid);
+            assert_eq!(folded::lines(&back, opts), folded::lines(&p, opts));
+            assert_eq!(back.total(), p.total());
+            assert_eq!(back.meta, p.meta);
+            let labelled = |p: &Profile| -> BTreeMap<String, u64> {
+                by_labels(p)
+                    .into_iter()
+                    .map(|((l, frames), c)| {
+                        let names: Vec<String> =
+                            frames.iter().map(|f| f.folded_name().to_string()).collect();
+                        (format!("{l:?} {}", names.join(";")), c)
+                    })
+                    .collect()
+            };
+            assert_eq!(labelled(&back), labelled(&p));
+        }
+        // The demo profile's frames come back exactly: names, modules, files, lines and
+        // locations (its inlined frames share their caller's address).
+        let p = demo_profile();
+        assert_eq!(by_labels(&round_trip(&p)), by_labels(&p));
+        let folded = folded::lines(
+            &round_trip(&p),
+            folded::Options::default().with_root(Root::CommPid),
+        );
+        assert_eq!(folded.get("demo-42;main;work;fn_a;mix_[i]"), Some(&10));
+        assert_eq!(
+            folded.get("demo-42;main;work;fn_b;asm_sysvec_apic_timer_interrupt_[k]"),
+            Some(&30)
+        );
+    }
+
+    #[test]
+    fn uncompressed_input_decodes_too_and_output_is_deterministic() {
+        let p = rich_profile();
+        let raw = encode_uncompressed(&p);
+        assert_eq!(raw, encode_uncompressed(&p));
+        // The same samples added in another order (other interning order) give the same bytes.
+        let mut q = Profile::new(p.meta.clone());
+        let mut stacks: Vec<_> = by_labels(&p).into_iter().collect();
+        stacks.reverse();
+        for ((l, frames), c) in stacks {
+            q.add(&l, &frames, c);
+        }
+        assert_eq!(raw, encode_uncompressed(&q));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        encode(&p, &mut a).unwrap();
+        encode(&q, &mut b).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            by_labels(&decode(&raw[..]).unwrap()),
+            by_labels(&round_trip(&p))
+        );
+    }
+
+    #[test]
+    fn empty_profile_round_trips() {
+        let p = Profile::default();
+        let back = round_trip(&p);
+        assert!(back.is_empty());
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_never_a_panic() {
+        let raw = encode_uncompressed(&rich_profile());
+        for cut in 0..raw.len() {
+            assert!(
+                decode(&raw[..cut]).is_err(),
+                "a profile cut at {cut} of {} bytes decoded",
+                raw.len()
+            );
+        }
+        let mut gz = Vec::new();
+        encode(&rich_profile(), &mut gz).unwrap();
+        for cut in 0..gz.len() {
+            assert!(decode(&gz[..cut]).is_err(), "gzip cut at {cut} decoded");
+        }
+        let err = decode(&raw[..raw.len() / 2]).unwrap_err().to_string();
+        assert!(err.contains("byte"), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_an_error_never_a_panic() {
+        let err = decode(&b"this is not a pprof profile\n"[..]).unwrap_err();
+        assert!(err.to_string().contains("at byte"), "{err}");
+        assert!(matches!(decode(&b""[..]), Err(PprofError::Empty)));
+        assert!(matches!(
+            decode(&[0x1f, 0x8b, 8, 0, 1, 2, 3][..]),
+            Err(PprofError::Gzip(_))
+        ));
+        // Pseudo-random bytes, and the real profile with bytes flipped: errors or profiles,
+        // but no panics.
+        let raw = encode_uncompressed(&rich_profile());
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..2000 {
+            let len = (next() % 200) as usize;
+            let junk: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let _ = decode(&junk[..]);
+            let mut flipped = raw.clone();
+            let i = (next() as usize) % flipped.len();
+            flipped[i] = next() as u8;
+            let _ = decode(&flipped[..]);
+        }
+    }
+
+    #[test]
+    fn inconsistent_references_are_named() {
+        // A sample pointing at location 9, which does not exist.
+        let mut w = Writer::default();
+        w.message(field::SAMPLE_TYPE, |m| {
+            m.i64(field::VALUE_TYPE_TYPE, 1);
+            m.i64(field::VALUE_TYPE_UNIT, 2);
+        });
+        w.message(field::SAMPLE, |m| {
+            m.packed(field::SAMPLE_LOCATION_ID, [9]);
+            m.packed(field::SAMPLE_VALUE, [1]);
+        });
+        for s in ["", "samples", "count"] {
+            w.bytes(field::STRING_TABLE, s.as_bytes());
+        }
+        let err = decode(&w.buf[..]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid pprof profile: sample at byte 8: refers to missing location 9"
+        );
+        // A string index past the table.
+        let mut w = Writer::default();
+        w.message(field::SAMPLE_TYPE, |m| m.i64(field::VALUE_TYPE_TYPE, 5));
+        w.bytes(field::STRING_TABLE, b"");
+        let err = decode(&w.buf[..]).unwrap_err().to_string();
+        assert!(err.contains("string index 5 is past the end"), "{err}");
+    }
+
+    #[test]
+    fn other_producers_unpacked_fields_and_suffixes_are_read() {
+        // Unpacked repeated fields, a `_[k]` suffix, no mapping, values without samples/count.
+        let mut w = Writer::default();
+        w.message(field::SAMPLE_TYPE, |m| {
+            m.i64(field::VALUE_TYPE_TYPE, 1);
+            m.i64(field::VALUE_TYPE_UNIT, 2);
+        });
+        w.message(field::SAMPLE, |m| {
+            m.u64(field::SAMPLE_LOCATION_ID, 2);
+            m.u64(field::SAMPLE_LOCATION_ID, 1);
+            m.u64(field::SAMPLE_VALUE, 5);
+        });
+        w.message(field::LOCATION, |m| {
+            m.u64(field::LOCATION_ID, 1);
+            m.message(field::LOCATION_LINE, |l| l.u64(field::LINE_FUNCTION_ID, 1));
+        });
+        w.message(field::LOCATION, |m| {
+            m.u64(field::LOCATION_ID, 2);
+            m.message(field::LOCATION_LINE, |l| l.u64(field::LINE_FUNCTION_ID, 2));
+        });
+        w.message(field::FUNCTION, |m| {
+            m.u64(field::FUNCTION_ID, 1);
+            m.i64(field::FUNCTION_NAME, 3);
+        });
+        w.message(field::FUNCTION, |m| {
+            m.u64(field::FUNCTION_ID, 2);
+            m.i64(field::FUNCTION_SYSTEM_NAME, 4);
+        });
+        for s in ["", "alloc_space", "bytes", "main", "schedule_[k]"] {
+            w.bytes(field::STRING_TABLE, s.as_bytes());
+        }
+        let p = decode(&w.buf[..]).unwrap();
+        let lines = folded::lines(&p, folded::Options::default().with_root(Root::None));
+        assert_eq!(
+            lines.into_iter().collect::<Vec<_>>(),
+            [("main;schedule_[k]".to_owned(), 5)]
+        );
+    }
+
+    // -----------------------------------------------------------------------------------
+    // The real reader: go tool pprof.
+
+    fn go_binary() -> Option<std::path::PathBuf> {
+        let on_path = std::process::Command::new("go")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if on_path {
+            return Some("go".into());
+        }
+        let debian = std::path::Path::new("/usr/lib/go-1.19/bin/go");
+        debian.exists().then(|| debian.to_path_buf())
+    }
+
+    fn pprof(go: &std::path::Path, args: &[&str], file: &std::path::Path) -> String {
+        let home = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(go)
+            .arg("tool")
+            .arg("pprof")
+            .args(args)
+            .arg(file)
+            // Keep pprof from looking for binaries or writing to the real home.
+            .env("HOME", home.path())
+            .env("PPROF_BINARY_PATH", home.path())
+            .env("PPROF_TMPDIR", home.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "go tool pprof {args:?} failed: {stderr}"
+        );
+        eprintln!("--- go tool pprof {args:?}\n{stdout}{stderr}");
+        stdout
+    }
+
+    /// `700ms`, `0.70s`, `1s`, `300ms` ... in nanoseconds.
+    fn duration_ns(v: &str) -> u64 {
+        let split = v
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(v.len());
+        let (num, unit) = v.split_at(split);
+        let num: f64 = num.parse().unwrap_or_else(|_| panic!("not a value: {v}"));
+        let scale = match unit {
+            "" | "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "mins" => 60e9,
+            "hrs" => 3600e9,
+            _ => panic!("unknown unit in {v}"),
+        };
+        (num * scale).round() as u64
+    }
+
+    /// Parses `-raw`: stacks (root first, inlined lines expanded) with their two values,
+    /// and the label lines of each sample.
+    fn parse_raw(out: &str) -> BTreeMap<String, (u64, u64, String)> {
+        let mut samples: Vec<(u64, u64, Vec<u64>, String)> = Vec::new();
+        let mut locations: HashMap<u64, Vec<String>> = HashMap::new();
+        let mut section = "";
+        let mut last_location = 0;
+        for line in out.lines() {
+            match line.trim() {
+                "Samples:" => section = "samples",
+                "Locations" => section = "locations",
+                "Mappings" => section = "mappings",
+                _ => {}
+            }
+            match section {
+                "samples" => {
+                    if let Some((values, ids)) = line.split_once(": ") {
+                        let values: Vec<u64> = values
+                            .split_whitespace()
+                            .filter_map(|v| v.parse().ok())
+                            .collect();
+                        if values.len() == 2 {
+                            let ids = ids.split_whitespace().map(|i| i.parse().unwrap()).collect();
+                            samples.push((values[0], values[1], ids, String::new()));
+                            continue;
+                        }
+                    }
+                    if line.starts_with("                ")
+                        && let Some(s) = samples.last_mut()
+                    {
+                        s.3.push_str(line.trim());
+                        s.3.push(' ');
+                    }
+                }
+                "locations" if line.contains(" s=") => {
+                    // `     1: 0x1200 M=1 mix src/mix.rs:5 s=0` or a continuation line.
+                    let mut words = line.split_whitespace().peekable();
+                    if line.starts_with("             ") {
+                        // Continuation: `name file:line s=0`.
+                    } else {
+                        last_location =
+                            words.next().unwrap().trim_end_matches(':').parse().unwrap();
+                        words.next(); // address
+                        if words.peek().is_some_and(|w| w.starts_with("M=")) {
+                            words.next();
+                        }
+                    }
+                    let name = words.next().unwrap().to_owned();
+                    locations.entry(last_location).or_default().push(name);
+                }
+                _ => {}
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (count, cpu, ids, labels) in samples {
+            let mut names: Vec<&str> = Vec::new();
+            for id in ids.iter().rev() {
+                names.extend(locations[id].iter().rev().map(String::as_str));
+            }
+            out.insert(names.join(";"), (count, cpu, labels));
+        }
+        out
+    }
+
+    /// Parses `-top`: name → (flat, cum) in nanoseconds.
+    fn parse_top(out: &str) -> BTreeMap<String, (u64, u64)> {
+        let mut rows = BTreeMap::new();
+        let mut in_table = false;
+        for line in out.lines() {
+            if line.trim_start().starts_with("flat  flat%") {
+                in_table = true;
+                continue;
+            }
+            if !in_table {
+                continue;
+            }
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() >= 6 {
+                let name = cols[5..].join(" ");
+                let name = name.trim_end_matches(" (inline)").to_owned();
+                rows.insert(name, (duration_ns(cols[0]), duration_ns(cols[3])));
+            }
+        }
+        rows
+    }
+
+    /// Parses `-traces`: leaf-first names joined root first → (value ns, label lines).
+    fn parse_traces(out: &str) -> Vec<(String, u64, String)> {
+        let mut traces = Vec::new();
+        let mut current: Option<(Vec<String>, u64, String)> = None;
+        let mut flush = |c: &mut Option<(Vec<String>, u64, String)>| {
+            if let Some((mut names, v, labels)) = c.take()
+                && !names.is_empty()
+            {
+                names.reverse();
+                traces.push((names.join(";"), v, labels));
+            }
+        };
+        for line in out.lines() {
+            if line.starts_with("-----------+") {
+                flush(&mut current);
+                current = Some((Vec::new(), 0, String::new()));
+                continue;
+            }
+            let Some(c) = current.as_mut() else { continue };
+            if line.len() > 13 && line.get(10..13) == Some(":  ") {
+                c.2.push_str(line.trim());
+                c.2.push(' ');
+            } else if line.len() > 13 && line.get(10..13) == Some("   ") {
+                let value = line[..10].trim();
+                if !value.is_empty() {
+                    c.1 = duration_ns(value);
+                }
+                let name = line[13..].trim_end_matches(" (inline)").to_owned();
+                c.0.push(name);
+            }
+        }
+        flush(&mut current);
+        traces
+    }
+
+    #[test]
+    fn go_tool_pprof_reads_what_we_write() {
+        let Some(go) = go_binary() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but neither `go` nor /usr/lib/go-1.19/bin/go exists"
+            );
+            eprintln!(
+                "!!!!! SKIPPING go_tool_pprof_reads_what_we_write: no `go` on PATH and no \
+                 /usr/lib/go-1.19/bin/go; install golang-go to run it !!!!!"
+            );
+            return;
+        };
+        let mut file = tempfile::Builder::new()
+            .suffix(".pb.gz")
+            .tempfile()
+            .unwrap();
+        encode(&demo_profile(), file.as_file_mut()).unwrap();
+        let path = file.path().to_owned();
+
+        let raw = parse_raw(&pprof(&go, &["-raw"], &path));
+        let want = [
+            ("main;work;fn_a", 60),
+            ("main;work;fn_a;mix", 10),
+            ("main;work;fn_b;asm_sysvec_apic_timer_interrupt", 30),
+        ];
+        assert_eq!(raw.len(), want.len(), "{raw:?}");
+        for (stack, count) in want {
+            let (c, cpu, labels) = raw
+                .get(stack)
+                .unwrap_or_else(|| panic!("{stack} in {raw:?}"));
+            assert_eq!((*c, *cpu), (count, count * PERIOD_NS), "{stack}");
+            assert!(labels.contains("comm:[demo]"), "{labels}");
+            assert!(labels.contains("pid:[42]"), "{labels}");
+        }
+        assert!(
+            raw["main;work;fn_b;asm_sysvec_apic_timer_interrupt"]
+                .2
+                .contains("container:[c1]")
+        );
+
+        let top = parse_top(&pprof(&go, &["-top", "-nodecount=20"], &path));
+        let ms = |n: u64| n * PERIOD_NS;
+        assert_eq!(top["fn_a"], (ms(60), ms(70)), "{top:?}");
+        assert_eq!(top["mix"], (ms(10), ms(10)), "{top:?}");
+        assert_eq!(top["fn_b"], (0, ms(30)), "{top:?}");
+        assert_eq!(top["asm_sysvec_apic_timer_interrupt"], (ms(30), ms(30)));
+        assert_eq!(top["main"], (0, ms(100)), "{top:?}");
+        assert_eq!(top["work"], (0, ms(100)), "{top:?}");
+
+        let traces = parse_traces(&pprof(&go, &["-traces"], &path));
+        let mut got: BTreeMap<&str, u64> = BTreeMap::new();
+        for (stack, v, labels) in &traces {
+            *got.entry(stack).or_insert(0) += v;
+            assert!(labels.contains("comm:  demo"), "{labels}");
+        }
+        let want: BTreeMap<&str, u64> = want.iter().map(|&(s, c)| (s, ms(c))).collect();
+        assert_eq!(got, want, "{traces:?}");
+    }
+}
