@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use profiler_model::ProfileMeta;
 use tracing::{debug, info, warn};
@@ -64,12 +64,6 @@ pub struct AgentSummary {
     pub stats: SamplerStats,
 }
 
-fn now_unix_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
 /// How often retention runs, in windows.
 const RETENTION_EVERY: u64 = 60;
 
@@ -99,7 +93,7 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
         duration_ns: 0,
         frequency_hz,
     };
-    let mut window_start = now_unix_ns();
+    let mut window_start = crate::now_unix_ns();
     let mut window_clock = Instant::now();
     let mut aggregator = Aggregator::new(
         symbolizer::Symbolizer::new(symbolizer::Config::default()),
@@ -120,7 +114,7 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
             aggregator.add(&samples);
         }
         if stop || window_clock.elapsed() >= config.window {
-            let end = now_unix_ns().max(window_start + 1);
+            let end = crate::now_unix_ns().max(window_start + 1);
             let mut profile = aggregator.take_profile(meta_from(end));
             profile.meta.duration_ns = end - window_start;
             let samples = profile.total();
@@ -142,7 +136,7 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
             window_start = end;
             window_clock = Instant::now();
             if summary.windows % RETENTION_EVERY == 0 {
-                match store.enforce_retention(now_unix_ns()) {
+                match store.enforce_retention(crate::now_unix_ns()) {
                     Ok(report) => debug!(?report, "retention"),
                     Err(e) => warn!(error = %e, "retention failed"),
                 }

@@ -91,6 +91,14 @@ pub struct AgentArgs {
     #[arg(long, env = "EMBER_STORE_MAX_SIZE", default_value = "2GiB", value_parser = parse_size, help_heading = "Store")]
     pub store_max_size: u64,
 
+    /// Drain interval and kernel map sizes.
+    #[command(flatten)]
+    pub drain: DrainArgs,
+}
+
+/// How the kernel's maps are sized and drained (`record` and `agent` alike).
+#[derive(Debug, Args)]
+pub struct DrainArgs {
     /// How often samples are read from the kernel and named.
     #[arg(long, default_value = "1s", value_parser = parse_duration, help_heading = "Advanced")]
     pub drain_interval: Duration,
@@ -217,17 +225,9 @@ pub struct RecordArgs {
     #[arg(short, long, value_enum, help_heading = "Output")]
     pub format: Option<OutputFormat>,
 
-    /// How often samples are read from the kernel and named.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, help_heading = "Advanced")]
-    pub drain_interval: Duration,
-
-    /// Distinct (process, thread, stack) keys the kernel can hold between two drains.
-    #[arg(long, default_value_t = profiler_common::DEFAULT_COUNTS_ENTRIES, help_heading = "Advanced")]
-    pub counts_map_entries: u32,
-
-    /// Distinct stacks the kernel can hold between two drains.
-    #[arg(long, default_value_t = profiler_common::DEFAULT_STACKS_ENTRIES, help_heading = "Advanced")]
-    pub stacks_map_entries: u32,
+    /// Drain interval and kernel map sizes.
+    #[command(flatten)]
+    pub drain: DrainArgs,
 }
 
 /// Parses `30s`, `500ms`, `2m`, `1h`, `1.5s` or a bare number of seconds.

@@ -34,13 +34,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = AgentConfig {
                 frequency_hz: args.frequency,
                 window: args.window,
-                drain_interval: args.drain_interval,
+                drain_interval: args.drain.drain_interval,
                 data_dir: args.data_dir,
                 store: StoreConfig::default()
                     .with_retention(args.retention)
                     .with_max_bytes(args.store_max_size),
-                counts_entries: args.counts_map_entries,
-                stacks_entries: args.stacks_map_entries,
+                counts_entries: args.drain.counts_map_entries,
+                stacks_entries: args.drain.stacks_map_entries,
             };
             let summary = agent::run(&config).context("ember agent")?;
             if cli.global.quiet == 0 {

@@ -11,7 +11,7 @@ use std::io::{self, BufWriter, IsTerminal as _, Write};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use profiler_model::{Profile, ProfileMeta, folded};
 use tracing::{debug, warn};
@@ -171,9 +171,9 @@ impl RecordConfig {
             include_idle: args.include_idle,
             output: args.output,
             format,
-            drain_interval: args.drain_interval,
-            counts_entries: args.counts_map_entries,
-            stacks_entries: args.stacks_map_entries,
+            drain_interval: args.drain.drain_interval,
+            counts_entries: args.drain.counts_map_entries,
+            stacks_entries: args.drain.stacks_map_entries,
             status_line: !quiet && io::stderr().is_terminal(),
         })
     }
@@ -188,12 +188,6 @@ pub struct RecordOutcome {
     pub exit_status: Option<ExitStatus>,
     /// The program's counters at the end.
     pub stats: SamplerStats,
-}
-
-fn now_unix_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 fn process_exists(pid: u32) -> bool {
@@ -264,7 +258,7 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
 
     let start = Instant::now();
     let meta = ProfileMeta {
-        start_unix_ns: now_unix_ns(),
+        start_unix_ns: crate::now_unix_ns(),
         duration_ns: 0,
         frequency_hz: u32::try_from(config.frequency_hz).unwrap_or(u32::MAX),
     };
