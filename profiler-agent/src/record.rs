@@ -190,20 +190,18 @@ pub struct RecordOutcome {
     pub stats: SamplerStats,
 }
 
-fn process_exists(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
 struct Status {
     enabled: bool,
     last: Instant,
 }
 
 impl Status {
+    /// Whether the line is shown and due for an update.
+    fn due(&self) -> bool {
+        self.enabled && self.last.elapsed() >= Duration::from_millis(250)
+    }
+
     fn show(&mut self, elapsed: Duration, samples: u64, lost: u64) {
-        if !self.enabled || self.last.elapsed() < Duration::from_millis(250) {
-            return;
-        }
         self.last = Instant::now();
         let mut err = io::stderr().lock();
         let _ = write!(
@@ -296,7 +294,7 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
             stop = true;
         }
         if let RecordTarget::Pids(pids) = &config.target
-            && !pids.iter().any(|&p| process_exists(p))
+            && !pids.iter().any(|&p| crate::procinfo::process_exists(p))
         {
             debug!("every target process has exited");
             stop = true;
@@ -309,8 +307,11 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
             let samples = drain(&mut sampler, own_pid)?;
             aggregator.add(&samples);
         }
-        let lost = sampler.stats().map(|s| s.lost()).unwrap_or(0);
-        status.show(start.elapsed(), aggregator.stats().samples, lost);
+        if status.due() {
+            // Ten map reads: only when the status line is shown.
+            let lost = sampler.stats().map(|s| s.lost()).unwrap_or(0);
+            status.show(start.elapsed(), aggregator.stats().samples, lost);
+        }
         if stop {
             break;
         }

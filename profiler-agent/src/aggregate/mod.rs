@@ -151,14 +151,19 @@ impl Aggregator {
         std::mem::replace(&mut self.profile, Profile::new(meta))
     }
 
-    /// Forgets what is cached about processes that no longer exist among `pids`, so a
-    /// reused PID is never named after its predecessor and the caches stay bounded.
-    pub fn forget_exited(&mut self, pids: impl IntoIterator<Item = u32>) {
-        for pid in pids {
-            if pid != 0 && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                self.symbolizer.forget_process(pid);
-                self.processes.forget(pid);
-            }
+    /// Forgets what is cached about processes that exited or whose PID now names another
+    /// process (the process table tells by start time), and about those among `seen` that
+    /// no longer exist even if their labels were never read: a reused PID is never named
+    /// after its predecessor, and the caches stay bounded.
+    pub fn forget_exited(&mut self, seen: impl IntoIterator<Item = u32>) {
+        let mut gone: std::collections::BTreeSet<u32> =
+            self.processes.retain_live().into_iter().collect();
+        gone.extend(
+            seen.into_iter()
+                .filter(|&pid| pid != 0 && !crate::procinfo::process_exists(pid)),
+        );
+        for pid in gone {
+            self.symbolizer.forget_process(pid);
         }
     }
 }

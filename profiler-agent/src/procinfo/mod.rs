@@ -22,6 +22,12 @@ pub use cgroup::{parse_proc_cgroup, read_cgroup};
 pub use container::{ContainerInfo, Qos, Runtime, parse_cgroup_path};
 pub use table::{ProcessInfo, ProcessTable};
 
+/// Whether process `pid` exists (its `/proc` entry is there).
+#[must_use]
+pub fn process_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// Label names added by this module, next to [`profiler_model::keys`].
 pub mod label {
     /// Executable path (`readlink /proc/PID/exe`).

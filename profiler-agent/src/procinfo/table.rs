@@ -112,11 +112,19 @@ impl ProcessTable {
         self.entries.remove(&pid);
     }
 
-    /// Drops every process that has exited (or whose pid now names another process).
-    pub fn retain_live(&mut self) {
+    /// Drops every process that has exited (or whose pid now names another process) and
+    /// returns their pids, so caches elsewhere keyed by pid can drop them too.
+    pub fn retain_live(&mut self) -> Vec<u32> {
         let root = &self.proc_root;
-        self.entries
-            .retain(|&pid, e| read_start_time(root, pid).is_some_and(|t| t == e.start_time));
+        let mut dropped = Vec::new();
+        self.entries.retain(|&pid, e| {
+            let live = read_start_time(root, pid).is_some_and(|t| t == e.start_time);
+            if !live {
+                dropped.push(pid);
+            }
+            live
+        });
+        dropped
     }
 
     /// How many processes are cached.
@@ -308,7 +316,11 @@ mod tests {
         // Its last samples are drained after it exits: they still get its name.
         let labels = table.labels(pid, pid + 1, "worker");
         assert_eq!(labels.get(keys::COMM), Some("sleep"));
-        table.retain_live();
+        assert_eq!(
+            table.retain_live(),
+            vec![pid],
+            "the exited pid is reported as dropped"
+        );
         assert!(table.is_empty());
     }
 

@@ -85,15 +85,12 @@ impl std::fmt::Debug for Sampler {
 }
 
 fn map_error(name: &str, err: MapError) -> SampleError {
-    if let MapError::CreateError { io_error, .. } = &err
-        && is_permission(io_error)
-    {
-        let MapError::CreateError { io_error, .. } = err else {
-            unreachable!("matched above")
-        };
-        return SampleError::Permission { source: io_error };
+    match err {
+        MapError::CreateError { io_error, .. } if is_permission(&io_error) => {
+            SampleError::Permission { source: io_error }
+        }
+        other => SampleError::ebpf(format!("eBPF map `{name}`"), other),
     }
-    SampleError::ebpf(format!("eBPF map `{name}`"), err)
 }
 
 fn program_error(name: &str, err: ProgramError) -> SampleError {
@@ -177,7 +174,7 @@ impl Sampler {
         }
         if let Target::Pids(pids) = &config.target {
             for &pid in pids {
-                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                if !crate::procinfo::process_exists(pid) {
                     return Err(SampleError::NoSuchProcess { pid });
                 }
             }
