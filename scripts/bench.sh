@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks Ember against its peers on this machine; prints a Markdown report.
-#   scripts/bench.sh [record_bench.py options]     e.g. --pairs 9 --seconds 5
+#   scripts/bench.sh            both reports: bench/record_bench.py, then bench/agent_bench.py
+#   scripts/bench.sh record|agent [options]   one of them, with its options
 # Needs root. Installs inferno's CLI (for the perf pipeline) into target/bench-tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,4 +12,9 @@ if [ ! -x target/bench-tools/bin/inferno-flamegraph ]; then
   echo "bench: installing inferno's command-line tools into target/bench-tools" >&2
   cargo install --locked --quiet inferno --version 0.12.8 --root target/bench-tools
 fi
-exec python3 bench/record_bench.py "$@"
+case "${1:-all}" in
+  record) shift; exec python3 bench/record_bench.py "$@" ;;
+  agent) shift; exec python3 bench/agent_bench.py "$@" ;;
+  all) python3 bench/record_bench.py; python3 bench/agent_bench.py ;;
+  *) echo "bench: unknown report '$1' (record, agent)" >&2; exit 2 ;;
+esac

@@ -83,6 +83,10 @@ pub struct AgentArgs {
     )]
     pub data_dir: PathBuf,
 
+    /// Address of the HTTP API (loopback by default; `none` to run without it).
+    #[arg(long, env = "EMBER_LISTEN", default_value = "127.0.0.1:7070", value_parser = parse_listen, help_heading = "API")]
+    pub listen: Listen,
+
     /// Keep windows this long.
     #[arg(long, env = "EMBER_STORE_RETENTION", default_value = "7d", value_parser = parse_duration, help_heading = "Store")]
     pub retention: Duration,
@@ -110,6 +114,23 @@ pub struct DrainArgs {
     /// Distinct stacks the kernel can hold between two drains.
     #[arg(long, default_value_t = profiler_common::DEFAULT_STACKS_ENTRIES, help_heading = "Advanced")]
     pub stacks_map_entries: u32,
+}
+
+/// `--listen`: an address, or no API at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen(pub Option<std::net::SocketAddr>);
+
+/// Parses `HOST:PORT` (an IP address) or `none`.
+///
+/// # Errors
+/// A message with an example of a valid address.
+pub fn parse_listen(s: &str) -> Result<Listen, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(Listen(None));
+    }
+    s.parse().map(|a| Listen(Some(a))).map_err(|_| {
+        format!("invalid address `{s}`: expected IP:PORT such as 127.0.0.1:7070, or `none`")
+    })
 }
 
 /// Parses a size: `2GiB`, `500MiB`, `64KiB`, `1G`, `10MB` (decimal), or bytes.

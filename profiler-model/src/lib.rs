@@ -11,8 +11,10 @@
 //! address) beside its name, so a profile can be re-symbolized later.
 //!
 //! The formats live in their own modules: [`folded`] (what inferno and flamegraph.pl read)
-//! and [`pprof`] (gzip-compressed `profile.proto`, what `go tool pprof` reads).
+//! and [`pprof`] (gzip-compressed `profile.proto`, what `go tool pprof` reads);
+//! [`analysis`] answers questions of profiles (top functions, differences).
 
+pub mod analysis;
 pub mod filter;
 pub mod folded;
 mod frame;

@@ -11,11 +11,85 @@ use crate::common::{Folded, ember, example, privileged, tempdir};
 
 fn start_agent(dir: &std::path::Path, window: &str) -> Child {
     ember()
-        .args(["agent", "-F", "99", "--window", window, "--data-dir"])
+        .args([
+            "agent",
+            "-F",
+            "99",
+            "--listen",
+            "none",
+            "--window",
+            window,
+            "--data-dir",
+        ])
         .arg(dir)
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting ember agent")
+}
+
+/// An agent with its API on a free loopback port, and the API's base URL.
+fn start_agent_with_api(
+    dir: &std::path::Path,
+    window: &str,
+) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+    let mut child = ember()
+        .args([
+            "agent",
+            "-F",
+            "99",
+            "--listen",
+            "127.0.0.1:0",
+            "--window",
+            window,
+            "--data-dir",
+        ])
+        .arg(dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting ember agent");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(line) => {
+                if let Some(url) = line.strip_prefix("ember: API listening on ") {
+                    return (child, url.trim().to_owned(), rx);
+                }
+            }
+            Err(e) => {
+                child.kill().ok();
+                child.wait().ok();
+                panic!("the agent did not say where its API listens ({e})");
+            }
+        }
+    }
+}
+
+/// GETs `url` with curl into `path`, returning the HTTP status.
+fn get(url: &str, path: &std::path::Path) -> u16 {
+    let out = Command::new("curl")
+        .args(["-sS", "-o"])
+        .arg(path)
+        .args(["-w", "%{http_code}", url])
+        .output()
+        .expect("running curl");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("an HTTP status")
 }
 
 fn signal(child: &Child, signo: i32) {
@@ -96,4 +170,109 @@ fn a_killed_agent_loses_at_most_the_open_window() {
     );
     let store = Store::open(dir.path(), StoreConfig::default()).expect("reopening");
     assert!(store.stats().windows > windows);
+}
+
+/// `go tool pprof` from Debian's golang-1.19-go.
+fn go() -> Option<std::path::PathBuf> {
+    ["/usr/lib/go-1.19/bin/go", "/usr/bin/go"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+}
+
+#[test]
+fn the_api_serves_the_split_as_folded_and_pprof() {
+    let Some(_p) = privileged("the_api_serves_the_split_as_folded_and_pprof") else {
+        return;
+    };
+    let dir = tempdir();
+    let store_dir = dir.path().join("store");
+    let (agent, base, _log) = start_agent_with_api(&store_dir, "2s");
+    let status = Command::new(example("split"))
+        .arg("6")
+        .stderr(Stdio::null())
+        .status()
+        .expect("running split");
+    assert!(status.success());
+    // Let the window holding the last samples close.
+    std::thread::sleep(Duration::from_millis(2500));
+
+    let folded_path = dir.path().join("split.folded");
+    let url = format!("{base}/api/v1/profile?from=now-1h&to=now&filter=comm=split&format=folded");
+    assert_eq!(
+        get(&url, &folded_path),
+        200,
+        "{}",
+        std::fs::read_to_string(&folded_path).unwrap_or_default()
+    );
+    let w = Folded::read(&folded_path);
+    let (a, b) = (w.share("fn_a"), w.share("fn_b"));
+    eprintln!(
+        "API folded: {} samples, fn_a {a:.3}, fn_b {b:.3}",
+        w.total()
+    );
+    assert!(w.total() > 300, "too few samples: {}", w.total());
+    assert!(
+        (a - 0.70).abs() <= 0.05 && (b - 0.30).abs() <= 0.05,
+        "fn_a {a} fn_b {b}"
+    );
+
+    // A bad parameter is a 400 that names it.
+    let bad = dir.path().join("bad.json");
+    assert_eq!(
+        get(&format!("{base}/api/v1/profile?from=yesterday"), &bad),
+        400
+    );
+    assert!(std::fs::read_to_string(&bad).unwrap().contains("from"));
+    // The agent's own metrics.
+    let metrics = dir.path().join("metrics.txt");
+    assert_eq!(get(&format!("{base}/metrics"), &metrics), 200);
+    let metrics = std::fs::read_to_string(&metrics).unwrap();
+    assert!(metrics.contains("ember_windows_written_total"), "{metrics}");
+
+    // pprof, read by a real pprof reader, agrees with the folded answer.
+    let pprof_path = dir.path().join("split.pb.gz");
+    let url = format!("{base}/api/v1/profile?from=now-1h&to=now&filter=comm=split&format=pprof");
+    assert_eq!(get(&url, &pprof_path), 200);
+    signal(&agent, libc::SIGTERM);
+    let out = agent.wait_with_output().expect("waiting for the agent");
+    assert!(out.status.success());
+
+    let Some(go) = go() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "go tool pprof is required in CI (golang-1.19-go)"
+        );
+        eprintln!(
+            "\n*** SKIPPED the go tool pprof half: no Go toolchain (apt-get install golang-1.19-go) ***\n"
+        );
+        return;
+    };
+    let top = Command::new(go)
+        .args(["tool", "pprof", "-top", "-sample_index=samples"])
+        .arg(&pprof_path)
+        .env("HOME", dir.path())
+        .output()
+        .expect("running go tool pprof");
+    let text = String::from_utf8_lossy(&top.stdout);
+    assert!(
+        top.status.success(),
+        "{}",
+        String::from_utf8_lossy(&top.stderr)
+    );
+    // Rows: flat flat% sum% cum cum% name; cum% counts stacks that contain the function,
+    // as the folded share does.
+    let cum = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.split_whitespace().last() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(4))
+            .and_then(|p| p.trim_end_matches('%').parse().ok())
+            .unwrap_or_else(|| panic!("no row for {name} in:\n{text}"))
+    };
+    let (pa, pb) = (cum("fn_a") / 100.0, cum("fn_b") / 100.0);
+    eprintln!("go tool pprof: fn_a {pa:.3} fn_b {pb:.3}");
+    assert!(
+        (pa - a).abs() < 0.01 && (pb - b).abs() < 0.01,
+        "pprof {pa}/{pb} vs folded {a}/{b}:\n{text}"
+    );
 }

@@ -6,13 +6,21 @@
 //! SIGTERM flush the open window before exit, so a clean stop loses nothing and a `kill -9`
 //! loses at most the window in progress.
 //!
+//! The HTTP API (`web::api`) runs on its own thread with a small tokio runtime and reads
+//! the store through a second connection, so a slow query never delays sampling.
+//!
 //! Memory stays bounded whatever the workload: the kernel maps have fixed sizes (overflow
 //! is counted, never silent), a window's profile holds at most the distinct stacks of 10 s,
 //! the symbolizer's result memo is capped, and what is cached about a process is dropped
 //! when it exits.
 
+mod backend;
+mod metrics;
+
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use profiler_model::ProfileMeta;
@@ -23,6 +31,9 @@ use crate::sample::{Sampler, SamplerConfig, SamplerStats, Target};
 use crate::signals;
 use crate::store::{Store, StoreConfig, Window};
 
+pub use backend::StoreBackend;
+pub use metrics::AgentMetrics;
+
 /// Why the agent stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -32,6 +43,18 @@ pub enum AgentError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The API's address cannot be used.
+    #[error("cannot listen on {addr}: {source}; choose another address with --listen")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The API's thread could not start.
+    #[error("cannot start the HTTP API: {0}")]
+    Api(#[source] std::io::Error),
 }
 
 /// A validated agent configuration.
@@ -51,6 +74,8 @@ pub struct AgentConfig {
     pub counts_entries: u32,
     /// Stack map size.
     pub stacks_entries: u32,
+    /// Where the HTTP API listens; `None` runs without it.
+    pub listen: Option<SocketAddr>,
 }
 
 /// What the agent did, for its final log line and tests.
@@ -60,6 +85,8 @@ pub struct AgentSummary {
     pub windows: u64,
     /// Samples written.
     pub samples: u64,
+    /// Windows that could not be written.
+    pub window_write_errors: u64,
     /// The program's counters at the end.
     pub stats: SamplerStats,
 }
@@ -73,6 +100,20 @@ const RETENTION_EVERY: u64 = 60;
 /// If sampling cannot start or the store cannot be opened or written.
 pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
     let mut store = Store::open(&config.data_dir, config.store.clone())?;
+    let metrics = Arc::new(Mutex::new(AgentMetrics {
+        start_time_seconds: crate::now_unix_ns() as f64 / 1e9,
+        ..AgentMetrics::default()
+    }));
+    let api = match config.listen {
+        Some(addr) => Some(Api::start(
+            addr,
+            StoreBackend::new(
+                Store::open(&config.data_dir, config.store.clone())?,
+                metrics.clone(),
+            ),
+        )?),
+        None => None,
+    };
     let mut sampler = Sampler::start(&SamplerConfig {
         frequency_hz: config.frequency_hz,
         target: Target::All,
@@ -112,6 +153,10 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
             let samples = sampler.drain()?;
             pids_seen.extend(samples.iter().map(|s| s.tgid));
             aggregator.add(&samples);
+            let stats = sampler.stats()?;
+            let mut m = metrics.lock().unwrap_or_else(PoisonError::into_inner);
+            m.sampler = stats;
+            m.symbolizer = aggregator.symbolizer().stats();
         }
         if stop || window_clock.elapsed() >= config.window {
             let end = crate::now_unix_ns().max(window_start + 1);
@@ -130,7 +175,10 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
                     debug!(?id, samples, "window written");
                 }
                 // A window that cannot be written is lost, loudly; the agent goes on.
-                Err(e) => warn!(error = %e, samples, "a window could not be written"),
+                Err(e) => {
+                    summary.window_write_errors += 1;
+                    warn!(error = %e, samples, "a window could not be written");
+                }
             }
             aggregator.forget_exited(std::mem::take(&mut pids_seen));
             window_start = end;
@@ -141,12 +189,20 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
                     Err(e) => warn!(error = %e, "retention failed"),
                 }
             }
+            let mut m = metrics.lock().unwrap_or_else(PoisonError::into_inner);
+            m.windows_written = summary.windows;
+            m.window_write_errors = summary.window_write_errors;
+            m.samples_written = summary.samples;
+            m.store = store.stats();
         }
         if stop {
             break;
         }
     }
     summary.stats = sampler.stats()?;
+    if let Some(api) = api {
+        api.stop();
+    }
     info!(
         windows = summary.windows,
         samples = summary.samples,
@@ -154,4 +210,61 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
         "agent stopped"
     );
     Ok(summary)
+}
+
+/// The HTTP API's thread.
+struct Api {
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Api {
+    /// Binds `addr` (so a bad address fails the start, not a later thread) and serves the
+    /// API on a thread of its own.
+    fn start(addr: SocketAddr, backend: StoreBackend) -> Result<Api, AgentError> {
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| AgentError::Listen { addr, source })?;
+        let local = listener.local_addr().map_err(AgentError::Api)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ember-api")
+            .enable_all()
+            .build()
+            .map_err(AgentError::Api)?;
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let backend: Arc<dyn web::api::Backend> = Arc::new(backend);
+        let thread = std::thread::Builder::new()
+            .name("ember-api".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!(error = %e, "the HTTP API cannot use its socket");
+                            return;
+                        }
+                    };
+                    let stop = async move {
+                        let _ = stopped.await;
+                    };
+                    if let Err(e) = web::api::serve(listener, backend, stop).await {
+                        tracing::error!(error = %e, "the HTTP API stopped");
+                    }
+                });
+            })
+            .map_err(AgentError::Api)?;
+        // The one line a person starting the agent needs: where to point the browser.
+        eprintln!("ember: API listening on http://{local}");
+        info!(%local, "HTTP API listening");
+        Ok(Api { shutdown, thread })
+    }
+
+    /// Stops accepting, lets requests in flight finish, and joins the thread.
+    fn stop(self) {
+        let _ = self.shutdown.send(());
+        if self.thread.join().is_err() {
+            warn!("the HTTP API thread panicked");
+        }
+    }
 }

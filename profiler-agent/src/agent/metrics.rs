@@ -1,0 +1,201 @@
+//! The agent's own metrics, as `/metrics` shows them.
+//!
+//! The agent loop owns the sampler, the symbolizer and the writing store; after every drain
+//! and every window it publishes a [`AgentMetrics`] snapshot behind a mutex, and the HTTP
+//! API formats the latest snapshot. Nothing on the sampling path waits for a scrape.
+
+use std::fmt::Write as _;
+
+use profiler_common::Stat;
+
+use crate::sample::SamplerStats;
+use crate::store::StoreStats;
+
+/// A snapshot of what the agent has done since it started.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AgentMetrics {
+    /// The eBPF program's counters.
+    pub sampler: SamplerStats,
+    /// The symbolizer's counters.
+    pub symbolizer: symbolizer::Stats,
+    /// Windows written to the store.
+    pub windows_written: u64,
+    /// Windows that could not be written (lost, and logged).
+    pub window_write_errors: u64,
+    /// Samples in written windows.
+    pub samples_written: u64,
+    /// The writing store's counters and sizes.
+    pub store: StoreStats,
+    /// Start time of the agent, seconds since the Unix epoch.
+    pub start_time_seconds: f64,
+}
+
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
+impl AgentMetrics {
+    /// The snapshot in Prometheus text format.
+    #[must_use]
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        let s = &self.sampler;
+        metric(
+            &mut out,
+            "ember_samples_total",
+            "counter",
+            "Times the eBPF sampler ran.",
+            &[("", s.get(Stat::Samples))],
+        );
+        metric(
+            &mut out,
+            "ember_samples_recorded_total",
+            "counter",
+            "Samples counted into the kernel's maps.",
+            &[("", s.get(Stat::Recorded))],
+        );
+        let lost: Vec<(String, u64)> = Stat::ALL
+            .iter()
+            .filter(|st| st.is_loss())
+            .map(|st| (format!("reason=\"{}\"", st.name()), s.get(*st)))
+            .collect();
+        let lost_refs: Vec<(&str, u64)> = lost.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric(
+            &mut out,
+            "ember_samples_lost_total",
+            "counter",
+            "Samples lost in whole or in part, by reason.",
+            &lost_refs,
+        );
+        metric(
+            &mut out,
+            "ember_samples_written_total",
+            "counter",
+            "Samples in windows written to the store.",
+            &[("", self.samples_written)],
+        );
+        metric(
+            &mut out,
+            "ember_windows_written_total",
+            "counter",
+            "Windows written to the store.",
+            &[("", self.windows_written)],
+        );
+        metric(
+            &mut out,
+            "ember_window_write_errors_total",
+            "counter",
+            "Windows that could not be written.",
+            &[("", self.window_write_errors)],
+        );
+        let st = &self.store;
+        metric(
+            &mut out,
+            "ember_store_bytes",
+            "gauge",
+            "Size of the store on disk.",
+            &[("", st.bytes_on_disk)],
+        );
+        metric(
+            &mut out,
+            "ember_store_windows",
+            "gauge",
+            "Windows in the store.",
+            &[("", st.windows)],
+        );
+        metric(
+            &mut out,
+            "ember_store_stacks",
+            "gauge",
+            "Distinct stacks in the store.",
+            &[("", st.stacks)],
+        );
+        metric(
+            &mut out,
+            "ember_store_corrupt_skipped_total",
+            "counter",
+            "Damaged store rows detected and skipped.",
+            &[("", st.corrupt_skipped)],
+        );
+        let y = &self.symbolizer;
+        metric(
+            &mut out,
+            "ember_symbol_cache_requests_total",
+            "counter",
+            "Symbol cache lookups, by result.",
+            &[
+                ("result=\"hit\"", y.offset_cache_hits + y.kernel_cache_hits),
+                (
+                    "result=\"miss\"",
+                    y.offset_cache_misses + y.kernel_cache_misses,
+                ),
+            ],
+        );
+        metric(
+            &mut out,
+            "ember_symbol_cache_clears_total",
+            "counter",
+            "Times the symbol cache was full and cleared.",
+            &[("", y.cache_clears)],
+        );
+        metric(
+            &mut out,
+            "ember_binaries_opened_total",
+            "counter",
+            "Binaries opened and parsed for symbols.",
+            &[("", y.binaries_opened)],
+        );
+        metric(
+            &mut out,
+            "ember_frames_unnamed_total",
+            "counter",
+            "Frames left without a function name.",
+            &[("", y.frames_unnamed)],
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ember_start_time_seconds Start time of the agent since the Unix epoch."
+        );
+        let _ = writeln!(out, "# TYPE ember_start_time_seconds gauge");
+        let _ = writeln!(
+            out,
+            "ember_start_time_seconds {:.3}",
+            self.start_time_seconds
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_has_help_and_type_and_values() {
+        let mut m = AgentMetrics::default();
+        m.sampler.counters[Stat::UserStackCollision as usize] = 4;
+        m.windows_written = 7;
+        let text = m.prometheus();
+        assert!(text.contains("ember_samples_lost_total{reason=\"user_stack_collision\"} 4"));
+        assert!(text.contains("ember_windows_written_total 7"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} has no TYPE"
+            );
+            assert!(
+                line.rsplit(' ').next().unwrap().parse::<f64>().is_ok(),
+                "{line}"
+            );
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! What the HTTP API needs from whoever holds the profiles: the agent's store in
+//! production, an in-memory fake in tests. The API never touches the store directly.
+
+use std::collections::BTreeMap;
+
+use profiler_model::{LabelFilter, Profile};
+
+/// A time range and a label filter: which samples an answer is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfileQuery {
+    /// Start, nanoseconds since the Unix epoch (inclusive).
+    pub from_unix_ns: u64,
+    /// End, nanoseconds since the Unix epoch (exclusive).
+    pub to_unix_ns: u64,
+    /// Which label sets to keep.
+    pub filter: LabelFilter,
+}
+
+/// One stored window's share of a timeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimelinePoint {
+    /// Window start, nanoseconds since the Unix epoch.
+    pub start_unix_ns: u64,
+    /// Window end, nanoseconds since the Unix epoch.
+    pub end_unix_ns: u64,
+    /// Samples in the window that match the filter.
+    pub samples: u64,
+}
+
+/// A backend failure, already worded for the log; the API answers 500 and logs it once.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+/// Label name → value → samples.
+pub type LabelValues = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// The source of profiles behind the API. Calls may block (disk reads); the API runs
+/// them on blocking threads.
+pub trait Backend: Send + Sync + 'static {
+    /// The merged profile of the samples `query` selects.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn profile(&self, query: &ProfileQuery) -> Result<Profile, BackendError>;
+
+    /// Samples per stored window in the range, after the filter, oldest first.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn timeline(&self, query: &ProfileQuery) -> Result<Vec<TimelinePoint>, BackendError>;
+
+    /// Label names and values with their sample counts in `[from, to)`.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn label_values(&self, from_unix_ns: u64, to_unix_ns: u64)
+    -> Result<LabelValues, BackendError>;
+
+    /// Prometheus text-format lines about the backend itself (samples, losses, windows,
+    /// store bytes, symbol cache, ...), each metric with `# HELP` and `# TYPE`. The API
+    /// appends its own (requests, query latency).
+    fn metrics(&self) -> String;
+}

@@ -1,0 +1,80 @@
+//! The HTTP API: axum routes over a [`Backend`].
+//!
+//! | Route | Answers |
+//! |---|---|
+//! | `GET /api/v1/profile` | the merged profile: `format=folded` (default), `svg`, `pprof`, `json` |
+//! | `GET /api/v1/labels` | label names → values → samples |
+//! | `GET /api/v1/top` | functions by self (or `sort=total`) samples |
+//! | `GET /api/v1/timeline` | samples per stored window |
+//! | `GET /api/v1/diff` | base range vs new range: `folded` (3 columns), `svg`, `json` |
+//! | `GET /healthz`, `GET /metrics`, `GET /` | liveness, Prometheus text, endpoint list |
+//!
+//! Times are unix seconds, RFC 3339 or `now-15m`; `from` defaults to `now-15m` and `to` to
+//! `now`. Any bad parameter answers 400 with `{"error": "invalid `name`: ..."}`; a backend
+//! failure answers 500 and is logged once. Backend calls and rendering run on blocking
+//! threads.
+
+mod backend;
+mod error;
+mod handlers;
+mod metrics;
+mod params;
+mod time;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod testutil;
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+pub use backend::{Backend, BackendError, LabelValues, ProfileQuery, TimelinePoint};
+pub use error::ApiError;
+use handlers::AppState;
+
+/// The API's router, ready for [`serve`] or for `tower::ServiceExt::oneshot` in tests.
+pub fn app(backend: Arc<dyn Backend>) -> Router {
+    let state = AppState {
+        backend,
+        metrics: metrics::ApiMetrics::default(),
+    };
+    Router::new()
+        .route("/", get(handlers::index))
+        .route("/healthz", get(handlers::healthz))
+        .route("/metrics", get(handlers::metrics))
+        .route("/api/v1/profile", get(handlers::profile))
+        .route("/api/v1/labels", get(handlers::labels))
+        .route("/api/v1/top", get(handlers::top))
+        .route("/api/v1/timeline", get(handlers::timeline))
+        .route("/api/v1/diff", get(handlers::diff))
+        .fallback(handlers::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+}
+
+/// Serves [`app`] on `listener` until `shutdown` completes, then finishes the requests in
+/// flight and returns.
+///
+/// # Errors
+/// None in practice: axum retries failed accepts; the `io::Result` is axum's signature.
+pub async fn serve(
+    listener: TcpListener,
+    backend: Arc<dyn Backend>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving the HTTP API");
+    }
+    axum::serve(listener, app(backend))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,225 @@
+//! Query-string parameters: parsed once per request, every error naming its parameter.
+
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
+use profiler_model::LabelFilter;
+
+use super::error::ApiError;
+use super::time::parse_time;
+
+/// How far back `from` reaches when it is not given.
+pub(crate) const DEFAULT_FROM: &str = "now-15m";
+/// The largest `limit` accepted.
+pub(crate) const MAX_LIMIT: usize = 10_000;
+
+/// The parameters of one request, checked against the endpoint's known names.
+#[derive(Debug)]
+pub(crate) struct Params {
+    pairs: Vec<(String, String)>,
+    now_ns: u64,
+}
+
+/// Nanoseconds since the Unix epoch, now.
+pub(crate) fn now_unix_ns() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Params {
+    /// Checks that every parameter is one of `known` and none is repeated.
+    pub(crate) fn new(
+        query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+        known: &[&str],
+    ) -> Result<Self, ApiError> {
+        let Query(pairs) = query
+            .map_err(|e| ApiError::BadQuery(format!("bad query string: {}", e.body_text())))?;
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            if !known.contains(&name.as_str()) {
+                return Err(ApiError::BadQuery(format!(
+                    "unknown parameter `{name}` (this endpoint takes: {})",
+                    known.join(", ")
+                )));
+            }
+            if pairs[..i].iter().any(|(n, _)| n == name) {
+                return Err(ApiError::param(name, "given more than once"));
+            }
+        }
+        Ok(Params {
+            pairs,
+            now_ns: now_unix_ns(),
+        })
+    }
+
+    /// The raw value of `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `name` as a time in unix nanoseconds, `default` (itself a time expression) when absent.
+    pub(crate) fn time(&self, name: &str, default: &str) -> Result<u64, ApiError> {
+        let v = self.get(name).unwrap_or(default);
+        parse_time(v, self.now_ns).map_err(|e| ApiError::param(name, e))
+    }
+
+    /// `from` and `to` (named `from_name`, `to_name`) as a non-empty range.
+    pub(crate) fn range(
+        &self,
+        from_name: &str,
+        to_name: &str,
+        default_from: &str,
+        default_to: &str,
+    ) -> Result<(u64, u64), ApiError> {
+        let from = self.time(from_name, default_from)?;
+        let to = self.time(to_name, default_to)?;
+        if from >= to {
+            return Err(ApiError::param(
+                from_name,
+                format!("`{from_name}` must be before `{to_name}` ({from} ns >= {to} ns)"),
+            ));
+        }
+        Ok((from, to))
+    }
+
+    /// The `filter` parameter (everything when absent).
+    pub(crate) fn filter(&self) -> Result<LabelFilter, ApiError> {
+        LabelFilter::parse(self.get("filter").unwrap_or(""))
+            .map_err(|e| ApiError::param("filter", e.to_string()))
+    }
+
+    /// A `true`/`false` parameter (also `1`/`0`), `false` when absent.
+    pub(crate) fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.get(name) {
+            None | Some("false" | "0") => Ok(false),
+            Some("true" | "1" | "") => Ok(true),
+            Some(v) => Err(ApiError::param(
+                name,
+                format!("`{v}` is not `true` or `false`"),
+            )),
+        }
+    }
+
+    /// `limit`: 1 to [`MAX_LIMIT`], `default` when absent.
+    pub(crate) fn limit(&self, default: usize) -> Result<usize, ApiError> {
+        let Some(v) = self.get("limit") else {
+            return Ok(default);
+        };
+        let n: usize = v
+            .parse()
+            .map_err(|_| ApiError::param("limit", format!("`{v}` is not a whole number")))?;
+        if n == 0 || n > MAX_LIMIT {
+            return Err(ApiError::param(
+                "limit",
+                format!("{n} is out of range (1 to {MAX_LIMIT})"),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// A parameter that names one of a few choices, `default` when absent.
+    pub(crate) fn choice<T: Choice>(&self, name: &str, default: T) -> Result<T, ApiError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|()| {
+                ApiError::param(
+                    name,
+                    format!("unknown value `{v}` (one of: {})", T::NAMES.join(", ")),
+                )
+            }),
+        }
+    }
+}
+
+/// A parameter value from a fixed list.
+pub(crate) trait Choice: FromStr<Err = ()> {
+    /// The accepted spellings, for error messages.
+    const NAMES: &'static [&'static str];
+}
+
+/// Declares a choice enum with its spellings.
+macro_rules! choice {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(crate) enum $name { $($(#[$vm])* $variant),+ }
+
+        impl FromStr for $name {
+            type Err = ();
+            fn from_str(s: &str) -> Result<Self, ()> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(()),
+                }
+            }
+        }
+
+        impl Choice for $name {
+            const NAMES: &'static [&'static str] = &[$($text),+];
+        }
+    };
+}
+
+choice! {
+    /// `format` of `/api/v1/profile`.
+    ProfileFormat {
+        /// Folded stacks, text.
+        Folded = "folded",
+        /// inferno flame graph.
+        Svg = "svg",
+        /// gzip-compressed `profile.proto`.
+        Pprof = "pprof",
+        /// The profile as JSON.
+        Json = "json",
+    }
+}
+
+choice! {
+    /// `format` of `/api/v1/diff`.
+    DiffFormat {
+        /// `stack base new` lines.
+        Folded = "folded",
+        /// inferno differential flame graph.
+        Svg = "svg",
+        /// Per-function share changes.
+        Json = "json",
+    }
+}
+
+choice! {
+    /// `sort` of `/api/v1/top`.
+    TopSort {
+        /// By self samples.
+        SelfSamples = "self",
+        /// By total samples.
+        Total = "total",
+    }
+}
+
+choice! {
+    /// `root`: the first frame of folded lines.
+    RootFrame {
+        /// The process name.
+        Comm = "comm",
+        /// `comm-pid`.
+        CommPid = "comm-pid",
+        /// No extra frame.
+        None = "none",
+    }
+}
+
+impl From<RootFrame> for profiler_model::folded::Root {
+    fn from(r: RootFrame) -> Self {
+        match r {
+            RootFrame::Comm => Self::Comm,
+            RootFrame::CommPid => Self::CommPid,
+            RootFrame::None => Self::None,
+        }
+    }
+}

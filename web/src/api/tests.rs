@@ -1,0 +1,569 @@
+//! Every endpoint through `app()` + `oneshot` against the fake backend, plus one test over
+//! a loopback socket.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use profiler_model::pprof;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use super::testutil::{FakeBackend, NS, T0, get, labels, range, window};
+use super::{Backend, app, serve};
+
+fn standard_app() -> axum::Router {
+    app(FakeBackend::standard())
+}
+
+#[tokio::test]
+async fn healthz_and_index() {
+    let app = standard_app();
+    let a = get(&app, "/healthz").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.text(), "ok");
+    let a = get(&app, "/").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(
+        a.content_type.starts_with("text/html"),
+        "{}",
+        a.content_type
+    );
+    assert!(a.text().contains("/api/v1/profile"));
+    assert!(a.text().contains("/api/v1/diff"));
+}
+
+#[tokio::test]
+async fn unknown_path_is_a_json_404() {
+    let a = get(&standard_app(), "/api/v2/nothing").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .expect("error")
+            .contains("/api/v2/nothing")
+    );
+}
+
+#[tokio::test]
+async fn profile_folded_leaves_idle_out_unless_asked() {
+    let app = standard_app();
+    let a = get(
+        &app,
+        &format!("/api/v1/profile?{}&format=folded", range(0, 10)),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.content_type, "text/plain; charset=utf-8");
+    assert_eq!(
+        a.text(),
+        "cat;main;read 10\nsplit;main;work;fn_a 60\nsplit;main;work;fn_b 30\n"
+    );
+    // folded is the default format.
+    let a = get(
+        &app,
+        &format!("/api/v1/profile?{}&include_idle=true", range(0, 10)),
+    )
+    .await;
+    assert_eq!(
+        a.text(),
+        "cat;main;read 10\nsplit;main;work;fn_a 60\nsplit;main;work;fn_b 30\nswapper;cpu_idle_[k] 100\n"
+    );
+}
+
+#[tokio::test]
+async fn profile_filter_merges_windows_and_root_options_apply() {
+    let app = standard_app();
+    let a = get(
+        &app,
+        &format!(
+            "/api/v1/profile?{}&filter=comm%3Dsplit,pid%3D42&root=comm-pid",
+            range(0, 20)
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(
+        a.text(),
+        "split-42;main;work;fn_a 80\nsplit-42;main;work;fn_b 110\n"
+    );
+    let a = get(
+        &app,
+        &format!(
+            "/api/v1/profile?{}&include_idle=1&no_kernel=true&root=none&filter=pid=0",
+            range(0, 20)
+        ),
+    )
+    .await;
+    assert_eq!(a.text(), "[no frames] 150\n");
+}
+
+#[tokio::test]
+async fn profile_relative_and_rfc3339_times_are_accepted() {
+    let app = standard_app();
+    // The fake's windows are in 2027; the default range (last 15 minutes) is empty.
+    let a = get(&app, "/api/v1/profile").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.text(), "");
+    let a = get(&app, "/api/v1/profile?from=now-1h&to=now").await;
+    assert_eq!(a.status, StatusCode::OK);
+    // T0 = 2027-01-15T08:00:00Z
+    let a = get(
+        &app,
+        "/api/v1/profile?from=2027-01-15T08:00:00Z&to=2027-01-15T09:00:10.5%2B01:00&filter=comm=cat",
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.text(), "cat;main;read 10\n");
+    let a = get(
+        &app,
+        &format!(
+            "/api/v1/profile?from={}.5&to={}&filter=comm=cat",
+            T0 - 1,
+            T0 + 1
+        ),
+    )
+    .await;
+    assert_eq!(a.text(), "cat;main;read 10\n");
+}
+
+#[tokio::test]
+async fn profile_svg_draws_the_frames() {
+    let app = standard_app();
+    let a = get(
+        &app,
+        &format!(
+            "/api/v1/profile?{}&format=svg&filter=comm=split",
+            range(0, 10)
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.content_type, "image/svg+xml");
+    let svg = a.text();
+    assert!(svg.starts_with("<?xml"));
+    assert!(svg.contains("Ember CPU profile: comm=split"));
+    assert!(svg.contains("fn_a (60 samples, 66.67%)"), "{svg}");
+    assert!(svg.contains("fn_b (30 samples"));
+    // An empty range still answers with an SVG.
+    let a = get(
+        &app,
+        &format!("/api/v1/profile?{}&format=svg", range(100, 110)),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.text().contains("No samples"));
+}
+
+#[tokio::test]
+async fn profile_pprof_decodes_to_the_same_totals() {
+    let app = standard_app();
+    let a = get(
+        &app,
+        &format!("/api/v1/profile?{}&format=pprof", range(0, 20)),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.content_type, "application/octet-stream");
+    let disposition = a.headers["content-disposition"].to_str().expect("ASCII");
+    assert_eq!(
+        disposition,
+        format!("attachment; filename=\"ember-{}-{}.pb.gz\"", T0, T0 + 20)
+    );
+    assert!(a.body.starts_with(&[0x1f, 0x8b]), "gzip");
+    let back = pprof::decode(&a.body[..]).expect("pprof decodes");
+    assert_eq!(back.total(), 200);
+    let split: u64 = back
+        .stacks()
+        .filter(|s| s.labels.get("comm") == Some("split"))
+        .map(|s| s.count)
+        .sum();
+    assert_eq!(split, 190);
+}
+
+#[tokio::test]
+async fn profile_json_has_frames_and_stacks() {
+    let app = standard_app();
+    let a = get(
+        &app,
+        &format!("/api/v1/profile?{}&format=json", range(0, 10)),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.content_type, "application/json");
+    let v = a.json();
+    assert_eq!(v["total_samples"], 100);
+    let stacks = v["stacks"].as_array().expect("stacks");
+    assert_eq!(stacks.len(), 3);
+    assert_eq!(stacks[0]["count"], 60);
+    assert_eq!(stacks[0]["labels"]["comm"], "split");
+    let frames = v["frames"].as_array().expect("frames");
+    let leaf = stacks[0]["frames"]
+        .as_array()
+        .expect("ids")
+        .last()
+        .expect("leaf")
+        .as_u64()
+        .expect("id");
+    assert_eq!(
+        frames[usize::try_from(leaf).expect("small")]["name"],
+        "fn_a"
+    );
+}
+
+#[tokio::test]
+async fn labels_count_samples_per_value() {
+    let a = get(&standard_app(), &format!("/api/v1/labels?{}", range(0, 10))).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let v = a.json();
+    assert_eq!(v["labels"]["comm"]["split"], 90);
+    assert_eq!(v["labels"]["comm"]["swapper"], 100);
+    assert_eq!(v["labels"]["pid"]["7"], 10);
+}
+
+#[tokio::test]
+async fn top_sorts_by_self_or_total_and_limits() {
+    let app = standard_app();
+    let a = get(&app, &format!("/api/v1/top?{}", range(0, 10))).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let v = a.json();
+    assert_eq!(v["total_samples"], 100);
+    let rows = v["functions"].as_array().expect("rows");
+    assert_eq!(rows[0]["name"], "fn_a");
+    assert_eq!(rows[0]["self"], 60);
+    assert_eq!(rows[0]["total"], 60);
+    assert!((rows[0]["self_share"].as_f64().expect("share") - 0.6).abs() < 1e-9);
+    assert_eq!(rows.len(), 5); // fn_a, fn_b, read, main, work
+
+    let a = get(
+        &app,
+        &format!("/api/v1/top?{}&sort=total&limit=2", range(0, 10)),
+    )
+    .await;
+    let v = a.json();
+    let rows = v["functions"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["name"], "main");
+    assert_eq!(rows[0]["total"], 100);
+    assert!((rows[0]["total_share"].as_f64().expect("share") - 1.0).abs() < 1e-9);
+    assert_eq!(rows[1]["name"], "work");
+    assert_eq!(rows[1]["total"], 90);
+
+    let a = get(
+        &app,
+        &format!("/api/v1/top?{}&include_idle=true&limit=1", range(0, 10)),
+    )
+    .await;
+    assert_eq!(a.json()["functions"][0]["name"], "cpu_idle_[k]");
+}
+
+#[tokio::test]
+async fn timeline_gives_one_point_per_window() {
+    let a = get(
+        &standard_app(),
+        &format!("/api/v1/timeline?{}&filter=comm=split", range(0, 20)),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let v = a.json();
+    let points = v["points"].as_array().expect("points");
+    assert_eq!(points.len(), 2);
+    assert_eq!(points[0]["start_unix_ns"], T0 * NS);
+    assert_eq!(points[0]["end_unix_ns"], (T0 + 10) * NS);
+    assert_eq!(points[0]["samples"], 90);
+    assert_eq!(points[1]["samples"], 100);
+}
+
+fn diff_uri(format: &str) -> String {
+    format!(
+        "/api/v1/diff?base_from={}&base_to={}&{}&filter=comm=split&format={format}",
+        T0,
+        T0 + 10,
+        range(10, 20)
+    )
+}
+
+#[tokio::test]
+async fn diff_folded_is_three_columns_with_the_base_scaled() {
+    let app = standard_app();
+    let a = get(&app, &diff_uri("folded")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.content_type, "text/plain; charset=utf-8");
+    // Base total 90 scaled to 100: 60 → 66.7 → 67, 30 → 33.3 → 33.
+    assert_eq!(
+        a.text(),
+        "split;main;work;fn_a 67 20\nsplit;main;work;fn_b 33 80\n"
+    );
+    // Without base_*, the base is the equally long range just before.
+    let a = get(
+        &app,
+        &format!("/api/v1/diff?{}&filter=comm=split", range(10, 20)),
+    )
+    .await;
+    assert_eq!(
+        a.text(),
+        "split;main;work;fn_a 67 20\nsplit;main;work;fn_b 33 80\n"
+    );
+}
+
+#[tokio::test]
+async fn diff_json_gives_share_deltas() {
+    let a = get(&standard_app(), &diff_uri("json")).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let v = a.json();
+    assert_eq!(v["base"]["total_samples"], 90);
+    assert_eq!(v["new"]["total_samples"], 100);
+    let rows = v["functions"].as_array().expect("rows");
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    let b = row("fn_b");
+    assert!((b["self_delta"].as_f64().expect("f64") - (0.8 - 1.0 / 3.0)).abs() < 1e-9);
+    assert!((b["base_self_share"].as_f64().expect("f64") - 1.0 / 3.0).abs() < 1e-9);
+    assert!((row("fn_a")["self_delta"].as_f64().expect("f64") + (2.0 / 3.0 - 0.2)).abs() < 1e-9);
+    assert!(row("main")["total_delta"].as_f64().expect("f64").abs() < 1e-9);
+    // Largest changes first.
+    assert!(rows[0]["name"] == "fn_a" || rows[0]["name"] == "fn_b");
+}
+
+#[tokio::test]
+async fn diff_svg_is_differential() {
+    let a = get(&standard_app(), &diff_uri("svg")).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.content_type, "image/svg+xml");
+    let svg = a.text();
+    assert!(svg.contains("Ember differential flame graph"));
+    // Width is the new profile; the second percentage is the change (80 − 33 of 100).
+    assert!(svg.contains("fn_b (80 samples, 80.00%; +47.00%)"), "{svg}");
+    assert!(svg.contains("fn_a (20 samples, 20.00%; -47.00%)"));
+}
+
+#[tokio::test]
+async fn bad_parameters_answer_400_naming_the_parameter() {
+    let app = standard_app();
+    let r = range(0, 10);
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!("/api/v1/profile?from=abc&to={}", T0),
+            "invalid `from`",
+        ),
+        (
+            format!("/api/v1/profile?from={}&to=now-5x", T0),
+            "invalid `to`",
+        ),
+        (
+            format!("/api/v1/profile?from={}&to=2026-13-01T00:00:00Z", T0),
+            "invalid `to`",
+        ),
+        (
+            format!("/api/v1/profile?from={}&to={}", T0 + 10, T0),
+            "invalid `from`",
+        ),
+        (
+            format!("/api/v1/profile?from={T0}&to={T0}"),
+            "invalid `from`",
+        ),
+        (
+            format!("/api/v1/profile?{r}&filter=pid42"),
+            "invalid `filter`",
+        ),
+        (
+            format!("/api/v1/profile?{r}&filter=comm=a,,pid=1"),
+            "invalid `filter`",
+        ),
+        (
+            format!("/api/v1/profile?{r}&format=xml"),
+            "invalid `format`",
+        ),
+        (
+            format!("/api/v1/profile?{r}&include_idle=maybe"),
+            "invalid `include_idle`",
+        ),
+        (format!("/api/v1/profile?{r}&root=pid"), "invalid `root`"),
+        (
+            format!("/api/v1/profile?{r}&no_kernel=2"),
+            "invalid `no_kernel`",
+        ),
+        (
+            format!("/api/v1/profile?{r}&from=1"),
+            "invalid `from`: given more than once",
+        ),
+        (
+            format!("/api/v1/profile?{r}&form=1"),
+            "unknown parameter `form`",
+        ),
+        (format!("/api/v1/top?{r}&limit=0"), "invalid `limit`"),
+        (format!("/api/v1/top?{r}&limit=10001"), "invalid `limit`"),
+        (format!("/api/v1/top?{r}&limit=ten"), "invalid `limit`"),
+        (format!("/api/v1/top?{r}&limit=-1"), "invalid `limit`"),
+        (format!("/api/v1/top?{r}&sort=name"), "invalid `sort`"),
+        (
+            format!("/api/v1/top?{r}&format=svg"),
+            "unknown parameter `format`",
+        ),
+        ("/api/v1/labels?from=yesterday".to_owned(), "invalid `from`"),
+        (
+            format!("/api/v1/timeline?{r}&filter==x"),
+            "invalid `filter`",
+        ),
+        (
+            format!("/api/v1/diff?{r}&base_from=x"),
+            "invalid `base_from`",
+        ),
+        (
+            format!("/api/v1/diff?{r}&base_to=now-1y"),
+            "invalid `base_to`",
+        ),
+        (
+            format!("/api/v1/diff?{r}&base_from={}&base_to={}", T0 + 5, T0),
+            "invalid `base_from`",
+        ),
+        (format!("/api/v1/diff?{r}&format=pprof"), "invalid `format`"),
+        (
+            format!("/api/v1/diff?{r}&limit=0&format=json"),
+            "invalid `limit`",
+        ),
+    ];
+    for (uri, expected) in cases {
+        let a = get(&app, &uri).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{uri}: {}", a.text());
+        assert_eq!(a.content_type, "application/json", "{uri}");
+        let msg = a.json()["error"].as_str().expect("error string").to_owned();
+        assert!(
+            msg.starts_with(expected),
+            "{uri}: `{msg}` does not start with `{expected}`"
+        );
+    }
+}
+
+#[tokio::test]
+async fn backend_errors_answer_500() {
+    let backend = FakeBackend::standard();
+    backend.fail.store(true, Ordering::SeqCst);
+    let app = app(backend);
+    for uri in [
+        format!("/api/v1/profile?{}", range(0, 10)),
+        format!("/api/v1/profile?{}&format=svg", range(0, 10)),
+        format!("/api/v1/labels?{}", range(0, 10)),
+        format!("/api/v1/top?{}", range(0, 10)),
+        format!("/api/v1/timeline?{}", range(0, 10)),
+        format!("/api/v1/diff?{}", range(0, 10)),
+    ] {
+        let a = get(&app, &uri).await;
+        assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR, "{uri}");
+        assert_eq!(
+            a.json()["error"],
+            "backend: store unreadable: disk on fire",
+            "{uri}"
+        );
+    }
+    // Bad parameters are still 400: they are checked before the backend is asked.
+    let a = get(&app, "/api/v1/profile?from=x").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn metrics_have_the_backend_and_the_api() {
+    let app = standard_app();
+    get(&app, &format!("/api/v1/top?{}", range(0, 10))).await;
+    get(&app, &format!("/api/v1/top?{}", range(0, 10))).await;
+    get(&app, "/api/v1/top?limit=0").await;
+    get(&app, "/nope").await;
+    let a = get(&app, "/metrics").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.content_type.starts_with("text/plain; version=0.0.4"));
+    let text = a.text();
+    assert!(text.contains("ember_store_windows 2\n"), "{text}");
+    assert!(
+        text.contains("ember_api_requests_total{endpoint=\"/api/v1/top\",status=\"200\"} 2\n"),
+        "{text}"
+    );
+    assert!(text.contains("ember_api_requests_total{endpoint=\"/api/v1/top\",status=\"400\"} 1\n"));
+    assert!(text.contains("ember_api_requests_total{endpoint=\"unmatched\",status=\"404\"} 1\n"));
+    assert!(text.contains("# TYPE ember_api_request_duration_seconds histogram\n"));
+    assert!(text.contains(
+        "ember_api_request_duration_seconds_bucket{endpoint=\"/api/v1/top\",le=\"+Inf\"} 3\n"
+    ));
+    assert!(
+        text.contains("ember_api_request_duration_seconds_count{endpoint=\"/api/v1/top\"} 3\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queries_run_while_the_backend_is_updated() {
+    let backend = FakeBackend::standard();
+    let app = app(Arc::clone(&backend) as Arc<dyn Backend>);
+    let writer = {
+        let backend = Arc::clone(&backend);
+        tokio::spawn(async move {
+            let split = labels("split", "42");
+            for i in 0..200 {
+                backend.push(window(20 + i, &[(&split, &["main", "work", "fn_c"], 1)]));
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for i in 0..64u64 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let uri = match i % 5 {
+                0 => format!("/api/v1/profile?{}&format=pprof", range(0, 300)),
+                1 => format!("/api/v1/top?{}", range(0, 300)),
+                2 => format!("/api/v1/timeline?{}", range(0, 300)),
+                3 => format!("/api/v1/labels?{}", range(0, 300)),
+                _ => format!("/api/v1/diff?{}&format=svg", range(150, 300)),
+            };
+            let a = get(&app, &uri).await;
+            assert_eq!(a.status, StatusCode::OK, "{uri}: {}", a.text());
+        }));
+    }
+    for t in tasks {
+        t.await.expect("request task");
+    }
+    writer.await.expect("writer task");
+    let a = get(&app, &format!("/api/v1/timeline?{}", range(0, 300))).await;
+    assert_eq!(a.json()["points"].as_array().expect("points").len(), 202);
+}
+
+#[tokio::test]
+async fn serves_over_a_loopback_socket_and_shuts_down_gracefully() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, FakeBackend::standard(), async move {
+        let _ = stopped.await;
+    }));
+
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "GET /api/v1/top?{}&limit=1 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
+        range(0, 10)
+    );
+    conn.write_all(request.as_bytes())
+        .await
+        .expect("write request");
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_string(&mut response))
+        .await
+        .expect("response within 10 s")
+        .expect("read response");
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("content-type: application/json")
+    );
+    assert!(response.contains("\"name\":\"fn_a\""), "{response}");
+
+    stop.send(()).expect("server still running");
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server stops within 10 s")
+        .expect("server task")
+        .expect("serve returns Ok");
+}

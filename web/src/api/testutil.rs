@@ -1,0 +1,215 @@
+//! A fake in-memory [`Backend`]: hand-made profiles per time window, behind a mutex so a
+//! test can add windows while requests run.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use profiler_model::{Frame, FrameKind, Labels, Profile, ProfileMeta, keys};
+use tower::ServiceExt as _;
+
+use super::backend::{Backend, BackendError, LabelValues, ProfileQuery, TimelinePoint};
+
+/// Start of the first fake window, unix seconds.
+pub(crate) const T0: u64 = 1_800_000_000;
+pub(crate) const NS: u64 = 1_000_000_000;
+
+pub(crate) struct Window {
+    pub(crate) start_unix_ns: u64,
+    pub(crate) end_unix_ns: u64,
+    pub(crate) profile: Profile,
+}
+
+#[derive(Default)]
+pub(crate) struct FakeBackend {
+    windows: Mutex<Vec<Window>>,
+    /// When set, every call fails.
+    pub(crate) fail: AtomicBool,
+}
+
+fn frames(names: &[&str]) -> Vec<Frame> {
+    names
+        .iter()
+        .map(|n| match n.strip_suffix("_[k]") {
+            Some(k) => Frame::named(k, FrameKind::Kernel),
+            None => Frame::named(*n, FrameKind::User),
+        })
+        .collect()
+}
+
+pub(crate) fn labels(comm: &str, pid: &str) -> Labels {
+    Labels::new().with(keys::COMM, comm).with(keys::PID, pid)
+}
+
+/// A window of 10 s starting `offset_s` after [`T0`].
+pub(crate) fn window(offset_s: u64, stacks: &[(&Labels, &[&str], u64)]) -> Window {
+    let start = (T0 + offset_s) * NS;
+    let mut profile = Profile::new(ProfileMeta {
+        start_unix_ns: start,
+        duration_ns: 10 * NS,
+        frequency_hz: 99,
+    });
+    for (l, s, c) in stacks {
+        profile.add(l, &frames(s), *c);
+    }
+    Window {
+        start_unix_ns: start,
+        end_unix_ns: start + 10 * NS,
+        profile,
+    }
+}
+
+impl FakeBackend {
+    /// Two windows:
+    /// - A `[T0, T0+10)`: split(42) `main;work;fn_a` 60 and `main;work;fn_b` 30, idle(0)
+    ///   `cpu_idle_[k]` 100, cat(7) `main;read` 10;
+    /// - B `[T0+10, T0+20)`: split(42) `fn_a` 20 and `fn_b` 80, idle 50.
+    pub(crate) fn standard() -> Arc<Self> {
+        let split = labels("split", "42");
+        let idle = labels("swapper", "0");
+        let cat = labels("cat", "7");
+        let b = FakeBackend::default();
+        b.push(window(
+            0,
+            &[
+                (&split, &["main", "work", "fn_a"], 60),
+                (&split, &["main", "work", "fn_b"], 30),
+                (&idle, &["cpu_idle_[k]"], 100),
+                (&cat, &["main", "read"], 10),
+            ],
+        ));
+        b.push(window(
+            10,
+            &[
+                (&split, &["main", "work", "fn_a"], 20),
+                (&split, &["main", "work", "fn_b"], 80),
+                (&idle, &["cpu_idle_[k]"], 50),
+            ],
+        ));
+        Arc::new(b)
+    }
+
+    pub(crate) fn push(&self, w: Window) {
+        self.windows.lock().expect("fake backend lock").push(w);
+    }
+
+    fn check(&self) -> Result<(), BackendError> {
+        if self.fail.load(Ordering::SeqCst) {
+            Err(BackendError("store unreadable: disk on fire".to_owned()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn overlapping(&self, from: u64, to: u64, mut f: impl FnMut(&Window)) {
+        for w in self.windows.lock().expect("fake backend lock").iter() {
+            if w.start_unix_ns < to && w.end_unix_ns > from {
+                f(w);
+            }
+        }
+    }
+}
+
+impl Backend for FakeBackend {
+    fn profile(&self, query: &ProfileQuery) -> Result<Profile, BackendError> {
+        self.check()?;
+        let mut out = Profile::default();
+        self.overlapping(query.from_unix_ns, query.to_unix_ns, |w| {
+            out.merge(&w.profile.filter_labels(|l| query.filter.matches(l)));
+        });
+        Ok(out)
+    }
+
+    fn timeline(&self, query: &ProfileQuery) -> Result<Vec<TimelinePoint>, BackendError> {
+        self.check()?;
+        let mut out = Vec::new();
+        self.overlapping(query.from_unix_ns, query.to_unix_ns, |w| {
+            out.push(TimelinePoint {
+                start_unix_ns: w.start_unix_ns,
+                end_unix_ns: w.end_unix_ns,
+                samples: w.profile.filter_labels(|l| query.filter.matches(l)).total(),
+            });
+        });
+        Ok(out)
+    }
+
+    fn label_values(&self, from: u64, to: u64) -> Result<LabelValues, BackendError> {
+        self.check()?;
+        let mut out = LabelValues::new();
+        self.overlapping(from, to, |w| {
+            for s in w.profile.stacks() {
+                for (k, v) in s.labels.iter() {
+                    *out.entry(k.to_owned())
+                        .or_default()
+                        .entry(v.to_owned())
+                        .or_insert(0) += s.count;
+                }
+            }
+        });
+        Ok(out)
+    }
+
+    fn metrics(&self) -> String {
+        let n = self.windows.lock().expect("fake backend lock").len();
+        format!(
+            "# HELP ember_store_windows Stored windows.\n# TYPE ember_store_windows gauge\nember_store_windows {n}\n"
+        )
+    }
+}
+
+/// One answer, read whole.
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) content_type: String,
+    pub(crate) headers: axum::http::HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl Answer {
+    pub(crate) fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("UTF-8 body")
+    }
+
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// `GET uri` through the router, no socket.
+pub(crate) async fn get(app: &axum::Router, uri: &str) -> Answer {
+    let req = Request::builder()
+        .uri(uri)
+        .body(Body::empty())
+        .expect("valid request");
+    let res = app.clone().oneshot(req).await.expect("infallible router");
+    let status = res.status();
+    let headers = res.headers().clone();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().expect("ASCII content type").to_owned())
+        .unwrap_or_default();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .expect("body reads")
+        .to_bytes();
+    Answer {
+        status,
+        content_type,
+        headers,
+        body,
+    }
+}
+
+/// `from=T0+a&to=T0+b` (seconds).
+pub(crate) fn range(a: u64, b: u64) -> String {
+    format!("from={}&to={}", T0 + a, T0 + b)
+}
