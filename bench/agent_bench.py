@@ -4,7 +4,9 @@
 1. Steady-state cost at 19 Hz with the split workload keeping one CPU busy: the agent's
    CPU time (user+sys from /proc/PID/stat) as a share of one core, its peak RSS (VmHWM),
    and the store's growth extrapolated to bytes per hour per busy core.
-2. Merging stored windows into one profile (the store's own measurement, release build):
+2. Scale: 500 busy processes with distinct stacks: the agent's CPU and RSS, losses, and
+   the API's latency for the last hour.
+3. Merging stored windows into one profile (the store's own measurement, release build):
    1 h and 24 h of 10 s windows drawn from 50,000 distinct stacks, p50 of 5 runs.
 
 Usage: bench/agent_bench.py [--seconds N] [--ember PATH]   (root; scripts/bench.sh runs it)
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -68,6 +71,56 @@ def steady_state(args):
           "(SQLite grows its file in pages, so short runs are coarse)")
 
 
+def scale(args, processes=500, seconds=60):
+    """500 busy processes with distinct stacks; the agent's cost and the API's latency."""
+    recursion = os.path.join(args.examples, "recursion")
+    with tempfile.TemporaryDirectory(prefix="ember-agent-scale-") as store:
+        agent = subprocess.Popen([args.ember, "agent", "-q", "--listen", "127.0.0.1:0", "--data-dir", store],
+                                 stderr=subprocess.PIPE, text=True)
+        base = None
+        for line in agent.stderr:
+            if line.startswith("ember: API listening on "):
+                base = line.split()[-1]
+                break
+        if base is None:
+            raise RuntimeError("the agent did not start its API")
+        # Each process recurses to its own depth: distinct stacks per process.
+        workers = [subprocess.Popen([recursion, str(seconds + 20), str(20 + i % 100)],
+                                    stderr=subprocess.DEVNULL) for i in range(processes)]
+        try:
+            time.sleep(10)
+            cpu0, t0 = cpu_seconds(agent.pid), time.monotonic()
+            time.sleep(seconds)
+            cpu1, t1 = cpu_seconds(agent.pid), time.monotonic()
+            hwm = vm_hwm_kib(agent.pid)
+            latencies = {}
+            for name, path in [("profile (folded, last hour)", "/api/v1/profile?from=now-1h&format=folded"),
+                               ("labels (last hour)", "/api/v1/labels?from=now-1h"),
+                               ("top (last hour)", "/api/v1/top?from=now-1h")]:
+                times = []
+                for _ in range(5):
+                    t = time.monotonic()
+                    body = urllib.request.urlopen(base + path, timeout=30).read()
+                    times.append(time.monotonic() - t)
+                latencies[name] = (sorted(times)[2], len(body))
+            metrics = urllib.request.urlopen(base + "/metrics", timeout=30).read().decode()
+        finally:
+            for w in workers:
+                w.kill()
+            for w in workers:
+                w.wait()
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(timeout=60)
+    lost = sum(float(l.rsplit(" ", 1)[1]) for l in metrics.splitlines()
+               if l.startswith("ember_samples_lost_total{"))
+    print(f"\n## Scale: {processes} busy processes with distinct stacks, 19 Hz\n")
+    print(f"- agent CPU: **{(cpu1 - cpu0) / (t1 - t0) * 100:.2f} % of one core** over {t1 - t0:.0f} s")
+    print(f"- peak RSS (VmHWM): **{hwm / 1024:.1f} MiB**")
+    print(f"- samples lost (all reasons, from /metrics): {lost:.0f}")
+    for name, (p50, size) in latencies.items():
+        print(f"- API {name}: p50 **{p50 * 1000:.0f} ms** ({size} bytes)")
+
+
 def merge():
     print("\n## Merging stored windows (store measurement, release build)\n")
     out = subprocess.run(
@@ -91,6 +144,7 @@ def main():
     print(f"# ember agent benchmark — {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
           f"kernel {os.uname().release}")
     steady_state(args)
+    scale(args)
     if not args.skip_merge:
         merge()
 

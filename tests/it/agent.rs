@@ -230,6 +230,48 @@ fn the_api_serves_the_split_as_folded_and_pprof() {
     let metrics = std::fs::read_to_string(&metrics).unwrap();
     assert!(metrics.contains("ember_windows_written_total"), "{metrics}");
 
+    // Every other endpoint, over the same real socket.
+    let json = |path: &str| -> serde_json::Value {
+        let file = dir.path().join("answer.json");
+        assert_eq!(get(&format!("{base}{path}"), &file), 200, "{path}");
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap())
+            .unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
+    };
+    let labels = json("/api/v1/labels?from=now-1h");
+    assert!(
+        labels["labels"]["comm"]["split"].as_u64().unwrap_or(0) > 300,
+        "{labels}"
+    );
+    assert!(
+        labels["labels"]["exe"]
+            .as_object()
+            .is_some_and(|v| v.keys().any(|k| k.ends_with("/split")))
+    );
+    let top = json("/api/v1/top?from=now-1h&filter=comm=split&limit=5");
+    assert_eq!(top["functions"][0]["name"], "fn_a", "{top}");
+    assert_eq!(top["functions"][1]["name"], "fn_b", "{top}");
+    let timeline = json("/api/v1/timeline?from=now-1h&filter=comm=split");
+    let points = timeline["points"].as_array().expect("points");
+    let in_points: u64 = points.iter().map(|p| p["samples"].as_u64().unwrap()).sum();
+    assert_eq!(in_points, w.total(), "the timeline adds up to the profile");
+    let profile = json("/api/v1/profile?from=now-1h&filter=comm=split&format=json");
+    assert!(profile.is_object(), "{profile}");
+    let diff = json(
+        "/api/v1/diff?base_from=now-1h&base_to=now-30m&from=now-30m&filter=comm=split&format=json",
+    );
+    assert!(diff.is_object(), "{diff}");
+    let svg = dir.path().join("split.svg");
+    assert_eq!(
+        get(
+            &format!("{base}/api/v1/profile?from=now-1h&filter=comm=split&format=svg"),
+            &svg
+        ),
+        200
+    );
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("fn_a"));
+    let health = dir.path().join("health.txt");
+    assert_eq!(get(&format!("{base}/healthz"), &health), 200);
+
     // pprof, read by a real pprof reader, agrees with the folded answer.
     let pprof_path = dir.path().join("split.pb.gz");
     let url = format!("{base}/api/v1/profile?from=now-1h&to=now&filter=comm=split&format=pprof");
