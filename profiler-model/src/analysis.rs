@@ -1,5 +1,7 @@
-//! Questions asked of a profile: which functions cost the most ([`top_functions`]), and
-//! what changed between two profiles ([`diff_functions`], [`diff_folded`]).
+//! Questions asked of a profile: which functions cost the most ([`top_functions`]), what
+//! changed between two profiles ([`diff_functions`], [`diff_folded`]), and one function's
+//! view of it: what it calls ([`focus`]) and who calls it ([`callers`]), the two halves of
+//! a sandwich view.
 //!
 //! Functions are keyed by their folded name ([`Frame::folded_name`](crate::Frame::folded_name)),
 //! so a kernel function keeps its `_[k]` suffix and an inlined one its `_[i]`: the same
@@ -9,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 
-use crate::{Profile, folded};
+use crate::{FrameId, Profile, folded};
 
 /// One function's cost in a profile.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,6 +84,61 @@ pub fn top_functions(profile: &Profile) -> Vec<FunctionStat> {
             .then(b.total_samples.cmp(&a.total_samples))
             .then_with(|| a.name.cmp(&b.name))
     });
+    out
+}
+
+/// The stacks of `profile` that contain the function `name` (a folded name, as
+/// [`top_functions`] reports it), re-rooted at it: each keeps its frames from the outermost
+/// `name` to the leaf. Labels and metadata are kept, so the result filters, folds and renders
+/// like any profile; a function that never ran gives an empty profile.
+///
+/// Re-rooting at the *outermost* call keeps a recursive function's whole subtree in one
+/// graph.
+#[must_use]
+pub fn focus(profile: &Profile, name: &str) -> Profile {
+    cut_at(profile, name, |frames, matches| {
+        let i = frames.iter().position(|&id| matches(id))?;
+        Some(frames[i..].to_vec())
+    })
+}
+
+/// The callers of the function `name`: each stack that contains it, cut after its
+/// *innermost* call and reversed, so `name` is the root and its callers are its children
+/// (caller, caller's caller, ...). Drawn as a flame graph this is the top half of a sandwich
+/// view, `name` at the bottom touching the [`focus`] graph drawn as an icicle below it.
+#[must_use]
+pub fn callers(profile: &Profile, name: &str) -> Profile {
+    cut_at(profile, name, |frames, matches| {
+        let i = frames.iter().rposition(|&id| matches(id))?;
+        Some(frames[..=i].iter().rev().copied().collect())
+    })
+}
+
+/// A new profile from each stack of `profile` that `cut` maps to new frames (root first).
+fn cut_at(
+    profile: &Profile,
+    name: &str,
+    cut: impl Fn(&[FrameId], &dyn Fn(FrameId) -> bool) -> Option<Vec<FrameId>>,
+) -> Profile {
+    // Names are compared once per distinct frame, not once per sample.
+    let is_name: Vec<bool> = profile
+        .frames()
+        .iter()
+        .map(|f| f.folded_name().to_string() == name)
+        .collect();
+    let matches = |id: FrameId| is_name[id as usize];
+    let mut out = Profile::new(profile.meta.clone());
+    for s in profile.stacks() {
+        let Some(frames) = cut(s.frames, &matches) else {
+            continue;
+        };
+        let labels = out.intern_labels(s.labels);
+        let frames: Box<[FrameId]> = frames
+            .iter()
+            .map(|&id| out.intern_frame(profile.frame(id)))
+            .collect();
+        out.add_ids(labels, frames, s.count);
+    }
     out
 }
 
@@ -356,5 +413,69 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    fn folded_text(p: &Profile) -> String {
+        let mut out = Vec::new();
+        folded::write(
+            p,
+            folded::Options::default().with_root(folded::Root::None),
+            &mut out,
+        )
+        .expect("writing to a Vec");
+        String::from_utf8(out).expect("UTF-8")
+    }
+
+    #[test]
+    fn focus_keeps_stacks_through_the_function_re_rooted_at_it() {
+        let p = profile(&[
+            (&["main", "work", "fn_a", "mix"], 60),
+            (&["main", "work", "fn_b"], 30),
+            (&["main", "fn_a"], 10),
+            (&["other", "fn_a_helper"], 5),
+        ]);
+        let f = focus(&p, "fn_a");
+        assert_eq!(f.total(), 70);
+        assert_eq!(folded_text(&f), "fn_a 10\nfn_a;mix 60\n");
+        // Labels survive, so the focused profile still filters by process.
+        assert!(f.stacks().all(|s| s.labels.get(keys::COMM) == Some("app")));
+        assert!(focus(&p, "nothing").is_empty());
+        assert!(focus(&Profile::default(), "fn_a").is_empty());
+    }
+
+    #[test]
+    fn focus_re_roots_recursion_at_the_outermost_call() {
+        let p = profile(&[(&["main", "rec", "rec", "leaf"], 4), (&["main", "rec"], 1)]);
+        assert_eq!(folded_text(&focus(&p, "rec")), "rec 1\nrec;rec;leaf 4\n");
+    }
+
+    #[test]
+    fn focus_matches_folded_names_with_suffixes() {
+        let p = profile(&[(&["main", "read", "vfs_read_[k]", "copy_[k]"], 4)]);
+        assert_eq!(
+            folded_text(&focus(&p, "vfs_read_[k]")),
+            "vfs_read_[k];copy_[k] 4\n"
+        );
+        assert!(
+            focus(&p, "vfs_read").is_empty(),
+            "the bare name is a different function"
+        );
+    }
+
+    #[test]
+    fn callers_cut_at_the_innermost_call_and_reverse() {
+        let p = profile(&[
+            (&["main", "work", "fn_a", "mix"], 60),
+            (&["main", "fn_a"], 10),
+            (&["main", "rec", "fn_a", "rec", "fn_a", "deep"], 2),
+            (&["main", "work", "fn_b"], 30),
+        ]);
+        let c = callers(&p, "fn_a");
+        assert_eq!(c.total(), 72);
+        assert_eq!(
+            folded_text(&c),
+            "fn_a;main 10\nfn_a;rec;fn_a;rec;main 2\nfn_a;work;main 60\n"
+        );
+        assert!(callers(&p, "nothing").is_empty());
     }
 }

@@ -12,3 +12,4 @@ mod agent;
 mod record;
 // The sampler as a library: the drain protocol's exact accounting.
 mod sampler;
+mod ui;

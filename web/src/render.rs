@@ -14,6 +14,12 @@ pub struct SvgOptions {
     pub subtitle: Option<String>,
     /// Folded-line options (root frame, kernel frames).
     pub folded: folded::Options,
+    /// Root at the top (an icicle graph) instead of the bottom.
+    pub icicle: bool,
+    /// Width of the graph on the page, in pixels: frames narrower than one such pixel are
+    /// pruned before rendering, so a node-sized profile stays a small SVG. `None` keeps
+    /// inferno's default.
+    pub width_px: Option<usize>,
 }
 
 impl SvgOptions {
@@ -39,6 +45,49 @@ impl SvgOptions {
         self.folded = folded;
         self
     }
+
+    /// Sets the orientation: `true` for an icicle graph.
+    #[must_use]
+    pub fn with_icicle(mut self, icicle: bool) -> Self {
+        self.icicle = icicle;
+        self
+    }
+
+    /// Sets the page width that frames narrower than a pixel are pruned by.
+    #[must_use]
+    pub fn with_width_px(mut self, width_px: Option<usize>) -> Self {
+        self.width_px = width_px;
+        self
+    }
+
+    /// inferno's options for these: one place for the palette, determinism and layout of
+    /// every flame graph Ember draws.
+    fn inferno(&self) -> inferno::flamegraph::Options<'static> {
+        use inferno::flamegraph::{Direction, color};
+        let mut opts = inferno::flamegraph::Options::default();
+        opts.title.clone_from(&self.title);
+        opts.subtitle.clone_from(&self.subtitle);
+        opts.count_name = "samples".to_owned();
+        // Colour by the frame's kind (`_[k]` kernel, `_[i]` inlined) and keep the same
+        // colours for the same names across runs; differential graphs colour by change.
+        opts.colors = color::Palette::Multi(color::MultiPalette::Java);
+        opts.hash = true;
+        opts.deterministic = true;
+        opts.direction = if self.icicle {
+            Direction::Inverted
+        } else {
+            Direction::Straight
+        };
+        if let Some(w) = self.width_px {
+            #[expect(
+                clippy::cast_precision_loss,
+                reason = "page widths are small integers, exact in f64"
+            )]
+            let one_pixel_pct = 100.0 / w.max(1) as f64;
+            opts.min_width = one_pixel_pct;
+        }
+        opts
+    }
 }
 
 /// Renders `profile` as an interactive flame graph SVG (inferno's, with its built-in
@@ -51,17 +100,20 @@ pub fn flamegraph_svg(profile: &Profile, options: &SvgOptions, w: impl Write) ->
         .into_iter()
         .map(|(stack, count)| format!("{stack} {count}"))
         .collect();
-    let mut opts = inferno::flamegraph::Options::default();
-    opts.title.clone_from(&options.title);
-    opts.subtitle.clone_from(&options.subtitle);
-    opts.count_name = "samples".to_owned();
-    // Colour by the frame's kind (`_[k]` kernel, `_[i]` inlined) and keep the same
-    // colours for the same names across runs.
-    opts.colors =
-        inferno::flamegraph::color::Palette::Multi(inferno::flamegraph::color::MultiPalette::Java);
-    opts.hash = true;
-    opts.deterministic = true;
-    inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), w)
+    inferno::flamegraph::from_lines(&mut options.inferno(), lines.iter().map(String::as_str), w)
+}
+
+/// Renders differential folded lines (`stack base new`) as inferno's differential flame
+/// graph: widths are the new profile, red frames grew and blue frames shrank.
+///
+/// # Errors
+/// Whatever writing to `w` returns, or inferno's error for empty input.
+pub fn differential_svg<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+    options: &SvgOptions,
+    w: impl Write,
+) -> io::Result<()> {
+    inferno::flamegraph::from_lines(&mut options.inferno(), lines, w)
 }
 
 #[cfg(test)]

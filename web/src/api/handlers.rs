@@ -8,15 +8,18 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use profiler_model::{FrameKind, Profile, analysis, folded, pprof};
 use serde_json::{Value, json};
 
 use super::backend::{Backend, ProfileQuery};
 use super::error::ApiError;
+use super::flame::Layout;
 use super::metrics::ApiMetrics;
-use super::params::{DEFAULT_FROM, DiffFormat, Params, ProfileFormat, RootFrame, TopSort};
-use crate::render::{SvgOptions, flamegraph_svg};
+use super::params::{
+    DEFAULT_FROM, DiffFormat, Orientation, Params, ProfileFormat, RootFrame, TopSort,
+};
+use crate::render::{self, SvgOptions};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -58,10 +61,68 @@ fn seconds(ns: u64) -> String {
     }
 }
 
-fn folded_options(p: &Params) -> Result<folded::Options, ApiError> {
+fn folded_options(p: &Params, default_root: RootFrame) -> Result<folded::Options, ApiError> {
     Ok(folded::Options::default()
-        .with_root(p.choice("root", RootFrame::Comm)?.into())
+        .with_root(p.choice("root", default_root)?.into())
         .with_no_kernel(p.flag("no_kernel")?))
+}
+
+/// One function's view of a profile, from `focus=FUNC` or `callers=FUNC`.
+#[derive(Clone, Debug)]
+enum View {
+    /// The whole profile.
+    All,
+    /// Stacks through the function, re-rooted at it ([`analysis::focus`]).
+    Focus(String),
+    /// The function's callers, the function at the root ([`analysis::callers`]).
+    Callers(String),
+}
+
+impl View {
+    fn from_params(p: &Params) -> Result<Self, ApiError> {
+        let name = |param: &str| -> Result<Option<String>, ApiError> {
+            match p.get(param) {
+                None => Ok(None),
+                Some("") => Err(ApiError::param(param, "empty function name")),
+                Some(v) => Ok(Some(v.to_owned())),
+            }
+        };
+        match (name("focus")?, name("callers")?) {
+            (None, None) => Ok(View::All),
+            (Some(f), None) => Ok(View::Focus(f)),
+            (None, Some(c)) => Ok(View::Callers(c)),
+            (Some(_), Some(_)) => Err(ApiError::param(
+                "callers",
+                "give `focus` or `callers`, not both",
+            )),
+        }
+    }
+
+    /// The folded root frame when `root` is not given: a re-rooted view starts at the
+    /// function itself.
+    fn default_root(&self) -> RootFrame {
+        match self {
+            View::All => RootFrame::Comm,
+            View::Focus(_) | View::Callers(_) => RootFrame::None,
+        }
+    }
+
+    fn apply(&self, profile: Profile) -> Profile {
+        match self {
+            View::All => profile,
+            View::Focus(f) => analysis::focus(&profile, f),
+            View::Callers(f) => analysis::callers(&profile, f),
+        }
+    }
+
+    /// Added to titles: what the graph is rooted at.
+    fn describe(&self) -> String {
+        match self {
+            View::All => String::new(),
+            View::Focus(f) => format!(" (focus: {f})"),
+            View::Callers(f) => format!(" (callers of {f})"),
+        }
+    }
 }
 
 /// The backend's merged profile, without the idle task unless asked for.
@@ -107,6 +168,10 @@ const PROFILE_PARAMS: &[&str] = &[
     "include_idle",
     "root",
     "no_kernel",
+    "focus",
+    "callers",
+    "orientation",
+    "width",
 ];
 
 /// `GET /api/v1/profile`: the merged profile as folded, SVG, pprof or JSON.
@@ -119,14 +184,16 @@ pub(crate) async fn profile(
     let filter = p.filter()?;
     let format = p.choice("format", ProfileFormat::Folded)?;
     let include_idle = p.flag("include_idle")?;
-    let options = folded_options(&p)?;
+    let view = View::from_params(&p)?;
+    let options = folded_options(&p, view.default_root())?;
+    let layout = Layout::from_params(&p, Orientation::Flame)?;
     let query = ProfileQuery {
         from_unix_ns: from,
         to_unix_ns: to,
         filter,
     };
     blocking(&state, move |backend| {
-        let profile = load_profile(backend, &query, include_idle)?;
+        let profile = view.apply(load_profile(backend, &query, include_idle)?);
         Ok(match format {
             ProfileFormat::Folded => {
                 let mut out = Vec::new();
@@ -135,11 +202,12 @@ pub(crate) async fn profile(
                 with_type(TEXT, out)
             }
             ProfileFormat::Svg => {
-                let title = if query.filter.is_all() {
+                let mut title = if query.filter.is_all() {
                     "Ember CPU profile".to_owned()
                 } else {
                     format!("Ember CPU profile: {}", query.filter)
                 };
+                title.push_str(&view.describe());
                 if profile.is_empty() {
                     return Ok(with_type(SVG, empty_svg(&title)));
                 }
@@ -149,11 +217,13 @@ pub(crate) async fn profile(
                     seconds(to),
                     profile.total()
                 );
-                let opts = SvgOptions::titled(title)
-                    .with_subtitle(subtitle)
-                    .with_folded(options);
+                let svg = layout.apply(
+                    SvgOptions::titled(title)
+                        .with_subtitle(subtitle)
+                        .with_folded(options),
+                );
                 let mut out = Vec::new();
-                flamegraph_svg(&profile, &opts, &mut out).map_err(|e| render_error(&e))?;
+                render::flamegraph_svg(&profile, &svg, &mut out).map_err(|e| render_error(&e))?;
                 with_type(SVG, out)
             }
             ProfileFormat::Pprof => {
@@ -343,6 +413,8 @@ const DIFF_PARAMS: &[&str] = &[
     "root",
     "no_kernel",
     "limit",
+    "orientation",
+    "width",
 ];
 
 /// `GET /api/v1/diff`: what changed from the base range to the new one, normalized by
@@ -371,7 +443,8 @@ pub(crate) async fn diff(
     let filter = p.filter()?;
     let format = p.choice("format", DiffFormat::Folded)?;
     let include_idle = p.flag("include_idle")?;
-    let options = folded_options(&p)?;
+    let options = folded_options(&p, RootFrame::Comm)?;
+    let layout = Layout::from_params(&p, Orientation::Flame)?;
     let limit = p.limit(50)?;
     let base_query = ProfileQuery {
         from_unix_ns: base_from,
@@ -401,9 +474,7 @@ pub(crate) async fn diff(
                     .iter()
                     .map(|l| format!("{} {} {}", l.stack, l.base, l.new))
                     .collect();
-                let mut opts = inferno::flamegraph::Options::default();
-                title.clone_into(&mut opts.title);
-                opts.subtitle = Some(format!(
+                let svg = layout.apply(SvgOptions::titled(title).with_subtitle(format!(
                     "new {}..{} ({} samples) vs base {}..{} ({} samples, scaled to the new total); \
                      red grew, blue shrank",
                     seconds(from),
@@ -412,11 +483,9 @@ pub(crate) async fn diff(
                     seconds(base_from),
                     seconds(base_to),
                     base.total()
-                ));
-                "samples".clone_into(&mut opts.count_name);
-                opts.deterministic = true;
+                )));
                 let mut out = Vec::new();
-                inferno::flamegraph::from_lines(&mut opts, text.iter().map(String::as_str), &mut out)
+                render::differential_svg(text.iter().map(String::as_str), &svg, &mut out)
                     .map_err(|e| render_error(&e))?;
                 with_type(SVG, out)
             }
@@ -466,13 +535,13 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
     Ok(with_type(PROMETHEUS, text))
 }
 
-/// `GET /`: a plain page listing the endpoints, until the web UI arrives.
-pub(crate) async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
-}
-
 /// Any other path: a JSON 404.
 pub(crate) async fn not_found(uri: Uri) -> Response {
-    let body = json!({ "error": format!("no such endpoint `{}`", uri.path()) });
+    not_found_response(uri.path())
+}
+
+/// The JSON 404 for `path`.
+pub(crate) fn not_found_response(path: &str) -> Response {
+    let body = json!({ "error": format!("no such endpoint `{path}`") });
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }

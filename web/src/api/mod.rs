@@ -2,12 +2,13 @@
 //!
 //! | Route | Answers |
 //! |---|---|
-//! | `GET /api/v1/profile` | the merged profile: `format=folded` (default), `svg`, `pprof`, `json` |
+//! | `GET /api/v1/profile` | the merged profile: `format=folded` (default), `svg`, `pprof`, `json`; `focus=FUNC` or `callers=FUNC` for one function's view; `orientation=flame\|icicle` and `width` (px) for SVGs |
 //! | `GET /api/v1/labels` | label names → values → samples |
 //! | `GET /api/v1/top` | functions by self (or `sort=total`) samples |
 //! | `GET /api/v1/timeline` | samples per stored window |
 //! | `GET /api/v1/diff` | base range vs new range: `folded` (3 columns), `svg`, `json` |
-//! | `GET /healthz`, `GET /metrics`, `GET /` | liveness, Prometheus text, endpoint list |
+//! | `GET /healthz`, `GET /metrics` | liveness, Prometheus text |
+//! | `GET /`, `GET /ui/{file}` | the embedded web UI ([`crate::ui`]) |
 //!
 //! Times are unix seconds, RFC 3339 or `now-15m`; `from` defaults to `now-15m` and `to` to
 //! `now`. Any bad parameter answers 400 with `{"error": "invalid `name`: ..."}`; a backend
@@ -16,6 +17,7 @@
 
 mod backend;
 mod error;
+mod flame;
 mod handlers;
 mod metrics;
 mod params;
@@ -37,6 +39,7 @@ use tokio::net::TcpListener;
 pub use backend::{Backend, BackendError, LabelValues, ProfileQuery, TimelinePoint};
 pub use error::ApiError;
 use handlers::AppState;
+pub(crate) use handlers::not_found_response;
 
 /// The API's router, ready for [`serve`] or for `tower::ServiceExt::oneshot` in tests.
 pub fn app(backend: Arc<dyn Backend>) -> Router {
@@ -45,7 +48,8 @@ pub fn app(backend: Arc<dyn Backend>) -> Router {
         metrics: metrics::ApiMetrics::default(),
     };
     Router::new()
-        .route("/", get(handlers::index))
+        .route("/", get(crate::ui::index))
+        .route("/ui/{file}", get(crate::ui::asset))
         .route("/healthz", get(handlers::healthz))
         .route("/metrics", get(handlers::metrics))
         .route("/api/v1/profile", get(handlers::profile))

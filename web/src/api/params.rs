@@ -203,6 +203,16 @@ choice! {
 }
 
 choice! {
+    /// `orientation` of flame graphs.
+    Orientation {
+        /// Root at the bottom, callees above.
+        Flame = "flame",
+        /// Root at the top, callees below (inferno's `Direction::Inverted`).
+        Icicle = "icicle",
+    }
+}
+
+choice! {
     /// `root`: the first frame of folded lines.
     RootFrame {
         /// The process name.

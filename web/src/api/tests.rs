@@ -567,3 +567,203 @@ async fn serves_over_a_loopback_socket_and_shuts_down_gracefully() {
         .expect("server task")
         .expect("serve returns Ok");
 }
+
+// ---- the UI's parameters: focus, callers, orientation, width ------------------------------
+
+#[tokio::test]
+async fn profile_focus_re_roots_and_callers_reverse() {
+    let app = standard_app();
+    let r = range(0, 10);
+    let folded = |q: String| {
+        let app = app.clone();
+        async move {
+            let a = get(
+                &app,
+                &format!(
+                    "/api/v1/profile?{r}&filter=comm=split&{q}",
+                    r = range(0, 10)
+                ),
+            )
+            .await;
+            assert_eq!(a.status, StatusCode::OK, "{q}: {}", a.text());
+            a.text().to_owned()
+        }
+    };
+    assert_eq!(
+        folded("focus=work".into()).await,
+        "work;fn_a 60\nwork;fn_b 30\n"
+    );
+    assert_eq!(folded("focus=fn_b".into()).await, "fn_b 30\n");
+    assert_eq!(
+        folded("focus=work&root=comm".into()).await,
+        "split;work;fn_a 60\nsplit;work;fn_b 30\n"
+    );
+    assert_eq!(folded("callers=fn_a".into()).await, "fn_a;work;main 60\n");
+    assert_eq!(folded("focus=absent".into()).await, "");
+    // Every format shows the same focused profile: what the page downloads is what it shows.
+    let a = get(&app, &format!("/api/v1/profile?{r}&focus=fn_a&format=json")).await;
+    assert_eq!(a.json()["total_samples"], 60);
+    let a = get(
+        &app,
+        &format!("/api/v1/profile?{r}&focus=fn_a&format=pprof"),
+    )
+    .await;
+    let decoded = pprof::decode(&a.body[..]).expect("valid pprof");
+    assert_eq!(decoded.total(), 60);
+    let a = get(&app, &format!("/api/v1/profile?{r}&focus=fn_a&format=svg")).await;
+    assert!(a.text().contains("(focus: fn_a)"), "{}", a.text());
+    let a = get(
+        &app,
+        &format!("/api/v1/profile?{r}&focus=absent&format=svg"),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.text().contains("No samples"));
+}
+
+#[tokio::test]
+async fn orientation_picks_inferno_direction() {
+    let app = standard_app();
+    for (uri, inverted) in [
+        (
+            format!("/api/v1/profile?{}&format=svg", range(0, 10)),
+            false,
+        ),
+        (
+            format!(
+                "/api/v1/profile?{}&format=svg&orientation=flame",
+                range(0, 10)
+            ),
+            false,
+        ),
+        (
+            format!(
+                "/api/v1/profile?{}&format=svg&orientation=icicle",
+                range(0, 10)
+            ),
+            true,
+        ),
+        (diff_uri("svg") + "&orientation=icicle", true),
+    ] {
+        let a = get(&app, &uri).await;
+        assert_eq!(a.status, StatusCode::OK, "{uri}");
+        assert!(
+            a.text().contains(&format!("var inverted = {inverted};")),
+            "{uri}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn width_prunes_frames_narrower_than_a_pixel() {
+    let b = FakeBackend::default();
+    let l = labels("big", "1");
+    b.push(window(
+        0,
+        &[(&l, &["main", "hot"], 9_999), (&l, &["main", "tiny"], 1)],
+    ));
+    let app = app(std::sync::Arc::new(b));
+    let svg = |width: &str| {
+        let app = app.clone();
+        let uri = format!("/api/v1/profile?{}&format=svg{width}", range(0, 10));
+        async move {
+            let a = get(&app, &uri).await;
+            assert_eq!(a.status, StatusCode::OK, "{uri}: {}", a.text());
+            a.text().to_owned()
+        }
+    };
+    // One sample in 10,000 is 0.12 px of a 1200 px graph: dropped; at 20,000 px it is 2 px.
+    assert!(!svg("&width=1200").await.contains("tiny ("));
+    assert!(svg("&width=1200").await.contains("hot ("));
+    assert!(svg("&width=20000").await.contains("tiny ("));
+    // Without `width`, inferno's default (0.01 %) keeps it, as before.
+    assert!(svg("").await.contains("tiny ("));
+}
+
+#[tokio::test]
+async fn ui_params_are_checked() {
+    let app = standard_app();
+    let r = range(0, 10);
+    for (uri, expected) in [
+        (
+            format!("/api/v1/profile?{r}&focus=a&callers=b"),
+            "invalid `callers`: give `focus` or `callers`",
+        ),
+        (
+            format!("/api/v1/profile?{r}&focus="),
+            "invalid `focus`: empty function name",
+        ),
+        (
+            format!("/api/v1/profile?{r}&width=50"),
+            "invalid `width`: 50 is out of range",
+        ),
+        (
+            format!("/api/v1/profile?{r}&width=wide"),
+            "invalid `width`: `wide` is not",
+        ),
+        (
+            format!("/api/v1/profile?{r}&orientation=sideways"),
+            "invalid `orientation`: unknown value `sideways` (one of: flame, icicle)",
+        ),
+        (format!("/api/v1/diff?{r}&width=0"), "invalid `width`"),
+    ] {
+        let a = get(&app, &uri).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{uri}: {}", a.text());
+        let msg = a.json()["error"].as_str().expect("error string").to_owned();
+        assert!(msg.starts_with(expected), "{uri}: `{msg}`");
+    }
+}
+
+#[tokio::test]
+async fn ui_assets_are_embedded_with_types_and_etags() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use tower::ServiceExt as _;
+
+    let app = standard_app();
+    let page = get(&app, "/").await;
+    assert_eq!(page.content_type, "text/html; charset=utf-8");
+    assert!(page.text().contains("/ui/app.js") && page.text().contains("/ui/app.css"));
+    assert_eq!(page.headers[header::CACHE_CONTROL], "no-cache");
+    for (path, ty, needle) in [
+        (
+            "/ui/app.js",
+            "text/javascript; charset=utf-8",
+            "inlineGraph",
+        ),
+        ("/ui/app.css", "text/css; charset=utf-8", "#graph"),
+        ("/ui/favicon.svg", "image/svg+xml", "<svg"),
+    ] {
+        let a = get(&app, path).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}");
+        assert_eq!(a.content_type, ty, "{path}");
+        assert!(a.text().contains(needle), "{path}");
+        assert_eq!(a.headers[header::CACHE_CONTROL], "no-cache", "{path}");
+        let etag = a.headers[header::ETAG].clone();
+        // A revalidation with the same ETag is a body-less 304.
+        let req = Request::builder()
+            .uri(path)
+            .header(header::IF_NONE_MATCH, etag.clone())
+            .body(Body::empty())
+            .expect("valid request");
+        let res = app.clone().oneshot(req).await.expect("infallible router");
+        assert_eq!(res.status(), StatusCode::NOT_MODIFIED, "{path}");
+        assert_eq!(res.headers()[header::ETAG], etag);
+    }
+    // No external resources: the page works offline, next to the agent.
+    for path in ["/", "/ui/app.js", "/ui/app.css"] {
+        let text = get(&app, path).await.text().to_owned();
+        assert!(
+            !text.contains("https://") && !text.contains("http://cdn"),
+            "{path} loads something remote"
+        );
+    }
+    let a = get(&app, "/ui/missing.js").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .expect("error")
+            .contains("/ui/missing.js")
+    );
+}
