@@ -663,3 +663,54 @@ fn query_24h_timing() {
         );
     }
 }
+
+/// Fills the store in `$EMBER_BENCH_STORE` with the last hour of 10 s windows holding
+/// 50,000 distinct stacks in all, for the UI rendering benchmark (`bench/ui_bench.sh`).
+#[test]
+#[ignore = "benchmark set-up, run by bench/ui_bench.sh"]
+fn write_ui_bench_store() {
+    let Some(dir) = std::env::var_os("EMBER_BENCH_STORE") else {
+        panic!("set EMBER_BENCH_STORE to the store directory to fill");
+    };
+    const WINDOWS: u64 = 360;
+    const DISTINCT: u64 = 50_000;
+    let mut store = open(Path::new(&dir));
+    let now = crate::now_unix_ns();
+    let start = now - WINDOWS * 10 * S;
+    let frames: Vec<Frame> = (0..2000).map(|i| frame(&format!("fn_{i}"), i)).collect();
+    let label_sets: Vec<Labels> = (0..50)
+        .map(|i| labels(&format!("bench{}", i % 5), i))
+        .collect();
+    for w in 0..WINDOWS {
+        let mut p = Profile::new(ProfileMeta {
+            frequency_hz: 19,
+            ..ProfileMeta::default()
+        });
+        let ids: Vec<_> = frames.iter().map(|f| p.intern_frame(f)).collect();
+        let lids: Vec<_> = label_sets.iter().map(|l| p.intern_labels(l)).collect();
+        // Every window holds its own slice of the distinct stacks, so the hour has all.
+        for j in 0..DISTINCT / WINDOWS + 1 {
+            let s = (w * (DISTINCT / WINDOWS + 1) + j) % DISTINCT;
+            let stack: Box<[u32]> = (0..12)
+                .map(|k| {
+                    // A tree: stacks share prefixes, as real ones do.
+                    let node = (s >> (2 * (11 - k))).wrapping_mul(0x9E37_79B9) + k;
+                    ids[(node % 2000) as usize]
+                })
+                .collect();
+            p.add_ids(lids[(s % 50) as usize], stack, 1 + s % 3);
+        }
+        store
+            .write_window(&Window {
+                start_unix_ns: start + w * 10 * S,
+                end_unix_ns: start + (w + 1) * 10 * S,
+                profile: p,
+            })
+            .expect("write");
+    }
+    let stats = store.stats();
+    eprintln!(
+        "bench store: {} windows, {} stacks",
+        stats.windows, stats.stacks
+    );
+}
