@@ -9,7 +9,7 @@
   const MODES = ["flame", "top", "sandwich", "diff"];
   const DEFAULTS = { from: "now-15m", to: "now", filter: "", mode: "flame", orientation: "flame", focus: "", sort: "self", refresh: "0" };
   // Labels offered as filters first, in this order, with friendlier names.
-  const LABELS = [["comm", "Process"], ["pid", "PID"], ["thread", "Thread"], ["tid", "Thread ID"], ["container", "Container"], ["pod", "Pod"]];
+  const LABELS = [["comm", "Process"], ["pid", "PID"], ["thread", "Thread"], ["tid", "Thread ID"], ["container_id", "Container"], ["pod_uid", "Pod"], ["runtime", "Runtime"], ["qos", "QoS class"], ["cgroup", "cgroup"]];
   const SKIP_LABELS = ["exe"];
 
   // ---- state <-> URL ------------------------------------------------------------------
