@@ -7,7 +7,7 @@ use std::time::Duration;
 use profiler_agent::store::{Query, Store, StoreConfig};
 use profiler_model::{LabelFilter, folded};
 
-use crate::common::{Folded, ember, example, privileged, tempdir};
+use crate::common::{Folded, ember, example, privileged, start_agent_with_api, tempdir};
 
 fn start_agent(dir: &std::path::Path, window: &str) -> Child {
     ember()
@@ -25,57 +25,6 @@ fn start_agent(dir: &std::path::Path, window: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting ember agent")
-}
-
-/// An agent with its API on a free loopback port, and the API's base URL.
-fn start_agent_with_api(
-    dir: &std::path::Path,
-    window: &str,
-) -> (Child, String, std::sync::mpsc::Receiver<String>) {
-    let mut child = ember()
-        .args([
-            "agent",
-            "-F",
-            "99",
-            "--listen",
-            "127.0.0.1:0",
-            "--window",
-            window,
-            "--data-dir",
-        ])
-        .arg(dir)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting ember agent");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let wait = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(wait) {
-            Ok(line) => {
-                if let Some(url) = line.strip_prefix("ember: API listening on ") {
-                    return (child, url.trim().to_owned(), rx);
-                }
-            }
-            Err(e) => {
-                child.kill().ok();
-                child.wait().ok();
-                panic!("the agent did not say where its API listens ({e})");
-            }
-        }
-    }
 }
 
 /// GETs `url` with curl into `path`, returning the HTTP status.
@@ -187,7 +136,7 @@ fn the_api_serves_the_split_as_folded_and_pprof() {
     };
     let dir = tempdir();
     let store_dir = dir.path().join("store");
-    let (agent, base, _log) = start_agent_with_api(&store_dir, "2s");
+    let (agent, base) = start_agent_with_api(&store_dir, "2s");
     let status = Command::new(example("split"))
         .arg("6")
         .stderr(Stdio::null())

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 /// Serializes the tests that sample the CPU.
 static CPU: Mutex<()> = Mutex::new(());
@@ -167,5 +168,53 @@ impl Folded {
             return 0.0;
         }
         self.with_frame(frame) as f64 / total as f64
+    }
+}
+
+/// Starts `ember agent` (99 Hz, `window`, store in `dir`) with its API on a free loopback
+/// port; returns it and the API's base URL, which the agent prints on stderr.
+pub fn start_agent_with_api(dir: &Path, window: &str) -> (Child, String) {
+    let mut child = ember()
+        .args([
+            "agent",
+            "-F",
+            "99",
+            "--listen",
+            "127.0.0.1:0",
+            "--window",
+            window,
+            "--data-dir",
+        ])
+        .arg(dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting ember agent");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            // Keep draining after the URL so the agent never blocks on a full pipe.
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(line) => {
+                if let Some(url) = line.strip_prefix("ember: API listening on ") {
+                    return (child, url.trim().to_owned());
+                }
+            }
+            Err(e) => {
+                child.kill().ok();
+                child.wait().ok();
+                panic!("the agent did not say where its API listens ({e})");
+            }
+        }
     }
 }

@@ -3,58 +3,10 @@
 //! chromium) clicks through it, checking what is drawn and saving screenshots.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{ember, example, privileged, repo_root, tempdir};
-
-/// An agent with its API on a free loopback port, and the API's base URL. (The same as in
-/// `agent.rs`; kept here so the two tests stay independent.)
-fn start_agent_with_api(dir: &Path, window: &str) -> (Child, String) {
-    let mut child = ember()
-        .args([
-            "agent",
-            "-F",
-            "99",
-            "--listen",
-            "127.0.0.1:0",
-            "--window",
-            window,
-            "--data-dir",
-        ])
-        .arg(dir)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting ember agent");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            // Keep draining after the URL so the agent never blocks on a full pipe.
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let wait = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(wait) {
-            Ok(line) => {
-                if let Some(url) = line.strip_prefix("ember: API listening on ") {
-                    return (child, url.trim().to_owned());
-                }
-            }
-            Err(e) => {
-                child.kill().ok();
-                child.wait().ok();
-                panic!("the agent did not say where its API listens ({e})");
-            }
-        }
-    }
-}
+use crate::common::{example, privileged, repo_root, start_agent_with_api, tempdir};
 
 /// Node and chromium, or `None` after saying why (a failure in CI).
 fn browser_tools() -> Option<PathBuf> {
