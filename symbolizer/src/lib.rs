@@ -54,9 +54,13 @@
 
 mod binary;
 mod config;
+mod debug;
+mod elf;
+mod gopclntab;
 mod kernel;
 mod maps;
 mod memo;
+mod perfmap;
 mod process;
 mod stats;
 mod symbolizer;
@@ -65,7 +69,7 @@ use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
 
-pub use config::{Config, DEFAULT_CACHE_ENTRIES};
+pub use config::{Config, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DEFAULT_DEBUG_DIR};
 pub use stats::Stats;
 pub use symbolizer::Symbolizer;
 

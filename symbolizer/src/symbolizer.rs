@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::kernel::{self, Kernel};
 use crate::maps::{self, Backing, Mapping, MapsError};
 use crate::memo::Memo;
+use crate::perfmap;
 use crate::process::{Process, Resolution};
 use crate::stats::Stats;
 
@@ -128,11 +129,11 @@ impl Symbolizer {
             .build();
         Symbolizer {
             memo: Memo::new(config.cache_entries),
+            binaries: Binaries::new(&config),
             config,
             blaze,
             kernel: Kernel::new(kallsyms),
             processes: HashMap::new(),
-            binaries: Binaries::new(),
             stats: Stats::default(),
             unknown: crate::unknown_name(),
         }
@@ -162,6 +163,9 @@ impl Symbolizer {
         }
         // Whether /proc/PID/maps was read during this call: it is read at most once per call.
         let mut maps_read = false;
+        if let Some(process) = self.processes.get_mut(&pid) {
+            process.perf_map_read_this_stack = false;
+        }
         if self
             .processes
             .get(&pid)
@@ -186,7 +190,18 @@ impl Symbolizer {
     /// A snapshot of the counters.
     #[must_use]
     pub fn stats(&self) -> Stats {
-        self.stats
+        let c = &self.binaries.counters;
+        Stats {
+            binary_cache_hits: c.hits,
+            binary_cache_misses: c.misses,
+            binary_cache_evictions: c.evictions,
+            binary_cache_stale: c.stale,
+            binary_cache_bytes: self.binaries.bytes(),
+            binary_cache_entries: self.binaries.len() as u64,
+            debug_files_found: c.debug_files,
+            go_tables_loaded: c.go_tables,
+            ..self.stats
+        }
     }
 
     fn push(&mut self, out: &mut Vec<Frame>, resolved: &Resolved) {
@@ -300,6 +315,16 @@ impl Symbolizer {
             Backing::Special(name) => &**name == "[vdso]",
             Backing::File { .. } => mapping.exec,
         };
+        let jit = mapping.exec
+            && match &mapping.backing {
+                Backing::Anonymous => true,
+                Backing::Special(name) => name.starts_with("[anon"),
+                Backing::File { .. } => false,
+            };
+        if jit && self.config.perf_maps {
+            let module = module_of(&mapping.backing);
+            return self.jit_address(pid, lookup, addr, module);
+        }
         let (true, Some(offset)) = (is_code, mapping.file_offset(lookup)) else {
             // Anonymous or special memory, or data: nothing to look up.
             return match (&mapping.backing, mapping.file_offset(lookup)) {
@@ -315,7 +340,8 @@ impl Symbolizer {
             };
         };
 
-        if entry.resolution == Resolution::Unresolved {
+        let evicted = matches!(entry.resolution, Resolution::Binary(id) if !binaries.contains(id));
+        if entry.resolution == Resolution::Unresolved || evicted {
             entry.resolution = resolve_binary(binaries, stats, pid, &entry.mapping);
         }
         let Resolution::Binary(binary) = entry.resolution else {
@@ -333,37 +359,110 @@ impl Symbolizer {
         resolved
     }
 
-    /// Looks up `offset` in a registered binary.
-    fn symbolize_in_binary(&self, binary: BinaryId, offset: u64) -> Resolved {
+    /// Names a JIT address from the process's perf map (read once, and re-read at most
+    /// once per stack when an address is not in it: JITs append as they compile).
+    fn jit_address(
+        &mut self,
+        pid: u32,
+        lookup: u64,
+        addr: u64,
+        module: Option<Arc<str>>,
+    ) -> Resolved {
+        let needs_read = self
+            .processes
+            .get(&pid)
+            .is_none_or(|p| p.perf_map.as_ref().is_none_or(|m| m.lookup(lookup).is_none()));
+        let can_read = self
+            .processes
+            .get(&pid)
+            .is_none_or(|p| !p.perf_map_read_this_stack);
+        if needs_read && can_read {
+            self.stats.perf_map_reads += 1;
+            let read = perfmap::read(pid);
+            let process = self.processes.entry(pid).or_default();
+            process.perf_map_read_this_stack = true;
+            match read {
+                Ok((map, skipped)) => {
+                    self.stats.perf_map_lines_skipped += skipped;
+                    process.perf_map = Some(map);
+                }
+                Err(err) => {
+                    tracing::trace!(pid, error = %err, "no perf map");
+                }
+            }
+        }
+        let name = self
+            .processes
+            .get(&pid)
+            .and_then(|p| p.perf_map.as_ref()?.lookup(lookup).cloned());
+        match name {
+            Some(name) => Resolved::named(vec![Frame {
+                name,
+                kind: FrameKind::User,
+                inlined: false,
+                module,
+                file: None,
+                line: None,
+                location: Location::Virtual { addr },
+            }]),
+            None => unknown_frame(
+                &self.unknown,
+                FrameKind::User,
+                module,
+                Location::Virtual { addr },
+            ),
+        }
+    }
+
+    /// Looks up `offset` in a registered binary: in its separate debug file if one was
+    /// found, else in the binary itself, then in its Go function table.
+    fn symbolize_in_binary(&mut self, binary: BinaryId, offset: u64) -> Resolved {
+        let code_info = self.config.code_info;
         let Some(binary) = self.binaries.get(binary) else {
-            return self.unknown(FrameKind::User, None, Location::Unknown);
+            return unknown_frame(&self.unknown, FrameKind::User, None, Location::Unknown);
         };
         let location = Location::File {
             build_id: binary.build_id.clone(),
             offset,
         };
-        let mut elf = Elf::new(binary.fd_path.clone());
-        // DWARF is only needed for source locations and inlined functions; ELF symbols name
-        // functions as well.
-        elf.debug_syms = self.config.code_info;
-        match self
-            .blaze
-            .symbolize_single(&Source::Elf(elf), Input::FileOffset(offset))
-        {
-            Ok(Symbolized::Sym(sym)) if !sym.name.is_empty() => {
-                Resolved::named(frames_from_sym(&sym, &binary.module, &location))
-            }
-            Ok(_) => unnamed_in_file(Arc::clone(&binary.module), offset, binary.build_id.clone()),
-            Err(err) => {
-                tracing::trace!(
-                    module = %binary.module,
-                    offset = format_args!("{offset:#x}"),
-                    error = %err,
-                    "symbolization failed"
-                );
-                unnamed_in_file(Arc::clone(&binary.module), offset, binary.build_id.clone())
+        let vaddr = binary.info.vaddr_of(offset);
+        let mut attempts: Vec<(PathBuf, Input<u64>)> = Vec::with_capacity(2);
+        if let (Some(debug), Some(vaddr)) = (&binary.debug, vaddr) {
+            attempts.push((debug.fd_path.clone(), Input::VirtOffset(vaddr)));
+        }
+        attempts.push((binary.fd_path.clone(), Input::FileOffset(offset)));
+        for (path, input) in attempts {
+            let mut elf = Elf::new(path);
+            // DWARF is only needed for source locations and inlined functions; ELF symbols
+            // name functions as well.
+            elf.debug_syms = code_info;
+            match binary.blaze.symbolize_single(&Source::Elf(elf), input) {
+                Ok(Symbolized::Sym(sym)) if !sym.name.is_empty() => {
+                    return Resolved::named(frames_from_sym(&sym, &binary.module, &location));
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::trace!(
+                        module = %binary.module,
+                        offset = format_args!("{offset:#x}"),
+                        error = %err,
+                        "symbolization failed"
+                    );
+                }
             }
         }
+        if let Some(name) = vaddr.and_then(|v| binary.go.as_ref()?.lookup(v)) {
+            return Resolved::named(vec![Frame {
+                name: name.into(),
+                kind: FrameKind::User,
+                inlined: false,
+                module: Some(Arc::clone(&binary.module)),
+                file: None,
+                line: None,
+                location,
+            }]);
+        }
+        unnamed_in_file(Arc::clone(&binary.module), offset, binary.build_id.clone())
     }
 }
 
@@ -377,7 +476,10 @@ fn resolve_binary(
     let opened = match &mapping.backing {
         Backing::Special(_) => binaries.vdso(mapping.end - mapping.start),
         Backing::File { key: Some(key), .. } => match binaries.lookup(key) {
-            Some(id) => Ok(Opened::Known(id)),
+            Some(id) => {
+                binaries.counters.hits += 1;
+                Ok(Opened::Known(id))
+            }
             None => binaries.open(pid, mapping),
         },
         _ => Err(OpenError::NoFile),
