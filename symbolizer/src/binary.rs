@@ -319,11 +319,14 @@ impl Binaries {
         root: Option<&Path>,
     ) -> Opened {
         let build_id: Option<Arc<[u8]>> = info.build_id.as_deref().map(Arc::from);
-        if let Some(id) = build_id.as_ref().and_then(|b| self.by_build_id.get(b)).copied() {
-            if self.map.contains_key(&id) {
-                self.counters.hits += 1;
-                return Opened::Shared(id);
-            }
+        if let Some(id) = build_id
+            .as_ref()
+            .and_then(|b| self.by_build_id.get(b))
+            .copied()
+            && self.map.contains_key(&id)
+        {
+            self.counters.hits += 1;
+            return Opened::Shared(id);
         }
         self.counters.misses += 1;
         let fd_path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
@@ -426,10 +429,10 @@ impl Binaries {
         };
         self.bytes = self.bytes.saturating_sub(binary.bytes);
         self.by_key.retain(|_, v| *v != id);
-        if let Some(build_id) = &binary.build_id {
-            if self.by_build_id.get(build_id) == Some(&id) {
-                self.by_build_id.remove(build_id);
-            }
+        if let Some(build_id) = &binary.build_id
+            && self.by_build_id.get(build_id) == Some(&id)
+        {
+            self.by_build_id.remove(build_id);
         }
         if matches!(self.vdso, Vdso::Ready { id: vdso, .. } if vdso == id) {
             self.vdso = Vdso::Unknown;

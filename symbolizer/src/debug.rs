@@ -56,7 +56,9 @@ pub(crate) fn find(
         for root in &roots {
             for dir in dirs {
                 let path = rooted(root, &dir.join(&rel));
-                let Ok(file) = File::open(&path) else { continue };
+                let Ok(file) = File::open(&path) else {
+                    continue;
+                };
                 match elf::parse(&file) {
                     Ok(found) if found.build_id.as_deref() == Some(build_id) => {
                         return Some(DebugFile { file, path });
@@ -86,7 +88,9 @@ pub(crate) fn find(
             candidates.push(rooted(root, &dir.join(under).join(name)));
         }
         for path in candidates {
-            let Ok(file) = File::open(&path) else { continue };
+            let Ok(file) = File::open(&path) else {
+                continue;
+            };
             match elf::file_crc32(&file) {
                 Ok(actual) if actual == *crc => {}
                 Ok(actual) => {

@@ -292,7 +292,8 @@ mod tests {
         let whole = std::fs::read("/proc/self/exe").expect("read own exe");
         for len in [0, 3, 4, 20, 63, 64, 65, 200, 4096, whole.len() / 2] {
             let mut tmp = tempfile::tempfile().expect("temp");
-            tmp.write_all(&whole[..len.min(whole.len())]).expect("write");
+            tmp.write_all(&whole[..len.min(whole.len())])
+                .expect("write");
             // Only must not panic; a prefix with headers intact may still parse.
             let _ = parse(&tmp);
         }

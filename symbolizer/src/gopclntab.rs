@@ -100,11 +100,8 @@ impl GoTable {
                 hi = mid;
             }
         }
-        let funcoff = usize::try_from(u32_at(
-            &self.data,
-            self.pcln_off.checked_add(lo * 8 + 4)?,
-        )?)
-        .ok()?;
+        let funcoff =
+            usize::try_from(u32_at(&self.data, self.pcln_off.checked_add(lo * 8 + 4)?)?).ok()?;
         let func = self.pcln_off.checked_add(funcoff)?;
         let name_off = usize::try_from(i32::from_le_bytes(
             self.data

@@ -74,7 +74,10 @@ impl PerfMap {
 
     /// The name of the JIT function containing `addr`.
     pub(crate) fn lookup(&self, addr: u64) -> Option<&Arc<str>> {
-        let idx = self.entries.partition_point(|e| e.0 <= addr).checked_sub(1)?;
+        let idx = self
+            .entries
+            .partition_point(|e| e.0 <= addr)
+            .checked_sub(1)?;
         // An earlier, larger symbol may still cover the address when the one right
         // before it is small: look back a little.
         self.entries[..=idx]

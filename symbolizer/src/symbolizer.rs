@@ -368,10 +368,11 @@ impl Symbolizer {
         addr: u64,
         module: Option<Arc<str>>,
     ) -> Resolved {
-        let needs_read = self
-            .processes
-            .get(&pid)
-            .is_none_or(|p| p.perf_map.as_ref().is_none_or(|m| m.lookup(lookup).is_none()));
+        let needs_read = self.processes.get(&pid).is_none_or(|p| {
+            p.perf_map
+                .as_ref()
+                .is_none_or(|m| m.lookup(lookup).is_none())
+        });
         let can_read = self
             .processes
             .get(&pid)
