@@ -76,6 +76,8 @@ pub struct AgentConfig {
     pub stacks_entries: u32,
     /// Where the HTTP API listens; `None` runs without it.
     pub listen: Option<SocketAddr>,
+    /// Symbolizer settings (binary cache budget, debug directories).
+    pub symbolizer: symbolizer::Config,
 }
 
 /// What the agent did, for its final log line and tests.
@@ -137,7 +139,7 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
     let mut window_start = crate::now_unix_ns();
     let mut window_clock = Instant::now();
     let mut aggregator = Aggregator::new(
-        symbolizer::Symbolizer::new(symbolizer::Config::default()),
+        symbolizer::Symbolizer::new(config.symbolizer.clone()),
         meta_from(window_start),
         true,
     );
