@@ -33,6 +33,8 @@ pub(crate) struct Load {
     pub(crate) offset: u64,
     pub(crate) filesz: u64,
     pub(crate) vaddr: u64,
+    pub(crate) memsz: u64,
+    pub(crate) align: u64,
 }
 
 /// A section header, with its name resolved.
@@ -66,6 +68,42 @@ impl ElfInfo {
             .iter()
             .find(|l| offset >= l.offset && offset - l.offset < l.filesz)
             .and_then(|l| l.vaddr.checked_add(offset - l.offset))
+    }
+
+    /// The program headers the original binary most likely had, for a debug file made by
+    /// `objcopy --only-keep-debug` (which zeroes file sizes and rewrites file offsets).
+    ///
+    /// GNU ld and lld lay loadable segments out in address order, each at the lowest file
+    /// offset past the previous one's bytes that is congruent to its address modulo its
+    /// alignment (the ELF rule for loadable segments); the first starts at offset 0. File
+    /// sizes are taken as memory sizes, which only differs for the last, writable segment
+    /// (`.bss`), after all code. Used only when the original binary is not available.
+    pub(crate) fn reconstructed_layout(&self) -> ElfInfo {
+        let mut loads = self.loads.clone();
+        loads.sort_by_key(|l| l.vaddr);
+        let mut next = 0u64;
+        for (i, load) in loads.iter_mut().enumerate() {
+            let align = load.align.max(1);
+            let offset = if i == 0 {
+                load.vaddr % align
+            } else {
+                let want = load.vaddr % align;
+                let base = next - next % align;
+                let candidate = base.saturating_add(want);
+                if candidate >= next {
+                    candidate
+                } else {
+                    candidate.saturating_add(align)
+                }
+            };
+            load.offset = offset;
+            load.filesz = load.memsz;
+            next = offset.saturating_add(load.memsz);
+        }
+        ElfInfo {
+            loads,
+            ..ElfInfo::default()
+        }
     }
 
     /// The section called `name`, if it has bytes in the file.
@@ -153,6 +191,8 @@ pub(crate) fn parse(file: &File) -> Result<ElfInfo, ElfError> {
                     offset: u64_at(&table, at + 8).ok_or_else(bad)?,
                     vaddr: u64_at(&table, at + 16).ok_or_else(bad)?,
                     filesz: u64_at(&table, at + 32).ok_or_else(bad)?,
+                    memsz: u64_at(&table, at + 40).ok_or_else(bad)?,
+                    align: u64_at(&table, at + 48).ok_or_else(bad)?,
                 });
             }
         }
@@ -326,5 +366,47 @@ mod tests {
         assert_eq!(parse_debuglink(b"app.debug\0"), None);
         assert_eq!(parse_debuglink(b"\0\0\0\0\0\0\0\0"), None);
         assert_eq!(parse_debuglink(b"../x\0\0\0\0\x01\x02\x03\x04"), None);
+    }
+
+    #[test]
+    fn the_original_layout_is_reconstructed_from_a_debug_file() {
+        // The program headers of a small PIE built by GNU ld, and of its debug file.
+        let load = |offset, filesz, vaddr, memsz| Load {
+            offset,
+            filesz,
+            vaddr,
+            memsz,
+            align: 0x1000,
+        };
+        let original = [
+            load(0, 0x6f8, 0, 0x6f8),
+            load(0x1000, 0x275, 0x1000, 0x275),
+            load(0x2000, 0x188, 0x2000, 0x188),
+            load(0x2dd0, 0x260, 0x3dd0, 0x270),
+        ];
+        let debug = ElfInfo {
+            loads: vec![
+                load(0, 0x39c, 0, 0x6f8),
+                load(0, 0, 0x1000, 0x275),
+                load(0, 0, 0x2000, 0x188),
+                load(0xdd0, 0, 0x3dd0, 0x270),
+            ],
+            ..ElfInfo::default()
+        };
+        let rebuilt = debug.reconstructed_layout();
+        for (got, want) in rebuilt.loads.iter().zip(&original) {
+            assert_eq!(got.offset, want.offset);
+            assert_eq!(got.vaddr, want.vaddr);
+        }
+        assert_eq!(rebuilt.vaddr_of(0x1080), Some(0x1080));
+        // Non-PIE: text at 0x401000 from file offset 0x1000.
+        let non_pie = ElfInfo {
+            loads: vec![load(0, 0, 0x400000, 0x500), load(0, 0, 0x401000, 0x2000)],
+            ..ElfInfo::default()
+        };
+        assert_eq!(
+            non_pie.reconstructed_layout().vaddr_of(0x1010),
+            Some(0x401010)
+        );
     }
 }

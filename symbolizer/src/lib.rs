@@ -68,6 +68,7 @@ mod maps;
 mod memo;
 mod perfmap;
 mod process;
+mod resymbolize;
 mod stats;
 mod symbolizer;
 
@@ -76,6 +77,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use config::{Config, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DEFAULT_DEBUG_DIR};
+pub use resymbolize::Resymbolizer;
 pub use stats::Stats;
 pub use symbolizer::Symbolizer;
 

@@ -548,7 +548,7 @@ fn unnamed_in_file(module: Arc<str>, offset: u64, build_id: Option<Arc<[u8]>>) -
 /// blazesym reports the function's own `code_info` as the call site of the first inlined
 /// function, and each inlined function's as the call site of the next, the last one
 /// holding the address's own location.
-fn frames_from_sym(sym: &Sym<'_>, module: &Arc<str>, location: &Location) -> Vec<Frame> {
+pub(crate) fn frames_from_sym(sym: &Sym<'_>, module: &Arc<str>, location: &Location) -> Vec<Frame> {
     let frame = |name: &str, inlined: bool, code_info: Option<&CodeInfo<'_>>| {
         let name: Arc<str> = if name.is_empty() {
             crate::unknown_name()

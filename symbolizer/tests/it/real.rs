@@ -463,3 +463,81 @@ fn garbage_dwarf_and_unreadable_proc_entries_are_skipped_not_fatal() {
     let frames = sym.symbolize_user_stack(2, &[0x40_1000]);
     assert_eq!(names(&frames), ["[unknown]"]);
 }
+
+#[test]
+fn a_stored_profile_is_resymbolized_once_debug_info_appears() {
+    if fixtures("a_stored_profile_is_resymbolized_once_debug_info_appears").is_none() {
+        return;
+    }
+    let dir = scratch("resymbolize");
+    let (app, debug) = split_debug(&dir);
+    // Keep the debug file out of reach while sampling.
+    let stash = dir.join("stash.debug");
+    std::fs::rename(&debug, &stash).expect("stash debug file");
+    let child = Fixture::spawn(&app);
+    let mut sym = Symbolizer::new(Config::default().with_debug_dirs(Vec::new()));
+    let stack =
+        sym.symbolize_user_stack(child.pid(), &[child.addr("inlined"), child.addr("return")]);
+    assert!(stack.iter().all(Frame::is_unnamed), "{stack:#?}");
+    child.kill();
+
+    let mut profile = profiler_model::Profile::new(profiler_model::ProfileMeta::default());
+    let labels = profiler_model::Labels::default();
+    profile.add(&labels, &stack, 7);
+    profile.add(
+        &labels,
+        &[Frame::named("main", profiler_model::FrameKind::User)],
+        3,
+    );
+
+    // Nothing found yet: unchanged.
+    let debug_root = dir.join("debug-root");
+    let config = Config::default().with_debug_dirs(vec![debug_root.clone()]);
+    let mut resym = symbolizer::Resymbolizer::new(&config);
+    let same = resym.resymbolize(&profile);
+    assert_eq!(resym.frames_renamed(), 0);
+    assert_eq!(same.total(), 10);
+
+    // The -dbgsym layout appears: frames are renamed, inlined frames expanded.
+    let id = build_id_hex(&app);
+    let by_id = debug_root.join(".build-id").join(&id[..2]);
+    std::fs::create_dir_all(&by_id).expect("mkdir");
+    std::fs::rename(&stash, by_id.join(format!("{}.debug", &id[2..]))).expect("install");
+    for exact in [false, true] {
+        let mut resym = symbolizer::Resymbolizer::new(&config);
+        if exact {
+            resym.add_binary(&app).expect("add binary");
+        }
+        let renamed = resym.resymbolize(&profile);
+        assert_eq!(renamed.total(), 10);
+        let mut stacks: Vec<(Vec<String>, u64)> = renamed
+            .stacks()
+            .map(|s| {
+                (
+                    s.frames
+                        .iter()
+                        .map(|&f| renamed.frame(f).name.to_string())
+                        .collect(),
+                    s.count,
+                )
+            })
+            .collect();
+        stacks.sort();
+        assert_eq!(
+            stacks,
+            [
+                (
+                    vec![
+                        "caller_ends_in_call".to_owned(),
+                        "outer_fn".to_owned(),
+                        "inlined_square".to_owned()
+                    ],
+                    7
+                ),
+                (vec!["main".to_owned()], 3),
+            ],
+            "exact layout: {exact}"
+        );
+        assert_eq!(resym.frames_renamed(), 2);
+    }
+}
