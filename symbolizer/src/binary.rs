@@ -310,6 +310,32 @@ impl Binaries {
         Ok(opened)
     }
 
+    /// Registers a file opened earlier for `mapping` of process `pid` (a capture), unless
+    /// its key is cached already. Returns the binary, or `None` if it is not ELF.
+    pub(crate) fn adopt(
+        &mut self,
+        pid: u32,
+        mapping: &Mapping,
+        key: FileKey,
+        file: File,
+    ) -> Result<Opened, OpenError> {
+        if let Some(id) = self.lookup(&key) {
+            self.counters.hits += 1;
+            return Ok(Opened::Known(id));
+        }
+        let Backing::File { path, .. } = &mapping.backing else {
+            return Err(OpenError::NoFile);
+        };
+        let info = elf::parse(&file).map_err(|source| OpenError::NotElf {
+            path: path.clone(),
+            source,
+        })?;
+        let root = PathBuf::from(format!("/proc/{pid}/root"));
+        let opened = self.register(file, info, Arc::clone(path), Some(&root));
+        self.by_key.insert(key, opened.id());
+        Ok(opened)
+    }
+
     /// Registers an opened ELF file, or finds the binary with the same build-id.
     fn register(
         &mut self,
@@ -479,7 +505,7 @@ impl Binaries {
 
 /// Opens the file behind `mapping`: through `map_files` if allowed, else through the
 /// process's root directory, checking that the latter is still the mapped file.
-fn open_mapped_file(
+pub(crate) fn open_mapped_file(
     pid: u32,
     mapping: &Mapping,
     path: &Arc<str>,

@@ -59,6 +59,7 @@
 //! [`Input::FileOffset`]: blazesym::symbolize::Input::FileOffset
 
 mod binary;
+mod capture;
 mod config;
 mod debug;
 mod elf;
@@ -76,6 +77,7 @@ use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
 
+pub use capture::{CaptureError, ProcessCapture};
 pub use config::{Config, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DEFAULT_DEBUG_DIR};
 pub use resymbolize::Resymbolizer;
 pub use stats::Stats;

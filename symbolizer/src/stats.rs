@@ -54,6 +54,10 @@ pub struct Stats {
     pub go_tables_loaded: u64,
     /// Perf map files (JIT symbols) read, successfully or not.
     pub perf_map_reads: u64,
+    /// Process captures adopted ([`Symbolizer::add_capture`]).
+    ///
+    /// [`Symbolizer::add_capture`]: crate::Symbolizer::add_capture
+    pub captures_adopted: u64,
     /// Malformed perf map lines that were skipped.
     pub perf_map_lines_skipped: u64,
 }

@@ -27,6 +27,7 @@ use blazesym::symbolize::{CodeInfo, Input, Sym, Symbolized, Symbolizer as Blaze}
 use profiler_model::{Frame, FrameKind, Location};
 
 use crate::binary::{Binaries, BinaryId, OpenError, Opened};
+use crate::capture::ProcessCapture;
 use crate::config::Config;
 use crate::kernel::{self, Kernel};
 use crate::maps::{self, Backing, Mapping, MapsError};
@@ -179,6 +180,51 @@ impl Symbolizer {
             self.push(&mut out, &resolved);
         }
         out
+    }
+
+    /// Adopts a [`ProcessCapture`] taken while the process was alive: its mappings replace
+    /// any cached for that pid, and the binaries behind them are registered from the
+    /// captured files, so the process symbolizes after it exited.
+    pub fn add_capture(&mut self, capture: ProcessCapture) {
+        let ProcessCapture {
+            pid,
+            mappings,
+            files,
+            lines_skipped,
+        } = capture;
+        self.stats.captures_adopted += 1;
+        self.stats.maps_lines_skipped += lines_skipped;
+        let mut resolutions = vec![Resolution::Unresolved; mappings.len()];
+        for (idx, key, file) in files {
+            let Some(mapping) = mappings.get(idx) else {
+                continue;
+            };
+            match self.binaries.adopt(pid, mapping, key, file) {
+                Ok(opened) => {
+                    if let Opened::New(_) = opened {
+                        self.stats.binaries_opened += 1;
+                    }
+                    let id = opened.id();
+                    for (res, m) in resolutions.iter_mut().zip(&mappings) {
+                        if matches!(&m.backing, Backing::File { key: Some(k), .. } if *k == key)
+                            && m.exec
+                        {
+                            *res = Resolution::Binary(id);
+                        }
+                    }
+                }
+                Err(err) => {
+                    self.stats.binary_open_failures += 1;
+                    tracing::debug!(pid, error = %crate::ErrorChain(&err), "captured binary not usable");
+                }
+            }
+        }
+        let process = self.processes.entry(pid).or_default();
+        process.set_mappings(mappings);
+        for (entry, res) in process.mappings.iter_mut().zip(resolutions) {
+            entry.resolution = res;
+        }
+        process.gone = false;
     }
 
     /// Drops what is cached about process `pid`'s mappings: call it when the process exited

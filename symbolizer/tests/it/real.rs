@@ -541,3 +541,42 @@ fn a_stored_profile_is_resymbolized_once_debug_info_appears() {
         assert_eq!(resym.frames_renamed(), 2);
     }
 }
+
+#[test]
+fn a_captured_process_symbolizes_after_it_exited_and_its_binary_was_deleted() {
+    if fixtures("a_captured_process_symbolizes_after_it_exited_and_its_binary_was_deleted")
+        .is_none()
+    {
+        return;
+    }
+    let dir = scratch("capture");
+    let app = variant(&dir, "ember_captured_fn");
+    let child = Fixture::spawn(&app);
+    let (pid, addr) = (child.pid(), child.addr("fn"));
+    // Taken on another thread, as the agent's capture thread does: the capture is `Send`.
+    let capture = std::thread::spawn(move || symbolizer::ProcessCapture::take(pid))
+        .join()
+        .expect("capture thread")
+        .expect("capture a live process");
+    assert!(capture.open_files() >= 1);
+    child.kill();
+    std::fs::remove_file(&app).expect("delete the binary");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+
+    // Without the capture the process is gone: `[unknown]`.
+    let mut blind = Symbolizer::new(Config::default());
+    assert_eq!(
+        names(&blind.symbolize_user_stack(pid, &[addr])),
+        ["[unknown]"]
+    );
+
+    let mut sym = Symbolizer::new(Config::default());
+    sym.add_capture(capture);
+    assert_eq!(
+        names(&sym.symbolize_user_stack(pid, &[addr])),
+        ["ember_captured_fn"]
+    );
+    assert_eq!(sym.stats().captures_adopted, 1);
+    // A dead pid cannot be captured.
+    assert!(symbolizer::ProcessCapture::take(pid).is_err());
+}
