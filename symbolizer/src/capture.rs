@@ -76,6 +76,13 @@ impl ProcessCapture {
         self.pid
     }
 
+    /// Number of executable mappings seen (a process still in its dynamic loader has
+    /// fewer than it will have).
+    #[must_use]
+    pub fn exec_mappings(&self) -> usize {
+        self.mappings.iter().filter(|m| m.exec).count()
+    }
+
     /// Number of files held open by the capture.
     #[must_use]
     pub fn open_files(&self) -> usize {

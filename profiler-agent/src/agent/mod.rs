@@ -124,6 +124,7 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
         stacks_entries: config.stacks_entries,
     })?;
     signals::install();
+    let captures = sampler.start_captures();
     info!(
         data_dir = %config.data_dir.display(),
         frequency_hz = config.frequency_hz,
@@ -143,6 +144,9 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
         meta_from(window_start),
         true,
     );
+    if let Some(feed) = captures {
+        aggregator.follow_captures(feed);
+    }
     let mut pids_seen: BTreeSet<u32> = BTreeSet::new();
     let mut summary = AgentSummary::default();
     loop {
