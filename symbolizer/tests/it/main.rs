@@ -15,3 +15,5 @@ mod own;
 // Real-node cases: rebuilt binaries, the byte-bounded cache, mount namespaces, split
 // debug info, Go, Node.js JIT frames, malformed inputs.
 mod real;
+// 1,000 addresses against llvm-symbolizer-22.
+mod agree;
