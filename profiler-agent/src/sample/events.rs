@@ -86,8 +86,13 @@ impl Sampler {
     }
 
     /// Starts capturing announced processes (see the module documentation); `None`,
-    /// logged, when that is not possible.
+    /// logged, when that is not possible, or when the environment variable
+    /// `EMBER_CAPTURES=off` asks not to (for measuring what captures are worth).
     pub fn start_captures(&mut self) -> Option<CaptureFeed> {
+        if std::env::var_os("EMBER_CAPTURES").is_some_and(|v| v == "off") {
+            tracing::info!("EMBER_CAPTURES=off: short-lived processes are not captured");
+            return None;
+        }
         match self.take_proc_events()?.spawn() {
             Ok(feed) => Some(feed),
             Err(err) => {

@@ -354,7 +354,14 @@ fn go_functions_are_named_with_and_without_a_symbol_table() {
 #[test]
 fn node_jit_frames_are_named_from_its_perf_map() {
     let test = "node_jit_frames_are_named_from_its_perf_map";
-    if !Path::new("/usr/bin/node").exists() {
+    let node = std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("node"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/node"));
+    if !node.exists() {
         assert!(
             std::env::var_os("CI").is_none(),
             "{test}: nodejs is not installed"
@@ -364,7 +371,7 @@ fn node_jit_frames_are_named_from_its_perf_map() {
     }
     let script = "function emberJsHotFunction(n){let a=0;for(let i=0;i<n;i++){a=(a*31+i)|0}return a}\
                   let s=0;console.log('ready');for(;;){s+=emberJsHotFunction(100000)}";
-    let mut child = Command::new("/usr/bin/node")
+    let mut child = Command::new(&node)
         .arg("--perf-basic-prof")
         .arg("-e")
         .arg(script)
