@@ -41,7 +41,10 @@ fn main() {
         match u64::from_str_radix(t, 16) {
             Ok(a) => addrs.push(a),
             Err(e) => {
-                eprintln!("symbolize_bench: {file}:{}: bad address `{line}`: {e}", n + 1);
+                eprintln!(
+                    "symbolize_bench: {file}:{}: bad address `{line}`: {e}",
+                    n + 1
+                );
                 std::process::exit(2);
             }
         }

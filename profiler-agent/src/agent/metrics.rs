@@ -193,6 +193,13 @@ impl AgentMetrics {
         );
         metric(
             &mut out,
+            "ember_process_captures_total",
+            "counter",
+            "Short-lived process captures (maps and binaries taken at first sample or exec) adopted.",
+            &[("", y.captures_adopted)],
+        );
+        metric(
+            &mut out,
             "ember_frames_unnamed_total",
             "counter",
             "Frames left without a function name.",

@@ -587,3 +587,114 @@ fn a_captured_process_symbolizes_after_it_exited_and_its_binary_was_deleted() {
     // A dead pid cannot be captured.
     assert!(symbolizer::ProcessCapture::take(pid).is_err());
 }
+
+#[test]
+fn a_jit_in_its_own_pid_and_mount_namespace_is_named_from_its_own_perf_map() {
+    let test = "a_jit_in_its_own_pid_and_mount_namespace_is_named_from_its_own_perf_map";
+    if !require_root(test) {
+        return;
+    }
+    let Some(node) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("node"))
+            .find(|p| p.is_file())
+    }) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: nodejs is not installed"
+        );
+        skip(test, "nodejs is not installed");
+        return;
+    };
+    // node is pid 1 of a new pid namespace, with a private /tmp: its perf map is
+    // /tmp/perf-1.map there, and nowhere on the host.
+    let script = format!(
+        "mount -t tmpfs ember /tmp && exec {} --perf-basic-prof -e \
+         'function emberNsJsFunction(n){{let a=0;for(let i=0;i<n;i++){{a=(a*31+i)|0}}return a}}\
+          let s=0;for(;;){{s+=emberNsJsFunction(100000)}}'",
+        node.display()
+    );
+    let mut unshare = Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+        ])
+        .arg(&script)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn unshare");
+    let unshare_guard = scopeguard(unshare.id());
+    // Find node: the child of unshare.
+    let mut node_pid = None;
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let children =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id()))
+                .unwrap_or_default();
+        node_pid = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse::<u32>().ok());
+        if node_pid.is_some() {
+            break;
+        }
+    }
+    let pid = node_pid.expect("node started under unshare");
+    // Killing node, pid 1 of its namespace, ends the namespace; unshare then exits.
+    let node_guard = scopeguard(pid);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("NSpid:") && l.trim_end().ends_with("\t1")),
+        "node is not pid 1 of its namespace: {status}"
+    );
+    assert!(!Path::new(&format!("/tmp/perf-{pid}.map")).exists());
+    let inner_map = format!("/proc/{pid}/root/tmp/perf-1.map");
+    let mut entry = None;
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let text = std::fs::read_to_string(&inner_map).unwrap_or_default();
+        entry = text
+            .lines()
+            .rev()
+            .find(|l| l.contains("emberNsJsFunction"))
+            .and_then(|l| {
+                let mut p = l.split(' ');
+                Some((
+                    u64::from_str_radix(p.next()?, 16).ok()?,
+                    u64::from_str_radix(p.next()?, 16).ok()?,
+                ))
+            });
+        if entry.is_some() {
+            break;
+        }
+    }
+    let (start, size) = entry.expect("node wrote emberNsJsFunction to its own perf map");
+    let mut sym = Symbolizer::new(Config::default());
+    let frames = sym.symbolize_user_stack(pid, &[start + size / 2]);
+    drop(node_guard);
+    let _ = unshare.wait();
+    drop(unshare_guard);
+    assert!(frames[0].name.contains("emberNsJsFunction"), "{frames:#?}");
+}
+
+/// Kills process `pid` (and so its pid namespace) when dropped, should the test panic.
+fn scopeguard(pid: u32) -> impl Drop {
+    struct Kill(u32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .arg("-9")
+                .arg(self.0.to_string())
+                .status();
+        }
+    }
+    Kill(pid)
+}
