@@ -78,8 +78,9 @@ pub(crate) struct DebugSource {
 
 /// A binary that blazesym can symbolize.
 pub(crate) struct Binary {
-    /// Keeps the file (and so its inode and the `fd_path`) alive.
-    file: File,
+    /// Keeps the file (and so its inode and the `fd_path`) alive; shared with the process
+    /// mappings it backs, so it can be registered again after an eviction.
+    file: Arc<File>,
     /// `/proc/self/fd/<fd>` of `file`: the path blazesym knows the binary by.
     pub(crate) fd_path: PathBuf,
     /// The GNU build-id, when the binary has one.
@@ -179,14 +180,17 @@ pub(crate) struct CacheCounters {
 ///
 /// # The byte estimate
 ///
-/// blazesym memory-maps each file it parses and builds its symbol and DWARF indexes
-/// lazily; the pages it touches are at most the file's size. A binary is therefore
-/// charged the size of the binary file, plus the size of its separate debug file if one
-/// is used, plus the bytes of a Go function table we copied, plus a fixed
-/// 16 KiB for blazesym's resolver and our own bookkeeping. This over-counts pages never
-/// touched (usually most of a large binary) and under-counts DWARF indexes blazesym builds
-/// on the heap (of the order of the `.debug_*` sections actually used); for the
-/// bounded-memory promise the former dominates.
+/// blazesym memory-maps each file it parses but only reads its symbol tables and DWARF
+/// (never the code), and builds indexes proportional to what it reads. A binary is
+/// therefore charged the sizes of its `.symtab`, `.strtab`, `.dynsym`, `.dynstr` and
+/// `.debug_*` sections, the same for its separate debug file if one is used, the bytes of
+/// a Go function table we copied, and a fixed 16 KiB for blazesym's resolver and our own
+/// bookkeeping. Charging whole file sizes instead would count code pages that are never
+/// touched: one toolchain library of 150 MB would fill the default budget alone.
+///
+/// Evicting a binary frees what blazesym parsed; its open file stays open as long as a
+/// process mapping that it backs is remembered (`Process`), so a process that has exited
+/// meanwhile can still have the binary registered again from that file.
 pub(crate) struct Binaries {
     map: HashMap<BinaryId, Binary>,
     by_key: HashMap<FileKey, BinaryId>,
@@ -305,9 +309,14 @@ impl Binaries {
             source,
         })?;
         let root = PathBuf::from(format!("/proc/{pid}/root"));
-        let opened = self.register(file, info, Arc::clone(path), Some(&root));
+        let opened = self.register(Arc::new(file), info, Arc::clone(path), Some(&root));
         self.by_key.insert(*key, opened.id());
         Ok(opened)
+    }
+
+    /// The open file of binary `id`, to keep with the mappings it backs.
+    pub(crate) fn file(&self, id: BinaryId) -> Option<Arc<File>> {
+        self.map.get(&id).map(|b| Arc::clone(&b.file))
     }
 
     /// Registers a file opened earlier for `mapping` of process `pid` (a capture), unless
@@ -317,7 +326,7 @@ impl Binaries {
         pid: u32,
         mapping: &Mapping,
         key: FileKey,
-        file: File,
+        file: Arc<File>,
     ) -> Result<Opened, OpenError> {
         if let Some(id) = self.lookup(&key) {
             self.counters.hits += 1;
@@ -339,7 +348,7 @@ impl Binaries {
     /// Registers an opened ELF file, or finds the binary with the same build-id.
     fn register(
         &mut self,
-        file: File,
+        file: Arc<File>,
         info: ElfInfo,
         module: Arc<str>,
         root: Option<&Path>,
@@ -356,8 +365,7 @@ impl Binaries {
         }
         self.counters.misses += 1;
         let fd_path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-        let file_size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut bytes = file_size + BINARY_OVERHEAD_BYTES;
+        let mut bytes = info.symbol_bytes() + BINARY_OVERHEAD_BYTES;
 
         let debug = if info.has_debug_info() {
             None
@@ -365,7 +373,10 @@ impl Binaries {
             debug::find(&info, &module, root, &self.config.debug_dirs).map(
                 |DebugFile { file, path, .. }| {
                     self.counters.debug_files += 1;
-                    bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
+                    bytes += elf::parse(&file).map_or_else(
+                        |_| file.metadata().map(|m| m.len()).unwrap_or(0),
+                        |debug| debug.symbol_bytes(),
+                    );
                     tracing::debug!(module = %module, debug = %path.display(), "using separate debug file");
                     DebugSource {
                         fd_path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
@@ -476,7 +487,7 @@ impl Binaries {
             self.vdso = match copy_own_vdso() {
                 Ok((file, vdso_len)) => match elf::parse(&file) {
                     Ok(info) => {
-                        let registered = self.register(file, info, "[vdso]".into(), None);
+                        let registered = self.register(Arc::new(file), info, "[vdso]".into(), None);
                         opened = Some(registered);
                         Vdso::Ready {
                             id: registered.id(),

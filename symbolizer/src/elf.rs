@@ -118,6 +118,22 @@ impl ElfInfo {
         self.section(".debug_info").is_some()
     }
 
+    /// Bytes of the sections a symbolizer reads: symbol and string tables and DWARF.
+    /// blazesym maps the whole file but only touches these (code is never read), and
+    /// builds indexes proportional to them.
+    pub(crate) fn symbol_bytes(&self) -> u64 {
+        self.sections
+            .iter()
+            .filter(|s| s.kind != SHT_NOBITS)
+            .filter(|s| {
+                matches!(&*s.name, ".symtab" | ".strtab" | ".dynsym" | ".dynstr")
+                    || s.name.starts_with(".debug_")
+                    || s.name.starts_with(".zdebug_")
+            })
+            .map(|s| s.size)
+            .sum()
+    }
+
     /// Whether the file has a (non-dynamic) symbol table.
     pub(crate) fn has_symtab(&self) -> bool {
         self.section(".symtab").is_some()

@@ -30,6 +30,9 @@ pub(crate) struct ProcMapping {
     pub(crate) mapping: Mapping,
     /// Its binary, resolved lazily.
     pub(crate) resolution: Resolution,
+    /// The open file of that binary, kept so it can be registered again after an
+    /// eviction even when the process is gone.
+    pub(crate) file: Option<std::sync::Arc<std::fs::File>>,
 }
 
 /// Cached state of one process.
@@ -53,6 +56,7 @@ impl Process {
             .map(|mapping| ProcMapping {
                 mapping,
                 resolution: Resolution::Unresolved,
+                file: None,
             })
             .collect();
     }

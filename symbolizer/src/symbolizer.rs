@@ -195,21 +195,24 @@ impl Symbolizer {
         self.stats.captures_adopted += 1;
         self.stats.maps_lines_skipped += lines_skipped;
         let mut resolutions = vec![Resolution::Unresolved; mappings.len()];
+        let mut kept: Vec<Option<Arc<std::fs::File>>> = vec![None; mappings.len()];
         for (idx, key, file) in files {
             let Some(mapping) = mappings.get(idx) else {
                 continue;
             };
-            match self.binaries.adopt(pid, mapping, key, file) {
+            match self.binaries.adopt(pid, mapping, key, Arc::new(file)) {
                 Ok(opened) => {
                     if let Opened::New(_) = opened {
                         self.stats.binaries_opened += 1;
                     }
                     let id = opened.id();
-                    for (res, m) in resolutions.iter_mut().zip(&mappings) {
+                    let file = self.binaries.file(id);
+                    for ((res, keep), m) in resolutions.iter_mut().zip(&mut kept).zip(&mappings) {
                         if matches!(&m.backing, Backing::File { key: Some(k), .. } if *k == key)
                             && m.exec
                         {
                             *res = Resolution::Binary(id);
+                            keep.clone_from(&file);
                         }
                     }
                 }
@@ -221,8 +224,9 @@ impl Symbolizer {
         }
         let process = self.processes.entry(pid).or_default();
         process.set_mappings(mappings);
-        for (entry, res) in process.mappings.iter_mut().zip(resolutions) {
+        for ((entry, res), file) in process.mappings.iter_mut().zip(resolutions).zip(kept) {
             entry.resolution = res;
+            entry.file = file;
         }
         process.gone = false;
     }
@@ -388,7 +392,11 @@ impl Symbolizer {
 
         let evicted = matches!(entry.resolution, Resolution::Binary(id) if !binaries.contains(id));
         if entry.resolution == Resolution::Unresolved || evicted {
-            entry.resolution = resolve_binary(binaries, stats, pid, &entry.mapping);
+            entry.resolution =
+                resolve_binary(binaries, stats, pid, &entry.mapping, entry.file.clone());
+            if let Resolution::Binary(id) = entry.resolution {
+                entry.file = binaries.file(id);
+            }
         }
         let Resolution::Binary(binary) = entry.resolution else {
             let module = module_of(&entry.mapping.backing).unwrap_or_else(crate::unknown_name);
@@ -519,15 +527,18 @@ fn resolve_binary(
     stats: &mut Stats,
     pid: u32,
     mapping: &Mapping,
+    kept: Option<Arc<std::fs::File>>,
 ) -> Resolution {
     let opened = match &mapping.backing {
         Backing::Special(_) => binaries.vdso(mapping.end - mapping.start),
-        Backing::File { key: Some(key), .. } => match binaries.lookup(key) {
-            Some(id) => {
+        Backing::File { key: Some(key), .. } => match (binaries.lookup(key), kept) {
+            (Some(id), _) => {
                 binaries.counters.hits += 1;
                 Ok(Opened::Known(id))
             }
-            None => binaries.open(pid, mapping),
+            // Evicted meanwhile: register it again from the file kept open for it.
+            (None, Some(file)) => binaries.adopt(pid, mapping, *key, file),
+            (None, None) => binaries.open(pid, mapping),
         },
         _ => Err(OpenError::NoFile),
     };

@@ -168,3 +168,95 @@ fn a_process_in_its_own_mount_namespace_is_recorded_with_its_own_names() {
     );
     assert!(Path::new(&mount_point.join("app")).exists());
 }
+
+fn curl(url: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", url])
+        .output()
+        .expect("running curl");
+    assert!(
+        out.status.success(),
+        "GET {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of one metric line, e.g. `ember_binary_cache_bytes`.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in {text}"))
+}
+
+#[test]
+fn the_agent_names_a_storm_and_reports_its_binary_cache() {
+    let Some(_p) = privileged("the_agent_names_a_storm_and_reports_its_binary_cache") else {
+        return;
+    };
+    let dir = tempdir();
+    let (mut agent, base) = crate::common::start_agent_with_api(&dir.path().join("store"), "2s");
+    let status = Command::new(example("storm"))
+        .args(["3", "20", "2"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("running storm");
+    // Let the window holding the last samples close.
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let folded = curl(&format!(
+        "{base}/api/v1/profile?from=now-1h&to=now&filter=comm=storm&format=folded"
+    ));
+    let metrics = curl(&format!("{base}/metrics"));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let _ = agent.wait();
+    assert!(status.success(), "storm failed");
+
+    let storm = Folded::parse(&folded);
+    let total = storm.total();
+    let hot = storm.count_where(|f| f.iter().any(|x| x.starts_with("storm_hot_")));
+    eprintln!("agent storm: {total} samples, {hot} in named hot functions");
+    eprintln!(
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("ember_binary_cache") || l.starts_with("ember_process"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(total >= 100, "too few storm samples: {total}");
+    assert!(
+        hot as f64 >= 0.8 * total as f64,
+        "only {hot} of {total} storm samples in named hot functions"
+    );
+    assert!(
+        metric(&metrics, "ember_process_captures_total") >= 20,
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "ember_binary_cache_bytes") > 0,
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "ember_binary_cache_entries") > 0,
+        "{metrics}"
+    );
+    assert!(
+        metric(
+            &metrics,
+            "ember_binary_cache_requests_total{result=\"hit\"}"
+        ) > 0,
+        "{metrics}"
+    );
+    assert!(
+        metric(
+            &metrics,
+            "ember_binary_cache_requests_total{result=\"miss\"}"
+        ) > 0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ember_binary_cache_evictions_total "),
+        "{metrics}"
+    );
+}
