@@ -201,6 +201,10 @@ pub(crate) struct Binaries {
     bytes: u64,
     budget: u64,
     config: Config,
+    /// Files captured from processes for binaries not (yet) registered, one per key, so
+    /// captures of many processes of one binary share one descriptor. Registered lazily,
+    /// when an address in them is first symbolized; dropped once no process holds them.
+    pending: HashMap<FileKey, Arc<File>>,
     pub(crate) counters: CacheCounters,
 }
 
@@ -247,6 +251,7 @@ impl Binaries {
             bytes: 0,
             budget: config.cache_bytes,
             config: config.clone(),
+            pending: HashMap::new(),
             counters: CacheCounters::default(),
         }
     }
@@ -314,6 +319,21 @@ impl Binaries {
         Ok(opened)
     }
 
+    /// The file to keep for a mapping of `key` whose captured file is `file`: the cached
+    /// binary's if there is one (and `file` is closed), else one shared per key.
+    pub(crate) fn keep(&mut self, key: FileKey, file: File) -> (Option<BinaryId>, Arc<File>) {
+        if let Some(id) = self.lookup(&key)
+            && let Some(kept) = self.file(id)
+        {
+            return (Some(id), kept);
+        }
+        if self.pending.len() >= 1024 {
+            self.pending.retain(|_, f| Arc::strong_count(f) > 1);
+        }
+        let kept = self.pending.entry(key).or_insert_with(|| Arc::new(file));
+        (None, Arc::clone(kept))
+    }
+
     /// The open file of binary `id`, to keep with the mappings it backs.
     pub(crate) fn file(&self, id: BinaryId) -> Option<Arc<File>> {
         self.map.get(&id).map(|b| Arc::clone(&b.file))
@@ -342,6 +362,7 @@ impl Binaries {
         let root = PathBuf::from(format!("/proc/{pid}/root"));
         let opened = self.register(file, info, Arc::clone(path), Some(&root));
         self.by_key.insert(key, opened.id());
+        self.pending.remove(&key);
         Ok(opened)
     }
 
@@ -417,7 +438,8 @@ impl Binaries {
             .enable_auto_reload(false)
             .enable_code_info(self.config.code_info)
             .enable_inlined_fns(self.config.code_info && self.config.inlined_fns)
-            .enable_demangling(self.config.demangle)
+            // Names are demangled once per name by the symbolizer (`names.rs`).
+            .enable_demangling(false)
             // Debug files are found by `debug.rs` (container roots, configured dirs).
             .set_debug_dirs(Some::<&[PathBuf]>(&[]))
             .build();

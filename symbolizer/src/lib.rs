@@ -67,6 +67,7 @@ mod gopclntab;
 mod kernel;
 mod maps;
 mod memo;
+mod names;
 mod perfmap;
 mod process;
 mod resymbolize;

@@ -155,6 +155,7 @@ impl Resymbolizer {
                     &sym,
                     &module,
                     &frame.location,
+                    &mut |n| n.into(),
                 ))
             }
             Ok(_) => None,

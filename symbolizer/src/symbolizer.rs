@@ -96,6 +96,7 @@ pub struct Symbolizer {
     processes: HashMap<u32, Process>,
     binaries: Binaries,
     memo: Memo<MemoKey, Resolved>,
+    names: crate::names::NameCache,
     stats: Stats,
     unknown: Arc<str>,
 }
@@ -131,6 +132,7 @@ impl Symbolizer {
         Symbolizer {
             memo: Memo::new(config.cache_entries),
             binaries: Binaries::new(&config),
+            names: crate::names::NameCache::new(config.demangle),
             config,
             blaze,
             kernel: Kernel::new(kallsyms),
@@ -196,29 +198,17 @@ impl Symbolizer {
         self.stats.maps_lines_skipped += lines_skipped;
         let mut resolutions = vec![Resolution::Unresolved; mappings.len()];
         let mut kept: Vec<Option<Arc<std::fs::File>>> = vec![None; mappings.len()];
-        for (idx, key, file) in files {
-            let Some(mapping) = mappings.get(idx) else {
-                continue;
-            };
-            match self.binaries.adopt(pid, mapping, key, Arc::new(file)) {
-                Ok(opened) => {
-                    if let Opened::New(_) = opened {
-                        self.stats.binaries_opened += 1;
+        // Binaries are not registered (nor charged to the cache) here: only when an
+        // address in them is symbolized. Every exec on a node is captured; most of those
+        // processes are never sampled.
+        for (_, key, file) in files {
+            let (cached, file) = self.binaries.keep(key, file);
+            for ((res, keep), m) in resolutions.iter_mut().zip(&mut kept).zip(&mappings) {
+                if m.exec && matches!(&m.backing, Backing::File { key: Some(k), .. } if *k == key) {
+                    if let Some(id) = cached {
+                        *res = Resolution::Binary(id);
                     }
-                    let id = opened.id();
-                    let file = self.binaries.file(id);
-                    for ((res, keep), m) in resolutions.iter_mut().zip(&mut kept).zip(&mappings) {
-                        if matches!(&m.backing, Backing::File { key: Some(k), .. } if *k == key)
-                            && m.exec
-                        {
-                            *res = Resolution::Binary(id);
-                            keep.clone_from(&file);
-                        }
-                    }
-                }
-                Err(err) => {
-                    self.stats.binary_open_failures += 1;
-                    tracing::debug!(pid, error = %crate::ErrorChain(&err), "captured binary not usable");
+                    *keep = Some(Arc::clone(&file));
                 }
             }
         }
@@ -473,6 +463,7 @@ impl Symbolizer {
     /// found, else in the binary itself, then in its Go function table.
     fn symbolize_in_binary(&mut self, binary: BinaryId, offset: u64) -> Resolved {
         let code_info = self.config.code_info;
+        let names = &mut self.names;
         let Some(binary) = self.binaries.get(binary) else {
             return unknown_frame(&self.unknown, FrameKind::User, None, Location::Unknown);
         };
@@ -493,7 +484,12 @@ impl Symbolizer {
             elf.debug_syms = code_info;
             match binary.blaze.symbolize_single(&Source::Elf(elf), input) {
                 Ok(Symbolized::Sym(sym)) if !sym.name.is_empty() => {
-                    return Resolved::named(frames_from_sym(&sym, &binary.module, &location));
+                    return Resolved::named(frames_from_sym(
+                        &sym,
+                        &binary.module,
+                        &location,
+                        &mut |n| names.get(n),
+                    ));
                 }
                 Ok(_) => {}
                 Err(err) => {
@@ -508,7 +504,7 @@ impl Symbolizer {
         }
         if let Some(name) = vaddr.and_then(|v| binary.go.as_ref()?.lookup(v)) {
             return Resolved::named(vec![Frame {
-                name: name.into(),
+                name: names.get(name),
                 kind: FrameKind::User,
                 inlined: false,
                 module: Some(Arc::clone(&binary.module)),
@@ -605,12 +601,17 @@ fn unnamed_in_file(module: Arc<str>, offset: u64, build_id: Option<Arc<[u8]>>) -
 /// blazesym reports the function's own `code_info` as the call site of the first inlined
 /// function, and each inlined function's as the call site of the next, the last one
 /// holding the address's own location.
-pub(crate) fn frames_from_sym(sym: &Sym<'_>, module: &Arc<str>, location: &Location) -> Vec<Frame> {
-    let frame = |name: &str, inlined: bool, code_info: Option<&CodeInfo<'_>>| {
+pub(crate) fn frames_from_sym(
+    sym: &Sym<'_>,
+    module: &Arc<str>,
+    location: &Location,
+    names: &mut dyn FnMut(&str) -> Arc<str>,
+) -> Vec<Frame> {
+    let mut frame = |name: &str, inlined: bool, code_info: Option<&CodeInfo<'_>>| {
         let name: Arc<str> = if name.is_empty() {
             crate::unknown_name()
         } else {
-            name.into()
+            names(name)
         };
         Frame {
             name,
@@ -735,7 +736,7 @@ mod tests {
             build_id: None,
             offset: 0x1010,
         };
-        let frames = frames_from_sym(&sym, &Arc::from("/bin/x"), &location);
+        let frames = frames_from_sym(&sym, &Arc::from("/bin/x"), &location, &mut |n| n.into());
         let summary: Vec<_> = frames
             .iter()
             .map(|f| (&*f.name, f.inlined, f.file.as_deref(), f.line))
