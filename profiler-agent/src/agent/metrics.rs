@@ -181,7 +181,7 @@ impl AgentMetrics {
             &mut out,
             "ember_binary_cache_bytes",
             "gauge",
-            "Estimated bytes held by the binary cache (file sizes of cached binaries and debug files).",
+            "Estimated bytes held by the binary cache (symbol and DWARF section sizes of cached binaries and debug files).",
             &[("", y.binary_cache_bytes)],
         );
         metric(
