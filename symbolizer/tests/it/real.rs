@@ -388,7 +388,10 @@ fn node_jit_frames_are_named_from_its_perf_map() {
     }
     let script = "function emberJsHotFunction(n){let a=0;for(let i=0;i<n;i++){a=(a*31+i)|0}return a}\
                   let s=0;console.log('ready');for(;;){s+=emberJsHotFunction(100000)}";
+    // node writes `isolate-*-v8.log` files into its working directory.
+    let cwd = scratch("node");
     let mut child = Command::new(&node)
+        .current_dir(&cwd)
         .arg("--perf-basic-prof")
         .arg("-e")
         .arg(script)
@@ -631,7 +634,9 @@ fn a_jit_in_its_own_pid_and_mount_namespace_is_named_from_its_own_perf_map() {
           let s=0;for(;;){{s+=emberNsJsFunction(100000)}}'",
         node.display()
     );
+    let cwd = scratch("node-ns");
     let mut unshare = Command::new("unshare")
+        .current_dir(&cwd)
         .args([
             "--pid",
             "--fork",
