@@ -2,6 +2,7 @@
 # Benchmarks Ember against its peers on this machine; prints a Markdown report.
 #   scripts/bench.sh            every report: record, agent, then the UI rendering benchmark
 #   scripts/bench.sh record|agent|ui [options]   one of them, with its options
+#   scripts/bench.sh symbolize  symbolization throughput vs llvm-symbolizer/addr2line, storm naming
 # Needs root. Installs inferno's CLI (for the perf pipeline) into target/bench-tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,9 @@ case "${1:-all}" in
   record) shift; exec python3 bench/record_bench.py "$@" ;;
   agent) shift; exec python3 bench/agent_bench.py "$@" ;;
   ui) shift; exec bench/ui_bench.sh "$@" ;;
+  symbolize) shift
+    cargo build --release --locked -p symbolizer --example symbolize_bench
+    exec python3 bench/symbolize_bench.py "$@" ;;
   all) python3 bench/record_bench.py; python3 bench/agent_bench.py; bench/ui_bench.sh ;;
-  *) echo "bench: unknown report '$1' (record, agent, ui)" >&2; exit 2 ;;
+  *) echo "bench: unknown report '$1' (record, agent, ui, symbolize)" >&2; exit 2 ;;
 esac

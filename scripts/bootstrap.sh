@@ -58,6 +58,9 @@ apt_install gcc make
 
 if [ $want_test -eq 1 ]; then
   apt_install linux-perf golang-1.19-go llvm-22 binutils chromium procps util-linux
+  # Separate debug info of glibc by build-id (/usr/lib/debug/.build-id): names the dynamic
+  # loader and libc frames of short-lived processes in the symbolizer's storm test.
+  apt_install libc6-dbg
   # This image ships Node.js and npm of its own; Debian's would conflict with them.
   command -v npm >/dev/null || apt_install nodejs npm
   if [ ! -d "$(dirname "$0")/../tests/browser/node_modules/playwright-core" ]; then

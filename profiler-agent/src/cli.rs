@@ -95,6 +95,16 @@ pub struct AgentArgs {
     #[arg(long, env = "EMBER_STORE_MAX_SIZE", default_value = "2GiB", value_parser = parse_size, help_heading = "Store")]
     pub store_max_size: u64,
 
+    /// Memory budget of the symbolizer's cache of opened binaries (e.g. 256MiB); least
+    /// recently used binaries are evicted past it.
+    #[arg(long, env = "EMBER_SYMBOL_CACHE", default_value = "256MiB", value_parser = parse_size, help_heading = "Symbols")]
+    pub symbol_cache: u64,
+
+    /// Directory searched for separate debug files (by build-id and debug link); repeat for
+    /// several.
+    #[arg(long = "debug-dir", default_value = symbolizer::DEFAULT_DEBUG_DIR, help_heading = "Symbols")]
+    pub debug_dirs: Vec<PathBuf>,
+
     /// Drain interval and kernel map sizes.
     #[command(flatten)]
     pub drain: DrainArgs,
@@ -328,5 +338,33 @@ mod tests {
         };
         assert_eq!(r.command, ["sleep", "1"]);
         assert!(parse(&["ember", "record", "--all", "-F", "0"]).is_err());
+    }
+
+    #[test]
+    fn agent_symbol_cache_and_debug_dirs() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args);
+        let Command::Agent(a) = parse(&["ember", "agent"]).unwrap().command else {
+            panic!("not agent")
+        };
+        assert_eq!(a.symbol_cache, 256 << 20);
+        assert_eq!(a.debug_dirs, [PathBuf::from("/usr/lib/debug")]);
+        let cli = parse(&[
+            "ember",
+            "agent",
+            "--symbol-cache",
+            "64MiB",
+            "--debug-dir",
+            "/a",
+            "--debug-dir",
+            "/b",
+        ])
+        .unwrap();
+        let Command::Agent(a) = cli.command else {
+            panic!("not agent")
+        };
+        assert_eq!(a.symbol_cache, 64 << 20);
+        assert_eq!(a.debug_dirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
+        let err = parse(&["ember", "agent", "--symbol-cache", "lots"]).unwrap_err();
+        assert!(err.to_string().contains("such as 2GiB"), "{err}");
     }
 }

@@ -42,6 +42,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 counts_entries: args.drain.counts_map_entries,
                 stacks_entries: args.drain.stacks_map_entries,
                 listen: args.listen.0,
+                symbolizer: symbolizer::Config::default()
+                    .with_cache_bytes(args.symbol_cache)
+                    .with_debug_dirs(args.debug_dirs),
             };
             let summary = agent::run(&config).context("ember agent")?;
             if cli.global.quiet == 0 {

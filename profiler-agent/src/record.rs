@@ -238,6 +238,7 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
         stacks_entries: config.stacks_entries,
     })?;
     crate::signals::install();
+    let captures = sampler.start_captures();
 
     let mut child: Option<Child> = None;
     if let RecordTarget::Command(argv) = &config.target {
@@ -265,6 +266,9 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
         meta,
         config.kernel,
     );
+    if let Some(feed) = captures {
+        aggregator.follow_captures(feed);
+    }
     let mut status = Status {
         enabled: config.status_line,
         last: Instant::now() - Duration::from_secs(1),

@@ -33,7 +33,7 @@ mod program {
         bindings::BPF_F_USER_STACK,
         helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid},
         macros::{map, perf_event, tracepoint},
-        maps::{Array, HashMap, PerCpuArray, StackTrace},
+        maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
         programs::{PerfEventContext, TracePointContext},
     };
     use core::intrinsics::{AtomicOrdering, atomic_xadd};
@@ -122,6 +122,7 @@ mod program {
                 return;
             }
         }
+        announce_first_sample(tgid);
         let mut key = SampleKey {
             tgid,
             tid: pid_tgid as u32,
@@ -223,6 +224,45 @@ mod program {
         if TARGET_TGIDS.insert(&(child as u32), &parent, 0).is_err() {
             stat(Stat::TargetsFull);
         }
+        0
+    }
+
+    // Process announcements for the symbolizer (`profiler-agent/src/sample/events.rs`): the
+    // first sample of a process not seen recently, and every exec of a sampled process, put
+    // its tgid in `PROC_EVENTS`, so the agent captures its mappings and binaries at once,
+    // before a short-lived process exits.
+    #[map]
+    static SEEN_TGIDS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16_384, 0);
+    #[map]
+    static PROC_EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+    #[inline(always)]
+    fn announce_first_sample(tgid: u32) {
+        // SAFETY: presence test only.
+        if tgid == 0 || unsafe { SEEN_TGIDS.get(&tgid) }.is_some() {
+            return;
+        }
+        let _ = SEEN_TGIDS.insert(&tgid, &0, 0);
+        // A full ring loses the announcement only: the process is then symbolized from
+        // /proc if it is still alive when its samples are drained.
+        let _ = PROC_EVENTS.output::<u32>(&tgid, 0);
+    }
+
+    #[tracepoint]
+    pub fn ember_exec(ctx: TracePointContext) -> u32 {
+        let tgid = ctx.tgid();
+        if let Some(control) = CONTROL.get_ptr(0) {
+            // SAFETY: a valid map value pointer, read once.
+            let filter = unsafe { core::ptr::read_volatile(&raw const (*control).filter_tgids) };
+            // SAFETY: presence test only.
+            if filter != 0 && unsafe { TARGET_TGIDS.get(&tgid) }.is_none() {
+                return 0;
+            }
+        }
+        // Captured now (the new binary and its loader), and again at its first sample, by
+        // when its libraries are mapped.
+        let _ = SEEN_TGIDS.remove(&tgid);
+        let _ = PROC_EVENTS.output::<u32>(&tgid, 0);
         0
     }
 

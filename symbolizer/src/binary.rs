@@ -9,9 +9,11 @@
 //! under `/proc/PID/root`, and then only accepted if its device and inode match, so a file
 //! replaced at the same path is never mistaken for the mapped one.
 //!
-//! The opened [`File`] is kept for the symbolizer's lifetime. That is what lets a process
-//! be symbolized after it exited, and what keeps the [`FileKey`] unambiguous: an inode
-//! number cannot be reused while a file is held open. blazesym is given the stable path
+//! The opened [`File`] is kept while the binary is in the cache (a byte-bounded LRU, see
+//! [`Binaries`]). That is what lets a process be symbolized after it exited, and what keeps
+//! the [`FileKey`] unambiguous: an inode number cannot be reused while a file is held open.
+//! A file rewritten in place (same inode, new size or modification time) is noticed on
+//! lookup and dropped, so its old names are never served. blazesym is given the stable path
 //! `/proc/self/fd/<fd>` of the kept file (and opens and maps it once, itself).
 //!
 //! Binaries are then deduplicated by GNU build-id: a file under a new key whose build-id is
@@ -28,25 +30,88 @@ use std::fs::{self, File};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use blazesym::symbolize::Symbolizer as Blaze;
+
+use crate::config::Config;
+use crate::debug::{self, DebugFile};
+use crate::elf::{self, ElfInfo};
+use crate::gopclntab::GoTable;
 use crate::maps::{self, Backing, FileKey, Mapping};
 
-/// Index of a registered binary.
+/// Identifies a registered binary; never reused, so results memoized per
+/// `(BinaryId, offset)` can never be attributed to another file, even after eviction.
 pub(crate) type BinaryId = u32;
 
-/// A binary that blazesym can symbolize.
-#[derive(Debug)]
-pub(crate) struct Binary {
-    /// Keeps the file (and so its inode and the `fd_path`) alive.
+/// Fixed per-binary overhead counted on top of file sizes: blazesym's resolver, our
+/// headers and indexes, two file descriptors.
+const BINARY_OVERHEAD_BYTES: u64 = 16 << 10;
+
+/// What a file looked like when it was registered: if its size or modification time
+/// changes (a binary rewritten in place, keeping its inode), the registration is stale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl Stamp {
+    fn of(file: &File) -> Option<Stamp> {
+        let meta = file.metadata().ok()?;
+        Some(Stamp {
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        })
+    }
+}
+
+/// A separate debug file in use for a binary.
+pub(crate) struct DebugSource {
     _file: File,
-    /// `/proc/self/fd/<fd>` of `_file`: the path blazesym knows the binary by.
+    /// `/proc/self/fd/<fd>` of the debug file: the path blazesym knows it by.
+    pub(crate) fd_path: PathBuf,
+    /// Where it was found.
+    pub(crate) path: PathBuf,
+}
+
+/// A binary that blazesym can symbolize.
+pub(crate) struct Binary {
+    /// Keeps the file (and so its inode and the `fd_path`) alive; shared with the process
+    /// mappings it backs, so it can be registered again after an eviction.
+    file: Arc<File>,
+    /// `/proc/self/fd/<fd>` of `file`: the path blazesym knows the binary by.
     pub(crate) fd_path: PathBuf,
     /// The GNU build-id, when the binary has one.
     pub(crate) build_id: Option<Arc<[u8]>>,
     /// The path under which the binary was first seen, for `Frame::module`.
     pub(crate) module: Arc<str>,
+    /// Program and section headers of the binary.
+    pub(crate) info: ElfInfo,
+    /// Separate debug information found for it (`debug.rs`).
+    pub(crate) debug: Option<DebugSource>,
+    /// Go function table, for Go binaries without a symbol table.
+    pub(crate) go: Option<GoTable>,
+    /// This binary's own blazesym instance, so dropping the binary frees everything
+    /// blazesym parsed for it (blazesym 0.2.7 keys its caches by path, and our
+    /// `/proc/self/fd/<fd>` paths are reused once the fd is closed).
+    pub(crate) blaze: Blaze,
+    /// Estimated memory cost (see [`Binaries`]).
+    bytes: u64,
+    stamp: Option<Stamp>,
+    last_used: u64,
+}
+
+impl std::fmt::Debug for Binary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Binary")
+            .field("module", &self.module)
+            .field("fd_path", &self.fd_path)
+            .field("debug", &self.debug.as_ref().map(|d| &d.path))
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a binary could not be registered.
@@ -71,11 +136,14 @@ pub(crate) enum OpenError {
         /// The path from its maps.
         path: Arc<str>,
     },
-    /// The file does not start with the ELF magic.
-    #[error("`{path}` is not an ELF file")]
+    /// The file is not an ELF file we can read.
+    #[error("`{path}` is not a readable ELF file")]
     NotElf {
         /// The path from the maps.
         path: Arc<str>,
+        /// What is wrong with it.
+        #[source]
+        source: elf::ElfError,
     },
     /// The mapping is not backed by a file with a known device and inode.
     #[error("mapping is not backed by an identifiable file")]
@@ -96,13 +164,58 @@ enum Vdso {
     Unavailable,
 }
 
-/// All binaries opened so far, and the indexes to find them again.
-#[derive(Debug)]
+/// Counters of the binary cache.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CacheCounters {
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
+    pub(crate) evictions: u64,
+    pub(crate) stale: u64,
+    pub(crate) debug_files: u64,
+    pub(crate) go_tables: u64,
+}
+
+/// The cache of opened binaries: a byte-bounded LRU keyed by GNU build-id (and, to find
+/// entries without opening anything, by the device and inode from the maps).
+///
+/// # The byte estimate
+///
+/// blazesym memory-maps each file it parses but only reads its symbol tables and DWARF
+/// (never the code), and builds indexes proportional to what it reads. A binary is
+/// therefore charged the sizes of its `.symtab`, `.strtab`, `.dynsym`, `.dynstr` and
+/// `.debug_*` sections, the same for its separate debug file if one is used, the bytes of
+/// a Go function table we copied, and a fixed 16 KiB for blazesym's resolver and our own
+/// bookkeeping. Charging whole file sizes instead would count code pages that are never
+/// touched: one toolchain library of 150 MB would fill the default budget alone.
+///
+/// Evicting a binary frees what blazesym parsed; its open file stays open as long as a
+/// process mapping that it backs is remembered (`Process`), so a process that has exited
+/// meanwhile can still have the binary registered again from that file.
 pub(crate) struct Binaries {
-    list: Vec<Binary>,
+    map: HashMap<BinaryId, Binary>,
     by_key: HashMap<FileKey, BinaryId>,
     by_build_id: HashMap<Arc<[u8]>, BinaryId>,
     vdso: Vdso,
+    next_id: BinaryId,
+    tick: u64,
+    bytes: u64,
+    budget: u64,
+    config: Config,
+    /// Files captured from processes for binaries not (yet) registered, one per key, so
+    /// captures of many processes of one binary share one descriptor. Registered lazily,
+    /// when an address in them is first symbolized; dropped once no process holds them.
+    pending: HashMap<FileKey, Arc<File>>,
+    pub(crate) counters: CacheCounters,
+}
+
+impl std::fmt::Debug for Binaries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Binaries")
+            .field("entries", &self.map.len())
+            .field("bytes", &self.bytes)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What [`Binaries::open`] did, for the stats.
@@ -126,24 +239,61 @@ impl Opened {
 }
 
 impl Binaries {
-    /// An empty registry.
-    pub(crate) fn new() -> Self {
+    /// An empty registry for symbolizers configured by `config`.
+    pub(crate) fn new(config: &Config) -> Self {
         Binaries {
-            list: Vec::new(),
+            map: HashMap::new(),
             by_key: HashMap::new(),
             by_build_id: HashMap::new(),
             vdso: Vdso::Unknown,
+            next_id: 0,
+            tick: 0,
+            bytes: 0,
+            budget: config.cache_bytes,
+            config: config.clone(),
+            pending: HashMap::new(),
+            counters: CacheCounters::default(),
         }
     }
 
-    /// The binary `id`, which [`Binaries::open`] or [`Binaries::lookup`] returned.
-    pub(crate) fn get(&self, id: BinaryId) -> Option<&Binary> {
-        self.list.get(id as usize)
+    /// Estimated bytes held by the cached binaries.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
     }
 
-    /// The binary already registered for `key`.
-    pub(crate) fn lookup(&self, key: &FileKey) -> Option<BinaryId> {
-        self.by_key.get(key).copied()
+    /// Binaries in the cache.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether binary `id` is still cached.
+    pub(crate) fn contains(&self, id: BinaryId) -> bool {
+        self.map.contains_key(&id)
+    }
+
+    /// The binary `id`, marking it recently used; `None` once evicted.
+    pub(crate) fn get(&mut self, id: BinaryId) -> Option<&Binary> {
+        self.tick += 1;
+        let binary = self.map.get_mut(&id)?;
+        binary.last_used = self.tick;
+        Some(binary)
+    }
+
+    /// The binary already registered for `key`, if it is still the same file.
+    pub(crate) fn lookup(&mut self, key: &FileKey) -> Option<BinaryId> {
+        let id = *self.by_key.get(key)?;
+        let Some(binary) = self.map.get(&id) else {
+            self.by_key.remove(key);
+            return None;
+        };
+        if binary.stamp.is_some() && Stamp::of(&binary.file) != binary.stamp {
+            // Rewritten in place (same inode): never serve its old names.
+            self.counters.stale += 1;
+            tracing::debug!(module = %binary.module, "binary changed on disk; dropping its cached symbols");
+            self.remove(id);
+            return None;
+        }
+        Some(id)
     }
 
     /// Opens and registers the file backing `mapping` of process `pid`.
@@ -159,38 +309,193 @@ impl Binaries {
             return Err(OpenError::NoFile);
         };
         let file = open_mapped_file(pid, mapping, path, key)?;
-        if !is_elf(&file) {
-            return Err(OpenError::NotElf { path: path.clone() });
-        }
-        let opened = self.register(file, Arc::clone(path));
+        let info = elf::parse(&file).map_err(|source| OpenError::NotElf {
+            path: path.clone(),
+            source,
+        })?;
+        let root = PathBuf::from(format!("/proc/{pid}/root"));
+        let opened = self.register(Arc::new(file), info, Arc::clone(path), Some(&root));
         self.by_key.insert(*key, opened.id());
         Ok(opened)
     }
 
-    /// Registers an opened ELF file, or finds the binary with the same build-id.
-    fn register(&mut self, file: File, module: Arc<str>) -> Opened {
-        let fd_path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-        let build_id = match blazesym::helper::read_elf_build_id(&fd_path) {
-            Ok(build_id) => build_id.map(|id| Arc::<[u8]>::from(id.as_ref())),
-            Err(err) => {
-                tracing::debug!(module = %module, error = %err, "failed to read build-id");
-                None
-            }
-        };
-        if let Some(id) = build_id.as_ref().and_then(|b| self.by_build_id.get(b)) {
-            return Opened::Shared(*id);
+    /// The file to keep for a mapping of `key` whose captured file is `file`: the cached
+    /// binary's if there is one (and `file` is closed), else one shared per key.
+    pub(crate) fn keep(&mut self, key: FileKey, file: File) -> (Option<BinaryId>, Arc<File>) {
+        if let Some(id) = self.lookup(&key)
+            && let Some(kept) = self.file(id)
+        {
+            return (Some(id), kept);
         }
-        let id = BinaryId::try_from(self.list.len()).expect("fewer than 2^32 binaries");
+        if self.pending.len() >= 1024 {
+            self.pending.retain(|_, f| Arc::strong_count(f) > 1);
+        }
+        let kept = self.pending.entry(key).or_insert_with(|| Arc::new(file));
+        (None, Arc::clone(kept))
+    }
+
+    /// The open file of binary `id`, to keep with the mappings it backs.
+    pub(crate) fn file(&self, id: BinaryId) -> Option<Arc<File>> {
+        self.map.get(&id).map(|b| Arc::clone(&b.file))
+    }
+
+    /// Registers a file opened earlier for `mapping` of process `pid` (a capture), unless
+    /// its key is cached already. Returns the binary, or `None` if it is not ELF.
+    pub(crate) fn adopt(
+        &mut self,
+        pid: u32,
+        mapping: &Mapping,
+        key: FileKey,
+        file: Arc<File>,
+    ) -> Result<Opened, OpenError> {
+        if let Some(id) = self.lookup(&key) {
+            self.counters.hits += 1;
+            return Ok(Opened::Known(id));
+        }
+        let Backing::File { path, .. } = &mapping.backing else {
+            return Err(OpenError::NoFile);
+        };
+        let info = elf::parse(&file).map_err(|source| OpenError::NotElf {
+            path: path.clone(),
+            source,
+        })?;
+        let root = PathBuf::from(format!("/proc/{pid}/root"));
+        let opened = self.register(file, info, Arc::clone(path), Some(&root));
+        self.by_key.insert(key, opened.id());
+        self.pending.remove(&key);
+        Ok(opened)
+    }
+
+    /// Registers an opened ELF file, or finds the binary with the same build-id.
+    fn register(
+        &mut self,
+        file: Arc<File>,
+        info: ElfInfo,
+        module: Arc<str>,
+        root: Option<&Path>,
+    ) -> Opened {
+        let build_id: Option<Arc<[u8]>> = info.build_id.as_deref().map(Arc::from);
+        if let Some(id) = build_id
+            .as_ref()
+            .and_then(|b| self.by_build_id.get(b))
+            .copied()
+            && self.map.contains_key(&id)
+        {
+            self.counters.hits += 1;
+            return Opened::Shared(id);
+        }
+        self.counters.misses += 1;
+        let fd_path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        let mut bytes = info.symbol_bytes() + BINARY_OVERHEAD_BYTES;
+
+        let debug = if info.has_debug_info() {
+            None
+        } else {
+            debug::find(&info, &module, root, &self.config.debug_dirs).map(
+                |DebugFile { file, path, .. }| {
+                    self.counters.debug_files += 1;
+                    bytes += elf::parse(&file).map_or_else(
+                        |_| file.metadata().map(|m| m.len()).unwrap_or(0),
+                        |debug| debug.symbol_bytes(),
+                    );
+                    tracing::debug!(module = %module, debug = %path.display(), "using separate debug file");
+                    DebugSource {
+                        fd_path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
+                        _file: file,
+                        path,
+                    }
+                },
+            )
+        };
+        let go = if info.has_symtab() || debug.is_some() {
+            None
+        } else {
+            info.section(".gopclntab").and_then(|section| {
+                let text = info.section(".text").map_or(0, |t| t.addr);
+                match elf::read_section(&file, section) {
+                    Ok(data) => GoTable::parse(data, text),
+                    Err(err) => {
+                        tracing::debug!(module = %module, error = %crate::ErrorChain(&err), "unreadable .gopclntab");
+                        None
+                    }
+                }
+            })
+        };
+        if let Some(go) = &go {
+            self.counters.go_tables += 1;
+            bytes += go.bytes();
+        }
+
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
         if let Some(build_id) = &build_id {
             self.by_build_id.insert(Arc::clone(build_id), id);
         }
-        self.list.push(Binary {
-            _file: file,
-            fd_path,
-            build_id,
-            module,
-        });
+        self.tick += 1;
+        let blaze = Blaze::builder()
+            // Binaries are opened through file descriptors we keep, so the file behind a
+            // path cannot change; stat-ing it on every lookup would be wasted work.
+            .enable_auto_reload(false)
+            .enable_code_info(self.config.code_info)
+            .enable_inlined_fns(self.config.code_info && self.config.inlined_fns)
+            // Names are demangled once per name by the symbolizer (`names.rs`).
+            .enable_demangling(false)
+            // Debug files are found by `debug.rs` (container roots, configured dirs).
+            .set_debug_dirs(Some::<&[PathBuf]>(&[]))
+            .build();
+        self.map.insert(
+            id,
+            Binary {
+                stamp: Stamp::of(&file),
+                file,
+                fd_path,
+                build_id,
+                module,
+                info,
+                debug,
+                go,
+                blaze,
+                bytes,
+                last_used: self.tick,
+            },
+        );
+        self.bytes += bytes;
+        self.evict_over_budget(id);
         Opened::New(id)
+    }
+
+    /// Evicts least recently used binaries (never `keep`) until within the budget.
+    fn evict_over_budget(&mut self, keep: BinaryId) {
+        while self.bytes > self.budget && self.map.len() > 1 {
+            let Some(victim) = self
+                .map
+                .iter()
+                .filter(|(id, _)| **id != keep)
+                .min_by_key(|(_, b)| b.last_used)
+                .map(|(id, _)| *id)
+            else {
+                break;
+            };
+            self.counters.evictions += 1;
+            self.remove(victim);
+        }
+    }
+
+    /// Drops binary `id` and every index entry pointing to it.
+    fn remove(&mut self, id: BinaryId) {
+        let Some(binary) = self.map.remove(&id) else {
+            return;
+        };
+        self.bytes = self.bytes.saturating_sub(binary.bytes);
+        self.by_key.retain(|_, v| *v != id);
+        if let Some(build_id) = &binary.build_id
+            && self.by_build_id.get(build_id) == Some(&id)
+        {
+            self.by_build_id.remove(build_id);
+        }
+        if matches!(self.vdso, Vdso::Ready { id: vdso, .. } if vdso == id) {
+            self.vdso = Vdso::Unknown;
+        }
     }
 
     /// The binary holding a copy of the vDSO, for a `[vdso]` mapping of `len` bytes.
@@ -202,14 +507,20 @@ impl Binaries {
         let mut opened = None;
         if let Vdso::Unknown = self.vdso {
             self.vdso = match copy_own_vdso() {
-                Ok((file, vdso_len)) => {
-                    let registered = self.register(file, "[vdso]".into());
-                    opened = Some(registered);
-                    Vdso::Ready {
-                        id: registered.id(),
-                        len: vdso_len,
+                Ok((file, vdso_len)) => match elf::parse(&file) {
+                    Ok(info) => {
+                        let registered = self.register(Arc::new(file), info, "[vdso]".into(), None);
+                        opened = Some(registered);
+                        Vdso::Ready {
+                            id: registered.id(),
+                            len: vdso_len,
+                        }
                     }
-                }
+                    Err(err) => {
+                        tracing::debug!(error = %crate::ErrorChain(&err), "the vDSO copy is not readable ELF; its frames stay unnamed");
+                        Vdso::Unavailable
+                    }
+                },
                 Err(err) => {
                     tracing::debug!(error = %err, "failed to copy the vDSO; its frames stay unnamed");
                     Vdso::Unavailable
@@ -227,7 +538,7 @@ impl Binaries {
 
 /// Opens the file behind `mapping`: through `map_files` if allowed, else through the
 /// process's root directory, checking that the latter is still the mapped file.
-fn open_mapped_file(
+pub(crate) fn open_mapped_file(
     pid: u32,
     mapping: &Mapping,
     path: &Arc<str>,
@@ -263,12 +574,6 @@ fn open_mapped_file(
     }
 }
 
-/// Whether `file` starts with the ELF magic.
-fn is_elf(file: &File) -> bool {
-    let mut magic = [0; 4];
-    file.read_exact_at(&mut magic, 0).is_ok() && magic == *b"\x7fELF"
-}
-
 /// Copies this process's vDSO into an unnamed temporary file; returns it and its size.
 fn copy_own_vdso() -> io::Result<(File, u64)> {
     let text = fs::read_to_string("/proc/self/maps")?;
@@ -302,7 +607,7 @@ mod tests {
     #[test]
     fn a_binary_is_registered_once_per_build_id() {
         let mapping = own_exe_mapping();
-        let mut binaries = Binaries::new();
+        let mut binaries = Binaries::new(&Config::default());
         let first = binaries
             .open(std::process::id(), &mapping)
             .expect("open own binary");
@@ -319,7 +624,7 @@ mod tests {
             .open(std::process::id(), &mapping)
             .expect("open again");
         assert_eq!(again, Opened::Shared(0));
-        assert_eq!(binaries.list.len(), 1);
+        assert_eq!(binaries.len(), 1);
     }
 
     #[test]
@@ -346,9 +651,9 @@ mod tests {
 
     #[test]
     fn the_vdso_copy_is_an_elf_file_with_a_build_id() {
-        let mut binaries = Binaries::new();
+        let mut binaries = Binaries::new(&Config::default());
         let (file, len) = copy_own_vdso().expect("copy own vDSO");
-        assert!(is_elf(&file));
+        assert!(elf::parse(&file).is_ok());
         let opened = binaries.vdso(len).expect("vDSO binary");
         let binary = binaries.get(opened.id()).expect("registered");
         assert_eq!(&*binary.module, "[vdso]");

@@ -3,8 +3,16 @@
 //! [`Config`] is `#[non_exhaustive]` so options can be added without breaking callers:
 //! start from [`Config::default`] and adjust with the `with_*` methods.
 
+use std::path::PathBuf;
+
 /// Default for [`Config::cache_entries`].
 pub const DEFAULT_CACHE_ENTRIES: usize = 65_536;
+
+/// Default for [`Config::cache_bytes`]: 256 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+
+/// Default for [`Config::debug_dirs`].
+pub const DEFAULT_DEBUG_DIR: &str = "/usr/lib/debug";
 
 /// Symbolization options.
 ///
@@ -15,6 +23,16 @@ pub const DEFAULT_CACHE_ENTRIES: usize = 65_536;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
+    /// Budget, in estimated bytes, of the cache of opened binaries (default 256 MiB).
+    /// Least recently used binaries are evicted past it; the most recent one always
+    /// stays. See the crate documentation for how bytes are estimated.
+    pub cache_bytes: u64,
+    /// Directories searched for separate debug files, by build-id
+    /// (`<dir>/.build-id/xx/rest.debug`) and by `.gnu_debuglink` (`<dir>/<binary dir>/`),
+    /// both on the host and under the process's root (default `/usr/lib/debug`).
+    pub debug_dirs: Vec<PathBuf>,
+    /// Read perf map files (`/tmp/perf-PID.map`) for JIT code (default `true`).
+    pub perf_maps: bool,
     /// Look up source file and line from DWARF (default `true`).
     pub code_info: bool,
     /// Report functions inlined at an address as frames of their own (default `true`).
@@ -30,6 +48,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            debug_dirs: vec![PathBuf::from(DEFAULT_DEBUG_DIR)],
+            perf_maps: true,
             code_info: true,
             inlined_fns: true,
             demangle: true,
@@ -57,6 +78,27 @@ impl Config {
     #[must_use]
     pub fn with_demangle(mut self, enable: bool) -> Self {
         self.demangle = enable;
+        self
+    }
+
+    /// Sets [`Config::cache_bytes`].
+    #[must_use]
+    pub fn with_cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Config::debug_dirs`].
+    #[must_use]
+    pub fn with_debug_dirs(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.debug_dirs = dirs;
+        self
+    }
+
+    /// Sets [`Config::perf_maps`].
+    #[must_use]
+    pub fn with_perf_maps(mut self, enable: bool) -> Self {
+        self.perf_maps = enable;
         self
     }
 

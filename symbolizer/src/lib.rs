@@ -24,13 +24,20 @@
 //! 2. An address becomes *(mapping, file offset)*, `addr - start + pgoff`. Only executable
 //!    file mappings (and the vDSO) are looked up; anything else is unnamed at once.
 //! 3. The mapped file is identified by the device and inode from the maps line, opened
-//!    once (via `/proc/PID/map_files/…`, else `/proc/PID/root/<path>`), deduplicated by
-//!    GNU build-id, and kept open (`binary.rs`). blazesym parses it once, from the stable
-//!    path `/proc/self/fd/<fd>`, and is asked with [`Input::FileOffset`] (supported for
-//!    ELF sources by blazesym 0.2.7, which maps the offset through the program headers).
-//!    So a binary is parsed once per symbolizer, not per process or sample, and its
-//!    symbols stay available after every process using it has exited.
-//! 4. Results are memoized per *(binary, file offset)* in a bounded memo that is cleared
+//!    once (via `/proc/PID/map_files/…`, else `/proc/PID/root/<path>`, so a process in a
+//!    container is symbolized from its own files), deduplicated by GNU build-id, and kept
+//!    open in a byte-bounded LRU cache ([`Config::cache_bytes`], `binary.rs`, which
+//!    documents the byte estimate). Each cached binary has its own blazesym instance,
+//!    which parses it from the stable path `/proc/self/fd/<fd>` and is asked with
+//!    [`Input::FileOffset`]; evicting the binary frees what blazesym parsed. A binary
+//!    rewritten in place is noticed (size, mtime) and dropped, never served stale.
+//! 4. Names come, in order, from a separate debug file found by build-id or
+//!    `.gnu_debuglink` under [`Config::debug_dirs`] (on the host and under the process's
+//!    root; `debug.rs`), from the binary's own symbols and DWARF, and for Go binaries
+//!    without a symbol table from `.gopclntab` (`gopclntab.rs`). Code in anonymous
+//!    executable mappings (JITs) is named from the process's perf map, `/tmp/perf-PID.map`
+//!    (`perfmap.rs`).
+//! 5. Results are memoized per *(binary, file offset)* in a bounded memo that is cleared
 //!    when full (`memo.rs`, [`Config::cache_entries`]).
 //!
 //! Return addresses (every address but the leaf) are looked up at `addr - 1`, so a call
@@ -42,22 +49,28 @@
 //!
 //! # Limits
 //!
-//! The [`Symbolizer`] is neither `Send` nor `Sync` (blazesym's is not). Each registered
-//! binary holds two file descriptors (ours and blazesym's) for the symbolizer's lifetime;
-//! raise `RLIMIT_NOFILE` accordingly on hosts with many distinct binaries. JIT code
-//! (perf maps) is not symbolized. Split debug info is found through the build-id
-//! directories under `/usr/lib/debug`, not next to the binary's original path.
+//! The [`Symbolizer`] is neither `Send` nor `Sync` (blazesym's is not). Each cached
+//! binary holds two or three file descriptors (ours, blazesym's, a debug file); raise
+//! `RLIMIT_NOFILE` accordingly or lower [`Config::cache_bytes`]. A process that exits
+//! before its first stack is symbolized is `[unknown]`: its mappings are gone.
 //!
 //! [`Frame`]: profiler_model::Frame
 //! [`Location::File`]: profiler_model::Location::File
 //! [`Input::FileOffset`]: blazesym::symbolize::Input::FileOffset
 
 mod binary;
+mod capture;
 mod config;
+mod debug;
+mod elf;
+mod gopclntab;
 mod kernel;
 mod maps;
 mod memo;
+mod names;
+mod perfmap;
 mod process;
+mod resymbolize;
 mod stats;
 mod symbolizer;
 
@@ -65,7 +78,9 @@ use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
 
-pub use config::{Config, DEFAULT_CACHE_ENTRIES};
+pub use capture::{CaptureError, ProcessCapture};
+pub use config::{Config, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DEFAULT_DEBUG_DIR};
+pub use resymbolize::Resymbolizer;
 pub use stats::Stats;
 pub use symbolizer::Symbolizer;
 

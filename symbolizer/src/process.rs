@@ -30,6 +30,9 @@ pub(crate) struct ProcMapping {
     pub(crate) mapping: Mapping,
     /// Its binary, resolved lazily.
     pub(crate) resolution: Resolution,
+    /// The open file of that binary, kept so it can be registered again after an
+    /// eviction even when the process is gone.
+    pub(crate) file: Option<std::sync::Arc<std::fs::File>>,
 }
 
 /// Cached state of one process.
@@ -39,6 +42,10 @@ pub(crate) struct Process {
     pub(crate) mappings: Vec<ProcMapping>,
     /// The last attempt to read the maps found the process gone.
     pub(crate) gone: bool,
+    /// JIT symbols from its perf map, once read.
+    pub(crate) perf_map: Option<crate::perfmap::PerfMap>,
+    /// The perf map was (re-)read during the current stack: at most once per stack.
+    pub(crate) perf_map_read_this_stack: bool,
 }
 
 impl Process {
@@ -49,6 +56,7 @@ impl Process {
             .map(|mapping| ProcMapping {
                 mapping,
                 resolution: Resolution::Unresolved,
+                file: None,
             })
             .collect();
     }

@@ -1,6 +1,6 @@
 //! Counters describing what the symbolizer did, for the agent's own metrics.
 //!
-//! All counters only grow over a [`Symbolizer`](crate::Symbolizer)'s lifetime; take
+//! All counters but the `binary_cache_bytes`/`binary_cache_entries` gauges only grow over a [`Symbolizer`](crate::Symbolizer)'s lifetime; take
 //! differences between two [`Stats`] snapshots for rates.
 
 /// A snapshot of the symbolizer's counters.
@@ -33,4 +33,31 @@ pub struct Stats {
     pub maps_reads: u64,
     /// Malformed `/proc/PID/maps` lines that were skipped.
     pub maps_lines_skipped: u64,
+    /// Binary cache: mappings served by an already cached binary (same device and inode,
+    /// or same build-id).
+    pub binary_cache_hits: u64,
+    /// Binary cache: binaries that had to be opened and added.
+    pub binary_cache_misses: u64,
+    /// Binary cache: binaries evicted to stay within [`Config::cache_bytes`].
+    ///
+    /// [`Config::cache_bytes`]: crate::Config::cache_bytes
+    pub binary_cache_evictions: u64,
+    /// Binary cache: entries dropped because the file changed on disk in place.
+    pub binary_cache_stale: u64,
+    /// Binary cache: estimated bytes held now (a gauge, not a counter).
+    pub binary_cache_bytes: u64,
+    /// Binary cache: binaries held now (a gauge).
+    pub binary_cache_entries: u64,
+    /// Separate debug files found and used.
+    pub debug_files_found: u64,
+    /// Go function tables (`.gopclntab`) loaded for binaries without symbols.
+    pub go_tables_loaded: u64,
+    /// Perf map files (JIT symbols) read, successfully or not.
+    pub perf_map_reads: u64,
+    /// Process captures adopted ([`Symbolizer::add_capture`]).
+    ///
+    /// [`Symbolizer::add_capture`]: crate::Symbolizer::add_capture
+    pub captures_adopted: u64,
+    /// Malformed perf map lines that were skipped.
+    pub perf_map_lines_skipped: u64,
 }

@@ -27,10 +27,12 @@ use blazesym::symbolize::{CodeInfo, Input, Sym, Symbolized, Symbolizer as Blaze}
 use profiler_model::{Frame, FrameKind, Location};
 
 use crate::binary::{Binaries, BinaryId, OpenError, Opened};
+use crate::capture::ProcessCapture;
 use crate::config::Config;
 use crate::kernel::{self, Kernel};
 use crate::maps::{self, Backing, Mapping, MapsError};
 use crate::memo::Memo;
+use crate::perfmap;
 use crate::process::{Process, Resolution};
 use crate::stats::Stats;
 
@@ -94,6 +96,7 @@ pub struct Symbolizer {
     processes: HashMap<u32, Process>,
     binaries: Binaries,
     memo: Memo<MemoKey, Resolved>,
+    names: crate::names::NameCache,
     stats: Stats,
     unknown: Arc<str>,
 }
@@ -128,11 +131,12 @@ impl Symbolizer {
             .build();
         Symbolizer {
             memo: Memo::new(config.cache_entries),
+            binaries: Binaries::new(&config),
+            names: crate::names::NameCache::new(config.demangle),
             config,
             blaze,
             kernel: Kernel::new(kallsyms),
             processes: HashMap::new(),
-            binaries: Binaries::new(),
             stats: Stats::default(),
             unknown: crate::unknown_name(),
         }
@@ -162,6 +166,9 @@ impl Symbolizer {
         }
         // Whether /proc/PID/maps was read during this call: it is read at most once per call.
         let mut maps_read = false;
+        if let Some(process) = self.processes.get_mut(&pid) {
+            process.perf_map_read_this_stack = false;
+        }
         if self
             .processes
             .get(&pid)
@@ -177,6 +184,43 @@ impl Symbolizer {
         out
     }
 
+    /// Adopts a [`ProcessCapture`] taken while the process was alive: its mappings replace
+    /// any cached for that pid, and the binaries behind them are registered from the
+    /// captured files, so the process symbolizes after it exited.
+    pub fn add_capture(&mut self, capture: ProcessCapture) {
+        let ProcessCapture {
+            pid,
+            mappings,
+            files,
+            lines_skipped,
+        } = capture;
+        self.stats.captures_adopted += 1;
+        self.stats.maps_lines_skipped += lines_skipped;
+        let mut resolutions = vec![Resolution::Unresolved; mappings.len()];
+        let mut kept: Vec<Option<Arc<std::fs::File>>> = vec![None; mappings.len()];
+        // Binaries are not registered (nor charged to the cache) here: only when an
+        // address in them is symbolized. Every exec on a node is captured; most of those
+        // processes are never sampled.
+        for (_, key, file) in files {
+            let (cached, file) = self.binaries.keep(key, file);
+            for ((res, keep), m) in resolutions.iter_mut().zip(&mut kept).zip(&mappings) {
+                if m.exec && matches!(&m.backing, Backing::File { key: Some(k), .. } if *k == key) {
+                    if let Some(id) = cached {
+                        *res = Resolution::Binary(id);
+                    }
+                    *keep = Some(Arc::clone(&file));
+                }
+            }
+        }
+        let process = self.processes.entry(pid).or_default();
+        process.set_mappings(mappings);
+        for ((entry, res), file) in process.mappings.iter_mut().zip(resolutions).zip(kept) {
+            entry.resolution = res;
+            entry.file = file;
+        }
+        process.gone = false;
+    }
+
     /// Drops what is cached about process `pid`'s mappings: call it when the process exited
     /// or its pid may be reused. Binaries and memoized symbols stay, for other processes.
     pub fn forget_process(&mut self, pid: u32) {
@@ -186,7 +230,18 @@ impl Symbolizer {
     /// A snapshot of the counters.
     #[must_use]
     pub fn stats(&self) -> Stats {
-        self.stats
+        let c = &self.binaries.counters;
+        Stats {
+            binary_cache_hits: c.hits,
+            binary_cache_misses: c.misses,
+            binary_cache_evictions: c.evictions,
+            binary_cache_stale: c.stale,
+            binary_cache_bytes: self.binaries.bytes(),
+            binary_cache_entries: self.binaries.len() as u64,
+            debug_files_found: c.debug_files,
+            go_tables_loaded: c.go_tables,
+            ..self.stats
+        }
     }
 
     fn push(&mut self, out: &mut Vec<Frame>, resolved: &Resolved) {
@@ -300,6 +355,16 @@ impl Symbolizer {
             Backing::Special(name) => &**name == "[vdso]",
             Backing::File { .. } => mapping.exec,
         };
+        let jit = mapping.exec
+            && match &mapping.backing {
+                Backing::Anonymous => true,
+                Backing::Special(name) => name.starts_with("[anon"),
+                Backing::File { .. } => false,
+            };
+        if jit && self.config.perf_maps {
+            let module = module_of(&mapping.backing);
+            return self.jit_address(pid, lookup, addr, module);
+        }
         let (true, Some(offset)) = (is_code, mapping.file_offset(lookup)) else {
             // Anonymous or special memory, or data: nothing to look up.
             return match (&mapping.backing, mapping.file_offset(lookup)) {
@@ -315,8 +380,13 @@ impl Symbolizer {
             };
         };
 
-        if entry.resolution == Resolution::Unresolved {
-            entry.resolution = resolve_binary(binaries, stats, pid, &entry.mapping);
+        let evicted = matches!(entry.resolution, Resolution::Binary(id) if !binaries.contains(id));
+        if entry.resolution == Resolution::Unresolved || evicted {
+            entry.resolution =
+                resolve_binary(binaries, stats, pid, &entry.mapping, entry.file.clone());
+            if let Resolution::Binary(id) = entry.resolution {
+                entry.file = binaries.file(id);
+            }
         }
         let Resolution::Binary(binary) = entry.resolution else {
             let module = module_of(&entry.mapping.backing).unwrap_or_else(crate::unknown_name);
@@ -333,37 +403,117 @@ impl Symbolizer {
         resolved
     }
 
-    /// Looks up `offset` in a registered binary.
-    fn symbolize_in_binary(&self, binary: BinaryId, offset: u64) -> Resolved {
+    /// Names a JIT address from the process's perf map (read once, and re-read at most
+    /// once per stack when an address is not in it: JITs append as they compile).
+    fn jit_address(
+        &mut self,
+        pid: u32,
+        lookup: u64,
+        addr: u64,
+        module: Option<Arc<str>>,
+    ) -> Resolved {
+        let needs_read = self.processes.get(&pid).is_none_or(|p| {
+            p.perf_map
+                .as_ref()
+                .is_none_or(|m| m.lookup(lookup).is_none())
+        });
+        let can_read = self
+            .processes
+            .get(&pid)
+            .is_none_or(|p| !p.perf_map_read_this_stack);
+        if needs_read && can_read {
+            self.stats.perf_map_reads += 1;
+            let read = perfmap::read(pid);
+            let process = self.processes.entry(pid).or_default();
+            process.perf_map_read_this_stack = true;
+            match read {
+                Ok((map, skipped)) => {
+                    self.stats.perf_map_lines_skipped += skipped;
+                    process.perf_map = Some(map);
+                }
+                Err(err) => {
+                    tracing::trace!(pid, error = %err, "no perf map");
+                }
+            }
+        }
+        let name = self
+            .processes
+            .get(&pid)
+            .and_then(|p| p.perf_map.as_ref()?.lookup(lookup).cloned());
+        match name {
+            Some(name) => Resolved::named(vec![Frame {
+                name,
+                kind: FrameKind::User,
+                inlined: false,
+                module,
+                file: None,
+                line: None,
+                location: Location::Virtual { addr },
+            }]),
+            None => unknown_frame(
+                &self.unknown,
+                FrameKind::User,
+                module,
+                Location::Virtual { addr },
+            ),
+        }
+    }
+
+    /// Looks up `offset` in a registered binary: in its separate debug file if one was
+    /// found, else in the binary itself, then in its Go function table.
+    fn symbolize_in_binary(&mut self, binary: BinaryId, offset: u64) -> Resolved {
+        let code_info = self.config.code_info;
+        let names = &mut self.names;
         let Some(binary) = self.binaries.get(binary) else {
-            return self.unknown(FrameKind::User, None, Location::Unknown);
+            return unknown_frame(&self.unknown, FrameKind::User, None, Location::Unknown);
         };
         let location = Location::File {
             build_id: binary.build_id.clone(),
             offset,
         };
-        let mut elf = Elf::new(binary.fd_path.clone());
-        // DWARF is only needed for source locations and inlined functions; ELF symbols name
-        // functions as well.
-        elf.debug_syms = self.config.code_info;
-        match self
-            .blaze
-            .symbolize_single(&Source::Elf(elf), Input::FileOffset(offset))
-        {
-            Ok(Symbolized::Sym(sym)) if !sym.name.is_empty() => {
-                Resolved::named(frames_from_sym(&sym, &binary.module, &location))
-            }
-            Ok(_) => unnamed_in_file(Arc::clone(&binary.module), offset, binary.build_id.clone()),
-            Err(err) => {
-                tracing::trace!(
-                    module = %binary.module,
-                    offset = format_args!("{offset:#x}"),
-                    error = %err,
-                    "symbolization failed"
-                );
-                unnamed_in_file(Arc::clone(&binary.module), offset, binary.build_id.clone())
+        let vaddr = binary.info.vaddr_of(offset);
+        let mut attempts: Vec<(PathBuf, Input<u64>)> = Vec::with_capacity(2);
+        if let (Some(debug), Some(vaddr)) = (&binary.debug, vaddr) {
+            attempts.push((debug.fd_path.clone(), Input::VirtOffset(vaddr)));
+        }
+        attempts.push((binary.fd_path.clone(), Input::FileOffset(offset)));
+        for (path, input) in attempts {
+            let mut elf = Elf::new(path);
+            // DWARF is only needed for source locations and inlined functions; ELF symbols
+            // name functions as well.
+            elf.debug_syms = code_info;
+            match binary.blaze.symbolize_single(&Source::Elf(elf), input) {
+                Ok(Symbolized::Sym(sym)) if !sym.name.is_empty() => {
+                    return Resolved::named(frames_from_sym(
+                        &sym,
+                        &binary.module,
+                        &location,
+                        &mut |n| names.get(n),
+                    ));
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::trace!(
+                        module = %binary.module,
+                        offset = format_args!("{offset:#x}"),
+                        error = %err,
+                        "symbolization failed"
+                    );
+                }
             }
         }
+        if let Some(name) = vaddr.and_then(|v| binary.go.as_ref()?.lookup(v)) {
+            return Resolved::named(vec![Frame {
+                name: names.get(name),
+                kind: FrameKind::User,
+                inlined: false,
+                module: Some(Arc::clone(&binary.module)),
+                file: None,
+                line: None,
+                location,
+            }]);
+        }
+        unnamed_in_file(Arc::clone(&binary.module), offset, binary.build_id.clone())
     }
 }
 
@@ -373,12 +523,18 @@ fn resolve_binary(
     stats: &mut Stats,
     pid: u32,
     mapping: &Mapping,
+    kept: Option<Arc<std::fs::File>>,
 ) -> Resolution {
     let opened = match &mapping.backing {
         Backing::Special(_) => binaries.vdso(mapping.end - mapping.start),
-        Backing::File { key: Some(key), .. } => match binaries.lookup(key) {
-            Some(id) => Ok(Opened::Known(id)),
-            None => binaries.open(pid, mapping),
+        Backing::File { key: Some(key), .. } => match (binaries.lookup(key), kept) {
+            (Some(id), _) => {
+                binaries.counters.hits += 1;
+                Ok(Opened::Known(id))
+            }
+            // Evicted meanwhile: register it again from the file kept open for it.
+            (None, Some(file)) => binaries.adopt(pid, mapping, *key, file),
+            (None, None) => binaries.open(pid, mapping),
         },
         _ => Err(OpenError::NoFile),
     };
@@ -445,12 +601,17 @@ fn unnamed_in_file(module: Arc<str>, offset: u64, build_id: Option<Arc<[u8]>>) -
 /// blazesym reports the function's own `code_info` as the call site of the first inlined
 /// function, and each inlined function's as the call site of the next, the last one
 /// holding the address's own location.
-fn frames_from_sym(sym: &Sym<'_>, module: &Arc<str>, location: &Location) -> Vec<Frame> {
-    let frame = |name: &str, inlined: bool, code_info: Option<&CodeInfo<'_>>| {
+pub(crate) fn frames_from_sym(
+    sym: &Sym<'_>,
+    module: &Arc<str>,
+    location: &Location,
+    names: &mut dyn FnMut(&str) -> Arc<str>,
+) -> Vec<Frame> {
+    let mut frame = |name: &str, inlined: bool, code_info: Option<&CodeInfo<'_>>| {
         let name: Arc<str> = if name.is_empty() {
             crate::unknown_name()
         } else {
-            name.into()
+            names(name)
         };
         Frame {
             name,
@@ -575,7 +736,7 @@ mod tests {
             build_id: None,
             offset: 0x1010,
         };
-        let frames = frames_from_sym(&sym, &Arc::from("/bin/x"), &location);
+        let frames = frames_from_sym(&sym, &Arc::from("/bin/x"), &location, &mut |n| n.into());
         let summary: Vec<_> = frames
             .iter()
             .map(|f| (&*f.name, f.inlined, f.file.as_deref(), f.line))

@@ -10,6 +10,8 @@ mod common;
 mod agent;
 // `ember record`: shares, stacks, names, targets, signals, errors.
 mod record;
+// Symbolization on a real node: process storms, mount namespaces.
+mod symbolize;
 // The sampler as a library: the drain protocol's exact accounting.
 mod sampler;
 mod ui;

@@ -155,6 +155,51 @@ impl AgentMetrics {
         );
         metric(
             &mut out,
+            "ember_binary_cache_requests_total",
+            "counter",
+            "Binary cache lookups when a mapping needs its binary, by result.",
+            &[
+                ("result=\"hit\"", y.binary_cache_hits),
+                ("result=\"miss\"", y.binary_cache_misses),
+            ],
+        );
+        metric(
+            &mut out,
+            "ember_binary_cache_evictions_total",
+            "counter",
+            "Binaries evicted from the cache to stay within --symbol-cache.",
+            &[("", y.binary_cache_evictions)],
+        );
+        metric(
+            &mut out,
+            "ember_binary_cache_stale_total",
+            "counter",
+            "Cached binaries dropped because the file changed on disk.",
+            &[("", y.binary_cache_stale)],
+        );
+        metric(
+            &mut out,
+            "ember_binary_cache_bytes",
+            "gauge",
+            "Estimated bytes held by the binary cache (symbol and DWARF section sizes of cached binaries and debug files).",
+            &[("", y.binary_cache_bytes)],
+        );
+        metric(
+            &mut out,
+            "ember_binary_cache_entries",
+            "gauge",
+            "Binaries held in the cache.",
+            &[("", y.binary_cache_entries)],
+        );
+        metric(
+            &mut out,
+            "ember_process_captures_total",
+            "counter",
+            "Short-lived process captures (maps and binaries taken at first sample or exec) adopted.",
+            &[("", y.captures_adopted)],
+        );
+        metric(
+            &mut out,
             "ember_frames_unnamed_total",
             "counter",
             "Frames left without a function name.",
@@ -183,7 +228,13 @@ mod tests {
         let mut m = AgentMetrics::default();
         m.sampler.counters[Stat::UserStackCollision as usize] = 4;
         m.windows_written = 7;
+        m.symbolizer.binary_cache_hits = 11;
+        m.symbolizer.binary_cache_evictions = 3;
+        m.symbolizer.binary_cache_bytes = 1 << 20;
         let text = m.prometheus();
+        assert!(text.contains("ember_binary_cache_requests_total{result=\"hit\"} 11"));
+        assert!(text.contains("ember_binary_cache_evictions_total 3"));
+        assert!(text.contains("ember_binary_cache_bytes 1048576"));
         assert!(text.contains("ember_samples_lost_total{reason=\"user_stack_collision\"} 4"));
         assert!(text.contains("ember_windows_written_total 7"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {

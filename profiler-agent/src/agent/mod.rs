@@ -76,6 +76,8 @@ pub struct AgentConfig {
     pub stacks_entries: u32,
     /// Where the HTTP API listens; `None` runs without it.
     pub listen: Option<SocketAddr>,
+    /// Symbolizer settings (binary cache budget, debug directories).
+    pub symbolizer: symbolizer::Config,
 }
 
 /// What the agent did, for its final log line and tests.
@@ -122,6 +124,7 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
         stacks_entries: config.stacks_entries,
     })?;
     signals::install();
+    let captures = sampler.start_captures();
     info!(
         data_dir = %config.data_dir.display(),
         frequency_hz = config.frequency_hz,
@@ -137,10 +140,13 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
     let mut window_start = crate::now_unix_ns();
     let mut window_clock = Instant::now();
     let mut aggregator = Aggregator::new(
-        symbolizer::Symbolizer::new(symbolizer::Config::default()),
+        symbolizer::Symbolizer::new(config.symbolizer.clone()),
         meta_from(window_start),
         true,
     );
+    if let Some(feed) = captures {
+        aggregator.follow_captures(feed);
+    }
     let mut pids_seen: BTreeSet<u32> = BTreeSet::new();
     let mut summary = AgentSummary::default();
     loop {

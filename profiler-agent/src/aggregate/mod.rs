@@ -12,7 +12,7 @@ use profiler_model::{Frame, FrameKind, Labels, Profile, ProfileMeta};
 use symbolizer::Symbolizer;
 
 use crate::procinfo::ProcessTable;
-use crate::sample::{RawSample, StackStatus};
+use crate::sample::{CaptureFeed, RawSample, StackStatus};
 
 /// Counters of what aggregation saw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,6 +32,10 @@ pub struct Aggregator {
     profile: Profile,
     kernel: bool,
     stats: AggregateStats,
+    /// Captures of processes announced by the sampler (`sample/events.rs`).
+    captures: Option<CaptureFeed>,
+    /// Processes captured since the last `forget_exited`, to forget once they exit.
+    captured: std::collections::BTreeSet<u32>,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -61,11 +65,29 @@ impl Aggregator {
             profile: Profile::new(meta),
             kernel,
             stats: AggregateStats::default(),
+            captures: None,
+            captured: std::collections::BTreeSet::new(),
+        }
+    }
+
+    /// Adopts, before each drain is symbolized, the captures `feed` delivers, so processes
+    /// that exited since they were sampled are still named.
+    pub fn follow_captures(&mut self, feed: CaptureFeed) {
+        self.captures = Some(feed);
+    }
+
+    /// Hands every capture received so far to the symbolizer.
+    fn adopt_captures(&mut self) {
+        let Some(feed) = &self.captures else { return };
+        while let Ok(capture) = feed.captures.try_recv() {
+            self.captured.insert(capture.pid());
+            self.symbolizer.add_capture(capture);
         }
     }
 
     /// Symbolizes a drain and adds it to the profile.
     pub fn add(&mut self, samples: &[RawSample]) {
+        self.adopt_captures();
         // (pid, leaf-first addresses) -> root-first frames, for this drain only.
         let mut user_cache: HashMap<(u32, &[u64]), Arc<[Frame]>> = HashMap::new();
         let mut kernel_cache: HashMap<&[u64], Arc<[Frame]>> = HashMap::new();
@@ -158,8 +180,10 @@ impl Aggregator {
     pub fn forget_exited(&mut self, seen: impl IntoIterator<Item = u32>) {
         let mut gone: std::collections::BTreeSet<u32> =
             self.processes.retain_live().into_iter().collect();
+        let captured = std::mem::take(&mut self.captured);
         gone.extend(
             seen.into_iter()
+                .chain(captured)
                 .filter(|&pid| pid != 0 && !crate::procinfo::process_exists(pid)),
         );
         for pid in gone {

@@ -73,6 +73,8 @@ pub struct Sampler {
     targets: HashMap<MapData, u32, u32>,
     pub(super) cpus: Vec<u32>,
     pub(super) last_drain: std::time::Instant,
+    /// Process announcements for symbolizer captures (`events.rs`).
+    pub(super) proc_events: Option<super::events::ProcEvents>,
 }
 
 impl std::fmt::Debug for Sampler {
@@ -253,6 +255,8 @@ impl Sampler {
                 .map_err(|e| program_error(FORK_PROGRAM, e))?;
         }
 
+        let proc_events = super::events::setup(&mut ebpf);
+
         let cpus = aya::util::online_cpus().map_err(|(what, e)| {
             SampleError::ebpf(format!("reading the online CPUs ({what})"), e)
         })?;
@@ -298,6 +302,7 @@ impl Sampler {
             targets,
             cpus,
             last_drain: std::time::Instant::now(),
+            proc_events,
         })
     }
 

@@ -17,10 +17,12 @@
 
 mod drain;
 mod error;
+mod events;
 mod loader;
 
 pub use drain::{RawSample, StackStatus};
 pub use error::SampleError;
+pub use events::{CaptureFeed, ProcEvents};
 pub use loader::{Sampler, SamplerConfig, Target};
 
 /// Loss and activity counters summed over all CPUs, as the program counted them.

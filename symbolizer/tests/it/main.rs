@@ -12,3 +12,8 @@ mod kernel;
 mod processes;
 // This test process's own Rust functions, data and vDSO; garbage addresses.
 mod own;
+// Real-node cases: rebuilt binaries, the byte-bounded cache, mount namespaces, split
+// debug info, Go, Node.js JIT frames, malformed inputs.
+mod real;
+// 1,000 addresses against llvm-symbolizer-22.
+mod agree;

@@ -55,7 +55,7 @@ pub fn fixtures(test: &str) -> Option<&'static Fixtures> {
     }
 }
 
-const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fixtures");
+pub const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fixtures");
 
 fn build_fixtures() -> Result<Fixtures, String> {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("symbolizer-fixtures");
@@ -91,7 +91,7 @@ fn build_fixtures() -> Result<Fixtures, String> {
 
 /// Compiles `src` to `out`, through a temporary name so that concurrent test runs never
 /// execute a half-written binary.
-fn compile(compiler: &str, src: &str, out: &Path, flags: &[&str]) -> Result<PathBuf, String> {
+pub fn compile(compiler: &str, src: &str, out: &Path, flags: &[&str]) -> Result<PathBuf, String> {
     let tmp = out.with_extension(format!("tmp{}", std::process::id()));
     let status = Command::new(compiler)
         .args(flags)

@@ -1,0 +1,225 @@
+//! Process announcements from the eBPF program, turned into symbolizer captures before
+//! short-lived processes vanish.
+//!
+//! The program puts a process's tgid into the `PROC_EVENTS` ring buffer on its first
+//! sample (tracked in the `SEEN_TGIDS` LRU map) and on every exec (`ember_exec`, a
+//! `sched/sched_process_exec` tracepoint). A thread started by [`ProcEvents::spawn`] sleeps
+//! in `poll(2)` on the ring buffer, and for each announced process immediately takes a
+//! [`ProcessCapture`] (its maps and the opened files of its executable mappings, about
+//! 100 µs) and sends it down a channel. The aggregator adopts the captures before each
+//! drain is symbolized (`Aggregator::follow_captures`), so a process that lived for 20 ms
+//! is named from what was captured while it ran.
+//!
+//! Everything here is best effort: an object without these maps (an older build), a
+//! failed attach or a full ring only means short-lived processes may stay unnamed, which
+//! is logged once and counted in the symbolizer's stats.
+
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use aya::Ebpf;
+use aya::maps::{MapData, RingBuf};
+use aya::programs::TracePoint;
+use symbolizer::ProcessCapture;
+
+use super::Sampler;
+
+/// Name of the ring buffer of announced tgids (`u32` records).
+pub const PROC_EVENTS_MAP: &str = "PROC_EVENTS";
+
+/// Name of the `sched/sched_process_exec` tracepoint program.
+pub const EXEC_PROGRAM: &str = "ember_exec";
+
+/// The ring buffer of process announcements, before its reader thread starts.
+pub struct ProcEvents {
+    ring: RingBuf<MapData>,
+}
+
+impl std::fmt::Debug for ProcEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcEvents").finish_non_exhaustive()
+    }
+}
+
+/// Attaches the exec tracepoint and takes the ring buffer; `None` (logged) if the object
+/// has neither.
+pub(super) fn setup(ebpf: &mut Ebpf) -> Option<ProcEvents> {
+    let Some(map) = ebpf.take_map(PROC_EVENTS_MAP) else {
+        tracing::warn!(
+            "the eBPF object has no `{PROC_EVENTS_MAP}` map: short-lived processes may stay unnamed"
+        );
+        return None;
+    };
+    let ring = match RingBuf::try_from(map) {
+        Ok(ring) => ring,
+        Err(err) => {
+            tracing::warn!(error = %err, "`{PROC_EVENTS_MAP}` is not a ring buffer");
+            return None;
+        }
+    };
+    let exec: Option<&mut TracePoint> = ebpf
+        .program_mut(EXEC_PROGRAM)
+        .and_then(|p| p.try_into().ok());
+    match exec {
+        Some(exec) => {
+            if let Err(err) = exec
+                .load()
+                .and_then(|()| exec.attach("sched", "sched_process_exec").map(|_| ()))
+            {
+                tracing::warn!(error = %err, "cannot attach `{EXEC_PROGRAM}`: processes are captured at their first sample only");
+            }
+        }
+        None => tracing::warn!("the eBPF object has no `{EXEC_PROGRAM}` program"),
+    }
+    Some(ProcEvents { ring })
+}
+
+impl Sampler {
+    /// The process announcements, once: start their capture thread with
+    /// [`ProcEvents::spawn`].
+    pub fn take_proc_events(&mut self) -> Option<ProcEvents> {
+        self.proc_events.take()
+    }
+
+    /// Starts capturing announced processes (see the module documentation); `None`,
+    /// logged, when that is not possible, or when the environment variable
+    /// `EMBER_CAPTURES=off` asks not to (for measuring what captures are worth).
+    pub fn start_captures(&mut self) -> Option<CaptureFeed> {
+        if std::env::var_os("EMBER_CAPTURES").is_some_and(|v| v == "off") {
+            tracing::info!("EMBER_CAPTURES=off: short-lived processes are not captured");
+            return None;
+        }
+        match self.take_proc_events()?.spawn() {
+            Ok(feed) => Some(feed),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot start the capture thread: short-lived processes may stay unnamed");
+                None
+            }
+        }
+    }
+}
+
+/// Delays after an announcement at which a process is captured again, if it still lives:
+/// a process announced at exec, or sampled while still in its dynamic loader, maps its
+/// libraries a millisecond or so later. A follow-up is only sent on when the process has
+/// more executable mappings than at its previous capture.
+const FOLLOW_UPS: [Duration; 3] = [
+    Duration::from_millis(2),
+    Duration::from_millis(8),
+    Duration::from_millis(30),
+];
+
+fn capture_loop(ring: &mut RingBuf<MapData>, tx: &Sender<ProcessCapture>, stop: &AtomicBool) {
+    let fd = ring.as_raw_fd();
+    // (due, pid, follow-up index, exec mappings at the last capture sent)
+    let mut pending: Vec<(Instant, u32, usize, usize)> = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let timeout = pending
+            .iter()
+            .map(|p| p.0.saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::from_millis(100))
+            .min(Duration::from_millis(100));
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(100);
+        // SAFETY: one valid pollfd for the duration of the call.
+        let ready = unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
+        if ready < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                tracing::warn!(error = %err, "polling process announcements failed; captures stop");
+                return;
+            }
+        }
+        let mut announced = Vec::new();
+        while let Some(item) = ring.next() {
+            if let Some(bytes) = item.get(..4) {
+                let mut raw = [0; 4];
+                raw.copy_from_slice(bytes);
+                announced.push(u32::from_ne_bytes(raw));
+            }
+        }
+        let now = Instant::now();
+        for pid in announced {
+            pending.retain(|p| p.1 != pid);
+            match ProcessCapture::take(pid) {
+                Ok(capture) => {
+                    pending.push((now + FOLLOW_UPS[0], pid, 0, capture.exec_mappings()));
+                    if tx.send(capture).is_err() {
+                        return;
+                    }
+                }
+                Err(err) => {
+                    tracing::trace!(pid, error = %err, "process gone before capture");
+                }
+            }
+        }
+        let mut i = 0;
+        while i < pending.len() {
+            let (due, pid, step, seen) = pending[i];
+            if due > now {
+                i += 1;
+                continue;
+            }
+            pending.swap_remove(i);
+            let Ok(capture) = ProcessCapture::take(pid) else {
+                continue;
+            };
+            let exec = capture.exec_mappings();
+            if let Some(delay) = FOLLOW_UPS.get(step + 1) {
+                pending.push((now + *delay, pid, step + 1, exec.max(seen)));
+            }
+            if exec > seen && tx.send(capture).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Captures flowing from the capture thread; stops and joins it when dropped.
+#[derive(Debug)]
+pub struct CaptureFeed {
+    /// Captures in the order they were taken.
+    pub captures: Receiver<ProcessCapture>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Drop for CaptureFeed {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl ProcEvents {
+    /// Starts the thread that captures every announced process.
+    ///
+    /// # Errors
+    /// When the thread cannot be spawned.
+    pub fn spawn(self) -> std::io::Result<CaptureFeed> {
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_thread = Arc::clone(&stop);
+        let mut ring = self.ring;
+        let handle = std::thread::Builder::new()
+            .name("ember-capture".into())
+            .spawn(move || capture_loop(&mut ring, &tx, &stop_thread))?;
+        Ok(CaptureFeed {
+            captures: rx,
+            stop,
+            handle: Some(handle),
+        })
+    }
+}
