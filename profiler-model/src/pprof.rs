@@ -1173,6 +1173,43 @@ mod tests {
         );
     }
 
+    /// Folded text → pprof → folded text gives back the same lines, for pseudo-random
+    /// stacks over names with kernel and inlined suffixes, recursion and inlined roots.
+    #[test]
+    fn folded_to_pprof_to_folded_keeps_every_stack_and_count() {
+        const NAMES: [&str; 9] = [
+            "main",
+            "work",
+            "fn_a",
+            "fn_b",
+            "mix_[i]",
+            "inner_[i]",
+            "[unknown]",
+            "do_syscall_64_[k]",
+            "libc.so.6+0x1f00",
+        ];
+        let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut want: BTreeMap<String, u64> = BTreeMap::new();
+        for _ in 0..2_000 {
+            let depth = 1 + next(8);
+            let stack: Vec<&str> = (0..depth).map(|_| NAMES[next(9) as usize]).collect();
+            *want.entry(stack.join(";")).or_insert(0) += 1 + next(1_000);
+        }
+        let text: String = want.iter().map(|(s, c)| format!("{s} {c}\n")).collect();
+        let parsed = folded::parse(text.as_bytes()).unwrap();
+        let back = round_trip(&parsed);
+        let got = folded::lines(&back, folded::Options::default().with_root(Root::None));
+        assert_eq!(got.len(), want.len());
+        assert_eq!(got, want);
+        assert_eq!(back.total(), want.values().sum::<u64>());
+    }
+
     #[test]
     fn uncompressed_input_decodes_too_and_output_is_deterministic() {
         let p = rich_profile();
