@@ -115,7 +115,7 @@ pub fn to_json(profile: &Profile, name: &str) -> Value {
         })
         .collect();
     // Largest process first: speedscope opens `activeProfileIndex` (0).
-    profiles.sort_by(|a, b| b.0.cmp(&a.0));
+    profiles.sort_by_key(|p| std::cmp::Reverse(p.0));
     json!({
         "$schema": SCHEMA_URL,
         "name": name,
