@@ -346,10 +346,11 @@ pub fn table(diffs: &[FunctionDiff], base_total: u64, new_total: u64, top: usize
         out.push_str("  no function's share changed\n");
         return out;
     }
+    out.push_str("  ------- self share -------   ------- total share ------\n");
     let _ = writeln!(
         out,
         "  {:>8} {:>8} {:>8}   {:>8} {:>8} {:>8}   function",
-        "self", "", "change", "total", "", "change"
+        "base", "new", "change", "base", "new", "change"
     );
     for d in changed {
         let _ = writeln!(
