@@ -199,7 +199,7 @@ pub enum OutputFormat {
     Svg,
     /// gzip-compressed pprof `profile.proto` (go tool pprof, Pyroscope, Parca).
     Pprof,
-    /// speedscope JSON (https://www.speedscope.app).
+    /// speedscope JSON, for the speedscope.app viewer.
     Speedscope,
 }
 
@@ -428,9 +428,9 @@ pub struct DiffArgs {
     #[arg(long, value_name = "POINTS%", value_parser = crate::diff::parse_points, help_heading = "Gates")]
     pub fail_on_regression: Option<f64>,
 
-    /// Exit 1 when FUNC's total share grows by more than POINTS percentage points, e.g.
-    /// 'fn_b>+5%'. Repeatable.
-    #[arg(long, value_name = "FUNC>+POINTS%", value_parser = crate::diff::parse_gate, help_heading = "Gates")]
+    /// Exit 1 when a named function's total share grows too much: GATE is
+    /// 'FUNC>+POINTS%', e.g. 'fn_b>+5%' (more than 5 percentage points). Repeatable.
+    #[arg(long, value_name = "GATE", value_parser = crate::diff::parse_gate, help_heading = "Gates")]
     pub fail_on: Vec<crate::diff::FunctionGate>,
 }
 
