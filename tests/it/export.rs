@@ -497,3 +497,81 @@ fn a_live_agent_exports_through_its_api_and_its_store_while_writing() {
     let status = agent.wait().unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn record_writes_pprof_and_speedscope_too() {
+    let Some(_p) = privileged("record_writes_pprof_and_speedscope_too") else {
+        return;
+    };
+    let dir = tempdir();
+    let pb = dir.path().join("split.pb.gz");
+    let json = dir.path().join("split.speedscope.json");
+    for out in [&pb, &json] {
+        let status = ember()
+            .args(["record", "-q", "-F", "499", "-o"])
+            .arg(out)
+            .arg("--")
+            .arg(example("split"))
+            .arg("2")
+            .stderr(Stdio::null())
+            .status()
+            .expect("running ember record");
+        assert!(status.success(), "{}", out.display());
+    }
+
+    // pprof: the split, with binaries, build-ids, source lines and labels.
+    let p = pprof::decode(&std::fs::read(&pb).expect("reading the pprof")[..])
+        .expect("record's pprof decodes");
+    let count = |name: &str| -> u64 {
+        p.stacks()
+            .filter(|s| s.frames.iter().any(|&f| &*p.frame(f).name == name))
+            .map(|s| s.count)
+            .sum()
+    };
+    let (a, b) = (count("fn_a"), count("fn_b"));
+    let split = a as f64 / (a + b) as f64;
+    eprintln!("record pprof: {} samples, fn_a {a}, fn_b {b}", p.total());
+    assert!(a + b > 200, "fn_a {a} fn_b {b}");
+    assert!(
+        (split - 0.70).abs() < 0.08,
+        "fn_a / (fn_a + fn_b) = {split}"
+    );
+    let fn_a = p
+        .frames()
+        .iter()
+        .find(|f| &*f.name == "fn_a")
+        .expect("fn_a is a frame");
+    assert!(
+        fn_a.file.as_deref().is_some_and(|f| f.ends_with("split.c")),
+        "{fn_a:?}"
+    );
+    assert!(fn_a.line.is_some(), "{fn_a:?}");
+    assert!(
+        matches!(&fn_a.location, Location::File { build_id: Some(id), offset } if !id.is_empty() && *offset > 0),
+        "{fn_a:?}"
+    );
+    assert!(
+        p.label_sets()
+            .iter()
+            .all(|l| l.get(keys::COMM) == Some("split"))
+    );
+    assert_eq!(p.meta.frequency_hz, 499);
+
+    // speedscope: schema-valid, one process, fn_a with its source line.
+    validate_speedscope(&json);
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("reading the JSON")).expect("JSON");
+    assert_eq!(doc["profiles"].as_array().map(Vec::len), Some(1));
+    assert!(
+        doc["profiles"][0]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("split (pid "))
+    );
+    assert!(
+        doc["shared"]["frames"]
+            .as_array()
+            .expect("frames")
+            .iter()
+            .any(|f| f["name"] == "fn_a" && f["line"].is_number())
+    );
+}
