@@ -9,8 +9,8 @@
 //!    the store runs in WAL mode, so this reads a consistent snapshot while an agent keeps
 //!    writing) or from a running agent's HTTP API ([`Source::Agent`], `GET /api/v1/profile`
 //!    as pprof, which keeps labels, modules, files, lines and addresses).
-//! 2. Transformations of the fetched profile (idle task removal today) happen in [`run`]
-//!    between the two, one profile in and one out; a re-symbolization step belongs there.
+//! 2. `transform`: one profile in, one out (idle task removal today); a re-symbolization
+//!    step belongs there, between fetching and writing.
 //! 3. [`write_profile`] to a file or stdout.
 
 pub mod http;
@@ -153,10 +153,7 @@ impl ExportConfig {
 /// # Errors
 /// [`ExportError`] naming what could not be read or written.
 pub fn run(config: &ExportConfig) -> Result<Profile, ExportError> {
-    let mut profile = fetch(config)?;
-    if !config.include_idle {
-        profile = profile.without_idle();
-    }
+    let profile = transform(fetch(config)?, config);
     if profile.is_empty() {
         return Err(ExportError::NoSamples {
             from: unix_seconds(config.from_unix_ns),
@@ -223,6 +220,17 @@ pub fn fetch(config: &ExportConfig) -> Result<Profile, ExportError> {
                 source,
             })
         }
+    }
+}
+
+/// Turns the fetched profile into the one written: one profile in, one out. Each step is a
+/// pure function of the profile and the configuration, so steps such as re-symbolizing
+/// frames from their stored locations slot in here without touching fetching or writing.
+fn transform(profile: Profile, config: &ExportConfig) -> Profile {
+    if config.include_idle {
+        profile
+    } else {
+        profile.without_idle()
     }
 }
 
