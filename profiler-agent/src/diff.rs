@@ -419,11 +419,16 @@ pub fn run(config: &DiffConfig) -> Result<DiffOutcome, DiffError> {
     let new = load(&config.new)?;
     let diffs = changes(&base, &new);
     let failures = config.gates.check(&diffs)?;
-    let lines = analysis::diff_folded(
-        &base,
-        &new,
-        folded::Options::default().with_root(folded::Root::None),
-    );
+    // The three-column lines are only built when an output needs them.
+    let lines = if config.folded.is_some() || config.svg.is_some() {
+        analysis::diff_folded(
+            &base,
+            &new,
+            folded::Options::default().with_root(folded::Root::None),
+        )
+    } else {
+        Vec::new()
+    };
     if let Some(path) = &config.folded {
         write_to(path, |w| {
             w.write_all(analysis::diff_folded_text(&lines).as_bytes())
