@@ -418,14 +418,9 @@ fn write_output(
         folded: folded::Options::default().with_no_kernel(!config.kernel),
     };
     crate::export::write_file(&config.output, config.format, profile, &options).map_err(
-        |e| match e {
-            crate::export::ExportError::Write { path, source } => {
-                RecordError::Write { path, source }
-            }
-            other => RecordError::Write {
-                path: config.output.clone(),
-                source: io::Error::other(other.to_string()),
-            },
+        |source| RecordError::Write {
+            path: config.output.clone(),
+            source,
         },
     )?;
     if config.output != Path::new("-") {

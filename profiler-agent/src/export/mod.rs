@@ -180,7 +180,12 @@ pub fn run(config: &ExportConfig) -> Result<Profile, ExportError> {
         ),
         folded: folded::Options::default().with_no_kernel(!config.kernel),
     };
-    write_file(&config.output, config.format, &profile, &options)?;
+    write_file(&config.output, config.format, &profile, &options).map_err(|source| {
+        ExportError::Write {
+            path: config.output.clone(),
+            source,
+        }
+    })?;
     Ok(profile)
 }
 
@@ -309,24 +314,20 @@ fn strip_kernel(profile: &Profile) -> Profile {
 /// Writes `profile` to `path` (`-` for stdout) in `format`.
 ///
 /// # Errors
-/// [`ExportError::Write`] naming the path.
+/// Creating or writing the file; the caller names the path.
 pub fn write_file(
     path: &Path,
     format: OutputFormat,
     profile: &Profile,
     options: &WriteOptions,
-) -> Result<(), ExportError> {
-    let write_err = |source| ExportError::Write {
-        path: path.to_owned(),
-        source,
-    };
+) -> io::Result<()> {
     let mut out: Box<dyn Write> = if path == Path::new("-") {
         Box::new(BufWriter::new(io::stdout().lock()))
     } else {
-        Box::new(BufWriter::new(File::create(path).map_err(write_err)?))
+        Box::new(BufWriter::new(File::create(path)?))
     };
-    write_profile(profile, format, options, &mut out).map_err(write_err)?;
-    out.flush().map_err(write_err)
+    write_profile(profile, format, options, &mut out)?;
+    out.flush()
 }
 
 #[cfg(test)]
