@@ -185,6 +185,7 @@ Examples:
   ember record --pid 1234 --duration 30s      profile a running process for 30 seconds
   ember record --all -d 10s -o node.svg       profile every process for 10 seconds
   ember record --all -o - | grep my_function  folded stacks on stdout, until Ctrl-C
+  ember record -p 1234 -d 30s -o cpu.pb.gz    pprof for go tool pprof (.json: speedscope)
 
 Exit status: with a command, the command's own status; otherwise 0 when a profile was
 written and 1 on error. Ctrl-C (SIGINT) and SIGTERM stop recording and still write the
