@@ -436,12 +436,22 @@ fn a_live_agent_exports_through_its_api_and_its_store_while_writing() {
         let f = Folded::read(&folded);
         let (a, b) = (f.share("fn_a"), f.share("fn_b"));
         eprintln!("{name}: {} samples, fn_a {a:.3}, fn_b {b:.3}", f.total());
+        let mut others: Vec<_> = f
+            .lines
+            .iter()
+            .filter(|(l, _)| !l.contains(";fn_a") && !l.contains(";fn_b"))
+            .collect();
+        others.sort_by_key(|(_, c)| std::cmp::Reverse(**c));
+        for (line, count) in others.iter().take(3) {
+            eprintln!("{name}:   other stack {count}: {line}");
+        }
         // 5 s at 99 Hz is ~495 samples on an idle CPU; other work on the machine lowers
         // it. At 150 samples one standard deviation of a 70/30 split is 3.7 points.
         assert!(f.total() >= 150, "{name}: {} samples", f.total());
-        // The split is fn_a : fn_b = 70 : 30; the rest (start-up, exit, interrupts on a
-        // busy machine) is small.
-        assert!(a + b > 0.85, "{name}: fn_a + fn_b {}", a + b);
+        // The split is fn_a : fn_b = 70 : 30. The rest is start-up and exit, and samples
+        // the agent drained after split had exited: it cannot name those any more
+        // (`[unknown]`), up to one drain interval (1 s) of the 5 s run.
+        assert!(a + b > 0.6, "{name}: fn_a + fn_b {}", a + b);
         let split = a / (a + b);
         assert!(
             (split - 0.70).abs() < 0.09,
