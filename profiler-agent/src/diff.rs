@@ -156,8 +156,8 @@ pub fn parse_gate(s: &str) -> Result<FunctionGate, String> {
 
 /// Reads a profile file, folded or pprof, into a label-less profile of its folded lines.
 ///
-/// pprof is recognised by the gzip magic or by binary content (control bytes, invalid
-/// UTF-8); anything else is read as folded stacks.
+/// pprof is recognised by the gzip magic or by binary content (control bytes other than
+/// whitespace in the first 4 KiB); anything else is read as folded stacks.
 ///
 /// # Errors
 /// [`DiffError`] naming the file, and for folded input the line.
@@ -206,9 +206,10 @@ pub fn load(path: &Path) -> Result<Profile, DiffError> {
     Ok(profile)
 }
 
+/// gzip, or control bytes other than whitespace near the start (a protobuf's field tags and
+/// lengths): text in any encoding is read as folded stacks.
 fn looks_binary(data: &[u8]) -> bool {
     data.starts_with(&[0x1f, 0x8b])
-        || std::str::from_utf8(data).is_err()
         || data
             .iter()
             .take(4096)
@@ -492,6 +493,38 @@ mod tests {
 
     fn find<'a>(diffs: &'a [FunctionDiff], name: &str) -> &'a FunctionDiff {
         diffs.iter().find(|d| d.name == name).unwrap()
+    }
+
+    #[test]
+    fn inputs_are_told_apart_by_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let folded_profile = folded("app;main;fn_a 3\napp;main;fn_b 1\n");
+        let raw = pprof::encode_uncompressed(&folded_profile);
+        let mut gz = Vec::new();
+        pprof::encode(&folded_profile, &mut gz).unwrap();
+        // Latin-1 text is still folded stacks, not a broken pprof.
+        let latin1 = b"app;caf\xe9 5\n".to_vec();
+        for (name, data, total) in [
+            ("raw.folded", raw, 4),
+            ("gz.txt", gz, 4),
+            ("latin1.folded", latin1, 0),
+        ] {
+            let path = dir.path().join(name);
+            fs::write(&path, data).unwrap();
+            match load(&path) {
+                Ok(p) => {
+                    assert_eq!(p.total(), total, "{name}");
+                    let lines =
+                        folded::lines(&p, folded::Options::default().with_root(folded::Root::None));
+                    assert_eq!(lines.get("app;main;fn_a"), Some(&3), "{name}");
+                }
+                Err(e) => {
+                    assert_eq!(name, "latin1.folded");
+                    let msg = e.to_string();
+                    assert!(msg.contains("is not valid folded stacks"), "{msg}");
+                }
+            }
+        }
     }
 
     #[test]
