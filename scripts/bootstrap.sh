@@ -3,7 +3,8 @@
 #   - nightly Rust with rust-src (the eBPF crate is built with -Z build-std=core)
 #   - llvm-22-dev and bpf-linker (links the eBPF object)
 #   - with --test: what the test suite needs beyond that (perf, go for `go tool pprof`,
-#     chromium + playwright-core for the browser tests, llvm-22 for llvm-symbolizer)
+#     chromium + playwright-core for the browser tests, llvm-22 for llvm-symbolizer,
+#     speedscope + ajv to validate speedscope exports against speedscope's schema)
 # Safe to run again: every step checks first.
 set -euo pipefail
 
@@ -11,7 +12,7 @@ want_test=0
 for arg in "$@"; do
   case "$arg" in
     --test) want_test=1 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "bootstrap: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -66,6 +67,10 @@ if [ $want_test -eq 1 ]; then
   if [ ! -d "$(dirname "$0")/../tests/browser/node_modules/playwright-core" ]; then
     say "installing playwright-core for the browser tests"
     (cd "$(dirname "$0")/../tests/browser" && npm install --no-audit --no-fund --silent)
+  fi
+  if [ ! -d "$(dirname "$0")/../tests/speedscope/node_modules/speedscope" ]; then
+    say "installing speedscope + ajv for the speedscope schema test"
+    (cd "$(dirname "$0")/../tests/speedscope" && npm ci --no-audit --no-fund --silent)
   fi
 fi
 say "toolchain ready"

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use profiler_model::LabelFilter;
 
 /// Ember: a node-wide continuous CPU profiler.
 ///
@@ -48,6 +49,14 @@ pub enum Command {
     /// Sample every process continuously and keep the profiles on disk, window by window.
     #[command(after_help = AGENT_EXAMPLES)]
     Agent(AgentArgs),
+    /// Write the stored profile of a time range as folded stacks, pprof, an SVG or speedscope
+    /// JSON, from the agent's store on disk or through a running agent's API.
+    #[command(after_help = EXPORT_EXAMPLES)]
+    Export(ExportArgs),
+    /// Compare two profiles (folded or pprof): a differential flame graph, the functions
+    /// whose share changed most, and regression gates for CI.
+    #[command(after_help = DIFF_EXAMPLES)]
+    Diff(DiffArgs),
 }
 
 const AGENT_EXAMPLES: &str = "\
@@ -186,18 +195,23 @@ Examples:
   ember record --pid 1234 --duration 30s      profile a running process for 30 seconds
   ember record --all -d 10s -o node.svg       profile every process for 10 seconds
   ember record --all -o - | grep my_function  folded stacks on stdout, until Ctrl-C
+  ember record -p 1234 -d 30s -o cpu.pb.gz    pprof for go tool pprof (.json: speedscope)
 
 Exit status: with a command, the command's own status; otherwise 0 when a profile was
 written and 1 on error. Ctrl-C (SIGINT) and SIGTERM stop recording and still write the
 output.";
 
-/// Output formats of `ember record`.
+/// Output formats of `ember record` and `ember export`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     /// Folded stacks (`comm;main;work;fn_a 42`), what inferno and flamegraph.pl read.
     Folded,
     /// An interactive flame graph SVG (inferno).
     Svg,
+    /// gzip-compressed pprof `profile.proto` (go tool pprof, Pyroscope, Parca).
+    Pprof,
+    /// speedscope JSON, for the speedscope.app viewer.
+    Speedscope,
 }
 
 /// `ember record`.
@@ -252,13 +266,183 @@ pub struct RecordArgs {
     #[arg(short, long, default_value = "ember.svg", help_heading = "Output")]
     pub output: PathBuf,
 
-    /// Output format; by default taken from the output's extension (.svg, .folded, .txt).
+    /// Output format; by default taken from the output's extension (.svg, .folded, .txt,
+    /// .pb.gz/.pprof, .json).
     #[arg(short, long, value_enum, help_heading = "Output")]
     pub format: Option<OutputFormat>,
 
     /// Drain interval and kernel map sizes.
     #[command(flatten)]
     pub drain: DrainArgs,
+}
+
+const EXPORT_EXAMPLES: &str = "\
+Examples:
+  ember export --from -1h -o last-hour.pb.gz                 pprof of the last hour (all processes)
+  ember export --from -15m --filter comm=my-server -o ci.folded
+  ember export --from 2026-11-26T06:00:00Z --to 2026-11-26T07:00:00Z -f speedscope -o p.json
+  ember export --agent http://10.0.0.7:7070 --filter container=4f8a1c2b3d4e -o c.svg
+
+Times: `now`, `now-15m` or `-15m` (units s, m, h, d), RFC 3339, or unix seconds.
+--filter: comma-separated label=value (comm, pid, tid, container, pod_uid, ...); different
+names must all match, a repeated name is an alternative. The store is read while an agent
+keeps writing it. Exit status: 0 when a profile was written, 1 on error (no store, no
+samples in the range, agent unreachable), 2 for bad arguments.";
+
+/// Where `ember export` reads, what it selects, and what it writes.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Start of the range (inclusive).
+    #[arg(
+        long,
+        default_value = "now-15m",
+        value_name = "TIME",
+        value_parser = parse_time_arg,
+        allow_hyphen_values = true,
+        help_heading = "Selection"
+    )]
+    pub from: TimeArg,
+
+    /// End of the range (exclusive).
+    #[arg(
+        long,
+        default_value = "now",
+        value_name = "TIME",
+        value_parser = parse_time_arg,
+        allow_hyphen_values = true,
+        help_heading = "Selection"
+    )]
+    pub to: TimeArg,
+
+    /// Keep only samples whose labels match, e.g. `comm=nginx,pid=1234` or
+    /// `container=4f8a1c2b3d4e`.
+    #[arg(long, value_name = "LABEL=VALUE,...", value_parser = parse_filter_arg, help_heading = "Selection")]
+    pub filter: Option<LabelFilter>,
+
+    /// Keep the idle task (`swapper`, pid 0); it is left out by default.
+    #[arg(long, help_heading = "Selection")]
+    pub include_idle: bool,
+
+    /// Leave kernel frames out.
+    #[arg(long, help_heading = "Selection")]
+    pub no_kernel: bool,
+
+    /// Directory of the agent's store (read directly; nothing is written to it).
+    #[arg(
+        long,
+        env = "EMBER_DATA_DIR",
+        default_value = "/var/lib/ember",
+        help_heading = "Source"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Ask a running agent's HTTP API instead of reading the store (http://HOST:PORT).
+    /// --data-dir is ignored when this is given.
+    #[arg(long, value_name = "URL", help_heading = "Source")]
+    pub agent: Option<String>,
+
+    /// Where to write the profile; `-` is stdout.
+    #[arg(short, long, default_value = "-", help_heading = "Output")]
+    pub output: PathBuf,
+
+    /// Output format; by default taken from the output's extension (.folded, .svg,
+    /// .pb.gz/.pprof, .json), folded on stdout.
+    #[arg(short, long, value_enum, help_heading = "Output")]
+    pub format: Option<OutputFormat>,
+}
+
+/// A point in time, nanoseconds since the Unix epoch, as `--from`/`--to` give it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeArg(pub u64);
+
+/// Parses `now`, `now-15m`, `-15m`, RFC 3339 or unix seconds (the HTTP API's syntax, plus the
+/// `-15m` shorthand).
+///
+/// # Errors
+/// A message that says what a valid time looks like.
+pub fn parse_time_arg(s: &str) -> Result<TimeArg, String> {
+    let t = s.trim();
+    let expanded;
+    let t = if t.starts_with('-') {
+        expanded = format!("now{t}");
+        expanded.as_str()
+    } else {
+        t
+    };
+    web::api::time::parse_time(t, crate::now_unix_ns()).map(TimeArg)
+}
+
+/// Parses a label filter; `container` is accepted for the agent's `container_id` label.
+///
+/// # Errors
+/// The filter's own message, naming the bad part.
+pub fn parse_filter_arg(s: &str) -> Result<LabelFilter, String> {
+    let s: Vec<String> = s
+        .split(',')
+        .map(|part| {
+            let t = part.trim_start();
+            match t.strip_prefix("container") {
+                Some(rest) if rest.trim_start().starts_with('=') => format!("container_id{rest}"),
+                _ => part.to_owned(),
+            }
+        })
+        .collect();
+    LabelFilter::parse(&s.join(",")).map_err(|e| e.to_string())
+}
+
+const DIFF_EXAMPLES: &str = "\
+Examples:
+  ember diff main.folded pr.folded                      the functions whose share changed most
+  ember diff base.pb.gz new.pb.gz --svg diff.svg        differential flame graph (red grew)
+  ember diff base.folded new.folded --fail-on-regression 5%
+  ember diff base.folded new.folded --fail-on 'parse_request>+2%' --fail-on 'fn_b>+5%'
+
+Inputs are folded stacks (`a;b;c 42` lines) or pprof (gzip or not), told apart by content.
+Shares are fractions of each profile's own total, so captures of different lengths compare:
+a function with 30 of 100 samples in BASE and 60 of 200 in NEW has not changed.
+\"5%\" always means 5 percentage points of all samples: a share going from 30% to 35.1%
+grows by 5.1 points and trips a 5% gate; 30% to 34% does not. A gate trips when growth is
+strictly greater than its limit. --fail-on-regression checks every function's SELF share
+(samples in its own code); --fail-on 'FUNC>+P%' checks FUNC's TOTAL share (it and all it
+calls). FUNC is a name as folded stacks show it (kernel functions end in _[k]).
+Sampling noise on a share p of n samples is about sqrt(p(1-p)/n): 2 points at n=500.
+
+Exit status: 0 no gate tripped, 1 a gate tripped (each is explained on stderr),
+2 bad arguments or unreadable input (the file, and line for folded input, is named).";
+
+/// `ember diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The baseline profile (folded stacks or pprof).
+    #[arg(value_name = "BASE")]
+    pub base: PathBuf,
+
+    /// The profile compared with it (folded stacks or pprof).
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+
+    /// Write a differential flame graph SVG: widths are NEW, red frames grew, blue shrank.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub svg: Option<PathBuf>,
+
+    /// Write the three-column differential folded file (`stack base new`, BASE scaled to
+    /// NEW's total), what inferno-flamegraph and flamegraph.pl read.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub folded: Option<PathBuf>,
+
+    /// Rows of the table of changed functions on stdout (0 for none).
+    #[arg(long, default_value_t = 20, value_name = "N", help_heading = "Output")]
+    pub top: usize,
+
+    /// Exit 1 when any function's self share grows by more than this many percentage
+    /// points (`5%`, `0.5%`; the % is optional).
+    #[arg(long, value_name = "POINTS%", value_parser = crate::diff::parse_points, help_heading = "Gates")]
+    pub fail_on_regression: Option<f64>,
+
+    /// Exit 1 when a named function's total share grows too much: GATE is
+    /// 'FUNC>+POINTS%', e.g. 'fn_b>+5%' (more than 5 percentage points). Repeatable.
+    #[arg(long, value_name = "GATE", value_parser = crate::diff::parse_gate, help_heading = "Gates")]
+    pub fail_on: Vec<crate::diff::FunctionGate>,
 }
 
 /// Parses `30s`, `500ms`, `2m`, `1h`, `1.5s` or a bare number of seconds.

@@ -7,11 +7,16 @@
 //! - [`record`] is `ember record`: one capture written as folded stacks or an SVG.
 //! - [`agent`] is `ember agent`: continuous sampling into windows in the [`store`].
 //! - [`store`] keeps windows on disk (SQLite, zstd) with retention.
+//! - [`export`] is `ember export`: a stored time range as folded, pprof, SVG or speedscope,
+//!   and the writer of those formats `record` shares.
+//! - [`diff`] is `ember diff`: two profiles compared, with regression gates for CI.
 //! - [`cli`] holds the command-line types.
 
 pub mod agent;
 pub mod aggregate;
 pub mod cli;
+pub mod diff;
+pub mod export;
 pub mod procinfo;
 pub mod record;
 pub mod sample;

@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use profiler_agent::agent::{self, AgentConfig};
 use profiler_agent::cli::{Cli, Command, GlobalArgs};
+use profiler_agent::diff::{self, DiffConfig};
+use profiler_agent::export::{self, ExportConfig};
 use profiler_agent::record::{self, RecordConfig};
 use profiler_agent::store::StoreConfig;
 use tracing_subscriber::EnvFilter;
@@ -57,6 +59,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Export(args) => {
+            let config = ExportConfig::from_args(args)?;
+            let profile = export::run(&config).context("ember export")?;
+            if cli.global.quiet == 0 && config.output != std::path::Path::new("-") {
+                eprintln!(
+                    "ember: wrote {} samples to {}",
+                    profile.total(),
+                    config.output.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Diff(args) => Ok(run_diff(args.into(), cli.global.quiet > 0)),
         Command::Record(args) => {
             let config = RecordConfig::from_args(args, cli.global.quiet > 0)?;
             let outcome = record::run(&config).context("ember record")?;
@@ -72,6 +87,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }))
         }
     }
+}
+
+/// `ember diff`, with its own exit codes: 0 pass, 1 a gate tripped, 2 an error.
+fn run_diff(config: DiffConfig, quiet: bool) -> ExitCode {
+    let outcome = match diff::run(&config) {
+        Ok(o) => o,
+        Err(err) => {
+            eprintln!("ember: error: {err}");
+            return ExitCode::from(diff::EXIT_ERROR);
+        }
+    };
+    print!("{}", outcome.table);
+    for f in &outcome.failures {
+        eprintln!("ember: gate tripped: {f}");
+    }
+    if !outcome.failures.is_empty() {
+        return ExitCode::from(diff::EXIT_GATE);
+    }
+    if !quiet && !config.gates.is_empty() {
+        eprintln!("ember: {} gate(s) passed", config.gates.len());
+    }
+    ExitCode::from(diff::EXIT_PASS)
 }
 
 fn main() -> ExitCode {

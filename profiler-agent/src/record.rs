@@ -6,8 +6,7 @@
 //! the output. A signal never loses the capture.
 
 use std::ffi::OsString;
-use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal as _, Write};
+use std::io::{self, IsTerminal as _, Write};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
@@ -28,8 +27,8 @@ pub enum RecordError {
     Sample(#[from] crate::sample::SampleError),
     /// The output format cannot be told from the file name.
     #[error(
-        "cannot tell the output format from `{path}`: name it .svg or .folded, or pass \
-         --format svg|folded"
+        "cannot tell the output format from `{path}`: name it .svg, .folded, .pb.gz or .json, \
+         or pass --format svg|folded|pprof|speedscope"
     )]
     UnknownFormat {
         /// The output path.
@@ -143,6 +142,10 @@ pub fn output_format(
     {
         Some("svg") => Ok(OutputFormat::Svg),
         Some("folded" | "txt" | "collapsed") => Ok(OutputFormat::Folded),
+        // `profile.pb.gz`, `cpu.pprof`, `profile.pb`: what `go tool pprof` users name them.
+        Some("gz" | "pprof" | "pb") => Ok(OutputFormat::Pprof),
+        // speedscope's own exports are `*.speedscope.json`.
+        Some("json") => Ok(OutputFormat::Speedscope),
         _ => Err(RecordError::UnknownFormat {
             path: path.to_owned(),
         }),
@@ -412,41 +415,18 @@ fn write_output(
     profile: &Profile,
     elapsed: Duration,
 ) -> Result<(), RecordError> {
-    let write_err = |source| RecordError::Write {
-        path: config.output.clone(),
-        source,
+    let (title, subtitle) = titles(config, profile, elapsed);
+    let options = crate::export::WriteOptions {
+        title,
+        subtitle,
+        folded: folded::Options::default().with_no_kernel(!config.kernel),
     };
-    let folded_options = folded::Options::default().with_no_kernel(!config.kernel);
-    let mut out: Box<dyn Write> = if config.output == Path::new("-") {
-        Box::new(BufWriter::new(io::stdout().lock()))
-    } else {
-        Box::new(BufWriter::new(
-            File::create(&config.output).map_err(write_err)?,
-        ))
-    };
-    match config.format {
-        OutputFormat::Folded => {
-            folded::write(profile, folded_options, &mut out).map_err(write_err)?
-        }
-        OutputFormat::Svg => {
-            let (title, subtitle) = titles(config, profile, elapsed);
-            let options = web::render::SvgOptions::titled(title)
-                .with_subtitle(subtitle)
-                .with_folded(folded_options);
-            if profile.is_empty() {
-                // inferno refuses an empty profile; an empty SVG still says what happened.
-                writeln!(
-                    out,
-                    r#"<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="600" height="60"><text x="10" y="30">{}: no samples</text></svg>"#,
-                    config.target.describe().replace(['<', '>', '&'], "_")
-                )
-                .map_err(write_err)?;
-            } else {
-                web::render::flamegraph_svg(profile, &options, &mut out).map_err(write_err)?;
-            }
-        }
-    }
-    out.flush().map_err(write_err)?;
+    crate::export::write_file(&config.output, config.format, profile, &options).map_err(
+        |source| RecordError::Write {
+            path: config.output.clone(),
+            source,
+        },
+    )?;
     if config.output != Path::new("-") {
         tracing::info!(
             path = %config.output.display(),
@@ -498,7 +478,18 @@ mod tests {
         let err = output_format(Path::new("x.png"), None)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("--format svg|folded"), "{err}");
+        assert!(
+            err.contains("--format svg|folded|pprof|speedscope"),
+            "{err}"
+        );
+        assert_eq!(
+            output_format(Path::new("cpu.pb.gz"), None).unwrap(),
+            OutputFormat::Pprof
+        );
+        assert_eq!(
+            output_format(Path::new("x.speedscope.json"), None).unwrap(),
+            OutputFormat::Speedscope
+        );
     }
 
     #[test]

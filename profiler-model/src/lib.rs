@@ -12,6 +12,7 @@
 //!
 //! The formats live in their own modules: [`folded`] (what inferno and flamegraph.pl read)
 //! and [`pprof`] (gzip-compressed `profile.proto`, what `go tool pprof` reads);
+//! [`speedscope`] (speedscope's JSON);
 //! [`analysis`] answers questions of profiles (top functions, differences).
 
 pub mod analysis;
@@ -21,6 +22,7 @@ mod frame;
 mod labels;
 pub mod pprof;
 mod profile;
+pub mod speedscope;
 
 pub use filter::{LabelFilter, LabelFilterError};
 pub use frame::{Frame, FrameKind, Location};

@@ -5,7 +5,9 @@
 //! `cpu/nanoseconds` (the count times the sampling period), one mapping per distinct binary
 //! (kernel frames share a `[kernel.kallsyms]` mapping), one location per distinct frame
 //! with its inlined callees, and the sample labels (`pid` and `tid` as numbers, the rest as
-//! strings). Inlined frames follow pprof's convention: they are extra `Line`s of the
+//! strings). Each mapping carries the binary's path and build-id and says whether its
+//! frames have function names, file names, lines and inline frames (`has_functions` is off
+//! for a stripped binary, so pprof may symbolize it itself). Inlined frames follow pprof's convention: they are extra `Line`s of the
 //! location of the real frame they were inlined into, innermost first. The same profile
 //! always gives the same bytes.
 //!
@@ -161,6 +163,7 @@ struct MappingOut {
     min: u64,
     max: u64,
     all_file_offsets: bool,
+    has_functions: bool,
     has_filenames: bool,
     has_lines: bool,
     has_inline: bool,
@@ -289,6 +292,7 @@ impl<'p> Encoder<'p> {
             min: u64::MAX,
             max: 0,
             all_file_offsets: key != MappingKey::Kernel,
+            has_functions: false,
             has_filenames: false,
             has_lines: false,
             has_inline: false,
@@ -354,6 +358,7 @@ impl<'p> Encoder<'p> {
             }
             for &f in group {
                 let frame = profile.frame(f);
+                m.has_functions |= !frame.is_unnamed();
                 m.has_filenames |= frame.file.is_some();
                 m.has_lines |= frame.line.is_some();
             }
@@ -446,7 +451,7 @@ impl<'p> Encoder<'p> {
                 }
                 w.i64(field::MAPPING_FILENAME, m.filename);
                 w.i64(field::MAPPING_BUILD_ID, m.build_id);
-                w.bool(field::MAPPING_HAS_FUNCTIONS, true);
+                w.bool(field::MAPPING_HAS_FUNCTIONS, m.has_functions);
                 w.bool(field::MAPPING_HAS_FILENAMES, m.has_filenames);
                 w.bool(field::MAPPING_HAS_LINE_NUMBERS, m.has_lines);
                 w.bool(field::MAPPING_HAS_INLINE_FRAMES, m.has_inline);
@@ -1173,6 +1178,43 @@ mod tests {
         );
     }
 
+    /// Folded text → pprof → folded text gives back the same lines, for pseudo-random
+    /// stacks over names with kernel and inlined suffixes, recursion and inlined roots.
+    #[test]
+    fn folded_to_pprof_to_folded_keeps_every_stack_and_count() {
+        const NAMES: [&str; 9] = [
+            "main",
+            "work",
+            "fn_a",
+            "fn_b",
+            "mix_[i]",
+            "inner_[i]",
+            "[unknown]",
+            "do_syscall_64_[k]",
+            "libc.so.6+0x1f00",
+        ];
+        let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut want: BTreeMap<String, u64> = BTreeMap::new();
+        for _ in 0..2_000 {
+            let depth = 1 + next(8);
+            let stack: Vec<&str> = (0..depth).map(|_| NAMES[next(9) as usize]).collect();
+            *want.entry(stack.join(";")).or_insert(0) += 1 + next(1_000);
+        }
+        let text: String = want.iter().map(|(s, c)| format!("{s} {c}\n")).collect();
+        let parsed = folded::parse(text.as_bytes()).unwrap();
+        let back = round_trip(&parsed);
+        let got = folded::lines(&back, folded::Options::default().with_root(Root::None));
+        assert_eq!(got.len(), want.len());
+        assert_eq!(got, want);
+        assert_eq!(back.total(), want.values().sum::<u64>());
+    }
+
     #[test]
     fn uncompressed_input_decodes_too_and_output_is_deterministic() {
         let p = rich_profile();
@@ -1518,7 +1560,35 @@ mod tests {
         encode(&demo_profile(), file.as_file_mut()).unwrap();
         let path = file.path().to_owned();
 
-        let raw = parse_raw(&pprof(&go, &["-raw"], &path));
+        let raw_text = pprof(&go, &["-raw"], &path);
+        // The binary's mapping: file name, build-id, and functions, files, lines and inline
+        // frames all present.
+        assert!(
+            raw_text.contains("/usr/bin/demo deadbeef [FN][FL][LN][IN]"),
+            "{raw_text}"
+        );
+        let raw = parse_raw(&raw_text);
+
+        // A binary without symbols claims no functions, so pprof may symbolize it itself.
+        let mut stripped = Frame::named("libz.so.1+0x10", FrameKind::User);
+        stripped.module = Some("/lib/libz.so.1".into());
+        stripped.location = Location::File {
+            build_id: None,
+            offset: 0x10,
+        };
+        let mut p = Profile::default();
+        p.add(&Labels::new(), &[stripped], 1);
+        let mut bare = tempfile::Builder::new()
+            .suffix(".pb.gz")
+            .tempfile()
+            .unwrap();
+        encode(&p, bare.as_file_mut()).unwrap();
+        let bare_raw = pprof(&go, &["-raw"], bare.path());
+        let mapping = bare_raw
+            .lines()
+            .find(|l| l.contains("/lib/libz.so.1"))
+            .unwrap_or_else(|| panic!("no libz mapping in {bare_raw}"));
+        assert!(!mapping.contains("[FN]"), "{mapping}");
         let want = [
             ("main;work;fn_a", 60),
             ("main;work;fn_a;mix", 10),

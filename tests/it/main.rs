@@ -15,3 +15,9 @@ mod symbolize;
 // The sampler as a library: the drain protocol's exact accounting.
 mod sampler;
 mod ui;
+// `ember export`: every format from a store, bad arguments, a live agent's API and store.
+mod export;
+// `ember diff`: normalization, outputs, gates' exit codes and messages, bad inputs.
+mod diff;
+// The README's CI recipe (examples/ci) on split and its slowed variant.
+mod ci_recipe;

@@ -21,7 +21,7 @@ mod flame;
 mod handlers;
 mod metrics;
 mod params;
-mod time;
+pub mod time;
 
 #[cfg(test)]
 mod tests;

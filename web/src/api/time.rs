@@ -9,7 +9,7 @@ const NS_PER_S: u64 = 1_000_000_000;
 
 /// Parses `input` into nanoseconds since the Unix epoch; `now_ns` anchors relative times.
 /// The error says what is wrong, without the parameter's name (the caller adds it).
-pub(crate) fn parse_time(input: &str, now_ns: u64) -> Result<u64, String> {
+pub fn parse_time(input: &str, now_ns: u64) -> Result<u64, String> {
     let s = input.trim();
     if s.is_empty() {
         return Err("empty time".to_owned());

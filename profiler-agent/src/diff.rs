@@ -1,0 +1,638 @@
+//! `ember diff BASE NEW`: what changed between two profiles, and regression gates for CI.
+//!
+//! Both inputs are read as folded stacks or pprof, told apart by content ([`load`]), and
+//! reduced to their folded lines, so a folded file from `ember record` and a pprof file from
+//! `ember export` of the same workload compare line for line (a pprof's `comm` label becomes
+//! the first frame, as `record` writes it).
+//!
+//! **Normalization.** Every figure is a *share*: a function's samples over its profile's
+//! total. Captures of different lengths or frequencies therefore compare: 30 of 100 samples
+//! and 60 of 200 are the same 30 %. A change is the difference of two shares in
+//! **percentage points** (`30 % → 35 %` is `+5` points), and a gate's `5%` is 5 such points.
+//! The differential folded file scales BASE's counts to NEW's total for the same reason.
+//!
+//! **Gates.** `--fail-on-regression P` trips for every function whose *self* share (samples
+//! whose leaf is the function) grows by more than `P` points: one report per regression,
+//! where the time is spent. `--fail-on 'FUNC>+P%'` trips when FUNC's *total* share (samples
+//! with FUNC anywhere on the stack) grows by more than `P` points: the function and all it
+//! calls. Exit codes are [`EXIT_PASS`], [`EXIT_GATE`] and [`EXIT_ERROR`].
+
+use std::fmt::{self, Write as _};
+use std::fs;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use profiler_model::analysis::{self, DiffLine, FunctionDiff};
+use profiler_model::{Profile, folded, keys, pprof};
+
+use crate::cli::DiffArgs;
+
+/// Exit status when every gate passed (or there were none).
+pub const EXIT_PASS: u8 = 0;
+/// Exit status when a gate tripped.
+pub const EXIT_GATE: u8 = 1;
+/// Exit status for bad arguments or unreadable input.
+pub const EXIT_ERROR: u8 = 2;
+
+/// Slack for comparing shares: a share change equal to a limit (up to float rounding) does
+/// not trip it.
+const EPSILON_POINTS: f64 = 1e-9;
+
+/// Why `ember diff` could not compare.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    /// The file could not be read.
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        /// The input.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is empty or has no samples.
+    #[error("`{path}` has no samples{detail}")]
+    Empty {
+        /// The input.
+        path: PathBuf,
+        /// ` (empty file)` or nothing.
+        detail: &'static str,
+    },
+    /// A folded line is malformed.
+    #[error("`{path}` is not valid folded stacks: {source}")]
+    Folded {
+        /// The input.
+        path: PathBuf,
+        /// The line and what is wrong with it.
+        #[source]
+        source: folded::ParseError,
+    },
+    /// The pprof input does not decode.
+    #[error("`{path}` is not a valid pprof profile: {source}")]
+    Pprof {
+        /// The input.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: pprof::PprofError,
+    },
+    /// A `--fail-on` gate names a function neither profile has.
+    #[error(
+        "--fail-on `{gate}`: no function `{name}` in either profile (use the names folded stacks \
+         show, as in the table; kernel functions end in _[k])"
+    )]
+    UnknownFunction {
+        /// The gate as given.
+        gate: String,
+        /// The function name.
+        name: String,
+    },
+    /// An output could not be written.
+    #[error("cannot write `{path}`: {source}")]
+    Write {
+        /// The output.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Parses a gate limit in percentage points: `5%`, `0.5%`, `+5%`, `5`.
+///
+/// # Errors
+/// A message that says what a limit looks like.
+pub fn parse_points(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let num = t.strip_suffix('%').unwrap_or(t).trim();
+    let num = num.strip_prefix('+').unwrap_or(num);
+    let bad = || {
+        format!(
+            "invalid limit `{s}`: expected percentage points of all samples, such as 5% or 0.5%"
+        )
+    };
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    if !v.is_finite() || !(0.0..=100.0).contains(&v) || num.starts_with('-') {
+        return Err(format!(
+            "invalid limit `{s}`: it must be between 0% and 100% (percentage points of all samples)"
+        ));
+    }
+    Ok(v)
+}
+
+/// `--fail-on 'FUNC>+P%'`: FUNC's total share may grow by at most `points`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FunctionGate {
+    /// The function, as folded stacks name it.
+    pub name: String,
+    /// The limit in percentage points.
+    pub points: f64,
+    /// The gate as written, for messages.
+    pub text: String,
+}
+
+/// Parses `FUNC>+5%` (or `FUNC>5%`, `FUNC > +0.5%`). The limit follows the last `>`, so C++
+/// names with templates work.
+///
+/// # Errors
+/// A message with an example of a valid gate.
+pub fn parse_gate(s: &str) -> Result<FunctionGate, String> {
+    let (name, limit) = s
+        .rsplit_once('>')
+        .ok_or_else(|| format!("invalid gate `{s}`: expected FUNC>+POINTS%, such as 'fn_b>+5%'"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!(
+            "invalid gate `{s}`: no function before `>` (expected FUNC>+POINTS%)"
+        ));
+    }
+    let points = parse_points(limit).map_err(|e| format!("invalid gate `{s}`: {e}"))?;
+    Ok(FunctionGate {
+        name: name.to_owned(),
+        points,
+        text: s.to_owned(),
+    })
+}
+
+/// Reads a profile file, folded or pprof, into a label-less profile of its folded lines.
+///
+/// pprof is recognised by the gzip magic or by binary content (control bytes other than
+/// whitespace in the first 4 KiB); anything else is read as folded stacks.
+///
+/// # Errors
+/// [`DiffError`] naming the file, and for folded input the line.
+pub fn load(path: &Path) -> Result<Profile, DiffError> {
+    let data = fs::read(path).map_err(|source| DiffError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    if data.is_empty() {
+        return Err(DiffError::Empty {
+            path: path.to_owned(),
+            detail: " (empty file)",
+        });
+    }
+    let profile = if looks_binary(&data) {
+        let p = pprof::decode(&data[..]).map_err(|source| DiffError::Pprof {
+            path: path.to_owned(),
+            source,
+        })?;
+        let has_comm = p.label_sets().iter().any(|l| l.get(keys::COMM).is_some());
+        let root = if has_comm {
+            folded::Root::Comm
+        } else {
+            folded::Root::None
+        };
+        let mut text = Vec::new();
+        for (line, count) in folded::lines(&p, folded::Options::default().with_root(root)) {
+            let _ = writeln!(text, "{line} {count}");
+        }
+        folded::parse(&text[..]).map_err(|source| DiffError::Folded {
+            path: path.to_owned(),
+            source,
+        })?
+    } else {
+        folded::parse(&data[..]).map_err(|source| DiffError::Folded {
+            path: path.to_owned(),
+            source,
+        })?
+    };
+    if profile.is_empty() {
+        return Err(DiffError::Empty {
+            path: path.to_owned(),
+            detail: "",
+        });
+    }
+    Ok(profile)
+}
+
+/// gzip, or control bytes other than whitespace near the start (a protobuf's field tags and
+/// lengths): text in any encoding is read as folded stacks.
+fn looks_binary(data: &[u8]) -> bool {
+    data.starts_with(&[0x1f, 0x8b])
+        || data
+            .iter()
+            .take(4096)
+            .any(|&b| b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t'))
+}
+
+/// One gate that tripped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GateFailure {
+    /// The gate as given (`--fail-on-regression 5%` or `--fail-on 'fn_b>+5%'`).
+    pub gate: String,
+    /// The function.
+    pub function: String,
+    /// `self` or `total`.
+    pub share: &'static str,
+    /// Share in BASE, percent.
+    pub base_pct: f64,
+    /// Share in NEW, percent.
+    pub new_pct: f64,
+    /// The limit, percentage points.
+    pub limit_points: f64,
+}
+
+impl fmt::Display for GateFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: `{}` {} share {:.2}% -> {:.2}% ({:+.2} points, limit +{} points)",
+            self.gate,
+            self.function,
+            self.share,
+            self.base_pct,
+            self.new_pct,
+            self.new_pct - self.base_pct,
+            self.limit_points
+        )
+    }
+}
+
+/// The gates of one `ember diff`.
+#[derive(Clone, Debug, Default)]
+pub struct Gates {
+    /// `--fail-on-regression`, points.
+    pub any_self: Option<f64>,
+    /// `--fail-on`.
+    pub functions: Vec<FunctionGate>,
+}
+
+impl Gates {
+    /// How many gates there are.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        usize::from(self.any_self.is_some()) + self.functions.len()
+    }
+
+    /// Whether there is no gate.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The gates that trip on `diffs`, largest growth first within each gate.
+    ///
+    /// # Errors
+    /// [`DiffError::UnknownFunction`] when a `--fail-on` names a function in neither
+    /// profile (a typo must not pass silently).
+    pub fn check(&self, diffs: &[FunctionDiff]) -> Result<Vec<GateFailure>, DiffError> {
+        let mut out = Vec::new();
+        if let Some(points) = self.any_self {
+            let mut tripped: Vec<&FunctionDiff> = diffs
+                .iter()
+                .filter(|d| d.self_delta() * 100.0 > points + EPSILON_POINTS)
+                .collect();
+            tripped.sort_by(|a, b| b.self_delta().total_cmp(&a.self_delta()));
+            out.extend(tripped.into_iter().map(|d| GateFailure {
+                gate: format!("--fail-on-regression {points}%"),
+                function: d.name.clone(),
+                share: "self",
+                base_pct: d.base_self_share * 100.0,
+                new_pct: d.new_self_share * 100.0,
+                limit_points: points,
+            }));
+        }
+        for gate in &self.functions {
+            let d = diffs.iter().find(|d| d.name == gate.name).ok_or_else(|| {
+                DiffError::UnknownFunction {
+                    gate: gate.text.clone(),
+                    name: gate.name.clone(),
+                }
+            })?;
+            if d.total_delta() * 100.0 > gate.points + EPSILON_POINTS {
+                out.push(GateFailure {
+                    gate: format!("--fail-on '{}'", gate.text),
+                    function: d.name.clone(),
+                    share: "total",
+                    base_pct: d.base_total_share * 100.0,
+                    new_pct: d.new_total_share * 100.0,
+                    limit_points: gate.points,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The per-function changes, largest change of either share first.
+#[must_use]
+pub fn changes(base: &Profile, new: &Profile) -> Vec<FunctionDiff> {
+    let mut diffs = analysis::diff_functions(base, new);
+    // Rounded to 1e-9 points so float noise (0.5 - 0.3 vs 0.7 - 0.5) does not order ties.
+    let size = |d: &FunctionDiff| (d.self_delta().abs().max(d.total_delta().abs()) * 1e11).round();
+    diffs.sort_by(|a, b| {
+        size(b)
+            .total_cmp(&size(a))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    diffs
+}
+
+/// The table of the `top` functions whose share changed most.
+#[must_use]
+pub fn table(diffs: &[FunctionDiff], base_total: u64, new_total: u64, top: usize) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Share of all samples, BASE ({base_total} samples) -> NEW ({new_total} samples); \
+         change in percentage points:"
+    );
+    let changed: Vec<&FunctionDiff> = diffs
+        .iter()
+        .filter(|d| d.self_delta() != 0.0 || d.total_delta() != 0.0)
+        .take(top)
+        .collect();
+    if changed.is_empty() {
+        out.push_str("  no function's share changed\n");
+        return out;
+    }
+    out.push_str("  ------- self share -------   ------- total share ------\n");
+    let _ = writeln!(
+        out,
+        "  {:>8} {:>8} {:>8}   {:>8} {:>8} {:>8}   function",
+        "base", "new", "change", "base", "new", "change"
+    );
+    for d in changed {
+        let _ = writeln!(
+            out,
+            "  {:>7.2}% {:>7.2}% {:>+8.2}   {:>7.2}% {:>7.2}% {:>+8.2}   {}",
+            d.base_self_share * 100.0,
+            d.new_self_share * 100.0,
+            d.self_delta() * 100.0,
+            d.base_total_share * 100.0,
+            d.new_total_share * 100.0,
+            d.total_delta() * 100.0,
+            d.name
+        );
+    }
+    out
+}
+
+/// A validated `ember diff`.
+#[derive(Clone, Debug)]
+pub struct DiffConfig {
+    /// BASE.
+    pub base: PathBuf,
+    /// NEW.
+    pub new: PathBuf,
+    /// Differential SVG output.
+    pub svg: Option<PathBuf>,
+    /// Differential folded output.
+    pub folded: Option<PathBuf>,
+    /// Table rows.
+    pub top: usize,
+    /// The gates.
+    pub gates: Gates,
+}
+
+impl From<DiffArgs> for DiffConfig {
+    fn from(a: DiffArgs) -> Self {
+        DiffConfig {
+            base: a.base,
+            new: a.new,
+            svg: a.svg,
+            folded: a.folded,
+            top: a.top,
+            gates: Gates {
+                any_self: a.fail_on_regression,
+                functions: a.fail_on,
+            },
+        }
+    }
+}
+
+/// What `ember diff` found.
+#[derive(Clone, Debug)]
+pub struct DiffOutcome {
+    /// The table for stdout (empty when `top` is 0).
+    pub table: String,
+    /// The gates that tripped.
+    pub failures: Vec<GateFailure>,
+}
+
+/// Runs `ember diff`: reads both inputs, writes the requested outputs, checks the gates.
+///
+/// # Errors
+/// [`DiffError`] for unreadable inputs, unknown gate functions and unwritable outputs.
+pub fn run(config: &DiffConfig) -> Result<DiffOutcome, DiffError> {
+    let base = load(&config.base)?;
+    let new = load(&config.new)?;
+    let diffs = changes(&base, &new);
+    let failures = config.gates.check(&diffs)?;
+    // The three-column lines are only built when an output needs them.
+    let lines = if config.folded.is_some() || config.svg.is_some() {
+        analysis::diff_folded(
+            &base,
+            &new,
+            folded::Options::default().with_root(folded::Root::None),
+        )
+    } else {
+        Vec::new()
+    };
+    if let Some(path) = &config.folded {
+        write_to(path, |w| {
+            w.write_all(analysis::diff_folded_text(&lines).as_bytes())
+        })?;
+    }
+    if let Some(path) = &config.svg {
+        let title = format!(
+            "ember diff: {} -> {}",
+            config.base.display(),
+            config.new.display()
+        );
+        let subtitle = format!(
+            "widths: NEW ({} samples); red grew, blue shrank against BASE ({} samples) scaled to the same total",
+            new.total(),
+            base.total()
+        );
+        write_to(path, |w| differential_svg(&lines, &title, &subtitle, w))?;
+    }
+    let table = if config.top == 0 {
+        String::new()
+    } else {
+        table(&diffs, base.total(), new.total(), config.top)
+    };
+    Ok(DiffOutcome { table, failures })
+}
+
+fn differential_svg(
+    lines: &[DiffLine],
+    title: &str,
+    subtitle: &str,
+    w: &mut dyn Write,
+) -> io::Result<()> {
+    let text: Vec<String> = lines
+        .iter()
+        .map(|l| format!("{} {} {}", l.stack, l.base, l.new))
+        .collect();
+    let options = web::render::SvgOptions::titled(title).with_subtitle(subtitle);
+    web::render::differential_svg(text.iter().map(String::as_str), &options, w)
+}
+
+fn write_to(
+    path: &Path,
+    f: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), DiffError> {
+    let err = |source| DiffError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut w = BufWriter::new(fs::File::create(path).map_err(err)?);
+    f(&mut w).map_err(err)?;
+    w.flush().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folded(text: &str) -> Profile {
+        folded::parse(text.as_bytes()).unwrap()
+    }
+
+    fn find<'a>(diffs: &'a [FunctionDiff], name: &str) -> &'a FunctionDiff {
+        diffs.iter().find(|d| d.name == name).unwrap()
+    }
+
+    #[test]
+    fn inputs_are_told_apart_by_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let folded_profile = folded("app;main;fn_a 3\napp;main;fn_b 1\n");
+        let raw = pprof::encode_uncompressed(&folded_profile);
+        let mut gz = Vec::new();
+        pprof::encode(&folded_profile, &mut gz).unwrap();
+        // Latin-1 text is still folded stacks, not a broken pprof.
+        let latin1 = b"app;caf\xe9 5\n".to_vec();
+        for (name, data, total) in [
+            ("raw.folded", raw, 4),
+            ("gz.txt", gz, 4),
+            ("latin1.folded", latin1, 0),
+        ] {
+            let path = dir.path().join(name);
+            fs::write(&path, data).unwrap();
+            match load(&path) {
+                Ok(p) => {
+                    assert_eq!(p.total(), total, "{name}");
+                    let lines =
+                        folded::lines(&p, folded::Options::default().with_root(folded::Root::None));
+                    assert_eq!(lines.get("app;main;fn_a"), Some(&3), "{name}");
+                }
+                Err(e) => {
+                    assert_eq!(name, "latin1.folded");
+                    let msg = e.to_string();
+                    assert!(msg.contains("is not valid folded stacks"), "{msg}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn limits_and_gates_parse() {
+        assert_eq!(parse_points("5%"), Ok(5.0));
+        assert_eq!(parse_points("+0.5%"), Ok(0.5));
+        assert_eq!(parse_points("7"), Ok(7.0));
+        assert!(
+            parse_points("-5%")
+                .unwrap_err()
+                .contains("between 0% and 100%")
+        );
+        assert!(parse_points("150%").is_err());
+        assert!(parse_points("five").unwrap_err().contains("such as 5%"));
+        let g = parse_gate("std::vector<int>::push>+2%").unwrap();
+        assert_eq!(g.name, "std::vector<int>::push");
+        assert_eq!(g.points, 2.0);
+        assert_eq!(parse_gate("fn_b > 5%").unwrap().name, "fn_b");
+        assert!(parse_gate("fn_b+5%").unwrap_err().contains("FUNC>+POINTS%"));
+        assert!(parse_gate(">+5%").unwrap_err().contains("no function"));
+        assert!(parse_gate("f>+x%").unwrap_err().contains("invalid limit"));
+    }
+
+    #[test]
+    fn same_shares_at_different_lengths_are_no_change() {
+        let base = folded("app;main;fn_a 70\napp;main;fn_b 30\n");
+        let new = folded("app;main;fn_a 140\napp;main;fn_b 60\n");
+        let diffs = changes(&base, &new);
+        assert!(
+            diffs
+                .iter()
+                .all(|d| d.self_delta() == 0.0 && d.total_delta() == 0.0)
+        );
+        let gates = Gates {
+            any_self: Some(0.0),
+            functions: vec![parse_gate("fn_b>+0%").unwrap()],
+        };
+        assert_eq!(gates.check(&diffs).unwrap(), []);
+        let lines = analysis::diff_folded(
+            &base,
+            &new,
+            folded::Options::default().with_root(folded::Root::None),
+        );
+        assert_eq!(
+            analysis::diff_folded_text(&lines),
+            "app;main;fn_a 140 140\napp;main;fn_b 60 60\n"
+        );
+        assert!(table(&diffs, 100, 200, 10).contains("no function's share changed"));
+    }
+
+    #[test]
+    fn shares_and_points_are_computed_per_profile() {
+        // BASE: fn_b 30 of 100 (30 %). NEW: fn_b 100 of 200 (50 %), of which 20 in a
+        // callee `hash`, so fn_b's self share is 40 % and its total share 50 %.
+        let base = folded("app;main;fn_a 70\napp;main;fn_b 30\n");
+        let new = folded("app;main;fn_a 100\napp;main;fn_b 80\napp;main;fn_b;hash 20\n");
+        let diffs = changes(&base, &new);
+        let b = find(&diffs, "fn_b");
+        assert!((b.self_delta() * 100.0 - 10.0).abs() < 1e-9);
+        assert!((b.total_delta() * 100.0 - 20.0).abs() < 1e-9);
+        let a = find(&diffs, "fn_a");
+        assert!((a.self_delta() * 100.0 + 20.0).abs() < 1e-9);
+        // Sorted by the larger of the two changes: fn_a (-20/-20) and fn_b (+10/+20) tie
+        // at 20 and sort by name; hash (+10) follows.
+        let order: Vec<&str> = diffs.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(&order[..3], ["fn_a", "fn_b", "hash"]);
+
+        // Self gate: fn_b +10 and hash +10 trip 9.99, not 10 (strictly greater).
+        let at = |p: f64| Gates {
+            any_self: Some(p),
+            functions: vec![],
+        };
+        let tripped = at(9.99).check(&diffs).unwrap();
+        let names: Vec<&str> = tripped.iter().map(|f| f.function.as_str()).collect();
+        assert_eq!(names.len(), 2);
+        assert!(names.contains(&"fn_b") && names.contains(&"hash"));
+        assert_eq!(at(10.0).check(&diffs).unwrap(), []);
+
+        // Named gate on the total share: +20 points.
+        let named = |g: &str| Gates {
+            any_self: None,
+            functions: vec![parse_gate(g).unwrap()],
+        };
+        let f = named("fn_b>+19.5%").check(&diffs).unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            f[0].to_string(),
+            "--fail-on 'fn_b>+19.5%': `fn_b` total share 30.00% -> 50.00% (+20.00 points, limit +19.5 points)"
+        );
+        assert_eq!(named("fn_b>+20%").check(&diffs).unwrap(), []);
+        // A shrinking function never trips.
+        assert_eq!(named("fn_a>+0%").check(&diffs).unwrap(), []);
+        let err = named("fn_c>+1%").check(&diffs).unwrap_err().to_string();
+        assert!(err.contains("no function `fn_c`"), "{err}");
+
+        // The differential folded file scales BASE to NEW's total (x2).
+        let lines = analysis::diff_folded(
+            &base,
+            &new,
+            folded::Options::default().with_root(folded::Root::None),
+        );
+        assert_eq!(
+            analysis::diff_folded_text(&lines),
+            "app;main;fn_a 140 100\napp;main;fn_b 60 80\napp;main;fn_b;hash 0 20\n"
+        );
+        let t = table(&diffs, 100, 200, 2);
+        assert!(t.contains("BASE (100 samples) -> NEW (200 samples)"), "{t}");
+        assert!(t.contains("30.00%   50.00%   +20.00   fn_b"), "{t}");
+        assert!(!t.contains("hash"), "top 2 only: {t}");
+    }
+}
