@@ -282,6 +282,8 @@ Examples:
   ember export --from -15m --filter comm=my-server -o ci.folded
   ember export --from 2026-11-26T06:00:00Z --to 2026-11-26T07:00:00Z -f speedscope -o p.json
   ember export --agent http://10.0.0.7:7070 --filter container=4f8a1c2b3d4e -o c.svg
+  ember export --from -1d --resymbolize -o day.folded       name stripped frames from
+                                                           debug files installed since
 
 Times: `now`, `now-15m` or `-15m` (units s, m, h, d), RFC 3339, or unix seconds.
 --filter: comma-separated label=value (comm, pid, tid, container, pod_uid, ...); different
@@ -349,6 +351,16 @@ pub struct ExportArgs {
     /// .pb.gz/.pprof, .json), folded on stdout.
     #[arg(short, long, value_enum, help_heading = "Output")]
     pub format: Option<OutputFormat>,
+
+    /// Name frames stored without a name (`module+0xOFFSET`) again, from debug files that
+    /// appeared since (found by the binary's build-id under each --debug-dir).
+    #[arg(long, help_heading = "Symbols")]
+    pub resymbolize: bool,
+
+    /// Directory searched for debug files by --resymbolize (`.build-id/xx/rest.debug`
+    /// layout, as Debian's -dbgsym packages install); repeat for several.
+    #[arg(long = "debug-dir", value_name = "DIR", default_value = symbolizer::DEFAULT_DEBUG_DIR, help_heading = "Symbols")]
+    pub debug_dirs: Vec<PathBuf>,
 }
 
 /// A point in time, nanoseconds since the Unix epoch, as `--from`/`--to` give it.

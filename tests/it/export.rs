@@ -585,3 +585,141 @@ fn record_writes_pprof_and_speedscope_too() {
             .any(|f| f["name"] == "fn_a" && f["line"].is_number())
     );
 }
+
+/// `--resymbolize`: a window stored while `split` had no symbols keeps `split+0xOFFSET`
+/// with the build-id; once a debug file with that build-id is installed, the export names
+/// the frame.
+#[test]
+fn export_resymbolize_names_frames_from_debug_files_installed_later() {
+    let dir = tempdir();
+    let split = example("split");
+    let build_id = build_id_of(&split);
+    let offset = file_offset_of(&split, "fn_a");
+    let mut frame = Frame::named(format!("split+{offset:#x}"), FrameKind::User);
+    frame.module = Some("split".into());
+    frame.location = Location::File {
+        build_id: Some(Arc::from(build_id.as_slice())),
+        offset,
+    };
+    let labels = Labels::new()
+        .with(keys::PID, "10")
+        .with(keys::TID, "10")
+        .with(keys::COMM, "split");
+    let mut p = Profile::new(ProfileMeta {
+        start_unix_ns: 0,
+        duration_ns: 0,
+        frequency_hz: 100,
+    });
+    p.add(&labels, &[frame], 5);
+    let mut store = Store::open(dir.path(), StoreConfig::default()).expect("creating a store");
+    store
+        .write_window(&Window {
+            start_unix_ns: T0 * NS,
+            end_unix_ns: (T0 + 10) * NS,
+            profile: p,
+        })
+        .expect("writing a window");
+    drop(store);
+
+    // No debug file yet: the stored name stays, and the export says it named nothing.
+    let debug_root = dir.path().join("debug");
+    std::fs::create_dir_all(&debug_root).expect("mkdir");
+    let debug_arg = debug_root.to_str().expect("utf-8 path");
+    let before = export(
+        dir.path(),
+        &["-f", "folded", "--resymbolize", "--debug-dir", debug_arg],
+    );
+    assert!(before.status.success(), "{}", text(&before.stderr));
+    assert_eq!(text(&before.stdout), format!("split;split+{offset:#x} 5\n"));
+    assert!(
+        text(&before.stderr).contains("named 0 frame(s)"),
+        "{}",
+        text(&before.stderr)
+    );
+
+    // The debug file appears in the -dbgsym layout.
+    let hex: String = build_id.iter().map(|b| format!("{b:02x}")).collect();
+    let by_id = debug_root.join(".build-id").join(&hex[..2]);
+    std::fs::create_dir_all(&by_id).expect("mkdir");
+    let status = Command::new("objcopy")
+        .arg("--only-keep-debug")
+        .arg(&split)
+        .arg(by_id.join(format!("{}.debug", &hex[2..])))
+        .status()
+        .expect("running objcopy");
+    assert!(status.success());
+    let after = export(
+        dir.path(),
+        &["-f", "folded", "--resymbolize", "--debug-dir", debug_arg],
+    );
+    assert!(after.status.success(), "{}", text(&after.stderr));
+    assert_eq!(text(&after.stdout), "split;fn_a 5\n");
+    assert!(
+        text(&after.stderr).contains("named 1 frame(s)"),
+        "{}",
+        text(&after.stderr)
+    );
+    // Without the flag names stay as stored.
+    let plain = export(dir.path(), &["-f", "folded"]);
+    assert_eq!(text(&plain.stdout), format!("split;split+{offset:#x} 5\n"));
+}
+
+/// The GNU build-id of an ELF file, from `readelf -n`.
+fn build_id_of(path: &Path) -> Vec<u8> {
+    let out = Command::new("readelf")
+        .arg("-n")
+        .arg(path)
+        .output()
+        .expect("running readelf");
+    let notes = text(&out.stdout);
+    let hex = notes
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: "))
+        .unwrap_or_else(|| panic!("no build-id in {}:\n{notes}", path.display()))
+        .trim()
+        .to_owned();
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex build-id"))
+        .collect()
+}
+
+/// The file offset of `symbol` in an ELF file: its address mapped through the program
+/// header of the executable LOAD segment that holds it.
+fn file_offset_of(path: &Path, symbol: &str) -> u64 {
+    let nm = text(
+        &Command::new("nm")
+            .arg(path)
+            .output()
+            .expect("running nm")
+            .stdout,
+    );
+    let addr = nm
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.split_whitespace();
+            let (a, _, name) = (parts.next()?, parts.next()?, parts.next()?);
+            (name == symbol).then(|| u64::from_str_radix(a, 16).expect("nm address"))
+        })
+        .unwrap_or_else(|| panic!("no symbol {symbol} in {}", path.display()));
+    let headers = text(
+        &Command::new("readelf")
+            .args(["-lW"])
+            .arg(path)
+            .output()
+            .expect("running readelf")
+            .stdout,
+    );
+    for line in headers.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.first() != Some(&"LOAD") || f.len() < 7 {
+            continue;
+        }
+        let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("hex");
+        let (offset, vaddr, memsz) = (hex(f[1]), hex(f[2]), hex(f[5]));
+        if (vaddr..vaddr + memsz).contains(&addr) {
+            return addr - vaddr + offset;
+        }
+    }
+    panic!("{symbol} is in no LOAD segment of {}", path.display());
+}

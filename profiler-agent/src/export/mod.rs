@@ -53,6 +53,9 @@ pub struct ExportConfig {
     pub include_idle: bool,
     /// Keep kernel frames.
     pub kernel: bool,
+    /// Rename unnamed frames from debug files found by build-id in these directories
+    /// (`--resymbolize`); `None` leaves names as stored.
+    pub resymbolize: Option<Vec<PathBuf>>,
 }
 
 /// Why an export failed.
@@ -144,6 +147,7 @@ impl ExportConfig {
             output: args.output,
             include_idle: args.include_idle,
             kernel: !args.no_kernel,
+            resymbolize: args.resymbolize.then_some(args.debug_dirs),
         })
     }
 }
@@ -232,11 +236,33 @@ pub fn fetch(config: &ExportConfig) -> Result<Profile, ExportError> {
 /// pure function of the profile and the configuration, so steps such as re-symbolizing
 /// frames from their stored locations slot in here without touching fetching or writing.
 fn transform(profile: Profile, config: &ExportConfig) -> Profile {
-    if config.include_idle {
+    let profile = if config.include_idle {
         profile
     } else {
         profile.without_idle()
+    };
+    match &config.resymbolize {
+        Some(dirs) => resymbolize(&profile, dirs),
+        None => profile,
     }
+}
+
+/// Names the frames that were stored as `module+0xOFFSET` from debug files that can be
+/// found now, and says how many it named.
+fn resymbolize(profile: &Profile, debug_dirs: &[PathBuf]) -> Profile {
+    let config = symbolizer::Config::default().with_debug_dirs(debug_dirs.to_vec());
+    let mut resym = symbolizer::Resymbolizer::new(&config);
+    let renamed = resym.resymbolize(profile);
+    let dirs = debug_dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    eprintln!(
+        "ember export: --resymbolize named {} frame(s) from debug files under {dirs}",
+        resym.frames_renamed()
+    );
+    renamed
 }
 
 /// `secs.nnnnnnnnn`, exact: what the API's time parameters read back to the nanosecond.
