@@ -36,6 +36,8 @@ pub struct Aggregator {
     captures: Option<CaptureFeed>,
     /// Processes captured since the last `forget_exited`, to forget once they exit.
     captured: std::collections::BTreeSet<u32>,
+    /// Processes found gone at the last `forget_exited`, forgotten at the next.
+    dying: std::collections::BTreeSet<u32>,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -67,6 +69,7 @@ impl Aggregator {
             stats: AggregateStats::default(),
             captures: None,
             captured: std::collections::BTreeSet::new(),
+            dying: std::collections::BTreeSet::new(),
         }
     }
 
@@ -177,17 +180,108 @@ impl Aggregator {
     /// process (the process table tells by start time), and about those among `seen` that
     /// no longer exist even if their labels were never read: a reused PID is never named
     /// after its predecessor, and the caches stay bounded.
+    ///
+    /// A process found gone is forgotten at the *next* call, not this one: samples it
+    /// took just before exiting may still be in the kernel's maps, and are drained (and
+    /// must be named) before then. Call this at most once per drain.
     pub fn forget_exited(&mut self, seen: impl IntoIterator<Item = u32>) {
-        let mut gone: std::collections::BTreeSet<u32> =
-            self.processes.retain_live().into_iter().collect();
-        let captured = std::mem::take(&mut self.captured);
-        gone.extend(
-            seen.into_iter()
-                .chain(captured)
-                .filter(|&pid| pid != 0 && !crate::procinfo::process_exists(pid)),
-        );
-        for pid in gone {
+        let dropped = self.processes.retain_live();
+        for pid in std::mem::take(&mut self.dying) {
             self.symbolizer.forget_process(pid);
         }
+        let captured = std::mem::take(&mut self.captured);
+        self.dying = seen
+            .into_iter()
+            .chain(captured)
+            .filter(|&pid| pid != 0 && !crate::procinfo::process_exists(pid))
+            .collect();
+        // Dropped by the table: exited at its previous round, or the pid was reused.
+        for pid in dropped {
+            self.symbolizer.forget_process(pid);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// An address inside the executable mapping of `pid`'s `sleep` binary, once its exec
+    /// has mapped it.
+    fn code_address(pid: u32) -> u64 {
+        for _ in 0..400 {
+            let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+            let start = maps.lines().find_map(|l| {
+                let mut f = l.split_whitespace();
+                let (range, perms) = (f.next()?, f.next()?);
+                (perms == "r-xp" && l.ends_with("/sleep")).then(|| range.split('-').next())?
+            });
+            if let Some(start) = start {
+                return u64::from_str_radix(start, 16).expect("hex start") + 0x10;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("sleep's code never appeared in /proc/{pid}/maps");
+    }
+
+    fn sample(pid: u32, addr: u64) -> RawSample {
+        RawSample {
+            tgid: pid,
+            tid: pid,
+            cgroup_id: 0,
+            thread_comm: "sleep".to_owned(),
+            user: vec![addr],
+            user_status: StackStatus::Ok,
+            kernel: Vec::new(),
+            kernel_status: StackStatus::Absent,
+            count: 1,
+        }
+    }
+
+    fn leaf_names(agg: &Aggregator) -> Vec<String> {
+        agg.profile()
+            .stacks()
+            .filter_map(|s| {
+                s.frames
+                    .last()
+                    .map(|&f| agg.profile().frame(f).name.to_string())
+            })
+            .collect()
+    }
+
+    /// A process's last samples are drained after it exits, possibly after a window
+    /// closed (and `forget_exited` ran) in between: they are still named from what was
+    /// known, and only the round after that forgets the process.
+    #[test]
+    fn samples_drained_after_exit_and_a_window_close_are_still_named() {
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        let addr = code_address(pid);
+        let mut agg = Aggregator::new(
+            Symbolizer::new(symbolizer::Config::default()),
+            ProfileMeta::default(),
+            false,
+        );
+        agg.add(&[sample(pid, addr)]);
+        let named = leaf_names(&agg);
+        assert!(named.iter().all(|n| n != "[unknown]"), "{named:?}");
+
+        child.kill().expect("kill sleep");
+        child.wait().expect("reap sleep");
+        // The window closes before the last drain.
+        agg.forget_exited([pid]);
+        let _ = agg.take_profile(ProfileMeta::default());
+        agg.add(&[sample(pid, addr)]);
+        assert_eq!(leaf_names(&agg), named, "the last drain is still named");
+
+        // The next round forgets it.
+        agg.forget_exited([pid]);
+        let _ = agg.take_profile(ProfileMeta::default());
+        agg.add(&[sample(pid, addr)]);
+        assert_eq!(leaf_names(&agg), ["[unknown]"]);
     }
 }

@@ -37,12 +37,15 @@ struct Entry {
     /// Start time in clock ticks since boot: tells a reused pid from the original.
     start_time: u64,
     info: ProcessInfo,
+    /// Found exited by a [`ProcessTable::retain_live`] call, which drops it at the next.
+    exited: bool,
 }
 
 /// A cache of [`ProcessInfo`] by pid.
 ///
 /// Call [`ProcessTable::retain_live`] now and then (e.g. once per aggregation window)
-/// to drop exited processes; [`ProcessTable::info`] keeps them, since their last samples are drained after they exit.
+/// to drop exited processes; [`ProcessTable::info`] keeps them, since their last samples
+/// are drained after they exit.
 #[derive(Debug)]
 pub struct ProcessTable {
     proc_root: PathBuf,
@@ -102,7 +105,14 @@ impl ProcessTable {
                 self.entries.remove(&pid);
                 return None;
             };
-            self.entries.insert(pid, Entry { start_time, info });
+            self.entries.insert(
+                pid,
+                Entry {
+                    start_time,
+                    info,
+                    exited: false,
+                },
+            );
         }
         self.entries.get(&pid).map(|e| &e.info)
     }
@@ -112,17 +122,25 @@ impl ProcessTable {
         self.entries.remove(&pid);
     }
 
-    /// Drops every process that has exited (or whose pid now names another process) and
-    /// returns their pids, so caches elsewhere keyed by pid can drop them too.
+    /// Drops every process whose pid now names another process, and every process that
+    /// had already exited at the previous call, and returns their pids, so caches
+    /// elsewhere keyed by pid can drop them too.
+    ///
+    /// A process found exited is kept until the next call: its last samples may still be
+    /// in the kernel's maps, to be drained before then (the agent calls this once per
+    /// window, and drains at least once per window).
     pub fn retain_live(&mut self) -> Vec<u32> {
         let root = &self.proc_root;
         let mut dropped = Vec::new();
         self.entries.retain(|&pid, e| {
-            let live = read_start_time(root, pid).is_some_and(|t| t == e.start_time);
-            if !live {
+            let keep = match read_start_time(root, pid) {
+                Some(t) => t == e.start_time,
+                None => !std::mem::replace(&mut e.exited, true),
+            };
+            if !keep {
                 dropped.push(pid);
             }
-            live
+            keep
         });
         dropped
     }
@@ -316,6 +334,10 @@ mod tests {
         // Its last samples are drained after it exits: they still get its name.
         let labels = table.labels(pid, pid + 1, "worker");
         assert_eq!(labels.get(keys::COMM), Some("sleep"));
+        // Kept for one more round: samples taken before it exited may still be undrained.
+        assert_eq!(table.retain_live(), Vec::<u32>::new());
+        let labels = table.labels(pid, pid, "sleep");
+        assert_eq!(labels.get(keys::COMM), Some("sleep"));
         assert_eq!(
             table.retain_live(),
             vec![pid],
@@ -397,7 +419,13 @@ mod tests {
         assert!(table.info(7).is_some());
         assert_eq!(table.len(), 2);
         fs::remove_dir_all(root.path().join("42")).expect("remove fake process");
-        table.retain_live();
+        assert_eq!(
+            table.retain_live(),
+            Vec::<u32>::new(),
+            "kept one more round"
+        );
+        assert_eq!(table.len(), 2);
+        assert_eq!(table.retain_live(), vec![42]);
         assert_eq!(table.len(), 1);
         assert_eq!(table.info(42), None);
     }
