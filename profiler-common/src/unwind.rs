@@ -18,13 +18,29 @@ pub const UNWIND_ROWS_MAP: &str = "UNWIND_ROWS";
 /// Name of the `HashMap<u32, ProcUnwind>`: tgid → the process's executable mappings.
 pub const PROC_UNWIND_MAP: &str = "PROC_UNWIND";
 
+/// Name of the one-entry `Array<u32>` of unwinder settings ([`UNWIND_STRICT`]).
+pub const UNWIND_CONFIG_MAP: &str = "UNWIND_CONFIG";
+
+/// [`UNWIND_CONFIG_MAP`] bit: walk every process's user stack in the program, with frame
+/// pointers where it has no tables (yet), so stacks cut short are marked truncated rather
+/// than silently short (`--unwinder dwarf`). Without it only processes with tables are
+/// walked there and the others get the kernel's frame-pointer walk (`--unwinder auto`).
+pub const UNWIND_STRICT: u32 = 1;
+
 /// Name of the custom user-stack map of each generation (`HashMap<u32, UserStack>`).
 pub const USER_STACKS_MAPS: [&str; 2] = ["USTACKS_0", "USTACKS_1"];
+
+/// Name of the `sched/sched_process_exec` tracepoint program that drops a process's
+/// mappings when it execs (they describe the old image).
+pub const EXEC_PROGRAM: &str = "ember_exec";
 
 /// Most executable mappings with tables per process; further ones are stepped with frame
 /// pointers.
 pub const MAX_PROC_MAPPINGS: usize = 128;
-const _: () = assert!(MAX_PROC_MAPPINGS.is_power_of_two(), "the eBPF side masks indices");
+const _: () = assert!(
+    MAX_PROC_MAPPINGS.is_power_of_two(),
+    "the eBPF side masks indices"
+);
 
 /// Most rows of one binary's table (the eBPF binary search takes 21 steps).
 pub const MAX_TABLE_ROWS: usize = 1 << 21;

@@ -10,17 +10,17 @@
 
 use aya_ebpf::{
     EbpfContext as _,
-    bindings::{BPF_F_NO_PREALLOC, bpf_perf_event_data, pt_regs},
-    helpers::{bpf_probe_read_kernel, bpf_probe_read_user, generated},
-    macros::map,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, bpf_perf_event_data, pt_regs},
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user, generated},
+    macros::{map, tracepoint},
     maps::{Array, HashMap, PerCpuArray},
-    programs::PerfEventContext,
+    programs::{PerfEventContext, TracePointContext},
 };
 use profiler_common::{
     DEFAULT_STACKS_ENTRIES, Stat,
     unwind::{
-        DEFAULT_PROC_UNWIND_ENTRIES, MAX_PROC_MAPPINGS, MAX_UNWIND_DEPTH, ProcUnwind, UnwindRow,
-        UserStack, cfa, rbp,
+        DEFAULT_PROC_UNWIND_ENTRIES, MAX_PROC_MAPPINGS, MAX_UNWIND_DEPTH, ProcUnwind,
+        UNWIND_STRICT, UnwindRow, UserStack, cfa, rbp,
     },
 };
 
@@ -28,7 +28,7 @@ use crate::program::stat;
 
 // Sizes are defaults: the agent sets them at load time.
 #[map]
-static UNWIND_ROWS: Array<UnwindRow> = Array::with_max_entries(1, 0);
+static UNWIND_ROWS: Array<UnwindRow> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 #[map]
 static PROC_UNWIND: HashMap<u32, ProcUnwind> =
     HashMap::with_max_entries(DEFAULT_PROC_UNWIND_ENTRIES, BPF_F_NO_PREALLOC);
@@ -38,6 +38,12 @@ pub(crate) static USTACKS_0: HashMap<u32, UserStack> =
 #[map]
 pub(crate) static USTACKS_1: HashMap<u32, UserStack> =
     HashMap::with_max_entries(DEFAULT_STACKS_ENTRIES, BPF_F_NO_PREALLOC);
+/// Settings (`UNWIND_STRICT`), written by the agent at start.
+#[map]
+static UNWIND_CONFIG: Array<u32> = Array::with_max_entries(1, 0);
+/// A process without tables: every frame is stepped with the frame pointer.
+#[map]
+static UNWIND_NO_TABLES: Array<ProcUnwind> = Array::with_max_entries(1, 0);
 /// The stack being walked (1 KiB: too big for the 512-byte BPF stack).
 #[map]
 static UNWIND_SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries(1, 0);
@@ -74,12 +80,30 @@ pub(crate) struct Walked {
     pub(crate) truncated: bool,
 }
 
+/// On exec the process's mappings describe the old image: drop them, so its stacks use
+/// frame pointers until the agent has loaded the new image's tables.
+#[tracepoint]
+pub fn ember_exec(_ctx: TracePointContext) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let _ = PROC_UNWIND.remove(&tgid);
+    0
+}
+
 /// Walks the current task's user stack if its process has tables; `None` when it has none
 /// (the caller then uses the kernel's frame-pointer walk).
 #[inline(always)]
 pub(crate) fn walk(ctx: &PerfEventContext, tgid: u32, generation: u32) -> Option<Walked> {
     // SAFETY: a lookup; the value is only read.
-    let procs = unsafe { PROC_UNWIND.get(&tgid) }? as *const ProcUnwind;
+    let procs = match unsafe { PROC_UNWIND.get(&tgid) } {
+        Some(p) => p as *const ProcUnwind,
+        None => {
+            let strict = UNWIND_CONFIG.get(0).is_some_and(|c| c & UNWIND_STRICT != 0);
+            if !strict {
+                return None;
+            }
+            UNWIND_NO_TABLES.get_ptr(0)?
+        }
+    };
     let stack = UNWIND_SCRATCH.get_ptr_mut(0)?;
     let (ip, sp, bp) = user_regs(ctx)?;
     stat(Stat::UnwindWalked);
@@ -126,17 +150,20 @@ pub(crate) fn walk(ctx: &PerfEventContext, tgid: u32, generation: u32) -> Option
     // SAFETY: the value is only read.
     if let Some(old) = unsafe { map.get(&key) } {
         if old.hash_hi == (w.hash >> 32) as u32 && old.len == w.n {
-            return Some(Walked { id: key as i32, truncated });
+            return Some(Walked {
+                id: key as i32,
+                truncated,
+            });
         }
         stat(Stat::UnwindStackLost);
-        return Some(Walked {
-            id: -17,
-            truncated,
-        });
+        return Some(Walked { id: -17, truncated });
     }
     // SAFETY: `stack` is a valid map value pointer.
     match map.insert(&key, unsafe { &*stack }, 0) {
-        Ok(()) => Some(Walked { id: key as i32, truncated }),
+        Ok(()) => Some(Walked {
+            id: key as i32,
+            truncated,
+        }),
         Err(e) => {
             stat(Stat::UnwindStackLost);
             Some(Walked {
@@ -292,7 +319,11 @@ fn table_step(w: &mut Walk, pc: u64) -> Step {
             w.bp
         }
         cfa::PLT => {
-            let extra = if (w.ip & 15) as i8 >= row.rbp_offset { 8 } else { 0 };
+            let extra = if (w.ip & 15) as i8 >= row.rbp_offset {
+                8
+            } else {
+                0
+            };
             w.sp + extra
         }
         cfa::END => {
@@ -342,7 +373,11 @@ fn bounded(i: u32) -> usize {
 fn fp_step(w: &mut Walk) {
     if w.bp_known == 0 || w.bp == 0 {
         // rbp = 0 marks the outermost frame of a frame-pointer stack.
-        w.status = if w.bp == 0 && w.bp_known != 0 { COMPLETE } else { TRUNCATED };
+        w.status = if w.bp == 0 && w.bp_known != 0 {
+            COMPLETE
+        } else {
+            TRUNCATED
+        };
         return;
     }
     let bp = w.bp;

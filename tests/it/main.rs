@@ -13,3 +13,5 @@ mod record;
 // The sampler as a library: the drain protocol's exact accounting.
 mod sampler;
 mod ui;
+// The .eh_frame unwinder: complete stacks without frame pointers.
+mod unwind;

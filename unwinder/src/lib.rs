@@ -14,8 +14,8 @@
 //! by build id) and the `PT_LOAD` segments (to turn a mapping into a load bias).
 
 use gimli::{
-    BaseAddresses, CfaRule, CieOrFde, DebugFrame, EhFrame, EndianSlice, LittleEndian,
-    RegisterRule, UnwindContext, UnwindSection, X86_64,
+    BaseAddresses, CfaRule, CieOrFde, DebugFrame, EhFrame, EndianSlice, LittleEndian, RegisterRule,
+    UnwindContext, UnwindSection, X86_64,
 };
 use object::{Object as _, ObjectSection as _, ObjectSegment as _};
 pub use profiler_common::unwind::{MAX_TABLE_ROWS, UnwindRow, cfa, rbp};
@@ -112,8 +112,12 @@ impl ElfInfo {
     /// at `start` and maps file offset `offset`, or `None` when no segment holds `offset`.
     #[must_use]
     pub fn bias(&self, start: u64, offset: u64) -> Option<u64> {
+        // The last segment that starts in or before the mapping's first page: a segment
+        // whose file range ends in that page too (the read-only headers before `.text`)
+        // is not the one the mapping was made for.
         self.segments
             .iter()
+            .rev()
             .find(|s| {
                 let page_start = s.offset & !0xfff;
                 offset >= page_start && offset < s.offset + s.filesz.max(1)
@@ -272,11 +276,7 @@ where
     Ok(ranges)
 }
 
-fn convert<'a, S>(
-    section: &S,
-    row: &gimli::UnwindTableRow<usize>,
-    stats: &mut TableStats,
-) -> Raw
+fn convert<'a, S>(section: &S, row: &gimli::UnwindTableRow<usize>, stats: &mut TableStats) -> Raw
 where
     S: UnwindSection<EndianSlice<'a, LittleEndian>>,
 {
@@ -398,14 +398,7 @@ impl UnwindTable {
                 if covered.is_empty() {
                     covered.push((u64::MAX, u64::MAX));
                 }
-                read_section(
-                    &df,
-                    &bases,
-                    ".debug_frame",
-                    &covered,
-                    &mut raws,
-                    &mut stats,
-                )?;
+                read_section(&df, &bases, ".debug_frame", &covered, &mut raws, &mut stats)?;
             }
         }
         if !have_cfi {
@@ -439,9 +432,8 @@ fn pack(mut raws: Vec<Raw>) -> Result<Vec<UnwindRow>, UnwindError> {
     let mut rows: Vec<UnwindRow> = Vec::with_capacity(raws.len());
     let mut last_pc = None;
     for raw in raws {
-        let pc = u32::try_from(raw.pc).map_err(|_| {
-            UnwindError::TooLarge(format!("address {:#x} beyond 4 GiB", raw.pc))
-        })?;
+        let pc = u32::try_from(raw.pc)
+            .map_err(|_| UnwindError::TooLarge(format!("address {:#x} beyond 4 GiB", raw.pc)))?;
         let row = UnwindRow { pc, ..raw.row };
         if last_pc == Some(pc) {
             // Same PC: the later (real) rule wins.

@@ -39,12 +39,21 @@ fn readelf_fdes(path: &str) -> Vec<(u64, u64, Vec<ReadelfRow>)> {
         if !in_eh_frame {
             continue;
         }
-        if let Some(range) = line.split(" FDE ").nth(1).and_then(|r| r.split("pc=").nth(1)) {
+        if let Some(range) = line
+            .split(" FDE ")
+            .nth(1)
+            .and_then(|r| r.split("pc=").nth(1))
+        {
             let (s, e) = range.trim().split_once("..").expect("pc=a..b");
             let s = u64::from_str_radix(s, 16).unwrap();
             let e = u64::from_str_radix(e, 16).unwrap();
             fdes.push((s, e, Vec::new()));
-            let cie = line.split("cie=").nth(1).unwrap_or("").get(..8).unwrap_or("");
+            let cie = line
+                .split("cie=")
+                .nth(1)
+                .unwrap_or("")
+                .get(..8)
+                .unwrap_or("");
             cie_of_fde.push(cie.to_owned());
             in_fde = true;
             current_cie = None;
@@ -114,10 +123,18 @@ fn check_against_readelf(path: &str) -> usize {
                 assert_eq!(ours.cfa_kind(), cfa::END, "{what}");
             } else if let Some(off) = r.cfa.strip_prefix("rsp+") {
                 assert_eq!(ours.cfa_kind(), cfa::RSP, "{what}");
-                assert_eq!(i64::from(ours.cfa_offset) * 8, off.parse::<i64>().unwrap(), "{what}");
+                assert_eq!(
+                    i64::from(ours.cfa_offset) * 8,
+                    off.parse::<i64>().unwrap(),
+                    "{what}"
+                );
             } else if let Some(off) = r.cfa.strip_prefix("rbp+") {
                 assert_eq!(ours.cfa_kind(), cfa::RBP, "{what}");
-                assert_eq!(i64::from(ours.cfa_offset) * 8, off.parse::<i64>().unwrap(), "{what}");
+                assert_eq!(
+                    i64::from(ours.cfa_offset) * 8,
+                    off.parse::<i64>().unwrap(),
+                    "{what}"
+                );
             } else if r.cfa == "exp" {
                 assert!(
                     matches!(ours.cfa_kind(), cfa::PLT | cfa::UNSUPPORTED),
@@ -144,7 +161,11 @@ fn check_against_readelf(path: &str) -> usize {
         // Past the end of a function no other FDE starts at: a gap row.
         if !fdes.iter().any(|(s, e, _)| *s <= *end && *end < *e) {
             let gap = table.lookup(*end).unwrap();
-            assert_eq!(gap.cfa_kind(), cfa::NONE, "{path}: after {start:#x}..{end:#x}");
+            assert_eq!(
+                gap.cfa_kind(),
+                cfa::NONE,
+                "{path}: after {start:#x}..{end:#x}"
+            );
         }
     }
     checked
@@ -156,7 +177,10 @@ fn libc_rows_match_readelf() {
     assert!(checked > 10_000, "only {checked} rows checked");
     let table = UnwindTable::from_elf(&std::fs::read(LIBC).unwrap()).unwrap();
     assert!(table.stats.fdes > 3_000, "{:?}", table.stats);
-    assert!(table.stats.plt_rows > 0, "libc's .plt uses the PLT expression");
+    assert!(
+        table.stats.plt_rows > 0,
+        "libc's .plt uses the PLT expression"
+    );
     // A handful of hand-written assembly rules at most.
     assert!(
         table.stats.unsupported_rows * 100 < table.stats.raw_rows,
@@ -166,7 +190,11 @@ fn libc_rows_match_readelf() {
     // Sorted, unique PCs, merged neighbours.
     for w in table.rows.windows(2) {
         assert!(w[0].pc < w[1].pc);
-        assert!(w[0].kinds != w[1].kinds || w[0].cfa_offset != w[1].cfa_offset || w[0].rbp_offset != w[1].rbp_offset);
+        assert!(
+            w[0].kinds != w[1].kinds
+                || w[0].cfa_offset != w[1].cfa_offset
+                || w[0].rbp_offset != w[1].rbp_offset
+        );
     }
 }
 
@@ -192,9 +220,13 @@ fn start_marks_the_end_of_the_stack() {
 
 #[test]
 fn plt_expression_is_recognised() {
-    let gcc = [0x77, 0x08, 0x80, 0x00, 0x3f, 0x1a, 0x3b, 0x2a, 0x33, 0x24, 0x22];
+    let gcc = [
+        0x77, 0x08, 0x80, 0x00, 0x3f, 0x1a, 0x3b, 0x2a, 0x33, 0x24, 0x22,
+    ];
     assert_eq!(plt_expression(&gcc), Some((8, 11)));
-    let ld = [0x77, 0x08, 0x80, 0x00, 0x3f, 0x1a, 0x3a, 0x2a, 0x33, 0x24, 0x22];
+    let ld = [
+        0x77, 0x08, 0x80, 0x00, 0x3f, 0x1a, 0x3a, 0x2a, 0x33, 0x24, 0x22,
+    ];
     assert_eq!(plt_expression(&ld), Some((8, 10)));
     assert_eq!(plt_expression(&gcc[..8]), None);
     assert_eq!(plt_expression(&[0x77, 0x08, 0x06]), None);
@@ -209,14 +241,23 @@ fn bad_elf_is_an_error_not_a_panic() {
         let _ = UnwindTable::from_elf(&libc[..cut]);
         let _ = ElfInfo::parse(&libc[..cut]);
     }
-    assert!(matches!(UnwindTable::from_elf(&libc[..64]), Err(UnwindError::Elf(_))));
-    assert!(matches!(UnwindTable::from_elf(b"#!/bin/sh\n"), Err(UnwindError::Elf(_))));
+    assert!(matches!(
+        UnwindTable::from_elf(&libc[..64]),
+        Err(UnwindError::Elf(_))
+    ));
+    assert!(matches!(
+        UnwindTable::from_elf(b"#!/bin/sh\n"),
+        Err(UnwindError::Elf(_))
+    ));
     // Garbage inside .eh_frame: overwrite the section.
     let file = object::File::parse(&*libc).unwrap();
     let eh = file.section_by_name(".eh_frame").unwrap();
     let (off, size) = eh.file_range().unwrap();
     let mut bad = libc.clone();
-    for (i, b) in bad[off as usize..(off + size) as usize].iter_mut().enumerate() {
+    for (i, b) in bad[off as usize..(off + size) as usize]
+        .iter_mut()
+        .enumerate()
+    {
         *b = (i * 7 + 3) as u8;
     }
     let _ = UnwindTable::from_elf(&bad);
@@ -261,4 +302,29 @@ fn bias_of_a_pie_mapping() {
     let page = text.offset & !0xfff;
     assert_eq!(info.bias(base + page, page), Some(base));
     assert_eq!(info.bias(base, u64::MAX / 2), None);
+}
+
+#[test]
+fn bias_picks_the_segment_the_mapping_starts() {
+    // rustc's layout: read-only headers at offset 0 end inside the page where .text starts,
+    // and .text's vaddr is one page above its offset.
+    let info = ElfInfo {
+        build_id: None,
+        segments: vec![
+            Segment {
+                offset: 0,
+                vaddr: 0,
+                filesz: 0x180e0,
+            },
+            Segment {
+                offset: 0x180e0,
+                vaddr: 0x190e0,
+                filesz: 0x442b0,
+            },
+        ],
+    };
+    let start = 0x5555_5556_d000u64;
+    let bias = info.bias(start, 0x18000).unwrap();
+    // File offset 0x180e0 (vaddr 0x190e0) is mapped at start + 0xe0.
+    assert_eq!(0x190e0 + bias, start + 0xe0);
 }

@@ -74,6 +74,8 @@ pub struct AgentConfig {
     pub counts_entries: u32,
     /// Stack map size.
     pub stacks_entries: u32,
+    /// How user stacks are walked (`--unwinder`, `--unwind-table-mem`).
+    pub unwind: crate::sample::UnwindConfig,
     /// Where the HTTP API listens; `None` runs without it.
     pub listen: Option<SocketAddr>,
 }
@@ -120,6 +122,7 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
         kernel_stacks: true,
         counts_entries: config.counts_entries,
         stacks_entries: config.stacks_entries,
+        unwind: config.unwind,
     })?;
     signals::install();
     info!(
