@@ -57,19 +57,37 @@ const RUNNING: u32 = 0;
 const COMPLETE: u32 = 1;
 const TRUNCATED: u32 = 2;
 
-/// What one `bpf_loop` iteration needs; lives on the program's stack.
+/// The registers and progress of a walk. Kept in a per-CPU map, not on the stack: the
+/// verifier does not track map contents, so every `bpf_loop` pass looks the same to it and
+/// the step is verified once, instead of once per combination of constants it would
+/// otherwise follow through the passes.
 #[repr(C)]
-struct Walk {
+#[derive(Clone, Copy)]
+struct WalkRegs {
     ip: u64,
     sp: u64,
     bp: u64,
     hash: u64,
-    procs: *const ProcUnwind,
-    stack: *mut UserStack,
     n: u32,
     status: u32,
     fp_frames: u32,
     bp_known: u32,
+    /// `bp` was read from a saved slot, not taken from a register: a 0 there is the end
+    /// of a frame-pointer chain, not a register that happened to hold 0.
+    bp_from_chain: u32,
+    _pad: u32,
+}
+
+#[map]
+static UNWIND_WALK: PerCpuArray<WalkRegs> = PerCpuArray::with_max_entries(1, 0);
+
+/// What one `bpf_loop` pass needs, on the program's stack: pointers only, the same on
+/// every pass.
+#[repr(C)]
+struct Walk {
+    procs: *const ProcUnwind,
+    stack: *mut UserStack,
+    regs: *mut WalkRegs,
 }
 
 /// Outcome of a walk, for the sample key.
@@ -106,29 +124,36 @@ pub(crate) fn walk(ctx: &PerfEventContext, tgid: u32, generation: u32) -> Option
     };
     let stack = UNWIND_SCRATCH.get_ptr_mut(0)?;
     let (ip, sp, bp) = user_regs(ctx)?;
+    let regs = UNWIND_WALK.get_ptr_mut(0)?;
     stat(Stat::UnwindWalked);
-    let mut w = Walk {
-        ip,
-        sp,
-        bp,
-        hash: 0xcbf2_9ce4_8422_2325,
-        procs,
-        stack,
-        n: 0,
-        status: RUNNING,
-        fp_frames: 0,
-        bp_known: 1,
-    };
-    // SAFETY: `step` has the callback signature bpf_loop expects and only touches `w`,
-    // which outlives the call.
+    // SAFETY: this CPU's slot; programs do not nest on one CPU.
+    unsafe {
+        *regs = WalkRegs {
+            ip,
+            sp,
+            bp,
+            hash: 0xcbf2_9ce4_8422_2325,
+            n: 0,
+            status: RUNNING,
+            fp_frames: 0,
+            bp_known: 1,
+            bp_from_chain: 0,
+            _pad: 0,
+        };
+    }
+    let mut walk = Walk { procs, stack, regs };
+    // SAFETY: `step` has the callback signature bpf_loop expects and only touches `walk`
+    // and the maps it points at, which outlive the call.
     unsafe {
         generated::bpf_loop(
             MAX_UNWIND_DEPTH as u32,
             step as *mut core::ffi::c_void,
-            (&raw mut w).cast(),
+            (&raw mut walk).cast(),
             0,
         );
     }
+    // SAFETY: as above.
+    let w = unsafe { *regs };
     if w.fp_frames > 0 {
         stat(Stat::UnwindFpFrames);
     }
@@ -218,28 +243,33 @@ fn read_user(addr: u64) -> Option<u64> {
 
 /// One frame. Returns 0 to go on, 1 to stop.
 #[inline(never)]
-unsafe extern "C" fn step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
-    // SAFETY: `ctx` is the `Walk` that `walk` passed to bpf_loop.
-    let w = unsafe { &mut *ctx.cast::<Walk>() };
+unsafe extern "C" fn step(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: `ctx` is the `Walk` that `walk` passed to bpf_loop; its pointers are valid
+    // map values of this CPU.
+    let (procs, stack, w) = unsafe {
+        let walk = &*ctx.cast::<Walk>();
+        (&*walk.procs, walk.stack, &mut *walk.regs)
+    };
     if w.status != RUNNING {
         return 1;
     }
-    let n = w.n as usize;
+    // The frame index is bpf_loop's: a bounded unknown to the verifier.
+    let n = index as usize;
     if n >= MAX_UNWIND_DEPTH {
         w.status = TRUNCATED;
         return 1;
     }
-    // SAFETY: `stack` is this CPU's scratch value; `n` is bounds-checked above.
-    unsafe { (*w.stack).frames[n] = w.ip };
+    // SAFETY: `n` is bounds-checked above.
+    unsafe { (*stack).frames[n] = w.ip };
     w.hash = (w.hash ^ w.ip).wrapping_mul(0x0000_0100_0000_01b3);
-    w.n += 1;
-    if w.n as usize >= MAX_UNWIND_DEPTH {
+    w.n = n as u32 + 1;
+    if n + 1 >= MAX_UNWIND_DEPTH {
         w.status = TRUNCATED;
         return 1;
     }
     // Return addresses point after the call: look up the call instruction itself.
     let pc = if n == 0 { w.ip } else { w.ip - 1 };
-    match table_step(w, pc) {
+    match table_step(procs, w, pc) {
         Step::Done => {}
         Step::Fp => {
             w.fp_frames += 1;
@@ -257,9 +287,7 @@ enum Step {
 }
 
 #[inline(always)]
-fn table_step(w: &mut Walk, pc: u64) -> Step {
-    // SAFETY: a valid map value pointer taken in `walk`, read only.
-    let procs = unsafe { &*w.procs };
+fn table_step(procs: &ProcUnwind, w: &mut WalkRegs, pc: u64) -> Step {
     let len = procs.len;
     if len == 0 || len as usize > MAX_PROC_MAPPINGS {
         return Step::Fp;
@@ -347,6 +375,7 @@ fn table_step(w: &mut Walk, pc: u64) -> Step {
                 Some(bp) => {
                     w.bp = bp;
                     w.bp_known = 1;
+                    w.bp_from_chain = 1;
                 }
                 None => w.bp_known = 0,
             }
@@ -370,7 +399,7 @@ fn bounded(i: u32) -> usize {
 
 /// Frame-pointer step: `[rbp]` is the caller's `rbp`, `[rbp + 8]` the return address.
 #[inline(always)]
-fn fp_step(w: &mut Walk) {
+fn fp_step(w: &mut WalkRegs) {
     if w.bp_known == 0 || w.bp == 0 {
         // rbp = 0 marks the outermost frame of a frame-pointer stack.
         w.status = if w.bp == 0 && w.bp_known != 0 {
@@ -390,13 +419,20 @@ fn fp_step(w: &mut Walk) {
         return;
     };
     w.bp = next_bp;
+    w.bp_from_chain = 1;
     advance(w, bp + 16, ra);
 }
 
 #[inline(always)]
-fn advance(w: &mut Walk, cfa: u64, ra: u64) {
+fn advance(w: &mut WalkRegs, cfa: u64, ra: u64) {
     if ra == 0 {
-        w.status = COMPLETE;
+        // The end of a frame-pointer chain; anywhere else a zero return address is a
+        // guess gone wrong (tables mark the outermost frame themselves).
+        w.status = if w.bp == 0 && w.bp_from_chain != 0 {
+            COMPLETE
+        } else {
+            TRUNCATED
+        };
         return;
     }
     // The stack grows down: each caller's frame is above the callee's.

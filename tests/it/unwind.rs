@@ -5,6 +5,11 @@ use crate::common::{Folded, ember, example, privileged, run, tempdir};
 
 /// Records `command` with `extra` options; returns the workload's stacks.
 fn record(extra: &[&str], comm: &str, command: &[&str]) -> Folded {
+    record_with_stderr(extra, comm, command).0
+}
+
+/// [`record`], and ember's stderr.
+fn record_with_stderr(extra: &[&str], comm: &str, command: &[&str]) -> (Folded, String) {
     let dir = tempdir();
     let out_path = dir.path().join("out.folded");
     let mut cmd = ember();
@@ -20,7 +25,10 @@ fn record(extra: &[&str], comm: &str, command: &[&str]) -> Folded {
         out.status.success(),
         "ember record {extra:?} -- {command:?} failed"
     );
-    Folded::read(&out_path).process(comm)
+    (
+        Folded::read(&out_path).process(comm),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn pct(x: f64) -> String {
@@ -264,6 +272,78 @@ fn deep_recursion_is_complete_or_marked_truncated_never_wrong() {
     assert!(
         truncated as f64 >= 0.9 * w.total() as f64,
         "depth 300: leaf stacks should be marked truncated: {:#?}",
+        w.lines
+    );
+}
+
+#[test]
+fn binary_without_eh_frame_falls_back_to_frame_pointers_and_is_named() {
+    let Some(_p) = privileged("binary_without_eh_frame_falls_back_to_frame_pointers_and_is_named")
+    else {
+        return;
+    };
+    // The frame-pointer build of split, its unwind sections removed: its own frames are
+    // stepped with frame pointers, libc's with tables, in one stack.
+    let dir = tempdir();
+    let bin = dir.path().join("split-nocfi");
+    let status = std::process::Command::new("objcopy")
+        .args([
+            "--remove-section=.eh_frame",
+            "--remove-section=.eh_frame_hdr",
+            "--remove-section=.debug_frame",
+        ])
+        .arg(example("split"))
+        .arg(&bin)
+        .status()
+        .expect("objcopy (binutils)");
+    assert!(status.success());
+    let (w, stderr) = record_with_stderr(
+        &["--unwinder", "dwarf"],
+        "split-nocfi",
+        &[bin.to_str().unwrap(), "5"],
+    );
+    assert!(
+        stderr.contains("split-nocfi") && stderr.contains("no .eh_frame or .debug_frame"),
+        "no warning naming the binary without tables: {stderr}"
+    );
+    let total = w.total();
+    let complete = w.count_where(|f| {
+        f.contains(&"main") && f.iter().any(|x| x.contains("__libc_start_call_main"))
+    });
+    eprintln!("split-nocfi: {complete} of {total} through libc's start code to main");
+    assert!(total >= 200, "too few samples: {total}");
+    assert!(
+        complete as f64 >= 0.95 * total as f64,
+        "frame-pointer frames and table frames should join: {:#?}",
+        w.lines
+    );
+}
+
+#[test]
+fn over_the_table_memory_limit_binaries_are_named_and_fall_back() {
+    let Some(_p) = privileged("over_the_table_memory_limit_binaries_are_named_and_fall_back")
+    else {
+        return;
+    };
+    // libc's table is about 220 KiB: it does not fit in 64 KiB.
+    let bin = example("libc-hot");
+    let (w, stderr) = record_with_stderr(
+        &["--unwinder", "dwarf", "--unwind-table-mem", "64KiB"],
+        "libc-hot",
+        &[bin.to_str().unwrap(), "2"],
+    );
+    assert!(
+        stderr.contains("--unwind-table-mem") && stderr.contains("libc.so.6"),
+        "no warning naming libc as over the limit: {stderr}"
+    );
+    // Still a profile, and its stacks through libc are marked rather than made up.
+    assert!(w.total() >= 50, "too few samples: {}", w.total());
+    let wrong = w.count_where(|f| {
+        f.contains(&"main") && f.iter().any(|x| x.contains("msort")) && !f.contains(&"sort_round")
+    });
+    assert_eq!(
+        wrong, 0,
+        "stacks through qsort skipping sort_round: {:#?}",
         w.lines
     );
 }

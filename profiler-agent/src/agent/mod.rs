@@ -157,9 +157,11 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
             pids_seen.extend(samples.iter().map(|s| s.tgid));
             aggregator.add(&samples);
             let stats = sampler.stats()?;
+            let unwind = sampler.unwind_stats().map(|u| u.gauges());
             let mut m = metrics.lock().unwrap_or_else(PoisonError::into_inner);
             m.sampler = stats;
             m.symbolizer = aggregator.symbolizer().stats();
+            m.unwind = unwind.unwrap_or_default();
         }
         if stop || window_clock.elapsed() >= config.window {
             let end = crate::now_unix_ns().max(window_start + 1);

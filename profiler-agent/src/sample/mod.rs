@@ -23,7 +23,9 @@ mod unwind;
 pub use drain::{RawSample, StackStatus};
 pub use error::SampleError;
 pub use loader::{Sampler, SamplerConfig, Target};
-pub use unwind::{DEFAULT_TABLE_MEM, UnwindConfig, UnwindStats, UnwindTables, UnwinderMode};
+pub use unwind::{
+    DEFAULT_TABLE_MEM, UnwindConfig, UnwindGauges, UnwindStats, UnwindTables, UnwinderMode,
+};
 
 /// Loss and activity counters summed over all CPUs, as the program counted them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

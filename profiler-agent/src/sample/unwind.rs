@@ -91,6 +91,35 @@ pub struct UnwindStats {
     pub load_time: Duration,
 }
 
+/// The numbers of [`UnwindStats`], for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnwindGauges {
+    /// Bytes of rows in use.
+    pub table_bytes: u64,
+    /// Bytes the rows may use.
+    pub table_capacity_bytes: u64,
+    /// Binaries whose tables are loaded.
+    pub tables_loaded: u64,
+    /// Processes walked with tables.
+    pub processes: u64,
+    /// Binaries stepped with frame pointers.
+    pub binaries_fell_back: u64,
+}
+
+impl UnwindStats {
+    /// The numbers alone.
+    #[must_use]
+    pub fn gauges(&self) -> UnwindGauges {
+        UnwindGauges {
+            table_bytes: self.table_bytes,
+            table_capacity_bytes: self.table_capacity_bytes,
+            tables_loaded: self.tables_loaded,
+            processes: self.processes,
+            binaries_fell_back: self.fell_back.len() as u64,
+        }
+    }
+}
+
 /// A table in the shared array.
 struct Table {
     offset: u32,
@@ -248,7 +277,9 @@ impl UnwindTables {
     /// [`UnwindTables::ensure_process`], reading the mappings again when they are older
     /// than `recheck`.
     pub fn ensure_process_within(&mut self, pid: u32, recheck: Duration) {
-        if pid == 0 || self.ignored.contains(&pid) {
+        // Ember itself is left to frame pointers: its own table is large and its stacks
+        // are not what it is run for.
+        if pid == 0 || pid == std::process::id() || self.ignored.contains(&pid) {
             return;
         }
         let exe = exe_id(pid);
@@ -459,7 +490,9 @@ impl UnwindTables {
         let state = match self.load_file(&via, &m.path) {
             Ok(s) => s,
             Err(reason) => {
-                if self.mode == UnwinderMode::Dwarf {
+                // Over the limit is always worth a warning; a binary without tables only
+                // when tables were asked for explicitly.
+                if self.mode == UnwinderMode::Dwarf || reason.contains("--unwind-table-mem") {
                     warn!(binary = %m.path, "no unwind table ({reason}); its frames use frame pointers");
                 } else {
                     debug!(binary = %m.path, %reason, "no unwind table");
@@ -498,18 +531,11 @@ impl UnwindTables {
             return Err("no unwind rows".into());
         }
         let Some(offset) = self.alloc(len) else {
-            let used = self.stats().table_bytes;
-            warn!(
-                binary = path,
-                bytes = table.bytes(),
-                used,
-                limit = u64::from(self.capacity) * 8,
-                "unwind tables over --unwind-table-mem: this binary's frames use frame pointers"
-            );
             return Err(format!(
-                "over --unwind-table-mem ({} bytes needed, {used} of {} in use)",
+                "over --unwind-table-mem: {} bytes needed, {} of {} in use",
                 table.bytes(),
-                u64::from(self.capacity) * 8
+                self.stats().table_bytes,
+                u64::from(self.capacity) * std::mem::size_of::<UnwindRow>() as u64
             ));
         };
         // SAFETY: `offset + len <= capacity` (the allocator's invariant), inside the
