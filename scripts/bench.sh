@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks Ember against its peers on this machine; prints a Markdown report.
 #   scripts/bench.sh            every report: record, agent, then the UI rendering benchmark
-#   scripts/bench.sh record|agent|ui [options]   one of them, with its options
+#   scripts/bench.sh record|agent|ui|unwind [options]   one of them, with its options
 # Needs root. Installs inferno's CLI (for the perf pipeline) into target/bench-tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,8 @@ case "${1:-all}" in
   record) shift; exec python3 bench/record_bench.py "$@" ;;
   agent) shift; exec python3 bench/agent_bench.py "$@" ;;
   ui) shift; exec bench/ui_bench.sh "$@" ;;
-  all) python3 bench/record_bench.py; python3 bench/agent_bench.py; bench/ui_bench.sh ;;
-  *) echo "bench: unknown report '$1' (record, agent, ui)" >&2; exit 2 ;;
+  unwind) shift; exec python3 bench/unwind_bench.py "$@" ;;
+  all) python3 bench/record_bench.py; python3 bench/agent_bench.py; bench/ui_bench.sh
+       python3 bench/unwind_bench.py ;;
+  *) echo "bench: unknown report '$1' (record, agent, ui, unwind)" >&2; exit 2 ;;
 esac

@@ -208,14 +208,12 @@ impl Sampler {
             }
         }
 
-        // Processes first seen in this drain get their unwind tables now.
-        if let Some(u) = &mut self.unwind {
+        // Processes first seen in this drain get their unwind tables (on the worker).
+        if let Some(u) = &self.unwind {
             let mut seen: Vec<u32> = samples.iter().map(|s| s.tgid).collect();
             seen.sort_unstable();
             seen.dedup();
-            for tgid in seen {
-                u.ensure_process(tgid);
-            }
+            u.ensure(seen, super::unwind::RECHECK);
             if self.last_sweep.elapsed() >= SWEEP_EVERY {
                 u.sweep();
                 self.last_sweep = Instant::now();

@@ -21,7 +21,7 @@ use profiler_common::{
 use tracing::info;
 
 use super::error::{SampleError, is_permission, perf_event_hint};
-use super::unwind::{UnwindConfig, UnwindTables, UnwinderMode};
+use super::unwind::{UnwindConfig, UnwindTables, UnwindWorker, UnwinderMode};
 use super::{SamplerStats, drain::Generation};
 
 /// The eBPF object, built by `build.rs`; empty when built with `AYA_BUILD_SKIP=1`.
@@ -85,8 +85,8 @@ pub struct Sampler {
     targets: HashMap<MapData, u32, u32>,
     pub(super) cpus: Vec<u32>,
     pub(super) last_drain: std::time::Instant,
-    /// The table unwinder's state; `None` with `--unwinder fp`.
-    pub(super) unwind: Option<UnwindTables>,
+    /// The table unwinder's worker; `None` with `--unwinder fp`.
+    pub(super) unwind: Option<UnwindWorker>,
     pub(super) last_sweep: std::time::Instant,
 }
 
@@ -231,7 +231,7 @@ impl Sampler {
         let stats: PerCpuArray<MapData, u64> = take(&mut ebpf, STATS_MAP)?;
         let inflight: PerCpuArray<MapData, u64> = take(&mut ebpf, INFLIGHT_MAP)?;
         let mut targets: HashMap<MapData, u32, u32> = take(&mut ebpf, TARGET_TGIDS_MAP)?;
-        let mut unwind = if config.unwind.mode == UnwinderMode::Fp {
+        let unwind = if config.unwind.mode == UnwinderMode::Fp {
             None
         } else {
             let rows = match ebpf.take_map(UNWIND_ROWS_MAP) {
@@ -248,13 +248,13 @@ impl Sampler {
             settings
                 .set(0, strict, 0)
                 .map_err(|e| map_error(UNWIND_CONFIG_MAP, e))?;
-            Some(UnwindTables::new(
+            Some(UnwindWorker::start(UnwindTables::new(
                 config.unwind.mode,
                 rows,
                 procs,
                 settings,
                 row_capacity,
-            )?)
+            )?)?)
         };
 
         let filtered = !matches!(config.target, Target::All);
@@ -313,15 +313,13 @@ impl Sampler {
             exec.attach("sched", "sched_process_exec")
                 .map_err(|e| program_error(EXEC_PROGRAM, e))?;
         }
-        if let Some(u) = &mut unwind {
+        if let Some(u) = &unwind {
             if let Target::ChildrenOf(_) = config.target {
                 // A forked child runs ember's image until it execs its command.
                 u.skip_own_image();
             }
             if let Target::Pids(pids) = &config.target {
-                for &pid in pids {
-                    u.ensure_process(pid);
-                }
+                u.ensure(pids.clone(), super::unwind::RECHECK);
             }
         }
 
@@ -381,22 +379,22 @@ impl Sampler {
     /// machine-wide runs (those load tables as processes show up in drains) or with
     /// `--unwinder fp`.
     pub fn refresh_unwind_targets(&mut self) {
-        let Some(u) = &mut self.unwind else {
+        let Some(u) = &self.unwind else {
             return;
         };
         if self.control_value.filter_tgids == 0 {
             return;
         }
-        let pids: Vec<u32> = self.targets.keys().filter_map(Result::ok).collect();
-        for pid in pids {
-            u.ensure_process_within(pid, TARGET_RECHECK);
-        }
+        u.ensure(
+            self.targets.keys().filter_map(Result::ok).collect(),
+            TARGET_RECHECK,
+        );
     }
 
-    /// Loads (and keeps) the unwind tables of the shared libraries `pid` maps; see
-    /// [`UnwindTables::preload_libraries`]. A no-op with `--unwinder fp`.
+    /// Loads (and keeps) the unwind tables of the shared libraries `pid` maps, and waits
+    /// for them; see [`UnwindTables::preload_libraries`]. A no-op with `--unwinder fp`.
     pub fn preload_unwind_libraries(&mut self, pid: u32) {
-        if let Some(u) = &mut self.unwind {
+        if let Some(u) = &self.unwind {
             u.preload_libraries(pid);
         }
     }
@@ -405,15 +403,15 @@ impl Sampler {
     /// [`UnwindTables::ensure_process`]); a no-op with `--unwinder fp`. For callers that
     /// learn of new processes early (an exec event).
     pub fn ensure_unwind_process(&mut self, pid: u32) {
-        if let Some(u) = &mut self.unwind {
-            u.ensure_process(pid);
+        if let Some(u) = &self.unwind {
+            u.ensure(vec![pid], super::unwind::RECHECK);
         }
     }
 
     /// The unwind tables' memory and coverage; `None` with `--unwinder fp`.
     #[must_use]
     pub fn unwind_stats(&self) -> Option<super::UnwindStats> {
-        self.unwind.as_ref().map(UnwindTables::stats)
+        self.unwind.as_ref().map(UnwindWorker::stats)
     }
 
     /// Stops sampling `pid` (and no longer follows its future children).

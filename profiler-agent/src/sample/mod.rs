@@ -24,7 +24,8 @@ pub use drain::{RawSample, StackStatus};
 pub use error::SampleError;
 pub use loader::{Sampler, SamplerConfig, Target};
 pub use unwind::{
-    DEFAULT_TABLE_MEM, UnwindConfig, UnwindGauges, UnwindStats, UnwindTables, UnwinderMode,
+    DEFAULT_TABLE_MEM, UnwindConfig, UnwindGauges, UnwindStats, UnwindTables, UnwindWorker,
+    UnwinderMode,
 };
 
 /// Loss and activity counters summed over all CPUs, as the program counted them.

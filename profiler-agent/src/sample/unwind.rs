@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap as StdHashMap, HashSet};
 use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use aya::maps::{Array, HashMap, MapData, MapError};
@@ -126,6 +127,10 @@ struct Table {
     len: u32,
     users: usize,
     path: String,
+    /// When the last process using it went away: an unused table stays loaded for
+    /// [`IDLE_GRACE`], or until its space is needed, so that short-lived processes of
+    /// the same binaries (a shell's commands and their libc) do not rebuild it each time.
+    idle_since: Option<Instant>,
 }
 
 /// What a binary (by device and inode) resolved to.
@@ -193,9 +198,12 @@ impl Drop for UnwindTables {
     }
 }
 
+/// How long an unused table stays loaded (unless its space is needed first).
+const IDLE_GRACE: Duration = Duration::from_secs(30);
+
 /// How long a process's mappings are trusted before they are read again (new libraries
 /// from `dlopen`).
-const RECHECK: Duration = Duration::from_secs(10);
+pub(crate) const RECHECK: Duration = Duration::from_secs(10);
 
 impl UnwindTables {
     /// Takes the maps from the loaded object and maps the row array.
@@ -344,10 +352,8 @@ impl UnwindTables {
             if self.files.contains_key(&(m.dev, m.inode)) {
                 continue;
             }
-            if let Some(FileState::Loaded { key, .. }) = self.file_state(pid, &m)
-                && let Some(t) = self.tables.get_mut(&key)
-            {
-                t.users += 1; // pinned for the whole run
+            if let Some(FileState::Loaded { key, .. }) = self.file_state(pid, &m) {
+                self.add_user(&key); // pinned for the whole run
             }
         }
         self.load_time += started.elapsed();
@@ -366,6 +372,41 @@ impl UnwindTables {
         }
         self.ignored
             .retain(|&pid| crate::procinfo::process_exists(pid));
+        let expired: Vec<String> = self
+            .tables
+            .iter()
+            .filter(|(_, t)| t.idle_since.is_some_and(|i| i.elapsed() >= IDLE_GRACE))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            self.free_table(&key);
+        }
+    }
+
+    /// Frees the unused table idle the longest; false when no table is unused.
+    fn evict_one(&mut self) -> bool {
+        let oldest = self
+            .tables
+            .iter()
+            .filter_map(|(k, t)| t.idle_since.map(|i| (i, k.clone())))
+            .min();
+        match oldest {
+            Some((_, key)) => {
+                self.free_table(&key);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn free_table(&mut self, key: &str) {
+        let Some(t) = self.tables.remove(key) else {
+            return;
+        };
+        debug!(binary = %t.path, rows = t.len, "unwind table freed");
+        self.files
+            .retain(|_, f| !matches!(f, FileState::Loaded { key: k, .. } if k == key));
+        self.free_range(t.offset, t.len);
     }
 
     fn release_process(&mut self, pid: u32) {
@@ -386,12 +427,14 @@ impl UnwindTables {
         };
         t.users = t.users.saturating_sub(1);
         if t.users == 0 {
-            let (offset, len) = (t.offset, t.len);
-            debug!(binary = %t.path, rows = len, "unwind table freed");
-            self.tables.remove(key);
-            self.files
-                .retain(|_, f| !matches!(f, FileState::Loaded { key: k, .. } if k == key));
-            self.free_range(offset, len);
+            t.idle_since = Some(Instant::now());
+        }
+    }
+
+    fn add_user(&mut self, key: &str) {
+        if let Some(t) = self.tables.get_mut(key) {
+            t.users += 1;
+            t.idle_since = None;
         }
     }
 
@@ -455,9 +498,7 @@ impl UnwindTables {
         value.mappings[..mappings.len()].copy_from_slice(&mappings);
         // References first, then the entry: a table is never freed under a live entry.
         for key in &used {
-            if let Some(t) = self.tables.get_mut(key) {
-                t.users += 1;
-            }
+            self.add_user(key);
         }
         if let Some(old) = self.processes.remove(&pid) {
             for key in old.tables {
@@ -530,7 +571,11 @@ impl UnwindTables {
         if len == 0 {
             return Err("no unwind rows".into());
         }
-        let Some(offset) = self.alloc(len) else {
+        let mut offset = self.alloc(len);
+        while offset.is_none() && self.evict_one() {
+            offset = self.alloc(len);
+        }
+        let Some(offset) = offset else {
             return Err(format!(
                 "over --unwind-table-mem: {} bytes needed, {} of {} in use",
                 table.bytes(),
@@ -564,6 +609,7 @@ impl UnwindTables {
                 len,
                 users: 0,
                 path: path.to_owned(),
+                idle_since: Some(Instant::now()),
             },
         );
         self.fell_back.remove(path);
@@ -596,6 +642,138 @@ impl UnwindTables {
         if i > 0 && self.free[i - 1].0 + self.free[i - 1].1 == self.free[i].0 {
             self.free[i - 1].1 += self.free[i].1;
             self.free.remove(i);
+        }
+    }
+}
+
+/// A request to the table worker.
+enum Request {
+    /// Ensure these processes, reading mappings older than the duration again.
+    Ensure(Vec<u32>, Duration),
+    /// Preload and pin a process's libraries, then reply.
+    Preload(u32, mpsc::Sender<()>),
+    /// Skip processes running ember's own image.
+    SkipOwnImage,
+    /// Release exited processes and expired tables.
+    Sweep,
+}
+
+/// The unwind tables, owned by a thread of their own: building a large binary's table
+/// takes from milliseconds to a second, and the drain loop must not wait for it. The
+/// sampler sends it the processes each drain saw; the worker coalesces what queued up
+/// meanwhile, and publishes its [`UnwindStats`] after each batch.
+pub struct UnwindWorker {
+    tx: Option<mpsc::Sender<Request>>,
+    stats: Arc<Mutex<UnwindStats>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for UnwindWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnwindWorker").finish_non_exhaustive()
+    }
+}
+
+impl UnwindWorker {
+    /// Starts the worker thread that owns `tables`.
+    ///
+    /// # Errors
+    /// If the thread cannot be started.
+    pub(crate) fn start(mut tables: UnwindTables) -> Result<UnwindWorker, SampleError> {
+        let (tx, rx) = mpsc::channel::<Request>();
+        let stats = Arc::new(Mutex::new(tables.stats()));
+        let published = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("ember-unwind".into())
+            .spawn(move || {
+                // Building tables is background work: below the drain loop and the
+                // workloads, on machines with few CPUs (nice 10, this thread only).
+                // SAFETY: setpriority on this thread's own id; failure changes nothing.
+                unsafe {
+                    let tid = libc::gettid();
+                    libc::setpriority(libc::PRIO_PROCESS, tid.unsigned_abs(), 10);
+                }
+                while let Ok(first) = rx.recv() {
+                    // Everything queued meanwhile, with each process ensured once.
+                    let mut batch = vec![first];
+                    batch.extend(rx.try_iter());
+                    let mut seen = HashSet::new();
+                    for req in batch {
+                        match req {
+                            Request::Ensure(pids, recheck) => {
+                                for pid in pids {
+                                    if seen.insert(pid) {
+                                        tables.ensure_process_within(pid, recheck);
+                                    }
+                                }
+                            }
+                            Request::Preload(pid, reply) => {
+                                tables.preload_libraries(pid);
+                                let _ = reply.send(());
+                            }
+                            Request::SkipOwnImage => tables.skip_own_image(),
+                            Request::Sweep => tables.sweep(),
+                        }
+                    }
+                    *published.lock().unwrap_or_else(PoisonError::into_inner) = tables.stats();
+                }
+            })
+            .map_err(|e| SampleError::ebpf("starting the unwind table thread", e))?;
+        Ok(UnwindWorker {
+            tx: Some(tx),
+            stats,
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, req: Request) {
+        if let Some(tx) = &self.tx {
+            // The worker only stops when this value is dropped.
+            let _ = tx.send(req);
+        }
+    }
+
+    /// Makes sure these processes' stacks are walked with tables (see
+    /// [`UnwindTables::ensure_process`]), reading mappings older than `recheck` again.
+    pub fn ensure(&self, pids: Vec<u32>, recheck: Duration) {
+        if !pids.is_empty() {
+            self.send(Request::Ensure(pids, recheck));
+        }
+    }
+
+    /// Loads and pins `pid`'s shared libraries' tables, and waits until they are loaded.
+    pub fn preload_libraries(&self, pid: u32) {
+        let (reply, done) = mpsc::channel();
+        self.send(Request::Preload(pid, reply));
+        let _ = done.recv();
+    }
+
+    /// See [`UnwindTables::skip_own_image`].
+    pub fn skip_own_image(&self) {
+        self.send(Request::SkipOwnImage);
+    }
+
+    /// See [`UnwindTables::sweep`].
+    pub fn sweep(&self) {
+        self.send(Request::Sweep);
+    }
+
+    /// The latest published statistics.
+    #[must_use]
+    pub fn stats(&self) -> UnwindStats {
+        self.stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Drop for UnwindWorker {
+    fn drop(&mut self) {
+        // Closing the channel ends the worker's loop.
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
