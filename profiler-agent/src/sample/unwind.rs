@@ -150,6 +150,8 @@ struct Process {
     /// `/proc/PID/exe`'s device and inode when loaded: a change means an exec.
     exe: Option<(u64, u64)>,
     checked: Instant,
+    /// When its tables were first loaded.
+    loaded: Instant,
 }
 
 /// The unwind tables in the kernel.
@@ -197,6 +199,10 @@ impl Drop for UnwindTables {
         unsafe { libc::munmap(self.rows.cast(), self.mmap_len) };
     }
 }
+
+/// How long after its first load a process's mappings are read again at the caller's
+/// shorter interval.
+const YOUNG: Duration = Duration::from_secs(2);
 
 /// How long an unused table stays loaded (unless its space is needed first).
 const IDLE_GRACE: Duration = Duration::from_secs(30);
@@ -296,11 +302,18 @@ impl UnwindTables {
         }
         let mut maps_text = None;
         if let Some(p) = self.processes.get_mut(&pid) {
+            // A short recheck only while the process is young (the dynamic loader is
+            // still mapping its libraries); later, `dlopen` is rare enough for RECHECK.
+            let recheck = if p.loaded.elapsed() < YOUNG {
+                recheck
+            } else {
+                recheck.max(RECHECK)
+            };
+            if p.exe == exe && p.checked.elapsed() < recheck {
+                return;
+            }
             let present = self.procs.get(&pid, 0).is_ok();
             if present && p.exe == exe {
-                if p.checked.elapsed() < recheck {
-                    return;
-                }
                 let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
                     return;
                 };
@@ -500,7 +513,12 @@ impl UnwindTables {
         for key in &used {
             self.add_user(key);
         }
+        let mut loaded = Instant::now();
         if let Some(old) = self.processes.remove(&pid) {
+            // The same image with new libraries stays as old as it was; an exec is young.
+            if old.exe == exe {
+                loaded = old.loaded;
+            }
             for key in old.tables {
                 self.unref(&key);
             }
@@ -515,6 +533,7 @@ impl UnwindTables {
                 maps_sig,
                 exe,
                 checked: Instant::now(),
+                loaded,
             },
         );
         Ok(())
