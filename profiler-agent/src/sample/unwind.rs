@@ -165,7 +165,7 @@ pub struct UnwindTables {
     /// Kept open: the program refers to the map only while some fd does.
     _settings: Array<MapData, u32>,
     /// Free ranges of the array, sorted by offset, not adjacent.
-    free: Vec<(u32, u32)>,
+    free: RangeAlloc,
     tables: StdHashMap<String, Table>,
     files: StdHashMap<(u64, u64), FileState>,
     processes: StdHashMap<u32, Process>,
@@ -253,7 +253,7 @@ impl UnwindTables {
             procs,
             _rows_map: rows_map,
             _settings: settings,
-            free: vec![(0, capacity)],
+            free: RangeAlloc::new(capacity),
             tables: StdHashMap::new(),
             files: StdHashMap::new(),
             processes: StdHashMap::new(),
@@ -635,33 +635,12 @@ impl UnwindTables {
         Ok(FileState::Loaded { key, info })
     }
 
-    /// First fit in the free list.
     fn alloc(&mut self, len: u32) -> Option<u32> {
-        if len == 0 {
-            return None;
-        }
-        let i = self.free.iter().position(|&(_, l)| l >= len)?;
-        let (off, l) = self.free[i];
-        if l == len {
-            self.free.remove(i);
-        } else {
-            self.free[i] = (off + len, l - len);
-        }
-        Some(off)
+        self.free.alloc(len)
     }
 
     fn free_range(&mut self, offset: u32, len: u32) {
-        let i = self.free.partition_point(|&(o, _)| o < offset);
-        self.free.insert(i, (offset, len));
-        // Merge with the next, then with the previous.
-        if i + 1 < self.free.len() && self.free[i].0 + self.free[i].1 == self.free[i + 1].0 {
-            self.free[i].1 += self.free[i + 1].1;
-            self.free.remove(i + 1);
-        }
-        if i > 0 && self.free[i - 1].0 + self.free[i - 1].1 == self.free[i].0 {
-            self.free[i - 1].1 += self.free[i].1;
-            self.free.remove(i);
-        }
+        self.free.free(offset, len);
     }
 }
 
@@ -797,6 +776,50 @@ impl Drop for UnwindWorker {
     }
 }
 
+/// First-fit allocation of row ranges in the shared array.
+#[derive(Debug)]
+struct RangeAlloc {
+    /// Free ranges `(offset, len)`, sorted by offset, never adjacent.
+    free: Vec<(u32, u32)>,
+}
+
+impl RangeAlloc {
+    fn new(capacity: u32) -> RangeAlloc {
+        RangeAlloc {
+            free: vec![(0, capacity)],
+        }
+    }
+
+    /// The offset of `len` free rows, now taken; `None` when no free range is that long.
+    fn alloc(&mut self, len: u32) -> Option<u32> {
+        if len == 0 {
+            return None;
+        }
+        let i = self.free.iter().position(|&(_, l)| l >= len)?;
+        let (off, l) = self.free[i];
+        if l == len {
+            self.free.remove(i);
+        } else {
+            self.free[i] = (off + len, l - len);
+        }
+        Some(off)
+    }
+
+    /// Returns a range taken by `alloc`, merging it with its free neighbours.
+    fn free(&mut self, offset: u32, len: u32) {
+        let i = self.free.partition_point(|&(o, _)| o < offset);
+        self.free.insert(i, (offset, len));
+        if i + 1 < self.free.len() && self.free[i].0 + self.free[i].1 == self.free[i + 1].0 {
+            self.free[i].1 += self.free[i + 1].1;
+            self.free.remove(i + 1);
+        }
+        if i > 0 && self.free[i - 1].0 + self.free[i - 1].1 == self.free[i].0 {
+            self.free[i - 1].1 += self.free[i].1;
+            self.free.remove(i);
+        }
+    }
+}
+
 /// One line of `/proc/PID/maps`.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct MapsLine {
@@ -868,7 +891,28 @@ fn is_process(pid: u32) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_maps_line;
+    use super::{RangeAlloc, parse_maps_line};
+
+    #[test]
+    fn ranges_are_reused_and_merged() {
+        let mut a = RangeAlloc::new(100);
+        assert_eq!(a.alloc(0), None);
+        let x = a.alloc(40).unwrap();
+        let y = a.alloc(30).unwrap();
+        let z = a.alloc(30).unwrap();
+        assert_eq!((x, y, z), (0, 40, 70));
+        assert_eq!(a.alloc(1), None, "full");
+        // Freeing the middle leaves a 30-row hole: too small for 40, right for 30.
+        a.free(y, 30);
+        assert_eq!(a.alloc(40), None);
+        assert_eq!(a.alloc(30), Some(40));
+        // Free everything in an order that needs merging on both sides.
+        a.free(x, 40);
+        a.free(z, 30);
+        a.free(40, 30);
+        assert_eq!(a.free, vec![(0, 100)]);
+        assert_eq!(a.alloc(100), Some(0));
+    }
 
     #[test]
     fn maps_lines() {
