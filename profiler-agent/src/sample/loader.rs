@@ -88,6 +88,8 @@ pub struct Sampler {
     /// The table unwinder's worker; `None` with `--unwinder fp`.
     pub(super) unwind: Option<UnwindWorker>,
     pub(super) last_sweep: std::time::Instant,
+    started: std::time::Instant,
+    last_unwind_refresh: std::time::Instant,
 }
 
 impl std::fmt::Debug for Sampler {
@@ -370,6 +372,8 @@ impl Sampler {
             last_drain: std::time::Instant::now(),
             unwind,
             last_sweep: std::time::Instant::now(),
+            started: std::time::Instant::now(),
+            last_unwind_refresh: std::time::Instant::now(),
         })
     }
 
@@ -385,6 +389,14 @@ impl Sampler {
         if self.control_value.filter_tgids == 0 {
             return;
         }
+        // Every call while the run is young (a command's exec and its libraries), then
+        // twice a second: each call walks the target map and wakes the worker.
+        if self.started.elapsed() >= Duration::from_secs(1)
+            && self.last_unwind_refresh.elapsed() < Duration::from_millis(500)
+        {
+            return;
+        }
+        self.last_unwind_refresh = std::time::Instant::now();
         u.ensure(
             self.targets.keys().filter_map(Result::ok).collect(),
             TARGET_RECHECK,
