@@ -347,3 +347,34 @@ fn over_the_table_memory_limit_binaries_are_named_and_fall_back() {
         w.lines
     );
 }
+
+#[test]
+fn forked_and_execd_processes_get_their_own_tables() {
+    let Some(_p) = privileged("forked_and_execd_processes_get_their_own_tables") else {
+        return;
+    };
+    // The shell forks one split-nofp, then replaces itself with another (same pid, new
+    // image: the exec tracepoint drops the shell's mappings and the new image's are
+    // loaded).
+    let bin = example("split-nofp");
+    let w = record(
+        &["--unwinder", "dwarf"],
+        "split-nofp",
+        &[
+            "sh",
+            "-c",
+            "\"$0\" 3 && exec \"$0\" 3",
+            bin.to_str().unwrap(),
+        ],
+    );
+    let total = w.total();
+    let main = w.share("main");
+    eprintln!("fork + exec: {total} samples, main {}", pct(main));
+    assert!(total >= 300, "too few samples: {total}");
+    assert!(
+        main >= 0.95,
+        "only {} reach main after fork and exec: {:#?}",
+        pct(main),
+        w.lines
+    );
+}
