@@ -133,6 +133,44 @@ pub struct DrainArgs {
     /// Distinct stacks the kernel can hold between two drains.
     #[arg(long, default_value_t = profiler_common::DEFAULT_STACKS_ENTRIES, help_heading = "Advanced")]
     pub stacks_map_entries: u32,
+
+    /// How user stacks are walked: `dwarf` with the binaries' .eh_frame unwind tables
+    /// (complete stacks without frame pointers), `fp` with frame pointers only, `auto`
+    /// with tables where they can be built and frame pointers elsewhere.
+    #[arg(long, value_enum, default_value_t = UnwinderArg::Auto, help_heading = "Sampling")]
+    pub unwinder: UnwinderArg,
+
+    /// Kernel memory for unwind tables (all binaries together); binaries that do not fit
+    /// use frame pointers and are named in a warning.
+    #[arg(long, default_value = "16MiB", value_parser = parse_size, help_heading = "Advanced")]
+    pub unwind_table_mem: u64,
+}
+
+/// `--unwinder`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum UnwinderArg {
+    /// Frame pointers only (the kernel's walk).
+    Fp,
+    /// .eh_frame unwind tables; binaries without them are named in a warning.
+    Dwarf,
+    /// Tables where they exist, frame pointers elsewhere.
+    Auto,
+}
+
+impl DrainArgs {
+    /// The unwinder settings these options ask for.
+    #[must_use]
+    pub fn unwind_config(&self) -> crate::sample::UnwindConfig {
+        use crate::sample::UnwinderMode;
+        crate::sample::UnwindConfig {
+            mode: match self.unwinder {
+                UnwinderArg::Fp => UnwinderMode::Fp,
+                UnwinderArg::Dwarf => UnwinderMode::Dwarf,
+                UnwinderArg::Auto => UnwinderMode::Auto,
+            },
+            table_mem: self.unwind_table_mem,
+        }
+    }
 }
 
 /// `--listen`: an address, or no API at all.

@@ -43,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_max_bytes(args.store_max_size),
                 counts_entries: args.drain.counts_map_entries,
                 stacks_entries: args.drain.stacks_map_entries,
+                unwind: args.drain.unwind_config(),
                 listen: args.listen.0,
                 symbolizer: symbolizer::Config::default()
                     .with_cache_bytes(args.symbol_cache)

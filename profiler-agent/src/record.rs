@@ -88,6 +88,8 @@ pub struct RecordConfig {
     pub counts_entries: u32,
     /// Stack map size.
     pub stacks_entries: u32,
+    /// How user stacks are walked (`--unwinder`, `--unwind-table-mem`).
+    pub unwind: crate::sample::UnwindConfig,
     /// Show a live status line on stderr.
     pub status_line: bool,
 }
@@ -177,6 +179,7 @@ impl RecordConfig {
             drain_interval: args.drain.drain_interval,
             counts_entries: args.drain.counts_map_entries,
             stacks_entries: args.drain.stacks_map_entries,
+            unwind: args.drain.unwind_config(),
             status_line: !quiet && io::stderr().is_terminal(),
         })
     }
@@ -239,6 +242,7 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
         kernel_stacks: config.kernel,
         counts_entries: config.counts_entries,
         stacks_entries: config.stacks_entries,
+        unwind: config.unwind,
     })?;
     crate::signals::install();
     let captures = sampler.start_captures();
@@ -249,6 +253,9 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
             command: String::new(),
             source: io::Error::new(io::ErrorKind::InvalidInput, "empty command"),
         })?;
+        // The command most likely maps the same libc and loader as ember: their tables
+        // are ready before it starts.
+        sampler.preload_unwind_libraries(own_pid);
         let spawned = Command::new(program).args(args).spawn();
         // The child is a target now (the fork tracepoint added it); ember is not.
         sampler.remove_target(own_pid)?;
@@ -279,7 +286,13 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
     let mut exit_status = None;
     let tick = Duration::from_millis(50);
     loop {
-        std::thread::sleep(tick);
+        // Short ticks at first, so a command's unwind tables are loaded right after its
+        // exec rather than a tick later.
+        std::thread::sleep(if start.elapsed() < Duration::from_millis(500) {
+            Duration::from_millis(5)
+        } else {
+            tick
+        });
         let signal = crate::signals::received();
         let mut stop = signal.is_some();
         if let Some(signal) = signal
@@ -306,6 +319,8 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
             debug!("every target process has exited");
             stop = true;
         }
+        // A forked or exec'd child gets its unwind tables within a tick.
+        sampler.refresh_unwind_targets();
         if stop {
             // Nothing is recorded after this, so the last drain is complete.
             sampler.pause()?;

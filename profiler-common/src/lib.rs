@@ -19,6 +19,8 @@
 //! its own (flagged [`SAMPLE_FLAG_USER_STACK_CUSTOM`]) without changing the key.
 #![no_std]
 
+pub mod unwind;
+
 /// Deepest stack, in frames, that the kernel's stack helpers record (`PERF_MAX_STACK_DEPTH`).
 pub const MAX_STACK_DEPTH: usize = 127;
 
@@ -133,11 +135,19 @@ pub enum Stat {
     TargetsFull = 8,
     /// Samples lost because the control block could not be read.
     NoControl = 9,
+    /// User stacks the table unwinder walked (`unwind` module).
+    UnwindWalked = 10,
+    /// Walked user stacks that were cut short (marked truncated).
+    UnwindTruncated = 11,
+    /// Frames the table unwinder stepped with the frame pointer (no mapping or no row).
+    UnwindFpFrames = 12,
+    /// Walked user stacks lost: a 31-bit key collision or the stack map full.
+    UnwindStackLost = 13,
 }
 
 impl Stat {
     /// Number of slots in [`STATS_MAP`].
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 14;
 
     /// Every counter, in slot order.
     pub const ALL: [Stat; Self::COUNT as usize] = [
@@ -151,6 +161,10 @@ impl Stat {
         Stat::CountsFull,
         Stat::TargetsFull,
         Stat::NoControl,
+        Stat::UnwindWalked,
+        Stat::UnwindTruncated,
+        Stat::UnwindFpFrames,
+        Stat::UnwindStackLost,
     ];
 
     /// A stable snake_case name, used in logs and metrics.
@@ -167,13 +181,25 @@ impl Stat {
             Stat::CountsFull => "counts_full",
             Stat::TargetsFull => "targets_full",
             Stat::NoControl => "no_control",
+            Stat::UnwindWalked => "unwind_walked",
+            Stat::UnwindTruncated => "unwind_truncated",
+            Stat::UnwindFpFrames => "unwind_fp_frames",
+            Stat::UnwindStackLost => "unwind_stack_lost",
         }
     }
 
     /// True for counters that count lost data, as opposed to activity.
     #[must_use]
     pub const fn is_loss(self) -> bool {
-        !matches!(self, Stat::Samples | Stat::Filtered | Stat::Recorded)
+        !matches!(
+            self,
+            Stat::Samples
+                | Stat::Filtered
+                | Stat::Recorded
+                | Stat::UnwindWalked
+                | Stat::UnwindTruncated
+                | Stat::UnwindFpFrames
+        )
     }
 }
 

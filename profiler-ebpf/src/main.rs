@@ -25,8 +25,13 @@ fn main() {
     // only meaningful for the bpf target, which `profiler-agent/build.rs` builds.
 }
 
+/// The `.eh_frame` table unwinder (issue 7), kept apart from the sampler's own maps.
+#[cfg(target_arch = "bpf")]
+mod unwind;
+
 #[cfg(target_arch = "bpf")]
 mod program {
+    use crate::unwind;
     use aya_ebpf::programs::tracing::StackIdContext as _;
     use aya_ebpf::{
         EbpfContext as _,
@@ -39,7 +44,7 @@ mod program {
     use core::intrinsics::{AtomicOrdering, atomic_xadd};
     use profiler_common::{
         Control, DEFAULT_COUNTS_ENTRIES, DEFAULT_STACKS_ENTRIES, DEFAULT_TARGET_ENTRIES, EEXIST,
-        EFAULT, SampleKey, Stat,
+        EFAULT, SAMPLE_FLAG_USER_STACK_CUSTOM, SAMPLE_FLAG_USER_TRUNCATED, SampleKey, Stat,
     };
 
     // Map sizes are defaults: the agent resizes them at load time (`set_max_entries`).
@@ -64,7 +69,7 @@ mod program {
     const BPF_NOEXIST: u64 = 1;
 
     #[inline(always)]
-    fn stat(s: Stat) {
+    pub(crate) fn stat(s: Stat) {
         if let Some(p) = STATS.get_ptr_mut(s as u32) {
             // SAFETY: `p` points at this CPU's slot of a per-CPU array; programs of this
             // object do not nest on one CPU (the kernel's bpf_prog_active guard), so a
@@ -136,9 +141,9 @@ mod program {
         };
         // Two explicit branches, so each helper call sees one constant map pointer.
         if generation & 1 == 0 {
-            count(ctx, &mut key, skip_kernel != 0, &COUNTS_0, &STACKS_0);
+            count(ctx, &mut key, skip_kernel != 0, 0, &COUNTS_0, &STACKS_0);
         } else {
-            count(ctx, &mut key, skip_kernel != 0, &COUNTS_1, &STACKS_1);
+            count(ctx, &mut key, skip_kernel != 0, 1, &COUNTS_1, &STACKS_1);
         }
     }
 
@@ -147,21 +152,21 @@ mod program {
         ctx: &PerfEventContext,
         key: &mut SampleKey,
         skip_kernel: bool,
+        generation: u32,
         counts: &HashMap<SampleKey, u64>,
         stacks: &StackTrace,
     ) {
-        key.user_stack_id = match ctx.get_stackid(stacks, u64::from(BPF_F_USER_STACK)) {
-            Ok(id) => id as i32,
-            Err(e) => {
-                // -EFAULT: a kernel thread has no user stack; not a loss.
-                if e == -EEXIST {
-                    stat(Stat::UserStackCollision);
-                } else if e != -EFAULT {
-                    stat(Stat::UserStackError);
-                }
-                e
+        // Processes with unwind tables get the table walk; the others the kernel's
+        // frame-pointer walk.
+        if let Some(walked) = unwind::walk(ctx, key.tgid, generation) {
+            key.user_stack_id = walked.id;
+            key.flags |= SAMPLE_FLAG_USER_STACK_CUSTOM;
+            if walked.truncated {
+                key.flags |= SAMPLE_FLAG_USER_TRUNCATED;
             }
-        };
+        } else {
+            key.user_stack_id = user_stack_id(ctx, stacks);
+        }
         if !skip_kernel {
             key.kernel_stack_id = match ctx.get_stackid(stacks, 0) {
                 Ok(id) => id as i32,
@@ -196,6 +201,22 @@ mod program {
                 }
             }
             Err(_) => stat(Stat::CountsFull),
+        }
+    }
+
+    #[inline(always)]
+    fn user_stack_id(ctx: &PerfEventContext, stacks: &StackTrace) -> i32 {
+        match ctx.get_stackid(stacks, u64::from(BPF_F_USER_STACK)) {
+            Ok(id) => id as i32,
+            Err(e) => {
+                // -EFAULT: a kernel thread has no user stack; not a loss.
+                if e == -EEXIST {
+                    stat(Stat::UserStackCollision);
+                } else if e != -EFAULT {
+                    stat(Stat::UserStackError);
+                }
+                e
+            }
         }
     }
 
@@ -248,9 +269,12 @@ mod program {
         let _ = PROC_EVENTS.output::<u32>(&tgid, 0);
     }
 
+    /// Every exec: the unwinder forgets the old image's mappings, and the process is
+    /// announced (if in scope) for a capture of the new one.
     #[tracepoint]
     pub fn ember_exec(ctx: TracePointContext) -> u32 {
         let tgid = ctx.tgid();
+        crate::unwind::forget_process(tgid);
         if let Some(control) = CONTROL.get_ptr(0) {
             // SAFETY: a valid map value pointer, read once.
             let filter = unsafe { core::ptr::read_volatile(&raw const (*control).filter_tgids) };

@@ -21,3 +21,5 @@ mod export;
 mod diff;
 // The README's CI recipe (examples/ci) on split and its slowed variant.
 mod ci_recipe;
+// The .eh_frame unwinder: complete stacks without frame pointers.
+mod unwind;

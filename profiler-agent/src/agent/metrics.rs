@@ -28,6 +28,8 @@ pub struct AgentMetrics {
     pub store: StoreStats,
     /// Start time of the agent, seconds since the Unix epoch.
     pub start_time_seconds: f64,
+    /// The unwind tables in the kernel (zero with `--unwinder fp`).
+    pub unwind: crate::sample::UnwindGauges,
 }
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
@@ -205,6 +207,42 @@ impl AgentMetrics {
             "Frames left without a function name.",
             &[("", y.frames_unnamed)],
         );
+        let u = &self.unwind;
+        metric(
+            &mut out,
+            "ember_unwind_table_bytes",
+            "gauge",
+            "Kernel memory used by unwind tables.",
+            &[("", u.table_bytes)],
+        );
+        metric(
+            &mut out,
+            "ember_unwind_table_limit_bytes",
+            "gauge",
+            "Kernel memory unwind tables may use (--unwind-table-mem).",
+            &[("", u.table_capacity_bytes)],
+        );
+        metric(
+            &mut out,
+            "ember_unwind_tables_loaded",
+            "gauge",
+            "Binaries whose unwind tables are loaded.",
+            &[("", u.tables_loaded)],
+        );
+        metric(
+            &mut out,
+            "ember_unwind_processes",
+            "gauge",
+            "Processes whose stacks are walked with unwind tables.",
+            &[("", u.processes)],
+        );
+        metric(
+            &mut out,
+            "ember_unwind_binaries_fell_back",
+            "gauge",
+            "Binaries stepped with frame pointers: no unwind table, or over the memory limit.",
+            &[("", u.binaries_fell_back)],
+        );
         let _ = writeln!(
             out,
             "# HELP ember_start_time_seconds Start time of the agent since the Unix epoch."
@@ -235,6 +273,9 @@ mod tests {
         assert!(text.contains("ember_binary_cache_requests_total{result=\"hit\"} 11"));
         assert!(text.contains("ember_binary_cache_evictions_total 3"));
         assert!(text.contains("ember_binary_cache_bytes 1048576"));
+        m.unwind.table_bytes = 226_192;
+        let text = m.prometheus();
+        assert!(text.contains("ember_unwind_table_bytes 226192"));
         assert!(text.contains("ember_samples_lost_total{reason=\"user_stack_collision\"} 4"));
         assert!(text.contains("ember_windows_written_total 7"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {

@@ -74,6 +74,8 @@ pub struct AgentConfig {
     pub counts_entries: u32,
     /// Stack map size.
     pub stacks_entries: u32,
+    /// How user stacks are walked (`--unwinder`, `--unwind-table-mem`).
+    pub unwind: crate::sample::UnwindConfig,
     /// Where the HTTP API listens; `None` runs without it.
     pub listen: Option<SocketAddr>,
     /// Symbolizer settings (binary cache budget, debug directories).
@@ -122,6 +124,7 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
         kernel_stacks: true,
         counts_entries: config.counts_entries,
         stacks_entries: config.stacks_entries,
+        unwind: config.unwind,
     })?;
     signals::install();
     let captures = sampler.start_captures();
@@ -160,9 +163,11 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
             pids_seen.extend(samples.iter().map(|s| s.tgid));
             aggregator.add(&samples);
             let stats = sampler.stats()?;
+            let unwind = sampler.unwind_stats().map(|u| u.gauges());
             let mut m = metrics.lock().unwrap_or_else(PoisonError::into_inner);
             m.sampler = stats;
             m.symbolizer = aggregator.symbolizer().stats();
+            m.unwind = unwind.unwrap_or_default();
         }
         if stop || window_clock.elapsed() >= config.window {
             let end = crate::now_unix_ns().max(window_start + 1);

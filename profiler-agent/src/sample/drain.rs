@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use aya::maps::{HashMap, MapData, MapError, StackTraceMap};
 use profiler_common::{
-    CONTROL_MAP, COUNTS_MAPS, EFAULT, INFLIGHT_MAP, SAMPLE_FLAG_USER_TRUNCATED, STACKS_MAPS,
-    SampleKey,
+    CONTROL_MAP, COUNTS_MAPS, EFAULT, INFLIGHT_MAP, SAMPLE_FLAG_USER_STACK_CUSTOM,
+    SAMPLE_FLAG_USER_TRUNCATED, STACKS_MAPS, SampleKey,
+    unwind::{USER_STACKS_MAPS, UserStack},
 };
 use tracing::{debug, warn};
 
@@ -17,6 +18,8 @@ use super::{SampleError, Sampler};
 pub(crate) struct Generation {
     pub(crate) counts: HashMap<MapData, SampleKey, u64>,
     pub(crate) stacks: StackTraceMap<MapData>,
+    /// Stacks walked by the table unwinder (`SAMPLE_FLAG_USER_STACK_CUSTOM`).
+    pub(crate) user_stacks: HashMap<MapData, u32, UserStack>,
 }
 
 /// What became of one of a sample's stacks.
@@ -91,6 +94,34 @@ fn stack_of(
     }
 }
 
+fn custom_stack_of(
+    stacks: &HashMap<MapData, u32, UserStack>,
+    cache: &mut StdHashMap<u32, Option<Vec<u64>>>,
+    id: i32,
+) -> (Vec<u64>, StackStatus) {
+    if id < 0 {
+        return (Vec::new(), StackStatus::Lost(id));
+    }
+    let id = id.unsigned_abs();
+    let frames = cache.entry(id).or_insert_with(|| match stacks.get(&id, 0) {
+        Ok(s) => {
+            let len = (s.len as usize).min(s.frames.len());
+            Some(s.frames[..len].to_vec())
+        }
+        Err(e) => {
+            debug!(id, error = %e, "custom stack id without a stack");
+            None
+        }
+    });
+    match frames {
+        Some(f) => (f.clone(), StackStatus::Ok),
+        None => (Vec::new(), StackStatus::Lost(-libc::ENOENT)),
+    }
+}
+
+/// How often exited processes' unwind tables are released.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
 impl Sampler {
     /// Returns every sample counted since the last drain and starts a new generation.
     ///
@@ -123,10 +154,18 @@ impl Sampler {
         }
 
         let mut cache = StdHashMap::new();
+        let mut custom_cache = StdHashMap::new();
         let mut samples = Vec::with_capacity(entries.len());
         for (key, count) in entries {
-            let (user, mut user_status) =
-                stack_of(&generation.stacks, &mut cache, key.user_stack_id);
+            let (user, mut user_status) = if key.flags & SAMPLE_FLAG_USER_STACK_CUSTOM != 0 {
+                custom_stack_of(
+                    &generation.user_stacks,
+                    &mut custom_cache,
+                    key.user_stack_id,
+                )
+            } else {
+                stack_of(&generation.stacks, &mut cache, key.user_stack_id)
+            };
             if key.flags & SAMPLE_FLAG_USER_TRUNCATED != 0 && user_status == StackStatus::Ok {
                 user_status = StackStatus::Truncated;
             }
@@ -156,6 +195,28 @@ impl Sampler {
         for id in ids {
             if let Err(e) = generation.stacks.remove(&id) {
                 debug!(error = %e, map = STACKS_MAPS[old], "removing a drained stack");
+            }
+        }
+        let ids: Vec<u32> = generation
+            .user_stacks
+            .keys()
+            .filter_map(Result::ok)
+            .collect();
+        for id in ids {
+            if let Err(e) = generation.user_stacks.remove(&id) {
+                debug!(error = %e, map = USER_STACKS_MAPS[old], "removing a drained stack");
+            }
+        }
+
+        // Processes first seen in this drain get their unwind tables (on the worker).
+        if let Some(u) = &self.unwind {
+            let mut seen: Vec<u32> = samples.iter().map(|s| s.tgid).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            u.ensure(seen, super::unwind::RECHECK);
+            if self.last_sweep.elapsed() >= SWEEP_EVERY {
+                u.sweep();
+                self.last_sweep = Instant::now();
             }
         }
         Ok(samples)

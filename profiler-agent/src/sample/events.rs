@@ -23,16 +23,13 @@ use std::time::{Duration, Instant};
 
 use aya::Ebpf;
 use aya::maps::{MapData, RingBuf};
-use aya::programs::TracePoint;
 use symbolizer::ProcessCapture;
 
 use super::Sampler;
+use super::unwind::UnwindRequester;
 
 /// Name of the ring buffer of announced tgids (`u32` records).
 pub const PROC_EVENTS_MAP: &str = "PROC_EVENTS";
-
-/// Name of the `sched/sched_process_exec` tracepoint program.
-pub const EXEC_PROGRAM: &str = "ember_exec";
 
 /// The ring buffer of process announcements, before its reader thread starts.
 pub struct ProcEvents {
@@ -45,8 +42,8 @@ impl std::fmt::Debug for ProcEvents {
     }
 }
 
-/// Attaches the exec tracepoint and takes the ring buffer; `None` (logged) if the object
-/// has neither.
+/// Takes the ring buffer (the loader attaches the exec tracepoint that also feeds it);
+/// `None` (logged) if the object has none.
 pub(super) fn setup(ebpf: &mut Ebpf) -> Option<ProcEvents> {
     let Some(map) = ebpf.take_map(PROC_EVENTS_MAP) else {
         tracing::warn!(
@@ -61,20 +58,6 @@ pub(super) fn setup(ebpf: &mut Ebpf) -> Option<ProcEvents> {
             return None;
         }
     };
-    let exec: Option<&mut TracePoint> = ebpf
-        .program_mut(EXEC_PROGRAM)
-        .and_then(|p| p.try_into().ok());
-    match exec {
-        Some(exec) => {
-            if let Err(err) = exec
-                .load()
-                .and_then(|()| exec.attach("sched", "sched_process_exec").map(|_| ()))
-            {
-                tracing::warn!(error = %err, "cannot attach `{EXEC_PROGRAM}`: processes are captured at their first sample only");
-            }
-        }
-        None => tracing::warn!("the eBPF object has no `{EXEC_PROGRAM}` program"),
-    }
     Some(ProcEvents { ring })
 }
 
@@ -93,7 +76,11 @@ impl Sampler {
             tracing::info!("EMBER_CAPTURES=off: short-lived processes are not captured");
             return None;
         }
-        match self.take_proc_events()?.spawn() {
+        let unwind = self
+            .unwind
+            .as_ref()
+            .and_then(super::unwind::UnwindWorker::requester);
+        match self.take_proc_events()?.spawn(unwind) {
             Ok(feed) => Some(feed),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot start the capture thread: short-lived processes may stay unnamed");
@@ -113,7 +100,12 @@ const FOLLOW_UPS: [Duration; 3] = [
     Duration::from_millis(30),
 ];
 
-fn capture_loop(ring: &mut RingBuf<MapData>, tx: &Sender<ProcessCapture>, stop: &AtomicBool) {
+fn capture_loop(
+    ring: &mut RingBuf<MapData>,
+    tx: &Sender<ProcessCapture>,
+    unwind: Option<&UnwindRequester>,
+    stop: &AtomicBool,
+) {
     let fd = ring.as_raw_fd();
     // (due, pid, follow-up index, exec mappings at the last capture sent)
     let mut pending: Vec<(Instant, u32, usize, usize)> = Vec::new();
@@ -153,6 +145,9 @@ fn capture_loop(ring: &mut RingBuf<MapData>, tx: &Sender<ProcessCapture>, stop: 
             pending.retain(|p| p.1 != pid);
             match ProcessCapture::take(pid) {
                 Ok(capture) => {
+                    if let Some(u) = unwind {
+                        u.ensure_now(pid);
+                    }
                     pending.push((now + FOLLOW_UPS[0], pid, 0, capture.exec_mappings()));
                     if tx.send(capture).is_err() {
                         return;
@@ -178,8 +173,13 @@ fn capture_loop(ring: &mut RingBuf<MapData>, tx: &Sender<ProcessCapture>, stop: 
             if let Some(delay) = FOLLOW_UPS.get(step + 1) {
                 pending.push((now + *delay, pid, step + 1, exec.max(seen)));
             }
-            if exec > seen && tx.send(capture).is_err() {
-                return;
+            if exec > seen {
+                if let Some(u) = unwind {
+                    u.ensure_now(pid);
+                }
+                if tx.send(capture).is_err() {
+                    return;
+                }
             }
         }
     }
@@ -204,18 +204,19 @@ impl Drop for CaptureFeed {
 }
 
 impl ProcEvents {
-    /// Starts the thread that captures every announced process.
+    /// Starts the thread that captures every announced process, and asks `unwind` (the
+    /// table unwinder, if any) to load the process's tables at the same moment.
     ///
     /// # Errors
     /// When the thread cannot be spawned.
-    pub fn spawn(self) -> std::io::Result<CaptureFeed> {
+    pub fn spawn(self, unwind: Option<UnwindRequester>) -> std::io::Result<CaptureFeed> {
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stop_thread = Arc::clone(&stop);
         let mut ring = self.ring;
         let handle = std::thread::Builder::new()
             .name("ember-capture".into())
-            .spawn(move || capture_loop(&mut ring, &tx, &stop_thread))?;
+            .spawn(move || capture_loop(&mut ring, &tx, unwind.as_ref(), &stop_thread))?;
         Ok(CaptureFeed {
             captures: rx,
             stop,

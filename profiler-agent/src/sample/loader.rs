@@ -10,6 +10,10 @@ use aya::{
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
 };
+use profiler_common::unwind::{
+    EXEC_PROGRAM, PROC_UNWIND_MAP, ProcUnwind, UNWIND_CONFIG_MAP, UNWIND_ROWS_MAP, UNWIND_STRICT,
+    USER_STACKS_MAPS, UserStack,
+};
 use profiler_common::{
     CONTROL_MAP, COUNTS_MAPS, Control, FORK_PROGRAM, INFLIGHT_MAP, SAMPLE_PROGRAM, STACKS_MAPS,
     STATS_MAP, SampleKey, Stat, TARGET_TGIDS_MAP,
@@ -17,10 +21,15 @@ use profiler_common::{
 use tracing::info;
 
 use super::error::{SampleError, is_permission, perf_event_hint};
+use super::unwind::{UnwindConfig, UnwindTables, UnwindWorker, UnwinderMode};
 use super::{SamplerStats, drain::Generation};
 
 /// The eBPF object, built by `build.rs`; empty when built with `AYA_BUILD_SKIP=1`.
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ember-sampler"));
+
+/// How often a targeted run reads its targets' mappings again (libraries loaded after
+/// start, by the dynamic loader or `dlopen`).
+const TARGET_RECHECK: Duration = Duration::from_millis(100);
 
 /// Which processes to sample.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +56,8 @@ pub struct SamplerConfig {
     pub counts_entries: u32,
     /// Entries in each generation's stack map (distinct stacks per drain).
     pub stacks_entries: u32,
+    /// How user stacks are walked (`--unwinder`, `--unwind-table-mem`).
+    pub unwind: UnwindConfig,
 }
 
 impl Default for SamplerConfig {
@@ -57,6 +68,7 @@ impl Default for SamplerConfig {
             kernel_stacks: true,
             counts_entries: profiler_common::DEFAULT_COUNTS_ENTRIES,
             stacks_entries: profiler_common::DEFAULT_STACKS_ENTRIES,
+            unwind: UnwindConfig::default(),
         }
     }
 }
@@ -75,6 +87,11 @@ pub struct Sampler {
     pub(super) last_drain: std::time::Instant,
     /// Process announcements for symbolizer captures (`events.rs`).
     pub(super) proc_events: Option<super::events::ProcEvents>,
+    /// The table unwinder's worker; `None` with `--unwinder fp`.
+    pub(super) unwind: Option<UnwindWorker>,
+    pub(super) last_sweep: std::time::Instant,
+    started: std::time::Instant,
+    last_unwind_refresh: std::time::Instant,
 }
 
 impl std::fmt::Debug for Sampler {
@@ -189,25 +206,60 @@ impl Sampler {
         for name in COUNTS_MAPS {
             loader.map_max_entries(name, config.counts_entries.max(1));
         }
-        for name in STACKS_MAPS {
+        for name in STACKS_MAPS.into_iter().chain(USER_STACKS_MAPS) {
             loader.map_max_entries(name, config.stacks_entries.max(1));
         }
+        let row_capacity = config.unwind.row_capacity();
+        loader.map_max_entries(UNWIND_ROWS_MAP, row_capacity);
         let mut ebpf = loader.load(OBJECT).map_err(load_error)?;
 
         let generations = [
             Generation {
                 counts: take::<HashMap<MapData, SampleKey, u64>>(&mut ebpf, COUNTS_MAPS[0])?,
                 stacks: take::<StackTraceMap<MapData>>(&mut ebpf, STACKS_MAPS[0])?,
+                user_stacks: take::<HashMap<MapData, u32, UserStack>>(
+                    &mut ebpf,
+                    USER_STACKS_MAPS[0],
+                )?,
             },
             Generation {
                 counts: take::<HashMap<MapData, SampleKey, u64>>(&mut ebpf, COUNTS_MAPS[1])?,
                 stacks: take::<StackTraceMap<MapData>>(&mut ebpf, STACKS_MAPS[1])?,
+                user_stacks: take::<HashMap<MapData, u32, UserStack>>(
+                    &mut ebpf,
+                    USER_STACKS_MAPS[1],
+                )?,
             },
         ];
         let mut control: Array<MapData, Control> = take(&mut ebpf, CONTROL_MAP)?;
         let stats: PerCpuArray<MapData, u64> = take(&mut ebpf, STATS_MAP)?;
         let inflight: PerCpuArray<MapData, u64> = take(&mut ebpf, INFLIGHT_MAP)?;
         let mut targets: HashMap<MapData, u32, u32> = take(&mut ebpf, TARGET_TGIDS_MAP)?;
+        let unwind = if config.unwind.mode == UnwinderMode::Fp {
+            None
+        } else {
+            let rows = match ebpf.take_map(UNWIND_ROWS_MAP) {
+                Some(aya::maps::Map::Array(data)) => data,
+                _ => return Err(missing_map(UNWIND_ROWS_MAP)),
+            };
+            let procs: HashMap<MapData, u32, ProcUnwind> = take(&mut ebpf, PROC_UNWIND_MAP)?;
+            let mut settings: Array<MapData, u32> = take(&mut ebpf, UNWIND_CONFIG_MAP)?;
+            let strict = if config.unwind.mode == UnwinderMode::Dwarf {
+                UNWIND_STRICT
+            } else {
+                0
+            };
+            settings
+                .set(0, strict, 0)
+                .map_err(|e| map_error(UNWIND_CONFIG_MAP, e))?;
+            Some(UnwindWorker::start(UnwindTables::new(
+                config.unwind.mode,
+                rows,
+                procs,
+                settings,
+                row_capacity,
+            )?)?)
+        };
 
         let filtered = !matches!(config.target, Target::All);
         let control_value = Control {
@@ -255,6 +307,27 @@ impl Sampler {
                 .map_err(|e| program_error(FORK_PROGRAM, e))?;
         }
 
+        // One exec tracepoint serves the unwinder (it drops the old image's mappings) and
+        // the symbolizer's captures (it announces the new image).
+        {
+            let exec: &mut TracePoint = ebpf
+                .program_mut(EXEC_PROGRAM)
+                .ok_or_else(|| missing_program(EXEC_PROGRAM))?
+                .try_into()
+                .map_err(|e| program_error(EXEC_PROGRAM, e))?;
+            exec.load().map_err(|e| program_error(EXEC_PROGRAM, e))?;
+            exec.attach("sched", "sched_process_exec")
+                .map_err(|e| program_error(EXEC_PROGRAM, e))?;
+        }
+        if let Some(u) = &unwind {
+            if let Target::ChildrenOf(_) = config.target {
+                // A forked child runs ember's image until it execs its command.
+                u.skip_own_image();
+            }
+            if let Target::Pids(pids) = &config.target {
+                u.ensure(pids.clone(), super::unwind::RECHECK);
+            }
+        }
         let proc_events = super::events::setup(&mut ebpf);
 
         let cpus = aya::util::online_cpus().map_err(|(what, e)| {
@@ -303,7 +376,60 @@ impl Sampler {
             cpus,
             last_drain: std::time::Instant::now(),
             proc_events,
+            unwind,
+            last_sweep: std::time::Instant::now(),
+            started: std::time::Instant::now(),
+            last_unwind_refresh: std::time::Instant::now(),
         })
+    }
+
+    /// Loads unwind tables for target processes not set up yet (children just forked or
+    /// exec'd): cheap enough to call every few tens of milliseconds in a targeted run, so
+    /// a command's tables are in place within its first moments. Does nothing for
+    /// machine-wide runs (those load tables as processes show up in drains) or with
+    /// `--unwinder fp`.
+    pub fn refresh_unwind_targets(&mut self) {
+        let Some(u) = &self.unwind else {
+            return;
+        };
+        if self.control_value.filter_tgids == 0 {
+            return;
+        }
+        // Every call while the run is young (a command's exec and its libraries), then
+        // twice a second: each call walks the target map and wakes the worker.
+        if self.started.elapsed() >= Duration::from_secs(1)
+            && self.last_unwind_refresh.elapsed() < Duration::from_millis(500)
+        {
+            return;
+        }
+        self.last_unwind_refresh = std::time::Instant::now();
+        u.ensure(
+            self.targets.keys().filter_map(Result::ok).collect(),
+            TARGET_RECHECK,
+        );
+    }
+
+    /// Loads (and keeps) the unwind tables of the shared libraries `pid` maps, and waits
+    /// for them; see [`UnwindTables::preload_libraries`]. A no-op with `--unwinder fp`.
+    pub fn preload_unwind_libraries(&mut self, pid: u32) {
+        if let Some(u) = &self.unwind {
+            u.preload_libraries(pid);
+        }
+    }
+
+    /// Makes sure `pid`'s user stacks are walked with unwind tables (see
+    /// [`UnwindTables::ensure_process`]); a no-op with `--unwinder fp`. For callers that
+    /// learn of new processes early (an exec event).
+    pub fn ensure_unwind_process(&mut self, pid: u32) {
+        if let Some(u) = &self.unwind {
+            u.ensure(vec![pid], super::unwind::RECHECK);
+        }
+    }
+
+    /// The unwind tables' memory and coverage; `None` with `--unwinder fp`.
+    #[must_use]
+    pub fn unwind_stats(&self) -> Option<super::UnwindStats> {
+        self.unwind.as_ref().map(UnwindWorker::stats)
     }
 
     /// Stops sampling `pid` (and no longer follows its future children).
@@ -359,6 +485,13 @@ impl Sampler {
     pub fn since_last_drain(&self) -> Duration {
         self.last_drain.elapsed()
     }
+}
+
+fn missing_map(name: &str) -> SampleError {
+    SampleError::ebpf(
+        format!("the eBPF object has no array map `{name}`"),
+        std::io::Error::from(std::io::ErrorKind::NotFound),
+    )
 }
 
 fn missing_program(name: &str) -> SampleError {

@@ -19,11 +19,16 @@ mod drain;
 mod error;
 mod events;
 mod loader;
+mod unwind;
 
 pub use drain::{RawSample, StackStatus};
 pub use error::SampleError;
 pub use events::{CaptureFeed, ProcEvents};
 pub use loader::{Sampler, SamplerConfig, Target};
+pub use unwind::{
+    DEFAULT_TABLE_MEM, UnwindConfig, UnwindGauges, UnwindStats, UnwindTables, UnwindWorker,
+    UnwinderMode,
+};
 
 /// Loss and activity counters summed over all CPUs, as the program counted them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

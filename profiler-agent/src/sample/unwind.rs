@@ -1,0 +1,965 @@
+//! Unwind tables in the kernel: which binaries' rows are loaded, where, and for which
+//! processes (issue 7; the row format and the eBPF walk are described in
+//! `profiler_common::unwind`).
+//!
+//! Every binary's rows live in one contiguous range of the shared `UNWIND_ROWS` array,
+//! which userspace writes through a shared mapping (`BPF_F_MMAPABLE`): one memcpy per
+//! binary rather than a syscall per row. Tables are keyed by build id (by device and inode
+//! when a binary has none), so every process running the same libc shares one table, and
+//! counted by the processes that use them: a table whose last process is gone is freed.
+//! The array's size is the `--unwind-table-mem` limit; a binary that no longer fits is
+//! stepped with frame pointers, and named in a warning and in [`UnwindStats`].
+
+use std::collections::{BTreeMap, HashMap as StdHashMap, HashSet};
+use std::os::fd::{AsFd as _, AsRawFd as _};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::time::{Duration, Instant};
+
+use aya::maps::{Array, HashMap, MapData, MapError};
+use profiler_common::unwind::{
+    MAX_PROC_MAPPINGS, PROC_UNWIND_MAP, ProcMapping, ProcUnwind, UNWIND_ROWS_MAP, UnwindRow,
+};
+use tracing::{debug, info, warn};
+use unwinder::{ElfInfo, UnwindTable};
+
+use super::SampleError;
+
+/// `--unwinder`: how user stacks are walked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnwinderMode {
+    /// The kernel's frame-pointer walk only.
+    Fp,
+    /// `.eh_frame` tables for every process; a binary without usable tables is named in
+    /// a warning and stepped with frame pointers. Every user stack is walked by the eBPF
+    /// program, so a stack cut short (no tables yet, a broken frame chain) is marked
+    /// truncated.
+    Dwarf,
+    /// Tables where they can be built, quietly; processes without any table get the
+    /// kernel's frame-pointer walk.
+    #[default]
+    Auto,
+}
+
+/// Unwinder settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnwindConfig {
+    /// Which walk.
+    pub mode: UnwinderMode,
+    /// Bytes of kernel memory for the rows of every loaded binary together.
+    pub table_mem: u64,
+}
+
+/// Default `--unwind-table-mem`: 2 Mi rows, the tables of about a hundred libc-sized
+/// binaries.
+pub const DEFAULT_TABLE_MEM: u64 = 16 << 20;
+
+impl Default for UnwindConfig {
+    fn default() -> Self {
+        UnwindConfig {
+            mode: UnwinderMode::Auto,
+            table_mem: DEFAULT_TABLE_MEM,
+        }
+    }
+}
+
+impl UnwindConfig {
+    /// Rows the shared array holds (at least one: the map must exist even unused).
+    #[must_use]
+    pub fn row_capacity(&self) -> u32 {
+        if self.mode == UnwinderMode::Fp {
+            return 1;
+        }
+        let rows = self.table_mem / std::mem::size_of::<UnwindRow>() as u64;
+        u32::try_from(rows.clamp(1, u64::from(u32::MAX >> 1))).unwrap_or(1)
+    }
+}
+
+/// What the tables cost and cover, for logs and `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnwindStats {
+    /// Bytes of rows in use.
+    pub table_bytes: u64,
+    /// Bytes the rows may use (`--unwind-table-mem`).
+    pub table_capacity_bytes: u64,
+    /// Binaries whose tables are loaded.
+    pub tables_loaded: u64,
+    /// Processes whose stacks are walked with tables.
+    pub processes: u64,
+    /// Binaries stepped with frame pointers, and why (no table, over the limit).
+    pub fell_back: BTreeMap<String, String>,
+    /// Time spent building and loading tables.
+    pub load_time: Duration,
+}
+
+/// The numbers of [`UnwindStats`], for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnwindGauges {
+    /// Bytes of rows in use.
+    pub table_bytes: u64,
+    /// Bytes the rows may use.
+    pub table_capacity_bytes: u64,
+    /// Binaries whose tables are loaded.
+    pub tables_loaded: u64,
+    /// Processes walked with tables.
+    pub processes: u64,
+    /// Binaries stepped with frame pointers.
+    pub binaries_fell_back: u64,
+}
+
+impl UnwindStats {
+    /// The numbers alone.
+    #[must_use]
+    pub fn gauges(&self) -> UnwindGauges {
+        UnwindGauges {
+            table_bytes: self.table_bytes,
+            table_capacity_bytes: self.table_capacity_bytes,
+            tables_loaded: self.tables_loaded,
+            processes: self.processes,
+            binaries_fell_back: self.fell_back.len() as u64,
+        }
+    }
+}
+
+/// A table in the shared array.
+struct Table {
+    offset: u32,
+    len: u32,
+    users: usize,
+    path: String,
+    /// When the last process using it went away: an unused table stays loaded for
+    /// [`IDLE_GRACE`], or until its space is needed, so that short-lived processes of
+    /// the same binaries (a shell's commands and their libc) do not rebuild it each time.
+    idle_since: Option<Instant>,
+}
+
+/// What a binary (by device and inode) resolved to.
+#[derive(Clone)]
+enum FileState {
+    /// Loaded: the table key and the segments to compute biases with.
+    Loaded { key: String, info: ElfInfo },
+    /// No table: the binary is stepped with frame pointers.
+    Failed,
+}
+
+/// A process with tables.
+struct Process {
+    tables: Vec<String>,
+    /// Hash of its executable mappings when loaded: a change means new code (`dlopen`).
+    maps_sig: u64,
+    /// `/proc/PID/exe`'s device and inode when loaded: a change means an exec.
+    exe: Option<(u64, u64)>,
+    checked: Instant,
+    /// When its tables were first loaded.
+    loaded: Instant,
+}
+
+/// The unwind tables in the kernel.
+pub struct UnwindTables {
+    mode: UnwinderMode,
+    rows: *mut UnwindRow,
+    capacity: u32,
+    mmap_len: usize,
+    procs: HashMap<MapData, u32, ProcUnwind>,
+    _rows_map: MapData,
+    /// Kept open: the program refers to the map only while some fd does.
+    _settings: Array<MapData, u32>,
+    /// Free ranges of the array, sorted by offset, not adjacent.
+    free: RangeAlloc,
+    tables: StdHashMap<String, Table>,
+    files: StdHashMap<(u64, u64), FileState>,
+    processes: StdHashMap<u32, Process>,
+    /// Threads and vanished processes, not to be looked at again.
+    ignored: HashSet<u32>,
+    /// Processes running this executable are skipped (ember's own image, in a child that
+    /// has not exec'd its command yet).
+    skip_exe: Option<(u64, u64)>,
+    fell_back: BTreeMap<String, String>,
+    load_time: Duration,
+}
+
+// SAFETY: `rows` points into a shared mapping owned by this value (unmapped on drop); the
+// value is only used from one thread at a time.
+unsafe impl Send for UnwindTables {}
+
+impl std::fmt::Debug for UnwindTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnwindTables")
+            .field("mode", &self.mode)
+            .field("capacity", &self.capacity)
+            .field("tables", &self.tables.len())
+            .field("processes", &self.processes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for UnwindTables {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.rows.cast(), self.mmap_len) };
+    }
+}
+
+/// How long after its first load a process's mappings are read again at the caller's
+/// shorter interval.
+const YOUNG: Duration = Duration::from_secs(2);
+
+/// How long an unused table stays loaded (unless its space is needed first).
+const IDLE_GRACE: Duration = Duration::from_secs(30);
+
+/// How long a process's mappings are trusted before they are read again (new libraries
+/// from `dlopen`).
+pub(crate) const RECHECK: Duration = Duration::from_secs(10);
+
+impl UnwindTables {
+    /// Takes the maps from the loaded object and maps the row array.
+    ///
+    /// # Errors
+    /// If a map is missing or the row array cannot be mapped.
+    pub(crate) fn new(
+        mode: UnwinderMode,
+        rows_map: MapData,
+        procs: HashMap<MapData, u32, ProcUnwind>,
+        settings: Array<MapData, u32>,
+        capacity: u32,
+    ) -> Result<UnwindTables, SampleError> {
+        let len = capacity as usize * std::mem::size_of::<UnwindRow>();
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let mmap_len = len.div_ceil(page) * page;
+        // SAFETY: mapping a BPF array map created with BPF_F_MMAPABLE, shared, at most its
+        // size; the result is checked.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mmap_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                rows_map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(SampleError::ebpf(
+                format!("mapping the eBPF map `{UNWIND_ROWS_MAP}` ({mmap_len} bytes)"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(UnwindTables {
+            mode,
+            rows: ptr.cast(),
+            capacity,
+            mmap_len,
+            procs,
+            _rows_map: rows_map,
+            _settings: settings,
+            free: RangeAlloc::new(capacity),
+            tables: StdHashMap::new(),
+            files: StdHashMap::new(),
+            processes: StdHashMap::new(),
+            ignored: HashSet::new(),
+            skip_exe: None,
+            fell_back: BTreeMap::new(),
+            load_time: Duration::ZERO,
+        })
+    }
+
+    /// What the tables cost and cover.
+    #[must_use]
+    pub fn stats(&self) -> UnwindStats {
+        let used: u64 = self.tables.values().map(|t| u64::from(t.len)).sum();
+        let row = std::mem::size_of::<UnwindRow>() as u64;
+        UnwindStats {
+            table_bytes: used * row,
+            table_capacity_bytes: u64::from(self.capacity) * row,
+            tables_loaded: self.tables.len() as u64,
+            processes: self.processes.len() as u64,
+            fell_back: self.fell_back.clone(),
+            load_time: self.load_time,
+        }
+    }
+
+    /// Makes sure `pid`'s stacks are walked with tables: loads the tables of its binaries
+    /// not loaded yet and writes its mappings. A process already set up is read again only
+    /// when it exec'd (its entry was dropped by the exec tracepoint, or its executable
+    /// changed) or its mappings are older than ten seconds. Threads and vanished processes
+    /// are ignored; nothing here fails the recording.
+    pub fn ensure_process(&mut self, pid: u32) {
+        self.ensure_process_within(pid, RECHECK);
+    }
+
+    /// [`UnwindTables::ensure_process`], reading the mappings again when they are older
+    /// than `recheck`.
+    pub fn ensure_process_within(&mut self, pid: u32, recheck: Duration) {
+        // Ember itself is left to frame pointers: its own table is large and its stacks
+        // are not what it is run for.
+        if pid == 0 || pid == std::process::id() || self.ignored.contains(&pid) {
+            return;
+        }
+        let exe = exe_id(pid);
+        if self.skip_exe.is_some() && exe == self.skip_exe {
+            return;
+        }
+        let mut maps_text = None;
+        if let Some(p) = self.processes.get_mut(&pid) {
+            // A short recheck only while the process is young (the dynamic loader is
+            // still mapping its libraries); later, `dlopen` is rare enough for RECHECK.
+            let recheck = if p.loaded.elapsed() < YOUNG {
+                recheck
+            } else {
+                recheck.max(RECHECK)
+            };
+            if p.exe == exe && p.checked.elapsed() < recheck {
+                return;
+            }
+            let present = self.procs.get(&pid, 0).is_ok();
+            if present && p.exe == exe {
+                let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+                    return;
+                };
+                if maps_signature(&text) == p.maps_sig {
+                    p.checked = Instant::now();
+                    return;
+                }
+                maps_text = Some(text);
+            }
+        }
+        let started = Instant::now();
+        match self.load_process(pid, maps_text) {
+            Ok(()) => {}
+            Err(e) => {
+                debug!(pid, error = %e, "no unwind tables for the process");
+                self.release_process(pid);
+                self.ignored.insert(pid);
+            }
+        }
+        self.load_time += started.elapsed();
+    }
+
+    /// Skips processes that run ember's own executable (for targeted runs, where such a
+    /// process is a child about to exec its command).
+    pub fn skip_own_image(&mut self) {
+        self.skip_exe = exe_id(std::process::id());
+    }
+
+    /// Loads and pins the tables of the shared libraries `pid` maps (not its executable),
+    /// so that a command about to start finds libc's table ready instead of waiting for
+    /// it to be built after its exec.
+    pub fn preload_libraries(&mut self, pid: u32) {
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+            return;
+        };
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        let started = Instant::now();
+        for line in maps.lines() {
+            let Some(m) = parse_maps_line(line) else {
+                continue;
+            };
+            if !m.executable
+                || m.inode == 0
+                || !m.path.starts_with('/')
+                || exe.as_deref() == Some(std::path::Path::new(&m.path))
+            {
+                continue;
+            }
+            if self.files.contains_key(&(m.dev, m.inode)) {
+                continue;
+            }
+            if let Some(FileState::Loaded { key, .. }) = self.file_state(pid, &m) {
+                self.add_user(&key); // pinned for the whole run
+            }
+        }
+        self.load_time += started.elapsed();
+    }
+
+    /// Forgets processes that have exited and frees the tables nobody uses any more.
+    pub fn sweep(&mut self) {
+        let gone: Vec<u32> = self
+            .processes
+            .keys()
+            .copied()
+            .filter(|&pid| !crate::procinfo::process_exists(pid))
+            .collect();
+        for pid in gone {
+            self.release_process(pid);
+        }
+        self.ignored
+            .retain(|&pid| crate::procinfo::process_exists(pid));
+        let expired: Vec<String> = self
+            .tables
+            .iter()
+            .filter(|(_, t)| t.idle_since.is_some_and(|i| i.elapsed() >= IDLE_GRACE))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            self.free_table(&key);
+        }
+    }
+
+    /// Frees the unused table idle the longest; false when no table is unused.
+    fn evict_one(&mut self) -> bool {
+        let oldest = self
+            .tables
+            .iter()
+            .filter_map(|(k, t)| t.idle_since.map(|i| (i, k.clone())))
+            .min();
+        match oldest {
+            Some((_, key)) => {
+                self.free_table(&key);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn free_table(&mut self, key: &str) {
+        let Some(t) = self.tables.remove(key) else {
+            return;
+        };
+        debug!(binary = %t.path, rows = t.len, "unwind table freed");
+        self.files
+            .retain(|_, f| !matches!(f, FileState::Loaded { key: k, .. } if k == key));
+        self.free_range(t.offset, t.len);
+    }
+
+    fn release_process(&mut self, pid: u32) {
+        if let Some(p) = self.processes.remove(&pid) {
+            for key in p.tables {
+                self.unref(&key);
+            }
+        }
+        match self.procs.remove(&pid) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(e) => debug!(pid, error = %e, "removing a process's unwind entry"),
+        }
+    }
+
+    fn unref(&mut self, key: &str) {
+        let Some(t) = self.tables.get_mut(key) else {
+            return;
+        };
+        t.users = t.users.saturating_sub(1);
+        if t.users == 0 {
+            t.idle_since = Some(Instant::now());
+        }
+    }
+
+    fn add_user(&mut self, key: &str) {
+        if let Some(t) = self.tables.get_mut(key) {
+            t.users += 1;
+            t.idle_since = None;
+        }
+    }
+
+    fn load_process(&mut self, pid: u32, maps: Option<String>) -> Result<(), String> {
+        if !is_process(pid) {
+            return Err("a thread, not a process".into());
+        }
+        let exe = exe_id(pid);
+        let maps = match maps {
+            Some(m) => m,
+            None => std::fs::read_to_string(format!("/proc/{pid}/maps"))
+                .map_err(|e| format!("/proc/{pid}/maps: {e}"))?,
+        };
+        let maps_sig = maps_signature(&maps);
+        let mut mappings = Vec::new();
+        let mut used: Vec<String> = Vec::new();
+        for (lineno, line) in maps.lines().enumerate() {
+            let Some(m) = parse_maps_line(line) else {
+                if !line.trim().is_empty() {
+                    debug!(pid, line = lineno + 1, "unparsable /proc/{pid}/maps line");
+                }
+                continue;
+            };
+            if !m.executable || m.inode == 0 || !m.path.starts_with('/') {
+                continue;
+            }
+            let Some(FileState::Loaded { key, info }) = self.file_state(pid, &m) else {
+                continue;
+            };
+            let Some(bias) = info.bias(m.start, m.offset) else {
+                continue;
+            };
+            let Some(t) = self.tables.get(&key) else {
+                continue;
+            };
+            mappings.push(ProcMapping {
+                start: m.start,
+                end: m.end,
+                bias,
+                table_offset: t.offset,
+                table_len: t.len,
+            });
+            if !used.contains(&key) {
+                used.push(key);
+            }
+        }
+        if mappings.is_empty() {
+            return Err("no executable mapping with unwind tables".into());
+        }
+        mappings.sort_by_key(|m| m.start);
+        if mappings.len() > MAX_PROC_MAPPINGS {
+            debug!(
+                pid,
+                mappings = mappings.len(),
+                "more executable mappings than the eBPF side holds; the rest use frame pointers"
+            );
+            mappings.truncate(MAX_PROC_MAPPINGS);
+        }
+        let mut value = Box::<ProcUnwind>::default();
+        value.len = u32::try_from(mappings.len()).unwrap_or(0);
+        value.mappings[..mappings.len()].copy_from_slice(&mappings);
+        // References first, then the entry: a table is never freed under a live entry.
+        for key in &used {
+            self.add_user(key);
+        }
+        let mut loaded = Instant::now();
+        if let Some(old) = self.processes.remove(&pid) {
+            // The same image with new libraries stays as old as it was; an exec is young.
+            if old.exe == exe {
+                loaded = old.loaded;
+            }
+            for key in old.tables {
+                self.unref(&key);
+            }
+        }
+        self.procs
+            .insert(pid, *value, 0)
+            .map_err(|e| format!("writing {PROC_UNWIND_MAP}: {e}"))?;
+        self.processes.insert(
+            pid,
+            Process {
+                tables: used,
+                maps_sig,
+                exe,
+                checked: Instant::now(),
+                loaded,
+            },
+        );
+        Ok(())
+    }
+
+    /// The table of one mapped binary, loading it on first sight.
+    fn file_state(&mut self, pid: u32, m: &MapsLine) -> Option<FileState> {
+        if let Some(s) = self.files.get(&(m.dev, m.inode)) {
+            return Some(s.clone());
+        }
+        // Through map_files the binary is found even in another mount namespace or
+        // after it was replaced on disk.
+        let via = PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end));
+        let state = match self.load_file(&via, &m.path) {
+            Ok(s) => s,
+            Err(reason) => {
+                // Over the limit is always worth a warning; a binary without tables only
+                // when tables were asked for explicitly.
+                if self.mode == UnwinderMode::Dwarf || reason.contains("--unwind-table-mem") {
+                    warn!(binary = %m.path, "no unwind table ({reason}); its frames use frame pointers");
+                } else {
+                    debug!(binary = %m.path, %reason, "no unwind table");
+                }
+                self.fell_back.insert(m.path.clone(), reason);
+                FileState::Failed
+            }
+        };
+        self.files.insert((m.dev, m.inode), state.clone());
+        Some(state)
+    }
+
+    fn load_file(&mut self, via: &std::path::Path, path: &str) -> Result<FileState, String> {
+        let file = std::fs::File::open(via)
+            .or_else(|_| std::fs::File::open(path))
+            .map_err(|e| format!("opening: {e}"))?;
+        // SAFETY: a read-only private mapping; a binary truncated underneath us could
+        // fault, the same risk every symbolizer takes with mapped binaries.
+        let data = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("mapping: {e}"))?;
+        let info = ElfInfo::parse(&data).map_err(|e| e.to_string())?;
+        let key = match &info.build_id {
+            Some(id) => id.iter().map(|b| format!("{b:02x}")).collect(),
+            None => {
+                let meta = file.metadata().map_err(|e| e.to_string())?;
+                format!("{path}@{}", std::os::unix::fs::MetadataExt::ino(&meta))
+            }
+        };
+        if let Some(t) = self.tables.get(&key) {
+            debug!(binary = path, shared_with = %t.path, "unwind table shared by build id");
+            return Ok(FileState::Loaded { key, info });
+        }
+        let started = Instant::now();
+        let table = UnwindTable::from_elf(&data).map_err(|e| e.to_string())?;
+        let len = u32::try_from(table.rows.len()).map_err(|_| "too many rows".to_owned())?;
+        if len == 0 {
+            return Err("no unwind rows".into());
+        }
+        let mut offset = self.alloc(len);
+        while offset.is_none() && self.evict_one() {
+            offset = self.alloc(len);
+        }
+        let Some(offset) = offset else {
+            return Err(format!(
+                "over --unwind-table-mem: {} bytes needed, {} of {} in use",
+                table.bytes(),
+                self.stats().table_bytes,
+                u64::from(self.capacity) * std::mem::size_of::<UnwindRow>() as u64
+            ));
+        };
+        // SAFETY: `offset + len <= capacity` (the allocator's invariant), inside the
+        // mapping; the program only reads rows of tables an entry points at, and no entry
+        // points at this range yet.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                table.rows.as_ptr(),
+                self.rows.add(offset as usize),
+                table.rows.len(),
+            );
+        }
+        info!(
+            binary = path,
+            rows = len,
+            bytes = table.bytes(),
+            fdes = table.stats.fdes,
+            unsupported = table.stats.unsupported_rows,
+            elapsed = ?started.elapsed(),
+            "unwind table loaded"
+        );
+        self.tables.insert(
+            key.clone(),
+            Table {
+                offset,
+                len,
+                users: 0,
+                path: path.to_owned(),
+                idle_since: Some(Instant::now()),
+            },
+        );
+        self.fell_back.remove(path);
+        Ok(FileState::Loaded { key, info })
+    }
+
+    fn alloc(&mut self, len: u32) -> Option<u32> {
+        self.free.alloc(len)
+    }
+
+    fn free_range(&mut self, offset: u32, len: u32) {
+        self.free.free(offset, len);
+    }
+}
+
+/// A request to the table worker.
+enum Request {
+    /// Ensure these processes, reading mappings older than the duration again.
+    Ensure(Vec<u32>, Duration),
+    /// Preload and pin a process's libraries, then reply.
+    Preload(u32, mpsc::Sender<()>),
+    /// Skip processes running ember's own image.
+    SkipOwnImage,
+    /// Release exited processes and expired tables.
+    Sweep,
+}
+
+/// The unwind tables, owned by a thread of their own: building a large binary's table
+/// takes from milliseconds to a second, and the drain loop must not wait for it. The
+/// sampler sends it the processes each drain saw; the worker coalesces what queued up
+/// meanwhile, and publishes its [`UnwindStats`] after each batch.
+pub struct UnwindWorker {
+    /// Shared with [`UnwindRequester`]s only weakly, so dropping the worker still closes
+    /// the channel and ends its thread.
+    tx: Option<Arc<mpsc::Sender<Request>>>,
+    stats: Arc<Mutex<UnwindStats>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for UnwindWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnwindWorker").finish_non_exhaustive()
+    }
+}
+
+impl UnwindWorker {
+    /// Starts the worker thread that owns `tables`.
+    ///
+    /// # Errors
+    /// If the thread cannot be started.
+    pub(crate) fn start(mut tables: UnwindTables) -> Result<UnwindWorker, SampleError> {
+        let (tx, rx) = mpsc::channel::<Request>();
+        let stats = Arc::new(Mutex::new(tables.stats()));
+        let published = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("ember-unwind".into())
+            .spawn(move || {
+                // Building tables is background work: below the drain loop and the
+                // workloads, on machines with few CPUs (nice 10, this thread only).
+                // SAFETY: setpriority on this thread's own id; failure changes nothing.
+                unsafe {
+                    let tid = libc::gettid();
+                    libc::setpriority(libc::PRIO_PROCESS, tid.unsigned_abs(), 10);
+                }
+                while let Ok(first) = rx.recv() {
+                    // Everything queued meanwhile, with each process ensured once.
+                    let mut batch = vec![first];
+                    batch.extend(rx.try_iter());
+                    let mut seen = HashSet::new();
+                    for req in batch {
+                        match req {
+                            Request::Ensure(pids, recheck) => {
+                                for pid in pids {
+                                    if seen.insert(pid) {
+                                        tables.ensure_process_within(pid, recheck);
+                                    }
+                                }
+                            }
+                            Request::Preload(pid, reply) => {
+                                tables.preload_libraries(pid);
+                                let _ = reply.send(());
+                            }
+                            Request::SkipOwnImage => tables.skip_own_image(),
+                            Request::Sweep => tables.sweep(),
+                        }
+                    }
+                    *published.lock().unwrap_or_else(PoisonError::into_inner) = tables.stats();
+                }
+            })
+            .map_err(|e| SampleError::ebpf("starting the unwind table thread", e))?;
+        Ok(UnwindWorker {
+            tx: Some(Arc::new(tx)),
+            stats,
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, req: Request) {
+        if let Some(tx) = &self.tx {
+            // The worker only stops when this value is dropped.
+            let _ = tx.send(req);
+        }
+    }
+
+    /// Makes sure these processes' stacks are walked with tables (see
+    /// [`UnwindTables::ensure_process`]), reading mappings older than `recheck` again.
+    pub fn ensure(&self, pids: Vec<u32>, recheck: Duration) {
+        if !pids.is_empty() {
+            self.send(Request::Ensure(pids, recheck));
+        }
+    }
+
+    /// Loads and pins `pid`'s shared libraries' tables, and waits until they are loaded.
+    pub fn preload_libraries(&self, pid: u32) {
+        let (reply, done) = mpsc::channel();
+        self.send(Request::Preload(pid, reply));
+        let _ = done.recv();
+    }
+
+    /// See [`UnwindTables::skip_own_image`].
+    pub fn skip_own_image(&self) {
+        self.send(Request::SkipOwnImage);
+    }
+
+    /// See [`UnwindTables::sweep`].
+    pub fn sweep(&self) {
+        self.send(Request::Sweep);
+    }
+
+    /// The latest published statistics.
+    #[must_use]
+    pub fn stats(&self) -> UnwindStats {
+        self.stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Lets another thread (the capture thread of `events.rs`) ask the worker for a process's
+/// tables the moment the process is announced, rather than at the next drain.
+#[derive(Clone, Debug)]
+pub struct UnwindRequester(std::sync::Weak<mpsc::Sender<Request>>);
+
+impl UnwindRequester {
+    /// Loads `pid`'s tables, reading its mappings again (it just execed or mapped more
+    /// code). Does nothing once the worker has stopped.
+    pub fn ensure_now(&self, pid: u32) {
+        if let Some(tx) = self.0.upgrade() {
+            let _ = tx.send(Request::Ensure(vec![pid], Duration::ZERO));
+        }
+    }
+}
+
+impl UnwindWorker {
+    /// A handle for other threads; see [`UnwindRequester`].
+    #[must_use]
+    pub fn requester(&self) -> Option<UnwindRequester> {
+        self.tx
+            .as_ref()
+            .map(|tx| UnwindRequester(Arc::downgrade(tx)))
+    }
+}
+
+impl Drop for UnwindWorker {
+    fn drop(&mut self) {
+        // Closing the channel ends the worker's loop.
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// First-fit allocation of row ranges in the shared array.
+#[derive(Debug)]
+struct RangeAlloc {
+    /// Free ranges `(offset, len)`, sorted by offset, never adjacent.
+    free: Vec<(u32, u32)>,
+}
+
+impl RangeAlloc {
+    fn new(capacity: u32) -> RangeAlloc {
+        RangeAlloc {
+            free: vec![(0, capacity)],
+        }
+    }
+
+    /// The offset of `len` free rows, now taken; `None` when no free range is that long.
+    fn alloc(&mut self, len: u32) -> Option<u32> {
+        if len == 0 {
+            return None;
+        }
+        let i = self.free.iter().position(|&(_, l)| l >= len)?;
+        let (off, l) = self.free[i];
+        if l == len {
+            self.free.remove(i);
+        } else {
+            self.free[i] = (off + len, l - len);
+        }
+        Some(off)
+    }
+
+    /// Returns a range taken by `alloc`, merging it with its free neighbours.
+    fn free(&mut self, offset: u32, len: u32) {
+        let i = self.free.partition_point(|&(o, _)| o < offset);
+        self.free.insert(i, (offset, len));
+        if i + 1 < self.free.len() && self.free[i].0 + self.free[i].1 == self.free[i + 1].0 {
+            self.free[i].1 += self.free[i + 1].1;
+            self.free.remove(i + 1);
+        }
+        if i > 0 && self.free[i - 1].0 + self.free[i - 1].1 == self.free[i].0 {
+            self.free[i - 1].1 += self.free[i].1;
+            self.free.remove(i);
+        }
+    }
+}
+
+/// One line of `/proc/PID/maps`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct MapsLine {
+    start: u64,
+    end: u64,
+    executable: bool,
+    offset: u64,
+    dev: u64,
+    inode: u64,
+    path: String,
+}
+
+/// Parses `start-end perms offset major:minor inode path`.
+pub(crate) fn parse_maps_line(line: &str) -> Option<MapsLine> {
+    let mut f = line.splitn(6, ' ');
+    let (start, end) = f.next()?.split_once('-')?;
+    let perms = f.next()?;
+    let offset = f.next()?;
+    let (major, minor) = f.next()?.split_once(':')?;
+    let inode = f.next()?;
+    let path = f.next().unwrap_or("").trim_start().to_owned();
+    let major = u64::from_str_radix(major, 16).ok()?;
+    let minor = u64::from_str_radix(minor, 16).ok()?;
+    Some(MapsLine {
+        start: u64::from_str_radix(start, 16).ok()?,
+        end: u64::from_str_radix(end, 16).ok()?,
+        executable: perms.as_bytes().get(2) == Some(&b'x'),
+        offset: u64::from_str_radix(offset, 16).ok()?,
+        dev: (major << 32) | minor,
+        inode: inode.parse().ok()?,
+        path,
+    })
+}
+
+/// A hash of the executable file mappings in a `/proc/PID/maps` text.
+fn maps_signature(maps: &str) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for line in maps.lines() {
+        if let Some(m) = parse_maps_line(line)
+            && m.executable
+            && m.inode != 0
+        {
+            (m.start, m.end, m.offset, m.dev, m.inode).hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+/// Device and inode of the process's executable.
+pub(crate) fn exe_id(pid: u32) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(format!("/proc/{pid}/exe"))
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// True when `pid` is a process (its own thread-group leader), not another thread.
+fn is_process(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|v| v.trim().parse::<u32>().ok())
+        })
+        == Some(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RangeAlloc, parse_maps_line};
+
+    #[test]
+    fn ranges_are_reused_and_merged() {
+        let mut a = RangeAlloc::new(100);
+        assert_eq!(a.alloc(0), None);
+        let x = a.alloc(40).unwrap();
+        let y = a.alloc(30).unwrap();
+        let z = a.alloc(30).unwrap();
+        assert_eq!((x, y, z), (0, 40, 70));
+        assert_eq!(a.alloc(1), None, "full");
+        // Freeing the middle leaves a 30-row hole: too small for 40, right for 30.
+        a.free(y, 30);
+        assert_eq!(a.alloc(40), None);
+        assert_eq!(a.alloc(30), Some(40));
+        // Free everything in an order that needs merging on both sides.
+        a.free(x, 40);
+        a.free(z, 30);
+        a.free(40, 30);
+        assert_eq!(a.free, vec![(0, 100)]);
+        assert_eq!(a.alloc(100), Some(0));
+    }
+
+    #[test]
+    fn maps_lines() {
+        let m = parse_maps_line(
+            "7f1c2a428000-7f1c2a5a1000 r-xp 00026000 fe:01 1837602                    /usr/lib/x86_64-linux-gnu/libc.so.6",
+        )
+        .unwrap();
+        assert_eq!(m.start, 0x7f1c_2a42_8000);
+        assert_eq!(m.end, 0x7f1c_2a5a_1000);
+        assert!(m.executable);
+        assert_eq!(m.offset, 0x26000);
+        assert_eq!(m.dev, (0xfe << 32) | 1);
+        assert_eq!(m.inode, 1_837_602);
+        assert_eq!(m.path, "/usr/lib/x86_64-linux-gnu/libc.so.6");
+        let anon = parse_maps_line("7ffd1000-7ffd2000 rw-p 00000000 00:00 0 ").unwrap();
+        assert!(!anon.executable);
+        assert_eq!(anon.path, "");
+        assert!(parse_maps_line("garbage").is_none());
+        assert!(parse_maps_line("").is_none());
+        let spaces = parse_maps_line("1000-2000 r-xp 0 08:01 42 /tmp/a b (deleted)").unwrap();
+        assert_eq!(spaces.path, "/tmp/a b (deleted)");
+    }
+}

@@ -1,0 +1,444 @@
+//! The table unwinder: walks a user stack with the `.eh_frame` rows the agent loaded
+//! (see `profiler_common::unwind` for the maps and the row format).
+//!
+//! The walk runs one frame per `bpf_loop` iteration, so the verifier checks the step once
+//! whatever the depth. Per frame: find the mapping that holds the PC (binary search over
+//! the process's sorted mappings), then the row (binary search over the binary's rows),
+//! compute the CFA, read the return address at CFA − 8 and the saved `rbp` if the row says
+//! where it is. A PC outside every mapping with a table, or in a gap between functions, is
+//! stepped with the frame pointer, so frame-pointer code and table code mix in one stack.
+
+use aya_ebpf::{
+    EbpfContext as _,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, bpf_perf_event_data, pt_regs},
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user, generated},
+    macros::{map, tracepoint},
+    maps::{Array, HashMap, PerCpuArray},
+    programs::{PerfEventContext, TracePointContext},
+};
+use profiler_common::{
+    DEFAULT_STACKS_ENTRIES, Stat,
+    unwind::{
+        DEFAULT_PROC_UNWIND_ENTRIES, MAX_PROC_MAPPINGS, MAX_UNWIND_DEPTH, ProcUnwind,
+        UNWIND_STRICT, UnwindRow, UserStack, cfa, rbp,
+    },
+};
+
+use crate::program::stat;
+
+// Sizes are defaults: the agent sets them at load time.
+#[map]
+static UNWIND_ROWS: Array<UnwindRow> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+#[map]
+static PROC_UNWIND: HashMap<u32, ProcUnwind> =
+    HashMap::with_max_entries(DEFAULT_PROC_UNWIND_ENTRIES, BPF_F_NO_PREALLOC);
+#[map]
+pub(crate) static USTACKS_0: HashMap<u32, UserStack> =
+    HashMap::with_max_entries(DEFAULT_STACKS_ENTRIES, BPF_F_NO_PREALLOC);
+#[map]
+pub(crate) static USTACKS_1: HashMap<u32, UserStack> =
+    HashMap::with_max_entries(DEFAULT_STACKS_ENTRIES, BPF_F_NO_PREALLOC);
+/// Settings (`UNWIND_STRICT`), written by the agent at start.
+#[map]
+static UNWIND_CONFIG: Array<u32> = Array::with_max_entries(1, 0);
+/// A process without tables: every frame is stepped with the frame pointer.
+#[map]
+static UNWIND_NO_TABLES: Array<ProcUnwind> = Array::with_max_entries(1, 0);
+/// The stack being walked (1 KiB: too big for the 512-byte BPF stack).
+#[map]
+static UNWIND_SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries(1, 0);
+
+/// Binary-search steps over one binary's rows: tables hold at most 2^20 rows.
+const ROW_SEARCH_STEPS: u32 = 21;
+/// Binary-search steps over a process's mappings (`MAX_PROC_MAPPINGS` = 128).
+const MAPPING_SEARCH_STEPS: u32 = 8;
+
+const RUNNING: u32 = 0;
+const COMPLETE: u32 = 1;
+const TRUNCATED: u32 = 2;
+
+/// The registers and progress of a walk. Kept in a per-CPU map, not on the stack: the
+/// verifier does not track map contents, so every `bpf_loop` pass looks the same to it and
+/// the step is verified once, instead of once per combination of constants it would
+/// otherwise follow through the passes.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct WalkRegs {
+    ip: u64,
+    sp: u64,
+    bp: u64,
+    hash: u64,
+    n: u32,
+    status: u32,
+    fp_frames: u32,
+    bp_known: u32,
+    /// `bp` was read from a saved slot, not taken from a register: a 0 there is the end
+    /// of a frame-pointer chain, not a register that happened to hold 0.
+    bp_from_chain: u32,
+    _pad: u32,
+}
+
+#[map]
+static UNWIND_WALK: PerCpuArray<WalkRegs> = PerCpuArray::with_max_entries(1, 0);
+
+/// What one `bpf_loop` pass needs, on the program's stack: pointers only, the same on
+/// every pass.
+#[repr(C)]
+struct Walk {
+    procs: *const ProcUnwind,
+    stack: *mut UserStack,
+    regs: *mut WalkRegs,
+}
+
+/// Outcome of a walk, for the sample key.
+pub(crate) struct Walked {
+    /// The stack's key in `USTACKS_<gen>` (non-negative), or a negative errno.
+    pub(crate) id: i32,
+    /// The walk gave up before the outermost frame.
+    pub(crate) truncated: bool,
+}
+
+/// On exec the process's mappings describe the old image: drop them, so its stacks use
+/// frame pointers until the agent has loaded the new image's tables. Called by the exec
+/// tracepoint (`ember_exec` in `main.rs`).
+#[inline(always)]
+pub(crate) fn forget_process(tgid: u32) {
+    let _ = PROC_UNWIND.remove(&tgid);
+}
+
+/// Walks the current task's user stack if its process has tables; `None` when it has none
+/// (the caller then uses the kernel's frame-pointer walk).
+#[inline(always)]
+pub(crate) fn walk(ctx: &PerfEventContext, tgid: u32, generation: u32) -> Option<Walked> {
+    // SAFETY: a lookup; the value is only read.
+    let procs = match unsafe { PROC_UNWIND.get(&tgid) } {
+        Some(p) => p as *const ProcUnwind,
+        None => {
+            let strict = UNWIND_CONFIG.get(0).is_some_and(|c| c & UNWIND_STRICT != 0);
+            if !strict {
+                return None;
+            }
+            UNWIND_NO_TABLES.get_ptr(0)?
+        }
+    };
+    let stack = UNWIND_SCRATCH.get_ptr_mut(0)?;
+    let (ip, sp, bp) = user_regs(ctx)?;
+    let regs = UNWIND_WALK.get_ptr_mut(0)?;
+    stat(Stat::UnwindWalked);
+    // SAFETY: this CPU's slot; programs do not nest on one CPU.
+    unsafe {
+        *regs = WalkRegs {
+            ip,
+            sp,
+            bp,
+            hash: 0xcbf2_9ce4_8422_2325,
+            n: 0,
+            status: RUNNING,
+            fp_frames: 0,
+            bp_known: 1,
+            bp_from_chain: 0,
+            _pad: 0,
+        };
+    }
+    let mut walk = Walk { procs, stack, regs };
+    // SAFETY: `step` has the callback signature bpf_loop expects and only touches `walk`
+    // and the maps it points at, which outlive the call.
+    unsafe {
+        generated::bpf_loop(
+            MAX_UNWIND_DEPTH as u32,
+            step as *mut core::ffi::c_void,
+            (&raw mut walk).cast(),
+            0,
+        );
+    }
+    // SAFETY: as above.
+    let w = unsafe { *regs };
+    if w.fp_frames > 0 {
+        stat(Stat::UnwindFpFrames);
+    }
+    let truncated = w.status != COMPLETE;
+    if truncated {
+        stat(Stat::UnwindTruncated);
+    }
+    // SAFETY: `stack` is this CPU's scratch slot; nothing else runs here meanwhile.
+    unsafe {
+        (*stack).len = w.n;
+        (*stack).hash_hi = (w.hash >> 32) as u32;
+    }
+    let key = (w.hash as u32) & 0x7fff_ffff;
+    let map = if generation & 1 == 0 {
+        &USTACKS_0
+    } else {
+        &USTACKS_1
+    };
+    // SAFETY: the value is only read.
+    if let Some(old) = unsafe { map.get(&key) } {
+        if old.hash_hi == (w.hash >> 32) as u32 && old.len == w.n {
+            return Some(Walked {
+                id: key as i32,
+                truncated,
+            });
+        }
+        stat(Stat::UnwindStackLost);
+        return Some(Walked { id: -17, truncated });
+    }
+    // SAFETY: `stack` is a valid map value pointer.
+    match map.insert(&key, unsafe { &*stack }, 0) {
+        Ok(()) => Some(Walked {
+            id: key as i32,
+            truncated,
+        }),
+        Err(e) => {
+            stat(Stat::UnwindStackLost);
+            Some(Walked {
+                id: e as i32,
+                truncated,
+            })
+        }
+    }
+}
+
+/// The user-mode `ip`, `sp` and `bp`: from the sample when it interrupted user code, else
+/// from the registers saved when the task entered the kernel.
+#[inline(always)]
+fn user_regs(ctx: &PerfEventContext) -> Option<(u64, u64, u64)> {
+    let data = ctx.as_ptr() as *const bpf_perf_event_data;
+    // SAFETY: the perf_event context is a `bpf_perf_event_data`; the verifier checks each
+    // field access.
+    let (ip, sp, bp, cs) = unsafe {
+        (
+            (*data).regs.rip,
+            (*data).regs.rsp,
+            (*data).regs.rbp,
+            (*data).regs.cs,
+        )
+    };
+    if cs & 3 == 3 {
+        return Some((ip, sp, bp));
+    }
+    // SAFETY: helpers without preconditions; the returned pointer is only read through
+    // bpf_probe_read_kernel, which fails cleanly.
+    let regs = unsafe {
+        let task = generated::bpf_get_current_task_btf();
+        generated::bpf_task_pt_regs(task) as *const pt_regs
+    };
+    if regs.is_null() {
+        return None;
+    }
+    // SAFETY: as above.
+    let regs = unsafe { bpf_probe_read_kernel(regs) }.ok()?;
+    // A kernel thread has no user registers.
+    if regs.cs & 3 != 3 || regs.rip == 0 {
+        return None;
+    }
+    Some((regs.rip, regs.rsp, regs.rbp))
+}
+
+#[inline(always)]
+fn read_user(addr: u64) -> Option<u64> {
+    // SAFETY: bpf_probe_read_user fails cleanly on any address.
+    unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
+}
+
+/// One frame. Returns 0 to go on, 1 to stop.
+#[inline(never)]
+unsafe extern "C" fn step(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: `ctx` is the `Walk` that `walk` passed to bpf_loop; its pointers are valid
+    // map values of this CPU.
+    let (procs, stack, w) = unsafe {
+        let walk = &*ctx.cast::<Walk>();
+        (&*walk.procs, walk.stack, &mut *walk.regs)
+    };
+    if w.status != RUNNING {
+        return 1;
+    }
+    // The frame index is bpf_loop's: a bounded unknown to the verifier.
+    let n = index as usize;
+    if n >= MAX_UNWIND_DEPTH {
+        w.status = TRUNCATED;
+        return 1;
+    }
+    // SAFETY: `n` is bounds-checked above.
+    unsafe { (*stack).frames[n] = w.ip };
+    w.hash = (w.hash ^ w.ip).wrapping_mul(0x0000_0100_0000_01b3);
+    w.n = n as u32 + 1;
+    if n + 1 >= MAX_UNWIND_DEPTH {
+        w.status = TRUNCATED;
+        return 1;
+    }
+    // Return addresses point after the call: look up the call instruction itself.
+    let pc = if n == 0 { w.ip } else { w.ip - 1 };
+    match table_step(procs, w, pc) {
+        Step::Done => {}
+        Step::Fp => {
+            w.fp_frames += 1;
+            fp_step(w);
+        }
+    }
+    if w.status == RUNNING { 0 } else { 1 }
+}
+
+enum Step {
+    /// The frame was stepped (or the walk ended).
+    Done,
+    /// No table covers the PC: step with the frame pointer.
+    Fp,
+}
+
+#[inline(always)]
+fn table_step(procs: &ProcUnwind, w: &mut WalkRegs, pc: u64) -> Step {
+    let len = procs.len;
+    if len == 0 || len as usize > MAX_PROC_MAPPINGS {
+        return Step::Fp;
+    }
+    // Last mapping whose start <= pc.
+    let (mut lo, mut hi) = (0u32, len);
+    for _ in 0..MAPPING_SEARCH_STEPS {
+        if hi - lo <= 1 {
+            break;
+        }
+        let mid = lo + (hi - lo) / 2;
+        let m = &procs.mappings[bounded(mid)];
+        if m.start <= pc {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let m = &procs.mappings[bounded(lo)];
+    if pc < m.start || pc >= m.end || m.table_len == 0 {
+        return Step::Fp;
+    }
+    let vaddr = pc.wrapping_sub(m.bias);
+    if vaddr > u64::from(u32::MAX) {
+        return Step::Fp;
+    }
+    let vaddr = vaddr as u32;
+    // Last row whose pc <= vaddr.
+    let (mut lo, mut hi) = (m.table_offset, m.table_offset.wrapping_add(m.table_len));
+    for _ in 0..ROW_SEARCH_STEPS {
+        if hi - lo <= 1 {
+            break;
+        }
+        let mid = lo + (hi - lo) / 2;
+        let Some(r) = UNWIND_ROWS.get(mid) else {
+            return Step::Fp;
+        };
+        if r.pc <= vaddr {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let Some(row) = UNWIND_ROWS.get(lo) else {
+        return Step::Fp;
+    };
+    if row.pc > vaddr {
+        return Step::Fp;
+    }
+    let cfa_base = match row.cfa_kind() {
+        cfa::RSP => w.sp,
+        cfa::RBP => {
+            if w.bp_known == 0 {
+                w.status = TRUNCATED;
+                return Step::Done;
+            }
+            w.bp
+        }
+        cfa::PLT => {
+            let extra = if (w.ip & 15) as i8 >= row.rbp_offset {
+                8
+            } else {
+                0
+            };
+            w.sp + extra
+        }
+        cfa::END => {
+            w.status = COMPLETE;
+            return Step::Done;
+        }
+        cfa::NONE => return Step::Fp,
+        _ => {
+            w.status = TRUNCATED;
+            return Step::Done;
+        }
+    };
+    let cfa = cfa_base.wrapping_add((row.cfa_offset as i64 * 8) as u64);
+    let Some(ra) = read_user(cfa.wrapping_sub(8)) else {
+        w.status = TRUNCATED;
+        return Step::Done;
+    };
+    match row.rbp_kind() {
+        rbp::AT_CFA if row.cfa_kind() != cfa::PLT => {
+            match read_user(cfa.wrapping_add((row.rbp_offset as i64 * 8) as u64)) {
+                Some(bp) => {
+                    w.bp = bp;
+                    w.bp_known = 1;
+                    w.bp_from_chain = 1;
+                }
+                None => w.bp_known = 0,
+            }
+        }
+        rbp::UNKNOWN => w.bp_known = 0,
+        _ => {}
+    }
+    advance(w, cfa, ra);
+    Step::Done
+}
+
+/// `i` masked into the mappings array. The volatile read hides from LLVM that `i` is
+/// already below the length (it would drop the mask, and the verifier, which does not
+/// know that relation, would reject the access).
+#[inline(always)]
+fn bounded(i: u32) -> usize {
+    // SAFETY: a read of a local.
+    let i = unsafe { core::ptr::read_volatile(&i) };
+    i as usize & (MAX_PROC_MAPPINGS - 1)
+}
+
+/// Frame-pointer step: `[rbp]` is the caller's `rbp`, `[rbp + 8]` the return address.
+#[inline(always)]
+fn fp_step(w: &mut WalkRegs) {
+    if w.bp_known == 0 || w.bp == 0 {
+        // rbp = 0 marks the outermost frame of a frame-pointer stack.
+        w.status = if w.bp == 0 && w.bp_known != 0 {
+            COMPLETE
+        } else {
+            TRUNCATED
+        };
+        return;
+    }
+    let bp = w.bp;
+    if bp < w.sp || bp & 7 != 0 {
+        w.status = TRUNCATED;
+        return;
+    }
+    let (Some(next_bp), Some(ra)) = (read_user(bp), read_user(bp + 8)) else {
+        w.status = TRUNCATED;
+        return;
+    };
+    w.bp = next_bp;
+    w.bp_from_chain = 1;
+    advance(w, bp + 16, ra);
+}
+
+#[inline(always)]
+fn advance(w: &mut WalkRegs, cfa: u64, ra: u64) {
+    if ra == 0 {
+        // The end of a frame-pointer chain; anywhere else a zero return address is a
+        // guess gone wrong (tables mark the outermost frame themselves).
+        w.status = if w.bp == 0 && w.bp_from_chain != 0 {
+            COMPLETE
+        } else {
+            TRUNCATED
+        };
+        return;
+    }
+    // The stack grows down: each caller's frame is above the callee's.
+    if cfa <= w.sp {
+        w.status = TRUNCATED;
+        return;
+    }
+    w.sp = cfa;
+    w.ip = ra;
+}

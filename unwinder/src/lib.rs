@@ -1,0 +1,470 @@
+//! Compact x86-64 unwind tables for Ember's eBPF unwinder.
+//!
+//! [`UnwindTable::from_elf`] reads a binary's call-frame information (`.eh_frame`, and
+//! `.debug_frame` for functions `.eh_frame` does not cover) with `gimli` and turns it into
+//! [`UnwindRow`]s sorted by PC: from each row's PC to the next one's, how to find the CFA
+//! (`rsp`/`rbp` + offset, or the standard `.plt` expression), where the caller's `rbp` was
+//! saved, and where the stack ends (`_start`'s undefined return address). Identical
+//! neighbours are merged, and gaps between functions get a [`cfa::NONE`] row so the eBPF
+//! side steps them with frame pointers. Rules the eBPF program cannot evaluate (other
+//! DWARF expressions, other CFA registers, offsets beyond the row's fields) become
+//! [`cfa::UNSUPPORTED`] rows: the walk stops there and marks the stack truncated.
+//!
+//! [`ElfInfo`] gives what the agent needs besides the rows: the build id (tables are shared
+//! by build id) and the `PT_LOAD` segments (to turn a mapping into a load bias).
+
+use gimli::{
+    BaseAddresses, CfaRule, CieOrFde, DebugFrame, EhFrame, EndianSlice, LittleEndian, RegisterRule,
+    UnwindContext, UnwindSection, X86_64,
+};
+use object::{Object as _, ObjectSection as _, ObjectSegment as _};
+pub use profiler_common::unwind::{MAX_TABLE_ROWS, UnwindRow, cfa, rbp};
+
+/// Why a binary has no table.
+#[derive(Debug, thiserror::Error)]
+pub enum UnwindError {
+    /// Not an ELF file we can read (truncated, another format, another architecture).
+    #[error("not a readable x86-64 ELF file: {0}")]
+    Elf(String),
+    /// Neither `.eh_frame` nor `.debug_frame`.
+    #[error("no .eh_frame or .debug_frame section")]
+    NoCfi,
+    /// Malformed call-frame information.
+    #[error("malformed {section}: {message}")]
+    Cfi {
+        /// The section.
+        section: &'static str,
+        /// What gimli said.
+        message: String,
+    },
+    /// Addresses beyond 4 GiB or more rows than the eBPF search covers.
+    #[error("table too large: {0}")]
+    TooLarge(String),
+}
+
+/// Counts of what the builder saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// FDEs (functions) read.
+    pub fdes: usize,
+    /// FDEs taken from `.debug_frame` (not covered by `.eh_frame`).
+    pub debug_frame_fdes: usize,
+    /// Rows before merging identical neighbours.
+    pub raw_rows: usize,
+    /// Rows whose rule the eBPF side cannot evaluate.
+    pub unsupported_rows: usize,
+    /// Rows using the `.plt` expression.
+    pub plt_rows: usize,
+}
+
+/// A binary's unwind rows, sorted by PC, ready to be copied into the eBPF map.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnwindTable {
+    /// Rows sorted by `pc`, no two with the same `pc`, no two neighbours with the same rule.
+    pub rows: Vec<UnwindRow>,
+    /// What was read.
+    pub stats: TableStats,
+}
+
+/// A `PT_LOAD` segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// File offset.
+    pub offset: u64,
+    /// Virtual address.
+    pub vaddr: u64,
+    /// Size in the file.
+    pub filesz: u64,
+}
+
+/// What the agent needs of a binary besides its rows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ElfInfo {
+    /// The GNU build id, if the binary has one.
+    pub build_id: Option<Vec<u8>>,
+    /// Loadable segments.
+    pub segments: Vec<Segment>,
+}
+
+impl ElfInfo {
+    /// Reads the build id and segments.
+    ///
+    /// # Errors
+    /// [`UnwindError::Elf`] when `data` is not a readable ELF file.
+    pub fn parse(data: &[u8]) -> Result<ElfInfo, UnwindError> {
+        let file = parse_elf(data)?;
+        let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
+        let segments = file
+            .segments()
+            .map(|s| {
+                let (offset, filesz) = s.file_range();
+                Segment {
+                    offset,
+                    vaddr: s.address(),
+                    filesz,
+                }
+            })
+            .collect();
+        Ok(ElfInfo { build_id, segments })
+    }
+
+    /// Load bias (runtime address − virtual address) of a mapping of this file that starts
+    /// at `start` and maps file offset `offset`, or `None` when no segment holds `offset`.
+    #[must_use]
+    pub fn bias(&self, start: u64, offset: u64) -> Option<u64> {
+        // The last segment that starts in or before the mapping's first page: a segment
+        // whose file range ends in that page too (the read-only headers before `.text`)
+        // is not the one the mapping was made for.
+        self.segments
+            .iter()
+            .rev()
+            .find(|s| {
+                let page_start = s.offset & !0xfff;
+                offset >= page_start && offset < s.offset + s.filesz.max(1)
+            })
+            .map(|s| {
+                start
+                    .wrapping_sub(offset)
+                    .wrapping_sub(s.vaddr)
+                    .wrapping_add(s.offset)
+            })
+    }
+}
+
+fn parse_elf(data: &[u8]) -> Result<object::File<'_>, UnwindError> {
+    let file = object::File::parse(data).map_err(|e| UnwindError::Elf(e.to_string()))?;
+    if file.format() != object::BinaryFormat::Elf
+        || file.architecture() != object::Architecture::X86_64
+    {
+        return Err(UnwindError::Elf(format!(
+            "{:?} {:?} (only x86-64 ELF is supported)",
+            file.format(),
+            file.architecture()
+        )));
+    }
+    Ok(file)
+}
+
+/// A row before packing: the rule at one PC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Raw {
+    pc: u64,
+    row: UnwindRow,
+}
+
+/// The `.plt` stub CFA expression GCC and the linkers emit:
+/// `DW_OP_breg7 (rsp) N; DW_OP_breg16 (rip) 0; DW_OP_lit15; DW_OP_and; DW_OP_litK;
+/// DW_OP_ge; DW_OP_lit3; DW_OP_shl; DW_OP_plus`, i.e. CFA = rsp + N + 8·((rip & 15) ≥ K).
+/// Returns `(N, K)`.
+fn plt_expression(bytes: &[u8]) -> Option<(i64, u8)> {
+    let (&op, rest) = bytes.split_first()?;
+    if op != 0x77 {
+        return None;
+    }
+    // N is a signed LEB128; PLT stubs use a small one.
+    let (&n, rest) = rest.split_first()?;
+    if n & 0x80 != 0 {
+        return None;
+    }
+    let n = i64::from(((n << 1) as i8) >> 1);
+    match rest {
+        [0x80, 0x00, 0x3f, 0x1a, lit, 0x2a, 0x33, 0x24, 0x22] if (0x30..=0x4f).contains(lit) => {
+            Some((n, lit - 0x30))
+        }
+        _ => None,
+    }
+}
+
+/// `offset` in units of 8 bytes, if it is a multiple of 8.
+fn eighths(offset: i64) -> Option<i64> {
+    (offset % 8 == 0).then_some(offset / 8)
+}
+
+fn unsupported(pc: u64) -> Raw {
+    Raw {
+        pc,
+        row: UnwindRow {
+            pc: 0,
+            cfa_offset: 0,
+            rbp_offset: 0,
+            kinds: UnwindRow::pack_kinds(cfa::UNSUPPORTED, rbp::SAME),
+        },
+    }
+}
+
+/// Reads every FDE of one section into `out`; returns the FDE address ranges.
+fn read_section<'a, S>(
+    section: &S,
+    bases: &BaseAddresses,
+    name: &'static str,
+    skip: &[(u64, u64)],
+    out: &mut Vec<Raw>,
+    stats: &mut TableStats,
+) -> Result<Vec<(u64, u64)>, UnwindError>
+where
+    S: UnwindSection<EndianSlice<'a, LittleEndian>>,
+{
+    let err = |e: gimli::Error| UnwindError::Cfi {
+        section: name,
+        message: e.to_string(),
+    };
+    let mut ranges = Vec::new();
+    let mut ctx = UnwindContext::new();
+    let mut entries = section.entries(bases);
+    while let Some(entry) = entries.next().map_err(err)? {
+        let CieOrFde::Fde(partial) = entry else {
+            continue;
+        };
+        let fde = match partial.parse(S::cie_from_offset) {
+            Ok(f) => f,
+            // One bad FDE loses that function only.
+            Err(_) => continue,
+        };
+        let (start, end) = (fde.initial_address(), fde.end_address());
+        if start == 0 || end <= start {
+            continue; // discarded by the linker
+        }
+        if skip
+            .binary_search_by(|&(s, e)| {
+                if e <= start {
+                    std::cmp::Ordering::Less
+                } else if s > start {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
+            .is_ok()
+        {
+            continue;
+        }
+        ranges.push((start, end));
+        stats.fdes += 1;
+        if !skip.is_empty() {
+            stats.debug_frame_fdes += 1;
+        }
+        let mut table = match fde.rows(section, bases, &mut ctx) {
+            Ok(t) => t,
+            Err(_) => {
+                out.push(unsupported(start));
+                continue;
+            }
+        };
+        loop {
+            let row = match table.next_row() {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(_) => {
+                    break;
+                }
+            };
+            stats.raw_rows += 1;
+            let raw = convert(section, row, stats);
+            out.push(raw);
+        }
+        // The end of the function: a gap row unless another FDE starts right here.
+        out.push(Raw {
+            pc: end,
+            row: UnwindRow {
+                pc: 0,
+                cfa_offset: 0,
+                rbp_offset: 0,
+                kinds: UnwindRow::pack_kinds(cfa::NONE, rbp::SAME),
+            },
+        });
+    }
+    Ok(ranges)
+}
+
+fn convert<'a, S>(section: &S, row: &gimli::UnwindTableRow<usize>, stats: &mut TableStats) -> Raw
+where
+    S: UnwindSection<EndianSlice<'a, LittleEndian>>,
+{
+    let pc = row.start_address();
+    match row.register(X86_64::RA) {
+        Some(RegisterRule::Undefined) => {
+            return Raw {
+                pc,
+                row: UnwindRow {
+                    pc: 0,
+                    cfa_offset: 0,
+                    rbp_offset: 0,
+                    kinds: UnwindRow::pack_kinds(cfa::END, rbp::SAME),
+                },
+            };
+        }
+        Some(RegisterRule::Offset(-8)) | None => {}
+        Some(_) => {
+            stats.unsupported_rows += 1;
+            return unsupported(pc);
+        }
+    }
+    let (cfa_kind, cfa_offset, plt_threshold) = match row.cfa() {
+        CfaRule::RegisterAndOffset { register, offset } => {
+            let kind = if *register == X86_64::RSP {
+                cfa::RSP
+            } else if *register == X86_64::RBP {
+                cfa::RBP
+            } else {
+                stats.unsupported_rows += 1;
+                return unsupported(pc);
+            };
+            (kind, *offset, 0)
+        }
+        CfaRule::Expression(expr) => match expr
+            .get(section)
+            .ok()
+            .and_then(|e| plt_expression(e.0.slice()))
+        {
+            Some((n, k)) => {
+                stats.plt_rows += 1;
+                (cfa::PLT, n, i8::try_from(k).unwrap_or(i8::MAX))
+            }
+            None => {
+                stats.unsupported_rows += 1;
+                return unsupported(pc);
+            }
+        },
+    };
+    let Some(cfa_offset) = eighths(cfa_offset).and_then(|o| i16::try_from(o).ok()) else {
+        stats.unsupported_rows += 1;
+        return unsupported(pc);
+    };
+    let (rbp_kind, rbp_offset) = if cfa_kind == cfa::PLT {
+        (rbp::SAME, plt_threshold)
+    } else {
+        match row.register(X86_64::RBP) {
+            None | Some(RegisterRule::SameValue | RegisterRule::Undefined) => (rbp::SAME, 0),
+            Some(RegisterRule::Offset(o)) => match eighths(o).and_then(|o| i8::try_from(o).ok()) {
+                Some(o) => (rbp::AT_CFA, o),
+                None => (rbp::UNKNOWN, 0),
+            },
+            Some(_) => (rbp::UNKNOWN, 0),
+        }
+    };
+    Raw {
+        pc,
+        row: UnwindRow {
+            pc: 0,
+            cfa_offset,
+            rbp_offset,
+            kinds: UnwindRow::pack_kinds(cfa_kind, rbp_kind),
+        },
+    }
+}
+
+impl UnwindTable {
+    /// Builds the table of an ELF file's contents.
+    ///
+    /// # Errors
+    /// [`UnwindError`]: not an x86-64 ELF file, no call-frame information, malformed
+    /// sections, or a table the eBPF side cannot search. Never panics on bad input.
+    pub fn from_elf(data: &[u8]) -> Result<UnwindTable, UnwindError> {
+        let file = parse_elf(data)?;
+        let mut bases = BaseAddresses::default();
+        if let Some(s) = file.section_by_name(".text") {
+            bases = bases.set_text(s.address());
+        }
+        if let Some(s) = file.section_by_name(".got") {
+            bases = bases.set_got(s.address());
+        }
+        let mut stats = TableStats::default();
+        let mut raws = Vec::new();
+        let mut have_cfi = false;
+        let mut covered = Vec::new();
+        if let Some(s) = file.section_by_name(".eh_frame") {
+            let bytes = s.data().map_err(|e| UnwindError::Elf(e.to_string()))?;
+            if !bytes.is_empty() {
+                have_cfi = true;
+                let bases = bases.clone().set_eh_frame(s.address());
+                let mut eh = EhFrame::new(bytes, LittleEndian);
+                eh.set_address_size(8);
+                covered = read_section(&eh, &bases, ".eh_frame", &[], &mut raws, &mut stats)?;
+            }
+        }
+        if let Some(s) = file.section_by_name(".debug_frame") {
+            // Compressed debug sections are left alone: `.eh_frame` covers the code that
+            // runs in practice.
+            if let Ok(bytes) = s.data()
+                && !bytes.is_empty()
+                && s.compressed_file_range()
+                    .is_ok_and(|r| r.format == object::CompressionFormat::None)
+            {
+                have_cfi = true;
+                covered.sort_unstable();
+                let mut df = DebugFrame::new(bytes, LittleEndian);
+                df.set_address_size(8);
+                // A sentinel so that `skip` is never empty for this section.
+                if covered.is_empty() {
+                    covered.push((u64::MAX, u64::MAX));
+                }
+                read_section(&df, &bases, ".debug_frame", &covered, &mut raws, &mut stats)?;
+            }
+        }
+        if !have_cfi {
+            return Err(UnwindError::NoCfi);
+        }
+        let rows = pack(raws)?;
+        Ok(UnwindTable { rows, stats })
+    }
+
+    /// Bytes the rows take in the eBPF map.
+    #[must_use]
+    pub fn bytes(&self) -> usize {
+        self.rows.len() * std::mem::size_of::<UnwindRow>()
+    }
+
+    /// The row that covers `pc` (the last row at or before it), as the eBPF side finds it.
+    #[must_use]
+    pub fn lookup(&self, pc: u64) -> Option<&UnwindRow> {
+        let pc = u32::try_from(pc).ok()?;
+        let i = self.rows.partition_point(|r| r.pc <= pc);
+        i.checked_sub(1).map(|i| &self.rows[i])
+    }
+}
+
+/// Sorts, resolves rows with the same PC (a real rule beats a gap row), merges identical
+/// neighbours and checks the table fits the eBPF side.
+fn pack(mut raws: Vec<Raw>) -> Result<Vec<UnwindRow>, UnwindError> {
+    // Stable: within one PC, the gap row of the previous FDE comes first only if it was
+    // pushed first; sort gap rows before real ones explicitly.
+    raws.sort_by_key(|r| (r.pc, r.row.cfa_kind() != cfa::NONE));
+    let mut rows: Vec<UnwindRow> = Vec::with_capacity(raws.len());
+    let mut last_pc = None;
+    for raw in raws {
+        let pc = u32::try_from(raw.pc)
+            .map_err(|_| UnwindError::TooLarge(format!("address {:#x} beyond 4 GiB", raw.pc)))?;
+        let row = UnwindRow { pc, ..raw.row };
+        if last_pc == Some(pc) {
+            // Same PC: the later (real) rule wins.
+            if let Some(l) = rows.last_mut() {
+                *l = row;
+            }
+        } else {
+            rows.push(row);
+            last_pc = Some(pc);
+        }
+    }
+    // Merge identical neighbours (the rule is the same, only the PC differs).
+    let mut merged: Vec<UnwindRow> = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let Some(l) = merged.last()
+            && l.kinds == row.kinds
+            && l.cfa_offset == row.cfa_offset
+            && l.rbp_offset == row.rbp_offset
+        {
+            continue;
+        }
+        merged.push(row);
+    }
+    if merged.len() > MAX_TABLE_ROWS {
+        return Err(UnwindError::TooLarge(format!(
+            "{} rows (the eBPF search covers {MAX_TABLE_ROWS})",
+            merged.len()
+        )));
+    }
+    Ok(merged)
+}
+
+#[cfg(test)]
+mod tests;
