@@ -143,11 +143,14 @@ pub enum Stat {
     UnwindFpFrames = 12,
     /// Walked user stacks lost: a 31-bit key collision or the stack map full.
     UnwindStackLost = 13,
+    /// Process announcements (first sample, exec) lost to a full `PROC_EVENTS` ring: the
+    /// symbolizer may not capture such a process before it exits.
+    AnnouncementsLost = 14,
 }
 
 impl Stat {
     /// Number of slots in [`STATS_MAP`].
-    pub const COUNT: u32 = 14;
+    pub const COUNT: u32 = 15;
 
     /// Every counter, in slot order.
     pub const ALL: [Stat; Self::COUNT as usize] = [
@@ -165,6 +168,7 @@ impl Stat {
         Stat::UnwindTruncated,
         Stat::UnwindFpFrames,
         Stat::UnwindStackLost,
+        Stat::AnnouncementsLost,
     ];
 
     /// A stable snake_case name, used in logs and metrics.
@@ -185,6 +189,7 @@ impl Stat {
             Stat::UnwindTruncated => "unwind_truncated",
             Stat::UnwindFpFrames => "unwind_fp_frames",
             Stat::UnwindStackLost => "unwind_stack_lost",
+            Stat::AnnouncementsLost => "announcements_lost",
         }
     }
 
@@ -199,6 +204,7 @@ impl Stat {
                 | Stat::UnwindWalked
                 | Stat::UnwindTruncated
                 | Stat::UnwindFpFrames
+                | Stat::AnnouncementsLost
         )
     }
 }

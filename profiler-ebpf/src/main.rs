@@ -263,10 +263,13 @@ mod program {
         if tgid == 0 || unsafe { SEEN_TGIDS.get(&tgid) }.is_some() {
             return;
         }
-        let _ = SEEN_TGIDS.insert(&tgid, &0, 0);
-        // A full ring loses the announcement only: the process is then symbolized from
-        // /proc if it is still alive when its samples are drained.
-        let _ = PROC_EVENTS.output::<u32>(&tgid, 0);
+        // A full ring loses the announcement (counted); the process is not marked seen, so
+        // its next sample tries again.
+        if PROC_EVENTS.output::<u32>(&tgid, 0).is_ok() {
+            let _ = SEEN_TGIDS.insert(&tgid, &0, 0);
+        } else {
+            stat(Stat::AnnouncementsLost);
+        }
     }
 
     /// Every exec: the unwinder forgets the old image's mappings, and the process is
@@ -286,7 +289,9 @@ mod program {
         // Captured now (the new binary and its loader), and again at its first sample, by
         // when its libraries are mapped.
         let _ = SEEN_TGIDS.remove(&tgid);
-        let _ = PROC_EVENTS.output::<u32>(&tgid, 0);
+        if PROC_EVENTS.output::<u32>(&tgid, 0).is_err() {
+            stat(Stat::AnnouncementsLost);
+        }
         0
     }
 

@@ -64,6 +64,14 @@ impl AgentMetrics {
             "Samples counted into the kernel's maps.",
             &[("", s.get(Stat::Recorded))],
         );
+        metric(
+            &mut out,
+            "ember_process_announcements_lost_total",
+            "counter",
+            "Process announcements (first sample, exec) lost to a full ring buffer: such \
+             processes may stay unnamed if they exit before their samples are drained.",
+            &[("", s.get(Stat::AnnouncementsLost))],
+        );
         let lost: Vec<(String, u64)> = Stat::ALL
             .iter()
             .filter(|st| st.is_loss())
