@@ -401,26 +401,8 @@ fn node_jit_frames_are_named_from_its_perf_map() {
     let pid = child.id();
     let map = PathBuf::from(format!("/tmp/perf-{pid}.map"));
     // Wait for the optimised function to appear in the map.
-    let mut entry = None;
-    for _ in 0..100 {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let text = std::fs::read_to_string(&map).unwrap_or_default();
-        entry = text
-            .lines()
-            .rev()
-            .find(|l| l.contains("emberJsHotFunction"))
-            .and_then(|l| {
-                let mut p = l.split(' ');
-                Some((
-                    u64::from_str_radix(p.next()?, 16).ok()?,
-                    u64::from_str_radix(p.next()?, 16).ok()?,
-                ))
-            });
-        if entry.is_some() {
-            break;
-        }
-    }
-    let (start, size) = entry.expect("node wrote emberJsHotFunction to its perf map");
+    let (start, size) = wait_for_perf_map_entry(Path::new(&map), "emberJsHotFunction")
+        .expect("node wrote emberJsHotFunction to its perf map");
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("node maps");
     let in_anon_exec = maps.lines().any(|l| {
         let mut f = l.split_whitespace();
@@ -679,26 +661,8 @@ fn a_jit_in_its_own_pid_and_mount_namespace_is_named_from_its_own_perf_map() {
     );
     assert!(!Path::new(&format!("/tmp/perf-{pid}.map")).exists());
     let inner_map = format!("/proc/{pid}/root/tmp/perf-1.map");
-    let mut entry = None;
-    for _ in 0..100 {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let text = std::fs::read_to_string(&inner_map).unwrap_or_default();
-        entry = text
-            .lines()
-            .rev()
-            .find(|l| l.contains("emberNsJsFunction"))
-            .and_then(|l| {
-                let mut p = l.split(' ');
-                Some((
-                    u64::from_str_radix(p.next()?, 16).ok()?,
-                    u64::from_str_radix(p.next()?, 16).ok()?,
-                ))
-            });
-        if entry.is_some() {
-            break;
-        }
-    }
-    let (start, size) = entry.expect("node wrote emberNsJsFunction to its own perf map");
+    let (start, size) = wait_for_perf_map_entry(Path::new(&inner_map), "emberNsJsFunction")
+        .expect("node wrote emberNsJsFunction to its own perf map");
     let mut sym = Symbolizer::new(Config::default());
     let frames = sym.symbolize_user_stack(pid, &[start + size / 2]);
     drop(node_guard);
@@ -719,4 +683,28 @@ fn scopeguard(pid: u32) -> impl Drop {
         }
     }
     Kill(pid)
+}
+
+/// Waits up to 10 s for a JIT to write `function` to the perf map at `map`, and returns the
+/// entry's start address and size (the last entry, as a re-optimised function is appended).
+fn wait_for_perf_map_entry(map: &Path, function: &str) -> Option<(u64, u64)> {
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let text = std::fs::read_to_string(map).unwrap_or_default();
+        let entry = text
+            .lines()
+            .rev()
+            .find(|l| l.contains(function))
+            .and_then(|l| {
+                let mut p = l.split(' ');
+                Some((
+                    u64::from_str_radix(p.next()?, 16).ok()?,
+                    u64::from_str_radix(p.next()?, 16).ok()?,
+                ))
+            });
+        if entry.is_some() {
+            return entry;
+        }
+    }
+    None
 }
