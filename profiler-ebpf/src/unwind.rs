@@ -11,10 +11,10 @@
 use aya_ebpf::{
     EbpfContext as _,
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, bpf_perf_event_data, pt_regs},
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user, generated},
-    macros::{map, tracepoint},
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_user, generated},
+    macros::map,
     maps::{Array, HashMap, PerCpuArray},
-    programs::{PerfEventContext, TracePointContext},
+    programs::PerfEventContext,
 };
 use profiler_common::{
     DEFAULT_STACKS_ENTRIES, Stat,
