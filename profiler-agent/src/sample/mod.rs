@@ -26,8 +26,8 @@ pub use error::SampleError;
 pub use events::{CaptureFeed, ProcEvents};
 pub use loader::{Sampler, SamplerConfig, Target};
 pub use unwind::{
-    DEFAULT_TABLE_MEM, UnwindConfig, UnwindGauges, UnwindStats, UnwindTables, UnwindWorker,
-    UnwinderMode,
+    DEFAULT_TABLE_MEM, UnwindConfig, UnwindGauges, UnwindRequester, UnwindStats, UnwindTables,
+    UnwindWorker, UnwinderMode,
 };
 
 /// Loss and activity counters summed over all CPUs, as the program counted them.
