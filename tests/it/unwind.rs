@@ -198,12 +198,21 @@ fn check_recursion_stack(f: &[&str], depth: usize) -> Result<Shape, String> {
         return Ok(Shape::Other);
     };
     if f.get(1) == Some(&"[truncated]") {
-        // The walk gave up: what is there must still be recurse frames, no invented main.
-        if f.contains(&"main") {
-            return Err("truncated but shows main".into());
-        }
-        if !f[2..leaf].iter().all(|x| *x == "recurse") {
-            return Err("truncated stack with frames other than recurse".into());
+        // The walk gave up: what is there must be a true part of the stack. Either only
+        // recurse frames (cut inside the recursion), or all `depth` of them under main
+        // (cut above main, e.g. in libc's start code), never an invented chain.
+        let Some(m) = f.iter().position(|x| *x == "main") else {
+            if !f[2..leaf].iter().all(|x| *x == "recurse") {
+                return Err("truncated stack with frames other than recurse".into());
+            }
+            return Ok(Shape::Truncated);
+        };
+        let recurse = &f[m + 1..leaf];
+        if recurse.len() != depth || !recurse.iter().all(|x| *x == "recurse") {
+            return Err(format!(
+                "truncated above main with {} frames between main and leaf_spin, want {depth} recurse",
+                recurse.len()
+            ));
         }
         return Ok(Shape::Truncated);
     }
