@@ -38,7 +38,8 @@ fn pct(x: f64) -> String {
 /// ≥ 95 % of the samples reach `main` and the 70/30 split holds within ± 5 points.
 fn assert_complete_split(w: &Folded, what: &str, fn_a: &str, fn_b: &str) {
     let total = w.total();
-    assert!(total >= 300, "{what}: too few samples: {total}");
+    // 6 s at 99 Hz is ~590 samples on an idle CPU; tests running in parallel can halve it.
+    assert!(total >= 200, "{what}: too few samples: {total}");
     let main = w.share("main");
     let a = w.share(fn_a);
     let b = w.share(fn_b);
@@ -379,7 +380,10 @@ fn forked_and_execd_processes_get_their_own_tables() {
     let total = w.total();
     let main = w.share("main");
     eprintln!("fork + exec: {total} samples, main {}", pct(main));
-    assert!(total >= 300, "too few samples: {total}");
+    // 6 s of split at 99 Hz is ~590 samples on an idle CPU; split runs for wall-clock time,
+    // so other work on the machine (tests running in parallel) halves that easily. Half
+    // of the samples are the exec'd image's: if it had no tables, main would be near 50 %.
+    assert!(total >= 150, "too few samples: {total}");
     assert!(
         main >= 0.95,
         "only {} reach main after fork and exec: {:#?}",
