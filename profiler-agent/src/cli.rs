@@ -411,15 +411,7 @@ pub struct TimeArg(pub u64);
 /// # Errors
 /// A message that says what a valid time looks like.
 pub fn parse_time_arg(s: &str) -> Result<TimeArg, String> {
-    let t = s.trim();
-    let expanded;
-    let t = if t.starts_with('-') {
-        expanded = format!("now{t}");
-        expanded.as_str()
-    } else {
-        t
-    };
-    web::api::time::parse_time(t, crate::now_unix_ns()).map(TimeArg)
+    web::api::time::parse_time(s, crate::now_unix_ns()).map(TimeArg)
 }
 
 /// Parses a label filter; `container` is accepted for the agent's `container_id` label.

@@ -17,6 +17,10 @@ pub fn parse_time(input: &str, now_ns: u64) -> Result<u64, String> {
     if let Some(rest) = s.strip_prefix("now") {
         return parse_relative(rest, now_ns);
     }
+    // `-15m` is short for `now-15m`.
+    if s.starts_with('-') {
+        return parse_relative(s, now_ns);
+    }
     if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return parse_unix_seconds(s);
     }
@@ -24,7 +28,7 @@ pub fn parse_time(input: &str, now_ns: u64) -> Result<u64, String> {
         return parse_rfc3339(s);
     }
     Err(format!(
-        "`{s}` is not a time: use unix seconds, RFC 3339 (`2026-11-26T06:00:00Z`) or `now-15m`"
+        "`{s}` is not a time: use unix seconds, RFC 3339 (`2026-11-26T06:00:00Z`), `now-15m` or `-15m`"
     ))
 }
 
@@ -211,6 +215,8 @@ mod tests {
         assert_eq!(parse_time("now-24h", NOW), Ok(NOW - 86_400 * NS_PER_S));
         assert_eq!(parse_time("now-2d", NOW), Ok(NOW - 2 * 86_400 * NS_PER_S));
         assert_eq!(parse_time("now-30s", NOW), Ok(NOW - 30 * NS_PER_S));
+        assert_eq!(parse_time("-15m", NOW), Ok(NOW - 900 * NS_PER_S));
+        assert!(parse_time("-15", NOW).is_err());
         for bad in ["now+5m", "now-5", "now-5w", "now-m", "now-", "nowish"] {
             assert!(parse_time(bad, NOW).is_err(), "{bad}");
         }
