@@ -28,11 +28,9 @@ import sys
 import tempfile
 import time
 
+from benchlib import log
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def make_profiles(path_base, path_new, stacks, seed=7):

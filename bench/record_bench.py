@@ -27,11 +27,9 @@ import sys
 import tempfile
 import time
 
+from benchlib import log, bpf_stats, bpf_program_stats
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def run_workload(split, seconds):
@@ -95,41 +93,6 @@ def overhead(args, split):
 def rusage_children():
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
-
-
-def bpf_stats(enable):
-    """Turns the kernel's per-program run-time accounting on or off."""
-    try:
-        with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
-            f.write("1" if enable else "0")
-    except OSError as e:
-        log(f"  (cannot toggle kernel.bpf_stats_enabled: {e})")
-
-
-def bpf_program_stats(pid):
-    """Sum of run_time_ns and run_cnt over the perf_event programs `pid` holds open."""
-    run_ns = runs = 0
-    fdinfo = f"/proc/{pid}/fdinfo"
-    # /usr/bin/time is the direct child; ember is its child.
-    try:
-        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
-    except OSError:
-        children = []
-    for p in [str(pid)] + children:
-        fdinfo = f"/proc/{p}/fdinfo"
-        try:
-            fds = os.listdir(fdinfo)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                info = dict(line.split(":", 1) for line in open(f"{fdinfo}/{fd}") if ":" in line)
-            except OSError:
-                continue
-            if info.get("prog_type", "").strip() == "7":  # BPF_PROG_TYPE_PERF_EVENT
-                run_ns += int(info.get("run_time_ns", "0"))
-                runs += int(info.get("run_cnt", "0"))
-    return (run_ns, runs) if runs else None
 
 
 def time_to_flamegraph(args, split, tools):

@@ -32,13 +32,11 @@ import sys
 import tempfile
 import time
 
+from benchlib import log, bpf_stats, bpf_program_stats
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLAPSE = os.environ.get("INFERNO_COLLAPSE_PERF",
                           os.path.join(ROOT, "target/bench-tools/bin/inferno-collapse-perf"))
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def children_cpu():
@@ -108,33 +106,6 @@ def complete_share(args):
                 cells.append(f"{main / max(total, 1) * 100:.1f} % ({main}/{total})")
                 log(f"  {name} {kind}: {main}/{total}")
             print(f"| {name} {' '.join(wargs[1:])} | " + " | ".join(cells) + " |")
-
-
-def bpf_stats(enable):
-    try:
-        with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
-            f.write("1" if enable else "0")
-    except OSError as e:
-        log(f"  (cannot toggle kernel.bpf_stats_enabled: {e})")
-
-
-def bpf_program_stats(pid):
-    """(run_time_ns, run_cnt) summed over the perf_event programs `pid` holds open."""
-    run_ns = runs = 0
-    try:
-        fds = os.listdir(f"/proc/{pid}/fdinfo")
-    except OSError:
-        return None
-    for fd in fds:
-        try:
-            info = dict(line.split(":", 1) for line in open(f"/proc/{pid}/fdinfo/{fd}")
-                        if ":" in line)
-        except OSError:
-            continue
-        if info.get("prog_type", "").strip() == "7":  # BPF_PROG_TYPE_PERF_EVENT
-            run_ns += int(info.get("run_time_ns", "0"))
-            runs += int(info.get("run_cnt", "0"))
-    return (run_ns, runs) if runs else None
 
 
 def one_run(kind, args, tmp):

@@ -1,0 +1,43 @@
+"""Helpers the benchmark scripts share: progress on stderr, and the kernel's accounting of
+BPF program run time (`kernel.bpf_stats_enabled`, `run_time_ns`/`run_cnt` in fdinfo)."""
+
+import os
+import sys
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def bpf_stats(enable):
+    """Turns the kernel's per-program run-time accounting on or off."""
+    try:
+        with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+            f.write("1" if enable else "0")
+    except OSError as e:
+        log(f"  (cannot toggle kernel.bpf_stats_enabled: {e})")
+
+
+def bpf_program_stats(pid):
+    """(run_time_ns, run_cnt) summed over the perf_event programs that `pid` or one of its
+    direct children holds open (under /usr/bin/time, ember is time's child); None if none."""
+    run_ns = runs = 0
+    try:
+        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    except OSError:
+        children = []
+    for p in [str(pid)] + children:
+        fdinfo = f"/proc/{p}/fdinfo"
+        try:
+            fds = os.listdir(fdinfo)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                info = dict(line.split(":", 1) for line in open(f"{fdinfo}/{fd}") if ":" in line)
+            except OSError:
+                continue
+            if info.get("prog_type", "").strip() == "7":  # BPF_PROG_TYPE_PERF_EVENT
+                run_ns += int(info.get("run_time_ns", "0"))
+                runs += int(info.get("run_cnt", "0"))
+    return (run_ns, runs) if runs else None
