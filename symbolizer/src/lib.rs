@@ -80,6 +80,7 @@ use std::sync::Arc;
 
 pub use capture::{CaptureError, ProcessCapture};
 pub use config::{Config, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DEFAULT_DEBUG_DIR};
+pub use maps::{Backing, FileKey, Mapping, parse_line as parse_maps_line};
 pub use resymbolize::Resymbolizer;
 pub use stats::Stats;
 pub use symbolizer::Symbolizer;

@@ -18,18 +18,18 @@ use std::sync::Arc;
 /// While a file is held open its inode number cannot be reused, so as long as the binary
 /// registry keeps the opened `File`, this key keeps naming the same file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct FileKey {
+pub struct FileKey {
     /// Device number as printed by the kernel (`major:minor`, both hex).
-    pub(crate) major: u32,
+    pub major: u32,
     /// Minor device number.
-    pub(crate) minor: u32,
+    pub minor: u32,
     /// Inode number on that device.
-    pub(crate) inode: u64,
+    pub inode: u64,
 }
 
 /// What a mapping's pathname column says it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Backing {
+pub enum Backing {
     /// No pathname: anonymous memory (heap extensions, JIT code, thread stacks).
     Anonymous,
     /// A pseudo-path such as `[vdso]`, `[heap]`, `[stack]` or `[anon:name]`.
@@ -47,17 +47,17 @@ pub(crate) enum Backing {
 
 /// One line of `/proc/PID/maps`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Mapping {
+pub struct Mapping {
     /// First address of the mapping.
-    pub(crate) start: u64,
+    pub start: u64,
     /// One past the last address of the mapping.
-    pub(crate) end: u64,
+    pub end: u64,
     /// Offset into the backing file of `start`.
-    pub(crate) pgoff: u64,
+    pub pgoff: u64,
     /// Whether the mapping is executable (only such mappings can hold code addresses).
-    pub(crate) exec: bool,
+    pub exec: bool,
     /// What backs the mapping.
-    pub(crate) backing: Backing,
+    pub backing: Backing,
 }
 
 impl Mapping {
@@ -151,7 +151,7 @@ fn next_field(s: &str) -> Option<(&str, &str)> {
 }
 
 /// Parses one line, `start-end perms offset major:minor inode [pathname]`.
-pub(crate) fn parse_line(line: &str) -> Option<Mapping> {
+pub fn parse_line(line: &str) -> Option<Mapping> {
     let (range, rest) = next_field(line)?;
     let (perms, rest) = next_field(rest)?;
     let (offset, rest) = next_field(rest)?;

@@ -349,20 +349,18 @@ impl UnwindTables {
         let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
             return;
         };
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned());
         let started = Instant::now();
         for line in maps.lines() {
-            let Some(m) = parse_maps_line(line) else {
+            let Some(m) = symbolizer::parse_maps_line(line).and_then(ExecFile::of) else {
                 continue;
             };
-            if !m.executable
-                || m.inode == 0
-                || !m.path.starts_with('/')
-                || exe.as_deref() == Some(std::path::Path::new(&m.path))
-            {
+            if exe.as_deref() == Some(&*m.path) {
                 continue;
             }
-            if self.files.contains_key(&(m.dev, m.inode)) {
+            if self.files.contains_key(&m.key) {
                 continue;
             }
             if let Some(FileState::Loaded { key, .. }) = self.file_state(pid, &m) {
@@ -465,15 +463,15 @@ impl UnwindTables {
         let mut mappings = Vec::new();
         let mut used: Vec<String> = Vec::new();
         for (lineno, line) in maps.lines().enumerate() {
-            let Some(m) = parse_maps_line(line) else {
+            let Some(m) = symbolizer::parse_maps_line(line) else {
                 if !line.trim().is_empty() {
                     debug!(pid, line = lineno + 1, "unparsable /proc/{pid}/maps line");
                 }
                 continue;
             };
-            if !m.executable || m.inode == 0 || !m.path.starts_with('/') {
+            let Some(m) = ExecFile::of(m) else {
                 continue;
-            }
+            };
             let Some(FileState::Loaded { key, info }) = self.file_state(pid, &m) else {
                 continue;
             };
@@ -540,8 +538,8 @@ impl UnwindTables {
     }
 
     /// The table of one mapped binary, loading it on first sight.
-    fn file_state(&mut self, pid: u32, m: &MapsLine) -> Option<FileState> {
-        if let Some(s) = self.files.get(&(m.dev, m.inode)) {
+    fn file_state(&mut self, pid: u32, m: &ExecFile) -> Option<FileState> {
+        if let Some(s) = self.files.get(&m.key) {
             return Some(s.clone());
         }
         // Through map_files the binary is found even in another mount namespace or
@@ -561,7 +559,7 @@ impl UnwindTables {
                 FileState::Failed
             }
         };
-        self.files.insert((m.dev, m.inode), state.clone());
+        self.files.insert(m.key, state.clone());
         Some(state)
     }
 
@@ -847,38 +845,46 @@ impl RangeAlloc {
     }
 }
 
-/// One line of `/proc/PID/maps`.
+/// An executable mapping of a file, from one `/proc/PID/maps` line (parsed by the
+/// symbolizer's parser, which both stages share).
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct MapsLine {
+struct ExecFile {
     start: u64,
     end: u64,
-    executable: bool,
+    /// File offset of `start`.
     offset: u64,
-    dev: u64,
-    inode: u64,
+    /// Device (`major << 32 | minor`, as maps prints it) and inode.
+    key: (u64, u64),
+    /// The path as maps prints it (and `/proc/PID/exe` reads), ` (deleted)` included.
     path: String,
 }
 
-/// Parses `start-end perms offset major:minor inode path`.
-pub(crate) fn parse_maps_line(line: &str) -> Option<MapsLine> {
-    let mut f = line.splitn(6, ' ');
-    let (start, end) = f.next()?.split_once('-')?;
-    let perms = f.next()?;
-    let offset = f.next()?;
-    let (major, minor) = f.next()?.split_once(':')?;
-    let inode = f.next()?;
-    let path = f.next().unwrap_or("").trim_start().to_owned();
-    let major = u64::from_str_radix(major, 16).ok()?;
-    let minor = u64::from_str_radix(minor, 16).ok()?;
-    Some(MapsLine {
-        start: u64::from_str_radix(start, 16).ok()?,
-        end: u64::from_str_radix(end, 16).ok()?,
-        executable: perms.as_bytes().get(2) == Some(&b'x'),
-        offset: u64::from_str_radix(offset, 16).ok()?,
-        dev: (major << 32) | minor,
-        inode: inode.parse().ok()?,
-        path,
-    })
+impl ExecFile {
+    /// `m` if it maps a file (inode other than 0) executable; `None` for anything else.
+    fn of(m: symbolizer::Mapping) -> Option<ExecFile> {
+        let symbolizer::Backing::File {
+            path,
+            key: Some(key),
+            deleted,
+        } = m.backing
+        else {
+            return None;
+        };
+        m.exec.then(|| ExecFile {
+            start: m.start,
+            end: m.end,
+            offset: m.pgoff,
+            key: (
+                (u64::from(key.major) << 32) | u64::from(key.minor),
+                key.inode,
+            ),
+            path: if deleted {
+                format!("{path} (deleted)")
+            } else {
+                path.to_string()
+            },
+        })
+    }
 }
 
 /// A hash of the executable file mappings in a `/proc/PID/maps` text.
@@ -886,11 +892,8 @@ fn maps_signature(maps: &str) -> u64 {
     use std::hash::{Hash as _, Hasher as _};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for line in maps.lines() {
-        if let Some(m) = parse_maps_line(line)
-            && m.executable
-            && m.inode != 0
-        {
-            (m.start, m.end, m.offset, m.dev, m.inode).hash(&mut h);
+        if let Some(m) = symbolizer::parse_maps_line(line).and_then(ExecFile::of) {
+            (m.start, m.end, m.offset, m.key).hash(&mut h);
         }
     }
     h.finish()
@@ -918,7 +921,7 @@ fn is_process(pid: u32) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{RangeAlloc, parse_maps_line};
+    use super::{ExecFile, RangeAlloc};
 
     #[test]
     fn ranges_are_reused_and_merged() {
@@ -942,24 +945,27 @@ mod tests {
     }
 
     #[test]
-    fn maps_lines() {
-        let m = parse_maps_line(
+    fn executable_file_mappings() {
+        let exec = |line: &str| symbolizer::parse_maps_line(line).and_then(ExecFile::of);
+        let m = exec(
             "7f1c2a428000-7f1c2a5a1000 r-xp 00026000 fe:01 1837602                    /usr/lib/x86_64-linux-gnu/libc.so.6",
         )
         .unwrap();
         assert_eq!(m.start, 0x7f1c_2a42_8000);
         assert_eq!(m.end, 0x7f1c_2a5a_1000);
-        assert!(m.executable);
         assert_eq!(m.offset, 0x26000);
-        assert_eq!(m.dev, (0xfe << 32) | 1);
-        assert_eq!(m.inode, 1_837_602);
+        assert_eq!(m.key, ((0xfe << 32) | 1, 1_837_602));
         assert_eq!(m.path, "/usr/lib/x86_64-linux-gnu/libc.so.6");
-        let anon = parse_maps_line("7ffd1000-7ffd2000 rw-p 00000000 00:00 0 ").unwrap();
-        assert!(!anon.executable);
-        assert_eq!(anon.path, "");
-        assert!(parse_maps_line("garbage").is_none());
-        assert!(parse_maps_line("").is_none());
-        let spaces = parse_maps_line("1000-2000 r-xp 0 08:01 42 /tmp/a b (deleted)").unwrap();
+        // Not executable, anonymous, a pseudo-path, or not a maps line: nothing to load.
+        assert!(
+            exec("7f1c2a5a1000-7f1c2a5f9000 r--p 0019f000 fe:01 1837602 /usr/lib/libc.so.6")
+                .is_none()
+        );
+        assert!(exec("7ffd1000-7ffd2000 r-xp 00000000 00:00 0 ").is_none());
+        assert!(exec("7ffd1000-7ffd2000 r-xp 00000000 00:00 0 [vdso]").is_none());
+        assert!(exec("garbage").is_none());
+        assert!(exec("").is_none());
+        let spaces = exec("1000-2000 r-xp 0 08:01 42 /tmp/a b (deleted)").unwrap();
         assert_eq!(spaces.path, "/tmp/a b (deleted)");
     }
 }
