@@ -57,6 +57,34 @@ pub enum Command {
     /// whose share changed most, and regression gates for CI.
     #[command(after_help = DIFF_EXAMPLES)]
     Diff(DiffArgs),
+    /// Check whether Ember can run on this node: kernel features, privileges, and what
+    /// Ember will use (exits 1 when it cannot sample here).
+    #[command(after_help = DOCTOR_EXAMPLES)]
+    Doctor(DoctorArgs),
+}
+
+const DOCTOR_EXAMPLES: &str = "\
+Examples:
+  ember doctor                       a report for a person
+  ember doctor --json | jq .ready    the same for scripts
+
+Nothing is changed or mounted: the kernel is asked directly (test programs are loaded and
+unloaded, a perf event is opened and closed), so run it with the privileges the agent gets.";
+
+/// `ember doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The store directory the agent would use.
+    #[arg(long, env = "EMBER_DATA_DIR", default_value = "/var/lib/ember")]
+    pub data_dir: PathBuf,
+
+    /// Directory searched for separate debug files; repeat for several.
+    #[arg(long = "debug-dir", default_value = symbolizer::DEFAULT_DEBUG_DIR)]
+    pub debug_dirs: Vec<PathBuf>,
 }
 
 const AGENT_EXAMPLES: &str = "\

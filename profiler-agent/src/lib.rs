@@ -10,13 +10,16 @@
 //! - [`export`] is `ember export`: a stored time range as folded, pprof, SVG or speedscope,
 //!   and the writer of those formats `record` shares.
 //! - [`diff`] is `ember diff`: two profiles compared, with regression gates for CI.
+//! - [`doctor`] is `ember doctor`: what the node offers and what Ember will use.
 //! - [`cli`] holds the command-line types.
 
 pub mod agent;
 pub mod aggregate;
 pub mod cli;
 pub mod diff;
+pub mod doctor;
 pub mod export;
+pub mod launch;
 pub mod procinfo;
 pub mod record;
 pub mod sample;

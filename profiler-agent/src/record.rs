@@ -256,8 +256,15 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
         // The command most likely maps the same libc and loader as ember: their tables
         // are ready before it starts.
         sampler.preload_unwind_libraries(own_pid);
-        let spawned = Command::new(program).args(args).spawn();
-        // The child is a target now (the fork tracepoint added it); ember is not.
+        let mut command = Command::new(program);
+        command.args(args);
+        let spawned = if sampler.follows_forks() {
+            command.spawn()
+        } else {
+            // No fork hook: the child is held before its exec until it is a target.
+            crate::launch::spawn_admitted(&mut command, |pid| sampler.add_target(pid))?
+        };
+        // The child is a target now (the fork hook or the admission added it); ember is not.
         sampler.remove_target(own_pid)?;
         child = Some(spawned.map_err(|source| RecordError::Spawn {
             command: program.to_string_lossy().into_owned(),
@@ -319,7 +326,9 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
             debug!("every target process has exited");
             stop = true;
         }
-        // A forked or exec'd child gets its unwind tables within a tick.
+        // A forked or exec'd child gets its unwind tables within a tick (and, without the
+        // fork hook, becomes a target within one).
+        sampler.adopt_children();
         sampler.refresh_unwind_targets();
         if stop {
             // Nothing is recorded after this, so the last drain is complete.

@@ -3,7 +3,7 @@
 //! agent read through its API and its store while it writes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,27 +110,6 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// The `go` binary: on PATH or Debian's golang-1.19-go; `None` (loudly) outside CI.
-fn go() -> Option<PathBuf> {
-    if Command::new("go")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return Some("go".into());
-    }
-    let debian = Path::new("/usr/lib/go-1.19/bin/go");
-    if debian.exists() {
-        return Some(debian.to_owned());
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set but there is no go (scripts/bootstrap.sh --test installs golang-1.19-go)"
-    );
-    eprintln!("!!! SKIPPING the go tool pprof checks: no go here !!!");
-    None
-}
-
 /// `go tool pprof -traces -sample_index=samples`: root-first stacks → summed counts.
 fn go_traces(go: &Path, file: &Path) -> BTreeMap<String, u64> {
     let home = tempdir();
@@ -184,7 +163,10 @@ fn validate_speedscope(file: &Path) {
             std::env::var_os("CI").is_none(),
             "CI is set but tests/speedscope has no node_modules (scripts/bootstrap.sh --test)"
         );
-        eprintln!("!!! SKIPPING the speedscope schema check: run npm ci in tests/speedscope !!!");
+        crate::common::skip(
+            "the speedscope schema check",
+            "run npm ci in tests/speedscope (scripts/bootstrap.sh --test)",
+        );
         return;
     }
     let out = Command::new("node")
@@ -277,7 +259,7 @@ fn a_store_exports_in_every_format() {
             .iter()
             .any(|l| l.get("container_id") == Some("c1") && l.get(keys::PID) == Some("20"))
     );
-    if let Some(go) = go() {
+    if let Some(go) = crate::common::go("export") {
         let traces = go_traces(&go, &pb);
         // pprof has no comm frame: compare without the first folded frame.
         let mut want: BTreeMap<String, u64> = BTreeMap::new();

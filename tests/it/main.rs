@@ -6,6 +6,8 @@
 //! machine and the workloads' shares are not skewed by each other.
 
 mod common;
+// A node as it is: no tracefs, features probed (one hidden), least privilege.
+mod node;
 // `ember agent`: windows in the store, crash safety.
 mod agent;
 // `ember record`: shares, stacks, names, targets, signals, errors.
