@@ -343,3 +343,47 @@ fn a_missing_capability_is_named_with_what_it_costs() {
     );
     assert!(stderr.contains("unnamed"), "{stderr}");
 }
+
+#[test]
+fn on_a_fresh_node_record_follows_children_and_all_sees_the_split() {
+    let Some(_p) = privileged("on_a_fresh_node_record_follows_children_and_all_sees_the_split")
+    else {
+        return;
+    };
+    let split = example("split");
+    // The fork hook follows split out of the shell that forks it.
+    let dir = tempdir();
+    let out_path = dir.path().join("children.folded");
+    let out = ember()
+        .args(["record", "-F", "99", "-o"])
+        .arg(&out_path)
+        .args(["--", "sh", "-c"])
+        .arg(format!("{} 5; true", split.display()))
+        .output()
+        .expect("ember record");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        !stderr.contains("BTF") && !stderr.contains("tracefs"),
+        "nothing is degraded here:\n{stderr}"
+    );
+    assert_split(&Folded::read(&out_path), 150);
+
+    // The whole machine, split running beside.
+    let mut running = Command::new(&split)
+        .arg("6")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting split");
+    std::thread::sleep(Duration::from_millis(300));
+    let all_path = dir.path().join("all.folded");
+    let out = ember()
+        .args(["record", "--all", "-F", "99", "-d", "5s", "-o"])
+        .arg(&all_path)
+        .output()
+        .expect("ember record --all");
+    running.kill().ok();
+    running.wait().ok();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_split(&Folded::read(&all_path), 150);
+}
