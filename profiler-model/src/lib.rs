@@ -25,6 +25,6 @@ mod profile;
 pub mod speedscope;
 
 pub use filter::{LabelFilter, LabelFilterError};
-pub use frame::{Frame, FrameKind, Location};
+pub use frame::{Frame, FrameKind, INLINED_SUFFIX, KERNEL_SUFFIX, Location, Suffix};
 pub use labels::{Labels, keys};
 pub use profile::{FrameId, LabelsId, Profile, ProfileMeta, StackRef};
