@@ -190,6 +190,9 @@ pub fn parse_listen(s: &str) -> Result<Listen, String> {
     })
 }
 
+/// The largest size a flag takes, in bytes: well inside `u64` and exact in `f64`.
+const MAX_SIZE: f64 = 1e18;
+
 /// Parses a size: `2GiB`, `500MiB`, `64KiB`, `1G`, `10MB` (decimal), or bytes.
 ///
 /// # Errors
@@ -216,7 +219,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         _ => return Err(bad()),
     };
     let bytes = value * mult;
-    if !bytes.is_finite() || !(1.0..=1e18).contains(&bytes) {
+    if !bytes.is_finite() || bytes > MAX_SIZE {
+        return Err(format!(
+            "invalid size `{s}`: it is too large (at most 1e18 bytes, 1 EB)"
+        ));
+    }
+    if bytes < 1.0 {
         return Err(format!("invalid size `{s}`: it must be at least one byte"));
     }
     #[expect(
@@ -323,7 +331,8 @@ Examples:
   ember export --from -1d --resymbolize -o day.folded       name stripped frames from
                                                            debug files installed since
 
-Times: `now`, `now-15m` or `-15m` (units s, m, h, d), RFC 3339, or unix seconds.
+Times: `now`, `now-15m` or `-1.5h` (a number and a unit: ms, s, m, h, d), RFC 3339, or unix
+seconds.
 --filter: comma-separated label=value (comm, pid, tid, container, pod_uid, ...); different
 names must all match, a repeated name is an alternative. The store is read while an agent
 keeps writing it. Exit status: 0 when a profile was written, 1 on error (no store, no
@@ -405,13 +414,15 @@ pub struct ExportArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimeArg(pub u64);
 
-/// Parses `now`, `now-15m`, `-15m`, RFC 3339 or unix seconds (the HTTP API's syntax, plus the
-/// `-15m` shorthand).
+/// Parses `now`, `now-15m`, `-1.5h`, RFC 3339 or unix seconds: the HTTP API's grammar
+/// ([`profiler_model::time::parse_time`]).
 ///
 /// # Errors
 /// A message that says what a valid time looks like.
 pub fn parse_time_arg(s: &str) -> Result<TimeArg, String> {
-    web::api::time::parse_time(s, crate::now_unix_ns()).map(TimeArg)
+    profiler_model::time::parse_time(s, crate::now_unix_ns())
+        .map(TimeArg)
+        .map_err(|e| e.to_string())
 }
 
 /// Parses a label filter; `container` is accepted for the agent's `container_id` label.
@@ -487,34 +498,33 @@ pub struct DiffArgs {
     pub fail_on: Vec<crate::diff::FunctionGate>,
 }
 
-/// Parses `30s`, `500ms`, `2m`, `1h`, `1.5s` or a bare number of seconds.
+/// The longest duration a flag takes: about 31 years, far beyond any recording, window
+/// or retention, and short enough that no clock arithmetic on it overflows.
+const MAX_FLAG_DURATION: Duration = Duration::from_secs(1_000_000_000);
+
+/// Parses `30s`, `500ms`, `2m`, `1.5h` or a bare number of seconds (the grammar of
+/// [`profiler_model::time`]); the duration must be more than zero.
 ///
 /// # Errors
-/// A message that says what a valid duration looks like.
+/// A message that says what a valid duration looks like, or that it is zero or too large.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "invalid duration `{s}`: expected a number with a unit, such as 30s, 500ms, 2m or 1h"
-        )
-    };
+    use profiler_model::time::DurationError;
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit.trim() {
-        "" | "s" | "sec" | "secs" => value,
-        "ms" => value / 1000.0,
-        "m" | "min" | "mins" => value * 60.0,
-        "h" | "hr" | "hrs" => value * 3600.0,
-        "d" => value * 86_400.0,
-        _ => return Err(bad()),
-    };
-    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
-        return Err(format!("invalid duration `{s}`: it must be more than zero"));
+    match profiler_model::time::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err(format!("invalid duration `{s}`: it must be more than zero")),
+        Ok(d) if d > MAX_FLAG_DURATION => Err(format!(
+            "invalid duration `{s}`: it is too large (at most {}s, about 31 years)",
+            MAX_FLAG_DURATION.as_secs()
+        )),
+        Ok(d) => Ok(d),
+        Err(DurationError::TooLarge) => Err(format!(
+            "invalid duration `{s}`: it is too large (at most {}s, about 31 years)",
+            MAX_FLAG_DURATION.as_secs()
+        )),
+        Err(_) => Err(format!(
+            "invalid duration `{s}`: expected a number with a unit, such as 30s, 500ms, 2m or 1h"
+        )),
     }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]
@@ -541,6 +551,28 @@ mod tests {
     }
 
     #[test]
+    fn overflowing_durations_and_sizes_are_too_large_not_zero() {
+        for s in [
+            "99999999999h",
+            "18446744073709551615s",
+            "1000000001s",
+            "12000d",
+        ] {
+            let e = parse_duration(s).unwrap_err();
+            assert!(e.contains("too large"), "{s}: {e}");
+        }
+        assert_eq!(parse_duration("1000000000s"), Ok(MAX_FLAG_DURATION));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert!(parse_size("1000000TiB").unwrap_err().contains("too large"));
+        assert!(
+            parse_size("18446744073709551616")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(parse_size("0.5").unwrap_err().contains("at least one byte"));
+    }
+
+    #[test]
     fn sizes_parse_with_units() {
         assert_eq!(parse_size("2GiB"), Ok(2 << 30));
         assert_eq!(parse_size("500MiB"), Ok(500 << 20));
@@ -564,6 +596,37 @@ mod tests {
         };
         assert_eq!(r.command, ["sleep", "1"]);
         assert!(parse(&["ember", "record", "--all", "-F", "0"]).is_err());
+    }
+
+    #[test]
+    fn record_and_export_take_the_same_duration_grammar() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args);
+        let Command::Record(r) = parse(&["ember", "record", "--all", "-d", "1.5h"])
+            .unwrap()
+            .command
+        else {
+            panic!("not record")
+        };
+        assert_eq!(r.duration, Some(Duration::from_secs(5400)));
+        let before = crate::now_unix_ns();
+        let Command::Export(e) = parse(&["ember", "export", "--from", "-1.5h", "--to", "now-90m"])
+            .unwrap()
+            .command
+        else {
+            panic!("not export")
+        };
+        let after = crate::now_unix_ns();
+        let span = 5400 * profiler_model::time::NS_PER_S;
+        assert!((before - span..=after - span).contains(&e.from.0), "{e:?}");
+        assert!((before - span..=after - span).contains(&e.to.0), "{e:?}");
+        let err = parse(&["ember", "export", "--from", "-1"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`-1`: missing unit"), "{err}");
+        let err = parse(&["ember", "record", "--all", "-d", "18446744073709551615s"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("too large"), "{err}");
     }
 
     #[test]

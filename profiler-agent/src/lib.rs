@@ -23,10 +23,4 @@ pub mod sample;
 pub mod signals;
 pub mod store;
 
-/// Now, in nanoseconds since the Unix epoch (0 if the clock is before it).
-#[must_use]
-pub fn now_unix_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
+pub use profiler_model::time::now_unix_ns;

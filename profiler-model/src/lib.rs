@@ -13,7 +13,8 @@
 //! The formats live in their own modules: [`folded`] (what inferno and flamegraph.pl read)
 //! and [`pprof`] (gzip-compressed `profile.proto`, what `go tool pprof` reads);
 //! [`speedscope`] (speedscope's JSON);
-//! [`analysis`] answers questions of profiles (top functions, differences).
+//! [`analysis`] answers questions of profiles (top functions, differences); [`time`] is
+//! the one grammar of times and durations every command and the API read.
 
 pub mod analysis;
 pub mod filter;
@@ -23,6 +24,7 @@ mod labels;
 pub mod pprof;
 mod profile;
 pub mod speedscope;
+pub mod time;
 
 pub use filter::{LabelFilter, LabelFilterError};
 pub use frame::{Frame, FrameKind, INLINED_SUFFIX, KERNEL_SUFFIX, Location, Suffix};

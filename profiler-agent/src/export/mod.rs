@@ -19,6 +19,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use profiler_model::time::format_seconds as unix_seconds;
 use profiler_model::{LabelFilter, Profile, folded, pprof, speedscope};
 
 use crate::cli::{ExportArgs, OutputFormat};
@@ -265,11 +266,6 @@ fn resymbolize(profile: &Profile, debug_dirs: &[PathBuf]) -> Profile {
     renamed
 }
 
-/// `secs.nnnnnnnnn`, exact: what the API's time parameters read back to the nanosecond.
-fn unix_seconds(ns: u64) -> String {
-    format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
-}
-
 /// What goes into a written profile besides its stacks.
 #[derive(Clone, Debug, Default)]
 pub struct WriteOptions {
@@ -387,14 +383,5 @@ mod tests {
         assert_eq!(lines.get("app;main"), Some(&10));
         // The kernel-only stack keeps its sample, with no frames under the process.
         assert_eq!(lines.get("app"), Some(&1));
-    }
-
-    #[test]
-    fn unix_seconds_are_exact() {
-        assert_eq!(
-            unix_seconds(1_700_000_000_123_456_789),
-            "1700000000.123456789"
-        );
-        assert_eq!(unix_seconds(5), "0.000000005");
     }
 }

@@ -9,6 +9,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use profiler_model::time::format_seconds as seconds;
 use profiler_model::{FrameKind, Profile, analysis, folded, pprof};
 use serde_json::{Value, json};
 
@@ -49,16 +50,6 @@ async fn blocking<T: Send + 'static>(
 
 fn with_type(content_type: &'static str, body: impl IntoResponse) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
-}
-
-/// Seconds, with the fraction only when there is one, for titles and file names.
-fn seconds(ns: u64) -> String {
-    let (s, frac) = (ns / 1_000_000_000, ns % 1_000_000_000);
-    if frac == 0 {
-        s.to_string()
-    } else {
-        format!("{s}.{:09}", frac).trim_end_matches('0').to_owned()
-    }
 }
 
 fn folded_options(p: &Params, default_root: RootFrame) -> Result<folded::Options, ApiError> {
@@ -435,10 +426,28 @@ pub(crate) async fn diff(
         None => base_to.saturating_sub(to - from),
     };
     if base_from >= base_to {
-        return Err(ApiError::param(
-            "base_from",
-            format!("`base_from` must be before `base_to` ({base_from} ns >= {base_to} ns)"),
-        ));
+        // Blame what was given: a defaulted base range is empty only because `from` (or
+        // `base_to`) leaves no room before it.
+        return Err(match (p.get("base_from"), p.get("base_to")) {
+            (Some(_), _) => ApiError::param(
+                "base_from",
+                format!("`base_from` must be before `base_to` ({base_from} ns >= {base_to} ns)"),
+            ),
+            (None, Some(_)) => ApiError::param(
+                "base_to",
+                format!(
+                    "no room before `base_to` ({base_to} ns) for a base range as long as the \
+                     new one: give `base_from` too"
+                ),
+            ),
+            (None, None) => ApiError::param(
+                "from",
+                format!(
+                    "no room before `from` ({from} ns) for a base range as long as the new one: \
+                     give `base_from` and `base_to`, or a later `from`"
+                ),
+            ),
+        });
     }
     let filter = p.filter()?;
     let format = p.choice("format", DiffFormat::Folded)?;

@@ -439,6 +439,40 @@ async fn bad_parameters_answer_400_naming_the_parameter() {
 }
 
 #[tokio::test]
+async fn times_share_the_duration_grammar_and_errors_quote_the_input() {
+    let app = standard_app();
+    // `-1.5h` is what `ember record -d 1.5h` and `ember export --from -1.5h` take too.
+    let a = get(&app, "/api/v1/profile?from=-1.5h").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let a = get(&app, "/api/v1/top?from=now-1.5h&to=-500ms").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    for (uri, expected) in [
+        (
+            "/api/v1/profile?from=-1",
+            "invalid `from`: `-1`: missing unit (ms, s, m, h or d)",
+        ),
+        (
+            "/api/v1/profile?from=now-99999999999h",
+            "invalid `from`: `now-99999999999h`: too large",
+        ),
+        // Only `from` and `to` were given: the defaulted base range is `from`'s fault.
+        (
+            "/api/v1/diff?from=0&to=now",
+            "invalid `from`: no room before `from` (0 ns)",
+        ),
+        (
+            "/api/v1/diff?from=10&to=now&base_to=0",
+            "invalid `base_to`: no room before `base_to` (0 ns)",
+        ),
+    ] {
+        let a = get(&app, uri).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{uri}: {}", a.text());
+        let msg = a.json()["error"].as_str().expect("error string").to_owned();
+        assert!(msg.starts_with(expected), "{uri}: `{msg}`");
+    }
+}
+
+#[tokio::test]
 async fn backend_errors_answer_500() {
     let backend = FakeBackend::standard();
     backend.fail.store(true, Ordering::SeqCst);
