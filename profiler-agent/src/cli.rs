@@ -430,17 +430,7 @@ pub fn parse_time_arg(s: &str) -> Result<TimeArg, String> {
 /// # Errors
 /// The filter's own message, naming the bad part.
 pub fn parse_filter_arg(s: &str) -> Result<LabelFilter, String> {
-    let s: Vec<String> = s
-        .split(',')
-        .map(|part| {
-            let t = part.trim_start();
-            match t.strip_prefix("container") {
-                Some(rest) if rest.trim_start().starts_with('=') => format!("container_id{rest}"),
-                _ => part.to_owned(),
-            }
-        })
-        .collect();
-    LabelFilter::parse(&s.join(",")).map_err(|e| e.to_string())
+    LabelFilter::parse(s).map_err(|e| e.to_string())
 }
 
 const DIFF_EXAMPLES: &str = "\

@@ -387,6 +387,43 @@ fn bad_export_arguments_are_explained() {
     assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
 }
 
+/// The CLI reads times, durations and filters with the API's grammar: fractional
+/// offsets, overflow said as such, and filters that could match nothing refused (exit 2).
+#[test]
+fn cli_times_durations_and_filters_take_the_api_grammar() {
+    let dir = tempdir();
+    make_store(dir.path());
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["--filter", "COMM=split"], 2, "unknown label `COMM`"),
+        (&["--filter", "pid=abc"], 2, "`abc` is not a pid"),
+        (&["--filter", "comm!=split"], 2, "`!=` is not supported"),
+        (&["--from", "-1"], 2, "`-1`: missing unit"),
+        (&["--from", "now-99999999999h"], 2, "too large"),
+        // Parsed: the range is just empty.
+        (
+            &["--from", "-1.5h", "--filter", "comm=nothing"],
+            1,
+            "no samples between",
+        ),
+    ];
+    for (args, code, want) in cases {
+        let out = export_raw(dir.path(), args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+    for duration in ["99999999999h", "18446744073709551615s"] {
+        let out = ember()
+            .args(["record", "--all", "-d", duration])
+            .output()
+            .expect("running ember record");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{duration}: {stderr}");
+        assert!(stderr.contains("too large"), "{duration}: {stderr}");
+        assert!(!stderr.contains("more than zero"), "{duration}: {stderr}");
+    }
+}
+
 fn signal(pid: u32, signo: i32) {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid as i32, signo) };

@@ -473,6 +473,66 @@ async fn times_share_the_duration_grammar_and_errors_quote_the_input() {
 }
 
 #[tokio::test]
+async fn filters_that_match_nothing_valid_answer_400_on_every_endpoint() {
+    let app = standard_app();
+    let r = range(0, 20);
+    for filter in [
+        "pid=abc",
+        "pid=-1",
+        "tid=1.5",
+        "COMM=split",
+        "job=web",
+        "comm!=split",
+        "comm=~split.*",
+        "{comm=\"split\"}",
+    ] {
+        let encoded: String = filter
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        for endpoint in ["profile", "top", "diff", "timeline"] {
+            let uri = format!("/api/v1/{endpoint}?{r}&filter={encoded}");
+            let a = get(&app, &uri).await;
+            assert_eq!(a.status, StatusCode::BAD_REQUEST, "{uri}: {}", a.text());
+            let msg = a.json()["error"].as_str().expect("error string").to_owned();
+            assert!(
+                msg.starts_with(&format!("invalid `filter`: bad label matcher `{filter}`")),
+                "{uri}: `{msg}`"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn container_filter_alias_selects_the_container_id_label() {
+    let b = super::testutil::FakeBackend::default();
+    let in_c1 = labels("app", "5").with("container_id", "4f8a1c2b3d4e");
+    let on_host = labels("app", "6");
+    b.push(window(
+        0,
+        &[
+            (&in_c1, &["main", "inside"], 3),
+            (&on_host, &["main", "outside"], 4),
+        ],
+    ));
+    let app = app(Arc::new(b));
+    for filter in ["container=4f8a1c2b3d4e", "container_id=4f8a1c2b3d4e"] {
+        let a = get(
+            &app,
+            &format!("/api/v1/profile?{}&filter={filter}", range(0, 10)),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{filter}: {}", a.text());
+        assert_eq!(a.text(), "app;main;inside 3\n", "{filter}");
+    }
+}
+
+#[tokio::test]
 async fn backend_errors_answer_500() {
     let backend = FakeBackend::standard();
     backend.fail.store(true, Ordering::SeqCst);
