@@ -46,6 +46,33 @@ pub fn format_seconds(ns: u64) -> String {
     }
 }
 
+/// A time range, nanoseconds since the Unix epoch, `[from, to)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    /// Start (inclusive).
+    pub from_unix_ns: u64,
+    /// End (exclusive).
+    pub to_unix_ns: u64,
+}
+
+impl TimeRange {
+    /// `[from, to)`.
+    #[must_use]
+    pub fn new(from_unix_ns: u64, to_unix_ns: u64) -> Self {
+        TimeRange {
+            from_unix_ns,
+            to_unix_ns,
+        }
+    }
+
+    /// The window `profile` says it covers.
+    #[must_use]
+    pub fn of(profile: &crate::Profile) -> Self {
+        let start = profile.meta.start_unix_ns;
+        TimeRange::new(start, start.saturating_add(profile.meta.duration_ns))
+    }
+}
+
 /// A duration that does not parse. The message does not repeat the input; the caller
 /// says which value it was.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
