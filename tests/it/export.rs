@@ -387,10 +387,11 @@ fn bad_export_arguments_are_explained() {
     assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
 }
 
-/// The CLI reads times, durations and filters with the API's grammar: fractional
-/// offsets, overflow said as such, and filters that could match nothing refused (exit 2).
+/// The CLI reads times, durations and filters with the API's grammar (fractional
+/// offsets, overflow said as such, filters that could match nothing refused with exit 2),
+/// and `--no-kernel` applies to pprof as the API's `no_kernel` does.
 #[test]
-fn cli_times_durations_and_filters_take_the_api_grammar() {
+fn cli_grammar_and_no_kernel_match_the_api() {
     let dir = tempdir();
     make_store(dir.path());
     let cases: &[(&[&str], i32, &str)] = &[
@@ -412,6 +413,20 @@ fn cli_times_durations_and_filters_take_the_api_grammar() {
         assert_eq!(out.status.code(), Some(*code), "{args:?}: {stderr}");
         assert!(stderr.contains(want), "{args:?}: {stderr}");
     }
+    // `--no-kernel` drops kernel frames from pprof too, as the API's `no_kernel` does.
+    let out = export(dir.path(), &["--no-kernel", "-f", "pprof"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let back = pprof::decode(&out.stdout[..]).expect("pprof decodes");
+    assert!(back.frames().iter().all(|f| f.kind == FrameKind::User));
+    assert_eq!(back.total(), 26);
+    let out = export(dir.path(), &["-f", "pprof"]);
+    let with_kernel = pprof::decode(&out.stdout[..]).expect("pprof decodes");
+    assert!(
+        with_kernel
+            .frames()
+            .iter()
+            .any(|f| f.kind == FrameKind::Kernel)
+    );
     for duration in ["99999999999h", "18446744073709551615s"] {
         let out = ember()
             .args(["record", "--all", "-d", duration])

@@ -290,7 +290,7 @@ pub fn write_profile(
 ) -> io::Result<()> {
     let without_kernel;
     let profile = if options.folded.no_kernel {
-        without_kernel = strip_kernel(profile);
+        without_kernel = profile.without_kernel();
         &without_kernel
     } else {
         profile
@@ -315,22 +315,6 @@ pub fn write_profile(
             }
         }
     }
-}
-
-/// `profile` without kernel frames (a stack of kernel frames only keeps no frames).
-fn strip_kernel(profile: &Profile) -> Profile {
-    let mut out = Profile::new(profile.meta.clone());
-    for s in profile.stacks() {
-        let frames: Vec<_> = s
-            .frames
-            .iter()
-            .map(|&f| profile.frame(f))
-            .filter(|f| f.kind == profiler_model::FrameKind::User)
-            .cloned()
-            .collect();
-        out.add(s.labels, &frames, s.count);
-    }
-    out
 }
 
 /// Writes `profile` to `path` (`-` for stdout) in `format`.

@@ -185,6 +185,13 @@ pub(crate) async fn profile(
     };
     blocking(&state, move |backend| {
         let profile = view.apply(load_profile(backend, &query, include_idle)?);
+        // `no_kernel` drops kernel frames from every format, as `ember export` does; folded
+        // lines and SVGs already left them out, pprof and JSON kept them.
+        let profile = if options.no_kernel {
+            profile.without_kernel()
+        } else {
+            profile
+        };
         Ok(match format {
             ProfileFormat::Folded => {
                 let mut out = Vec::new();

@@ -182,6 +182,43 @@ async fn profile_pprof_decodes_to_the_same_totals() {
 }
 
 #[tokio::test]
+async fn no_kernel_drops_kernel_frames_from_pprof_and_json_too() {
+    let app = standard_app();
+    let r = range(0, 20);
+    let a = get(
+        &app,
+        &format!("/api/v1/profile?{r}&format=pprof&include_idle=true&no_kernel=true"),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let back = pprof::decode(&a.body[..]).expect("pprof decodes");
+    assert!(
+        back.frames()
+            .iter()
+            .all(|f| f.kind == profiler_model::FrameKind::User),
+        "{:?}",
+        back.frames()
+    );
+    // The idle task's kernel-only stacks keep their samples, with no frames.
+    assert_eq!(back.total(), 350);
+    let a = get(
+        &app,
+        &format!("/api/v1/profile?{r}&format=pprof&include_idle=true"),
+    )
+    .await;
+    let with_kernel = pprof::decode(&a.body[..]).expect("pprof decodes");
+    assert!(with_kernel.frames().iter().any(|f| &*f.name == "cpu_idle"));
+    let a = get(
+        &app,
+        &format!("/api/v1/profile?{r}&format=json&include_idle=true&no_kernel=true"),
+    )
+    .await;
+    let frames = a.json()["frames"].clone();
+    let frames = frames.as_array().expect("frames");
+    assert!(frames.iter().all(|f| f["kind"] == "user"), "{frames:?}");
+}
+
+#[tokio::test]
 async fn profile_json_has_frames_and_stacks() {
     let app = standard_app();
     let a = get(
