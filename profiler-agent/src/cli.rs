@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use profiler_model::LabelFilter;
+use profiler_model::{Format, LabelFilter};
 
 /// Ember: a node-wide continuous CPU profiler.
 ///
@@ -247,17 +247,24 @@ Exit status: with a command, the command's own status; otherwise 0 when a profil
 written and 1 on error. Ctrl-C (SIGINT) and SIGTERM stop recording and still write the
 output.";
 
-/// Output formats of `ember record` and `ember export`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// Folded stacks (`comm;main;work;fn_a 42`), what inferno and flamegraph.pl read.
-    Folded,
-    /// An interactive flame graph SVG (inferno).
-    Svg,
-    /// gzip-compressed pprof `profile.proto` (go tool pprof, Pyroscope, Parca).
-    Pprof,
-    /// speedscope JSON, for the speedscope.app viewer.
-    Speedscope,
+/// `--format` of `ember record` and `ember export`: one of the file formats of
+/// [`Format`] (Ember's own JSON is the API's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FormatArg(pub Format);
+
+impl ValueEnum for FormatArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            FormatArg(Format::Folded),
+            FormatArg(Format::Svg),
+            FormatArg(Format::Pprof),
+            FormatArg(Format::Speedscope),
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0.name()).help(self.0.description()))
+    }
 }
 
 /// `ember record`.
@@ -315,7 +322,7 @@ pub struct RecordArgs {
     /// Output format; by default taken from the output's extension (.svg, .folded, .txt,
     /// .pb.gz/.pprof, .json).
     #[arg(short, long, value_enum, help_heading = "Output")]
-    pub format: Option<OutputFormat>,
+    pub format: Option<FormatArg>,
 
     /// Drain interval and kernel map sizes.
     #[command(flatten)]
@@ -397,7 +404,7 @@ pub struct ExportArgs {
     /// Output format; by default taken from the output's extension (.folded, .svg,
     /// .pb.gz/.pprof, .json), folded on stdout.
     #[arg(short, long, value_enum, help_heading = "Output")]
-    pub format: Option<OutputFormat>,
+    pub format: Option<FormatArg>,
 
     /// Name frames stored without a name (`module+0xOFFSET`) again, from debug files that
     /// appeared since (found by the binary's build-id under each --debug-dir).

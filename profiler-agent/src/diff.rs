@@ -22,8 +22,9 @@ use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use profiler_model::analysis::{self, DiffLine, FunctionDiff};
-use profiler_model::{Profile, folded, keys, pprof};
+use profiler_model::analysis::{self, FunctionDiff};
+use profiler_model::{Format, Profile, folded, keys, pprof};
+use profiler_render::RenderOptions;
 
 use crate::cli::DiffArgs;
 
@@ -157,7 +158,8 @@ pub fn parse_gate(s: &str) -> Result<FunctionGate, String> {
 /// Reads a profile file, folded or pprof, into a label-less profile of its folded lines.
 ///
 /// pprof is recognised by the gzip magic or by binary content (control bytes other than
-/// whitespace in the first 4 KiB); anything else is read as folded stacks.
+/// whitespace in the first 4 KiB, [`Format::from_content`]); anything else is read as
+/// folded stacks.
 ///
 /// # Errors
 /// [`DiffError`] naming the file, and for folded input the line.
@@ -172,7 +174,7 @@ pub fn load(path: &Path) -> Result<Profile, DiffError> {
             detail: " (empty file)",
         });
     }
-    let profile = if looks_binary(&data) {
+    let profile = if Format::from_content(&data) == Format::Pprof {
         let p = pprof::decode(&data[..]).map_err(|source| DiffError::Pprof {
             path: path.to_owned(),
             source,
@@ -204,16 +206,6 @@ pub fn load(path: &Path) -> Result<Profile, DiffError> {
         });
     }
     Ok(profile)
-}
-
-/// gzip, or control bytes other than whitespace near the start (a protobuf's field tags and
-/// lengths): text in any encoding is read as folded stacks.
-fn looks_binary(data: &[u8]) -> bool {
-    data.starts_with(&[0x1f, 0x8b])
-        || data
-            .iter()
-            .take(4096)
-            .any(|&b| b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t'))
 }
 
 /// One gate that tripped.
@@ -420,33 +412,28 @@ pub fn run(config: &DiffConfig) -> Result<DiffOutcome, DiffError> {
     let new = load(&config.new)?;
     let diffs = changes(&base, &new);
     let failures = config.gates.check(&diffs)?;
-    // The three-column lines are only built when an output needs them.
-    let lines = if config.folded.is_some() || config.svg.is_some() {
-        analysis::diff_folded(
-            &base,
-            &new,
-            folded::Options::default().with_root(folded::Root::None),
-        )
-    } else {
-        Vec::new()
-    };
-    if let Some(path) = &config.folded {
-        write_to(path, |w| {
-            w.write_all(analysis::diff_folded_text(&lines).as_bytes())
-        })?;
-    }
-    if let Some(path) = &config.svg {
-        let title = format!(
-            "ember diff: {} -> {}",
-            config.base.display(),
-            config.new.display()
-        );
-        let subtitle = format!(
-            "widths: NEW ({} samples); red grew, blue shrank against BASE ({} samples) scaled to the same total",
-            new.total(),
-            base.total()
-        );
-        write_to(path, |w| differential_svg(&lines, &title, &subtitle, w))?;
+    // BASE's process names are not NEW's (a pprof's `comm` became the first frame of
+    // each stack on loading), so the lines start at the stacks' own first frame.
+    let options = RenderOptions::titled(format!(
+        "ember diff: {} -> {}",
+        config.base.display(),
+        config.new.display()
+    ))
+    .with_subtitle(format!(
+        "widths: NEW ({} samples); red grew, blue shrank against BASE ({} samples) scaled to the same total",
+        new.total(),
+        base.total()
+    ))
+    .with_folded(folded::Options::default().with_root(folded::Root::None));
+    for (path, format) in [(&config.folded, Format::Folded), (&config.svg, Format::Svg)] {
+        if let Some(path) = path {
+            write_to(path, |w| {
+                profiler_render::write_diff(&base, &new, format, &options, w).map_err(|e| match e {
+                    profiler_render::RenderError::Io(e) => e,
+                    other => io::Error::other(other),
+                })
+            })?;
+        }
     }
     let table = if config.top == 0 {
         String::new()
@@ -454,20 +441,6 @@ pub fn run(config: &DiffConfig) -> Result<DiffOutcome, DiffError> {
         table(&diffs, base.total(), new.total(), config.top)
     };
     Ok(DiffOutcome { table, failures })
-}
-
-fn differential_svg(
-    lines: &[DiffLine],
-    title: &str,
-    subtitle: &str,
-    w: &mut dyn Write,
-) -> io::Result<()> {
-    let text: Vec<String> = lines
-        .iter()
-        .map(|l| format!("{} {} {}", l.stack, l.base, l.new))
-        .collect();
-    let options = web::render::SvgOptions::titled(title).with_subtitle(subtitle);
-    web::render::differential_svg(text.iter().map(String::as_str), &options, w)
 }
 
 fn write_to(

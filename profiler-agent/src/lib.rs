@@ -4,11 +4,13 @@
 //! - [`sample`] loads the eBPF program and drains its maps ([`sample::RawSample`]s).
 //! - [`aggregate`] symbolizes each drain (through the `symbolizer` crate) into a
 //!   [`profiler_model::Profile`].
-//! - [`record`] is `ember record`: one capture written as folded stacks or an SVG.
+//! - [`record`] is `ember record`: one capture written as folded stacks, an SVG, pprof or
+//!   speedscope.
 //! - [`agent`] is `ember agent`: continuous sampling into windows in the [`store`].
 //! - [`store`] keeps windows on disk (SQLite, zstd) with retention.
-//! - [`export`] is `ember export`: a stored time range as folded, pprof, SVG or speedscope,
-//!   and the writer of those formats `record` shares.
+//! - [`export`] is `ember export`: a stored time range as folded, pprof, SVG or speedscope.
+//! - [`output`] is where `record` and `export` write: a file or stdout, in a format from
+//!   `--format` or the file name, through `profiler-render` (the writer the API uses).
 //! - [`diff`] is `ember diff`: two profiles compared, with regression gates for CI.
 //! - [`cli`] holds the command-line types.
 
@@ -17,6 +19,7 @@ pub mod aggregate;
 pub mod cli;
 pub mod diff;
 pub mod export;
+pub mod output;
 pub mod procinfo;
 pub mod record;
 pub mod sample;

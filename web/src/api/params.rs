@@ -4,8 +4,8 @@ use std::str::FromStr;
 
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
-use profiler_model::LabelFilter;
 use profiler_model::time::{now_unix_ns, parse_time};
+use profiler_model::{Format, LabelFilter};
 
 use super::error::ApiError;
 
@@ -114,6 +114,28 @@ impl Params {
         Ok(n)
     }
 
+    /// A `format` parameter: one of `allowed`, `default` when absent.
+    pub(crate) fn format(
+        &self,
+        name: &str,
+        allowed: &[Format],
+        default: Format,
+    ) -> Result<Format, ApiError> {
+        let Some(v) = self.get(name) else {
+            return Ok(default);
+        };
+        match Format::from_name(v) {
+            Some(f) if allowed.contains(&f) => Ok(f),
+            _ => {
+                let names: Vec<&str> = allowed.iter().map(|f| f.name()).collect();
+                Err(ApiError::param(
+                    name,
+                    format!("unknown value `{v}` (one of: {})", names.join(", ")),
+                ))
+            }
+        }
+    }
+
     /// A parameter that names one of a few choices, `default` when absent.
     pub(crate) fn choice<T: Choice>(&self, name: &str, default: T) -> Result<T, ApiError> {
         match self.get(name) {
@@ -155,32 +177,6 @@ macro_rules! choice {
             const NAMES: &'static [&'static str] = &[$($text),+];
         }
     };
-}
-
-choice! {
-    /// `format` of `/api/v1/profile`.
-    ProfileFormat {
-        /// Folded stacks, text.
-        Folded = "folded",
-        /// inferno flame graph.
-        Svg = "svg",
-        /// gzip-compressed `profile.proto`.
-        Pprof = "pprof",
-        /// The profile as JSON.
-        Json = "json",
-    }
-}
-
-choice! {
-    /// `format` of `/api/v1/diff`.
-    DiffFormat {
-        /// `stack base new` lines.
-        Folded = "folded",
-        /// inferno differential flame graph.
-        Svg = "svg",
-        /// Per-function share changes.
-        Json = "json",
-    }
 }
 
 choice! {
