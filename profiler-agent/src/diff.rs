@@ -26,7 +26,7 @@ use profiler_model::analysis::{self, FunctionDiff};
 use profiler_model::{Format, Profile, folded, keys, pprof};
 use profiler_render::RenderOptions;
 
-use crate::cli::DiffArgs;
+use crate::cli::{DiffArgs, FunctionGate};
 
 /// Exit status when every gate passed (or there were none).
 pub const EXIT_PASS: u8 = 0;
@@ -97,62 +97,6 @@ pub enum DiffError {
         #[source]
         source: io::Error,
     },
-}
-
-/// Parses a gate limit in percentage points: `5%`, `0.5%`, `+5%`, `5`.
-///
-/// # Errors
-/// A message that says what a limit looks like.
-pub fn parse_points(s: &str) -> Result<f64, String> {
-    let t = s.trim();
-    let num = t.strip_suffix('%').unwrap_or(t).trim();
-    let num = num.strip_prefix('+').unwrap_or(num);
-    let bad = || {
-        format!(
-            "invalid limit `{s}`: expected percentage points of all samples, such as 5% or 0.5%"
-        )
-    };
-    let v: f64 = num.parse().map_err(|_| bad())?;
-    if !v.is_finite() || !(0.0..=100.0).contains(&v) || num.starts_with('-') {
-        return Err(format!(
-            "invalid limit `{s}`: it must be between 0% and 100% (percentage points of all samples)"
-        ));
-    }
-    Ok(v)
-}
-
-/// `--fail-on 'FUNC>+P%'`: FUNC's total share may grow by at most `points`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct FunctionGate {
-    /// The function, as folded stacks name it.
-    pub name: String,
-    /// The limit in percentage points.
-    pub points: f64,
-    /// The gate as written, for messages.
-    pub text: String,
-}
-
-/// Parses `FUNC>+5%` (or `FUNC>5%`, `FUNC > +0.5%`). The limit follows the last `>`, so C++
-/// names with templates work.
-///
-/// # Errors
-/// A message with an example of a valid gate.
-pub fn parse_gate(s: &str) -> Result<FunctionGate, String> {
-    let (name, limit) = s
-        .rsplit_once('>')
-        .ok_or_else(|| format!("invalid gate `{s}`: expected FUNC>+POINTS%, such as 'fn_b>+5%'"))?;
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(format!(
-            "invalid gate `{s}`: no function before `>` (expected FUNC>+POINTS%)"
-        ));
-    }
-    let points = parse_points(limit).map_err(|e| format!("invalid gate `{s}`: {e}"))?;
-    Ok(FunctionGate {
-        name: name.to_owned(),
-        points,
-        text: s.to_owned(),
-    })
 }
 
 /// Reads a profile file, folded or pprof, into a label-less profile of its folded lines.
@@ -459,6 +403,7 @@ fn write_to(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::parse_gate;
 
     fn folded(text: &str) -> Profile {
         folded::parse(text.as_bytes()).unwrap()
@@ -498,27 +443,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn limits_and_gates_parse() {
-        assert_eq!(parse_points("5%"), Ok(5.0));
-        assert_eq!(parse_points("+0.5%"), Ok(0.5));
-        assert_eq!(parse_points("7"), Ok(7.0));
-        assert!(
-            parse_points("-5%")
-                .unwrap_err()
-                .contains("between 0% and 100%")
-        );
-        assert!(parse_points("150%").is_err());
-        assert!(parse_points("five").unwrap_err().contains("such as 5%"));
-        let g = parse_gate("std::vector<int>::push>+2%").unwrap();
-        assert_eq!(g.name, "std::vector<int>::push");
-        assert_eq!(g.points, 2.0);
-        assert_eq!(parse_gate("fn_b > 5%").unwrap().name, "fn_b");
-        assert!(parse_gate("fn_b+5%").unwrap_err().contains("FUNC>+POINTS%"));
-        assert!(parse_gate(">+5%").unwrap_err().contains("no function"));
-        assert!(parse_gate("f>+x%").unwrap_err().contains("invalid limit"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! what people and tools look at, in the same formats `ember export` writes.
 
 pub mod api;
+mod not_found;
 pub mod ui;
 
 pub use api::{

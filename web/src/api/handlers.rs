@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use profiler_model::time::{TimeRange, format_seconds as seconds};
 use profiler_model::{Format, Profile, analysis, folded};
@@ -434,11 +434,5 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
 
 /// Any other path: a JSON 404.
 pub(crate) async fn not_found(uri: Uri) -> Response {
-    not_found_response(uri.path())
-}
-
-/// The JSON 404 for `path`.
-pub(crate) fn not_found_response(path: &str) -> Response {
-    let body = json!({ "error": format!("no such endpoint `{path}`") });
-    (StatusCode::NOT_FOUND, Json(body)).into_response()
+    crate::not_found::response(uri.path())
 }

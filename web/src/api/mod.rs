@@ -38,7 +38,6 @@ use tokio::net::TcpListener;
 pub use backend::{Backend, BackendError, LabelValues, ProfileQuery, TimelinePoint};
 pub use error::ApiError;
 use handlers::AppState;
-pub(crate) use handlers::not_found_response;
 
 /// The API's router, ready for [`serve`] or for `tower::ServiceExt::oneshot` in tests.
 pub fn app(backend: Arc<dyn Backend>) -> Router {
