@@ -1,7 +1,7 @@
 //! Ember's **render** stage, the last of sample → aggregate → symbolize → store → query →
 //! render/export: a [`Profile`] in, bytes in a [`Format`] out.
 //!
-//! [`write`] is the one dispatch from a format to its writer, for `ember record`,
+//! [`write()`] is the one dispatch from a format to its writer, for `ember record`,
 //! `ember export` and the API's `/api/v1/profile` alike; [`write_diff`] is the same for
 //! two profiles compared (`ember diff`, `/api/v1/diff`). The flame graphs are inferno's
 //! ([`svg`]); the text formats' writers live with their formats in `profiler-model`.
