@@ -104,7 +104,7 @@ pub fn empty_svg(title: &str, subtitle: Option<&str>, mut w: impl Write) -> io::
         "<?xml version=\"1.0\" standalone=\"no\"?>\n\
          <svg version=\"1.1\" width=\"1200\" height=\"100\" xmlns=\"http://www.w3.org/2000/svg\">\
          <text x=\"600\" y=\"30\" text-anchor=\"middle\" font-size=\"17\">{}</text>\
-         <text x=\"600\" y=\"58\" text-anchor=\"middle\" font-size=\"14\">No samples in the selected range</text>\
+         <text x=\"600\" y=\"58\" text-anchor=\"middle\" font-size=\"14\">No samples to draw</text>\
          {subtitle}</svg>\n",
         xml_escape(title)
     )
