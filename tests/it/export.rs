@@ -369,6 +369,58 @@ fn bad_export_arguments_are_explained() {
     assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
 }
 
+/// The CLI reads times, durations and filters with the API's grammar (fractional
+/// offsets, overflow said as such, filters that could match nothing refused with exit 2),
+/// and `--no-kernel` applies to pprof as the API's `no_kernel` does.
+#[test]
+fn cli_grammar_and_no_kernel_match_the_api() {
+    let dir = tempdir();
+    make_store(dir.path());
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["--filter", "COMM=split"], 2, "unknown label `COMM`"),
+        (&["--filter", "pid=abc"], 2, "`abc` is not a pid"),
+        (&["--filter", "comm!=split"], 2, "`!=` is not supported"),
+        (&["--from", "-1"], 2, "`-1`: missing unit"),
+        (&["--from", "now-99999999999h"], 2, "too large"),
+        // Parsed: the range is just empty.
+        (
+            &["--from", "-1.5h", "--filter", "comm=nothing"],
+            1,
+            "no samples between",
+        ),
+    ];
+    for (args, code, want) in cases {
+        let out = export_raw(dir.path(), args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+    // `--no-kernel` drops kernel frames from pprof too, as the API's `no_kernel` does.
+    let out = export(dir.path(), &["--no-kernel", "-f", "pprof"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let back = pprof::decode(&out.stdout[..]).expect("pprof decodes");
+    assert!(back.frames().iter().all(|f| f.kind == FrameKind::User));
+    assert_eq!(back.total(), 26);
+    let out = export(dir.path(), &["-f", "pprof"]);
+    let with_kernel = pprof::decode(&out.stdout[..]).expect("pprof decodes");
+    assert!(
+        with_kernel
+            .frames()
+            .iter()
+            .any(|f| f.kind == FrameKind::Kernel)
+    );
+    for duration in ["99999999999h", "18446744073709551615s"] {
+        let out = ember()
+            .args(["record", "--all", "-d", duration])
+            .output()
+            .expect("running ember record");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{duration}: {stderr}");
+        assert!(stderr.contains("too large"), "{duration}: {stderr}");
+        assert!(!stderr.contains("more than zero"), "{duration}: {stderr}");
+    }
+}
+
 fn signal(pid: u32, signo: i32) {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid as i32, signo) };
