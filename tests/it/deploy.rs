@@ -15,7 +15,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::common::{repo_root, tempdir};
+use crate::common::{repo_root, skip, tempdir};
 
 /// Kubernetes versions the manifests are validated against: the oldest they support
 /// (`securityContext.appArmorProfile` is a field since 1.30) and the newest the pinned
@@ -53,16 +53,15 @@ fn venv_bin(name: &str) -> PathBuf {
 }
 
 /// Reports that `test` cannot run because `what` is missing: a failure in CI, elsewhere a
-/// skip that reaches the terminal (written to stderr directly: the harness captures
-/// `eprintln!`).
+/// skip that reaches the terminal.
 fn missing(test: &str, what: &str) {
     assert!(
         std::env::var_os("CI").is_none(),
         "{test}: {what} is missing, and in CI this test must run (scripts/bootstrap.sh --test installs it)"
     );
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED {test}: {what} is missing (scripts/bootstrap.sh --test installs it) ***\n"
+    skip(
+        test,
+        &format!("{what} is missing (scripts/bootstrap.sh --test installs it)"),
     );
 }
 
@@ -185,6 +184,75 @@ fn systemd_unit_passes_systemd_analyze_verify_without_a_warning() {
         warnings.iter().any(|w| w.contains("ProtectHomes"))
             && warnings.iter().any(|w| w.contains("protect home")),
         "an unknown key and a bad value must be reported; got {warnings:?}"
+    );
+}
+
+/// Sandboxing options that look like hardening but take away what the agent reads, each
+/// with the value that does so and what is lost.
+const UNIT_OPTIONS_THAT_BREAK_PROFILING: &[(&str, &[&str], &str)] = &[
+    (
+        "ProtectKernelTunables",
+        &["yes", "true", "on", "1"],
+        "makes /proc/kallsyms inaccessible (every kernel frame [unknown])",
+    ),
+    (
+        "ProtectKernelLogs",
+        &["yes", "true", "on", "1"],
+        "drops CAP_SYSLOG (kernel frames [unknown] under kptr_restrict=1)",
+    ),
+    (
+        "ProtectProc",
+        &["invisible", "noaccess", "ptraceable"],
+        "hides other users' /proc/PID",
+    ),
+    ("ProcSubset", &["pid"], "hides /proc/kallsyms and /proc/sys"),
+    (
+        "PrivateUsers",
+        &["yes", "true", "on", "1", "self", "identity"],
+        "capabilities would only hold in a new user namespace",
+    ),
+    (
+        "PrivatePIDs",
+        &["yes", "true", "on", "1"],
+        "the agent would see none of the node's processes",
+    ),
+];
+
+#[test]
+fn systemd_unit_sets_no_option_that_hides_what_the_agent_reads() {
+    // Found by running the unit under systemd 252 (deploy/systemd/check-in-nspawn.sh):
+    // with ProtectKernelTunables=yes the agent read an empty /proc/kallsyms.
+    let unit = std::fs::read_to_string(unit_path()).expect("reading deploy/systemd/ember.service");
+    let set = unit_assignments(&unit);
+    for (option, bad, why) in UNIT_OPTIONS_THAT_BREAK_PROFILING {
+        if let Some((_, value)) = set.iter().rev().find(|(k, _)| k == option) {
+            assert!(
+                !bad.contains(&value.to_ascii_lowercase().as_str()),
+                "the unit sets {option}={value}, which {why}"
+            );
+        }
+    }
+    // What ProtectKernelTunables would have done, minus kallsyms, is done by hand.
+    let read_only: Vec<&str> = set
+        .iter()
+        .filter(|(k, _)| k == "ReadOnlyPaths")
+        .flat_map(|(_, v)| v.split_whitespace())
+        .collect();
+    for path in ["/proc/sys", "/sys"] {
+        assert!(
+            read_only.contains(&path),
+            "ReadOnlyPaths= makes {path} read-only: {read_only:?}"
+        );
+    }
+    let hidden: Vec<&str> = set
+        .iter()
+        .filter(|(k, _)| k == "InaccessiblePaths")
+        .flat_map(|(_, v)| v.split_whitespace())
+        .map(|p| p.trim_start_matches(['-', '+']))
+        .collect();
+    assert!(
+        !hidden.contains(&"/proc/kallsyms"),
+        "InaccessiblePaths= hides /proc/kallsyms: {hidden:?}"
     );
 }
 
