@@ -25,3 +25,6 @@ mod diff;
 mod ci_recipe;
 // The .eh_frame unwinder: complete stacks without frame pointers.
 mod unwind;
+// Packaging (deploy/): the systemd unit, the Kubernetes manifests against the API schemas,
+// and one capability set across the unit, the DaemonSet and the image.
+mod deploy;
