@@ -172,7 +172,7 @@ pub(crate) fn load(pid: u32, last: Option<Stamp>, cap: u64) -> Loaded {
         return Loaded::Missing;
     };
     let nspid = ns_pid(&status).unwrap_or(pid);
-    let owners = Owners::of(pid).unwrap_or(Owners::ROOT);
+    let owners = Owners::parse(&status).unwrap_or(Owners::ROOT);
     let candidates = [
         (Root::Process(pid), format!("/tmp/perf-{nspid}.map")),
         (Root::Host, format!("/tmp/perf-{pid}.map")),

@@ -89,7 +89,8 @@ impl Owners {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no `Uid:` line"))
     }
 
-    fn parse(status: &str) -> Option<Owners> {
+    /// The uids from the text of a `/proc/PID/status`.
+    pub(crate) fn parse(status: &str) -> Option<Owners> {
         let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
         let mut uids = [0; 4];
         let mut fields = line.split_whitespace();
