@@ -25,3 +25,5 @@ mod diff;
 mod ci_recipe;
 // The .eh_frame unwinder: complete stacks without frame pointers.
 mod unwind;
+// A local user against the root agent: FIFO, huge and symlinked perf maps from `jitspin`.
+mod hostile;
