@@ -471,7 +471,6 @@ fn a_huge_sparse_perf_map_is_refused_once_and_costs_no_memory() {
     watch(&mut agent, &mut jit, LIMIT, "jitspin in the API", |a| {
         a.jitspin_profile().total() > 0
     });
-    agent.interrupt(SIGINT_LIMIT);
 }
 
 #[test]
@@ -506,11 +505,18 @@ fn a_symlinked_perf_map_never_shows_a_root_only_file() {
     watch(&mut agent, &mut jit, LIMIT, "the symlink refused", |a| {
         !refusals_of(a, pid).is_empty()
     });
+    // Until a sample of the spinning code itself (an unnamed leaf) is in the API.
     let mut profile = Folded::default();
-    watch(&mut agent, &mut jit, LIMIT, "jitspin in the API", |a| {
-        profile = a.jitspin_profile();
-        profile.total() > 0
-    });
+    watch(
+        &mut agent,
+        &mut jit,
+        LIMIT,
+        "jitspin's code in the API",
+        |a| {
+            profile = a.jitspin_profile();
+            profile.lines.keys().any(|l| l.ends_with(";[unknown]"))
+        },
+    );
     eprintln!(
         "{test}: {} jitspin samples: {:?}",
         profile.total(),
@@ -521,16 +527,9 @@ fn a_symlinked_perf_map_never_shows_a_root_only_file() {
         "the root-only file's contents reached the profile: {:#?}",
         profile.lines
     );
-    // The code really was looked up in the perf map: its frames are there, unnamed.
-    assert!(
-        profile.lines.keys().any(|l| l.ends_with("[unknown]")),
-        "{:#?}",
-        profile.lines
-    );
     let refused = refusals_of(&agent, pid);
     assert!(
         refused.iter().any(|l| l.contains("symbolic link")),
         "{refused:#?}"
     );
-    agent.interrupt(SIGINT_LIMIT);
 }
