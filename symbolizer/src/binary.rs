@@ -40,6 +40,7 @@ use crate::debug::{self, DebugFile};
 use crate::elf::{self, ElfInfo};
 use crate::gopclntab::GoTable;
 use crate::maps::{self, Backing, FileKey, Mapping};
+use crate::untrusted::{self, Refusal, Refusals, Root};
 
 /// Identifies a registered binary; never reused, so results memoized per
 /// `(BinaryId, offset)` can never be attributed to another file, even after eviction.
@@ -127,6 +128,17 @@ pub(crate) enum OpenError {
         /// The error opening it through `/proc/PID/root`.
         #[source]
         source: io::Error,
+    },
+    /// The file at the mapped path was refused (`untrusted.rs`): a symlink on the way, not
+    /// a regular file.
+    #[error("`{path}` of process {pid} was refused: {refusal}")]
+    Refused {
+        /// The process that maps the file.
+        pid: u32,
+        /// The path from its maps.
+        path: Arc<str>,
+        /// Why.
+        refusal: Refusal,
     },
     /// The file at the mapped path is not the mapped file (it was replaced or deleted).
     #[error("`{path}` of process {pid} is no longer the file it mapped")]
@@ -299,7 +311,12 @@ impl Binaries {
     /// Opens and registers the file backing `mapping` of process `pid`.
     ///
     /// Callers first try [`Binaries::lookup`]; this always opens the file.
-    pub(crate) fn open(&mut self, pid: u32, mapping: &Mapping) -> Result<Opened, OpenError> {
+    pub(crate) fn open(
+        &mut self,
+        pid: u32,
+        mapping: &Mapping,
+        refusals: &mut Refusals,
+    ) -> Result<Opened, OpenError> {
         let Backing::File {
             path,
             key: Some(key),
@@ -313,8 +330,7 @@ impl Binaries {
             path: path.clone(),
             source,
         })?;
-        let root = PathBuf::from(format!("/proc/{pid}/root"));
-        let opened = self.register(Arc::new(file), info, Arc::clone(path), Some(&root));
+        let opened = self.register(Arc::new(file), info, Arc::clone(path), Some(pid), refusals);
         self.by_key.insert(*key, opened.id());
         Ok(opened)
     }
@@ -347,6 +363,7 @@ impl Binaries {
         mapping: &Mapping,
         key: FileKey,
         file: Arc<File>,
+        refusals: &mut Refusals,
     ) -> Result<Opened, OpenError> {
         if let Some(id) = self.lookup(&key) {
             self.counters.hits += 1;
@@ -359,20 +376,21 @@ impl Binaries {
             path: path.clone(),
             source,
         })?;
-        let root = PathBuf::from(format!("/proc/{pid}/root"));
-        let opened = self.register(file, info, Arc::clone(path), Some(&root));
+        let opened = self.register(file, info, Arc::clone(path), Some(pid), refusals);
         self.by_key.insert(key, opened.id());
         self.pending.remove(&key);
         Ok(opened)
     }
 
-    /// Registers an opened ELF file, or finds the binary with the same build-id.
+    /// Registers an opened ELF file mapped by process `pid` (`None`: by none in
+    /// particular), or finds the binary with the same build-id.
     fn register(
         &mut self,
         file: Arc<File>,
         info: ElfInfo,
         module: Arc<str>,
-        root: Option<&Path>,
+        pid: Option<u32>,
+        refusals: &mut Refusals,
     ) -> Opened {
         let build_id: Option<Arc<[u8]>> = info.build_id.as_deref().map(Arc::from);
         if let Some(id) = build_id
@@ -391,7 +409,7 @@ impl Binaries {
         let debug = if info.has_debug_info() {
             None
         } else {
-            debug::find(&info, &module, root, &self.config.debug_dirs).map(
+            debug::find(&info, &module, pid, &self.config.debug_dirs, refusals).map(
                 |DebugFile { file, path, .. }| {
                     self.counters.debug_files += 1;
                     bytes += elf::parse(&file).map_or_else(
@@ -503,13 +521,14 @@ impl Binaries {
     /// Every process of a kind (64-bit, here) maps the same vDSO image, so our own copy
     /// stands in for all of them. A mapping of another size (a 32-bit process's vDSO) gets
     /// `None` rather than wrong names.
-    pub(crate) fn vdso(&mut self, len: u64) -> Result<Opened, OpenError> {
+    pub(crate) fn vdso(&mut self, len: u64, refusals: &mut Refusals) -> Result<Opened, OpenError> {
         let mut opened = None;
         if let Vdso::Unknown = self.vdso {
             self.vdso = match copy_own_vdso() {
                 Ok((file, vdso_len)) => match elf::parse(&file) {
                     Ok(info) => {
-                        let registered = self.register(Arc::new(file), info, "[vdso]".into(), None);
+                        let registered =
+                            self.register(Arc::new(file), info, "[vdso]".into(), None, refusals);
                         opened = Some(registered);
                         Vdso::Ready {
                             id: registered.id(),
@@ -548,18 +567,31 @@ pub(crate) fn open_mapped_file(
         "/proc/{pid}/map_files/{:x}-{:x}",
         mapping.start, mapping.end
     );
-    match File::open(&map_file) {
+    match untrusted::open_magic_link(Path::new(&map_file)) {
         Ok(file) => return Ok(file),
         Err(err) => {
             tracing::trace!(path = %map_file, error = %err, "map_files not usable; trying the process root");
         }
     }
-    let rooted = format!("/proc/{pid}/root{path}");
-    let file = File::open(&rooted).map_err(|source| OpenError::Open {
-        pid,
-        path: path.clone(),
-        source,
-    })?;
+    // The path is the process's to change (a directory swapped for a symlink, the file
+    // for a FIFO): it is opened through `untrusted.rs`, and then must be the mapped file.
+    let file = match untrusted::open(Root::Process(pid), Path::new(&**path), None) {
+        Ok(file) => file,
+        Err(untrusted::OpenError::Missing(source)) => {
+            return Err(OpenError::Open {
+                pid,
+                path: path.clone(),
+                source,
+            });
+        }
+        Err(untrusted::OpenError::Refused(refusal)) => {
+            return Err(OpenError::Refused {
+                pid,
+                path: path.clone(),
+                refusal,
+            });
+        }
+    };
     let same = file.metadata().is_ok_and(|meta| {
         let dev = meta.dev();
         meta.ino() == key.inode && libc::major(dev) == key.major && libc::minor(dev) == key.minor
@@ -609,7 +641,7 @@ mod tests {
         let mapping = own_exe_mapping();
         let mut binaries = Binaries::new(&Config::default());
         let first = binaries
-            .open(std::process::id(), &mapping)
+            .open(std::process::id(), &mapping, &mut Refusals::default())
             .expect("open own binary");
         assert!(matches!(first, Opened::New(0)));
         let Backing::File { key: Some(key), .. } = &mapping.backing else {
@@ -621,7 +653,7 @@ mod tests {
         let binary = binaries.get(0).expect("binary 0");
         assert!(binary.build_id.is_some(), "the test binary has no build-id");
         let again = binaries
-            .open(std::process::id(), &mapping)
+            .open(std::process::id(), &mapping, &mut Refusals::default())
             .expect("open again");
         assert_eq!(again, Opened::Shared(0));
         assert_eq!(binaries.len(), 1);
@@ -650,13 +682,51 @@ mod tests {
     }
 
     #[test]
+    fn a_mapped_path_through_a_symlink_or_to_a_fifo_is_refused_without_blocking() {
+        let mut mapping = own_exe_mapping();
+        // No mapping starts at 0, so map_files cannot be used: the rooted path is opened.
+        mapping.start = 0;
+        let exe = fs::read_link("/proc/self/exe").expect("read /proc/self/exe");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let link = dir.path().join("exe");
+        std::os::unix::fs::symlink(&exe, &link).expect("symlink");
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .expect("mkfifo");
+        let Backing::File { key: Some(key), .. } = &mapping.backing else {
+            panic!("mapping has no file key");
+        };
+        let key = *key;
+        for (path, want) in [
+            (&link, Refusal::Symlink),
+            (&fifo, Refusal::NotRegular("a FIFO")),
+        ] {
+            let path: Arc<str> = path.to_string_lossy().into();
+            let err =
+                open_mapped_file(std::process::id(), &mapping, &path, &key).expect_err("refused");
+            assert!(
+                matches!(&err, OpenError::Refused { refusal, .. } if *refusal == want),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn the_vdso_copy_is_an_elf_file_with_a_build_id() {
         let mut binaries = Binaries::new(&Config::default());
         let (file, len) = copy_own_vdso().expect("copy own vDSO");
         assert!(elf::parse(&file).is_ok());
-        let opened = binaries.vdso(len).expect("vDSO binary");
+        let opened = binaries
+            .vdso(len, &mut Refusals::default())
+            .expect("vDSO binary");
         let binary = binaries.get(opened.id()).expect("registered");
         assert_eq!(&*binary.module, "[vdso]");
-        assert!(binaries.vdso(len + 4096).is_err());
+        assert!(binaries.vdso(len + 4096, &mut Refusals::default()).is_err());
     }
 }

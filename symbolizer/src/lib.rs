@@ -37,6 +37,13 @@
 //!    without a symbol table from `.gopclntab` (`gopclntab.rs`). Code in anonymous
 //!    executable mappings (JITs) is named from the process's perf map, `/tmp/perf-PID.map`
 //!    (`perfmap.rs`).
+//!
+//! Every file opened on behalf of a process (its perf map, debug files under its root or
+//! next to its binary, a binary under `/proc/PID/root`) is chosen by that process's user,
+//! and Ember runs as root; such files are opened through one module, `untrusted.rs`:
+//! without following symlinks, non-blocking, only regular files of the process's user or
+//! root, with a size cap, perf maps on a worker thread with a time bound. What is refused
+//! is counted in [`Stats::files_refused`] and logged once per process.
 //! 5. Results are memoized per *(binary, file offset)* in a bounded memo that is cleared
 //!    when full (`memo.rs`, [`Config::cache_entries`]).
 //!
@@ -73,6 +80,7 @@ mod process;
 mod resymbolize;
 mod stats;
 mod symbolizer;
+mod untrusted;
 
 use std::error::Error;
 use std::fmt;
@@ -84,6 +92,7 @@ pub use maps::{Backing, FileKey, Mapping, parse_line as parse_maps_line};
 pub use resymbolize::Resymbolizer;
 pub use stats::Stats;
 pub use symbolizer::Symbolizer;
+pub use untrusted::Refused;
 
 /// The model's name for a frame nothing is known about, `[unknown]`.
 fn unknown_name() -> Arc<str> {

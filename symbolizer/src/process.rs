@@ -42,10 +42,6 @@ pub(crate) struct Process {
     pub(crate) mappings: Vec<ProcMapping>,
     /// The last attempt to read the maps found the process gone.
     pub(crate) gone: bool,
-    /// JIT symbols from its perf map, once read.
-    pub(crate) perf_map: Option<crate::perfmap::PerfMap>,
-    /// The perf map was (re-)read during the current stack: at most once per stack.
-    pub(crate) perf_map_read_this_stack: bool,
 }
 
 impl Process {

@@ -171,7 +171,13 @@ impl Resymbolizer {
             build_id: Some(build_id.to_vec()),
             ..ElfInfo::default()
         };
-        let found = crate::debug::find(&info, "/", None, &self.debug_dirs)?;
+        let found = crate::debug::find(
+            &info,
+            "/",
+            None,
+            &self.debug_dirs,
+            &mut crate::untrusted::Refusals::default(),
+        )?;
         let layout = match self.layouts.get(build_id) {
             Some(exact) => exact.clone(),
             None => match elf::parse(&found.file) {

@@ -52,12 +52,20 @@ pub struct Stats {
     pub debug_files_found: u64,
     /// Go function tables (`.gopclntab`) loaded for binaries without symbols.
     pub go_tables_loaded: u64,
-    /// Perf map files (JIT symbols) read, successfully or not.
+    /// Checks of perf map files (JIT symbols): each looks the file up and, only if it
+    /// changed since the last check, reads it (rate-limited per process).
     pub perf_map_reads: u64,
+    /// Perf map files actually read and parsed.
+    pub perf_map_loads: u64,
     /// Process captures adopted ([`Symbolizer::add_capture`]).
     ///
     /// [`Symbolizer::add_capture`]: crate::Symbolizer::add_capture
     pub captures_adopted: u64,
     /// Malformed perf map lines that were skipped.
     pub perf_map_lines_skipped: u64,
+    /// Files opened on behalf of a process (perf maps, debug files, binaries under its
+    /// root) that were refused, by reason: a symlink, not a regular file (a FIFO), another
+    /// user's, over the size cap, too slow to read. Each process's first refusal is also
+    /// logged as a warning with the path and reason.
+    pub files_refused: crate::Refused,
 }

@@ -32,9 +32,10 @@ use crate::config::Config;
 use crate::kernel::{self, Kernel};
 use crate::maps::{self, Backing, Mapping, MapsError};
 use crate::memo::Memo;
-use crate::perfmap;
+use crate::perfmap::PerfMaps;
 use crate::process::{Process, Resolution};
 use crate::stats::Stats;
+use crate::untrusted::Refusals;
 
 /// What the memo is keyed by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -97,6 +98,9 @@ pub struct Symbolizer {
     binaries: Binaries,
     memo: Memo<MemoKey, Resolved>,
     names: crate::names::NameCache,
+    perf_maps: PerfMaps,
+    /// Files refused on behalf of processes (`untrusted.rs`).
+    refusals: Refusals,
     stats: Stats,
     unknown: Arc<str>,
 }
@@ -137,6 +141,8 @@ impl Symbolizer {
             blaze,
             kernel: Kernel::new(kallsyms),
             processes: HashMap::new(),
+            perf_maps: PerfMaps::default(),
+            refusals: Refusals::default(),
             stats: Stats::default(),
             unknown: crate::unknown_name(),
         }
@@ -166,9 +172,6 @@ impl Symbolizer {
         }
         // Whether /proc/PID/maps was read during this call: it is read at most once per call.
         let mut maps_read = false;
-        if let Some(process) = self.processes.get_mut(&pid) {
-            process.perf_map_read_this_stack = false;
-        }
         if self
             .processes
             .get(&pid)
@@ -225,6 +228,8 @@ impl Symbolizer {
     /// or its pid may be reused. Binaries and memoized symbols stay, for other processes.
     pub fn forget_process(&mut self, pid: u32) {
         self.processes.remove(&pid);
+        self.perf_maps.forget(pid);
+        self.refusals.forget(pid);
     }
 
     /// A snapshot of the counters.
@@ -240,6 +245,7 @@ impl Symbolizer {
             binary_cache_entries: self.binaries.len() as u64,
             debug_files_found: c.debug_files,
             go_tables_loaded: c.go_tables,
+            files_refused: self.refusals.counts,
             ..self.stats
         }
     }
@@ -338,6 +344,7 @@ impl Symbolizer {
             processes,
             binaries,
             stats,
+            refusals,
             ..
         } = self;
         let Some(entry) = idx.and_then(|idx| processes.get_mut(&pid)?.mappings.get_mut(idx)) else {
@@ -382,8 +389,14 @@ impl Symbolizer {
 
         let evicted = matches!(entry.resolution, Resolution::Binary(id) if !binaries.contains(id));
         if entry.resolution == Resolution::Unresolved || evicted {
-            entry.resolution =
-                resolve_binary(binaries, stats, pid, &entry.mapping, entry.file.clone());
+            entry.resolution = resolve_binary(
+                binaries,
+                stats,
+                refusals,
+                pid,
+                &entry.mapping,
+                entry.file.clone(),
+            );
             if let Resolution::Binary(id) = entry.resolution {
                 entry.file = binaries.file(id);
             }
@@ -403,8 +416,9 @@ impl Symbolizer {
         resolved
     }
 
-    /// Names a JIT address from the process's perf map (read once, and re-read at most
-    /// once per stack when an address is not in it: JITs append as they compile).
+    /// Names a JIT address from the process's perf map (read on first use, and checked
+    /// again, rate-limited, when an address is not in it: JITs append as they compile;
+    /// see `perfmap.rs`).
     fn jit_address(
         &mut self,
         pid: u32,
@@ -412,34 +426,9 @@ impl Symbolizer {
         addr: u64,
         module: Option<Arc<str>>,
     ) -> Resolved {
-        let needs_read = self.processes.get(&pid).is_none_or(|p| {
-            p.perf_map
-                .as_ref()
-                .is_none_or(|m| m.lookup(lookup).is_none())
-        });
-        let can_read = self
-            .processes
-            .get(&pid)
-            .is_none_or(|p| !p.perf_map_read_this_stack);
-        if needs_read && can_read {
-            self.stats.perf_map_reads += 1;
-            let read = perfmap::read(pid);
-            let process = self.processes.entry(pid).or_default();
-            process.perf_map_read_this_stack = true;
-            match read {
-                Ok((map, skipped)) => {
-                    self.stats.perf_map_lines_skipped += skipped;
-                    process.perf_map = Some(map);
-                }
-                Err(err) => {
-                    tracing::trace!(pid, error = %err, "no perf map");
-                }
-            }
-        }
         let name = self
-            .processes
-            .get(&pid)
-            .and_then(|p| p.perf_map.as_ref()?.lookup(lookup).cloned());
+            .perf_maps
+            .lookup(pid, lookup, &mut self.stats, &mut self.refusals);
         match name {
             Some(name) => Resolved::named(vec![Frame {
                 name,
@@ -521,20 +510,21 @@ impl Symbolizer {
 fn resolve_binary(
     binaries: &mut Binaries,
     stats: &mut Stats,
+    refusals: &mut Refusals,
     pid: u32,
     mapping: &Mapping,
     kept: Option<Arc<std::fs::File>>,
 ) -> Resolution {
     let opened = match &mapping.backing {
-        Backing::Special(_) => binaries.vdso(mapping.end - mapping.start),
+        Backing::Special(_) => binaries.vdso(mapping.end - mapping.start, refusals),
         Backing::File { key: Some(key), .. } => match (binaries.lookup(key), kept) {
             (Some(id), _) => {
                 binaries.counters.hits += 1;
                 Ok(Opened::Known(id))
             }
             // Evicted meanwhile: register it again from the file kept open for it.
-            (None, Some(file)) => binaries.adopt(pid, mapping, *key, file),
-            (None, None) => binaries.open(pid, mapping),
+            (None, Some(file)) => binaries.adopt(pid, mapping, *key, file, refusals),
+            (None, None) => binaries.open(pid, mapping, refusals),
         },
         _ => Err(OpenError::NoFile),
     };
@@ -549,7 +539,15 @@ fn resolve_binary(
         }
         Err(err) => {
             stats.binary_open_failures += 1;
-            tracing::debug!(pid, error = %crate::ErrorChain(&err), "binary not available; its frames stay unnamed");
+            if let OpenError::Refused { path, refusal, .. } = &err {
+                refusals.record(
+                    Some(pid),
+                    std::path::Path::new(&format!("/proc/{pid}/root{path}")),
+                    refusal,
+                );
+            } else {
+                tracing::debug!(pid, error = %crate::ErrorChain(&err), "binary not available; its frames stay unnamed");
+            }
             Resolution::Unavailable
         }
     }

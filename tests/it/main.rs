@@ -28,3 +28,5 @@ mod unwind;
 // Packaging (deploy/): the systemd unit, the Kubernetes manifests against the API schemas,
 // and one capability set across the unit, the DaemonSet and the image.
 mod deploy;
+// A local user against the root agent: FIFO, huge and symlinked perf maps from `jitspin`.
+mod hostile;

@@ -17,3 +17,5 @@ mod own;
 mod real;
 // 1,000 addresses against llvm-symbolizer-22.
 mod agree;
+// Hostile perf maps (FIFO, 1 GiB sparse, symlink to a root-only file) from `jitspin`.
+mod hostile;
