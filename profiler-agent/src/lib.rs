@@ -5,8 +5,8 @@
 //! - [`aggregate`] symbolizes each drain (through the `symbolizer` crate) into a
 //!   [`profiler_model::Profile`].
 //! - [`record`] is `ember record`: one capture written as folded stacks or an SVG.
-//! - [`agent`] is `ember agent`: continuous sampling into windows in the [`store`].
-//! - [`store`] keeps windows on disk (SQLite, zstd) with retention.
+//! - [`agent`] is `ember agent`: continuous sampling into windows in the store
+//!   ([`profiler_store`], on disk with SQLite and zstd, with retention).
 //! - [`export`] is `ember export`: a stored time range as folded, pprof, SVG or speedscope,
 //!   and the writer of those formats `record` shares.
 //! - [`diff`] is `ember diff`: two profiles compared, with regression gates for CI.
@@ -21,7 +21,6 @@ pub mod procinfo;
 pub mod record;
 pub mod sample;
 pub mod signals;
-pub mod store;
 
 /// Now, in nanoseconds since the Unix epoch (0 if the clock is before it).
 #[must_use]

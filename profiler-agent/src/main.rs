@@ -10,7 +10,7 @@ use profiler_agent::cli::{Cli, Command, GlobalArgs};
 use profiler_agent::diff::{self, DiffConfig};
 use profiler_agent::export::{self, ExportConfig};
 use profiler_agent::record::{self, RecordConfig};
-use profiler_agent::store::StoreConfig;
+use profiler_store::StoreConfig;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(global: &GlobalArgs) {

@@ -7,7 +7,7 @@ use profiler_model::Profile;
 use web::api::{Backend, BackendError, LabelValues, ProfileQuery, TimelinePoint};
 
 use super::metrics::AgentMetrics;
-use crate::store::{Query, Store};
+use profiler_store::{Query, Store};
 
 /// [`Backend`] over the agent's store.
 pub struct StoreBackend {

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use profiler_common::Stat;
 
 use crate::sample::SamplerStats;
-use crate::store::StoreStats;
+use profiler_store::StoreStats;
 
 /// A snapshot of what the agent has done since it started.
 #[derive(Clone, Copy, Debug, Default)]

@@ -29,7 +29,7 @@ use tracing::{debug, info, warn};
 use crate::aggregate::Aggregator;
 use crate::sample::{Sampler, SamplerConfig, SamplerStats, Target};
 use crate::signals;
-use crate::store::{Store, StoreConfig, Window};
+use profiler_store::{Store, StoreConfig, Window};
 
 pub use backend::StoreBackend;
 pub use metrics::AgentMetrics;
@@ -42,7 +42,7 @@ pub enum AgentError {
     Sample(#[from] crate::sample::SampleError),
     /// The store failed.
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] profiler_store::StoreError),
     /// The API's address cannot be used.
     #[error("cannot listen on {addr}: {source}; choose another address with --listen")]
     Listen {

@@ -23,7 +23,7 @@ use profiler_model::{LabelFilter, Profile, folded, pprof, speedscope};
 
 use crate::cli::{ExportArgs, OutputFormat};
 use crate::record::output_format;
-use crate::store::{self, Query, Store, StoreConfig, StoreError};
+use profiler_store::{self as store, Query, Store, StoreConfig, StoreError};
 
 /// Where `ember export` reads profiles.
 #[derive(Clone, Debug, PartialEq, Eq)]

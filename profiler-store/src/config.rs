@@ -79,18 +79,4 @@ impl StoreConfig {
         self.downsample = downsample;
         self
     }
-
-    /// Sets [`StoreConfig::cache_entries`].
-    #[must_use]
-    pub fn with_cache_entries(mut self, entries: usize) -> Self {
-        self.cache_entries = entries;
-        self
-    }
-
-    /// Sets [`StoreConfig::durability`].
-    #[must_use]
-    pub fn with_durability(mut self, durability: Durability) -> Self {
-        self.durability = durability;
-        self
-    }
 }

@@ -528,7 +528,7 @@ fn a_killed_writer_loses_at_most_the_window_in_progress() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "store::tests::crash_writer_child",
+                "tests::crash_writer_child",
                 "--nocapture",
                 "--test-threads=1",
             ])
@@ -575,7 +575,7 @@ fn a_killed_writer_loses_at_most_the_window_in_progress() {
 
 /// Measures a 24 h query: 8,640 ten-second windows of 1,000 stacks each, drawn from 50,000
 /// distinct stacks of 16 frames. Run it in release:
-/// `cargo test --release -p profiler-agent --lib store::tests::query_24h_timing -- --ignored --nocapture`
+/// `cargo test --release -p profiler-store --lib tests::query_24h_timing -- --ignored --nocapture`
 #[test]
 #[ignore = "a measurement, not a check; takes a minute"]
 fn query_24h_timing() {
@@ -675,7 +675,13 @@ fn write_ui_bench_store() {
     const WINDOWS: u64 = 360;
     const DISTINCT: u64 = 50_000;
     let mut store = open(Path::new(&dir));
-    let now = crate::now_unix_ns();
+    let now = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_nanos(),
+    )
+    .expect("before 2554");
     let start = now - WINDOWS * 10 * S;
     let frames: Vec<Frame> = (0..2000).map(|i| frame(&format!("fn_{i}"), i)).collect();
     let label_sets: Vec<Labels> = (0..50)

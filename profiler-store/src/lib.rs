@@ -1,5 +1,8 @@
-//! The on-disk profile store: closed time windows of [`Profile`]s go in, merged profiles,
-//! timelines and label values for a time range come out.
+//! Ember's **store** stage, between aggregation and query in the pipeline
+//! sample → aggregate → symbolize → **store** → query → render/export: closed time windows
+//! of [`Profile`]s go in, merged profiles, timelines and label values for a time range come
+//! out. Everything about keeping profiles on disk lives here (schema, codec, caches,
+//! retention); the crate knows nothing of sampling or HTTP.
 //!
 //! The agent calls [`Store::write_window`] each time it closes a window (every 10 s) and
 //! [`Store::enforce_retention`] now and then; the HTTP API calls [`Store::query`],
@@ -513,12 +516,6 @@ impl Store {
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The configuration the store was opened with.
-    #[must_use]
-    pub fn config(&self) -> &StoreConfig {
-        &self.config
     }
 
     /// Writes `window` in one transaction and returns its id. Once this returns, the window
