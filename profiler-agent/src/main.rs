@@ -52,10 +52,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let summary = agent::run(&config).context("ember agent")?;
             if cli.global.quiet == 0 {
                 eprintln!(
-                    "ember: agent stopped after {} windows, {} samples ({} lost)",
+                    "ember: agent stopped after {} windows, {} samples ({} lost by the sampler, \
+                     {} windows of {} samples lost by the store)",
                     summary.windows,
                     summary.samples,
-                    summary.stats.lost()
+                    summary.stats.lost(),
+                    summary.writes.windows_lost,
+                    summary.writes.samples_lost
                 );
             }
             Ok(ExitCode::SUCCESS)
