@@ -47,7 +47,13 @@
 //! A damaged window or row is skipped, logged once with `tracing::warn!` and counted in
 //! [`StoreStats::corrupt_skipped`]; the rest of the answer is still returned. A database file
 //! SQLite cannot read at all fails [`Store::open`] with [`StoreError::NotADatabase`], which
-//! names the file and says to move it aside.
+//! names the file and says to move it aside. Damage that would make writes fail is caught
+//! before the first one: the writer refuses a file it could only read, a schema with a table
+//! or index missing, and pages `PRAGMA quick_check` finds damaged
+//! ([`StoreError::Damaged`], the same advice), the check bounded in time by
+//! [`StoreConfig::integrity_check_budget`]. A damaged store is refused, never moved or
+//! deleted by Ember: a person decides what to keep. See `open.rs` for the directory's lock
+//! (one writer), the files' modes (`0700`, `0600`) and read-only opening.
 //!
 //! # Speed and memory
 //!
@@ -63,14 +69,21 @@
 //!
 //! # Retention
 //!
-//! [`Store::enforce_retention`] deletes windows older than [`StoreConfig::retention`],
-//! merges windows older than [`Downsample::after`] into [`Downsample::resolution`] buckets,
-//! then deletes the oldest windows while the pages in use exceed [`StoreConfig::max_bytes`]
-//! (a window's share of the size is estimated as live bytes / windows, since the shared
-//! dictionaries dominate; at most a few delete-and-measure rounds per call). Dictionary rows
-//! no window refers to any more are then swept (mark and sweep over the remaining payloads)
-//! and free pages are returned to the file system (`auto_vacuum=INCREMENTAL`). The store
-//! assumes a single writer process; readers in other processes are fine.
+//! [`StoreConfig::max_bytes`] bounds the store's files (database, write-ahead log and its
+//! index) and is enforced after every write: two `stat`s while under it; over it, a
+//! checkpoint, then the oldest windows are deleted down to 90 % of it (a window's share of
+//! the size is estimated as bytes / windows, since the shared dictionaries dominate; at
+//! most a few delete-and-measure rounds per write). The write-ahead log is checkpointed
+//! once it holds an eighth of the cap. [`Store::enforce_retention`], called now and then
+//! and after a failed write, also deletes windows older than [`StoreConfig::retention`] and
+//! merges windows older than [`Downsample::after`] into [`Downsample::resolution`] buckets.
+//! Dictionary rows no window refers to any more are then swept (mark and sweep over the
+//! remaining payloads) and free pages are returned to the file system
+//! (`auto_vacuum=INCREMENTAL`). One writer process per directory (a lock enforces it);
+//! readers in other processes are fine.
+//!
+//! A full disk fails a write with [`StoreError::DiskFull`] (nothing is written, the store
+//! stays consistent); keeping the window for a retry is the caller's business.
 
 mod cache;
 mod codec;
