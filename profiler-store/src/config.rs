@@ -44,7 +44,8 @@ pub struct StoreConfig {
     /// Commit durability (default [`Durability::Normal`]).
     pub durability: Durability,
     /// How long the writer's integrity check at open may take before it is stopped and the
-    /// store opens anyway (default 2 s: a 1 GiB store is checked in about that).
+    /// store opens anyway (default 2 s: `quick_check` read a 33 MB store in 0.24 s here, so
+    /// stores up to about 250 MB are checked whole).
     pub integrity_check_budget: Duration,
 }
 
