@@ -4,7 +4,8 @@
 #   - llvm-22-dev and bpf-linker (links the eBPF object)
 #   - with --test: what the test suite needs beyond that (perf, go for `go tool pprof`,
 #     chromium + playwright-core for the browser tests, llvm-22 for llvm-symbolizer,
-#     speedscope + ajv to validate speedscope exports against speedscope's schema)
+#     speedscope + ajv to validate speedscope exports against speedscope's schema,
+#     systemd-analyze and kubernetes-validate for the deploy/ checks)
 # Safe to run again: every step checks first.
 set -euo pipefail
 
@@ -71,6 +72,22 @@ if [ $want_test -eq 1 ]; then
   if [ ! -d "$(dirname "$0")/../tests/speedscope/node_modules/speedscope" ]; then
     say "installing speedscope + ajv for the speedscope schema test"
     (cd "$(dirname "$0")/../tests/speedscope" && npm ci --no-audit --no-fund --silent)
+  fi
+  # systemd-analyze checks deploy/systemd/ember.service (tests/it/deploy.rs); the package
+  # is only a tool here, nothing needs systemd to run as PID 1.
+  command -v systemd-analyze >/dev/null || apt_install systemd
+  # kubernetes-validate (PyPI, pinned in tests/kubernetes/requirements.txt) checks
+  # deploy/kubernetes against the Kubernetes API schemas, from a venv of its own.
+  kube_dir="$(dirname "$0")/../tests/kubernetes"
+  if ! cmp -s "$kube_dir/requirements.txt" "$kube_dir/.venv/installed-requirements.txt"; then
+    command -v python3 >/dev/null || apt_install python3
+    python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+    say "installing kubernetes-validate into tests/kubernetes/.venv"
+    rm -rf "$kube_dir/.venv"
+    python3 -m venv "$kube_dir/.venv"
+    "$kube_dir/.venv/bin/pip" install --quiet --disable-pip-version-check \
+      --requirement "$kube_dir/requirements.txt"
+    cp "$kube_dir/requirements.txt" "$kube_dir/.venv/installed-requirements.txt"
   fi
 fi
 say "toolchain ready"

@@ -1,12 +1,14 @@
-//! The command line: clap types only. Validation into a run configuration lives with the
-//! command that runs it (`record::RecordConfig::from_args`).
+//! The command line: clap types and the parsers of their values (durations, sizes, times,
+//! filters, gates). Validation into a run configuration lives with the command that runs
+//! it (`record::RecordConfig::from_args`), which imports this module; this module imports
+//! no command.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use profiler_model::LabelFilter;
+use profiler_model::{Format, LabelFilter};
 
 /// Ember: a node-wide continuous CPU profiler.
 ///
@@ -57,6 +59,34 @@ pub enum Command {
     /// whose share changed most, and regression gates for CI.
     #[command(after_help = DIFF_EXAMPLES)]
     Diff(DiffArgs),
+    /// Check whether Ember can run on this node: kernel features, privileges, and what
+    /// Ember will use (exits 1 when it cannot sample here).
+    #[command(after_help = DOCTOR_EXAMPLES)]
+    Doctor(DoctorArgs),
+}
+
+const DOCTOR_EXAMPLES: &str = "\
+Examples:
+  ember doctor                       a report for a person
+  ember doctor --json | jq .ready    the same for scripts
+
+Nothing is changed or mounted: the kernel is asked directly (test programs are loaded and
+unloaded, a perf event is opened and closed), so run it with the privileges the agent gets.";
+
+/// `ember doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The store directory the agent would use.
+    #[arg(long, env = "EMBER_DATA_DIR", default_value = "/var/lib/ember")]
+    pub data_dir: PathBuf,
+
+    /// Directory searched for separate debug files; repeat for several.
+    #[arg(long = "debug-dir", default_value = symbolizer::DEFAULT_DEBUG_DIR)]
+    pub debug_dirs: Vec<PathBuf>,
 }
 
 const AGENT_EXAMPLES: &str = "\
@@ -192,6 +222,9 @@ pub fn parse_listen(s: &str) -> Result<Listen, String> {
     })
 }
 
+/// The largest size a flag takes, in bytes: well inside `u64` and exact in `f64`.
+const MAX_SIZE: f64 = 1e18;
+
 /// Parses a size: `2GiB`, `500MiB`, `64KiB`, `1G`, `10MB` (decimal), or bytes.
 ///
 /// # Errors
@@ -218,7 +251,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         _ => return Err(bad()),
     };
     let bytes = value * mult;
-    if !bytes.is_finite() || !(1.0..=1e18).contains(&bytes) {
+    if !bytes.is_finite() || bytes > MAX_SIZE {
+        return Err(format!(
+            "invalid size `{s}`: it is too large (at most 1e18 bytes, 1 EB)"
+        ));
+    }
+    if bytes < 1.0 {
         return Err(format!("invalid size `{s}`: it must be at least one byte"));
     }
     #[expect(
@@ -241,17 +279,24 @@ Exit status: with a command, the command's own status; otherwise 0 when a profil
 written and 1 on error. Ctrl-C (SIGINT) and SIGTERM stop recording and still write the
 output.";
 
-/// Output formats of `ember record` and `ember export`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// Folded stacks (`comm;main;work;fn_a 42`), what inferno and flamegraph.pl read.
-    Folded,
-    /// An interactive flame graph SVG (inferno).
-    Svg,
-    /// gzip-compressed pprof `profile.proto` (go tool pprof, Pyroscope, Parca).
-    Pprof,
-    /// speedscope JSON, for the speedscope.app viewer.
-    Speedscope,
+/// `--format` of `ember record` and `ember export`: one of the file formats of
+/// [`Format`] (Ember's own JSON is the API's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FormatArg(pub Format);
+
+impl ValueEnum for FormatArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            FormatArg(Format::Folded),
+            FormatArg(Format::Svg),
+            FormatArg(Format::Pprof),
+            FormatArg(Format::Speedscope),
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0.name()).help(self.0.description()))
+    }
 }
 
 /// `ember record`.
@@ -309,7 +354,7 @@ pub struct RecordArgs {
     /// Output format; by default taken from the output's extension (.svg, .folded, .txt,
     /// .pb.gz/.pprof, .json).
     #[arg(short, long, value_enum, help_heading = "Output")]
-    pub format: Option<OutputFormat>,
+    pub format: Option<FormatArg>,
 
     /// Drain interval and kernel map sizes.
     #[command(flatten)]
@@ -325,7 +370,8 @@ Examples:
   ember export --from -1d --resymbolize -o day.folded       name stripped frames from
                                                            debug files installed since
 
-Times: `now`, `now-15m` or `-15m` (units s, m, h, d), RFC 3339, or unix seconds.
+Times: `now`, `now-15m` or `-1.5h` (a number and a unit: ms, s, m, h, d), RFC 3339, or unix
+seconds.
 --filter: comma-separated label=value (comm, pid, tid, container, pod_uid, ...); different
 names must all match, a repeated name is an alternative. The store is read while an agent
 keeps writing it. Exit status: 0 when a profile was written, 1 on error (no store, no
@@ -390,7 +436,7 @@ pub struct ExportArgs {
     /// Output format; by default taken from the output's extension (.folded, .svg,
     /// .pb.gz/.pprof, .json), folded on stdout.
     #[arg(short, long, value_enum, help_heading = "Output")]
-    pub format: Option<OutputFormat>,
+    pub format: Option<FormatArg>,
 
     /// Name frames stored without a name (`module+0xOFFSET`) again, from debug files that
     /// appeared since (found by the binary's build-id under each --debug-dir).
@@ -407,13 +453,15 @@ pub struct ExportArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimeArg(pub u64);
 
-/// Parses `now`, `now-15m`, `-15m`, RFC 3339 or unix seconds (the HTTP API's syntax, plus the
-/// `-15m` shorthand).
+/// Parses `now`, `now-15m`, `-1.5h`, RFC 3339 or unix seconds: the HTTP API's grammar
+/// ([`profiler_model::time::parse_time`]).
 ///
 /// # Errors
 /// A message that says what a valid time looks like.
 pub fn parse_time_arg(s: &str) -> Result<TimeArg, String> {
-    web::api::time::parse_time(s, crate::now_unix_ns()).map(TimeArg)
+    profiler_model::time::parse_time(s, crate::now_unix_ns())
+        .map(TimeArg)
+        .map_err(|e| e.to_string())
 }
 
 /// Parses a label filter; `container` is accepted for the agent's `container_id` label.
@@ -421,17 +469,7 @@ pub fn parse_time_arg(s: &str) -> Result<TimeArg, String> {
 /// # Errors
 /// The filter's own message, naming the bad part.
 pub fn parse_filter_arg(s: &str) -> Result<LabelFilter, String> {
-    let s: Vec<String> = s
-        .split(',')
-        .map(|part| {
-            let t = part.trim_start();
-            match t.strip_prefix("container") {
-                Some(rest) if rest.trim_start().starts_with('=') => format!("container_id{rest}"),
-                _ => part.to_owned(),
-            }
-        })
-        .collect();
-    LabelFilter::parse(&s.join(",")).map_err(|e| e.to_string())
+    LabelFilter::parse(s).map_err(|e| e.to_string())
 }
 
 const DIFF_EXAMPLES: &str = "\
@@ -480,43 +518,98 @@ pub struct DiffArgs {
 
     /// Exit 1 when any function's self share grows by more than this many percentage
     /// points (`5%`, `0.5%`; the % is optional).
-    #[arg(long, value_name = "POINTS%", value_parser = crate::diff::parse_points, help_heading = "Gates")]
+    #[arg(long, value_name = "POINTS%", value_parser = parse_points, help_heading = "Gates")]
     pub fail_on_regression: Option<f64>,
 
     /// Exit 1 when a named function's total share grows too much: GATE is
     /// 'FUNC>+POINTS%', e.g. 'fn_b>+5%' (more than 5 percentage points). Repeatable.
-    #[arg(long, value_name = "GATE", value_parser = crate::diff::parse_gate, help_heading = "Gates")]
-    pub fail_on: Vec<crate::diff::FunctionGate>,
+    #[arg(long, value_name = "GATE", value_parser = parse_gate, help_heading = "Gates")]
+    pub fail_on: Vec<FunctionGate>,
 }
 
-/// Parses `30s`, `500ms`, `2m`, `1h`, `1.5s` or a bare number of seconds.
+/// Parses a gate limit in percentage points: `5%`, `0.5%`, `+5%`, `5`.
 ///
 /// # Errors
-/// A message that says what a valid duration looks like.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+/// A message that says what a limit looks like.
+pub fn parse_points(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let num = t.strip_suffix('%').unwrap_or(t).trim();
+    let num = num.strip_prefix('+').unwrap_or(num);
     let bad = || {
         format!(
-            "invalid duration `{s}`: expected a number with a unit, such as 30s, 500ms, 2m or 1h"
+            "invalid limit `{s}`: expected percentage points of all samples, such as 5% or 0.5%"
         )
     };
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit.trim() {
-        "" | "s" | "sec" | "secs" => value,
-        "ms" => value / 1000.0,
-        "m" | "min" | "mins" => value * 60.0,
-        "h" | "hr" | "hrs" => value * 3600.0,
-        "d" => value * 86_400.0,
-        _ => return Err(bad()),
-    };
-    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
-        return Err(format!("invalid duration `{s}`: it must be more than zero"));
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    if !v.is_finite() || !(0.0..=100.0).contains(&v) || num.starts_with('-') {
+        return Err(format!(
+            "invalid limit `{s}`: it must be between 0% and 100% (percentage points of all samples)"
+        ));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(v)
+}
+
+/// `--fail-on 'FUNC>+P%'`: FUNC's total share may grow by at most `points`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FunctionGate {
+    /// The function, as folded stacks name it.
+    pub name: String,
+    /// The limit in percentage points.
+    pub points: f64,
+    /// The gate as written, for messages.
+    pub text: String,
+}
+
+/// Parses `FUNC>+5%` (or `FUNC>5%`, `FUNC > +0.5%`). The limit follows the last `>`, so C++
+/// names with templates work.
+///
+/// # Errors
+/// A message with an example of a valid gate.
+pub fn parse_gate(s: &str) -> Result<FunctionGate, String> {
+    let (name, limit) = s
+        .rsplit_once('>')
+        .ok_or_else(|| format!("invalid gate `{s}`: expected FUNC>+POINTS%, such as 'fn_b>+5%'"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!(
+            "invalid gate `{s}`: no function before `>` (expected FUNC>+POINTS%)"
+        ));
+    }
+    let points = parse_points(limit).map_err(|e| format!("invalid gate `{s}`: {e}"))?;
+    Ok(FunctionGate {
+        name: name.to_owned(),
+        points,
+        text: s.to_owned(),
+    })
+}
+
+/// The longest duration a flag takes: about 31 years, far beyond any recording, window
+/// or retention, and short enough that no clock arithmetic on it overflows.
+const MAX_FLAG_DURATION: Duration = Duration::from_secs(1_000_000_000);
+
+/// Parses `30s`, `500ms`, `2m`, `1.5h` or a bare number of seconds (the grammar of
+/// [`profiler_model::time`]); the duration must be more than zero.
+///
+/// # Errors
+/// A message that says what a valid duration looks like, or that it is zero or too large.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    use profiler_model::time::DurationError;
+    let s = s.trim();
+    match profiler_model::time::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err(format!("invalid duration `{s}`: it must be more than zero")),
+        Ok(d) if d > MAX_FLAG_DURATION => Err(format!(
+            "invalid duration `{s}`: it is too large (at most {}s, about 31 years)",
+            MAX_FLAG_DURATION.as_secs()
+        )),
+        Ok(d) => Ok(d),
+        Err(DurationError::TooLarge) => Err(format!(
+            "invalid duration `{s}`: it is too large (at most {}s, about 31 years)",
+            MAX_FLAG_DURATION.as_secs()
+        )),
+        Err(_) => Err(format!(
+            "invalid duration `{s}`: expected a number with a unit, such as 30s, 500ms, 2m or 1h"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -543,6 +636,28 @@ mod tests {
     }
 
     #[test]
+    fn overflowing_durations_and_sizes_are_too_large_not_zero() {
+        for s in [
+            "99999999999h",
+            "18446744073709551615s",
+            "1000000001s",
+            "12000d",
+        ] {
+            let e = parse_duration(s).unwrap_err();
+            assert!(e.contains("too large"), "{s}: {e}");
+        }
+        assert_eq!(parse_duration("1000000000s"), Ok(MAX_FLAG_DURATION));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert!(parse_size("1000000TiB").unwrap_err().contains("too large"));
+        assert!(
+            parse_size("18446744073709551616")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(parse_size("0.5").unwrap_err().contains("at least one byte"));
+    }
+
+    #[test]
     fn sizes_parse_with_units() {
         assert_eq!(parse_size("2GiB"), Ok(2 << 30));
         assert_eq!(parse_size("500MiB"), Ok(500 << 20));
@@ -551,6 +666,27 @@ mod tests {
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("lots").unwrap_err().contains("such as 2GiB"));
         assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn limits_and_gates_parse() {
+        assert_eq!(parse_points("5%"), Ok(5.0));
+        assert_eq!(parse_points("+0.5%"), Ok(0.5));
+        assert_eq!(parse_points("7"), Ok(7.0));
+        assert!(
+            parse_points("-5%")
+                .unwrap_err()
+                .contains("between 0% and 100%")
+        );
+        assert!(parse_points("150%").is_err());
+        assert!(parse_points("five").unwrap_err().contains("such as 5%"));
+        let g = parse_gate("std::vector<int>::push>+2%").unwrap();
+        assert_eq!(g.name, "std::vector<int>::push");
+        assert_eq!(g.points, 2.0);
+        assert_eq!(parse_gate("fn_b > 5%").unwrap().name, "fn_b");
+        assert!(parse_gate("fn_b+5%").unwrap_err().contains("FUNC>+POINTS%"));
+        assert!(parse_gate(">+5%").unwrap_err().contains("no function"));
+        assert!(parse_gate("f>+x%").unwrap_err().contains("invalid limit"));
     }
 
     #[test]
@@ -566,6 +702,37 @@ mod tests {
         };
         assert_eq!(r.command, ["sleep", "1"]);
         assert!(parse(&["ember", "record", "--all", "-F", "0"]).is_err());
+    }
+
+    #[test]
+    fn record_and_export_take_the_same_duration_grammar() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args);
+        let Command::Record(r) = parse(&["ember", "record", "--all", "-d", "1.5h"])
+            .unwrap()
+            .command
+        else {
+            panic!("not record")
+        };
+        assert_eq!(r.duration, Some(Duration::from_secs(5400)));
+        let before = crate::now_unix_ns();
+        let Command::Export(e) = parse(&["ember", "export", "--from", "-1.5h", "--to", "now-90m"])
+            .unwrap()
+            .command
+        else {
+            panic!("not export")
+        };
+        let after = crate::now_unix_ns();
+        let span = 5400 * profiler_model::time::NS_PER_S;
+        assert!((before - span..=after - span).contains(&e.from.0), "{e:?}");
+        assert!((before - span..=after - span).contains(&e.to.0), "{e:?}");
+        let err = parse(&["ember", "export", "--from", "-1"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`-1`: missing unit"), "{err}");
+        let err = parse(&["ember", "record", "--all", "-d", "18446744073709551615s"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("too large"), "{err}");
     }
 
     #[test]

@@ -22,10 +22,11 @@ use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use profiler_model::analysis::{self, DiffLine, FunctionDiff};
-use profiler_model::{Profile, folded, keys, pprof};
+use profiler_model::analysis::{self, FunctionDiff};
+use profiler_model::{Format, Profile, folded, keys, pprof};
+use profiler_render::RenderOptions;
 
-use crate::cli::DiffArgs;
+use crate::cli::{DiffArgs, FunctionGate};
 
 /// Exit status when every gate passed (or there were none).
 pub const EXIT_PASS: u8 = 0;
@@ -98,66 +99,11 @@ pub enum DiffError {
     },
 }
 
-/// Parses a gate limit in percentage points: `5%`, `0.5%`, `+5%`, `5`.
-///
-/// # Errors
-/// A message that says what a limit looks like.
-pub fn parse_points(s: &str) -> Result<f64, String> {
-    let t = s.trim();
-    let num = t.strip_suffix('%').unwrap_or(t).trim();
-    let num = num.strip_prefix('+').unwrap_or(num);
-    let bad = || {
-        format!(
-            "invalid limit `{s}`: expected percentage points of all samples, such as 5% or 0.5%"
-        )
-    };
-    let v: f64 = num.parse().map_err(|_| bad())?;
-    if !v.is_finite() || !(0.0..=100.0).contains(&v) || num.starts_with('-') {
-        return Err(format!(
-            "invalid limit `{s}`: it must be between 0% and 100% (percentage points of all samples)"
-        ));
-    }
-    Ok(v)
-}
-
-/// `--fail-on 'FUNC>+P%'`: FUNC's total share may grow by at most `points`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct FunctionGate {
-    /// The function, as folded stacks name it.
-    pub name: String,
-    /// The limit in percentage points.
-    pub points: f64,
-    /// The gate as written, for messages.
-    pub text: String,
-}
-
-/// Parses `FUNC>+5%` (or `FUNC>5%`, `FUNC > +0.5%`). The limit follows the last `>`, so C++
-/// names with templates work.
-///
-/// # Errors
-/// A message with an example of a valid gate.
-pub fn parse_gate(s: &str) -> Result<FunctionGate, String> {
-    let (name, limit) = s
-        .rsplit_once('>')
-        .ok_or_else(|| format!("invalid gate `{s}`: expected FUNC>+POINTS%, such as 'fn_b>+5%'"))?;
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(format!(
-            "invalid gate `{s}`: no function before `>` (expected FUNC>+POINTS%)"
-        ));
-    }
-    let points = parse_points(limit).map_err(|e| format!("invalid gate `{s}`: {e}"))?;
-    Ok(FunctionGate {
-        name: name.to_owned(),
-        points,
-        text: s.to_owned(),
-    })
-}
-
 /// Reads a profile file, folded or pprof, into a label-less profile of its folded lines.
 ///
 /// pprof is recognised by the gzip magic or by binary content (control bytes other than
-/// whitespace in the first 4 KiB); anything else is read as folded stacks.
+/// whitespace in the first 4 KiB, [`Format::from_content`]); anything else is read as
+/// folded stacks.
 ///
 /// # Errors
 /// [`DiffError`] naming the file, and for folded input the line.
@@ -172,7 +118,7 @@ pub fn load(path: &Path) -> Result<Profile, DiffError> {
             detail: " (empty file)",
         });
     }
-    let profile = if looks_binary(&data) {
+    let profile = if Format::from_content(&data) == Format::Pprof {
         let p = pprof::decode(&data[..]).map_err(|source| DiffError::Pprof {
             path: path.to_owned(),
             source,
@@ -204,16 +150,6 @@ pub fn load(path: &Path) -> Result<Profile, DiffError> {
         });
     }
     Ok(profile)
-}
-
-/// gzip, or control bytes other than whitespace near the start (a protobuf's field tags and
-/// lengths): text in any encoding is read as folded stacks.
-fn looks_binary(data: &[u8]) -> bool {
-    data.starts_with(&[0x1f, 0x8b])
-        || data
-            .iter()
-            .take(4096)
-            .any(|&b| b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t'))
 }
 
 /// One gate that tripped.
@@ -420,33 +356,28 @@ pub fn run(config: &DiffConfig) -> Result<DiffOutcome, DiffError> {
     let new = load(&config.new)?;
     let diffs = changes(&base, &new);
     let failures = config.gates.check(&diffs)?;
-    // The three-column lines are only built when an output needs them.
-    let lines = if config.folded.is_some() || config.svg.is_some() {
-        analysis::diff_folded(
-            &base,
-            &new,
-            folded::Options::default().with_root(folded::Root::None),
-        )
-    } else {
-        Vec::new()
-    };
-    if let Some(path) = &config.folded {
-        write_to(path, |w| {
-            w.write_all(analysis::diff_folded_text(&lines).as_bytes())
-        })?;
-    }
-    if let Some(path) = &config.svg {
-        let title = format!(
-            "ember diff: {} -> {}",
-            config.base.display(),
-            config.new.display()
-        );
-        let subtitle = format!(
-            "widths: NEW ({} samples); red grew, blue shrank against BASE ({} samples) scaled to the same total",
-            new.total(),
-            base.total()
-        );
-        write_to(path, |w| differential_svg(&lines, &title, &subtitle, w))?;
+    // BASE's process names are not NEW's (a pprof's `comm` became the first frame of
+    // each stack on loading), so the lines start at the stacks' own first frame.
+    let options = RenderOptions::titled(format!(
+        "ember diff: {} -> {}",
+        config.base.display(),
+        config.new.display()
+    ))
+    .with_subtitle(format!(
+        "widths: NEW ({} samples); red grew, blue shrank against BASE ({} samples) scaled to the same total",
+        new.total(),
+        base.total()
+    ))
+    .with_folded(folded::Options::default().with_root(folded::Root::None));
+    for (path, format) in [(&config.folded, Format::Folded), (&config.svg, Format::Svg)] {
+        if let Some(path) = path {
+            write_to(path, |w| {
+                profiler_render::write_diff(&base, &new, format, &options, w).map_err(|e| match e {
+                    profiler_render::RenderError::Io(e) => e,
+                    other => io::Error::other(other),
+                })
+            })?;
+        }
     }
     let table = if config.top == 0 {
         String::new()
@@ -454,20 +385,6 @@ pub fn run(config: &DiffConfig) -> Result<DiffOutcome, DiffError> {
         table(&diffs, base.total(), new.total(), config.top)
     };
     Ok(DiffOutcome { table, failures })
-}
-
-fn differential_svg(
-    lines: &[DiffLine],
-    title: &str,
-    subtitle: &str,
-    w: &mut dyn Write,
-) -> io::Result<()> {
-    let text: Vec<String> = lines
-        .iter()
-        .map(|l| format!("{} {} {}", l.stack, l.base, l.new))
-        .collect();
-    let options = web::render::SvgOptions::titled(title).with_subtitle(subtitle);
-    web::render::differential_svg(text.iter().map(String::as_str), &options, w)
 }
 
 fn write_to(
@@ -486,6 +403,7 @@ fn write_to(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::parse_gate;
 
     fn folded(text: &str) -> Profile {
         folded::parse(text.as_bytes()).unwrap()
@@ -525,27 +443,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn limits_and_gates_parse() {
-        assert_eq!(parse_points("5%"), Ok(5.0));
-        assert_eq!(parse_points("+0.5%"), Ok(0.5));
-        assert_eq!(parse_points("7"), Ok(7.0));
-        assert!(
-            parse_points("-5%")
-                .unwrap_err()
-                .contains("between 0% and 100%")
-        );
-        assert!(parse_points("150%").is_err());
-        assert!(parse_points("five").unwrap_err().contains("such as 5%"));
-        let g = parse_gate("std::vector<int>::push>+2%").unwrap();
-        assert_eq!(g.name, "std::vector<int>::push");
-        assert_eq!(g.points, 2.0);
-        assert_eq!(parse_gate("fn_b > 5%").unwrap().name, "fn_b");
-        assert!(parse_gate("fn_b+5%").unwrap_err().contains("FUNC>+POINTS%"));
-        assert!(parse_gate(">+5%").unwrap_err().contains("no function"));
-        assert!(parse_gate("f>+x%").unwrap_err().contains("invalid limit"));
     }
 
     #[test]

@@ -4,28 +4,28 @@
 //! - [`sample`] loads the eBPF program and drains its maps ([`sample::RawSample`]s).
 //! - [`aggregate`] symbolizes each drain (through the `symbolizer` crate) into a
 //!   [`profiler_model::Profile`].
-//! - [`record`] is `ember record`: one capture written as folded stacks or an SVG.
+//! - [`record`] is `ember record`: one capture written as folded stacks, an SVG, pprof or
+//!   speedscope.
 //! - [`agent`] is `ember agent`: continuous sampling into windows in the store
 //!   ([`profiler_store`], on disk with SQLite and zstd, with retention).
-//! - [`export`] is `ember export`: a stored time range as folded, pprof, SVG or speedscope,
-//!   and the writer of those formats `record` shares.
+//! - [`export`] is `ember export`: a stored time range as folded, pprof, SVG or speedscope.
+//! - [`output`] is where `record` and `export` write: a file or stdout, in a format from
+//!   `--format` or the file name, through `profiler-render` (the writer the API uses).
 //! - [`diff`] is `ember diff`: two profiles compared, with regression gates for CI.
+//! - [`doctor`] is `ember doctor`: what the node offers and what Ember will use.
 //! - [`cli`] holds the command-line types.
 
 pub mod agent;
 pub mod aggregate;
 pub mod cli;
 pub mod diff;
+pub mod doctor;
 pub mod export;
+pub mod launch;
+pub mod output;
 pub mod procinfo;
 pub mod record;
 pub mod sample;
 pub mod signals;
 
-/// Now, in nanoseconds since the Unix epoch (0 if the clock is before it).
-#[must_use]
-pub fn now_unix_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
+pub use profiler_model::time::now_unix_ns;

@@ -8,6 +8,7 @@ use clap::Parser as _;
 use profiler_agent::agent::{self, AgentConfig};
 use profiler_agent::cli::{Cli, Command, GlobalArgs};
 use profiler_agent::diff::{self, DiffConfig};
+use profiler_agent::doctor;
 use profiler_agent::export::{self, ExportConfig};
 use profiler_agent::record::{self, RecordConfig};
 use profiler_store::StoreConfig;
@@ -76,6 +77,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Diff(args) => Ok(run_diff(args.into(), cli.global.quiet > 0)),
+        Command::Doctor(args) => {
+            let report = doctor::report(&doctor::DoctorConfig {
+                data_dir: args.data_dir,
+                debug_dirs: args.debug_dirs,
+            });
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", doctor::render(&report));
+            }
+            Ok(if report.ready {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Record(args) => {
             let config = RecordConfig::from_args(args, cli.global.quiet > 0)?;
             let outcome = record::run(&config).context("ember record")?;

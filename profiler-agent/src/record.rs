@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use profiler_model::{Profile, ProfileMeta, folded};
+use profiler_model::{Format, Profile, ProfileMeta, folded};
+use profiler_render::RenderOptions;
 use tracing::{debug, warn};
 
 use crate::aggregate::Aggregator;
-use crate::cli::{OutputFormat, RecordArgs};
+use crate::cli::RecordArgs;
 use crate::sample::{Sampler, SamplerConfig, SamplerStats, Target};
 
 /// Why a recording could not be made.
@@ -26,14 +27,8 @@ pub enum RecordError {
     #[error(transparent)]
     Sample(#[from] crate::sample::SampleError),
     /// The output format cannot be told from the file name.
-    #[error(
-        "cannot tell the output format from `{path}`: name it .svg, .folded, .pb.gz or .json, \
-         or pass --format svg|folded|pprof|speedscope"
-    )]
-    UnknownFormat {
-        /// The output path.
-        path: PathBuf,
-    },
+    #[error(transparent)]
+    UnknownFormat(#[from] crate::output::UnknownFormat),
     /// The command could not be started.
     #[error("cannot run `{command}`: {source}")]
     Spawn {
@@ -81,7 +76,7 @@ pub struct RecordConfig {
     /// Output path; `-` is stdout.
     pub output: PathBuf,
     /// Output format.
-    pub format: OutputFormat,
+    pub format: Format,
     /// How often to drain the kernel's maps.
     pub drain_interval: Duration,
     /// Count map size.
@@ -122,38 +117,6 @@ impl RecordTarget {
     }
 }
 
-/// The output format of `path`, from `--format` or the extension.
-///
-/// # Errors
-/// [`RecordError::UnknownFormat`] when neither tells.
-pub fn output_format(
-    path: &Path,
-    format: Option<OutputFormat>,
-) -> Result<OutputFormat, RecordError> {
-    if let Some(f) = format {
-        return Ok(f);
-    }
-    if path == Path::new("-") {
-        return Ok(OutputFormat::Folded);
-    }
-    match path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("svg") => Ok(OutputFormat::Svg),
-        Some("folded" | "txt" | "collapsed") => Ok(OutputFormat::Folded),
-        // `profile.pb.gz`, `cpu.pprof`, `profile.pb`: what `go tool pprof` users name them.
-        Some("gz" | "pprof" | "pb") => Ok(OutputFormat::Pprof),
-        // speedscope's own exports are `*.speedscope.json`.
-        Some("json") => Ok(OutputFormat::Speedscope),
-        _ => Err(RecordError::UnknownFormat {
-            path: path.to_owned(),
-        }),
-    }
-}
-
 impl RecordConfig {
     /// Validates the command line.
     ///
@@ -167,7 +130,7 @@ impl RecordConfig {
         } else {
             RecordTarget::Command(args.command)
         };
-        let format = output_format(&args.output, args.format)?;
+        let format = crate::output::format_for(&args.output, args.format)?;
         Ok(RecordConfig {
             target,
             duration: args.duration,
@@ -256,8 +219,15 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
         // The command most likely maps the same libc and loader as ember: their tables
         // are ready before it starts.
         sampler.preload_unwind_libraries(own_pid);
-        let spawned = Command::new(program).args(args).spawn();
-        // The child is a target now (the fork tracepoint added it); ember is not.
+        let mut command = Command::new(program);
+        command.args(args);
+        let spawned = if sampler.follows_forks() {
+            command.spawn()
+        } else {
+            // No fork hook: the child is held before its exec until it is a target.
+            crate::launch::spawn_admitted(&mut command, |pid| sampler.add_target(pid))?
+        };
+        // The child is a target now (the fork hook or the admission added it); ember is not.
         sampler.remove_target(own_pid)?;
         child = Some(spawned.map_err(|source| RecordError::Spawn {
             command: program.to_string_lossy().into_owned(),
@@ -319,7 +289,9 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
             debug!("every target process has exited");
             stop = true;
         }
-        // A forked or exec'd child gets its unwind tables within a tick.
+        // A forked or exec'd child gets its unwind tables within a tick (and, without the
+        // fork hook, becomes a target within one).
+        sampler.adopt_children();
         sampler.refresh_unwind_targets();
         if stop {
             // Nothing is recorded after this, so the last drain is complete.
@@ -431,12 +403,10 @@ fn write_output(
     elapsed: Duration,
 ) -> Result<(), RecordError> {
     let (title, subtitle) = titles(config, profile, elapsed);
-    let options = crate::export::WriteOptions {
-        title,
-        subtitle,
-        folded: folded::Options::default().with_no_kernel(!config.kernel),
-    };
-    crate::export::write_file(&config.output, config.format, profile, &options).map_err(
+    let options = RenderOptions::titled(title)
+        .with_subtitle(subtitle)
+        .with_folded(folded::Options::default().with_no_kernel(!config.kernel));
+    crate::output::write_file(&config.output, config.format, profile, &options).map_err(
         |source| RecordError::Write {
             path: config.output.clone(),
             source,
@@ -467,45 +437,6 @@ pub fn exit_code_of(status: ExitStatus) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn format_comes_from_flag_or_extension() {
-        assert_eq!(
-            output_format(Path::new("x.svg"), None).unwrap(),
-            OutputFormat::Svg
-        );
-        assert_eq!(
-            output_format(Path::new("x.SVG"), None).unwrap(),
-            OutputFormat::Svg
-        );
-        assert_eq!(
-            output_format(Path::new("x.folded"), None).unwrap(),
-            OutputFormat::Folded
-        );
-        assert_eq!(
-            output_format(Path::new("-"), None).unwrap(),
-            OutputFormat::Folded
-        );
-        assert_eq!(
-            output_format(Path::new("x.bin"), Some(OutputFormat::Svg)).unwrap(),
-            OutputFormat::Svg
-        );
-        let err = output_format(Path::new("x.png"), None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("--format svg|folded|pprof|speedscope"),
-            "{err}"
-        );
-        assert_eq!(
-            output_format(Path::new("cpu.pb.gz"), None).unwrap(),
-            OutputFormat::Pprof
-        );
-        assert_eq!(
-            output_format(Path::new("x.speedscope.json"), None).unwrap(),
-            OutputFormat::Speedscope
-        );
-    }
 
     #[test]
     fn exit_codes_follow_the_shell() {

@@ -49,7 +49,11 @@ pub const TARGET_TGIDS_MAP: &str = "TARGET_TGIDS";
 /// Name of the `perf_event` sampling program.
 pub const SAMPLE_PROGRAM: &str = "ember_sample";
 
-/// Name of the `sched/sched_process_fork` tracepoint program that follows children.
+/// Name of the sampling program without the table unwinder (for kernels without
+/// `bpf_loop` or BTF-typed task pointers).
+pub const SAMPLE_FP_PROGRAM: &str = "ember_sample_fp";
+
+/// Name of the `sched_process_fork` raw tracepoint program that follows children.
 pub const FORK_PROGRAM: &str = "ember_fork";
 
 /// Default number of entries in each generation's count map.
@@ -103,9 +107,10 @@ pub struct Control {
     pub filter_tgids: u32,
     /// Non-zero: do not record kernel stacks. Written at start.
     pub skip_kernel: u32,
-    /// Offset of `child_pid` in the `sched_process_fork` record, read by the agent from
-    /// tracefs because it moved between kernel versions. Written at start.
-    pub fork_child_pid_offset: u32,
+    /// Offset of `tgid` in the kernel's `struct task_struct`, read by the agent from the
+    /// kernel's BTF (`/sys/kernel/btf/vmlinux`); 0 when unknown, and then children are not
+    /// followed by the fork hook. Written at start.
+    pub task_tgid_offset: u32,
     /// Non-zero: record nothing (samples count as [`Stat::Filtered`]). Written by the
     /// agent before its last drain, so the last drain is complete.
     pub paused: u32,

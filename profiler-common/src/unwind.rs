@@ -30,7 +30,7 @@ pub const UNWIND_STRICT: u32 = 1;
 /// Name of the custom user-stack map of each generation (`HashMap<u32, UserStack>`).
 pub const USER_STACKS_MAPS: [&str; 2] = ["USTACKS_0", "USTACKS_1"];
 
-/// Name of the `sched/sched_process_exec` tracepoint program that drops a process's
+/// Name of the `sched_process_exec` raw tracepoint program that drops a process's
 /// mappings when it execs (they describe the old image).
 pub const EXEC_PROGRAM: &str = "ember_exec";
 

@@ -6,8 +6,15 @@
 //! generation. Userspace never sees individual samples, only counts per key, and drains one
 //! generation while this program fills the other (see `profiler-common` for the protocol).
 //!
+//! `ember_sample_fp` is the same program without the table unwinder, for kernels that lack
+//! what the unwinder needs (`bpf_loop`, BTF-typed task pointers): the agent loads one of the
+//! two, after probing the kernel.
+//!
 //! `ember_fork` follows children: when a target process forks, the child becomes a target
-//! too, so `ember record -- CMD` profiles the whole process tree without races.
+//! too, so `ember record -- CMD` profiles the whole process tree without races. It and
+//! `ember_exec` are raw tracepoints, attached by name through the bpf syscall: no tracefs
+//! is needed, and no tracepoint record format is read (the one kernel offset the fork hook
+//! needs, `task_struct.tgid`, comes from the kernel's BTF).
 //!
 //! Every sample that cannot be recorded in full is counted in `STATS` by the reason.
 #![cfg_attr(target_arch = "bpf", no_std, no_main, feature(core_intrinsics))]
@@ -34,12 +41,14 @@ mod program {
     use crate::unwind;
     use aya_ebpf::programs::tracing::StackIdContext as _;
     use aya_ebpf::{
-        EbpfContext as _,
         bindings::BPF_F_USER_STACK,
-        helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid},
-        macros::{map, perf_event, tracepoint},
+        helpers::{
+            bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+            bpf_probe_read_kernel,
+        },
+        macros::{map, perf_event, raw_tracepoint},
         maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
-        programs::{PerfEventContext, TracePointContext},
+        programs::{PerfEventContext, RawTracePointContext},
     };
     use core::intrinsics::{AtomicOrdering, atomic_xadd};
     use profiler_common::{
@@ -92,13 +101,23 @@ mod program {
     #[perf_event]
     pub fn ember_sample(ctx: PerfEventContext) -> u32 {
         inflight_add(1);
-        record(&ctx);
+        record(&ctx, true);
+        inflight_add(u64::MAX); // wrapping -1
+        0
+    }
+
+    /// [`ember_sample`] without the table unwinder: no `bpf_loop` and no BTF-typed task
+    /// pointer, so it loads on kernels that lack them.
+    #[perf_event]
+    pub fn ember_sample_fp(ctx: PerfEventContext) -> u32 {
+        inflight_add(1);
+        record(&ctx, false);
         inflight_add(u64::MAX); // wrapping -1
         0
     }
 
     #[inline(always)]
-    fn record(ctx: &PerfEventContext) {
+    fn record(ctx: &PerfEventContext, tables: bool) {
         stat(Stat::Samples);
         let Some(control) = CONTROL.get_ptr(0) else {
             stat(Stat::NoControl);
@@ -141,9 +160,25 @@ mod program {
         };
         // Two explicit branches, so each helper call sees one constant map pointer.
         if generation & 1 == 0 {
-            count(ctx, &mut key, skip_kernel != 0, 0, &COUNTS_0, &STACKS_0);
+            count(
+                ctx,
+                &mut key,
+                skip_kernel != 0,
+                tables,
+                0,
+                &COUNTS_0,
+                &STACKS_0,
+            );
         } else {
-            count(ctx, &mut key, skip_kernel != 0, 1, &COUNTS_1, &STACKS_1);
+            count(
+                ctx,
+                &mut key,
+                skip_kernel != 0,
+                tables,
+                1,
+                &COUNTS_1,
+                &STACKS_1,
+            );
         }
     }
 
@@ -152,13 +187,20 @@ mod program {
         ctx: &PerfEventContext,
         key: &mut SampleKey,
         skip_kernel: bool,
+        tables: bool,
         generation: u32,
         counts: &HashMap<SampleKey, u64>,
         stacks: &StackTrace,
     ) {
         // Processes with unwind tables get the table walk; the others the kernel's
-        // frame-pointer walk.
-        if let Some(walked) = unwind::walk(ctx, key.tgid, generation) {
+        // frame-pointer walk. `tables` is a constant in each entry point, so the FP-only
+        // program contains no unwinder code at all.
+        let walked = if tables {
+            unwind::walk(ctx, key.tgid, generation)
+        } else {
+            None
+        };
+        if let Some(walked) = walked {
             key.user_stack_id = walked.id;
             key.flags |= SAMPLE_FLAG_USER_STACK_CUSTOM;
             if walked.truncated {
@@ -220,29 +262,38 @@ mod program {
         }
     }
 
-    #[tracepoint]
-    pub fn ember_fork(ctx: TracePointContext) -> u32 {
+    /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`, in the
+    /// parent's context: a target's new process becomes a target. New threads (the child's
+    /// tgid is the parent's) need nothing: samples are filtered by tgid.
+    #[raw_tracepoint(tracepoint = "sched_process_fork")]
+    pub fn ember_fork(ctx: RawTracePointContext) -> u32 {
         let Some(control) = CONTROL.get_ptr(0) else {
             return 0;
         };
         // SAFETY: a valid map value pointer, read once.
-        let offset =
-            unsafe { core::ptr::read_volatile(&raw const (*control).fork_child_pid_offset) };
-        if offset == 0 || offset > 64 {
+        let offset = unsafe { core::ptr::read_volatile(&raw const (*control).task_tgid_offset) };
+        // 0: the agent found no BTF offset and did not attach this program; the bound
+        // keeps a corrupt value from reading far outside the task.
+        if offset == 0 || offset > 1 << 16 {
             return 0;
         }
-        let parent = ctx.tgid();
+        let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
         // SAFETY: presence test only.
         if unsafe { TARGET_TGIDS.get(&parent) }.is_none() {
             return 0;
         }
-        // SAFETY: `offset` comes from the tracepoint's format file and is bounds-checked
-        // above; `read_at` uses bpf_probe_read, which fails cleanly on a bad offset.
-        let Ok(child) = (unsafe { ctx.read_at::<i32>(offset as usize) }) else {
+        let child_task: u64 = ctx.arg(1);
+        // SAFETY: bpf_probe_read_kernel fails cleanly on a bad address; the offset is the
+        // running kernel's own (from /sys/kernel/btf/vmlinux).
+        let Ok(child) =
+            (unsafe { bpf_probe_read_kernel((child_task + u64::from(offset)) as *const u32) })
+        else {
             return 0;
         };
-        // A new thread's "child_pid" is a tid: inserting it is harmless (no tgid has it).
-        if TARGET_TGIDS.insert(&(child as u32), &parent, 0).is_err() {
+        if child == parent || child == 0 {
+            return 0;
+        }
+        if TARGET_TGIDS.insert(&child, &parent, 0).is_err() {
             stat(Stat::TargetsFull);
         }
         0
@@ -274,9 +325,10 @@ mod program {
 
     /// Every exec: the unwinder forgets the old image's mappings, and the process is
     /// announced (if in scope) for a capture of the new one.
-    #[tracepoint]
-    pub fn ember_exec(ctx: TracePointContext) -> u32 {
-        let tgid = ctx.tgid();
+    #[raw_tracepoint(tracepoint = "sched_process_exec")]
+    pub fn ember_exec(_ctx: RawTracePointContext) -> u32 {
+        // Runs in the context of the task that exec'd.
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         crate::unwind::forget_process(tgid);
         if let Some(control) = CONTROL.get_ptr(0) {
             // SAFETY: a valid map value pointer, read once.

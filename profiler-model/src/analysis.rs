@@ -269,13 +269,7 @@ mod tests {
     use crate::{Frame, FrameKind, Labels, keys};
 
     fn frames(names: &[&str]) -> Vec<Frame> {
-        names
-            .iter()
-            .map(|n| match n.strip_suffix("_[k]") {
-                Some(k) => Frame::named(k, FrameKind::Kernel),
-                None => Frame::named(*n, FrameKind::User),
-            })
-            .collect()
+        names.iter().map(|n| Frame::from_folded_name(n)).collect()
     }
 
     fn profile(stacks: &[(&[&str], u64)]) -> Profile {

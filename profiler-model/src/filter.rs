@@ -1,10 +1,21 @@
-//! Label filters: which samples a query keeps.
+//! Label filters: which samples a query keeps, in the one syntax `ember export --filter`
+//! and the API's `filter=` share.
+//!
+//! A filter is comma-separated `name=value` matchers. Names are the labels samples carry
+//! ([`keys::ALL`]), or an alias of one (`container` for `container_id`); `pid` and `tid`
+//! take whole numbers. Anything that could match nothing valid is refused with the reason,
+//! rather than answered with an empty profile: an unknown or upper-case name, a
+//! non-numeric id, and the matchers of other query languages this one does not have
+//! (`!=`, `=~`, `{name="value"}`, quoted values).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::Labels;
+use crate::{Labels, keys};
+
+/// Other names filters accept for a label: `(alias, label)`.
+pub const ALIASES: &[(&str, &str)] = &[("container", keys::CONTAINER_ID)];
 
 /// Which label sets a query keeps: a list of `name=value` matchers.
 ///
@@ -26,7 +37,67 @@ pub struct LabelFilterError {
     /// The comma-separated part that is wrong.
     pub part: String,
     /// What is wrong with it.
-    pub reason: &'static str,
+    pub reason: String,
+}
+
+/// The label `name` stands for: itself, or what it is an alias of.
+fn canonical(name: &str) -> &str {
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name, |&(_, label)| label)
+}
+
+/// Why the matcher `name=value` can match nothing valid, if it cannot.
+fn check(name: &str, value: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty label name".to_owned());
+    }
+    if let Some(n) = name.strip_suffix('!') {
+        return Err(format!(
+            "`!=` is not supported: a filter keeps what matches, as `{}=VALUE`",
+            n.trim()
+        ));
+    }
+    if name.starts_with('{') || value.ends_with('}') {
+        return Err(
+            "selector braces are not supported: write `name=value,name=value`, unquoted".to_owned(),
+        );
+    }
+    if value.starts_with('~') {
+        return Err(format!(
+            "`=~` (regular expressions) is not supported: list the values, as \
+             `{name}=a,{name}=b`"
+        ));
+    }
+    if value.len() >= 2
+        && (value.starts_with('"') && value.ends_with('"')
+            || value.starts_with('\'') && value.ends_with('\''))
+    {
+        return Err(format!(
+            "values are not quoted: write `{name}={}`",
+            &value[1..value.len() - 1]
+        ));
+    }
+    if !keys::ALL.contains(&name) {
+        let lower = name.to_ascii_lowercase();
+        if lower != name && keys::ALL.contains(&canonical(&lower)) {
+            return Err(format!(
+                "unknown label `{name}`: label names are lower-case (`{lower}`)"
+            ));
+        }
+        let aliases: Vec<&str> = ALIASES.iter().map(|(a, _)| *a).collect();
+        return Err(format!(
+            "unknown label `{name}` (labels: {}; also {})",
+            keys::ALL.join(", "),
+            aliases.join(", ")
+        ));
+    }
+    // `u32::from_str` takes a leading `+`; a label value never has one.
+    if keys::NUMERIC.contains(&name) && (value.starts_with('+') || value.parse::<u32>().is_err()) {
+        return Err(format!("`{value}` is not a {name} (a whole number)"));
+    }
+    Ok(())
 }
 
 impl LabelFilter {
@@ -37,6 +108,7 @@ impl LabelFilter {
     }
 
     /// Adds a matcher: `name` must be `value` (or another value given for the same name).
+    /// Nothing is checked: [`LabelFilter::parse`] is for what people type.
     #[must_use]
     pub fn with(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         let values = self.matchers.entry(name.into()).or_default();
@@ -48,35 +120,31 @@ impl LabelFilter {
     }
 
     /// Parses `name=value,name=value`; whitespace around parts is ignored and an empty
-    /// string is the filter that keeps everything.
+    /// string is the filter that keeps everything. Aliases become the label they stand
+    /// for (`container=ID` is `container_id=ID`).
     ///
     /// # Errors
-    /// A part without `=`, or with an empty name, names that part.
+    /// A part without `=`, with an unknown name, a non-numeric `pid` or `tid`, or another
+    /// language's matcher (`!=`, `=~`, braces, quotes) names that part and says why.
     pub fn parse(input: &str) -> Result<Self, LabelFilterError> {
         let mut filter = LabelFilter::all();
         for part in input.split(',').map(str::trim) {
-            if part.is_empty() {
-                if input.trim().is_empty() {
-                    continue;
-                }
-                return Err(LabelFilterError {
-                    input: input.to_owned(),
-                    part: part.to_owned(),
-                    reason: "empty matcher (stray comma)",
-                });
-            }
-            let err = |reason| LabelFilterError {
+            let err = |reason: String| LabelFilterError {
                 input: input.to_owned(),
                 part: part.to_owned(),
                 reason,
             };
+            if part.is_empty() {
+                if input.trim().is_empty() {
+                    continue;
+                }
+                return Err(err("empty matcher (stray comma)".to_owned()));
+            }
             let (name, value) = part
                 .split_once('=')
-                .ok_or_else(|| err("expected `name=value`"))?;
-            let (name, value) = (name.trim(), value.trim());
-            if name.is_empty() {
-                return Err(err("empty label name"));
-            }
+                .ok_or_else(|| err("expected `name=value`".to_owned()))?;
+            let (name, value) = (canonical(name.trim()), value.trim());
+            check(name, value).map_err(err)?;
             filter = filter.with(name, value);
         }
         Ok(filter)
@@ -152,5 +220,50 @@ mod tests {
             "empty label name"
         );
         assert!(LabelFilter::parse("a=b,,c=d").is_err());
+        assert!(LabelFilter::parse("comm=b,,pid=1").is_err());
+    }
+
+    #[test]
+    fn aliases_become_their_label() {
+        let f = LabelFilter::parse("container=4f8a1c2b3d4e, comm=x").expect("valid");
+        assert_eq!(f.to_string(), "comm=x,container_id=4f8a1c2b3d4e");
+        assert_eq!(
+            LabelFilter::parse(" container = c1").expect("valid"),
+            LabelFilter::all().with("container_id", "c1")
+        );
+    }
+
+    #[test]
+    fn matchers_that_match_nothing_valid_are_refused() {
+        for (input, reason) in [
+            ("pid=abc", "`abc` is not a pid (a whole number)"),
+            ("pid=-1", "`-1` is not a pid"),
+            ("pid=+1", "`+1` is not a pid"),
+            ("pid=", "`` is not a pid"),
+            ("tid=1.5", "`1.5` is not a tid"),
+            ("pid=99999999999", "is not a pid"),
+            (
+                "COMM=split",
+                "unknown label `COMM`: label names are lower-case (`comm`)",
+            ),
+            ("Container=c1", "label names are lower-case (`container`)"),
+            ("job=web", "unknown label `job` (labels: comm, pid, thread"),
+            ("comm!=split", "`!=` is not supported"),
+            (
+                "comm=~split.*",
+                "`=~` (regular expressions) is not supported",
+            ),
+            ("{comm=\"split\"}", "selector braces are not supported"),
+            (
+                "comm=\"split\"",
+                "values are not quoted: write `comm=split`",
+            ),
+        ] {
+            let e = LabelFilter::parse(input).expect_err(input);
+            assert!(e.reason.contains(reason), "{input}: {}", e.reason);
+            assert_eq!(e.input, input);
+        }
+        // Values of other labels are free text, numbers included.
+        assert!(LabelFilter::parse("comm=1,thread=a b,pid=0,tid=4294967295").is_ok());
     }
 }

@@ -153,23 +153,11 @@ pub fn parse(r: impl BufRead) -> Result<Profile, ParseError> {
         }
         let frames: Box<[_]> = stack
             .split(';')
-            .map(|name| p.intern_frame(&frame_from_folded(name)))
+            .map(|name| p.intern_frame(&Frame::from_folded_name(name)))
             .collect();
         p.add_ids(labels, frames, count);
     }
     Ok(p)
-}
-
-fn frame_from_folded(name: &str) -> Frame {
-    if let Some(n) = name.strip_suffix("_[k]") {
-        Frame::named(n, FrameKind::Kernel)
-    } else if let Some(n) = name.strip_suffix("_[i]") {
-        let mut f = Frame::named(n, FrameKind::User);
-        f.inlined = true;
-        f
-    } else {
-        Frame::named(name, FrameKind::User)
-    }
 }
 
 #[cfg(test)]

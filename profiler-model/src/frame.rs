@@ -64,6 +64,37 @@ pub struct Frame {
 /// The name given to a frame nothing is known about.
 pub const UNKNOWN: &str = "[unknown]";
 
+/// The suffix folded stacks (and inferno's palette) give kernel frames.
+pub const KERNEL_SUFFIX: &str = "_[k]";
+
+/// The suffix folded stacks (and inferno's palette) give inlined frames.
+pub const INLINED_SUFFIX: &str = "_[i]";
+
+/// What a folded name's suffix says about its frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suffix {
+    /// No suffix: a user frame of its own.
+    None,
+    /// `_[k]`: kernel code.
+    Kernel,
+    /// `_[i]`: inlined into its caller.
+    Inlined,
+}
+
+impl Suffix {
+    /// Splits `name` into the bare name and its suffix.
+    #[must_use]
+    pub fn split(name: &str) -> (&str, Suffix) {
+        if let Some(n) = name.strip_suffix(KERNEL_SUFFIX) {
+            (n, Suffix::Kernel)
+        } else if let Some(n) = name.strip_suffix(INLINED_SUFFIX) {
+            (n, Suffix::Inlined)
+        } else {
+            (name, Suffix::None)
+        }
+    }
+}
+
 impl Frame {
     /// A frame with just a name: no module, source or location.
     #[must_use]
@@ -76,6 +107,20 @@ impl Frame {
             file: None,
             line: None,
             location: Location::Unknown,
+        }
+    }
+
+    /// The frame a folded name stands for: `_[k]` makes a kernel frame and `_[i]` an
+    /// inlined one, the suffix removed; nothing else is known about it.
+    #[must_use]
+    pub fn from_folded_name(name: &str) -> Self {
+        match Suffix::split(name) {
+            (n, Suffix::Kernel) => Frame::named(n, FrameKind::Kernel),
+            (n, Suffix::Inlined) => Frame {
+                inlined: true,
+                ..Frame::named(n, FrameKind::User)
+            },
+            (n, Suffix::None) => Frame::named(n, FrameKind::User),
         }
     }
 
@@ -112,8 +157,8 @@ impl fmt::Display for FoldedName<'_> {
             f.write_str(name)?;
         }
         match (self.0.kind, self.0.inlined) {
-            (FrameKind::Kernel, _) => f.write_str("_[k]"),
-            (FrameKind::User, true) => f.write_str("_[i]"),
+            (FrameKind::Kernel, _) => f.write_str(KERNEL_SUFFIX),
+            (FrameKind::User, true) => f.write_str(INLINED_SUFFIX),
             (FrameKind::User, false) => Ok(()),
         }
     }
@@ -131,6 +176,21 @@ mod tests {
         assert_eq!(f.folded_name().to_string(), "a:b_[i]");
         let k = Frame::named("do_syscall_64", FrameKind::Kernel);
         assert_eq!(k.folded_name().to_string(), "do_syscall_64_[k]");
+    }
+
+    #[test]
+    fn folded_names_read_back_into_the_same_frames() {
+        for f in [
+            Frame::named("do_syscall_64", FrameKind::Kernel),
+            Frame {
+                inlined: true,
+                ..Frame::named("mix", FrameKind::User)
+            },
+            Frame::named("main", FrameKind::User),
+        ] {
+            assert_eq!(Frame::from_folded_name(&f.folded_name().to_string()), f);
+        }
+        assert_eq!(Suffix::split("a_[k]_[i]"), ("a_[k]", Suffix::Inlined));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-/// Well-known label names.
+/// The label names samples carry: the process and thread from the sampler, the rest from
+/// the agent's `/proc` and cgroup reads. A filter may name only these
+/// ([`crate::LabelFilter::parse`]).
 pub mod keys {
     /// Process id.
     pub const PID: &str = "pid";
@@ -12,6 +14,35 @@ pub mod keys {
     pub const COMM: &str = "comm";
     /// Thread name (the sampled thread's `comm`).
     pub const THREAD: &str = "thread";
+    /// Executable path (`readlink /proc/PID/exe`).
+    pub const EXE: &str = "exe";
+    /// cgroup path of the process.
+    pub const CGROUP: &str = "cgroup";
+    /// Container id, shortened to 12 hex digits as `docker ps` shows it.
+    pub const CONTAINER_ID: &str = "container_id";
+    /// Container runtime (`docker`, `containerd`, `cri-o`, ...).
+    pub const RUNTIME: &str = "runtime";
+    /// Kubernetes pod UID, with dashes.
+    pub const POD_UID: &str = "pod_uid";
+    /// Kubernetes QoS class.
+    pub const QOS: &str = "qos";
+
+    /// Every label name, in the order people filter by them.
+    pub const ALL: &[&str] = &[
+        COMM,
+        PID,
+        THREAD,
+        TID,
+        CONTAINER_ID,
+        POD_UID,
+        RUNTIME,
+        QOS,
+        CGROUP,
+        EXE,
+    ];
+
+    /// Labels whose values are process or thread ids: whole numbers.
+    pub const NUMERIC: &[&str] = &[PID, TID];
 }
 
 /// A sorted set of `name=value` pairs, at most one value per name.

@@ -10,21 +10,30 @@
 //! Every frame keeps its normalized [`Location`] (a build-id and file offset, or a kernel
 //! address) beside its name, so a profile can be re-symbolized later.
 //!
-//! The formats live in their own modules: [`folded`] (what inferno and flamegraph.pl read)
-//! and [`pprof`] (gzip-compressed `profile.proto`, what `go tool pprof` reads);
-//! [`speedscope`] (speedscope's JSON);
-//! [`analysis`] answers questions of profiles (top functions, differences).
+//! [`Format`] names the formats once (from a name, a path or a file's content; content
+//! type, extension). Each has its own module: [`folded`] (what inferno and flamegraph.pl
+//! read), [`pprof`] (gzip-compressed `profile.proto`, what `go tool pprof` reads),
+//! [`speedscope`] (speedscope's JSON) and [`json`] (Ember's own, the API's); the SVG
+//! flame graph and the one dispatch from a [`Format`] to its writer are
+//! `profiler-render`'s.
+//!
+//! [`analysis`] answers questions of profiles (top functions, differences); [`time`] is
+//! the one grammar of times and durations every command and the API read.
 
 pub mod analysis;
 pub mod filter;
 pub mod folded;
+mod format;
 mod frame;
+pub mod json;
 mod labels;
 pub mod pprof;
 mod profile;
 pub mod speedscope;
+pub mod time;
 
 pub use filter::{LabelFilter, LabelFilterError};
-pub use frame::{Frame, FrameKind, Location};
+pub use format::{Format, UnknownFormat};
+pub use frame::{Frame, FrameKind, INLINED_SUFFIX, KERNEL_SUFFIX, Location, Suffix};
 pub use labels::{Labels, keys};
 pub use profile::{FrameId, LabelsId, Profile, ProfileMeta, StackRef};

@@ -27,7 +27,7 @@ use flate2::Compression;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 
-use crate::frame::UNKNOWN;
+use crate::frame::{INLINED_SUFFIX, Suffix, UNKNOWN};
 use crate::{Frame, FrameId, FrameKind, Labels, Location, Profile, ProfileMeta, StackRef, keys};
 use wire::{Reader, Writer};
 
@@ -306,7 +306,7 @@ impl<'p> Encoder<'p> {
     /// outermost line of its location) keeps its inlined flag as folded's `_[i]` suffix.
     fn function(&mut self, frame: &Frame, outermost: bool) -> u64 {
         let name: Arc<str> = if frame.inlined && outermost && frame.kind == FrameKind::User {
-            format!("{}_[i]", frame.name).into()
+            format!("{}{}", frame.name, INLINED_SUFFIX).into()
         } else {
             frame.name.clone()
         };
@@ -1006,12 +1006,10 @@ fn location_to_frames<'s>(
             FrameKind::User
         };
         let mut inlined = i + 1 < loc.lines.len();
-        if let Some(n) = name.strip_suffix("_[k]") {
-            name = n;
-            kind = FrameKind::Kernel;
-        } else if let Some(n) = name.strip_suffix("_[i]") {
-            name = n;
-            inlined = true;
+        match Suffix::split(name) {
+            (n, Suffix::Kernel) => (name, kind) = (n, FrameKind::Kernel),
+            (n, Suffix::Inlined) => (name, inlined) = (n, true),
+            (_, Suffix::None) => {}
         }
         frames.push(Frame {
             name: name.into(),

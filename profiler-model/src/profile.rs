@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::{Frame, Labels};
+use crate::{Frame, FrameKind, Labels};
 
 /// Index of a frame in [`Profile::frames`].
 pub type FrameId = u32;
@@ -171,6 +171,25 @@ impl Profile {
         self.filter_labels(|l| !l.is_idle())
     }
 
+    /// The profile without kernel frames: every stack keeps its samples, and a stack of
+    /// kernel frames only keeps no frames (so its CPU time stays visible).
+    #[must_use]
+    pub fn without_kernel(&self) -> Profile {
+        let mut out = Profile::new(self.meta.clone());
+        for s in self.stacks() {
+            let labels = out.intern_labels(s.labels);
+            let frames: Box<[FrameId]> = s
+                .frames
+                .iter()
+                .map(|&f| &self.frames[f as usize])
+                .filter(|f| f.kind == FrameKind::User)
+                .map(|f| out.intern_frame(f))
+                .collect();
+            out.add_ids(labels, frames, s.count);
+        }
+        out
+    }
+
     /// The frame with id `id`.
     ///
     /// # Panics
@@ -223,7 +242,6 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::FrameKind;
 
     fn stack(names: &[&str]) -> Vec<Frame> {
         names
@@ -270,6 +288,24 @@ mod tests {
         let q = p.without_idle();
         assert_eq!(q.total(), 3);
         assert_eq!(p.total(), 13);
+    }
+
+    #[test]
+    fn kernel_frames_go_and_their_samples_stay() {
+        let mut p = Profile::default();
+        let l = Labels::new().with("pid", "5");
+        let irq = Frame::named("irq", FrameKind::Kernel);
+        p.add(&l, &[Frame::named("main", FrameKind::User), irq.clone()], 4);
+        p.add(&l, &stack(&["main"]), 6);
+        p.add(&l, &[irq], 1);
+        let q = p.without_kernel();
+        assert_eq!(q.total(), 11);
+        assert!(q.frames().iter().all(|f| f.kind == FrameKind::User));
+        let counts: Vec<(usize, u64)> = q.stacks().map(|s| (s.frames.len(), s.count)).collect();
+        assert!(
+            counts.contains(&(1, 10)) && counts.contains(&(0, 1)),
+            "{counts:?}"
+        );
     }
 
     #[test]

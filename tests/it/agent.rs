@@ -121,14 +121,6 @@ fn a_killed_agent_loses_at_most_the_open_window() {
     assert!(store.stats().windows > windows);
 }
 
-/// `go tool pprof` from Debian's golang-1.19-go.
-fn go() -> Option<std::path::PathBuf> {
-    ["/usr/lib/go-1.19/bin/go", "/usr/bin/go"]
-        .into_iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.exists())
-}
-
 #[test]
 fn the_api_serves_the_split_as_folded_and_pprof() {
     let Some(_p) = privileged("the_api_serves_the_split_as_folded_and_pprof") else {
@@ -229,14 +221,7 @@ fn the_api_serves_the_split_as_folded_and_pprof() {
     let out = agent.wait_with_output().expect("waiting for the agent");
     assert!(out.status.success());
 
-    let Some(go) = go() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "go tool pprof is required in CI (golang-1.19-go)"
-        );
-        eprintln!(
-            "\n*** SKIPPED the go tool pprof half: no Go toolchain (apt-get install golang-1.19-go) ***\n"
-        );
+    let Some(go) = crate::common::go("the_api_serves_the_split_as_folded_and_pprof") else {
         return;
     };
     let top = Command::new(go)

@@ -15,18 +15,31 @@ pub struct Privileged {
     _guard: MutexGuard<'static, ()>,
 }
 
-/// Returns `None` (after saying so on stderr) when the test cannot run here: not root and
-/// not in CI. In CI a missing privilege is a failure, never a skip.
-pub fn privileged(test: &str) -> Option<Privileged> {
+/// Says on the terminal that a test was skipped, and why. `eprintln!` inside a test is
+/// captured by the harness (shown only for failures), so a skip written with it is silent;
+/// writing to the stderr handle itself reaches the terminal under `cargo test`.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: {why} ***\n");
+}
+
+/// Whether this process is root.
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Returns `None` (after saying so on the terminal) when the test cannot run here: not root
+/// and not in CI. In CI a missing privilege is a failure, never a skip.
+pub fn privileged(test: &str) -> Option<Privileged> {
+    if !is_root() {
         assert!(
             std::env::var_os("CI").is_none(),
             "{test}: eBPF tests must run as root in CI"
         );
-        eprintln!(
-            "\n*** SKIPPED {test}: needs root to load eBPF (run the suite as root; in CI it runs) ***\n"
+        skip(
+            test,
+            "needs root to load eBPF (run the suite as root; in CI it runs)",
         );
         return None;
     }
@@ -34,6 +47,31 @@ pub fn privileged(test: &str) -> Option<Privileged> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     Some(Privileged { _guard: guard })
+}
+
+/// The `go` binary (for `go tool pprof`): on PATH or Debian's golang-1.19-go. `None`, after
+/// a visible skip message, outside CI; in CI a missing Go is a failure.
+pub fn go(test: &str) -> Option<PathBuf> {
+    if Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Some("go".into());
+    }
+    let debian = Path::new("/usr/lib/go-1.19/bin/go");
+    if debian.exists() {
+        return Some(debian.to_owned());
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: CI is set but there is no go (scripts/bootstrap.sh --test installs golang-1.19-go)"
+    );
+    skip(
+        test,
+        "no Go toolchain for `go tool pprof` (apt-get install golang-1.19-go)",
+    );
+    None
 }
 
 /// The repository's root.
@@ -71,9 +109,36 @@ pub fn example(name: &str) -> PathBuf {
     p
 }
 
-/// The `ember` binary under test.
+/// Runs the rest of its arguments as a fresh node has it: in a private mount namespace
+/// with tracefs and debugfs unmounted (a new machine mounts neither; a development machine
+/// that once mounted them must not hide a dependency on them). Exits 97 if either is still
+/// mounted after the unmounts.
+pub const FRESH_NODE: &str = r#"
+for m in /sys/kernel/debug/tracing /sys/kernel/tracing /sys/kernel/debug; do
+  while umount "$m" 2>/dev/null; do :; done
+done
+if awk '$3 == "tracefs" || $3 == "debugfs" { found = 1 } END { exit !found }' /proc/self/mounts; then
+  echo "fresh-node: tracefs or debugfs is still mounted" >&2
+  exit 97
+fi
+exec "$@"
+"#;
+
+/// The `ember` binary under test. As root it runs as a fresh node has it ([`FRESH_NODE`]):
+/// `unshare` and `sh` exec in place, so the child's pid is ember's own and signals reach
+/// it directly.
 pub fn ember() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ember"));
+    let bin = env!("CARGO_BIN_EXE_ember");
+    let mut c = if is_root() {
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(FRESH_NODE)
+            .arg("fresh-node")
+            .arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    };
     c.env_remove("RUST_LOG");
     c
 }

@@ -3,7 +3,7 @@
 //! agent read through its API and its store while it writes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,27 +110,6 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// The `go` binary: on PATH or Debian's golang-1.19-go; `None` (loudly) outside CI.
-fn go() -> Option<PathBuf> {
-    if Command::new("go")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return Some("go".into());
-    }
-    let debian = Path::new("/usr/lib/go-1.19/bin/go");
-    if debian.exists() {
-        return Some(debian.to_owned());
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set but there is no go (scripts/bootstrap.sh --test installs golang-1.19-go)"
-    );
-    eprintln!("!!! SKIPPING the go tool pprof checks: no go here !!!");
-    None
-}
-
 /// `go tool pprof -traces -sample_index=samples`: root-first stacks → summed counts.
 fn go_traces(go: &Path, file: &Path) -> BTreeMap<String, u64> {
     let home = tempdir();
@@ -184,7 +163,10 @@ fn validate_speedscope(file: &Path) {
             std::env::var_os("CI").is_none(),
             "CI is set but tests/speedscope has no node_modules (scripts/bootstrap.sh --test)"
         );
-        eprintln!("!!! SKIPPING the speedscope schema check: run npm ci in tests/speedscope !!!");
+        crate::common::skip(
+            "the speedscope schema check",
+            "run npm ci in tests/speedscope (scripts/bootstrap.sh --test)",
+        );
         return;
     }
     let out = Command::new("node")
@@ -277,7 +259,7 @@ fn a_store_exports_in_every_format() {
             .iter()
             .any(|l| l.get("container_id") == Some("c1") && l.get(keys::PID) == Some("20"))
     );
-    if let Some(go) = go() {
+    if let Some(go) = crate::common::go("export") {
         let traces = go_traces(&go, &pb);
         // pprof has no comm frame: compare without the first folded frame.
         let mut want: BTreeMap<String, u64> = BTreeMap::new();
@@ -385,6 +367,58 @@ fn bad_export_arguments_are_explained() {
         text(&out.stderr)
     );
     assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+}
+
+/// The CLI reads times, durations and filters with the API's grammar (fractional
+/// offsets, overflow said as such, filters that could match nothing refused with exit 2),
+/// and `--no-kernel` applies to pprof as the API's `no_kernel` does.
+#[test]
+fn cli_grammar_and_no_kernel_match_the_api() {
+    let dir = tempdir();
+    make_store(dir.path());
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["--filter", "COMM=split"], 2, "unknown label `COMM`"),
+        (&["--filter", "pid=abc"], 2, "`abc` is not a pid"),
+        (&["--filter", "comm!=split"], 2, "`!=` is not supported"),
+        (&["--from", "-1"], 2, "`-1`: missing unit"),
+        (&["--from", "now-99999999999h"], 2, "too large"),
+        // Parsed: the range is just empty.
+        (
+            &["--from", "-1.5h", "--filter", "comm=nothing"],
+            1,
+            "no samples between",
+        ),
+    ];
+    for (args, code, want) in cases {
+        let out = export_raw(dir.path(), args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+    // `--no-kernel` drops kernel frames from pprof too, as the API's `no_kernel` does.
+    let out = export(dir.path(), &["--no-kernel", "-f", "pprof"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let back = pprof::decode(&out.stdout[..]).expect("pprof decodes");
+    assert!(back.frames().iter().all(|f| f.kind == FrameKind::User));
+    assert_eq!(back.total(), 26);
+    let out = export(dir.path(), &["-f", "pprof"]);
+    let with_kernel = pprof::decode(&out.stdout[..]).expect("pprof decodes");
+    assert!(
+        with_kernel
+            .frames()
+            .iter()
+            .any(|f| f.kind == FrameKind::Kernel)
+    );
+    for duration in ["99999999999h", "18446744073709551615s"] {
+        let out = ember()
+            .args(["record", "--all", "-d", duration])
+            .output()
+            .expect("running ember record");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{duration}: {stderr}");
+        assert!(stderr.contains("too large"), "{duration}: {stderr}");
+        assert!(!stderr.contains("more than zero"), "{duration}: {stderr}");
+    }
 }
 
 fn signal(pid: u32, signo: i32) {

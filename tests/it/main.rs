@@ -6,6 +6,8 @@
 //! machine and the workloads' shares are not skewed by each other.
 
 mod common;
+// A node as it is: no tracefs, features probed (one hidden), least privilege.
+mod node;
 // `ember agent`: windows in the store, crash safety.
 mod agent;
 // The store under a full disk, two agents, damage, and exports it may not write.
@@ -25,3 +27,6 @@ mod diff;
 mod ci_recipe;
 // The .eh_frame unwinder: complete stacks without frame pointers.
 mod unwind;
+// Packaging (deploy/): the systemd unit, the Kubernetes manifests against the API schemas,
+// and one capability set across the unit, the DaemonSet and the image.
+mod deploy;

@@ -331,8 +331,9 @@ fn unprivileged_users_are_told_what_privileges_are_needed() {
         .arg(dir.path().join("x.folded")));
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
+    // The probe names what is missing and how to grant it, before anything is loaded.
     assert!(
-        err.contains("permission denied loading the eBPF program") && err.contains("CAP_BPF"),
+        err.contains("lacks CAP_BPF and CAP_PERFMON") && err.contains("setcap cap_bpf,cap_perfmon"),
         "{err}"
     );
     assert!(!err.contains("panicked") && !err.contains("Os {"), "{err}");

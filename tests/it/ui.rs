@@ -28,8 +28,9 @@ fn browser_tools() -> Option<PathBuf> {
             std::env::var_os("CI").is_none(),
             "the browser test must run in CI: {why} (scripts/bootstrap.sh --test installs them)"
         );
-        eprintln!(
-            "\n*** SKIPPED the web UI browser test: {why} (scripts/bootstrap.sh --test installs it) ***\n"
+        crate::common::skip(
+            "the web UI browser test",
+            &format!("{why} (scripts/bootstrap.sh --test installs it)"),
         );
         return None;
     }

@@ -1,11 +1,12 @@
-//! Ember's presentation layer: the HTTP API ([`api`]) and flame graph rendering with inferno
-//! ([`render`]); the embedded web UI ([`ui`]) builds on them.
+//! Ember's **query** stage over HTTP: the API ([`api`]) and the embedded web UI ([`ui`])
+//! that runs on it.
 //!
-//! This crate never samples or stores anything: it takes [`profiler_model::Profile`]s from a
-//! [`Backend`] and turns them into things people and tools look at.
+//! This crate never samples, stores or renders anything itself: it takes
+//! [`profiler_model::Profile`]s from a [`Backend`], and `profiler-render` turns them into
+//! what people and tools look at, in the same formats `ember export` writes.
 
 pub mod api;
-pub mod render;
+mod not_found;
 pub mod ui;
 
 pub use api::{

@@ -1,6 +1,6 @@
 //! `ember export`: a time range of stored profiles, written as folded stacks, pprof, a flame
-//! graph SVG or speedscope JSON; and [`write_profile`], the one writer of those formats that
-//! `ember record` uses too.
+//! graph SVG or speedscope JSON by `profiler-render`, the writer `ember record` and the API
+//! use too.
 //!
 //! The pipeline is **fetch → (transform) → write**:
 //!
@@ -11,18 +11,19 @@
 //!    as pprof, which keeps labels, modules, files, lines and addresses).
 //! 2. `transform`: one profile in, one out (idle task removal today); a re-symbolization
 //!    step belongs there, between fetching and writing.
-//! 3. [`write_profile`] to a file or stdout.
+//! 3. [`crate::output::write_file`] to a file or stdout.
 
 pub mod http;
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 
-use profiler_model::{LabelFilter, Profile, folded, pprof, speedscope};
+use profiler_model::time::format_seconds as unix_seconds;
+use profiler_model::{Format, LabelFilter, Profile, folded, pprof};
+use profiler_render::RenderOptions;
 
-use crate::cli::{ExportArgs, OutputFormat};
-use crate::record::output_format;
+use crate::cli::ExportArgs;
+use crate::output::{self, UnknownFormat};
 use profiler_store::{self as store, Query, Store, StoreConfig, StoreError};
 
 /// Where `ember export` reads profiles.
@@ -46,7 +47,7 @@ pub struct ExportConfig {
     /// Which samples to keep.
     pub filter: LabelFilter,
     /// Output format.
-    pub format: OutputFormat,
+    pub format: Format,
     /// Output file, `-` for stdout.
     pub output: PathBuf,
     /// Keep the idle task (pid 0).
@@ -71,7 +72,7 @@ pub enum ExportError {
     },
     /// The output format cannot be told from the file name.
     #[error(transparent)]
-    Format(#[from] crate::record::RecordError),
+    Format(#[from] UnknownFormat),
     /// There is no store in the data directory.
     #[error(
         "no Ember store in `{dir}` (no {file}): point --data-dir at the directory `ember agent` \
@@ -133,7 +134,7 @@ impl ExportConfig {
                 to_unix_ns: args.to.0,
             });
         }
-        let format = output_format(&args.output, args.format)?;
+        let format = output::format_for(&args.output, args.format)?;
         let source = match args.agent {
             Some(url) => Source::Agent(url),
             None => Source::Store(args.data_dir),
@@ -174,17 +175,15 @@ pub fn run(config: &ExportConfig) -> Result<Profile, ExportError> {
     } else {
         format!("ember export: {}", config.filter)
     };
-    let options = WriteOptions {
-        title,
-        subtitle: format!(
+    let options = RenderOptions::titled(title)
+        .with_subtitle(format!(
             "{} to {} (unix s), {} samples",
             unix_seconds(config.from_unix_ns),
             unix_seconds(config.to_unix_ns),
             profile.total()
-        ),
-        folded: folded::Options::default().with_no_kernel(!config.kernel),
-    };
-    write_file(&config.output, config.format, &profile, &options).map_err(|source| {
+        ))
+        .with_folded(folded::Options::default().with_no_kernel(!config.kernel));
+    output::write_file(&config.output, config.format, &profile, &options).map_err(|source| {
         ExportError::Write {
             path: config.output.clone(),
             source,
@@ -265,138 +264,4 @@ fn resymbolize(profile: &Profile, debug_dirs: &[PathBuf]) -> Profile {
         resym.frames_renamed()
     );
     renamed
-}
-
-/// `secs.nnnnnnnnn`, exact: what the API's time parameters read back to the nanosecond.
-fn unix_seconds(ns: u64) -> String {
-    format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
-}
-
-/// What goes into a written profile besides its stacks.
-#[derive(Clone, Debug, Default)]
-pub struct WriteOptions {
-    /// Flame graph title; speedscope's profile name.
-    pub title: String,
-    /// Flame graph subtitle.
-    pub subtitle: String,
-    /// Folded-line options (root frame, kernel frames) for folded and SVG output.
-    pub folded: folded::Options,
-}
-
-/// Writes `profile` in `format` to `w`. Kernel frames are dropped from every format when
-/// `options.folded.no_kernel` is set.
-///
-/// # Errors
-/// Whatever writing to `w` returns.
-pub fn write_profile(
-    profile: &Profile,
-    format: OutputFormat,
-    options: &WriteOptions,
-    mut w: impl Write,
-) -> io::Result<()> {
-    let without_kernel;
-    let profile = if options.folded.no_kernel {
-        without_kernel = strip_kernel(profile);
-        &without_kernel
-    } else {
-        profile
-    };
-    match format {
-        OutputFormat::Folded => folded::write(profile, options.folded, w),
-        OutputFormat::Pprof => pprof::encode(profile, w),
-        OutputFormat::Speedscope => speedscope::write(profile, &options.title, w),
-        OutputFormat::Svg => {
-            if profile.is_empty() {
-                // inferno refuses an empty profile; an empty SVG still says what happened.
-                writeln!(
-                    w,
-                    r#"<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="600" height="60"><text x="10" y="30">{}: no samples</text></svg>"#,
-                    options.title.replace(['<', '>', '&'], "_")
-                )
-            } else {
-                let svg = web::render::SvgOptions::titled(options.title.clone())
-                    .with_subtitle(options.subtitle.clone())
-                    .with_folded(options.folded);
-                web::render::flamegraph_svg(profile, &svg, w)
-            }
-        }
-    }
-}
-
-/// `profile` without kernel frames (a stack of kernel frames only keeps no frames).
-fn strip_kernel(profile: &Profile) -> Profile {
-    let mut out = Profile::new(profile.meta.clone());
-    for s in profile.stacks() {
-        let frames: Vec<_> = s
-            .frames
-            .iter()
-            .map(|&f| profile.frame(f))
-            .filter(|f| f.kind == profiler_model::FrameKind::User)
-            .cloned()
-            .collect();
-        out.add(s.labels, &frames, s.count);
-    }
-    out
-}
-
-/// Writes `profile` to `path` (`-` for stdout) in `format`.
-///
-/// # Errors
-/// Creating or writing the file; the caller names the path.
-pub fn write_file(
-    path: &Path,
-    format: OutputFormat,
-    profile: &Profile,
-    options: &WriteOptions,
-) -> io::Result<()> {
-    let mut out: Box<dyn Write> = if path == Path::new("-") {
-        Box::new(BufWriter::new(io::stdout().lock()))
-    } else {
-        Box::new(BufWriter::new(File::create(path)?))
-    };
-    write_profile(profile, format, options, &mut out)?;
-    out.flush()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use profiler_model::{Frame, FrameKind, Labels, keys};
-
-    fn profile() -> Profile {
-        let mut p = Profile::default();
-        let l = Labels::new().with(keys::COMM, "app").with(keys::PID, "3");
-        let main = Frame::named("main", FrameKind::User);
-        let k = Frame::named("irq", FrameKind::Kernel);
-        p.add(&l, &[main.clone(), k.clone()], 4);
-        p.add(&l, &[main], 6);
-        p.add(&l, &[k], 1);
-        p
-    }
-
-    #[test]
-    fn no_kernel_applies_to_every_format() {
-        let opts = WriteOptions {
-            folded: folded::Options::default().with_no_kernel(true),
-            ..WriteOptions::default()
-        };
-        let mut out = Vec::new();
-        write_profile(&profile(), OutputFormat::Pprof, &opts, &mut out).unwrap();
-        let back = pprof::decode(&out[..]).unwrap();
-        assert!(back.frames().iter().all(|f| f.kind == FrameKind::User));
-        assert_eq!(back.total(), 11);
-        let lines = folded::lines(&back, folded::Options::default());
-        assert_eq!(lines.get("app;main"), Some(&10));
-        // The kernel-only stack keeps its sample, with no frames under the process.
-        assert_eq!(lines.get("app"), Some(&1));
-    }
-
-    #[test]
-    fn unix_seconds_are_exact() {
-        assert_eq!(
-            unix_seconds(1_700_000_000_123_456_789),
-            "1700000000.123456789"
-        );
-        assert_eq!(unix_seconds(5), "0.000000005");
-    }
 }

@@ -28,18 +28,8 @@ pub fn process_exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Label names added by this module, next to [`profiler_model::keys`].
+/// Label names added by this module; they are declared with the others in
+/// [`profiler_model::keys`], where filters check names against them.
 pub mod label {
-    /// Executable path (`readlink /proc/PID/exe`).
-    pub const EXE: &str = "exe";
-    /// cgroup path, as [`read_cgroup`](super::read_cgroup) chose it.
-    pub const CGROUP: &str = "cgroup";
-    /// Container id, shortened to 12 hex digits as `docker ps` shows it.
-    pub const CONTAINER_ID: &str = "container_id";
-    /// Container runtime ([`Runtime::as_str`](super::Runtime::as_str)).
-    pub const RUNTIME: &str = "runtime";
-    /// Kubernetes pod UID, with dashes.
-    pub const POD_UID: &str = "pod_uid";
-    /// Kubernetes QoS class ([`Qos::as_str`](super::Qos::as_str)).
-    pub const QOS: &str = "qos";
+    pub use profiler_model::keys::{CGROUP, CONTAINER_ID, EXE, POD_UID, QOS, RUNTIME};
 }

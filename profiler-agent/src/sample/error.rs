@@ -14,8 +14,8 @@ pub enum SampleError {
 
     /// The kernel refused to create maps or load the program for lack of privileges.
     #[error(
-        "permission denied loading the eBPF program: run ember as root, or give it \
-         CAP_BPF and CAP_PERFMON (e.g. `sudo setcap cap_bpf,cap_perfmon+ep $(which ember)`)"
+        "permission denied loading the eBPF program: {}",
+        super::probe::privilege_hint()
     )]
     Permission {
         /// The kernel's error.
@@ -48,6 +48,20 @@ pub enum SampleError {
         #[source]
         source: io::Error,
     },
+
+    /// Something Ember cannot do without is missing on this node (a privilege, a kernel
+    /// feature).
+    #[error("cannot sample on this node: {what}; {fix}")]
+    Unsupported {
+        /// What is missing.
+        what: String,
+        /// What to do about it.
+        fix: String,
+    },
+
+    /// The unwinder that was asked for cannot run on this kernel.
+    #[error("{0}")]
+    Unwinder(String),
 
     /// A target process does not exist.
     #[error("no such process: {pid} (is the PID right, and is it still running?)")]

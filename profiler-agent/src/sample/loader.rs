@@ -6,7 +6,7 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, StackTraceMap},
     programs::{
-        PerfEvent, ProgramError, TracePoint,
+        PerfEvent, ProgramError, RawTracePoint,
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
 };
@@ -15,12 +15,13 @@ use profiler_common::unwind::{
     USER_STACKS_MAPS, UserStack,
 };
 use profiler_common::{
-    CONTROL_MAP, COUNTS_MAPS, Control, FORK_PROGRAM, INFLIGHT_MAP, SAMPLE_PROGRAM, STACKS_MAPS,
-    STATS_MAP, SampleKey, Stat, TARGET_TGIDS_MAP,
+    CONTROL_MAP, COUNTS_MAPS, Control, FORK_PROGRAM, INFLIGHT_MAP, SAMPLE_FP_PROGRAM,
+    SAMPLE_PROGRAM, STACKS_MAPS, STATS_MAP, SampleKey, Stat, TARGET_TGIDS_MAP,
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use super::error::{SampleError, is_permission, perf_event_hint};
+use super::probe::NodeProbe;
 use super::unwind::{UnwindConfig, UnwindTables, UnwindWorker, UnwinderMode};
 use super::{SamplerStats, drain::Generation};
 
@@ -92,6 +93,9 @@ pub struct Sampler {
     pub(super) last_sweep: std::time::Instant,
     started: std::time::Instant,
     last_unwind_refresh: std::time::Instant,
+    /// Whether the kernel adds the targets' new processes (the fork hook is attached).
+    follows_forks: bool,
+    last_adopt: std::time::Instant,
 }
 
 impl std::fmt::Debug for Sampler {
@@ -156,31 +160,6 @@ where
     T::try_from(map).map_err(|e| map_error(name, e))
 }
 
-/// Offset of `child_pid` in the `sched_process_fork` record, from its tracefs format file
-/// (it moved when the comm fields became `__data_loc` in 6.x).
-fn fork_child_pid_offset() -> Option<u32> {
-    for root in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
-        let path = format!("{root}/events/sched/sched_process_fork/format");
-        if let Ok(format) = std::fs::read_to_string(&path) {
-            return parse_field_offset(&format, "child_pid");
-        }
-    }
-    None
-}
-
-/// Finds `field:<type> <name>;\toffset:N;` in a tracepoint format description.
-pub(crate) fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
-    format.lines().find_map(|line| {
-        let line = line.trim();
-        let decl = line.strip_prefix("field:")?.split(';').next()?;
-        if decl.split_whitespace().last()? != field {
-            return None;
-        }
-        let offset = line.split("offset:").nth(1)?.split(';').next()?;
-        offset.trim().parse().ok()
-    })
-}
-
 impl Sampler {
     /// Loads the program, sizes the maps and attaches to every online CPU.
     ///
@@ -199,6 +178,22 @@ impl Sampler {
             }
         }
         let started = std::time::Instant::now();
+        let probe = NodeProbe::run();
+        if let Some(b) = probe.blocker() {
+            return Err(SampleError::Unsupported {
+                what: b.what,
+                fix: b.fix,
+            });
+        }
+        let plan = probe
+            .plan(
+                config.unwind.mode != UnwinderMode::Fp,
+                config.unwind.mode == UnwinderMode::Dwarf,
+            )
+            .map_err(SampleError::Unwinder)?;
+        for w in plan.warnings.iter().chain(&probe.privilege_warnings()) {
+            warn!("{w}");
+        }
         let mut loader = EbpfLoader::new();
         // The program uses no CO-RE relocations: parsing the kernel's BTF (megabytes) would
         // only cost start-up time and memory.
@@ -235,7 +230,7 @@ impl Sampler {
         let stats: PerCpuArray<MapData, u64> = take(&mut ebpf, STATS_MAP)?;
         let inflight: PerCpuArray<MapData, u64> = take(&mut ebpf, INFLIGHT_MAP)?;
         let mut targets: HashMap<MapData, u32, u32> = take(&mut ebpf, TARGET_TGIDS_MAP)?;
-        let unwind = if config.unwind.mode == UnwinderMode::Fp {
+        let unwind = if !plan.table_unwinder {
             None
         } else {
             let rows = match ebpf.take_map(UNWIND_ROWS_MAP) {
@@ -262,15 +257,12 @@ impl Sampler {
         };
 
         let filtered = !matches!(config.target, Target::All);
+        let fork_offsets = plan.follow_forks.filter(|_| filtered);
         let control_value = Control {
             generation: 0,
             filter_tgids: u32::from(filtered),
             skip_kernel: u32::from(!config.kernel_stacks),
-            fork_child_pid_offset: if filtered {
-                fork_child_pid_offset().unwrap_or(0)
-            } else {
-                0
-            },
+            task_tgid_offset: fork_offsets.map_or(0, |o| o.tgid),
             paused: 0,
         };
         match &config.target {
@@ -286,38 +278,18 @@ impl Sampler {
                 .insert(pid, pid, 0)
                 .map_err(|e| map_error(TARGET_TGIDS_MAP, e))?,
         }
-        if filtered && control_value.fork_child_pid_offset == 0 {
-            tracing::warn!(
-                "cannot read the sched_process_fork tracepoint format from tracefs: \
-                 children forked while recording will not be followed"
-            );
-        }
         control
             .set(0, control_value, 0)
             .map_err(|e| map_error(CONTROL_MAP, e))?;
 
-        if filtered && control_value.fork_child_pid_offset != 0 {
-            let fork: &mut TracePoint = ebpf
-                .program_mut(FORK_PROGRAM)
-                .ok_or_else(|| missing_program(FORK_PROGRAM))?
-                .try_into()
-                .map_err(|e| program_error(FORK_PROGRAM, e))?;
-            fork.load().map_err(|e| program_error(FORK_PROGRAM, e))?;
-            fork.attach("sched", "sched_process_fork")
-                .map_err(|e| program_error(FORK_PROGRAM, e))?;
+        // Raw tracepoints attach by name through the bpf syscall: no tracefs.
+        if fork_offsets.is_some() {
+            attach_raw_tracepoint(&mut ebpf, FORK_PROGRAM, "sched_process_fork")?;
         }
-
-        // One exec tracepoint serves the unwinder (it drops the old image's mappings) and
-        // the symbolizer's captures (it announces the new image).
-        {
-            let exec: &mut TracePoint = ebpf
-                .program_mut(EXEC_PROGRAM)
-                .ok_or_else(|| missing_program(EXEC_PROGRAM))?
-                .try_into()
-                .map_err(|e| program_error(EXEC_PROGRAM, e))?;
-            exec.load().map_err(|e| program_error(EXEC_PROGRAM, e))?;
-            exec.attach("sched", "sched_process_exec")
-                .map_err(|e| program_error(EXEC_PROGRAM, e))?;
+        // One exec hook serves the unwinder (it drops the old image's mappings) and the
+        // symbolizer's captures (it announces the new image).
+        if probe.raw_tracepoints.is_yes() {
+            attach_raw_tracepoint(&mut ebpf, EXEC_PROGRAM, "sched_process_exec")?;
         }
         if let Some(u) = &unwind {
             if let Target::ChildrenOf(_) = config.target {
@@ -333,14 +305,19 @@ impl Sampler {
         let cpus = aya::util::online_cpus().map_err(|(what, e)| {
             SampleError::ebpf(format!("reading the online CPUs ({what})"), e)
         })?;
+        // The frame-pointer-only program when the table unwinder is off: it does none of
+        // the unwinder's lookups, and loads where `bpf_loop` is missing.
+        let program = if plan.table_unwinder {
+            SAMPLE_PROGRAM
+        } else {
+            SAMPLE_FP_PROGRAM
+        };
         let sample: &mut PerfEvent = ebpf
-            .program_mut(SAMPLE_PROGRAM)
-            .ok_or_else(|| missing_program(SAMPLE_PROGRAM))?
+            .program_mut(program)
+            .ok_or_else(|| missing_program(program))?
             .try_into()
-            .map_err(|e| program_error(SAMPLE_PROGRAM, e))?;
-        sample
-            .load()
-            .map_err(|e| program_error(SAMPLE_PROGRAM, e))?;
+            .map_err(|e| program_error(program, e))?;
+        sample.load().map_err(|e| program_error(program, e))?;
         for &cpu in &cpus {
             sample
                 .attach(
@@ -355,13 +332,15 @@ impl Sampler {
                         hint: perf_event_hint(&s.io_error),
                         source: s.io_error,
                     },
-                    other => program_error(SAMPLE_PROGRAM, other),
+                    other => program_error(program, other),
                 })?;
         }
         info!(
             cpus = cpus.len(),
             frequency_hz = config.frequency_hz,
             target = ?config.target,
+            program,
+            follows_forks = fork_offsets.is_some(),
             elapsed = ?started.elapsed(),
             "sampler attached"
         );
@@ -380,7 +359,57 @@ impl Sampler {
             last_sweep: std::time::Instant::now(),
             started: std::time::Instant::now(),
             last_unwind_refresh: std::time::Instant::now(),
+            follows_forks: fork_offsets.is_some(),
+            last_adopt: std::time::Instant::now(),
         })
+    }
+
+    /// Whether the kernel adds the processes that targets fork (the fork hook is
+    /// attached). Without it, a caller that starts a target must add it itself
+    /// ([`Sampler::add_target`]) before it runs.
+    #[must_use]
+    pub fn follows_forks(&self) -> bool {
+        self.follows_forks
+    }
+
+    /// Samples `pid` from now on (and, with [`Sampler::follows_forks`], its children).
+    ///
+    /// # Errors
+    /// If the target map cannot be written (it is full).
+    pub fn add_target(&mut self, pid: u32) -> Result<(), SampleError> {
+        self.targets
+            .insert(pid, pid, 0)
+            .map_err(|e| map_error(TARGET_TGIDS_MAP, e))
+    }
+
+    /// Without the fork hook ([`Sampler::follows_forks`]), makes the targets' children
+    /// targets by reading `/proc/PID/task/TID/children` of each target, at most every
+    /// 20 ms: a child that lives shorter than that may be missed. Does nothing when the
+    /// kernel follows forks, or in machine-wide runs.
+    pub fn adopt_children(&mut self) {
+        if self.follows_forks
+            || self.control_value.filter_tgids == 0
+            || self.last_adopt.elapsed() < Duration::from_millis(20)
+        {
+            return;
+        }
+        self.last_adopt = std::time::Instant::now();
+        let targets: Vec<u32> = self.targets.keys().filter_map(Result::ok).collect();
+        for tgid in &targets {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{tgid}/task")) else {
+                continue;
+            };
+            for task in tasks.flatten() {
+                let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
+                    continue;
+                };
+                for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                    if !targets.contains(&child) && self.add_target(child).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// Loads unwind tables for target processes not set up yet (children just forked or
@@ -487,6 +516,19 @@ impl Sampler {
     }
 }
 
+/// Loads the raw tracepoint program `name` and attaches it to `tracepoint` by name.
+fn attach_raw_tracepoint(ebpf: &mut Ebpf, name: &str, tracepoint: &str) -> Result<(), SampleError> {
+    let prog: &mut RawTracePoint = ebpf
+        .program_mut(name)
+        .ok_or_else(|| missing_program(name))?
+        .try_into()
+        .map_err(|e| program_error(name, e))?;
+    prog.load().map_err(|e| program_error(name, e))?;
+    prog.attach(tracepoint)
+        .map_err(|e| program_error(name, e))?;
+    Ok(())
+}
+
 fn missing_map(name: &str) -> SampleError {
     SampleError::ebpf(
         format!("the eBPF object has no array map `{name}`"),
@@ -499,25 +541,4 @@ fn missing_program(name: &str) -> SampleError {
         format!("the eBPF object has no program `{name}`"),
         std::io::Error::from(std::io::ErrorKind::NotFound),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_field_offset;
-
-    #[test]
-    fn finds_child_pid_in_both_fork_formats() {
-        let new = "\tfield:__data_loc char[] parent_comm;\toffset:8;\tsize:4;\tsigned:0;\n\
-                   \tfield:pid_t parent_pid;\toffset:12;\tsize:4;\tsigned:1;\n\
-                   \tfield:__data_loc char[] child_comm;\toffset:16;\tsize:4;\tsigned:0;\n\
-                   \tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;\n";
-        assert_eq!(parse_field_offset(new, "child_pid"), Some(20));
-        let old = "\tfield:char parent_comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\
-                   \tfield:pid_t parent_pid;\toffset:24;\tsize:4;\tsigned:1;\n\
-                   \tfield:char child_comm[16];\toffset:28;\tsize:16;\tsigned:0;\n\
-                   \tfield:pid_t child_pid;\toffset:44;\tsize:4;\tsigned:1;\n";
-        assert_eq!(parse_field_offset(old, "child_pid"), Some(44));
-        assert_eq!(parse_field_offset(old, "parent_pid"), Some(24));
-        assert_eq!(parse_field_offset(old, "nope"), None);
-    }
 }

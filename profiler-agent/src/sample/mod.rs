@@ -15,10 +15,12 @@
 //! exactly one drain: none is lost to the race between reading and clearing, none is read
 //! twice.
 
+pub mod btf;
 mod drain;
 mod error;
 mod events;
 mod loader;
+pub mod probe;
 mod unwind;
 
 pub use drain::{RawSample, StackStatus};

@@ -1,8 +1,8 @@
 //! The flame graph knobs the UI asks for: orientation (flame or icicle) and pruning of
 //! frames narrower than a pixel of the page's graph, read from the query and handed to
-//! [`crate::render`].
+//! `profiler-render`.
 
-use crate::render::SvgOptions;
+use profiler_render::RenderOptions;
 
 use super::error::ApiError;
 use super::params::{Orientation, Params};
@@ -44,7 +44,7 @@ impl Layout {
     }
 
     /// Puts the layout into the renderer's options.
-    pub(crate) fn apply(self, options: SvgOptions) -> SvgOptions {
+    pub(crate) fn apply(self, options: RenderOptions) -> RenderOptions {
         options
             .with_icicle(self.icicle)
             .with_width_px(self.width_px)

@@ -1,25 +1,23 @@
 //! One handler per endpoint. Each parses its parameters first (400 on any problem), then
 //! runs the backend query and the rendering on a blocking thread.
 
-use std::io;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
-use profiler_model::{FrameKind, Profile, analysis, folded, pprof};
+use profiler_model::time::{TimeRange, format_seconds as seconds};
+use profiler_model::{Format, Profile, analysis, folded};
+use profiler_render::RenderOptions;
 use serde_json::{Value, json};
 
 use super::backend::{Backend, ProfileQuery};
 use super::error::ApiError;
 use super::flame::Layout;
 use super::metrics::ApiMetrics;
-use super::params::{
-    DEFAULT_FROM, DiffFormat, Orientation, Params, ProfileFormat, RootFrame, TopSort,
-};
-use crate::render::{self, SvgOptions};
+use super::params::{DEFAULT_FROM, Orientation, Params, RootFrame, TopSort};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -32,7 +30,6 @@ pub(crate) struct AppState {
 type RawParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 const TEXT: &str = "text/plain; charset=utf-8";
-const SVG: &str = "image/svg+xml";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Runs `f` with the backend on a blocking thread: backend calls may read the disk, and
@@ -47,18 +44,13 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(format!("query task failed: {e}")))?
 }
 
+/// The formats `/api/v1/profile` answers in.
+const PROFILE_FORMATS: &[Format] = &[Format::Folded, Format::Svg, Format::Pprof, Format::Json];
+/// The formats `/api/v1/diff` answers in.
+const DIFF_FORMATS: &[Format] = &[Format::Folded, Format::Svg, Format::Json];
+
 fn with_type(content_type: &'static str, body: impl IntoResponse) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
-}
-
-/// Seconds, with the fraction only when there is one, for titles and file names.
-fn seconds(ns: u64) -> String {
-    let (s, frac) = (ns / 1_000_000_000, ns % 1_000_000_000);
-    if frac == 0 {
-        s.to_string()
-    } else {
-        format!("{s}.{:09}", frac).trim_end_matches('0').to_owned()
-    }
 }
 
 fn folded_options(p: &Params, default_root: RootFrame) -> Result<folded::Options, ApiError> {
@@ -139,23 +131,14 @@ fn load_profile(
     })
 }
 
-/// An SVG saying there is nothing to draw: inferno refuses empty input.
-fn empty_svg(title: &str) -> String {
-    let title = title
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    format!(
-        "<?xml version=\"1.0\" standalone=\"no\"?>\n\
-         <svg version=\"1.1\" width=\"1200\" height=\"80\" xmlns=\"http://www.w3.org/2000/svg\">\
-         <text x=\"600\" y=\"30\" text-anchor=\"middle\" font-size=\"17\">{title}</text>\
-         <text x=\"600\" y=\"60\" text-anchor=\"middle\" font-size=\"14\">No samples in the selected range</text>\
-         </svg>\n"
-    )
-}
-
-fn render_error(e: &io::Error) -> ApiError {
-    ApiError::Internal(format!("rendering the flame graph: {e}"))
+/// `profile` (or a diff) rendered by `render` into a response of `format`'s content type.
+fn rendered(
+    format: Format,
+    render: impl FnOnce(&mut Vec<u8>) -> Result<(), profiler_render::RenderError>,
+) -> Result<Response, ApiError> {
+    let mut out = Vec::new();
+    render(&mut out).map_err(|e| ApiError::Internal(format!("rendering {format}: {e}")))?;
+    Ok(with_type(format.content_type(), out))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -182,7 +165,7 @@ pub(crate) async fn profile(
     let p = Params::new(query, PROFILE_PARAMS)?;
     let (from, to) = p.range("from", "to", DEFAULT_FROM, "now")?;
     let filter = p.filter()?;
-    let format = p.choice("format", ProfileFormat::Folded)?;
+    let format = p.format("format", PROFILE_FORMATS, Format::Folded)?;
     let include_idle = p.flag("include_idle")?;
     let view = View::from_params(&p)?;
     let options = folded_options(&p, view.default_root())?;
@@ -194,114 +177,45 @@ pub(crate) async fn profile(
     };
     blocking(&state, move |backend| {
         let profile = view.apply(load_profile(backend, &query, include_idle)?);
-        Ok(match format {
-            ProfileFormat::Folded => {
-                let mut out = Vec::new();
-                folded::write(&profile, options, &mut out)
-                    .map_err(|e| ApiError::Internal(format!("writing folded stacks: {e}")))?;
-                with_type(TEXT, out)
-            }
-            ProfileFormat::Svg => {
-                let mut title = if query.filter.is_all() {
-                    "Ember CPU profile".to_owned()
-                } else {
-                    format!("Ember CPU profile: {}", query.filter)
-                };
-                title.push_str(&view.describe());
-                if profile.is_empty() {
-                    return Ok(with_type(SVG, empty_svg(&title)));
-                }
-                let subtitle = format!(
-                    "{} to {} (unix s), {} samples",
-                    seconds(from),
-                    seconds(to),
-                    profile.total()
-                );
-                let svg = layout.apply(
-                    SvgOptions::titled(title)
-                        .with_subtitle(subtitle)
-                        .with_folded(options),
-                );
-                let mut out = Vec::new();
-                render::flamegraph_svg(&profile, &svg, &mut out).map_err(|e| render_error(&e))?;
-                with_type(SVG, out)
-            }
-            ProfileFormat::Pprof => {
-                let mut out = Vec::new();
-                pprof::encode(&profile, &mut out)
-                    .map_err(|e| ApiError::Internal(format!("encoding pprof: {e}")))?;
-                let disposition = format!(
-                    "attachment; filename=\"ember-{}-{}.pb.gz\"",
-                    seconds(from),
-                    seconds(to)
-                );
-                let disposition = HeaderValue::from_str(&disposition)
-                    .map_err(|e| ApiError::Internal(format!("content disposition: {e}")))?;
-                (
-                    [
-                        (
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("application/octet-stream"),
-                        ),
-                        (header::CONTENT_DISPOSITION, disposition),
-                    ],
-                    out,
-                )
-                    .into_response()
-            }
-            ProfileFormat::Json => Json(profile_json(&profile, from, to)).into_response(),
-        })
+        let mut title = if query.filter.is_all() {
+            "Ember CPU profile".to_owned()
+        } else {
+            format!("Ember CPU profile: {}", query.filter)
+        };
+        title.push_str(&view.describe());
+        let subtitle = format!(
+            "{} to {} (unix s), {} samples",
+            seconds(from),
+            seconds(to),
+            profile.total()
+        );
+        // `no_kernel` (in `options`) drops kernel frames from every format, as `ember
+        // export` does.
+        let render = layout.apply(
+            RenderOptions::titled(title)
+                .with_subtitle(subtitle)
+                .with_folded(options)
+                .with_range(TimeRange::new(from, to)),
+        );
+        let mut response = rendered(format, |out| {
+            Ok(profiler_render::write(&profile, format, &render, out)?)
+        })?;
+        if format == Format::Pprof {
+            let disposition = format!(
+                "attachment; filename=\"ember-{}-{}.{}\"",
+                seconds(from),
+                seconds(to),
+                format.file_extension()
+            );
+            let disposition = HeaderValue::from_str(&disposition)
+                .map_err(|e| ApiError::Internal(format!("content disposition: {e}")))?;
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, disposition);
+        }
+        Ok(response)
     })
     .await
-}
-
-/// The profile as JSON: frames once, stacks as frame ids (root first), biggest first.
-fn profile_json(profile: &Profile, from: u64, to: u64) -> Value {
-    let frames: Vec<Value> = profile
-        .frames()
-        .iter()
-        .map(|f| {
-            json!({
-                "name": &*f.name,
-                "folded_name": f.folded_name().to_string(),
-                "kind": match f.kind { FrameKind::User => "user", FrameKind::Kernel => "kernel" },
-                "inlined": f.inlined,
-                "module": f.module.as_deref(),
-                "file": f.file.as_deref(),
-                "line": f.line,
-            })
-        })
-        .collect();
-    let mut stacks: Vec<_> = profile.stacks().collect();
-    stacks.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then_with(|| a.frames.cmp(b.frames))
-            .then_with(|| a.labels.cmp(b.labels))
-    });
-    let stacks: Vec<Value> = stacks
-        .into_iter()
-        .map(|s| {
-            let labels: serde_json::Map<String, Value> = s
-                .labels
-                .iter()
-                .map(|(k, v)| (k.to_owned(), Value::from(v)))
-                .collect();
-            json!({ "labels": labels, "frames": s.frames, "count": s.count })
-        })
-        .collect();
-    json!({
-        "from_unix_ns": from,
-        "to_unix_ns": to,
-        "meta": {
-            "start_unix_ns": profile.meta.start_unix_ns,
-            "duration_ns": profile.meta.duration_ns,
-            "frequency_hz": profile.meta.frequency_hz,
-        },
-        "total_samples": profile.total(),
-        "frames": frames,
-        "stacks": stacks,
-    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -435,13 +349,31 @@ pub(crate) async fn diff(
         None => base_to.saturating_sub(to - from),
     };
     if base_from >= base_to {
-        return Err(ApiError::param(
-            "base_from",
-            format!("`base_from` must be before `base_to` ({base_from} ns >= {base_to} ns)"),
-        ));
+        // Blame what was given: a defaulted base range is empty only because `from` (or
+        // `base_to`) leaves no room before it.
+        return Err(match (p.get("base_from"), p.get("base_to")) {
+            (Some(_), _) => ApiError::param(
+                "base_from",
+                format!("`base_from` must be before `base_to` ({base_from} ns >= {base_to} ns)"),
+            ),
+            (None, Some(_)) => ApiError::param(
+                "base_to",
+                format!(
+                    "no room before `base_to` ({base_to} ns) for a base range as long as the \
+                     new one: give `base_from` too"
+                ),
+            ),
+            (None, None) => ApiError::param(
+                "from",
+                format!(
+                    "no room before `from` ({from} ns) for a base range as long as the new one: \
+                     give `base_from` and `base_to`, or a later `from`"
+                ),
+            ),
+        });
     }
     let filter = p.filter()?;
-    let format = p.choice("format", DiffFormat::Folded)?;
+    let format = p.format("format", DIFF_FORMATS, Format::Folded)?;
     let include_idle = p.flag("include_idle")?;
     let options = folded_options(&p, RootFrame::Comm)?;
     let layout = Layout::from_params(&p, Orientation::Flame)?;
@@ -459,60 +391,25 @@ pub(crate) async fn diff(
     blocking(&state, move |backend| {
         let base = load_profile(backend, &base_query, include_idle)?;
         let new = load_profile(backend, &new_query, include_idle)?;
-        Ok(match format {
-            DiffFormat::Folded => {
-                let lines = analysis::diff_folded(&base, &new, options);
-                with_type(TEXT, analysis::diff_folded_text(&lines))
-            }
-            DiffFormat::Svg => {
-                let title = "Ember differential flame graph";
-                if new.is_empty() {
-                    return Ok(with_type(SVG, empty_svg(title)));
-                }
-                let lines = analysis::diff_folded(&base, &new, options);
-                let text: Vec<String> = lines
-                    .iter()
-                    .map(|l| format!("{} {} {}", l.stack, l.base, l.new))
-                    .collect();
-                let svg = layout.apply(SvgOptions::titled(title).with_subtitle(format!(
-                    "new {}..{} ({} samples) vs base {}..{} ({} samples, scaled to the new total); \
-                     red grew, blue shrank",
+        let render = layout
+            .apply(
+                RenderOptions::titled("Ember differential flame graph").with_subtitle(format!(
+                    "new {}..{} ({} samples) vs base {}..{} ({} samples, scaled to the new \
+                     total); red grew, blue shrank",
                     seconds(from),
                     seconds(to),
                     new.total(),
                     seconds(base_from),
                     seconds(base_to),
                     base.total()
-                )));
-                let mut out = Vec::new();
-                render::differential_svg(text.iter().map(String::as_str), &svg, &mut out)
-                    .map_err(|e| render_error(&e))?;
-                with_type(SVG, out)
-            }
-            DiffFormat::Json => {
-                let mut rows = analysis::diff_functions(&base, &new);
-                rows.truncate(limit);
-                let rows: Vec<Value> = rows
-                    .iter()
-                    .map(|d| {
-                        json!({
-                            "name": d.name,
-                            "base_self_share": d.base_self_share,
-                            "self_share": d.new_self_share,
-                            "self_delta": d.self_delta(),
-                            "base_total_share": d.base_total_share,
-                            "total_share": d.new_total_share,
-                            "total_delta": d.total_delta(),
-                        })
-                    })
-                    .collect();
-                Json(json!({
-                    "base": { "from_unix_ns": base_from, "to_unix_ns": base_to, "total_samples": base.total() },
-                    "new": { "from_unix_ns": from, "to_unix_ns": to, "total_samples": new.total() },
-                    "functions": rows,
-                }))
-                .into_response()
-            }
+                )),
+            )
+            .with_folded(options)
+            .with_range(TimeRange::new(from, to))
+            .with_base_range(TimeRange::new(base_from, base_to))
+            .with_limit(limit);
+        rendered(format, |out| {
+            profiler_render::write_diff(&base, &new, format, &render, out)
         })
     })
     .await
@@ -525,7 +422,7 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     match state.backend.health() {
         super::Health::Ok => with_type(TEXT, "ok"),
         super::Health::Degraded(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
             with_type(TEXT, format!("degraded: {reason}")),
         )
             .into_response(),
@@ -544,11 +441,5 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
 
 /// Any other path: a JSON 404.
 pub(crate) async fn not_found(uri: Uri) -> Response {
-    not_found_response(uri.path())
-}
-
-/// The JSON 404 for `path`.
-pub(crate) fn not_found_response(path: &str) -> Response {
-    let body = json!({ "error": format!("no such endpoint `{path}`") });
-    (StatusCode::NOT_FOUND, Json(body)).into_response()
+    crate::not_found::response(uri.path())
 }

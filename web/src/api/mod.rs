@@ -10,7 +10,7 @@
 //! | `GET /healthz`, `GET /metrics` | `ok`, or 503 `degraded: reason`; Prometheus text |
 //! | `GET /`, `GET /ui/{file}` | the embedded web UI ([`crate::ui`]) |
 //!
-//! Times are unix seconds, RFC 3339 or `now-15m`; `from` defaults to `now-15m` and `to` to
+//! Times are unix seconds, RFC 3339, `now-15m` or `-1.5h` ([`profiler_model::time`]); `from` defaults to `now-15m` and `to` to
 //! `now`. Any bad parameter answers 400 with `{"error": "invalid `name`: ..."}`; a backend
 //! failure answers 500 and is logged once. Backend calls and rendering run on blocking
 //! threads.
@@ -21,7 +21,6 @@ mod flame;
 mod handlers;
 mod metrics;
 mod params;
-pub mod time;
 
 #[cfg(test)]
 mod tests;
@@ -39,7 +38,6 @@ use tokio::net::TcpListener;
 pub use backend::{Backend, BackendError, Health, LabelValues, ProfileQuery, TimelinePoint};
 pub use error::ApiError;
 use handlers::AppState;
-pub(crate) use handlers::not_found_response;
 
 /// The API's router, ready for [`serve`] or for `tower::ServiceExt::oneshot` in tests.
 pub fn app(backend: Arc<dyn Backend>) -> Router {

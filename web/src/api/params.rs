@@ -1,14 +1,13 @@
 //! Query-string parameters: parsed once per request, every error naming its parameter.
 
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
-use profiler_model::LabelFilter;
+use profiler_model::time::{now_unix_ns, parse_time};
+use profiler_model::{Format, LabelFilter};
 
 use super::error::ApiError;
-use super::time::parse_time;
 
 /// How far back `from` reaches when it is not given.
 pub(crate) const DEFAULT_FROM: &str = "now-15m";
@@ -20,14 +19,6 @@ pub(crate) const MAX_LIMIT: usize = 10_000;
 pub(crate) struct Params {
     pairs: Vec<(String, String)>,
     now_ns: u64,
-}
-
-/// Nanoseconds since the Unix epoch, now.
-pub(crate) fn now_unix_ns() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Params {
@@ -66,7 +57,7 @@ impl Params {
     /// `name` as a time in unix nanoseconds, `default` (itself a time expression) when absent.
     pub(crate) fn time(&self, name: &str, default: &str) -> Result<u64, ApiError> {
         let v = self.get(name).unwrap_or(default);
-        parse_time(v, self.now_ns).map_err(|e| ApiError::param(name, e))
+        parse_time(v, self.now_ns).map_err(|e| ApiError::param(name, e.to_string()))
     }
 
     /// `from` and `to` (named `from_name`, `to_name`) as a non-empty range.
@@ -123,6 +114,28 @@ impl Params {
         Ok(n)
     }
 
+    /// A `format` parameter: one of `allowed`, `default` when absent.
+    pub(crate) fn format(
+        &self,
+        name: &str,
+        allowed: &[Format],
+        default: Format,
+    ) -> Result<Format, ApiError> {
+        let Some(v) = self.get(name) else {
+            return Ok(default);
+        };
+        match Format::from_name(v) {
+            Some(f) if allowed.contains(&f) => Ok(f),
+            _ => {
+                let names: Vec<&str> = allowed.iter().map(|f| f.name()).collect();
+                Err(ApiError::param(
+                    name,
+                    format!("unknown value `{v}` (one of: {})", names.join(", ")),
+                ))
+            }
+        }
+    }
+
     /// A parameter that names one of a few choices, `default` when absent.
     pub(crate) fn choice<T: Choice>(&self, name: &str, default: T) -> Result<T, ApiError> {
         match self.get(name) {
@@ -164,32 +177,6 @@ macro_rules! choice {
             const NAMES: &'static [&'static str] = &[$($text),+];
         }
     };
-}
-
-choice! {
-    /// `format` of `/api/v1/profile`.
-    ProfileFormat {
-        /// Folded stacks, text.
-        Folded = "folded",
-        /// inferno flame graph.
-        Svg = "svg",
-        /// gzip-compressed `profile.proto`.
-        Pprof = "pprof",
-        /// The profile as JSON.
-        Json = "json",
-    }
-}
-
-choice! {
-    /// `format` of `/api/v1/diff`.
-    DiffFormat {
-        /// `stack base new` lines.
-        Folded = "folded",
-        /// inferno differential flame graph.
-        Svg = "svg",
-        /// Per-function share changes.
-        Json = "json",
-    }
 }
 
 choice! {

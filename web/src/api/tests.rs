@@ -192,6 +192,43 @@ async fn profile_pprof_decodes_to_the_same_totals() {
 }
 
 #[tokio::test]
+async fn no_kernel_drops_kernel_frames_from_pprof_and_json_too() {
+    let app = standard_app();
+    let r = range(0, 20);
+    let a = get(
+        &app,
+        &format!("/api/v1/profile?{r}&format=pprof&include_idle=true&no_kernel=true"),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let back = pprof::decode(&a.body[..]).expect("pprof decodes");
+    assert!(
+        back.frames()
+            .iter()
+            .all(|f| f.kind == profiler_model::FrameKind::User),
+        "{:?}",
+        back.frames()
+    );
+    // The idle task's kernel-only stacks keep their samples, with no frames.
+    assert_eq!(back.total(), 350);
+    let a = get(
+        &app,
+        &format!("/api/v1/profile?{r}&format=pprof&include_idle=true"),
+    )
+    .await;
+    let with_kernel = pprof::decode(&a.body[..]).expect("pprof decodes");
+    assert!(with_kernel.frames().iter().any(|f| &*f.name == "cpu_idle"));
+    let a = get(
+        &app,
+        &format!("/api/v1/profile?{r}&format=json&include_idle=true&no_kernel=true"),
+    )
+    .await;
+    let frames = a.json()["frames"].clone();
+    let frames = frames.as_array().expect("frames");
+    assert!(frames.iter().all(|f| f["kind"] == "user"), "{frames:?}");
+}
+
+#[tokio::test]
 async fn profile_json_has_frames_and_stacks() {
     let app = standard_app();
     let a = get(
@@ -445,6 +482,100 @@ async fn bad_parameters_answer_400_naming_the_parameter() {
             msg.starts_with(expected),
             "{uri}: `{msg}` does not start with `{expected}`"
         );
+    }
+}
+
+#[tokio::test]
+async fn times_share_the_duration_grammar_and_errors_quote_the_input() {
+    let app = standard_app();
+    // `-1.5h` is what `ember record -d 1.5h` and `ember export --from -1.5h` take too.
+    let a = get(&app, "/api/v1/profile?from=-1.5h").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let a = get(&app, "/api/v1/top?from=now-1.5h&to=-500ms").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    for (uri, expected) in [
+        (
+            "/api/v1/profile?from=-1",
+            "invalid `from`: `-1`: missing unit (ms, s, m, h or d)",
+        ),
+        (
+            "/api/v1/profile?from=now-99999999999h",
+            "invalid `from`: `now-99999999999h`: too large",
+        ),
+        // Only `from` and `to` were given: the defaulted base range is `from`'s fault.
+        (
+            "/api/v1/diff?from=0&to=now",
+            "invalid `from`: no room before `from` (0 ns)",
+        ),
+        (
+            "/api/v1/diff?from=10&to=now&base_to=0",
+            "invalid `base_to`: no room before `base_to` (0 ns)",
+        ),
+    ] {
+        let a = get(&app, uri).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{uri}: {}", a.text());
+        let msg = a.json()["error"].as_str().expect("error string").to_owned();
+        assert!(msg.starts_with(expected), "{uri}: `{msg}`");
+    }
+}
+
+#[tokio::test]
+async fn filters_that_match_nothing_valid_answer_400_on_every_endpoint() {
+    let app = standard_app();
+    let r = range(0, 20);
+    for filter in [
+        "pid=abc",
+        "pid=-1",
+        "tid=1.5",
+        "COMM=split",
+        "job=web",
+        "comm!=split",
+        "comm=~split.*",
+        "{comm=\"split\"}",
+    ] {
+        let encoded: String = filter
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        for endpoint in ["profile", "top", "diff", "timeline"] {
+            let uri = format!("/api/v1/{endpoint}?{r}&filter={encoded}");
+            let a = get(&app, &uri).await;
+            assert_eq!(a.status, StatusCode::BAD_REQUEST, "{uri}: {}", a.text());
+            let msg = a.json()["error"].as_str().expect("error string").to_owned();
+            assert!(
+                msg.starts_with(&format!("invalid `filter`: bad label matcher `{filter}`")),
+                "{uri}: `{msg}`"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn container_filter_alias_selects_the_container_id_label() {
+    let b = super::testutil::FakeBackend::default();
+    let in_c1 = labels("app", "5").with("container_id", "4f8a1c2b3d4e");
+    let on_host = labels("app", "6");
+    b.push(window(
+        0,
+        &[
+            (&in_c1, &["main", "inside"], 3),
+            (&on_host, &["main", "outside"], 4),
+        ],
+    ));
+    let app = app(Arc::new(b));
+    for filter in ["container=4f8a1c2b3d4e", "container_id=4f8a1c2b3d4e"] {
+        let a = get(
+            &app,
+            &format!("/api/v1/profile?{}&filter={filter}", range(0, 10)),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{filter}: {}", a.text());
+        assert_eq!(a.text(), "app;main;inside 3\n", "{filter}");
     }
 }
 

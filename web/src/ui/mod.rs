@@ -1,6 +1,6 @@
 //! The web UI: a few static files (HTML, CSS, vanilla JS, an icon) compiled into the binary
 //! and served by the agent at `/` and `/ui/*`. No build step and no CDN: the page talks only
-//! to the [`crate::api`] of the agent that served it.
+//! to the API of the agent that served it. The API routes here; nothing here imports it.
 //!
 //! Flame graphs are inferno's SVGs from `/api/v1/profile?format=svg`, inlined into the page
 //! by `app.js`, which runs inferno's own script once so zoom, search and tooltips work.
@@ -113,7 +113,7 @@ pub(crate) async fn index(request: HeaderMap) -> Response {
 pub(crate) async fn asset(Path(file): Path<String>, request: HeaderMap) -> Response {
     match FILES.iter().find(|a| a.name == file) {
         Some(a) => serve(a, &request),
-        None => crate::api::not_found_response(&format!("/ui/{file}")),
+        None => crate::not_found::response(&format!("/ui/{file}")),
     }
 }
 

@@ -1,0 +1,293 @@
+//! Kernel structure offsets from the kernel's own BTF (`/sys/kernel/btf/vmlinux`).
+//!
+//! The fork hook reads one field of the child's `struct task_struct`; its offset differs
+//! between kernel builds, and the kernel describes its own types in BTF. Reading the offset
+//! from there (instead of from a tracefs format file, or a table of kernel versions) means a
+//! new kernel cannot break the hook and nothing has to be mounted.
+//!
+//! Only the parts of the format this needs are decoded: the header, the string section,
+//! and each type's fixed part and trailing data (to step to the next type), with `STRUCT`
+//! members read in full. Any malformed input is an error, never a panic.
+
+use std::path::Path;
+
+/// Where the running kernel exposes its BTF.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+const BTF_MAGIC: u16 = 0xeb9f;
+const KIND_STRUCT: u32 = 4;
+
+/// Why an offset could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    /// The file could not be read.
+    #[error("cannot read `{path}`")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The data is not BTF, or is cut short.
+    #[error("malformed BTF: {0}")]
+    Malformed(&'static str),
+    /// No struct of that name has that member.
+    #[error("BTF has no member `{member}` in `struct {ty}`")]
+    NotFound {
+        /// The struct.
+        ty: String,
+        /// The member.
+        member: String,
+    },
+}
+
+/// Byte offsets of the `task_struct` fields the eBPF programs read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskOffsets {
+    /// `task_struct.tgid`.
+    pub tgid: u32,
+}
+
+/// Reads [`TaskOffsets`] from the running kernel's BTF.
+///
+/// # Errors
+/// [`BtfError`] when the file is missing or unreadable (a kernel built without
+/// `CONFIG_DEBUG_INFO_BTF`, or a container that hides `/sys`), or malformed.
+pub fn task_offsets(path: &Path) -> Result<TaskOffsets, BtfError> {
+    let data = std::fs::read(path).map_err(|source| BtfError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(TaskOffsets {
+        tgid: member_offset(&data, "task_struct", "tgid")?,
+    })
+}
+
+fn u16_at(d: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(d.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(d: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(d.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The NUL-terminated string at `off` in the string section.
+fn name_at(strings: &[u8], off: u32) -> Option<&[u8]> {
+    let rest = strings.get(off as usize..)?;
+    let end = rest.iter().position(|&b| b == 0)?;
+    Some(&rest[..end])
+}
+
+/// Byte offset of `member` in the first `struct ty` of a (little-endian) BTF blob.
+///
+/// # Errors
+/// [`BtfError::Malformed`] for data that is not BTF, [`BtfError::NotFound`] when no such
+/// struct has such a member (or the member is a bitfield not on a byte boundary).
+pub fn member_offset(data: &[u8], ty: &str, member: &str) -> Result<u32, BtfError> {
+    let bad = BtfError::Malformed;
+    if u16_at(data, 0) != Some(BTF_MAGIC) {
+        return Err(bad("bad magic (not little-endian BTF)"));
+    }
+    let hdr_len = u32_at(data, 4).ok_or(bad("short header"))? as usize;
+    let type_off = u32_at(data, 8).ok_or(bad("short header"))? as usize;
+    let type_len = u32_at(data, 12).ok_or(bad("short header"))? as usize;
+    let str_off = u32_at(data, 16).ok_or(bad("short header"))? as usize;
+    let str_len = u32_at(data, 20).ok_or(bad("short header"))? as usize;
+    let section = |off: usize, len: usize| {
+        let start = hdr_len.checked_add(off)?;
+        data.get(start..start.checked_add(len)?)
+    };
+    let types = section(type_off, type_len).ok_or(bad("type section out of bounds"))?;
+    let strings = section(str_off, str_len).ok_or(bad("string section out of bounds"))?;
+
+    let mut at = 0usize;
+    while at < types.len() {
+        let name_off = u32_at(types, at).ok_or(bad("truncated type"))?;
+        let info = u32_at(types, at + 4).ok_or(bad("truncated type"))?;
+        let vlen = (info & 0xffff) as usize;
+        let kind = (info >> 24) & 0x1f;
+        let kind_flag = info >> 31 != 0;
+        at += 12;
+        let extra = match kind {
+            // VOID, PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG.
+            0 | 2 | 7..=12 | 16 | 18 => 0,
+            // FUNC_PROTO: a (name, type) pair per parameter.
+            13 => vlen * 8,
+            // INT, VAR, DECL_TAG: one u32.
+            1 | 14 | 17 => 4,
+            // ARRAY: element type, index type, count.
+            3 => 12,
+            // STRUCT, UNION, DATASEC, ENUM64: 12 bytes an entry.
+            4 | 5 | 15 | 19 => vlen * 12,
+            // ENUM: 8 bytes an entry.
+            6 => vlen * 8,
+            _ => return Err(bad("unknown type kind")),
+        };
+        if kind == KIND_STRUCT
+            && name_at(strings, name_off) == Some(ty.as_bytes())
+            && let Some(off) = find_member(types, at, vlen, kind_flag, strings, member)?
+        {
+            return Ok(off);
+        }
+        // Members of anonymous unions or structs inside `ty` are not looked into: the
+        // fields read here are direct members.
+        at = at.checked_add(extra).ok_or(bad("type data overflows"))?;
+        if at > types.len() {
+            return Err(bad("truncated type data"));
+        }
+    }
+    Err(BtfError::NotFound {
+        ty: ty.to_owned(),
+        member: member.to_owned(),
+    })
+}
+
+fn find_member(
+    types: &[u8],
+    at: usize,
+    vlen: usize,
+    kind_flag: bool,
+    strings: &[u8],
+    member: &str,
+) -> Result<Option<u32>, BtfError> {
+    for i in 0..vlen {
+        let m = at + i * 12;
+        let name = u32_at(types, m).ok_or(BtfError::Malformed("truncated member"))?;
+        let raw = u32_at(types, m + 8).ok_or(BtfError::Malformed("truncated member"))?;
+        if name_at(strings, name) != Some(member.as_bytes()) {
+            continue;
+        }
+        // With kind_flag set the low 24 bits are the bit offset and the high 8 the
+        // bitfield size.
+        let bits = if kind_flag { raw & 0x00ff_ffff } else { raw };
+        if bits % 8 != 0 {
+            return Ok(None);
+        }
+        return Ok(Some(bits / 8));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A BTF blob: an INT, then `struct task_struct { int pid@8; int tgid@12; }` (byte
+    /// offsets), preceded by a union of the same name that must not match.
+    fn blob(tgid_bits: u32, kind_flag: bool) -> Vec<u8> {
+        let strings = b"\0int\0task_struct\0pid\0tgid\0";
+        let s = |name: &str| -> u32 {
+            let pat = format!("\0{name}\0");
+            u32::try_from(
+                strings
+                    .windows(pat.len())
+                    .position(|w| w == pat.as_bytes())
+                    .expect("name in table")
+                    + 1,
+            )
+            .expect("small")
+        };
+        let mut types = Vec::new();
+        let mut push = |v: u32| types.extend_from_slice(&v.to_le_bytes());
+        // [1] INT "int" size 4, encoding word.
+        push(s("int"));
+        push(1 << 24);
+        push(4);
+        push(32);
+        // [2] UNION "task_struct" with member tgid at 0 (a decoy).
+        push(s("task_struct"));
+        push((5 << 24) | 1);
+        push(4);
+        push(s("tgid"));
+        push(1);
+        push(0);
+        // [3] STRUCT task_struct, 2 members.
+        push(s("task_struct"));
+        push((4 << 24) | (u32::from(kind_flag) << 31) | 2);
+        push(16);
+        push(s("pid"));
+        push(1);
+        push(64);
+        push(s("tgid"));
+        push(1);
+        push(tgid_bits);
+        let mut out = Vec::new();
+        out.extend_from_slice(&BTF_MAGIC.to_le_bytes());
+        out.push(1);
+        out.push(0);
+        for v in [
+            24u32,
+            0,
+            u32::try_from(types.len()).expect("small"),
+            u32::try_from(types.len()).expect("small"),
+            u32::try_from(strings.len()).expect("small"),
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&types);
+        out.extend_from_slice(strings);
+        out
+    }
+
+    #[test]
+    fn finds_a_struct_member_and_skips_a_union_of_the_same_name() {
+        assert_eq!(
+            member_offset(&blob(96, false), "task_struct", "tgid").ok(),
+            Some(12)
+        );
+        assert_eq!(
+            member_offset(&blob(96, false), "task_struct", "pid").ok(),
+            Some(8)
+        );
+        // kind_flag: bitfield size in the high byte.
+        let with_flag = blob((3 << 24) | 96, true);
+        assert_eq!(
+            member_offset(&with_flag, "task_struct", "tgid").ok(),
+            Some(12)
+        );
+    }
+
+    #[test]
+    fn missing_members_and_bad_data_are_errors() {
+        assert!(matches!(
+            member_offset(&blob(96, false), "task_struct", "nope"),
+            Err(BtfError::NotFound { .. })
+        ));
+        assert!(matches!(
+            member_offset(&blob(97, false), "task_struct", "tgid"),
+            Err(BtfError::NotFound { .. })
+        ));
+        assert!(matches!(
+            member_offset(b"not btf at all", "task_struct", "tgid"),
+            Err(BtfError::Malformed(_))
+        ));
+        // Every truncation of a valid blob is an error, never a panic.
+        let full = blob(96, false);
+        for len in 0..full.len() {
+            assert!(
+                member_offset(&full[..len], "task_struct", "tgid").is_err(),
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_the_running_kernels_task_struct() {
+        let path = Path::new(VMLINUX_BTF);
+        if !path.exists() {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED reads_the_running_kernels_task_struct: no {VMLINUX_BTF} on this kernel"
+            );
+            return;
+        }
+        let offsets = task_offsets(path).expect("the kernel's BTF has task_struct.tgid");
+        // pid and tgid sit next to each other, well inside the first few KiB.
+        assert!(offsets.tgid > 0 && offsets.tgid < 16 * 1024, "{offsets:?}");
+        let data = std::fs::read(path).expect("read BTF");
+        let pid = member_offset(&data, "task_struct", "pid").expect("task_struct.pid");
+        assert_eq!(offsets.tgid, pid + 4, "tgid follows pid (both pid_t)");
+    }
+}
