@@ -124,8 +124,8 @@ def scale(args, processes=500, seconds=60):
 def merge():
     print("\n## Merging stored windows (store measurement, release build)\n")
     out = subprocess.run(
-        ["cargo", "test", "--release", "--quiet", "-p", "profiler-agent", "--lib",
-         "store::tests::query_24h_timing", "--", "--ignored", "--nocapture"],
+        ["cargo", "test", "--release", "--quiet", "-p", "profiler-store", "--lib",
+         "tests::query_24h_timing", "--", "--ignored", "--nocapture"],
         cwd=ROOT, capture_output=True, text=True, check=True)
     for line in out.stderr.splitlines():
         if line.startswith(("wrote ", "query ", "merge ", "timeline ")):

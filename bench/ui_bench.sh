@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 store=$(mktemp -d /tmp/ember-ui-bench.XXXXXX)
 trap 'kill "${agent:-}" 2>/dev/null || true; rm -rf "$store"' EXIT
 echo "ui_bench: filling $store with 360 windows of synthetic stacks" >&2
-EMBER_BENCH_STORE="$store" cargo test --release --quiet -p profiler-agent --lib \
-  store::tests::write_ui_bench_store -- --ignored --nocapture >&2
+EMBER_BENCH_STORE="$store" cargo test --release --quiet -p profiler-store --lib \
+  tests::write_ui_bench_store -- --ignored --nocapture >&2
 log="$store.log"
 target/release/ember agent -q -F 1 --listen 127.0.0.1:0 --data-dir "$store" 2>"$log" &
 agent=$!

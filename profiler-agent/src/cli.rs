@@ -130,7 +130,9 @@ pub struct AgentArgs {
     #[arg(long, env = "EMBER_STORE_RETENTION", default_value = "7d", value_parser = parse_duration, help_heading = "Store")]
     pub retention: Duration,
 
-    /// Keep the store under this size (e.g. 2GiB, 500MiB, 1G).
+    /// Keep the store under this size (e.g. 2GiB, 500MiB, 1G): the database, its
+    /// write-ahead log and its index (`-wal`, `-shm`), checked after every window; over it,
+    /// the oldest windows are deleted. Set it below the file system's free space.
     #[arg(long, env = "EMBER_STORE_MAX_SIZE", default_value = "2GiB", value_parser = parse_size, help_heading = "Store")]
     pub store_max_size: u64,
 

@@ -6,8 +6,8 @@
 //!   [`profiler_model::Profile`].
 //! - [`record`] is `ember record`: one capture written as folded stacks, an SVG, pprof or
 //!   speedscope.
-//! - [`agent`] is `ember agent`: continuous sampling into windows in the [`store`].
-//! - [`store`] keeps windows on disk (SQLite, zstd) with retention.
+//! - [`agent`] is `ember agent`: continuous sampling into windows in the store
+//!   ([`profiler_store`], on disk with SQLite and zstd, with retention).
 //! - [`export`] is `ember export`: a stored time range as folded, pprof, SVG or speedscope.
 //! - [`output`] is where `record` and `export` write: a file or stdout, in a format from
 //!   `--format` or the file name, through `profiler-render` (the writer the API uses).
@@ -27,6 +27,5 @@ pub mod procinfo;
 pub mod record;
 pub mod sample;
 pub mod signals;
-pub mod store;
 
 pub use profiler_model::time::now_unix_ns;

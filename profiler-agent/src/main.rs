@@ -11,7 +11,7 @@ use profiler_agent::diff::{self, DiffConfig};
 use profiler_agent::doctor;
 use profiler_agent::export::{self, ExportConfig};
 use profiler_agent::record::{self, RecordConfig};
-use profiler_agent::store::StoreConfig;
+use profiler_store::StoreConfig;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(global: &GlobalArgs) {
@@ -53,10 +53,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let summary = agent::run(&config).context("ember agent")?;
             if cli.global.quiet == 0 {
                 eprintln!(
-                    "ember: agent stopped after {} windows, {} samples ({} lost)",
+                    "ember: agent stopped after {} windows, {} samples ({} lost by the sampler, \
+                     {} windows of {} samples lost by the store)",
                     summary.windows,
                     summary.samples,
-                    summary.stats.lost()
+                    summary.stats.lost(),
+                    summary.writes.windows_lost,
+                    summary.writes.samples_lost
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -4,8 +4,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use profiler_agent::store::{Query, Store, StoreConfig};
 use profiler_model::{LabelFilter, folded};
+use profiler_store::{Query, Store, StoreConfig};
 
 use crate::common::{Folded, ember, example, privileged, start_agent_with_api, tempdir};
 

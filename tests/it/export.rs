@@ -8,8 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use profiler_agent::store::{Store, StoreConfig, Window};
 use profiler_model::{Frame, FrameKind, Labels, Location, Profile, ProfileMeta, keys, pprof};
+use profiler_store::{Store, StoreConfig, Window};
 
 use crate::common::{Folded, ember, example, privileged, repo_root, start_agent_with_api, tempdir};
 

@@ -10,6 +10,8 @@ mod common;
 mod node;
 // `ember agent`: windows in the store, crash safety.
 mod agent;
+// The store under a full disk, two agents, damage, and exports it may not write.
+mod durability;
 // `ember record`: shares, stacks, names, targets, signals, errors.
 mod record;
 // Symbolization on a real node: process storms, mount namespaces.

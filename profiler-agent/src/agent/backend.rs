@@ -4,10 +4,10 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use profiler_model::Profile;
-use web::api::{Backend, BackendError, LabelValues, ProfileQuery, TimelinePoint};
+use web::api::{Backend, BackendError, Health, LabelValues, ProfileQuery, TimelinePoint};
 
 use super::metrics::AgentMetrics;
-use crate::store::{Query, Store};
+use profiler_store::{Query, Store};
 
 /// [`Backend`] over the agent's store.
 pub struct StoreBackend {
@@ -74,7 +74,19 @@ impl Backend for StoreBackend {
     }
 
     fn metrics(&self) -> String {
-        let snapshot = *self.metrics.lock().unwrap_or_else(PoisonError::into_inner);
+        let snapshot = self
+            .metrics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         snapshot.prometheus()
+    }
+
+    fn health(&self) -> Health {
+        let m = self.metrics.lock().unwrap_or_else(PoisonError::into_inner);
+        match &m.store_degraded {
+            None => Health::Ok,
+            Some(reason) => Health::Degraded(format!("store: {reason}")),
+        }
     }
 }

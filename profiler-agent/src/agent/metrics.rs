@@ -9,21 +9,19 @@ use std::fmt::Write as _;
 use profiler_common::Stat;
 
 use crate::sample::SamplerStats;
-use crate::store::StoreStats;
+use profiler_store::StoreStats;
 
 /// A snapshot of what the agent has done since it started.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct AgentMetrics {
     /// The eBPF program's counters.
     pub sampler: SamplerStats,
     /// The symbolizer's counters.
     pub symbolizer: symbolizer::Stats,
-    /// Windows written to the store.
-    pub windows_written: u64,
-    /// Windows that could not be written (lost, and logged).
-    pub window_write_errors: u64,
-    /// Samples in written windows.
-    pub samples_written: u64,
+    /// Windows written, waiting and lost, and failed writes.
+    pub writes: super::WriteCounts,
+    /// Why the store does not take windows (`None`: it does); `/healthz` says it.
+    pub store_degraded: Option<String>,
     /// The writing store's counters and sizes.
     pub store: StoreStats,
     /// Start time of the agent, seconds since the Unix epoch.
@@ -90,21 +88,49 @@ impl AgentMetrics {
             "ember_samples_written_total",
             "counter",
             "Samples in windows written to the store.",
-            &[("", self.samples_written)],
+            &[("", self.writes.samples_written)],
         );
         metric(
             &mut out,
             "ember_windows_written_total",
             "counter",
             "Windows written to the store.",
-            &[("", self.windows_written)],
+            &[("", self.writes.windows_written)],
         );
         metric(
             &mut out,
             "ember_window_write_errors_total",
             "counter",
-            "Windows that could not be written.",
-            &[("", self.window_write_errors)],
+            "Failed window writes (a window retried three times counts three).",
+            &[("", self.writes.write_errors)],
+        );
+        metric(
+            &mut out,
+            "ember_windows_pending",
+            "gauge",
+            "Closed windows kept in memory because the store did not take them; retried at each window.",
+            &[("", self.writes.windows_pending)],
+        );
+        metric(
+            &mut out,
+            "ember_windows_lost_total",
+            "counter",
+            "Closed windows dropped unwritten (over the memory bound for waiting windows, or invalid).",
+            &[("", self.writes.windows_lost)],
+        );
+        metric(
+            &mut out,
+            "ember_samples_in_lost_windows_total",
+            "counter",
+            "Samples in windows dropped unwritten.",
+            &[("", self.writes.samples_lost)],
+        );
+        metric(
+            &mut out,
+            "ember_store_degraded",
+            "gauge",
+            "1 while the store does not take windows (a full disk, an unwritable store); /healthz says why.",
+            &[("", u64::from(self.store_degraded.is_some()))],
         );
         let st = &self.store;
         metric(
@@ -273,7 +299,10 @@ mod tests {
     fn every_metric_has_help_and_type_and_values() {
         let mut m = AgentMetrics::default();
         m.sampler.counters[Stat::UserStackCollision as usize] = 4;
-        m.windows_written = 7;
+        m.writes.windows_written = 7;
+        m.writes.windows_pending = 2;
+        m.writes.windows_lost = 1;
+        m.store_degraded = Some("disk full".to_owned());
         m.symbolizer.binary_cache_hits = 11;
         m.symbolizer.binary_cache_evictions = 3;
         m.symbolizer.binary_cache_bytes = 1 << 20;
@@ -286,6 +315,9 @@ mod tests {
         assert!(text.contains("ember_unwind_table_bytes 226192"));
         assert!(text.contains("ember_samples_lost_total{reason=\"user_stack_collision\"} 4"));
         assert!(text.contains("ember_windows_written_total 7"));
+        assert!(text.contains("ember_windows_pending 2\n"));
+        assert!(text.contains("ember_windows_lost_total 1\n"));
+        assert!(text.contains("ember_store_degraded 1\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();
             assert!(

@@ -16,6 +16,7 @@
 
 mod backend;
 mod metrics;
+mod writer;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -24,15 +25,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use profiler_model::ProfileMeta;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::aggregate::Aggregator;
 use crate::sample::{Sampler, SamplerConfig, SamplerStats, Target};
 use crate::signals;
-use crate::store::{Store, StoreConfig, Window};
+use profiler_store::{Store, StoreConfig, Window};
 
 pub use backend::StoreBackend;
 pub use metrics::AgentMetrics;
+pub use writer::{WindowWriter, WriteCounts};
 
 /// Why the agent stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +44,7 @@ pub enum AgentError {
     Sample(#[from] crate::sample::SampleError),
     /// The store failed.
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] profiler_store::StoreError),
     /// The API's address cannot be used.
     #[error("cannot listen on {addr}: {source}; choose another address with --listen")]
     Listen {
@@ -89,21 +91,19 @@ pub struct AgentSummary {
     pub windows: u64,
     /// Samples written.
     pub samples: u64,
-    /// Windows that could not be written.
-    pub window_write_errors: u64,
+    /// Windows and samples the store did not take (waiting, lost).
+    pub writes: WriteCounts,
     /// The program's counters at the end.
     pub stats: SamplerStats,
 }
-
-/// How often retention runs, in windows.
-const RETENTION_EVERY: u64 = 60;
 
 /// Runs the agent until SIGINT or SIGTERM.
 ///
 /// # Errors
 /// If sampling cannot start or the store cannot be opened or written.
 pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
-    let mut store = Store::open(&config.data_dir, config.store.clone())?;
+    // The writer takes the data directory's lock: a second agent stops here.
+    let mut writer = WindowWriter::new(Store::open(&config.data_dir, config.store.clone())?);
     let metrics = Arc::new(Mutex::new(AgentMetrics {
         start_time_seconds: crate::now_unix_ns() as f64 / 1e9,
         ..AgentMetrics::default()
@@ -112,7 +112,7 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
         Some(addr) => Some(Api::start(
             addr,
             StoreBackend::new(
-                Store::open(&config.data_dir, config.store.clone())?,
+                Store::open_read_only(&config.data_dir, config.store.clone())?,
                 metrics.clone(),
             ),
         )?),
@@ -173,38 +173,19 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
             let end = crate::now_unix_ns().max(window_start + 1);
             let mut profile = aggregator.take_profile(meta_from(end));
             profile.meta.duration_ns = end - window_start;
-            let samples = profile.total();
             let window = Window {
                 start_unix_ns: window_start,
                 end_unix_ns: end,
                 profile,
             };
-            match store.write_window(&window) {
-                Ok(id) => {
-                    summary.windows += 1;
-                    summary.samples += samples;
-                    debug!(?id, samples, "window written");
-                }
-                // A window that cannot be written is lost, loudly; the agent goes on.
-                Err(e) => {
-                    summary.window_write_errors += 1;
-                    warn!(error = %e, samples, "a window could not be written");
-                }
-            }
+            writer.close(window, crate::now_unix_ns());
             aggregator.forget_exited(std::mem::take(&mut pids_seen));
             window_start = end;
             window_clock = Instant::now();
-            if summary.windows % RETENTION_EVERY == 0 {
-                match store.enforce_retention(crate::now_unix_ns()) {
-                    Ok(report) => debug!(?report, "retention"),
-                    Err(e) => warn!(error = %e, "retention failed"),
-                }
-            }
             let mut m = metrics.lock().unwrap_or_else(PoisonError::into_inner);
-            m.windows_written = summary.windows;
-            m.window_write_errors = summary.window_write_errors;
-            m.samples_written = summary.samples;
-            m.store = store.stats();
+            m.writes = writer.counts();
+            m.store_degraded = writer.degraded().map(str::to_owned);
+            m.store = writer.store_stats();
         }
         if stop {
             break;
@@ -214,12 +195,21 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
     if let Some(api) = api {
         api.stop();
     }
-    info!(
-        windows = summary.windows,
-        samples = summary.samples,
-        lost = summary.stats.lost(),
-        "agent stopped"
-    );
+    summary.writes = writer.finish();
+    summary.windows = summary.writes.windows_written;
+    summary.samples = summary.writes.samples_written;
+    let stopped = "agent stopped";
+    let (windows, samples) = (summary.windows, summary.samples);
+    let (sampler_lost, windows_lost) = (summary.stats.lost(), summary.writes.windows_lost);
+    let samples_in_lost_windows = summary.writes.samples_lost;
+    if windows_lost > 0 {
+        warn!(
+            windows,
+            samples, sampler_lost, windows_lost, samples_in_lost_windows, "{stopped}"
+        );
+    } else {
+        info!(windows, samples, sampler_lost, windows_lost, "{stopped}");
+    }
     Ok(summary)
 }
 

@@ -24,7 +24,7 @@ use profiler_render::RenderOptions;
 
 use crate::cli::ExportArgs;
 use crate::output::{self, UnknownFormat};
-use crate::store::{self, Query, Store, StoreConfig, StoreError};
+use profiler_store::{self as store, Query, Store, StoreConfig, StoreError};
 
 /// Where `ember export` reads profiles.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,14 +199,16 @@ pub fn run(config: &ExportConfig) -> Result<Profile, ExportError> {
 pub fn fetch(config: &ExportConfig) -> Result<Profile, ExportError> {
     match &config.source {
         Source::Store(dir) => {
-            // `Store::open` creates a missing store; an export must not, so look first.
+            // Say "no store here" rather than SQLite's "unable to open database file".
             if !dir.join(store::DB_FILE_NAME).is_file() {
                 return Err(ExportError::NoStore {
                     dir: dir.clone(),
                     file: store::DB_FILE_NAME,
                 });
             }
-            let store = Store::open(dir, StoreConfig::default())?;
+            // Read-only: an export writes nothing, so it works on a read-only mount, for a
+            // user who may only read the store, and beside a running agent (no lock).
+            let store = Store::open_read_only(dir, StoreConfig::default())?;
             let query = Query::new(config.from_unix_ns, config.to_unix_ns)
                 .with_filter(config.filter.clone());
             Ok(store.query(&query)?)

@@ -32,6 +32,17 @@ pub struct TimelinePoint {
 #[error("{0}")]
 pub struct BackendError(pub String);
 
+/// Whether the backend does its job, as `/healthz` reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Health {
+    /// All is well: `200 ok`.
+    #[default]
+    Ok,
+    /// Profiles are being lost or cannot be kept (a full disk, an unwritable store):
+    /// `503 degraded: reason`.
+    Degraded(String),
+}
+
 /// Label name → value → samples.
 pub type LabelValues = BTreeMap<String, BTreeMap<String, u64>>;
 
@@ -61,4 +72,9 @@ pub trait Backend: Send + Sync + 'static {
     /// store bytes, symbol cache, ...), each metric with `# HELP` and `# TYPE`. The API
     /// appends its own (requests, query latency).
     fn metrics(&self) -> String;
+
+    /// Whether the backend is healthy; must not block (`/healthz` answers at once).
+    fn health(&self) -> Health {
+        Health::Ok
+    }
 }

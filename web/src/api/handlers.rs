@@ -417,9 +417,16 @@ pub(crate) async fn diff(
 
 // ---------------------------------------------------------------------------------------
 
-/// `GET /healthz`.
-pub(crate) async fn healthz() -> Response {
-    with_type(TEXT, "ok")
+/// `GET /healthz`: `ok`, or a 503 saying why the backend is degraded.
+pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
+    match state.backend.health() {
+        super::Health::Ok => with_type(TEXT, "ok"),
+        super::Health::Degraded(reason) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            with_type(TEXT, format!("degraded: {reason}")),
+        )
+            .into_response(),
+    }
 }
 
 /// `GET /metrics`: the backend's metrics, then the API's own.

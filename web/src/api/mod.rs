@@ -7,7 +7,7 @@
 //! | `GET /api/v1/top` | functions by self (or `sort=total`) samples |
 //! | `GET /api/v1/timeline` | samples per stored window |
 //! | `GET /api/v1/diff` | base range vs new range: `folded` (3 columns), `svg`, `json` |
-//! | `GET /healthz`, `GET /metrics` | liveness, Prometheus text |
+//! | `GET /healthz`, `GET /metrics` | `ok`, or 503 `degraded: reason`; Prometheus text |
 //! | `GET /`, `GET /ui/{file}` | the embedded web UI ([`crate::ui`]) |
 //!
 //! Times are unix seconds, RFC 3339, `now-15m` or `-1.5h` ([`profiler_model::time`]); `from` defaults to `now-15m` and `to` to
@@ -35,7 +35,7 @@ use axum::Router;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-pub use backend::{Backend, BackendError, LabelValues, ProfileQuery, TimelinePoint};
+pub use backend::{Backend, BackendError, Health, LabelValues, ProfileQuery, TimelinePoint};
 pub use error::ApiError;
 use handlers::AppState;
 

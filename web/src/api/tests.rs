@@ -17,6 +17,16 @@ fn standard_app() -> axum::Router {
 }
 
 #[tokio::test]
+async fn a_degraded_backend_says_why_on_healthz() {
+    let backend = FakeBackend::standard();
+    *backend.health.lock().expect("lock") =
+        super::Health::Degraded("3 windows not written: disk full".to_owned());
+    let a = get(&app(backend), "/healthz").await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.text(), "degraded: 3 windows not written: disk full");
+}
+
+#[tokio::test]
 async fn healthz_and_index() {
     let app = standard_app();
     let a = get(&app, "/healthz").await;

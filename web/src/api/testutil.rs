@@ -1,5 +1,7 @@
-//! A fake in-memory [`Backend`]: hand-made profiles per time window, behind a mutex so a
-//! test can add windows while requests run.
+//! The tests' [`Backend`]: the real profile store (`profiler-store`) in memory, holding
+//! hand-made windows, so the API's tests exercise the store's own overlap, filter and
+//! label logic rather than a second copy of it. Behind a mutex, so a test can add windows
+//! while requests run.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,25 +10,36 @@ use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use profiler_model::{Frame, FrameKind, Labels, Profile, ProfileMeta, keys};
+pub(crate) use profiler_store::Window;
+use profiler_store::{Query, Store, StoreConfig};
 use tower::ServiceExt as _;
 
-use super::backend::{Backend, BackendError, LabelValues, ProfileQuery, TimelinePoint};
+use super::backend::{Backend, BackendError, Health, LabelValues, ProfileQuery, TimelinePoint};
 
-/// Start of the first fake window, unix seconds.
+/// Start of the first test window, unix seconds.
 pub(crate) const T0: u64 = 1_800_000_000;
 pub(crate) const NS: u64 = 1_000_000_000;
 
-pub(crate) struct Window {
-    pub(crate) start_unix_ns: u64,
-    pub(crate) end_unix_ns: u64,
-    pub(crate) profile: Profile,
-}
-
-#[derive(Default)]
+/// A [`Backend`] over an in-memory [`Store`]; "fake" only in what it holds.
 pub(crate) struct FakeBackend {
-    windows: Mutex<Vec<Window>>,
+    store: Mutex<Store>,
     /// When set, every call fails.
     pub(crate) fail: AtomicBool,
+    /// What `/healthz` is told.
+    pub(crate) health: Mutex<Health>,
+}
+
+impl Default for FakeBackend {
+    fn default() -> Self {
+        FakeBackend {
+            store: Mutex::new(
+                Store::open_in_memory(StoreConfig::default().with_downsample(None))
+                    .expect("in-memory store"),
+            ),
+            fail: AtomicBool::new(false),
+            health: Mutex::new(Health::Ok),
+        }
+    }
 }
 
 fn frames(names: &[&str]) -> Vec<Frame> {
@@ -92,7 +105,11 @@ impl FakeBackend {
     }
 
     pub(crate) fn push(&self, w: Window) {
-        self.windows.lock().expect("fake backend lock").push(w);
+        self.store().write_window(&w).expect("in-memory write");
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().expect("test backend lock")
     }
 
     fn check(&self) -> Result<(), BackendError> {
@@ -102,60 +119,49 @@ impl FakeBackend {
             Ok(())
         }
     }
+}
 
-    fn overlapping(&self, from: u64, to: u64, mut f: impl FnMut(&Window)) {
-        for w in self.windows.lock().expect("fake backend lock").iter() {
-            if w.start_unix_ns < to && w.end_unix_ns > from {
-                f(w);
-            }
-        }
-    }
+fn err(e: impl std::fmt::Display) -> BackendError {
+    BackendError(e.to_string())
 }
 
 impl Backend for FakeBackend {
     fn profile(&self, query: &ProfileQuery) -> Result<Profile, BackendError> {
         self.check()?;
-        let mut out = Profile::default();
-        self.overlapping(query.from_unix_ns, query.to_unix_ns, |w| {
-            out.merge(&w.profile.filter_labels(|l| query.filter.matches(l)));
-        });
-        Ok(out)
+        let q = Query::new(query.from_unix_ns, query.to_unix_ns).with_filter(query.filter.clone());
+        self.store().query(&q).map_err(err)
     }
 
     fn timeline(&self, query: &ProfileQuery) -> Result<Vec<TimelinePoint>, BackendError> {
         self.check()?;
-        let mut out = Vec::new();
-        self.overlapping(query.from_unix_ns, query.to_unix_ns, |w| {
-            out.push(TimelinePoint {
+        let windows = self
+            .store()
+            .timeline(query.from_unix_ns, query.to_unix_ns, &query.filter)
+            .map_err(err)?;
+        Ok(windows
+            .into_iter()
+            .map(|w| TimelinePoint {
                 start_unix_ns: w.start_unix_ns,
                 end_unix_ns: w.end_unix_ns,
-                samples: w.profile.filter_labels(|l| query.filter.matches(l)).total(),
-            });
-        });
-        Ok(out)
+                samples: w.samples,
+            })
+            .collect())
     }
 
     fn label_values(&self, from: u64, to: u64) -> Result<LabelValues, BackendError> {
         self.check()?;
-        let mut out = LabelValues::new();
-        self.overlapping(from, to, |w| {
-            for s in w.profile.stacks() {
-                for (k, v) in s.labels.iter() {
-                    *out.entry(k.to_owned())
-                        .or_default()
-                        .entry(v.to_owned())
-                        .or_insert(0) += s.count;
-                }
-            }
-        });
-        Ok(out)
+        self.store().label_values(from, to).map_err(err)
     }
 
     fn metrics(&self) -> String {
-        let n = self.windows.lock().expect("fake backend lock").len();
+        let n = self.store().stats().windows;
         format!(
             "# HELP ember_store_windows Stored windows.\n# TYPE ember_store_windows gauge\nember_store_windows {n}\n"
         )
+    }
+
+    fn health(&self) -> Health {
+        self.health.lock().expect("test backend lock").clone()
     }
 }
 

@@ -1,5 +1,8 @@
-//! The on-disk profile store: closed time windows of [`Profile`]s go in, merged profiles,
-//! timelines and label values for a time range come out.
+//! Ember's **store** stage, between aggregation and query in the pipeline
+//! sample → aggregate → symbolize → **store** → query → render/export: closed time windows
+//! of [`Profile`]s go in, merged profiles, timelines and label values for a time range come
+//! out. Everything about keeping profiles on disk lives here (schema, codec, caches,
+//! retention); the crate knows nothing of sampling or HTTP.
 //!
 //! The agent calls [`Store::write_window`] each time it closes a window (every 10 s) and
 //! [`Store::enforce_retention`] now and then; the HTTP API calls [`Store::query`],
@@ -44,7 +47,13 @@
 //! A damaged window or row is skipped, logged once with `tracing::warn!` and counted in
 //! [`StoreStats::corrupt_skipped`]; the rest of the answer is still returned. A database file
 //! SQLite cannot read at all fails [`Store::open`] with [`StoreError::NotADatabase`], which
-//! names the file and says to move it aside.
+//! names the file and says to move it aside. Damage that would make writes fail is caught
+//! before the first one: the writer refuses a file it could only read, a schema with a table
+//! or index missing, and pages `PRAGMA quick_check` finds damaged
+//! ([`StoreError::Damaged`], the same advice), the check bounded in time by
+//! [`StoreConfig::integrity_check_budget`]. A damaged store is refused, never moved or
+//! deleted by Ember: a person decides what to keep. See `open.rs` for the directory's lock
+//! (one writer), the files' modes (`0700`, `0600`) and read-only opening.
 //!
 //! # Speed and memory
 //!
@@ -60,19 +69,27 @@
 //!
 //! # Retention
 //!
-//! [`Store::enforce_retention`] deletes windows older than [`StoreConfig::retention`],
-//! merges windows older than [`Downsample::after`] into [`Downsample::resolution`] buckets,
-//! then deletes the oldest windows while the pages in use exceed [`StoreConfig::max_bytes`]
-//! (a window's share of the size is estimated as live bytes / windows, since the shared
-//! dictionaries dominate; at most a few delete-and-measure rounds per call). Dictionary rows
-//! no window refers to any more are then swept (mark and sweep over the remaining payloads)
-//! and free pages are returned to the file system (`auto_vacuum=INCREMENTAL`). The store
-//! assumes a single writer process; readers in other processes are fine.
+//! [`StoreConfig::max_bytes`] bounds the store's files (database, write-ahead log and its
+//! index) and is enforced after every write: two `stat`s while under it; over it, a
+//! checkpoint, then the oldest windows are deleted down to 90 % of it (a window's share of
+//! the size is estimated as bytes / windows, since the shared dictionaries dominate; at
+//! most a few delete-and-measure rounds per write). The write-ahead log is checkpointed
+//! once it holds an eighth of the cap. [`Store::enforce_retention`], called now and then
+//! and after a failed write, also deletes windows older than [`StoreConfig::retention`] and
+//! merges windows older than [`Downsample::after`] into [`Downsample::resolution`] buckets.
+//! Dictionary rows no window refers to any more are then swept (mark and sweep over the
+//! remaining payloads) and free pages are returned to the file system
+//! (`auto_vacuum=INCREMENTAL`). One writer process per directory (a lock enforces it);
+//! readers in other processes are fine.
+//!
+//! A full disk fails a write with [`StoreError::DiskFull`] (nothing is written, the store
+//! stays consistent); keeping the window for a retry is the caller's business.
 
 mod cache;
 mod codec;
 mod config;
 mod error;
+mod open;
 #[cfg(test)]
 mod tests;
 
@@ -90,6 +107,7 @@ use cache::GenCache;
 use codec::{Entry, FrameRow, LocationRow};
 pub use config::{Downsample, Durability, StoreConfig};
 pub use error::StoreError;
+pub use open::{Holder, LOCK_FILE_NAME};
 pub use profiler_model::{LabelFilter, LabelFilterError};
 
 /// The database file's name inside the data directory.
@@ -366,6 +384,8 @@ pub struct Store {
     /// The longest window stored, which bounds how far before a range's start an
     /// overlapping window can begin.
     max_window_ns: i64,
+    /// The writer's lock on the data directory (`None` for readers).
+    _lock: Option<open::DirLock>,
 }
 
 impl fmt::Debug for Store {
@@ -381,10 +401,19 @@ fn sql_err<'a>(
     path: &'a Path,
     op: &'static str,
 ) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
-    move |source| StoreError::Sqlite {
-        path: path.to_owned(),
-        op,
-        source,
+    move |source| {
+        if source.sqlite_error_code() == Some(ErrorCode::DiskFull) {
+            StoreError::DiskFull {
+                path: path.to_owned(),
+                op,
+            }
+        } else {
+            StoreError::Sqlite {
+                path: path.to_owned(),
+                op,
+                source,
+            }
+        }
     }
 }
 
@@ -414,29 +443,65 @@ fn crc(data: &[u8]) -> i64 {
 }
 
 impl Store {
-    /// Opens the store in `dir`, creating the directory and an empty database if absent.
+    /// Opens the store in `dir` for writing, creating the directory (`0700`) and an empty
+    /// database (`0600`) if absent. The returned store holds the directory's lock until it
+    /// is dropped; the database is checked first (see the [module docs](self#damage)).
     ///
     /// # Errors
-    /// [`StoreError::NotADatabase`] if the database file is not one SQLite can read (move it
-    /// aside), [`StoreError::ForeignDatabase`] if it is another program's database,
+    /// [`StoreError::InUse`] if another process writes to `dir` (naming its PID),
+    /// [`StoreError::ReadOnly`] if the database cannot be written, [`StoreError::Damaged`]
+    /// or [`StoreError::NotADatabase`] if it is damaged (move it aside),
+    /// [`StoreError::ForeignDatabase`] if it is another program's database,
     /// [`StoreError::SchemaVersion`] if a newer Ember wrote it, and I/O errors.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-            path: dir.to_owned(),
-            source,
-        })?;
+        open::create_dir(dir)?;
+        let lock = open::lock_dir(dir)?;
         let path = dir.join(DB_FILE_NAME);
+        open::create_private_file(&path)?;
+        let conn = Connection::open(&path).map_err(|e| open::classify(&path, "open", e))?;
+        open::check_writable(&conn, &path)?;
+        let mut store = Store::init(conn, path, config, Some(lock))?;
+        store.apply_size_pragmas()?;
+        Ok(store)
+    }
+
+    /// Opens the store in `dir` for reading only: nothing is created, locked or written, so
+    /// it works on a read-only mount and for a user who may read but not write the
+    /// directory (then in SQLite's `immutable` mode, which does not see windows still in
+    /// the write-ahead log of a running agent; a warning says so).
+    ///
+    /// # Errors
+    /// As [`Store::open`], and SQLite's error if the file is missing or unreadable.
+    pub fn open_read_only(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
+        let path = dir.join(DB_FILE_NAME);
+        let (conn, _immutable) = open::open_read_only(&path)?;
+        Store::init(conn, path, config, None)
+    }
+
+    /// A store in memory, gone when dropped: the same schema and code as on disk, for tests
+    /// of the stages around the store (the HTTP API's tests use it as their backend).
+    ///
+    /// # Errors
+    /// SQLite errors (out of memory).
+    pub fn open_in_memory(config: StoreConfig) -> Result<Store, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|e| open::classify(&path, "open", e))?;
+        Store::init(conn, path, config, None)
+    }
+
+    /// Stamps a new database or checks an existing one, and builds the store.
+    fn init(
+        mut conn: Connection,
+        path: PathBuf,
+        config: StoreConfig,
+        lock: Option<open::DirLock>,
+    ) -> Result<Store, StoreError> {
+        let writer = lock.is_some();
+        let in_memory = path.as_os_str() == ":memory:";
         let classify = |op| {
             let path = path.clone();
-            move |source: rusqlite::Error| {
-                if is_damage(&source) {
-                    StoreError::NotADatabase { path, source }
-                } else {
-                    StoreError::Sqlite { path, op, source }
-                }
-            }
+            move |source: rusqlite::Error| open::classify(&path, op, source)
         };
-        let mut conn = Connection::open(&path).map_err(classify("open"))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(classify("set busy timeout"))?;
         let app_id: i64 = conn
@@ -445,7 +510,8 @@ impl Store {
         let objects: i64 = conn
             .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
             .map_err(classify("read schema"))?;
-        if app_id == 0 && objects == 0 {
+        let new = app_id == 0 && objects == 0;
+        if new && (writer || in_memory) {
             // A new database: auto_vacuum must be chosen before the first table exists.
             conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
                 .map_err(classify("set auto_vacuum"))?;
@@ -455,19 +521,21 @@ impl Store {
                 application_id: app_id,
             });
         }
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(classify("enable WAL"))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(path = %path.display(), mode, "the store database is not in WAL mode");
+        if writer {
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                .map_err(classify("enable WAL"))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                tracing::warn!(path = %path.display(), mode, "the store database is not in WAL mode");
+            }
+            let sync = match config.durability {
+                Durability::Normal => "PRAGMA synchronous = NORMAL",
+                Durability::Full => "PRAGMA synchronous = FULL",
+            };
+            conn.execute_batch(sync)
+                .map_err(classify("set synchronous"))?;
         }
-        let sync = match config.durability {
-            Durability::Normal => "PRAGMA synchronous = NORMAL",
-            Durability::Full => "PRAGMA synchronous = FULL",
-        };
-        conn.execute_batch(sync)
-            .map_err(classify("set synchronous"))?;
-        if app_id == 0 {
+        if new {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(classify("begin schema creation"))?;
@@ -489,6 +557,10 @@ impl Store {
                     expected: SCHEMA_VERSION,
                 });
             }
+            open::check_schema(&conn, &path)?;
+            if writer {
+                open::quick_check(&conn, &path, config.integrity_check_budget)?;
+            }
         }
         let max_window_ns: i64 = conn
             .query_row(
@@ -506,6 +578,7 @@ impl Store {
             corrupt: RefCell::new(HashSet::new()),
             windows_written: 0,
             max_window_ns,
+            _lock: lock,
         })
     }
 
@@ -513,12 +586,6 @@ impl Store {
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The configuration the store was opened with.
-    #[must_use]
-    pub fn config(&self) -> &StoreConfig {
-        &self.config
     }
 
     /// Writes `window` in one transaction and returns its id. Once this returns, the window
@@ -545,6 +612,11 @@ impl Store {
                 self.windows_written += 1;
                 let len = to_i64(window.end_unix_ns - window.start_unix_ns);
                 self.max_window_ns = self.max_window_ns.max(len);
+                // The window is committed whatever happens here; a cap that cannot be
+                // enforced now is tried again after the next write.
+                if let Err(e) = self.enforce_size() {
+                    tracing::warn!(path = %self.path.display(), error = %e, "cannot keep the store under its size cap");
+                }
                 Ok(WindowId(id))
             }
             Err(e) => {
@@ -765,9 +837,11 @@ impl Store {
         Ok(out)
     }
 
-    /// Applies retention as of `now_unix_ns`: deletes windows past the retention, merges old
-    /// windows into coarser ones, deletes the oldest windows while the live data exceeds
-    /// [`StoreConfig::max_bytes`], sweeps unused dictionary rows and returns free pages.
+    /// Applies retention as of `now_unix_ns`: checkpoints the write-ahead log, deletes
+    /// windows past the retention, merges old windows into coarser ones, enforces
+    /// [`StoreConfig::max_bytes`] (as every write does), sweeps unused dictionary rows and
+    /// returns free pages. Call it now and then, and after a failed write: on a full disk it
+    /// is what makes room.
     ///
     /// # Errors
     /// SQLite errors. Each step is its own transaction, so an error leaves a consistent
@@ -775,6 +849,15 @@ impl Store {
     pub fn enforce_retention(&mut self, now_unix_ns: u64) -> Result<RetentionReport, StoreError> {
         let mut report = RetentionReport::default();
         let path = self.path.clone();
+        // Deletes need room in the write-ahead log: empty it first. On a full disk the
+        // checkpoint itself can fail (the database cannot grow to take the log's pages);
+        // the deletes are tried all the same.
+        match self.checkpoint() {
+            Err(e) if e.is_disk_full() => {
+                tracing::debug!(error = %e, "checkpoint before retention");
+            }
+            other => other?,
+        }
         let cutoff =
             to_i64(now_unix_ns.saturating_sub(
                 u64::try_from(self.config.retention.as_nanos()).unwrap_or(u64::MAX),
@@ -792,29 +875,10 @@ impl Store {
         if changed {
             report.rows_swept += self.sweep()?;
         }
-        // Delete the oldest windows until the live pages fit. Dictionary rows dominate the
-        // size and are shared, so a window's share is estimated as live bytes / windows: each
-        // round deletes the windows whose share covers the excess, then sweeps the rows they
-        // alone used and measures again. Deleted rows can leave pages partly empty (free
-        // space SQLite reuses, but which still counts as live), so the rounds are bounded
-        // rather than run until the bound is met at any cost; the next call goes on.
-        for _ in 0..SIZE_ROUNDS {
-            let live = self.live_bytes()?;
-            if live <= self.config.max_bytes {
-                break;
-            }
-            let windows = self.window_count()?;
-            if windows == 0 {
-                break;
-            }
-            let excess = u128::from(live - self.config.max_bytes);
-            let n = (excess * u128::from(windows)).div_ceil(u128::from(live));
-            let deleted = self.delete_oldest(u64::try_from(n).unwrap_or(u64::MAX))?;
-            report.deleted_by_size += deleted;
-            report.rows_swept += self.sweep()?;
-            self.vacuum()?;
-            changed = true;
-        }
+        let (deleted, swept) = self.enforce_size()?;
+        report.deleted_by_size = deleted;
+        report.rows_swept += swept;
+        changed |= deleted > 0;
         if changed {
             self.vacuum()?;
         }
@@ -846,12 +910,9 @@ impl Store {
                 }
             }
         };
-        let file_len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
         StoreStats {
             windows: count(Kind::Window.table()),
-            bytes_on_disk: file_len(&self.path) + file_len(Path::new(&wal)),
+            bytes_on_disk: self.disk_bytes(),
             live_bytes: self.live_bytes().unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "cannot read the store's page counts");
                 0
@@ -1330,18 +1391,105 @@ impl Store {
         Ok(swept)
     }
 
+    /// Runs a statement that may return rows (most pragmas do) and drops them.
+    fn pragma(&self, sql: &str) -> Result<(), rusqlite::Error> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let mut rows = stmt.query([])?;
+        while rows.next()?.is_some() {}
+        Ok(())
+    }
+
     /// Returns free pages to the file system and truncates the write-ahead log.
     fn vacuum(&mut self) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let run = |sql: &str| -> Result<(), rusqlite::Error> {
-            let mut stmt = self.conn.prepare(sql)?;
-            let mut rows = stmt.query([])?;
-            while rows.next()?.is_some() {}
-            Ok(())
-        };
-        run("PRAGMA incremental_vacuum").map_err(sql_err(&path, "incremental vacuum"))?;
-        run("PRAGMA wal_checkpoint(TRUNCATE)").map_err(sql_err(&path, "checkpoint"))?;
-        Ok(())
+        self.pragma("PRAGMA incremental_vacuum")
+            .map_err(sql_err(&self.path, "incremental vacuum"))?;
+        self.checkpoint()
+    }
+
+    /// Copies the write-ahead log into the database and truncates it to zero bytes.
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        if self.is_in_memory() {
+            return Ok(());
+        }
+        self.pragma("PRAGMA wal_checkpoint(TRUNCATE)")
+            .map_err(sql_err(&self.path, "checkpoint"))
+    }
+
+    fn is_in_memory(&self) -> bool {
+        self.path.as_os_str() == ":memory:"
+    }
+
+    /// What [`StoreConfig::max_bytes`] covers: the database file, its write-ahead log and
+    /// its shared-memory index (two `stat`s and a third for the index).
+    fn disk_bytes(&self) -> u64 {
+        let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        len(&self.path) + len(&open::wal_path(&self.path)) + len(&open::shm_path(&self.path))
+    }
+
+    /// Bounds the write-ahead log by the cap: SQLite checkpoints it once it holds an eighth
+    /// of [`StoreConfig::max_bytes`] (at most its default of 1,000 pages) and truncates it
+    /// back to that size afterwards, so a small cap is not overrun by the log alone.
+    fn apply_size_pragmas(&mut self) -> Result<(), StoreError> {
+        let page: i64 = self
+            .conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(sql_err(&self.path, "read page size"))?;
+        let page = to_u64(page).max(512);
+        let wal_bytes = (self.config.max_bytes / 8).clamp(16 * page, 1000 * page);
+        self.pragma(&format!("PRAGMA wal_autocheckpoint = {}", wal_bytes / page))
+            .and_then(|()| self.pragma(&format!("PRAGMA journal_size_limit = {wal_bytes}")))
+            .map_err(sql_err(&self.path, "bound the write-ahead log"))
+    }
+
+    /// Keeps the store's files under [`StoreConfig::max_bytes`]; returns the windows deleted
+    /// and the dictionary rows swept.
+    ///
+    /// Under the cap this costs the `stat`s of [`Store::disk_bytes`], so it runs after
+    /// every write. Over it, the write-ahead log is checkpointed and truncated; if that is
+    /// not enough, the oldest windows are deleted until the files are under 90 % of the cap,
+    /// so the expensive part (the sweep decodes every payload) runs once per tenth of the
+    /// cap written, not once per window. Dictionary rows dominate the size and are shared,
+    /// so a window's share is estimated as bytes / windows; each round deletes the windows
+    /// whose share covers the excess, sweeps the rows they alone used and measures again.
+    /// Deleted rows can leave pages partly empty, so the rounds are bounded; the next write
+    /// goes on. The newest window is never deleted.
+    fn enforce_size(&mut self) -> Result<(u64, u64), StoreError> {
+        let max = self.config.max_bytes;
+        if self.is_in_memory() || self.disk_bytes() <= max {
+            return Ok((0, 0));
+        }
+        self.checkpoint()?;
+        if self.disk_bytes() <= max {
+            return Ok((0, 0));
+        }
+        let target = max - max / 10;
+        let (mut deleted, mut swept) = (0, 0);
+        for _ in 0..SIZE_ROUNDS {
+            let disk = self.disk_bytes();
+            if disk <= target {
+                break;
+            }
+            let windows = self.window_count()?;
+            if windows <= 1 {
+                break;
+            }
+            let excess = u128::from(disk - target);
+            let n = (excess * u128::from(windows)).div_ceil(u128::from(disk));
+            let n = u64::try_from(n).unwrap_or(u64::MAX).clamp(1, windows - 1);
+            deleted += self.delete_oldest(n)?;
+            swept += self.sweep()?;
+            self.vacuum()?;
+        }
+        if deleted > 0 {
+            tracing::debug!(
+                deleted,
+                swept,
+                bytes = self.disk_bytes(),
+                max,
+                "store size cap enforced"
+            );
+        }
+        Ok((deleted, swept))
     }
 }
 

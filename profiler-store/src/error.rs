@@ -18,6 +18,66 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The database file could not be created.
+    #[error("cannot create the store database `{path}`")]
+    CreateFile {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The data directory's lock file could not be opened or locked.
+    #[error("cannot lock the store directory with `{path}`")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process writes to this data directory.
+    #[error(
+        "the store directory `{dir}` is in use by another Ember agent ({holder}); stop it, or \
+         give this one another `--data-dir`"
+    )]
+    InUse {
+        /// The data directory.
+        dir: PathBuf,
+        /// Who holds the lock.
+        holder: crate::open::Holder,
+    },
+    /// The database can be read but not written.
+    #[error(
+        "`{path}` cannot be written (a read-only file or file system, or an immutable \
+         attribute: see `lsattr`); make it writable or point `--data-dir` elsewhere"
+    )]
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The database opens, but its schema or pages are damaged.
+    #[error(
+        "`{path}` is a damaged Ember store ({problem}); move it aside (or delete it) and Ember \
+         will start a new, empty store"
+    )]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What the check found.
+        problem: String,
+    },
+    /// A write failed because the file system is full.
+    #[error(
+        "store database `{path}`: {op} failed: disk full (SQLite's SQLITE_FULL); free space \
+         or lower `--store-max-size`"
+    )]
+    DiskFull {
+        /// The database file.
+        path: PathBuf,
+        /// What the store was doing.
+        op: &'static str,
+    },
     /// The database file exists but is not a usable SQLite database.
     #[error(
         "`{path}` is not a readable Ember store database ({source}); move it aside (or delete it) \
@@ -83,4 +143,13 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    /// Whether the error is the file system being full: retrying after space is freed
+    /// (or retention ran) can succeed.
+    #[must_use]
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::DiskFull { .. })
+    }
 }
