@@ -427,6 +427,24 @@ pub struct ExportArgs {
     #[arg(long, value_name = "URL", help_heading = "Source")]
     pub agent: Option<String>,
 
+    /// With --agent: how long connecting may take.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Source")]
+    pub agent_connect_timeout: Duration,
+
+    /// With --agent: the longest the agent may stay silent (before its answer starts, or
+    /// in the middle of it).
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Source")]
+    pub agent_read_timeout: Duration,
+
+    /// With --agent: how long the whole request may take, however the agent trickles.
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration, help_heading = "Source")]
+    pub agent_timeout: Duration,
+
+    /// With --agent: the largest answer accepted, and the largest profile it may
+    /// decompress to (e.g. 256MiB, 1GiB).
+    #[arg(long, default_value = "256MiB", value_name = "SIZE", value_parser = parse_size, help_heading = "Source")]
+    pub agent_max_response: u64,
+
     /// Where to write the profile; `-` is stdout.
     #[arg(short, long, default_value = "-", help_heading = "Output")]
     pub output: PathBuf,
@@ -523,6 +541,11 @@ pub struct DiffArgs {
     /// 'FUNC>+POINTS%', e.g. 'fn_b>+5%' (more than 5 percentage points). Repeatable.
     #[arg(long, value_name = "GATE", value_parser = parse_gate, help_heading = "Gates")]
     pub fail_on: Vec<FunctionGate>,
+
+    /// The largest pprof input read, after decompression (e.g. 1GiB, 4GiB): a larger one,
+    /// a gzip bomb say, is an error. Folded input is streamed and needs no limit.
+    #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = parse_size, help_heading = "Input")]
+    pub max_input_size: u64,
 }
 
 /// Parses a gate limit in percentage points: `5%`, `0.5%`, `+5%`, `5`.
