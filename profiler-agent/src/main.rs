@@ -112,7 +112,7 @@ fn run_diff(config: DiffConfig, quiet: bool) -> ExitCode {
     let outcome = match diff::run(&config) {
         Ok(o) => o,
         Err(err) => {
-            eprintln!("ember: error: {err}");
+            eprintln!("ember: error: {:#}", anyhow::Error::from(err));
             return ExitCode::from(diff::EXIT_ERROR);
         }
     };

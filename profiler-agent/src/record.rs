@@ -30,7 +30,7 @@ pub enum RecordError {
     #[error(transparent)]
     UnknownFormat(#[from] crate::output::UnknownFormat),
     /// The command could not be started.
-    #[error("cannot run `{command}`: {source}")]
+    #[error("cannot run `{command}`")]
     Spawn {
         /// The command's name.
         command: String,
@@ -39,7 +39,7 @@ pub enum RecordError {
         source: io::Error,
     },
     /// Writing the output failed.
-    #[error("cannot write `{path}`: {source}")]
+    #[error("cannot write `{path}`")]
     Write {
         /// The output path.
         path: PathBuf,
