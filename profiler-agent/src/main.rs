@@ -10,6 +10,7 @@ use profiler_agent::cli::{Cli, Command, GlobalArgs};
 use profiler_agent::diff::{self, DiffConfig};
 use profiler_agent::doctor;
 use profiler_agent::export::{self, ExportConfig};
+use profiler_agent::output;
 use profiler_agent::record::{self, RecordConfig};
 use profiler_agent::store::StoreConfig;
 use tracing_subscriber::EnvFilter;
@@ -34,6 +35,14 @@ fn init_logging(global: &GlobalArgs) {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Agent(args) => {
+            if args.drain.drain_interval > args.window {
+                anyhow::bail!(
+                    "--drain-interval {:?} is longer than --window {:?}: a window would close \
+                     between two drains; drain at least once a window",
+                    args.drain.drain_interval,
+                    args.window
+                );
+            }
             let config = AgentConfig {
                 frequency_hz: args.frequency,
                 window: args.window,
@@ -116,7 +125,19 @@ fn run_diff(config: DiffConfig, quiet: bool) -> ExitCode {
             return ExitCode::from(diff::EXIT_ERROR);
         }
     };
-    print!("{}", outcome.table);
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(err) = out
+            .write_all(outcome.table.as_bytes())
+            .and_then(|()| out.flush())
+        {
+            if err.kind() != std::io::ErrorKind::BrokenPipe {
+                eprintln!("ember: error: cannot write the table to stdout: {err}");
+                return ExitCode::from(diff::EXIT_ERROR);
+            }
+        }
+    }
     for f in &outcome.failures {
         eprintln!("ember: gate tripped: {f}");
     }
@@ -134,6 +155,9 @@ fn main() -> ExitCode {
     init_logging(&cli.global);
     match run(cli) {
         Ok(code) => code,
+        // The reader of stdout went away (`| head`, or Ctrl-C reaching it first): the
+        // output is no longer wanted, so the run ends quietly, as other tools do.
+        Err(err) if output::is_broken_pipe(err.as_ref()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("ember: error: {err:#}");
             ExitCode::FAILURE

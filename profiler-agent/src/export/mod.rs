@@ -74,6 +74,9 @@ pub enum ExportError {
     /// The output format cannot be told from the file name.
     #[error(transparent)]
     Format(#[from] UnknownFormat),
+    /// `-o -` with stdout closed.
+    #[error(transparent)]
+    StdoutClosed(#[from] output::StdoutClosed),
     /// There is no store in the data directory.
     #[error(
         "no Ember store in `{dir}` (no {file}): point --data-dir at the directory `ember agent` \
@@ -136,6 +139,7 @@ impl ExportConfig {
             });
         }
         let format = output::format_for(&args.output, args.format)?;
+        output::check_writable(&args.output)?;
         let source = match args.agent {
             Some(url) => Source::Agent(
                 url,
