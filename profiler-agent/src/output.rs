@@ -31,8 +31,12 @@ pub struct UnknownFormat {
 pub struct StdoutClosed;
 
 /// Checks that `path` can be written before anything is recorded or read: for `-`, that
-/// stdout is open (Rust discards writes to a closed stdout without an error, so a closed
-/// one would end in a "successful" run that wrote nothing).
+/// stdout was open when ember started.
+///
+/// A process started with stdout closed gets `/dev/null` there from Rust's runtime
+/// (opened read-write, before `main`), so its writes would vanish and the run would end
+/// "successfully" having written nothing. A shell's `> /dev/null` opens it write-only, so
+/// a read-write `/dev/null` on stdout is taken for a closed one.
 ///
 /// # Errors
 /// [`StdoutClosed`].
@@ -40,9 +44,22 @@ pub fn check_writable(path: &Path) -> Result<(), StdoutClosed> {
     if path != Path::new("-") {
         return Ok(());
     }
-    // SAFETY: F_GETFD on a descriptor number reads its flags; nothing is changed.
-    let flags = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFD) };
+    // SAFETY: F_GETFL reads the descriptor's status flags; nothing is changed.
+    let flags = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFL) };
     if flags < 0 {
+        return Err(StdoutClosed);
+    }
+    if flags & libc::O_ACCMODE != libc::O_RDWR {
+        return Ok(());
+    }
+    let null = std::fs::metadata("/dev/null").map(|m| {
+        use std::os::unix::fs::MetadataExt as _;
+        m.rdev()
+    });
+    // SAFETY: fstat fills `st` for an open descriptor; `st` is a plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::fstat(libc::STDOUT_FILENO, &raw mut st) } == 0;
+    if ok && (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && null.is_ok_and(|r| r == st.st_rdev) {
         return Err(StdoutClosed);
     }
     Ok(())

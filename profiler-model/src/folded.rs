@@ -186,6 +186,9 @@ pub fn parse(mut r: impl BufRead) -> Result<Profile, ParseError> {
     let labels = p.intern_labels(&Labels::new());
     let mut buf = Vec::new();
     let mut line_no = 0;
+    // The frames of each distinct stack text, so a repeated line is one lookup.
+    let mut stacks: std::collections::HashMap<String, Box<[crate::FrameId]>> =
+        std::collections::HashMap::new();
     loop {
         buf.clear();
         let limit = MAX_LINE_BYTES as u64 + 1;
@@ -242,10 +245,16 @@ pub fn parse(mut r: impl BufRead) -> Result<Profile, ParseError> {
         if p.total().checked_add(count).is_none() {
             return Err(ParseError::Overflow { line });
         }
-        let frames: Box<[_]> = stack
-            .split(';')
-            .map(|name| p.intern_frame(&Frame::from_folded_name(name)))
-            .collect();
+        let frames = if let Some(frames) = stacks.get(stack) {
+            Box::clone(frames)
+        } else {
+            let frames: Box<[_]> = stack
+                .split(';')
+                .map(|name| p.intern_frame(&Frame::from_folded_name(name)))
+                .collect();
+            stacks.insert(stack.to_owned(), frames.clone());
+            frames
+        };
         p.add_ids(labels, frames, count);
     }
     Ok(p)
