@@ -126,16 +126,17 @@ fn run_diff(config: DiffConfig, quiet: bool) -> ExitCode {
         }
     };
     {
+        // Not `print!`, which panics on a closed pipe (`ember diff … | head -3`); a reader
+        // that went away only misses the rest of the table, the gates still decide.
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();
         if let Err(err) = out
             .write_all(outcome.table.as_bytes())
             .and_then(|()| out.flush())
+            && err.kind() != std::io::ErrorKind::BrokenPipe
         {
-            if err.kind() != std::io::ErrorKind::BrokenPipe {
-                eprintln!("ember: error: cannot write the table to stdout: {err}");
-                return ExitCode::from(diff::EXIT_ERROR);
-            }
+            eprintln!("ember: error: cannot write the table to stdout: {err}");
+            return ExitCode::from(diff::EXIT_ERROR);
         }
     }
     for f in &outcome.failures {

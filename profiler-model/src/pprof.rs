@@ -739,15 +739,15 @@ fn check_prefix(prefix: &[u8]) -> Result<(), PprofError> {
         let body = &prefix[start..end.min(prefix.len())];
         if nested.is_some() {
             check_message_prefix(body).map_err(|(off, reason)| not(start + off, reason))?;
-        } else if field == 6 {
-            if let Err(e) = std::str::from_utf8(body)
-                && (e.error_len().is_some() || end <= prefix.len())
-            {
-                return Err(not(
-                    start + e.valid_up_to(),
-                    "string table entry is not UTF-8",
-                ));
-            }
+        } else if field == 6
+            && let Err(e) = std::str::from_utf8(body)
+            && (e.error_len().is_some() || end <= prefix.len())
+        {
+            // A character cut by the end of the prefix is not an error.
+            return Err(not(
+                start + e.valid_up_to(),
+                "string table entry is not UTF-8",
+            ));
         }
         if end >= prefix.len() {
             return Ok(());
