@@ -332,7 +332,10 @@ fn hostile_agent(
     answer: impl Fn(&mut std::net::TcpStream) + Send + 'static,
 ) -> (String, std::thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
-    let url = format!("http://{}", listener.local_addr().expect("the listener's address"));
+    let url = format!(
+        "http://{}",
+        listener.local_addr().expect("the listener's address")
+    );
     let server = std::thread::spawn(move || {
         for _ in 0..n {
             let Ok((mut s, _)) = listener.accept() else {
