@@ -109,8 +109,8 @@ pub struct AgentArgs {
     )]
     pub frequency: u64,
 
-    /// Length of one stored window (profiles are kept at this resolution).
-    #[arg(long, default_value = "10s", value_parser = parse_duration, help_heading = "Sampling")]
+    /// Length of one stored window (profiles are kept at this resolution); at least 1s.
+    #[arg(long, default_value = "10s", value_parser = parse_window, help_heading = "Sampling")]
     pub window: Duration,
 
     /// Directory of the profile store.
@@ -154,16 +154,29 @@ pub struct AgentArgs {
 /// How the kernel's maps are sized and drained (`record` and `agent` alike).
 #[derive(Debug, Args)]
 pub struct DrainArgs {
-    /// How often samples are read from the kernel and named.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, help_heading = "Advanced")]
+    /// How often samples are read from the kernel and named (10ms to 60s; for the agent,
+    /// at most --window).
+    #[arg(long, default_value = "1s", value_parser = parse_drain_interval, help_heading = "Advanced")]
     pub drain_interval: Duration,
 
-    /// Distinct (process, thread, stack) keys the kernel can hold between two drains.
-    #[arg(long, default_value_t = profiler_common::DEFAULT_COUNTS_ENTRIES, help_heading = "Advanced")]
+    /// Distinct (process, thread, stack) keys the kernel can hold between two drains
+    /// (64 to 1048576); samples past them are lost and reported as a
+    /// `[lost: counts map full]` stack.
+    #[arg(
+        long,
+        default_value_t = profiler_common::DEFAULT_COUNTS_ENTRIES,
+        value_parser = clap::value_parser!(u32).range(MIN_MAP_ENTRIES..=MAX_COUNTS_ENTRIES),
+        help_heading = "Advanced"
+    )]
     pub counts_map_entries: u32,
 
-    /// Distinct stacks the kernel can hold between two drains.
-    #[arg(long, default_value_t = profiler_common::DEFAULT_STACKS_ENTRIES, help_heading = "Advanced")]
+    /// Distinct stacks the kernel can hold between two drains (64 to 262144).
+    #[arg(
+        long,
+        default_value_t = profiler_common::DEFAULT_STACKS_ENTRIES,
+        value_parser = clap::value_parser!(u32).range(MIN_MAP_ENTRIES..=MAX_STACKS_ENTRIES),
+        help_heading = "Advanced"
+    )]
     pub stacks_map_entries: u32,
 
     /// How user stacks are walked: `dwarf` with the binaries' .eh_frame unwind tables
@@ -172,10 +185,63 @@ pub struct DrainArgs {
     #[arg(long, value_enum, default_value_t = UnwinderArg::Auto, help_heading = "Sampling")]
     pub unwinder: UnwinderArg,
 
-    /// Kernel memory for unwind tables (all binaries together); binaries that do not fit
-    /// use frame pointers and are named in a warning.
-    #[arg(long, default_value = "16MiB", value_parser = parse_size, help_heading = "Advanced")]
+    /// Kernel memory for unwind tables (all binaries together), preallocated at start;
+    /// binaries that do not fit use frame pointers and are named in a warning. At most
+    /// 1GiB and 1/16 of the node's memory: a larger value is an error that names the cap.
+    #[arg(long, default_value = "16MiB", value_parser = parse_unwind_table_mem, help_heading = "Advanced")]
     pub unwind_table_mem: u64,
+}
+
+/// The fewest entries a kernel map may be given: below this a single busy process
+/// overflows it at every drain.
+pub const MIN_MAP_ENTRIES: i64 = 64;
+/// The most entries of each count map (about 100 MiB of kernel memory per generation).
+pub const MAX_COUNTS_ENTRIES: i64 = 1 << 20;
+/// The most entries of each stack map (1 KiB each, four maps).
+pub const MAX_STACKS_ENTRIES: i64 = 1 << 18;
+
+/// The shortest `--window`.
+pub const MIN_WINDOW: Duration = Duration::from_secs(1);
+/// The shortest and longest `--drain-interval`.
+pub const DRAIN_INTERVAL_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(10)..=Duration::from_secs(60);
+
+/// Parses `--window`: a duration of at least [`MIN_WINDOW`].
+///
+/// # Errors
+/// The duration's own message, or that it is too short.
+pub fn parse_window(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < MIN_WINDOW {
+        return Err(format!(
+            "invalid window `{s}`: it must be at least 1s (a window is one stored profile)"
+        ));
+    }
+    Ok(d)
+}
+
+/// Parses `--drain-interval`: a duration in [`DRAIN_INTERVAL_RANGE`].
+///
+/// # Errors
+/// The duration's own message, or that it is out of range.
+pub fn parse_drain_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if !DRAIN_INTERVAL_RANGE.contains(&d) {
+        return Err(format!(
+            "invalid drain interval `{s}`: it must be between 10ms and 60s"
+        ));
+    }
+    Ok(d)
+}
+
+/// Parses `--unwind-table-mem`: a size within what this node can preallocate
+/// ([`crate::sample::unwind_table_mem_cap`]).
+///
+/// # Errors
+/// The size's own message, or one that names the cap.
+pub fn parse_unwind_table_mem(s: &str) -> Result<u64, String> {
+    let bytes = parse_size(s)?;
+    crate::sample::check_unwind_table_mem(bytes).map_err(|e| format!("`{s}`: {e}"))
 }
 
 /// `--unwinder`.
@@ -429,6 +495,24 @@ pub struct ExportArgs {
     #[arg(long, value_name = "URL", help_heading = "Source")]
     pub agent: Option<String>,
 
+    /// With --agent: how long connecting may take.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Source")]
+    pub agent_connect_timeout: Duration,
+
+    /// With --agent: the longest the agent may stay silent (before its answer starts, or
+    /// in the middle of it).
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Source")]
+    pub agent_read_timeout: Duration,
+
+    /// With --agent: how long the whole request may take, however the agent trickles.
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration, help_heading = "Source")]
+    pub agent_timeout: Duration,
+
+    /// With --agent: the largest answer accepted, and the largest profile it may
+    /// decompress to (e.g. 256MiB, 1GiB).
+    #[arg(long, default_value = "256MiB", value_name = "SIZE", value_parser = parse_size, help_heading = "Source")]
+    pub agent_max_response: u64,
+
     /// Where to write the profile; `-` is stdout.
     #[arg(short, long, default_value = "-", help_heading = "Output")]
     pub output: PathBuf,
@@ -525,6 +609,11 @@ pub struct DiffArgs {
     /// 'FUNC>+POINTS%', e.g. 'fn_b>+5%' (more than 5 percentage points). Repeatable.
     #[arg(long, value_name = "GATE", value_parser = parse_gate, help_heading = "Gates")]
     pub fail_on: Vec<FunctionGate>,
+
+    /// The largest pprof input read, after decompression (e.g. 1GiB, 4GiB): a larger one,
+    /// a gzip bomb say, is an error. Folded input is streamed and needs no limit.
+    #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = parse_size, help_heading = "Input")]
+    pub max_input_size: u64,
 }
 
 /// Parses a gate limit in percentage points: `5%`, `0.5%`, `+5%`, `5`.
@@ -733,6 +822,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("too large"), "{err}");
+    }
+
+    #[test]
+    fn windows_drains_map_sizes_and_table_memory_are_bounded() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(args)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let err = parse(&["ember", "agent", "--window", "1ms"]).unwrap_err();
+        assert!(err.contains("it must be at least 1s"), "{err}");
+        assert!(parse(&["ember", "agent", "--window", "1s"]).is_ok());
+        for bad in ["1ms", "2m"] {
+            let err = parse(&["ember", "record", "--all", "--drain-interval", bad]).unwrap_err();
+            assert!(err.contains("between 10ms and 60s"), "{bad}: {err}");
+        }
+        assert!(parse(&["ember", "record", "--all", "--drain-interval", "10ms"]).is_ok());
+        for bad in ["0", "1", "63", "1048577"] {
+            let err =
+                parse(&["ember", "record", "--all", "--counts-map-entries", bad]).unwrap_err();
+            assert!(
+                err.contains("64..=1048576") || err.contains("64"),
+                "{bad}: {err}"
+            );
+            assert!(parse(&["ember", "agent", "--stacks-map-entries", bad]).is_err());
+        }
+        assert!(parse(&["ember", "record", "--all", "--counts-map-entries", "64"]).is_ok());
+        let err = parse(&["ember", "record", "--all", "--unwind-table-mem", "1TiB"]).unwrap_err();
+        assert!(err.contains("more than this node allows: at most"), "{err}");
+        assert!(parse(&["ember", "agent", "--unwind-table-mem", "64MiB"]).is_ok());
+        // The cap: 1 GiB, or 1/16 of a small node's memory.
+        use crate::sample::{MAX_TABLE_MEM, unwind_table_mem_cap};
+        assert_eq!(unwind_table_mem_cap(None), MAX_TABLE_MEM);
+        assert_eq!(unwind_table_mem_cap(Some(64 << 30)), MAX_TABLE_MEM);
+        assert_eq!(unwind_table_mem_cap(Some(4 << 30)), 256 << 20);
     }
 
     #[test]

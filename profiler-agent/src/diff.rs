@@ -19,7 +19,7 @@
 
 use std::fmt::{self, Write as _};
 use std::fs;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read as _, Write};
 use std::path::{Path, PathBuf};
 
 use profiler_model::analysis::{self, FunctionDiff};
@@ -43,7 +43,7 @@ const EPSILON_POINTS: f64 = 1e-9;
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
     /// The file could not be read.
-    #[error("cannot read `{path}`: {source}")]
+    #[error("cannot read `{path}`")]
     Read {
         /// The input.
         path: PathBuf,
@@ -60,7 +60,7 @@ pub enum DiffError {
         detail: &'static str,
     },
     /// A folded line is malformed.
-    #[error("`{path}` is not valid folded stacks: {source}")]
+    #[error("`{path}` is not valid folded stacks")]
     Folded {
         /// The input.
         path: PathBuf,
@@ -69,13 +69,39 @@ pub enum DiffError {
         source: folded::ParseError,
     },
     /// The pprof input does not decode.
-    #[error("`{path}` is not a valid pprof profile: {source}")]
+    #[error("`{path}` is not a valid pprof profile")]
     Pprof {
         /// The input.
         path: PathBuf,
         /// Why.
         #[source]
         source: pprof::PprofError,
+    },
+    /// The file is binary but not a pprof profile.
+    #[error(
+        "`{path}` is neither folded stacks nor a pprof profile: byte {offset} is {byte:#04x} \
+         (binary data that is not profile.proto)"
+    )]
+    Neither {
+        /// The input.
+        path: PathBuf,
+        /// Where the first byte that text does not hold is.
+        offset: usize,
+        /// That byte.
+        byte: u8,
+    },
+    /// The pprof input is larger than `--max-input-size` (decompressed).
+    #[error(
+        "`{path}` is larger than --max-input-size ({limit} bytes){after}; raise \
+         --max-input-size if it is a genuine profile"
+    )]
+    TooLarge {
+        /// The input.
+        path: PathBuf,
+        /// The limit, bytes.
+        limit: u64,
+        /// ` once decompressed`, or nothing.
+        after: &'static str,
     },
     /// A `--fail-on` gate names a function neither profile has.
     #[error(
@@ -89,7 +115,7 @@ pub enum DiffError {
         name: String,
     },
     /// An output could not be written.
-    #[error("cannot write `{path}`: {source}")]
+    #[error("cannot write `{path}`")]
     Write {
         /// The output.
         path: PathBuf,
@@ -99,49 +125,77 @@ pub enum DiffError {
     },
 }
 
+/// How many bytes of an input are looked at to tell its format.
+const SNIFF_LEN: u64 = 4096;
+
 /// Reads a profile file, folded or pprof, into a label-less profile of its folded lines.
 ///
-/// pprof is recognised by the gzip magic or by binary content (control bytes other than
-/// whitespace in the first 4 KiB, [`Format::from_content`]); anything else is read as
-/// folded stacks.
+/// The format is told from the first 4 KiB ([`Format::from_content`]): text is folded
+/// stacks, gzip or `profile.proto` fields are pprof, anything else is refused. Folded input
+/// is streamed (memory grows with the distinct stacks, not with the file); pprof input is
+/// read up to `max_input_size` bytes, after decompression.
 ///
 /// # Errors
 /// [`DiffError`] naming the file, and for folded input the line.
-pub fn load(path: &Path) -> Result<Profile, DiffError> {
-    let data = fs::read(path).map_err(|source| DiffError::Read {
+pub fn load(path: &Path, max_input_size: u64) -> Result<Profile, DiffError> {
+    let read_err = |source| DiffError::Read {
         path: path.to_owned(),
         source,
-    })?;
-    if data.is_empty() {
+    };
+    let mut file = fs::File::open(path).map_err(read_err)?;
+    let mut head = Vec::with_capacity(SNIFF_LEN as usize);
+    (&mut file)
+        .take(SNIFF_LEN)
+        .read_to_end(&mut head)
+        .map_err(read_err)?;
+    if head.is_empty() {
         return Err(DiffError::Empty {
             path: path.to_owned(),
             detail: " (empty file)",
         });
     }
-    let profile = if Format::from_content(&data) == Format::Pprof {
-        let p = pprof::decode(&data[..]).map_err(|source| DiffError::Pprof {
-            path: path.to_owned(),
-            source,
-        })?;
-        let has_comm = p.label_sets().iter().any(|l| l.get(keys::COMM).is_some());
-        let root = if has_comm {
-            folded::Root::Comm
-        } else {
-            folded::Root::None
-        };
-        let mut text = Vec::new();
-        for (line, count) in folded::lines(&p, folded::Options::default().with_root(root)) {
-            let _ = writeln!(text, "{line} {count}");
+    let input = (&head[..]).chain(file);
+    let folded_err = |source| DiffError::Folded {
+        path: path.to_owned(),
+        source,
+    };
+    let profile = match Format::from_content(&head) {
+        Some(Format::Pprof) => {
+            let p =
+                pprof::decode_limited(input, max_input_size).map_err(|source| match source {
+                    pprof::PprofError::TooLarge { limit, after } => DiffError::TooLarge {
+                        path: path.to_owned(),
+                        limit,
+                        after,
+                    },
+                    source => DiffError::Pprof {
+                        path: path.to_owned(),
+                        source,
+                    },
+                })?;
+            let has_comm = p.label_sets().iter().any(|l| l.get(keys::COMM).is_some());
+            let root = if has_comm {
+                folded::Root::Comm
+            } else {
+                folded::Root::None
+            };
+            let mut text = Vec::new();
+            for (line, count) in folded::lines(&p, folded::Options::default().with_root(root)) {
+                let _ = writeln!(text, "{line} {count}");
+            }
+            folded::parse(&text[..]).map_err(folded_err)?
         }
-        folded::parse(&text[..]).map_err(|source| DiffError::Folded {
-            path: path.to_owned(),
-            source,
-        })?
-    } else {
-        folded::parse(&data[..]).map_err(|source| DiffError::Folded {
-            path: path.to_owned(),
-            source,
-        })?
+        Some(_) => {
+            folded::parse(io::BufReader::with_capacity(64 * 1024, input)).map_err(folded_err)?
+        }
+        None => {
+            let offset = profiler_model::first_binary_byte(&head).unwrap_or(0);
+            return Err(DiffError::Neither {
+                path: path.to_owned(),
+                offset,
+                byte: head[offset],
+            });
+        }
     };
     if profile.is_empty() {
         return Err(DiffError::Empty {
@@ -320,6 +374,8 @@ pub struct DiffConfig {
     pub top: usize,
     /// The gates.
     pub gates: Gates,
+    /// The largest pprof input read, bytes after decompression (`--max-input-size`).
+    pub max_input_size: u64,
 }
 
 impl From<DiffArgs> for DiffConfig {
@@ -334,6 +390,7 @@ impl From<DiffArgs> for DiffConfig {
                 any_self: a.fail_on_regression,
                 functions: a.fail_on,
             },
+            max_input_size: a.max_input_size,
         }
     }
 }
@@ -352,8 +409,8 @@ pub struct DiffOutcome {
 /// # Errors
 /// [`DiffError`] for unreadable inputs, unknown gate functions and unwritable outputs.
 pub fn run(config: &DiffConfig) -> Result<DiffOutcome, DiffError> {
-    let base = load(&config.base)?;
-    let new = load(&config.new)?;
+    let base = load(&config.base, config.max_input_size)?;
+    let new = load(&config.new, config.max_input_size)?;
     let diffs = changes(&base, &new);
     let failures = config.gates.check(&diffs)?;
     // BASE's process names are not NEW's (a pprof's `comm` became the first frame of
@@ -429,7 +486,7 @@ mod tests {
         ] {
             let path = dir.path().join(name);
             fs::write(&path, data).unwrap();
-            match load(&path) {
+            match load(&path, pprof::DEFAULT_MAX_DECODED) {
                 Ok(p) => {
                     assert_eq!(p.total(), total, "{name}");
                     let lines =

@@ -10,6 +10,7 @@ use profiler_agent::cli::{Cli, Command, GlobalArgs};
 use profiler_agent::diff::{self, DiffConfig};
 use profiler_agent::doctor;
 use profiler_agent::export::{self, ExportConfig};
+use profiler_agent::output;
 use profiler_agent::record::{self, RecordConfig};
 use profiler_store::StoreConfig;
 use tracing_subscriber::EnvFilter;
@@ -34,6 +35,14 @@ fn init_logging(global: &GlobalArgs) {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Agent(args) => {
+            if args.drain.drain_interval > args.window {
+                anyhow::bail!(
+                    "--drain-interval {:?} is longer than --window {:?}: a window would close \
+                     between two drains; drain at least once a window",
+                    args.drain.drain_interval,
+                    args.window
+                );
+            }
             let config = AgentConfig {
                 frequency_hz: args.frequency,
                 window: args.window,
@@ -115,11 +124,24 @@ fn run_diff(config: DiffConfig, quiet: bool) -> ExitCode {
     let outcome = match diff::run(&config) {
         Ok(o) => o,
         Err(err) => {
-            eprintln!("ember: error: {err}");
+            eprintln!("ember: error: {:#}", anyhow::Error::from(err));
             return ExitCode::from(diff::EXIT_ERROR);
         }
     };
-    print!("{}", outcome.table);
+    {
+        // Not `print!`, which panics on a closed pipe (`ember diff … | head -3`); a reader
+        // that went away only misses the rest of the table, the gates still decide.
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(err) = out
+            .write_all(outcome.table.as_bytes())
+            .and_then(|()| out.flush())
+            && err.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            eprintln!("ember: error: cannot write the table to stdout: {err}");
+            return ExitCode::from(diff::EXIT_ERROR);
+        }
+    }
     for f in &outcome.failures {
         eprintln!("ember: gate tripped: {f}");
     }
@@ -137,6 +159,9 @@ fn main() -> ExitCode {
     init_logging(&cli.global);
     match run(cli) {
         Ok(code) => code,
+        // The reader of stdout went away (`| head`, or Ctrl-C reaching it first): the
+        // output is no longer wanted, so the run ends quietly, as other tools do.
+        Err(err) if output::is_broken_pipe(err.as_ref()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("ember: error: {err:#}");
             ExitCode::FAILURE

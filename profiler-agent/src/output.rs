@@ -22,6 +22,65 @@ pub struct UnknownFormat {
     pub path: PathBuf,
 }
 
+/// `-` was asked for but stdout is closed: nothing could be written.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "stdout is closed, so `-o -` has nowhere to write; redirect it to a file or pipe, or name \
+     an output file with -o"
+)]
+pub struct StdoutClosed;
+
+/// Checks that `path` can be written before anything is recorded or read: for `-`, that
+/// stdout was open when ember started.
+///
+/// A process started with stdout closed gets `/dev/null` there from Rust's runtime
+/// (opened read-write, before `main`), so its writes would vanish and the run would end
+/// "successfully" having written nothing. A shell's `> /dev/null` opens it write-only, so
+/// a read-write `/dev/null` on stdout is taken for a closed one.
+///
+/// # Errors
+/// [`StdoutClosed`].
+pub fn check_writable(path: &Path) -> Result<(), StdoutClosed> {
+    if path != Path::new("-") {
+        return Ok(());
+    }
+    // SAFETY: F_GETFL reads the descriptor's status flags; nothing is changed.
+    let flags = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(StdoutClosed);
+    }
+    if flags & libc::O_ACCMODE != libc::O_RDWR {
+        return Ok(());
+    }
+    let null = std::fs::metadata("/dev/null").map(|m| {
+        use std::os::unix::fs::MetadataExt as _;
+        m.rdev()
+    });
+    // SAFETY: fstat fills `st` for an open descriptor; `st` is a plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::fstat(libc::STDOUT_FILENO, &raw mut st) } == 0;
+    if ok && (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && null.is_ok_and(|r| r == st.st_rdev) {
+        return Err(StdoutClosed);
+    }
+    Ok(())
+}
+
+/// Whether `err`'s chain holds a broken pipe: the reader of stdout went away (`| head`),
+/// which ends a run quietly, as it does for other Unix tools.
+#[must_use]
+pub fn is_broken_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
 /// The format of `path`: `flag` when given, folded for stdout (`-`), otherwise what the
 /// extension implies.
 ///
@@ -61,6 +120,20 @@ pub fn write_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broken_pipes_are_found_in_the_chain() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot write `-`")]
+        struct Outer(#[source] io::Error);
+        let pipe = Outer(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert!(is_broken_pipe(&pipe));
+        let other = Outer(io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(!is_broken_pipe(&other));
+        let wrapped = anyhow::Error::from(pipe).context("ember record");
+        assert!(is_broken_pipe(wrapped.as_ref()));
+        assert!(check_writable(Path::new("x.svg")).is_ok());
+    }
 
     #[test]
     fn format_comes_from_flag_or_extension() {

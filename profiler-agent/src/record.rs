@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use profiler_model::{Format, Profile, ProfileMeta, folded};
+use std::fmt::Write as _;
+
+use profiler_common::Stat;
+use profiler_model::{Format, Frame, FrameKind, Labels, Profile, ProfileMeta, folded, keys};
 use profiler_render::RenderOptions;
 use tracing::{debug, warn};
 
@@ -29,8 +32,11 @@ pub enum RecordError {
     /// The output format cannot be told from the file name.
     #[error(transparent)]
     UnknownFormat(#[from] crate::output::UnknownFormat),
+    /// `-o -` with stdout closed.
+    #[error(transparent)]
+    StdoutClosed(#[from] crate::output::StdoutClosed),
     /// The command could not be started.
-    #[error("cannot run `{command}`: {source}")]
+    #[error("cannot run `{command}`")]
     Spawn {
         /// The command's name.
         command: String,
@@ -39,7 +45,7 @@ pub enum RecordError {
         source: io::Error,
     },
     /// Writing the output failed.
-    #[error("cannot write `{path}`: {source}")]
+    #[error("cannot write `{path}`")]
     Write {
         /// The output path.
         path: PathBuf,
@@ -131,6 +137,7 @@ impl RecordConfig {
             RecordTarget::Command(args.command)
         };
         let format = crate::output::format_for(&args.output, args.format)?;
+        crate::output::check_writable(&args.output)?;
         Ok(RecordConfig {
             target,
             duration: args.duration,
@@ -323,7 +330,7 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
         exit_status = c.wait().ok();
     }
     aggregator.meta_mut().duration_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-    report_losses(&stats, &aggregator);
+    report_losses(&stats, &aggregator, config.counts_entries);
     let sym = aggregator.symbolizer().stats();
     debug!(?sym, "symbolizer");
 
@@ -331,6 +338,7 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
     if !config.include_idle {
         profile = profile.without_idle();
     }
+    add_unrecorded(&mut profile, &stats);
     if profile.is_empty() {
         let err = RecordError::NothingSampled {
             target: config.target.describe(),
@@ -362,22 +370,65 @@ fn drain(
     Ok(samples)
 }
 
-fn report_losses(stats: &SamplerStats, aggregator: &Aggregator) {
+/// The stack under which samples the full counts map dropped are written: they have no
+/// process, thread or stack, only a count.
+pub const COUNTS_FULL_FRAME: &str = "[lost: counts map full]";
+
+/// The process name (`comm`) of [`COUNTS_FULL_FRAME`]'s stack.
+pub const LOST_COMM: &str = "[lost]";
+
+/// Adds the samples the program counted but could not record (the counts map was full)
+/// as one `[lost]` stack of [`COUNTS_FULL_FRAME`], so every share in the output is of all
+/// the samples taken, and a run whose samples were all lost is not "nothing sampled".
+fn add_unrecorded(profile: &mut Profile, stats: &SamplerStats) {
+    let n = stats.get(Stat::CountsFull);
+    if n > 0 {
+        let labels = Labels::new().with(keys::COMM, LOST_COMM);
+        profile.add(
+            &labels,
+            &[Frame::named(COUNTS_FULL_FRAME, FrameKind::User)],
+            n,
+        );
+    }
+}
+
+/// The warning about lost samples, or `None` when nothing was lost.
+fn loss_warning(stats: &SamplerStats, recorded: u64, counts_entries: u32) -> Option<String> {
     let lost = stats.lost();
     if lost == 0 {
-        return;
+        return None;
     }
-    let detail: Vec<String> = profiler_common::Stat::ALL
+    let detail: Vec<String> = Stat::ALL
         .iter()
         .filter(|s| s.is_loss() && stats.get(**s) > 0)
         .map(|s| format!("{} {}", stats.get(*s), s.name()))
         .collect();
-    warn!(
-        "{lost} samples lost in part or whole ({}); they are counted in the output as \
-         `[lost: ...]` frames where their stacks were lost (of {} samples recorded)",
-        detail.join(", "),
-        aggregator.stats().samples
+    let mut msg = format!(
+        "{lost} samples lost in part or whole ({}; {recorded} samples recorded)",
+        detail.join(", ")
     );
+    let stacks = lost - stats.get(Stat::CountsFull);
+    if stacks > 0 {
+        msg.push_str("; samples whose stack was lost are in the output under `[lost: ...]` frames");
+    }
+    let full = stats.get(Stat::CountsFull);
+    if full > 0 {
+        let _ = write!(
+            msg,
+            "; the {full} samples dropped because the counts map was full (its \
+             {counts_entries} entries hold the distinct process, thread and stack keys of one \
+             drain) are in the output as one `{LOST_COMM};{COUNTS_FULL_FRAME}` stack, \
+             whatever process they came from: raise --counts-map-entries or shorten \
+             --drain-interval"
+        );
+    }
+    Some(msg)
+}
+
+fn report_losses(stats: &SamplerStats, aggregator: &Aggregator, counts_entries: u32) {
+    if let Some(msg) = loss_warning(stats, aggregator.stats().samples, counts_entries) {
+        warn!("{msg}");
+    }
 }
 
 /// The flame graph's title and subtitle.
@@ -437,6 +488,38 @@ pub fn exit_code_of(status: ExitStatus) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn samples_lost_to_a_full_counts_map_are_in_the_profile_and_the_warning() {
+        let mut stats = SamplerStats::default();
+        stats.counters[Stat::CountsFull as usize] = 700;
+        stats.counters[Stat::UserStackCollision as usize] = 2;
+        // Only the idle task was recorded, and it is left out: the profile is not empty,
+        // so the run is not "nothing sampled".
+        let mut profile = Profile::default();
+        add_unrecorded(&mut profile, &stats);
+        assert_eq!(profile.total(), 700);
+        let lines = folded::lines(&profile, folded::Options::default());
+        assert_eq!(lines.get("[lost];[lost: counts map full]"), Some(&700));
+        let msg = loss_warning(&stats, 300, 64).unwrap();
+        assert!(
+            msg.starts_with("702 samples lost in part or whole"),
+            "{msg}"
+        );
+        assert!(msg.contains("counts_full"), "{msg}");
+        assert!(msg.contains("the 700 samples dropped"), "{msg}");
+        assert!(
+            msg.contains("`[lost];[lost: counts map full]` stack"),
+            "{msg}"
+        );
+        assert!(msg.contains("raise --counts-map-entries"), "{msg}");
+        assert!(msg.contains("its 64 entries"), "{msg}");
+        // Nothing lost: no stack, no warning.
+        let mut p = Profile::default();
+        add_unrecorded(&mut p, &SamplerStats::default());
+        assert!(p.is_empty());
+        assert_eq!(loss_warning(&SamplerStats::default(), 5, 64), None);
+    }
 
     #[test]
     fn exit_codes_follow_the_shell() {

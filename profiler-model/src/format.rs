@@ -85,21 +85,21 @@ impl Format {
         }
     }
 
-    /// The format of an input file's bytes, as `ember diff` reads its inputs: pprof when
-    /// they start with the gzip magic or hold control bytes other than whitespace in the
-    /// first 4 KiB (a protobuf's field tags and lengths), otherwise folded stacks, so text
-    /// in any encoding is read as folded.
+    /// The format of an input file, from its first bytes (4 KiB is plenty), as `ember diff`
+    /// reads its inputs: folded stacks when they are text (no control bytes other than
+    /// whitespace, so text in any encoding is folded), pprof when they start with the gzip
+    /// magic or read as `profile.proto` fields ([`crate::pprof::looks_like_pprof`]), and
+    /// `None` for anything else (binary data that is neither).
     #[must_use]
-    pub fn from_content(data: &[u8]) -> Self {
-        let binary = data.starts_with(&[0x1f, 0x8b])
-            || data
-                .iter()
-                .take(4096)
-                .any(|&b| b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t'));
-        if binary {
-            Format::Pprof
+    pub fn from_content(data: &[u8]) -> Option<Self> {
+        if data.starts_with(&[0x1f, 0x8b]) {
+            Some(Format::Pprof)
+        } else if first_binary_byte(data).is_none() {
+            Some(Format::Folded)
+        } else if crate::pprof::looks_like_pprof(data) {
+            Some(Format::Pprof)
         } else {
-            Format::Folded
+            None
         }
     }
 
@@ -126,6 +126,14 @@ impl Format {
             Format::Json => "json",
         }
     }
+}
+
+/// The offset of the first byte in `data` that text does not hold: a control byte other
+/// than tab, line feed and carriage return (a NUL, say).
+#[must_use]
+pub fn first_binary_byte(data: &[u8]) -> Option<usize> {
+    data.iter()
+        .position(|&b| (b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t')) || b == 0x7f)
 }
 
 impl fmt::Display for Format {
@@ -190,9 +198,39 @@ mod tests {
 
     #[test]
     fn content_tells_pprof_from_folded() {
-        assert_eq!(Format::from_content(&[0x1f, 0x8b, 8, 0]), Format::Pprof);
-        assert_eq!(Format::from_content(b"\x12\x04main"), Format::Pprof);
-        assert_eq!(Format::from_content(b"a;b 1\r\n\tc 2\n"), Format::Folded);
-        assert_eq!(Format::from_content(b"app;caf\xe9 5\n"), Format::Folded);
+        assert_eq!(
+            Format::from_content(&[0x1f, 0x8b, 8, 0]),
+            Some(Format::Pprof)
+        );
+        // A string table: "" and "main".
+        assert_eq!(
+            Format::from_content(b"\x32\x00\x32\x04main"),
+            Some(Format::Pprof)
+        );
+        // A sample whose "fields" are text is not a sample.
+        assert_eq!(Format::from_content(b"\x12\x04main"), None);
+        assert_eq!(
+            Format::from_content(b"a;b 1\r\n\tc 2\n"),
+            Some(Format::Folded)
+        );
+        assert_eq!(
+            Format::from_content(b"app;caf\xe9 5\n"),
+            Some(Format::Folded)
+        );
+        // A folded file with a NUL in it is neither (it used to be read as a broken pprof).
+        assert_eq!(Format::from_content(b"app;main;fn_a 1\0\napp;b 2\n"), None);
+        assert_eq!(first_binary_byte(b"app;main;fn_a 1\0\n"), Some(15));
+        // Zeros, and bytes that are not profile.proto fields.
+        assert_eq!(Format::from_content(&[0; 4096]), None);
+        assert_eq!(Format::from_content(b"\x01\x02\x03\xff\xfe"), None);
+        // Ember's own pprof, uncompressed, is told by its fields.
+        let mut p = crate::Profile::default();
+        p.add(
+            &crate::Labels::new(),
+            &[crate::Frame::named("main", crate::FrameKind::User)],
+            3,
+        );
+        let raw = crate::pprof::encode_uncompressed(&p);
+        assert_eq!(Format::from_content(&raw), Some(Format::Pprof));
     }
 }

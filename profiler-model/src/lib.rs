@@ -33,7 +33,7 @@ pub mod speedscope;
 pub mod time;
 
 pub use filter::{LabelFilter, LabelFilterError};
-pub use format::{Format, UnknownFormat};
+pub use format::{Format, UnknownFormat, first_binary_byte};
 pub use frame::{Frame, FrameKind, INLINED_SUFFIX, KERNEL_SUFFIX, Location, Suffix};
 pub use labels::{Labels, keys};
 pub use profile::{FrameId, LabelsId, Profile, ProfileMeta, StackRef};

@@ -38,10 +38,10 @@ pub const KERNEL_MAPPING: &str = "[kernel.kallsyms]";
 #[derive(Debug, thiserror::Error)]
 pub enum PprofError {
     /// Reading the input failed.
-    #[error("reading pprof input: {0}")]
+    #[error("reading pprof input")]
     Io(#[source] io::Error),
     /// The input starts like gzip but does not decompress.
-    #[error("decompressing gzip pprof input: {0}")]
+    #[error("decompressing gzip pprof input")]
     Gzip(#[source] io::Error),
     /// There is nothing to read.
     #[error("empty input: not a pprof profile")]
@@ -63,6 +63,26 @@ pub enum PprofError {
         offset: usize,
         /// What is wrong.
         reason: &'static str,
+    },
+    /// The first bytes are not the fields of a `profile.proto` message, so the rest is not
+    /// read (or decompressed).
+    #[error("not a pprof profile: {reason} at byte {offset}")]
+    NotAProfile {
+        /// Where the first field that cannot be a profile's starts (uncompressed).
+        offset: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The (uncompressed) profile is larger than the limit the caller set.
+    #[error(
+        "the pprof input is larger than {limit} bytes{after}; raise the limit if the profile is \
+         genuine"
+    )]
+    TooLarge {
+        /// The limit, bytes.
+        limit: u64,
+        /// ` once decompressed` for gzip input, or nothing.
+        after: &'static str,
     },
     /// The protobuf is well formed but its contents do not make a profile.
     #[error("invalid pprof profile: {what} at byte {offset}: {detail}")]
@@ -554,34 +574,236 @@ struct RawProfile {
     period: u64,
 }
 
+/// The largest uncompressed profile [`decode`] reads: 1 GiB. [`decode_limited`] takes
+/// another limit.
+pub const DEFAULT_MAX_DECODED: u64 = 1 << 30;
+
+/// How many (uncompressed) bytes are checked to be profile fields before the rest is read.
+const PREFIX_LEN: usize = 4096;
+
+/// The gzip magic bytes.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Reads a pprof profile, gzip-compressed or not, into a [`Profile`], reading at most
+/// [`DEFAULT_MAX_DECODED`] uncompressed bytes ([`decode_limited`]).
+///
+/// # Errors
+/// As [`decode_limited`].
+pub fn decode(r: impl Read) -> Result<Profile, PprofError> {
+    decode_limited(r, DEFAULT_MAX_DECODED)
+}
+
 /// Reads a pprof profile, gzip-compressed or not, into a [`Profile`].
 ///
 /// Stacks come back root first; the inlined `Line`s of a location become inlined frames;
 /// frames in a `[kernel...]` mapping or named `..._[k]` are kernel frames; sample labels
 /// become [`Labels`]. The count of a stack is its `samples/count` value, or its first value
-/// when the profile has no such sample type. Samples with a count of zero or less are left
-/// out. The sampling frequency is derived from a `nanoseconds` period.
+/// when the profile has no such sample type. Samples with a count of zero are left
+/// out; a negative count is an error (a `pprof -diff_base` profile is not a profile of
+/// samples). The sampling frequency is derived from a `nanoseconds` period.
+///
+/// Input is bounded: the first bytes (4 KiB, after decompression) must read as
+/// `profile.proto` fields before anything else is read or decompressed, so a gzip bomb or
+/// a file of zeros is refused at once, and no more than `max_bytes` uncompressed bytes are
+/// read ([`PprofError::TooLarge`] past them).
 ///
 /// # Errors
 /// A [`PprofError`] for input that is not a complete, consistent pprof profile.
-pub fn decode(mut r: impl Read) -> Result<Profile, PprofError> {
-    let mut data = Vec::new();
-    r.read_to_end(&mut data).map_err(PprofError::Io)?;
+pub fn decode_limited(r: impl Read, max_bytes: u64) -> Result<Profile, PprofError> {
+    let data = read_bounded(r, max_bytes)?;
+    let raw = parse_profile(&data)?;
+    build_profile(&raw)
+}
+
+/// The uncompressed bytes of a pprof input, checked to start like a profile and to be at
+/// most `max_bytes` long.
+fn read_bounded(mut r: impl Read, max_bytes: u64) -> Result<Vec<u8>, PprofError> {
+    let mut magic = Vec::with_capacity(2);
+    (&mut r)
+        .take(2)
+        .read_to_end(&mut magic)
+        .map_err(PprofError::Io)?;
+    if magic.is_empty() {
+        return Err(PprofError::Empty);
+    }
+    let input = (&magic[..]).chain(r);
+    if magic == GZIP_MAGIC {
+        read_checked(
+            MultiGzDecoder::new(input),
+            max_bytes,
+            PprofError::Gzip,
+            " once decompressed",
+        )
+    } else {
+        read_checked(input, max_bytes, PprofError::Io, "")
+    }
+}
+
+fn read_checked(
+    mut r: impl Read,
+    max_bytes: u64,
+    err: fn(io::Error) -> PprofError,
+    after: &'static str,
+) -> Result<Vec<u8>, PprofError> {
+    let mut data = Vec::with_capacity(PREFIX_LEN);
+    (&mut r)
+        .take(PREFIX_LEN as u64)
+        .read_to_end(&mut data)
+        .map_err(err)?;
     if data.is_empty() {
         return Err(PprofError::Empty);
     }
-    if data.starts_with(&[0x1f, 0x8b]) {
-        let mut raw = Vec::new();
-        MultiGzDecoder::new(&data[..])
-            .read_to_end(&mut raw)
-            .map_err(PprofError::Gzip)?;
-        if raw.is_empty() {
-            return Err(PprofError::Empty);
-        }
-        data = raw;
+    check_prefix(&data)?;
+    if read_capped(&mut r, max_bytes, &mut data).map_err(err)? {
+        return Err(PprofError::TooLarge {
+            limit: max_bytes,
+            after,
+        });
     }
-    let raw = parse_profile(&data)?;
-    build_profile(&raw)
+    Ok(data)
+}
+
+/// Appends what `r` has to `data` until it ends or `data` would grow past `max`; returns
+/// whether it would have. Capacity grows by at most what the limit leaves, so the buffer
+/// never reserves much more than `max` bytes.
+fn read_capped(r: &mut impl Read, max: u64, data: &mut Vec<u8>) -> io::Result<bool> {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut chunk) {
+            Ok(0) => return Ok(false),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if data.len().saturating_add(n) > max {
+            return Ok(true);
+        }
+        if data.capacity() - data.len() < n {
+            let grow = data.len().max(n).min(max - data.len());
+            data.reserve_exact(grow.max(n));
+        }
+        data.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Whether `data`, the first bytes of an input, can start a pprof profile: gzip, or
+/// `profile.proto` fields ([`check_prefix`]).
+#[must_use]
+pub fn looks_like_pprof(data: &[u8]) -> bool {
+    data.starts_with(&GZIP_MAGIC) || (!data.is_empty() && check_prefix(data).is_ok())
+}
+
+/// Checks that `prefix` (the first bytes of an uncompressed profile, perhaps cut short)
+/// reads as the fields of a `profile.proto` `Profile`: known field numbers with their wire
+/// types, and one level down the same for the messages it holds, string table entries
+/// UTF-8. A field running past the prefix ends the check, as far as it got.
+fn check_prefix(prefix: &[u8]) -> Result<(), PprofError> {
+    /// Top-level fields: (number, is length-delimited). `comment` (13) may be packed.
+    fn top_level(field: u64, wire: u64) -> Option<Option<u64>> {
+        match (field, wire) {
+            // Messages whose fields are checked one level down: sample_type, sample,
+            // mapping, location, function, period_type.
+            (1..=5 | 11, 2) => Some(Some(field)),
+            // string_table, comment (packed), doc_url.
+            (6 | 13 | 15, 2) => Some(None),
+            (7..=10 | 12..=14, 0) => Some(None),
+            _ => None,
+        }
+    }
+    let not = |offset, reason| PprofError::NotAProfile { offset, reason };
+    let mut pos = 0;
+    while pos < prefix.len() {
+        let at = pos;
+        let Some(key) = prefix_varint(prefix, &mut pos) else {
+            return Ok(());
+        };
+        let (field, wire) = (key >> 3, key & 7);
+        let Some(nested) = top_level(field, wire) else {
+            return Err(not(at, "not a field of profile.proto"));
+        };
+        if wire == 0 {
+            if prefix_varint(prefix, &mut pos).is_none() {
+                return Ok(());
+            }
+            continue;
+        }
+        let Some(len) = prefix_varint(prefix, &mut pos) else {
+            return Ok(());
+        };
+        let start = pos;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| start.checked_add(l))
+            .unwrap_or(usize::MAX);
+        let body = &prefix[start..end.min(prefix.len())];
+        if nested.is_some() {
+            check_message_prefix(body).map_err(|(off, reason)| not(start + off, reason))?;
+        } else if field == 6
+            && let Err(e) = std::str::from_utf8(body)
+            && (e.error_len().is_some() || end <= prefix.len())
+        {
+            // A character cut by the end of the prefix is not an error.
+            return Err(not(
+                start + e.valid_up_to(),
+                "string table entry is not UTF-8",
+            ));
+        }
+        if end >= prefix.len() {
+            return Ok(());
+        }
+        pos = end;
+    }
+    Ok(())
+}
+
+/// The fields of a message of a profile (a sample, mapping, location, function or value
+/// type), as far as `body` has them: numbers 1 to 15, varints or length-delimited.
+fn check_message_prefix(body: &[u8]) -> Result<(), (usize, &'static str)> {
+    let mut pos = 0;
+    while pos < body.len() {
+        let at = pos;
+        let Some(key) = prefix_varint(body, &mut pos) else {
+            return Ok(());
+        };
+        let (field, wire) = (key >> 3, key & 7);
+        if !(1..=15).contains(&field) {
+            return Err((at, "not a field of a profile.proto message"));
+        }
+        match wire {
+            0 => {
+                if prefix_varint(body, &mut pos).is_none() {
+                    return Ok(());
+                }
+            }
+            2 => {
+                let Some(len) = prefix_varint(body, &mut pos) else {
+                    return Ok(());
+                };
+                match usize::try_from(len).ok().and_then(|l| pos.checked_add(l)) {
+                    Some(end) if end < body.len() => pos = end,
+                    _ => return Ok(()),
+                }
+            }
+            _ => return Err((at, "a wire type profile.proto does not use")),
+        }
+    }
+    Ok(())
+}
+
+/// A varint at `*pos` of `data`, or `None` when `data` ends inside it or it is longer than
+/// ten bytes.
+fn prefix_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v: u64 = 0;
+    for i in 0..10 {
+        let &b = data.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
 }
 
 fn invalid(what: &'static str, offset: usize, detail: impl Into<String>) -> PprofError {
@@ -870,6 +1092,16 @@ fn build_profile(raw: &RawProfile) -> Result<Profile, PprofError> {
             ));
         }
         let count = s.values[count_index] as i64;
+        if count < 0 {
+            return Err(invalid(
+                "sample",
+                s.at,
+                format!(
+                    "negative sample count {count} (a `pprof -diff_base` profile? compare the \
+                     two profiles themselves)"
+                ),
+            ));
+        }
         let mut labels = Labels::new();
         for l in &s.labels {
             let key = string(l.key, "sample label", l.at)?;
@@ -890,8 +1122,15 @@ fn build_profile(raw: &RawProfile) -> Result<Profile, PprofError> {
             })?;
             stack.extend_from_slice(frames);
         }
-        if count <= 0 {
+        if count == 0 {
             continue;
+        }
+        if profile.total().checked_add(count as u64).is_none() {
+            return Err(invalid(
+                "sample",
+                s.at,
+                "the sample counts add up to more than 2^64 - 1",
+            ));
         }
         let labels = profile.intern_labels(&labels);
         profile.add_ids(labels, stack.into_boxed_slice(), count as u64);
@@ -1290,6 +1529,109 @@ mod tests {
             flipped[i] = next() as u8;
             let _ = decode(&flipped[..]);
         }
+    }
+
+    /// `members` copies of one gzip member of `block`, after one member of `head`: gzip
+    /// input that decompresses to `head` and then `members * block.len()` bytes.
+    fn bomb(head: &[u8], block: &[u8], members: usize) -> Vec<u8> {
+        let gz = |data: &[u8]| {
+            let mut e = GzEncoder::new(Vec::new(), Compression::best());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        };
+        let member = gz(block);
+        let mut out = gz(head);
+        for _ in 0..members {
+            out.extend_from_slice(&member);
+        }
+        out
+    }
+
+    #[test]
+    fn a_gzip_bomb_of_zeros_is_refused_before_it_is_decompressed() {
+        // 4 GiB of zeros in about 4 MiB, as the probe made it.
+        let data = bomb(b"", &vec![0u8; 1 << 20], 4096);
+        assert!(data.len() < 8 << 20, "{}", data.len());
+        let start = std::time::Instant::now();
+        let err = decode(&data[..]).unwrap_err();
+        assert!(
+            matches!(err, PprofError::NotAProfile { offset: 0, .. }),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "not a pprof profile: not a field of profile.proto at byte 0"
+        );
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn decompressed_input_is_capped() {
+        // A string table entry that claims 4 GiB: the first bytes are a profile's, so
+        // only the limit stops it.
+        let mut head = vec![0x32, 0x00, 0x32];
+        let mut len = 4u64 << 30;
+        while len >= 0x80 {
+            head.push((len as u8) | 0x80);
+            len >>= 7;
+        }
+        head.push(len as u8);
+        let data = bomb(&head, &vec![b'a'; 1 << 20], 64);
+        let err = decode_limited(&data[..], 8 << 20).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the pprof input is larger than 8388608 bytes once decompressed; raise the limit \
+             if the profile is genuine"
+        );
+        // Uncompressed input is capped the same way.
+        let mut raw = head.clone();
+        raw.extend(std::iter::repeat_n(b'a', 9 << 20));
+        let err = decode_limited(&raw[..], 8 << 20).unwrap_err();
+        assert!(
+            matches!(err, PprofError::TooLarge { after: "", .. }),
+            "{err}"
+        );
+        // Under the limit the same input is read to its end (and found truncated).
+        let err = decode_limited(&data[..], 128 << 20).unwrap_err();
+        assert!(matches!(err, PprofError::Truncated { .. }), "{err}");
+        // Ember's own profiles pass the first-bytes check.
+        let p = rich_profile();
+        assert_eq!(round_trip(&p).total(), p.total());
+    }
+
+    #[test]
+    fn negative_and_overflowing_counts_are_errors() {
+        let profile_with = |values: &[u64]| {
+            let mut w = Writer::default();
+            w.message(field::SAMPLE_TYPE, |m| {
+                m.i64(field::VALUE_TYPE_TYPE, 1);
+                m.i64(field::VALUE_TYPE_UNIT, 2);
+            });
+            for &v in values {
+                w.message(field::SAMPLE, |m| {
+                    m.packed(field::SAMPLE_VALUE, [v]);
+                });
+            }
+            w.bytes(field::STRING_TABLE, b"");
+            w.bytes(field::STRING_TABLE, b"samples");
+            w.bytes(field::STRING_TABLE, b"count");
+            w.buf
+        };
+        assert_eq!(decode(&profile_with(&[5, 7])[..]).unwrap().total(), 12);
+        let err = decode(&profile_with(&[5, (-3i64) as u64])[..])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("negative sample count -3"), "{err}");
+        let half = 1u64 << 63;
+        // i64::MAX twice overflows nothing in u64; three times does.
+        let m = i64::MAX as u64;
+        assert_eq!(decode(&profile_with(&[m, m])[..]).unwrap().total(), 2 * m);
+        let err = decode(&profile_with(&[m, m, m])[..])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("add up to more than 2^64 - 1"), "{err}");
+        // 2^63 is negative as an int64.
+        assert!(decode(&profile_with(&[half])[..]).is_err());
     }
 
     #[test]

@@ -80,8 +80,8 @@ pub enum StoreError {
     },
     /// The database file exists but is not a usable SQLite database.
     #[error(
-        "`{path}` is not a readable Ember store database ({source}); move it aside (or delete it) \
-         and Ember will start a new, empty store"
+        "`{path}` is not a readable Ember store database: move it aside (or delete it) \
+         and Ember will start a new, empty store; SQLite says"
     )]
     NotADatabase {
         /// The database file.

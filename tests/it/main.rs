@@ -23,6 +23,9 @@ mod ui;
 mod export;
 // `ember diff`: normalization, outputs, gates' exit codes and messages, bad inputs.
 mod diff;
+// Hostile and oversized inputs and flags: bombs, endless files, stalled agents, closed
+// pipes, full maps; each bounded in time and memory.
+mod inputs;
 // The README's CI recipe (examples/ci) on split and its slowed variant.
 mod ci_recipe;
 // The .eh_frame unwinder: complete stacks without frame pointers.

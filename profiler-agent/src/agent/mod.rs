@@ -46,7 +46,7 @@ pub enum AgentError {
     #[error(transparent)]
     Store(#[from] profiler_store::StoreError),
     /// The API's address cannot be used.
-    #[error("cannot listen on {addr}: {source}; choose another address with --listen")]
+    #[error("cannot listen on {addr} (choose another address with --listen)")]
     Listen {
         /// The address.
         addr: SocketAddr,
@@ -55,7 +55,7 @@ pub enum AgentError {
         source: std::io::Error,
     },
     /// The API's thread could not start.
-    #[error("cannot start the HTTP API: {0}")]
+    #[error("cannot start the HTTP API")]
     Api(#[source] std::io::Error),
 }
 

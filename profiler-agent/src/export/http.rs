@@ -6,14 +6,37 @@
 //! framed by `Content-Length`, chunked transfer coding, or the end of the connection. A body
 //! shorter than its framing says is an error, never a silently truncated profile.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long connecting, and each read or write, may take.
-const TIMEOUT: Duration = Duration::from_secs(60);
-/// The largest response accepted (a node-wide profile of a day is a few MiB of pprof).
-const MAX_RESPONSE: u64 = 1 << 30;
+/// The longest response head (status line and headers) read.
+const MAX_HEAD: u64 = 64 * 1024;
+
+/// How long a request may take and how much it may bring back (`ember export --agent-*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Connecting, per address.
+    pub connect_timeout: Duration,
+    /// The longest silence while sending the request or reading the answer.
+    pub read_timeout: Duration,
+    /// The whole request, from connecting to the last byte of the body.
+    pub total_timeout: Duration,
+    /// The largest body accepted, bytes (after chunked decoding).
+    pub max_body: u64,
+}
+
+impl Default for Limits {
+    /// 10 s to connect, 60 s of silence, 5 min in all, 256 MiB of body.
+    fn default() -> Self {
+        Limits {
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            total_timeout: Duration::from_secs(300),
+            max_body: 256 << 20,
+        }
+    }
+}
 
 /// An HTTP request that failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,13 +50,32 @@ pub enum HttpError {
         reason: &'static str,
     },
     /// Connecting, sending or receiving failed.
-    #[error("cannot reach the agent at `{url}`: {source}")]
+    #[error("cannot reach the agent at `{url}`")]
     Io {
         /// The URL requested.
         url: String,
         /// Why.
         #[source]
         source: io::Error,
+    },
+    /// The agent did not answer in time.
+    #[error("no answer from the agent at `{url}`: {reason}")]
+    TimedOut {
+        /// The URL requested.
+        url: String,
+        /// Which limit, and the flag that sets it.
+        reason: String,
+    },
+    /// The answer is larger than `--agent-max-response`.
+    #[error(
+        "the agent at `{url}` sent more than {limit} bytes; raise --agent-max-response if the \
+         profile is genuine, or narrow --from/--to or --filter"
+    )]
+    TooLarge {
+        /// The URL requested.
+        url: String,
+        /// The limit, bytes.
+        limit: u64,
     },
     /// The response is not valid HTTP.
     #[error("bad HTTP response from `{url}`: {reason}")]
@@ -126,33 +168,187 @@ pub fn encode_query_value(s: &str) -> String {
     out
 }
 
+/// Why reading a response stopped.
+#[derive(Debug)]
+enum ReadError {
+    /// The socket failed or a timeout passed.
+    Io(io::Error),
+    /// The body is larger than the limit.
+    TooLarge,
+    /// The response is not what HTTP/1.1 allows.
+    Bad(String),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+impl From<String> for ReadError {
+    fn from(e: String) -> Self {
+        ReadError::Bad(e)
+    }
+}
+
+impl From<&str> for ReadError {
+    fn from(e: &str) -> Self {
+        ReadError::Bad(e.to_owned())
+    }
+}
+
+/// A timeout, said in the words of the flag that sets it.
+#[derive(Debug)]
+struct Timeout(String);
+
+impl std::fmt::Display for Timeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Timeout {}
+
+fn timeout(reason: String) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, Timeout(reason))
+}
+
+/// A socket whose every read waits at most the read timeout and never past the deadline.
+struct Deadlined {
+    stream: TcpStream,
+    deadline: Instant,
+    limits: Limits,
+}
+
+impl Deadlined {
+    fn overall(&self) -> io::Error {
+        timeout(format!(
+            "the answer took longer than {} (--agent-timeout)",
+            humantime(self.limits.total_timeout)
+        ))
+    }
+
+    fn silent(&self) -> io::Error {
+        timeout(format!(
+            "nothing arrived for {} (--agent-read-timeout)",
+            humantime(self.limits.read_timeout)
+        ))
+    }
+
+    /// The wait for the next read or write, or the overall timeout when none is left.
+    fn wait(&self) -> io::Result<(Duration, bool)> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.overall());
+        }
+        Ok(if left < self.limits.read_timeout {
+            (left, true)
+        } else {
+            (self.limits.read_timeout, false)
+        })
+    }
+
+    fn timed_out(&self, e: io::Error, overall: bool) -> io::Error {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) {
+            if overall {
+                self.overall()
+            } else {
+                self.silent()
+            }
+        } else {
+            e
+        }
+    }
+}
+
+impl Read for Deadlined {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (wait, overall) = self.wait()?;
+        self.stream.set_read_timeout(Some(wait))?;
+        self.stream
+            .read(buf)
+            .map_err(|e| self.timed_out(e, overall))
+    }
+}
+
+impl Write for Deadlined {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let (wait, overall) = self.wait()?;
+        self.stream.set_write_timeout(Some(wait))?;
+        self.stream
+            .write(buf)
+            .map_err(|e| self.timed_out(e, overall))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// `1.5 s`, `300 ms`: a timeout for a message.
+fn humantime(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{} s", d.as_secs_f64())
+    }
+}
+
 /// GETs `path_and_query` (starting with `/`) from `base` and returns the body of a 200
-/// answer.
+/// answer, within `limits`: each connect, each silence and the whole request are timed,
+/// and a body larger than `limits.max_body` is refused (a `Content-Length` over it before
+/// the body is read).
 ///
 /// # Errors
-/// [`HttpError`] for connection failures, malformed or truncated responses and any status
-/// other than 200 (with the start of the body, where the API explains itself).
-pub fn get(base: &BaseUrl, path_and_query: &str) -> Result<Vec<u8>, HttpError> {
+/// [`HttpError`] for connection failures, timeouts, malformed, truncated or oversized
+/// responses and any status other than 200 (with the start of the body, where the API
+/// explains itself).
+pub fn get(base: &BaseUrl, path_and_query: &str, limits: &Limits) -> Result<Vec<u8>, HttpError> {
     let url = format!("http://{}{}{path_and_query}", base.authority, base.prefix);
-    let io_err = |source| HttpError::Io {
-        url: url.clone(),
-        source,
+    let start = Instant::now();
+    let io_err = |source: io::Error| {
+        let timed_out = source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<Timeout>())
+            .map(ToString::to_string);
+        match timed_out {
+            Some(reason) => HttpError::TimedOut {
+                url: url.clone(),
+                reason,
+            },
+            None => HttpError::Io {
+                url: url.clone(),
+                source,
+            },
+        }
     };
     let addrs: Vec<_> = base.authority.to_socket_addrs().map_err(io_err)?.collect();
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
     let mut stream = None;
     for addr in addrs {
-        match TcpStream::connect_timeout(&addr, TIMEOUT) {
+        match TcpStream::connect_timeout(&addr, limits.connect_timeout) {
             Ok(s) => {
                 stream = Some(s);
                 break;
             }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                last = timeout(format!(
+                    "could not connect within {} (--agent-connect-timeout)",
+                    humantime(limits.connect_timeout)
+                ));
+            }
             Err(e) => last = e,
         }
     }
-    let mut stream = stream.ok_or_else(|| io_err(last))?;
-    stream.set_read_timeout(Some(TIMEOUT)).map_err(io_err)?;
-    stream.set_write_timeout(Some(TIMEOUT)).map_err(io_err)?;
+    let stream = stream.ok_or_else(|| io_err(last))?;
+    let mut conn = Deadlined {
+        stream,
+        deadline: start + limits.total_timeout,
+        limits: *limits,
+    };
     let request = format!(
         "GET {}{path_and_query} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ember/{}\r\n\
          Accept: */*\r\nConnection: close\r\n\r\n",
@@ -160,16 +356,19 @@ pub fn get(base: &BaseUrl, path_and_query: &str) -> Result<Vec<u8>, HttpError> {
         base.authority,
         env!("CARGO_PKG_VERSION")
     );
-    stream.write_all(request.as_bytes()).map_err(io_err)?;
-    let mut response = Vec::new();
-    stream
-        .take(MAX_RESPONSE)
-        .read_to_end(&mut response)
-        .map_err(io_err)?;
-    let (status, body) = parse_response(&response).map_err(|reason| HttpError::BadResponse {
-        url: url.clone(),
-        reason,
-    })?;
+    conn.write_all(request.as_bytes()).map_err(io_err)?;
+    let mut reader = BufReader::new(conn);
+    let (status, body) = match read_response(&mut reader, limits.max_body) {
+        Ok(r) => r,
+        Err(ReadError::Io(e)) => return Err(io_err(e)),
+        Err(ReadError::TooLarge) => {
+            return Err(HttpError::TooLarge {
+                url,
+                limit: limits.max_body,
+            });
+        }
+        Err(ReadError::Bad(reason)) => return Err(HttpError::BadResponse { url, reason }),
+    };
     if status != 200 {
         let text = String::from_utf8_lossy(&body);
         let text: String = text.trim().chars().take(500).collect();
@@ -182,37 +381,47 @@ pub fn get(base: &BaseUrl, path_and_query: &str) -> Result<Vec<u8>, HttpError> {
     Ok(body)
 }
 
-/// Splits a complete response into its status code and decoded body.
-fn parse_response(response: &[u8]) -> Result<(u16, Vec<u8>), String> {
-    let head_end = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| {
-            if response.is_empty() {
-                "the connection closed without an answer".to_owned()
+/// Reads a response's head and its body, as its framing says, up to `max_body` bytes.
+fn read_response(r: &mut impl BufRead, max_body: u64) -> Result<(u16, Vec<u8>), ReadError> {
+    let mut head = Vec::new();
+    loop {
+        let before = head.len();
+        let n = r
+            .by_ref()
+            .take(MAX_HEAD - before as u64)
+            .read_until(b'\n', &mut head)?;
+        if n == 0 {
+            return Err(if head.is_empty() {
+                "the connection closed without an answer".into()
             } else {
-                "no end of headers".to_owned()
-            }
-        })?;
-    let head = std::str::from_utf8(&response[..head_end])
+                "the connection closed inside the headers".into()
+            });
+        }
+        if head.ends_with(b"\r\n\r\n") {
+            break;
+        }
+        if head.len() as u64 >= MAX_HEAD {
+            return Err(format!("headers longer than {MAX_HEAD} bytes").into());
+        }
+    }
+    let head = std::str::from_utf8(&head[..head.len() - 4])
         .map_err(|_| "headers are not text".to_owned())?;
-    let body = &response[head_end + 4..];
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default();
     if !version.starts_with("HTTP/1.") {
-        return Err(format!("not an HTTP/1 status line: `{status_line}`"));
+        return Err(format!("not an HTTP/1 status line: `{status_line}`").into());
     }
     let status: u16 = parts
         .next()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("no status code in `{status_line}`"))?;
-    let mut length: Option<usize> = None;
+    let mut length: Option<u64> = None;
     let mut chunked = false;
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
-            return Err(format!("malformed header line `{line}`"));
+            return Err(format!("malformed header line `{line}`").into());
         };
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
@@ -226,42 +435,75 @@ fn parse_response(response: &[u8]) -> Result<(u16, Vec<u8>), String> {
         }
     }
     let body = if chunked {
-        decode_chunked(body)?
+        decode_chunked(r, max_body)?
     } else if let Some(n) = length {
-        if body.len() < n {
-            return Err(format!(
-                "the body was cut off: {} of {n} bytes arrived",
-                body.len()
-            ));
+        if n > max_body {
+            return Err(ReadError::TooLarge);
         }
-        body[..n].to_vec()
+        let body = read_capped(&mut r.take(n), n)?;
+        if (body.len() as u64) < n {
+            return Err(
+                format!("the body was cut off: {} of {n} bytes arrived", body.len()).into(),
+            );
+        }
+        body
     } else {
-        body.to_vec()
+        read_capped(r, max_body)?
     };
     Ok((status, body))
 }
 
-/// Decodes a chunked body (RFC 9112 §7.1), ignoring chunk extensions and trailers.
-fn decode_chunked(mut data: &[u8]) -> Result<Vec<u8>, String> {
+/// Reads `r` to its end, or [`ReadError::TooLarge`] past `max` bytes. The buffer grows
+/// by at most what the limit leaves, so it never reserves much more than `max`.
+fn read_capped(r: &mut impl Read, max: u64) -> Result<Vec<u8>, ReadError> {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let mut body = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut chunk) {
+            Ok(0) => return Ok(body),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if body.len().saturating_add(n) > max {
+            return Err(ReadError::TooLarge);
+        }
+        if body.capacity() - body.len() < n {
+            let grow = body.len().max(n).min(max - body.len());
+            body.reserve_exact(grow.max(n));
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Decodes a chunked body (RFC 9112 §7.1) of at most `max` bytes, ignoring chunk
+/// extensions and trailers.
+fn decode_chunked(r: &mut impl BufRead, max: u64) -> Result<Vec<u8>, ReadError> {
     let mut out = Vec::new();
     loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("the chunked body was cut off in a chunk size")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).map_err(|_| "bad chunk size")?;
+        let mut line = Vec::new();
+        r.by_ref().take(4096).read_until(b'\n', &mut line)?;
+        if !line.ends_with(b"\r\n") {
+            return Err("the chunked body was cut off in a chunk size".into());
+        }
+        let size_text =
+            std::str::from_utf8(&line[..line.len() - 2]).map_err(|_| "bad chunk size")?;
         let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16)
+        let size = u64::from_str_radix(size_text, 16)
             .map_err(|_| format!("bad chunk size `{size_text}`"))?;
-        data = &data[line_end + 2..];
         if size == 0 {
             return Ok(out);
         }
-        if data.len() < size + 2 {
-            return Err("the chunked body was cut off inside a chunk".to_owned());
+        if out.len() as u64 + size > max {
+            return Err(ReadError::TooLarge);
         }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
+        let before = out.len();
+        r.take(size).read_to_end(&mut out)?;
+        let mut crlf = [0u8; 2];
+        if ((out.len() - before) as u64) < size || r.read_exact(&mut crlf).is_err() {
+            return Err("the chunked body was cut off inside a chunk".into());
+        }
     }
 }
 
@@ -293,6 +535,14 @@ mod tests {
         assert!(err.contains("https is not supported"), "{err}");
         assert!(BaseUrl::parse("127.0.0.1:7070").is_err());
         assert!(BaseUrl::parse("http://").is_err());
+    }
+
+    fn parse_response(r: &[u8]) -> Result<(u16, Vec<u8>), String> {
+        match read_response(&mut &r[..], 1 << 20) {
+            Ok(r) => Ok(r),
+            Err(ReadError::Bad(e)) => Err(e),
+            Err(e) => Err(format!("{e:?}")),
+        }
     }
 
     #[test]
@@ -346,9 +596,147 @@ mod tests {
             }
         });
         let base = BaseUrl::parse(&format!("http://{addr}/p")).unwrap();
-        assert_eq!(get(&base, "/api?x=1").unwrap(), b"abc");
-        let err = get(&base, "/api?x=1").unwrap_err().to_string();
+        assert_eq!(get(&base, "/api?x=1", &Limits::default()).unwrap(), b"abc");
+        let err = get(&base, "/api?x=1", &Limits::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("answered 400: bad fro"), "{err}");
         server.join().unwrap();
+    }
+
+    /// A loopback server that answers one connection with `answer(stream)` and then holds
+    /// it open (at most 10 s, or until the test is done), as a stalled or hostile agent
+    /// does.
+    fn hostile(
+        answer: impl FnOnce(&mut TcpStream) + Send + 'static,
+    ) -> (
+        BaseUrl,
+        std::sync::mpsc::Sender<()>,
+        std::thread::JoinHandle<()>,
+    ) {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            answer(&mut s);
+            let _ = wait.recv_timeout(Duration::from_secs(10));
+        });
+        (
+            BaseUrl::parse(&format!("http://{addr}")).unwrap(),
+            done,
+            server,
+        )
+    }
+
+    fn quick() -> Limits {
+        Limits {
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: Duration::from_millis(300),
+            total_timeout: Duration::from_secs(5),
+            max_body: 1 << 20,
+        }
+    }
+
+    /// Runs `get` against a hostile server and returns its error and how long it took.
+    fn against(
+        limits: Limits,
+        answer: impl FnOnce(&mut TcpStream) + Send + 'static,
+    ) -> (HttpError, Duration) {
+        let (base, done, server) = hostile(answer);
+        let start = Instant::now();
+        let err = get(&base, "/api/v1/profile", &limits).unwrap_err();
+        let took = start.elapsed();
+        let _ = done.send(());
+        server.join().unwrap();
+        (err, took)
+    }
+
+    #[test]
+    fn a_server_that_stalls_after_the_status_line_times_out() {
+        let (err, took) = against(quick(), |s| {
+            s.write_all(b"HTTP/1.1 200 OK\r\n").unwrap();
+        });
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.ends_with("nothing arrived for 300 ms (--agent-read-timeout)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_short_body_under_a_larger_content_length_times_out() {
+        let (err, took) = against(quick(), |s| {
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nonly this")
+                .unwrap();
+        });
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        assert!(matches!(err, HttpError::TimedOut { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_trickling_server_meets_the_overall_timeout() {
+        let limits = Limits {
+            total_timeout: Duration::from_millis(800),
+            ..quick()
+        };
+        let (err, took) = against(limits, |s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n");
+            for _ in 0..100 {
+                std::thread::sleep(Duration::from_millis(100));
+                if s.write_all(b"x").is_err() {
+                    return;
+                }
+            }
+        });
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.ends_with("the answer took longer than 800 ms (--agent-timeout)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn oversized_answers_are_refused_without_being_read() {
+        // A Content-Length of 1 GB is refused from the headers.
+        let (err, took) = against(quick(), |s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000000\r\n\r\nabc");
+        });
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        assert!(
+            matches!(err, HttpError::TooLarge { limit, .. } if limit == 1 << 20),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--agent-max-response"), "{err}");
+        // A body framed by the end of the connection stops at the limit.
+        let (err, _) = against(quick(), |s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+            let block = vec![b'x'; 64 * 1024];
+            for _ in 0..64 {
+                if s.write_all(&block).is_err() {
+                    return;
+                }
+            }
+        });
+        assert!(matches!(err, HttpError::TooLarge { .. }), "{err}");
+        // So does a chunked one.
+        let (err, _) = against(quick(), |s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+            let block = vec![b'x'; 0x10000];
+            for _ in 0..64 {
+                if s.write_all(b"10000\r\n").is_err()
+                    || s.write_all(&block).is_err()
+                    || s.write_all(b"\r\n").is_err()
+                {
+                    return;
+                }
+            }
+        });
+        assert!(matches!(err, HttpError::TooLarge { .. }), "{err}");
     }
 }

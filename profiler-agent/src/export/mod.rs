@@ -31,8 +31,9 @@ use profiler_store::{self as store, Query, Store, StoreConfig, StoreError};
 pub enum Source {
     /// The store directory of an agent (`--data-dir`).
     Store(PathBuf),
-    /// A running agent's API (`--agent http://HOST:PORT`).
-    Agent(String),
+    /// A running agent's API (`--agent http://HOST:PORT`), asked within these limits
+    /// (`--agent-*-timeout`, `--agent-max-response`).
+    Agent(String, http::Limits),
 }
 
 /// A validated `ember export`.
@@ -73,6 +74,9 @@ pub enum ExportError {
     /// The output format cannot be told from the file name.
     #[error(transparent)]
     Format(#[from] UnknownFormat),
+    /// `-o -` with stdout closed.
+    #[error(transparent)]
+    StdoutClosed(#[from] output::StdoutClosed),
     /// There is no store in the data directory.
     #[error(
         "no Ember store in `{dir}` (no {file}): point --data-dir at the directory `ember agent` \
@@ -85,13 +89,13 @@ pub enum ExportError {
         file: &'static str,
     },
     /// The store could not be read.
-    #[error("reading the store: {0}")]
+    #[error("reading the store")]
     Store(#[from] StoreError),
     /// The agent could not be asked.
     #[error(transparent)]
     Agent(#[from] http::HttpError),
     /// The agent's answer is not a pprof profile.
-    #[error("the agent at `{url}` sent a profile that does not decode: {source}")]
+    #[error("the agent at `{url}` sent a profile that does not decode")]
     Decode {
         /// The agent URL.
         url: String,
@@ -112,7 +116,7 @@ pub enum ExportError {
         filter: String,
     },
     /// Writing the output failed.
-    #[error("cannot write `{path}`: {source}")]
+    #[error("cannot write `{path}`")]
     Write {
         /// The output path.
         path: PathBuf,
@@ -135,8 +139,17 @@ impl ExportConfig {
             });
         }
         let format = output::format_for(&args.output, args.format)?;
+        output::check_writable(&args.output)?;
         let source = match args.agent {
-            Some(url) => Source::Agent(url),
+            Some(url) => Source::Agent(
+                url,
+                http::Limits {
+                    connect_timeout: args.agent_connect_timeout,
+                    read_timeout: args.agent_read_timeout,
+                    total_timeout: args.agent_timeout,
+                    max_body: args.agent_max_response,
+                },
+            ),
             None => Source::Store(args.data_dir),
         };
         Ok(ExportConfig {
@@ -213,7 +226,7 @@ pub fn fetch(config: &ExportConfig) -> Result<Profile, ExportError> {
                 .with_filter(config.filter.clone());
             Ok(store.query(&query)?)
         }
-        Source::Agent(url) => {
+        Source::Agent(url, limits) => {
             let base = http::BaseUrl::parse(url)?;
             let mut path = format!(
                 "/api/v1/profile?format=pprof&include_idle=true&from={}&to={}",
@@ -224,10 +237,18 @@ pub fn fetch(config: &ExportConfig) -> Result<Profile, ExportError> {
                 path.push_str("&filter=");
                 path.push_str(&http::encode_query_value(&config.filter.to_string()));
             }
-            let body = http::get(&base, &path)?;
-            pprof::decode(&body[..]).map_err(|source| ExportError::Decode {
-                url: url.clone(),
-                source,
+            let body = http::get(&base, &path, limits)?;
+            pprof::decode_limited(&body[..], limits.max_body).map_err(|source| match source {
+                pprof::PprofError::TooLarge { limit, .. } => {
+                    ExportError::Agent(http::HttpError::TooLarge {
+                        url: url.clone(),
+                        limit,
+                    })
+                }
+                source => ExportError::Decode {
+                    url: url.clone(),
+                    source,
+                },
             })
         }
     }

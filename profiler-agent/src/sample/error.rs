@@ -25,7 +25,7 @@ pub enum SampleError {
 
     /// The verifier rejected the program.
     #[error(
-        "the kernel's verifier rejected the eBPF program `{program}` ({source}); verifier log:\n{log}"
+        "the kernel's verifier rejected the eBPF program `{program}`; verifier log:\n{log}\nthe kernel's error"
     )]
     Verifier {
         /// Program name.

@@ -28,8 +28,9 @@ pub use error::SampleError;
 pub use events::{CaptureFeed, ProcEvents};
 pub use loader::{Sampler, SamplerConfig, Target};
 pub use unwind::{
-    DEFAULT_TABLE_MEM, UnwindConfig, UnwindGauges, UnwindRequester, UnwindStats, UnwindTables,
-    UnwindWorker, UnwinderMode,
+    DEFAULT_TABLE_MEM, MAX_TABLE_MEM, TableMemTooLarge, UnwindConfig, UnwindGauges,
+    UnwindRequester, UnwindStats, UnwindTables, UnwindWorker, UnwinderMode, check_unwind_table_mem,
+    unwind_table_mem_cap,
 };
 
 /// Loss and activity counters summed over all CPUs, as the program counted them.

@@ -54,6 +54,70 @@ pub struct UnwindConfig {
 /// binaries.
 pub const DEFAULT_TABLE_MEM: u64 = 16 << 20;
 
+/// The hard maximum of `--unwind-table-mem`, whatever the node: 1 GiB (128 Mi rows, the
+/// tables of thousands of binaries). The rows are one preallocated array.
+pub const MAX_TABLE_MEM: u64 = 1 << 30;
+
+/// The share of the node's memory (`MemTotal`) `--unwind-table-mem` may take: 1/16.
+pub const TABLE_MEM_SHARE_OF_NODE: u64 = 16;
+
+/// The largest `--unwind-table-mem` a node with `mem_total` bytes (`None`: unknown)
+/// allows: [`MAX_TABLE_MEM`], and at most 1/[`TABLE_MEM_SHARE_OF_NODE`] of its memory.
+#[must_use]
+pub fn unwind_table_mem_cap(mem_total: Option<u64>) -> u64 {
+    mem_total.map_or(MAX_TABLE_MEM, |m| {
+        (m / TABLE_MEM_SHARE_OF_NODE).min(MAX_TABLE_MEM)
+    })
+}
+
+/// `--unwind-table-mem` over the cap of this node.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{requested} bytes of unwind tables is more than this node allows: at most {cap} bytes \
+     ({why}); the tables are preallocated kernel memory"
+)]
+pub struct TableMemTooLarge {
+    /// What was asked for.
+    pub requested: u64,
+    /// The cap.
+    pub cap: u64,
+    /// Which bound made the cap.
+    pub why: String,
+}
+
+/// Checks `requested` against [`unwind_table_mem_cap`] of this node (`MemTotal` from
+/// `/proc/meminfo`).
+///
+/// # Errors
+/// [`TableMemTooLarge`] naming the cap and why.
+pub fn check_unwind_table_mem(requested: u64) -> Result<u64, TableMemTooLarge> {
+    let mem_total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().strip_suffix("kB"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb.saturating_mul(1024));
+    let cap = unwind_table_mem_cap(mem_total);
+    if requested <= cap {
+        return Ok(requested);
+    }
+    let why = match mem_total {
+        Some(m) if cap < MAX_TABLE_MEM => format!(
+            "1/{TABLE_MEM_SHARE_OF_NODE} of the node's {} MiB of memory",
+            m >> 20
+        ),
+        _ => format!("the hard maximum, {} MiB", MAX_TABLE_MEM >> 20),
+    };
+    Err(TableMemTooLarge {
+        requested,
+        cap,
+        why,
+    })
+}
+
 impl Default for UnwindConfig {
     fn default() -> Self {
         UnwindConfig {
