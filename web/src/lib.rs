@@ -7,6 +7,7 @@
 
 pub mod api;
 mod not_found;
+pub mod prometheus;
 pub mod ui;
 
 pub use api::{
