@@ -1,7 +1,7 @@
 //! A fake in-memory [`Backend`]: hand-made profiles per time window, behind a mutex so a
 //! test can add windows while requests run.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
@@ -27,6 +27,8 @@ pub(crate) struct FakeBackend {
     windows: Mutex<Vec<Window>>,
     /// When set, every call fails.
     pub(crate) fail: AtomicBool,
+    /// Milliseconds each profile and timeline query sleeps first: a slow store.
+    pub(crate) delay_ms: AtomicU64,
 }
 
 fn frames(names: &[&str]) -> Vec<Frame> {
@@ -103,6 +105,13 @@ impl FakeBackend {
         }
     }
 
+    fn slow(&self) {
+        let ms = self.delay_ms.load(Ordering::SeqCst);
+        if ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+    }
+
     fn overlapping(&self, from: u64, to: u64, mut f: impl FnMut(&Window)) {
         for w in self.windows.lock().expect("fake backend lock").iter() {
             if w.start_unix_ns < to && w.end_unix_ns > from {
@@ -115,6 +124,7 @@ impl FakeBackend {
 impl Backend for FakeBackend {
     fn profile(&self, query: &ProfileQuery) -> Result<Profile, BackendError> {
         self.check()?;
+        self.slow();
         let mut out = Profile::default();
         self.overlapping(query.from_unix_ns, query.to_unix_ns, |w| {
             out.merge(&w.profile.filter_labels(|l| query.filter.matches(l)));
@@ -124,6 +134,7 @@ impl Backend for FakeBackend {
 
     fn timeline(&self, query: &ProfileQuery) -> Result<Vec<TimelinePoint>, BackendError> {
         self.check()?;
+        self.slow();
         let mut out = Vec::new();
         self.overlapping(query.from_unix_ns, query.to_unix_ns, |w| {
             out.push(TimelinePoint {
@@ -184,10 +195,20 @@ impl Answer {
 
 /// `GET uri` through the router, no socket.
 pub(crate) async fn get(app: &axum::Router, uri: &str) -> Answer {
-    let req = Request::builder()
-        .uri(uri)
-        .body(Body::empty())
-        .expect("valid request");
+    get_with(app, uri, &[]).await
+}
+
+/// `GET uri` with `headers`, through the router.
+pub(crate) async fn get_with(app: &axum::Router, uri: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut req = Request::builder().uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(app, req.body(Body::empty()).expect("valid request")).await
+}
+
+/// Any request through the router, the answer read whole.
+pub(crate) async fn send(app: &axum::Router, req: Request<Body>) -> Answer {
     let res = app.clone().oneshot(req).await.expect("infallible router");
     let status = res.status();
     let headers = res.headers().clone();
