@@ -10,6 +10,8 @@ mod common;
 mod node;
 // `ember agent`: windows in the store, crash safety.
 mod agent;
+// The API as exposed: the wildcard-listen refusal, HTTPS with a token, a burst of queries.
+mod api;
 // `ember record`: shares, stacks, names, targets, signals, errors.
 mod record;
 // Symbolization on a real node: process storms, mount namespaces.

@@ -138,7 +138,10 @@ impl ApiAccess {
 }
 
 /// Hands the heap's free pages back to the system after a burst of queries: glibc keeps
-/// them in its arenas otherwise (a burst of 2,000 queries left the agent at 600 MB).
+/// them in its arenas otherwise (a burst of 2,000 queries left the agent at 600 MB). In
+/// `tests/it/api.rs`'s burst the heap ended 27 MB above where it started without this,
+/// 12 MB with it. Trimming when a burst ends costs nothing while queries run, which
+/// capping arenas (`M_ARENA_MAX`) for the whole process would not.
 fn return_freed_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim has no preconditions; it only releases free memory.

@@ -472,6 +472,21 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         text.push('\n');
     }
     text.push_str(&state.metrics.render());
+    let (running, waiting) = state.limiter.load();
+    let mut load = crate::prometheus::Text::new();
+    load.family(
+        "ember_api_heavy_queries_running",
+        crate::prometheus::Kind::Gauge,
+        "Heavy queries (profile, top, timeline, diff) running now, within their budgets.",
+    )
+    .sample(&[], running as u64);
+    load.family(
+        "ember_api_heavy_queries_waiting",
+        crate::prometheus::Kind::Gauge,
+        "Heavy queries waiting for a slot now.",
+    )
+    .sample(&[], waiting as u64);
+    text.push_str(&load.finish());
     Ok(with_type(PROMETHEUS, text))
 }
 

@@ -1,9 +1,10 @@
 //! Budgets for the heavy queries (`/api/v1/profile`, `top`, `timeline`, `diff`), so a burst
 //! of them cannot take the node's CPUs and memory or starve the light endpoints.
 //!
-//! - **Concurrency.** At most [`Limits::concurrent`] heavy queries run at once (one per
-//!   CPU by default), and at most [`Limits::queued`] more wait for a slot; beyond that a
-//!   query answers `503` with `Retry-After` at once.
+//! - **Concurrency.** At most [`Limits::concurrent`] heavy queries run at once (half the
+//!   CPUs, rounded up, by default: the agent is a guest on the node, and a light query
+//!   needs a CPU the heavy ones leave free), and at most [`Limits::queued`] more wait for a
+//!   slot; beyond that a query answers `503` with `Retry-After` at once.
 //! - **Time.** A query that has not answered [`Limits::time_budget`] after it arrived
 //!   (waiting included) answers `503`. The blocking work cannot be killed, so it keeps
 //!   its slot until it notices: rendering checks the deadline on every write.
@@ -44,7 +45,7 @@ impl Default for Limits {
     fn default() -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         Limits {
-            concurrent: cpus,
+            concurrent: cpus.div_ceil(2),
             queued: (4 * cpus).max(8),
             time_budget: Duration::from_secs(30),
             max_stacks: 500_000,
@@ -193,6 +194,14 @@ impl Limiter {
                 max_output_bytes: self.limits.max_output_bytes,
             },
         })
+    }
+
+    /// Heavy queries running and waiting now.
+    pub(crate) fn load(&self) -> (usize, usize) {
+        (
+            self.running.load(Ordering::Acquire),
+            self.waiting.load(Ordering::Acquire),
+        )
     }
 
     /// The tokio deadline of a slot's budget.

@@ -614,6 +614,10 @@ async fn metrics_have_the_backend_and_the_api() {
     assert!(text.contains("ember_api_requests_total{endpoint=\"/api/v1/top\",status=\"400\"} 1\n"));
     assert!(text.contains("ember_api_requests_total{endpoint=\"unmatched\",status=\"404\"} 1\n"));
     assert!(text.contains("# TYPE ember_api_request_duration_seconds histogram\n"));
+    assert!(
+        text.contains("ember_api_heavy_queries_running 0\n"),
+        "{text}"
+    );
     assert!(text.contains(
         "ember_api_request_duration_seconds_bucket{endpoint=\"/api/v1/top\",le=\"+Inf\"} 3\n"
     ));
