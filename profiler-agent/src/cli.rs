@@ -802,4 +802,37 @@ mod tests {
         let err = parse(&["ember", "agent", "--symbol-cache", "lots"]).unwrap_err();
         assert!(err.to_string().contains("such as 2GiB"), "{err}");
     }
+
+    #[test]
+    fn agent_api_flags() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args);
+        let cli = parse(&[
+            "ember",
+            "agent",
+            "--api-token-file",
+            "/etc/ember/token",
+            "--api-allowed-host",
+            "node-7",
+            "--api-allowed-host",
+            "node-7.example",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--insecure-listen",
+        ])
+        .unwrap();
+        let Command::Agent(a) = cli.command else {
+            panic!("not agent")
+        };
+        assert_eq!(a.api_token_file, Some(PathBuf::from("/etc/ember/token")));
+        assert_eq!(a.api_allowed_hosts, ["node-7", "node-7.example"]);
+        assert_eq!(a.tls_cert, Some(PathBuf::from("c.pem")));
+        assert!(a.insecure_listen);
+        // A certificate without its key (or the other way round) is an error.
+        let err = parse(&["ember", "agent", "--tls-cert", "c.pem"]).unwrap_err();
+        assert!(err.to_string().contains("--tls-key"), "{err}");
+        // There is no flag that takes the token itself.
+        assert!(parse(&["ember", "agent", "--api-token", "x"]).is_err());
+    }
 }

@@ -389,3 +389,86 @@ impl Api {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "unit-token-0123456789";
+
+    #[test]
+    fn a_wide_listen_needs_a_token_or_insecure_listen() {
+        let wide: SocketAddr = "0.0.0.0:7070".parse().unwrap();
+        let loopback: SocketAddr = "127.0.0.1:7070".parse().unwrap();
+        let none = ApiAccess::default();
+        let config = none.api_config(loopback).expect("loopback needs nothing");
+        assert!(config.token.is_none() && config.tls.is_none());
+        assert!(
+            config.after_burst.is_some(),
+            "memory is returned after bursts"
+        );
+        let err = none.api_config(wide).expect_err("refused").to_string();
+        for part in [
+            "0.0.0.0:7070",
+            "--api-token-file",
+            "EMBER_API_TOKEN",
+            "--insecure-listen",
+        ] {
+            assert!(err.contains(part), "{err}");
+        }
+        let insecure = ApiAccess {
+            insecure_listen: true,
+            ..ApiAccess::default()
+        };
+        assert!(insecure.api_config(wide).is_ok());
+        let with_env = ApiAccess {
+            token_env: Some(TOKEN.to_owned()),
+            ..ApiAccess::default()
+        };
+        let config = with_env.api_config(wide).expect("a token allows it");
+        assert!(config.token.is_some());
+        assert_eq!(config.listen, Some(wide));
+    }
+
+    #[test]
+    fn the_token_comes_from_one_place_and_must_be_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+        let loopback: SocketAddr = "127.0.0.1:7070".parse().unwrap();
+        let from_file = ApiAccess {
+            token_file: Some(file.clone()),
+            ..ApiAccess::default()
+        };
+        assert!(from_file.api_config(loopback).unwrap().token.is_some());
+        let both = ApiAccess {
+            token_env: Some(TOKEN.to_owned()),
+            ..from_file
+        };
+        assert!(matches!(
+            both.api_config(loopback),
+            Err(AgentError::TwoTokens)
+        ));
+        let short = ApiAccess {
+            token_env: Some("abc".to_owned()),
+            ..ApiAccess::default()
+        };
+        let err = short.api_config(loopback).unwrap_err().to_string();
+        assert!(
+            err.contains("EMBER_API_TOKEN") && err.contains("16"),
+            "{err}"
+        );
+        let missing = ApiAccess {
+            token_file: Some(dir.path().join("nope")),
+            ..ApiAccess::default()
+        };
+        let err = missing.api_config(loopback).unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+        let bad_tls = ApiAccess {
+            tls: Some((dir.path().join("cert.pem"), dir.path().join("key.pem"))),
+            ..ApiAccess::default()
+        };
+        let err = bad_tls.api_config(loopback).unwrap_err().to_string();
+        assert!(err.contains("cert.pem"), "{err}");
+    }
+}
