@@ -78,6 +78,9 @@ pub enum AgentError {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] web::tls::TlsError),
+    /// An `--api-allowed-host` value is not a host name or address.
+    #[error("invalid --api-allowed-host `{0}`: expected a name or address such as node-7.example")]
+    AllowedHost(String),
 }
 
 /// Who may use the API and how it is reached (the `API` flags of `ember agent`).
@@ -109,6 +112,13 @@ impl ApiAccess {
             (None, Some(text)) => Some(web::api::Token::new(text, "EMBER_API_TOKEN")?),
             (None, None) => None,
         };
+        if let Some(bad) = self
+            .allowed_hosts
+            .iter()
+            .find(|h| web::api::access::host_part(h).is_none())
+        {
+            return Err(AgentError::AllowedHost(bad.clone()));
+        }
         let loopback = addr.ip().is_loopback();
         if !loopback && token.is_none() && !self.insecure_listen {
             return Err(AgentError::Exposed { addr });
@@ -470,5 +480,11 @@ mod tests {
         };
         let err = bad_tls.api_config(loopback).unwrap_err().to_string();
         assert!(err.contains("cert.pem"), "{err}");
+        let bad_host = ApiAccess {
+            allowed_hosts: vec!["node-7:x".to_owned()],
+            ..ApiAccess::default()
+        };
+        let err = bad_host.api_config(loopback).unwrap_err().to_string();
+        assert!(err.contains("--api-allowed-host `node-7:x`"), "{err}");
     }
 }

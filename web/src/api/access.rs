@@ -137,9 +137,10 @@ pub(crate) struct Access {
     pub(crate) tls: bool,
 }
 
-/// The host part of a `Host` value (`name`, `name:port`, `[v6]:port`), lowercase and
-/// without a trailing dot; `None` if it is malformed.
-fn host_part(value: &str) -> Option<String> {
+/// The host part of a `Host` value or an `--api-allowed-host` name (`name`, `name:port`,
+/// `[v6]:port`), lowercase and without a trailing dot; `None` if it is malformed.
+#[must_use]
+pub fn host_part(value: &str) -> Option<String> {
     let host = if let Some(rest) = value.strip_prefix('[') {
         let (inside, after) = rest.split_once(']')?;
         if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {

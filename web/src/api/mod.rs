@@ -59,7 +59,8 @@ pub struct ApiConfig {
     /// The bearer token every endpoint but `/healthz` needs, if any.
     pub token: Option<Token>,
     /// Names accepted in `Host` besides `localhost`, loopback addresses and the listen
-    /// address (`--api-allowed-host`).
+    /// address (`--api-allowed-host`; a port is ignored, a malformed name matches nothing:
+    /// check them with [`access::host_part`]).
     pub allowed_hosts: Vec<String>,
     /// The address the API listens on, accepted in `Host`.
     pub listen: Option<SocketAddr>,
@@ -91,7 +92,7 @@ pub fn app(backend: Arc<dyn Backend>, config: &ApiConfig) -> Router {
         allowed_hosts: config
             .allowed_hosts
             .iter()
-            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+            .filter_map(|h| access::host_part(h))
             .collect(),
         listen: config.listen,
         tls: config.tls.is_some(),

@@ -970,7 +970,10 @@ async fn a_rebound_host_answers_421_naming_the_flag() {
 async fn allowed_hosts_and_the_listen_address_are_accepted() {
     let listen: std::net::SocketAddr = "10.0.0.7:7070".parse().expect("address");
     let config = ApiConfig {
-        allowed_hosts: vec!["Node-7.Cluster.Local.".to_owned()],
+        allowed_hosts: vec![
+            "Node-7.Cluster.Local.".to_owned(),
+            "other.example:7070".to_owned(),
+        ],
         listen: Some(listen),
         ..ApiConfig::default()
     };
@@ -979,6 +982,7 @@ async fn allowed_hosts_and_the_listen_address_are_accepted() {
         ("node-7.cluster.local:7070", StatusCode::OK),
         ("node-7.cluster.local.", StatusCode::OK),
         ("10.0.0.7:7070", StatusCode::OK),
+        ("other.example", StatusCode::OK),
         ("10.0.0.8:7070", StatusCode::MISDIRECTED_REQUEST),
         ("node-8.cluster.local", StatusCode::MISDIRECTED_REQUEST),
     ] {
