@@ -126,6 +126,48 @@ pub struct AgentArgs {
     #[arg(long, env = "EMBER_LISTEN", default_value = "127.0.0.1:7070", value_parser = parse_listen, help_heading = "API")]
     pub listen: Listen,
 
+    /// File holding the API's bearer token; every endpoint but /healthz then needs
+    /// `Authorization: Bearer TOKEN` (the UI asks for it once). The token can come from
+    /// the EMBER_API_TOKEN environment variable instead; never from a flag, which `ps`
+    /// would show.
+    #[arg(
+        long,
+        env = "EMBER_API_TOKEN_FILE",
+        value_name = "PATH",
+        help_heading = "API"
+    )]
+    pub api_token_file: Option<PathBuf>,
+
+    /// A name the API answers to in the Host header besides localhost, loopback
+    /// addresses and the listen address (e.g. the node's DNS name); repeat for several.
+    #[arg(long = "api-allowed-host", value_name = "NAME", help_heading = "API")]
+    pub api_allowed_hosts: Vec<String>,
+
+    /// Serve the API over HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(
+        long,
+        env = "EMBER_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key",
+        help_heading = "API"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "EMBER_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert",
+        help_heading = "API"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve the API on a non-loopback --listen address without a token (anyone who
+    /// reaches it reads every process's names, paths and stacks).
+    #[arg(long, help_heading = "API")]
+    pub insecure_listen: bool,
+
     /// Keep windows this long.
     #[arg(long, env = "EMBER_STORE_RETENTION", default_value = "7d", value_parser = parse_duration, help_heading = "Store")]
     pub retention: Duration,
@@ -885,5 +927,38 @@ mod tests {
         assert_eq!(a.debug_dirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
         let err = parse(&["ember", "agent", "--symbol-cache", "lots"]).unwrap_err();
         assert!(err.to_string().contains("such as 2GiB"), "{err}");
+    }
+
+    #[test]
+    fn agent_api_flags() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args);
+        let cli = parse(&[
+            "ember",
+            "agent",
+            "--api-token-file",
+            "/etc/ember/token",
+            "--api-allowed-host",
+            "node-7",
+            "--api-allowed-host",
+            "node-7.example",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--insecure-listen",
+        ])
+        .unwrap();
+        let Command::Agent(a) = cli.command else {
+            panic!("not agent")
+        };
+        assert_eq!(a.api_token_file, Some(PathBuf::from("/etc/ember/token")));
+        assert_eq!(a.api_allowed_hosts, ["node-7", "node-7.example"]);
+        assert_eq!(a.tls_cert, Some(PathBuf::from("c.pem")));
+        assert!(a.insecure_listen);
+        // A certificate without its key (or the other way round) is an error.
+        let err = parse(&["ember", "agent", "--tls-cert", "c.pem"]).unwrap_err();
+        assert!(err.to_string().contains("--tls-key"), "{err}");
+        // There is no flag that takes the token itself.
+        assert!(parse(&["ember", "agent", "--api-token", "x"]).is_err());
     }
 }

@@ -55,6 +55,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 stacks_entries: args.drain.stacks_map_entries,
                 unwind: args.drain.unwind_config(),
                 listen: args.listen.0,
+                api: agent::ApiAccess {
+                    token_file: args.api_token_file,
+                    token_env: std::env::var("EMBER_API_TOKEN").ok(),
+                    allowed_hosts: args.api_allowed_hosts,
+                    tls: args.tls_cert.zip(args.tls_key),
+                    insecure_listen: args.insecure_listen,
+                },
                 symbolizer: symbolizer::Config::default()
                     .with_cache_bytes(args.symbol_cache)
                     .with_debug_dirs(args.debug_dirs),

@@ -588,6 +588,13 @@ impl Store {
         &self.path
     }
 
+    /// The configuration this store was opened with (the API opens more reading
+    /// connections with it).
+    #[must_use]
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
     /// Writes `window` in one transaction and returns its id. Once this returns, the window
     /// survives the process being killed.
     ///

@@ -12,6 +12,8 @@ mod node;
 mod agent;
 // The store under a full disk, two agents, damage, and exports it may not write.
 mod durability;
+// The API as exposed: the wildcard-listen refusal, HTTPS with a token, a burst of queries.
+mod api;
 // `ember record`: shares, stacks, names, targets, signals, errors.
 mod record;
 // Symbolization on a real node: process storms, mount namespaces.

@@ -7,8 +7,11 @@
 
 pub mod api;
 mod not_found;
+pub mod prometheus;
+pub mod tls;
 pub mod ui;
 
 pub use api::{
-    ApiError, Backend, BackendError, LabelValues, ProfileQuery, TimelinePoint, app, serve,
+    ApiConfig, ApiError, Backend, BackendError, LabelValues, ProfileQuery, TimelinePoint, app,
+    serve,
 };

@@ -1,17 +1,27 @@
-//! The API's view of the agent: queries go to a reading connection of the store (SQLite
-//! in WAL mode lets it read while the agent loop writes), metrics to the latest snapshot.
+//! The API's view of the agent: queries go to reading connections of the store (SQLite
+//! in WAL mode lets them read while the agent loop writes), metrics to the latest snapshot.
+//!
+//! The light queries (`/labels`) have a connection of their own, so they never wait behind
+//! a heavy one holding a connection for seconds; heavy queries take one from a pool that
+//! grows to as many as the API lets run at once (`web::api::Limits::concurrent`).
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use profiler_model::Profile;
 use web::api::{Backend, BackendError, Health, LabelValues, ProfileQuery, TimelinePoint};
 
 use super::metrics::AgentMetrics;
-use profiler_store::{Query, Store};
+use profiler_store::{Query, Store, StoreConfig};
 
 /// [`Backend`] over the agent's store.
 pub struct StoreBackend {
+    /// For the light queries.
     store: Mutex<Store>,
+    /// Idle connections for the heavy queries.
+    pool: Mutex<Vec<Store>>,
+    /// Where more pool connections are opened from.
+    open: (PathBuf, StoreConfig),
     metrics: Arc<Mutex<AgentMetrics>>,
 }
 
@@ -22,13 +32,40 @@ impl std::fmt::Debug for StoreBackend {
 }
 
 impl StoreBackend {
-    /// A backend reading `store` and reporting `metrics`.
+    /// A backend reading `store` (and more connections to the same database, opened with
+    /// `store`'s configuration, for heavy queries) and reporting `metrics`.
     #[must_use]
     pub fn new(store: Store, metrics: Arc<Mutex<AgentMetrics>>) -> Self {
+        let dir = store
+            .path()
+            .parent()
+            .map_or_else(PathBuf::new, std::path::Path::to_path_buf);
+        let config = store.config().clone();
         StoreBackend {
             store: Mutex::new(store),
+            pool: Mutex::new(Vec::new()),
+            open: (dir, config),
             metrics,
         }
+    }
+
+    /// Runs `f` on an idle pool connection (a new one when none is idle) and puts it back.
+    fn heavy<T>(&self, f: impl FnOnce(&Store) -> T) -> Result<T, BackendError> {
+        let idle = self
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let store = match idle {
+            Some(s) => s,
+            None => Store::open_read_only(&self.open.0, self.open.1.clone()).map_err(err)?,
+        };
+        let out = f(&store);
+        self.pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(store);
+        Ok(out)
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
@@ -45,13 +82,12 @@ fn err(e: impl std::fmt::Display) -> BackendError {
 impl Backend for StoreBackend {
     fn profile(&self, query: &ProfileQuery) -> Result<Profile, BackendError> {
         let q = Query::new(query.from_unix_ns, query.to_unix_ns).with_filter(query.filter.clone());
-        self.store().query(&q).map_err(err)
+        self.heavy(|s| s.query(&q))?.map_err(err)
     }
 
     fn timeline(&self, query: &ProfileQuery) -> Result<Vec<TimelinePoint>, BackendError> {
         let windows = self
-            .store()
-            .timeline(query.from_unix_ns, query.to_unix_ns, &query.filter)
+            .heavy(|s| s.timeline(query.from_unix_ns, query.to_unix_ns, &query.filter))?
             .map_err(err)?;
         Ok(windows
             .into_iter()

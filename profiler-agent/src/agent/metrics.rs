@@ -4,9 +4,8 @@
 //! and every window it publishes a [`AgentMetrics`] snapshot behind a mutex, and the HTTP
 //! API formats the latest snapshot. Nothing on the sampling path waits for a scrape.
 
-use std::fmt::Write as _;
-
 use profiler_common::Stat;
+use web::prometheus::{Kind, Text};
 
 use crate::sample::SamplerStats;
 use profiler_store::StoreStats;
@@ -30,264 +29,201 @@ pub struct AgentMetrics {
     pub unwind: crate::sample::UnwindGauges,
 }
 
-fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, value) in samples {
-        if labels.is_empty() {
-            let _ = writeln!(out, "{name} {value}");
-        } else {
-            let _ = writeln!(out, "{name}{{{labels}}} {value}");
-        }
-    }
-}
-
 impl AgentMetrics {
     /// The snapshot in Prometheus text format.
     #[must_use]
     pub fn prometheus(&self) -> String {
-        let mut out = String::new();
+        let mut out = Text::new();
         let s = &self.sampler;
-        metric(
-            &mut out,
+        out.family(
             "ember_samples_total",
-            "counter",
+            Kind::Counter,
             "Times the eBPF sampler ran.",
-            &[("", s.get(Stat::Samples))],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], s.get(Stat::Samples));
+        out.family(
             "ember_samples_recorded_total",
-            "counter",
+            Kind::Counter,
             "Samples counted into the kernel's maps.",
-            &[("", s.get(Stat::Recorded))],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], s.get(Stat::Recorded));
+        out.family(
             "ember_process_announcements_lost_total",
-            "counter",
+            Kind::Counter,
             "Process announcements (first sample, exec) lost to a full ring buffer: such \
              processes may stay unnamed if they exit before their samples are drained.",
-            &[("", s.get(Stat::AnnouncementsLost))],
-        );
-        let lost: Vec<(String, u64)> = Stat::ALL
-            .iter()
-            .filter(|st| st.is_loss())
-            .map(|st| (format!("reason=\"{}\"", st.name()), s.get(*st)))
-            .collect();
-        let lost_refs: Vec<(&str, u64)> = lost.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-        metric(
-            &mut out,
+        )
+        .sample(&[], s.get(Stat::AnnouncementsLost));
+        let mut lost = out.family(
             "ember_samples_lost_total",
-            "counter",
+            Kind::Counter,
             "Samples lost in whole or in part, by reason.",
-            &lost_refs,
         );
-        metric(
-            &mut out,
+        for st in Stat::ALL.iter().filter(|st| st.is_loss()) {
+            lost.sample(&[("reason", st.name())], s.get(*st));
+        }
+        out.family(
             "ember_samples_written_total",
-            "counter",
+            Kind::Counter,
             "Samples in windows written to the store.",
-            &[("", self.writes.samples_written)],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], self.writes.samples_written);
+        out.family(
             "ember_windows_written_total",
-            "counter",
+            Kind::Counter,
             "Windows written to the store.",
-            &[("", self.writes.windows_written)],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], self.writes.windows_written);
+        out.family(
             "ember_window_write_errors_total",
-            "counter",
+            Kind::Counter,
             "Failed window writes (a window retried three times counts three).",
-            &[("", self.writes.write_errors)],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], self.writes.write_errors);
+        out.family(
             "ember_windows_pending",
-            "gauge",
+            Kind::Gauge,
             "Closed windows kept in memory because the store did not take them; retried at each window.",
-            &[("", self.writes.windows_pending)],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], self.writes.windows_pending);
+        out.family(
             "ember_windows_lost_total",
-            "counter",
+            Kind::Counter,
             "Closed windows dropped unwritten (over the memory bound for waiting windows, or invalid).",
-            &[("", self.writes.windows_lost)],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], self.writes.windows_lost);
+        out.family(
             "ember_samples_in_lost_windows_total",
-            "counter",
+            Kind::Counter,
             "Samples in windows dropped unwritten.",
-            &[("", self.writes.samples_lost)],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], self.writes.samples_lost);
+        out.family(
             "ember_store_degraded",
-            "gauge",
+            Kind::Gauge,
             "1 while the store does not take windows (a full disk, an unwritable store); /healthz says why.",
-            &[("", u64::from(self.store_degraded.is_some()))],
-        );
+        )
+        .sample(&[], u64::from(self.store_degraded.is_some()));
         let st = &self.store;
-        metric(
-            &mut out,
+        out.family(
             "ember_store_bytes",
-            "gauge",
+            Kind::Gauge,
             "Size of the store on disk.",
-            &[("", st.bytes_on_disk)],
-        );
-        metric(
-            &mut out,
-            "ember_store_windows",
-            "gauge",
-            "Windows in the store.",
-            &[("", st.windows)],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], st.bytes_on_disk);
+        out.family("ember_store_windows", Kind::Gauge, "Windows in the store.")
+            .sample(&[], st.windows);
+        out.family(
             "ember_store_stacks",
-            "gauge",
+            Kind::Gauge,
             "Distinct stacks in the store.",
-            &[("", st.stacks)],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], st.stacks);
+        out.family(
             "ember_store_corrupt_skipped_total",
-            "counter",
+            Kind::Counter,
             "Damaged store rows detected and skipped.",
-            &[("", st.corrupt_skipped)],
-        );
+        )
+        .sample(&[], st.corrupt_skipped);
         let y = &self.symbolizer;
-        metric(
-            &mut out,
+        out.family(
             "ember_symbol_cache_requests_total",
-            "counter",
+            Kind::Counter,
             "Symbol cache lookups, by result.",
-            &[
-                ("result=\"hit\"", y.offset_cache_hits + y.kernel_cache_hits),
-                (
-                    "result=\"miss\"",
-                    y.offset_cache_misses + y.kernel_cache_misses,
-                ),
-            ],
+        )
+        .sample(
+            &[("result", "hit")],
+            y.offset_cache_hits + y.kernel_cache_hits,
+        )
+        .sample(
+            &[("result", "miss")],
+            y.offset_cache_misses + y.kernel_cache_misses,
         );
-        metric(
-            &mut out,
+        out.family(
             "ember_symbol_cache_clears_total",
-            "counter",
+            Kind::Counter,
             "Times the symbol cache was full and cleared.",
-            &[("", y.cache_clears)],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], y.cache_clears);
+        out.family(
             "ember_binaries_opened_total",
-            "counter",
+            Kind::Counter,
             "Binaries opened and parsed for symbols.",
-            &[("", y.binaries_opened)],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], y.binaries_opened);
+        out.family(
             "ember_binary_cache_requests_total",
-            "counter",
+            Kind::Counter,
             "Binary cache lookups when a mapping needs its binary, by result.",
-            &[
-                ("result=\"hit\"", y.binary_cache_hits),
-                ("result=\"miss\"", y.binary_cache_misses),
-            ],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[("result", "hit")], y.binary_cache_hits)
+        .sample(&[("result", "miss")], y.binary_cache_misses);
+        out.family(
             "ember_binary_cache_evictions_total",
-            "counter",
+            Kind::Counter,
             "Binaries evicted from the cache to stay within --symbol-cache.",
-            &[("", y.binary_cache_evictions)],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], y.binary_cache_evictions);
+        out.family(
             "ember_binary_cache_stale_total",
-            "counter",
+            Kind::Counter,
             "Cached binaries dropped because the file changed on disk.",
-            &[("", y.binary_cache_stale)],
-        );
-        metric(
-            &mut out,
-            "ember_binary_cache_bytes",
-            "gauge",
-            "Estimated bytes held by the binary cache (symbol and DWARF section sizes of cached binaries and debug files).",
-            &[("", y.binary_cache_bytes)],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], y.binary_cache_stale);
+        out.family("ember_binary_cache_bytes", Kind::Gauge, "Estimated bytes held by the binary cache (symbol and DWARF section sizes of cached binaries and debug files).")
+            .sample(&[], y.binary_cache_bytes);
+        out.family(
             "ember_binary_cache_entries",
-            "gauge",
+            Kind::Gauge,
             "Binaries held in the cache.",
-            &[("", y.binary_cache_entries)],
-        );
-        metric(
-            &mut out,
-            "ember_process_captures_total",
-            "counter",
-            "Short-lived process captures (maps and binaries taken at first sample or exec) adopted.",
-            &[("", y.captures_adopted)],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], y.binary_cache_entries);
+        out.family("ember_process_captures_total", Kind::Counter, "Short-lived process captures (maps and binaries taken at first sample or exec) adopted.")
+            .sample(&[], y.captures_adopted);
+        out.family(
             "ember_frames_unnamed_total",
-            "counter",
+            Kind::Counter,
             "Frames left without a function name.",
-            &[("", y.frames_unnamed)],
-        );
+        )
+        .sample(&[], y.frames_unnamed);
         let u = &self.unwind;
-        metric(
-            &mut out,
+        out.family(
             "ember_unwind_table_bytes",
-            "gauge",
+            Kind::Gauge,
             "Kernel memory used by unwind tables.",
-            &[("", u.table_bytes)],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], u.table_bytes);
+        out.family(
             "ember_unwind_table_limit_bytes",
-            "gauge",
+            Kind::Gauge,
             "Kernel memory unwind tables may use (--unwind-table-mem).",
-            &[("", u.table_capacity_bytes)],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], u.table_capacity_bytes);
+        out.family(
             "ember_unwind_tables_loaded",
-            "gauge",
+            Kind::Gauge,
             "Binaries whose unwind tables are loaded.",
-            &[("", u.tables_loaded)],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], u.tables_loaded);
+        out.family(
             "ember_unwind_processes",
-            "gauge",
+            Kind::Gauge,
             "Processes whose stacks are walked with unwind tables.",
-            &[("", u.processes)],
-        );
-        metric(
-            &mut out,
+        )
+        .sample(&[], u.processes);
+        out.family(
             "ember_unwind_binaries_fell_back",
-            "gauge",
+            Kind::Gauge,
             "Binaries stepped with frame pointers: no unwind table, or over the memory limit.",
-            &[("", u.binaries_fell_back)],
-        );
-        let _ = writeln!(
-            out,
-            "# HELP ember_start_time_seconds Start time of the agent since the Unix epoch."
-        );
-        let _ = writeln!(out, "# TYPE ember_start_time_seconds gauge");
-        let _ = writeln!(
-            out,
-            "ember_start_time_seconds {:.3}",
-            self.start_time_seconds
-        );
-        out
+        )
+        .sample(&[], u.binaries_fell_back);
+        out.family(
+            "ember_start_time_seconds",
+            Kind::Gauge,
+            "Start time of the agent since the Unix epoch.",
+        )
+        .sample(&[], (self.start_time_seconds * 1000.0).round() / 1000.0);
+        out.finish()
     }
 }
 

@@ -2,7 +2,7 @@
 //! internal failures answer 500 and are logged once, here.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -29,6 +29,41 @@ pub enum ApiError {
     /// Rendering or a blocking task failed (500).
     #[error("internal: {0}")]
     Internal(String),
+    /// No token, or the wrong one (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// `Host` names something this agent does not answer to (421).
+    #[error(
+        "this agent does not answer to the host `{0}` (a page on another site may have \
+         re-resolved its name to this node); use localhost or the listen address, or allow \
+         the name with --api-allowed-host"
+    )]
+    MisdirectedHost(String),
+    /// Too many heavy queries at once (503, with `Retry-After`).
+    #[error(
+        "busy: {running} heavy queries are running and {queued} waiting, the most this agent \
+         takes; retry in {retry_after_s} s"
+    )]
+    Busy {
+        /// Queries that run at once.
+        running: usize,
+        /// Queries that may wait.
+        queued: usize,
+        /// Seconds to wait before retrying.
+        retry_after_s: u64,
+    },
+    /// The query did not finish in its time budget (503, with `Retry-After`).
+    #[error(
+        "the query did not finish within its {budget:?} budget: narrow the range (`from`, \
+         `to`) or add a `filter`"
+    )]
+    OverTime {
+        /// The budget.
+        budget: std::time::Duration,
+    },
+    /// The answer would be larger than its budget (413).
+    #[error("too large: {0}")]
+    TooLarge(String),
 }
 
 impl ApiError {
@@ -46,6 +81,10 @@ impl ApiError {
         match self {
             ApiError::BadParam { .. } | ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::Backend(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::MisdirectedHost(_) => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::Busy { .. } | ApiError::OverTime { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 }
@@ -58,13 +97,32 @@ struct ErrorBody {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
             // Logged here and nowhere else: handlers just return the error.
             tracing::error!(err = %self, "API request failed");
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::debug!(err = %self, "heavy query refused");
         }
+        let retry_after = match &self {
+            ApiError::Busy { retry_after_s, .. } => Some(*retry_after_s),
+            ApiError::OverTime { budget } => Some((budget.as_secs() / 10).clamp(1, 10)),
+            _ => None,
+        };
+        let unauthorized = matches!(self, ApiError::Unauthorized(_));
         let body = ErrorBody {
             error: self.to_string(),
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        if let Some(s) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if unauthorized {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ember\""),
+            );
+        }
+        response
     }
 }

@@ -1,5 +1,7 @@
 //! One handler per endpoint. Each parses its parameters first (400 on any problem), then
-//! runs the backend query and the rendering on a blocking thread.
+//! runs the backend query and the rendering on a blocking thread: the heavy ones
+//! (profile, top, timeline, diff) within the budgets of [`super::limits`], the light ones
+//! (labels, metrics) beside them.
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use serde_json::{Value, json};
 use super::backend::{Backend, ProfileQuery};
 use super::error::ApiError;
 use super::flame::Layout;
+use super::limits::{Budget, BudgetWriter, Limiter};
 use super::metrics::ApiMetrics;
 use super::params::{DEFAULT_FROM, Orientation, Params, RootFrame, TopSort};
 
@@ -24,6 +27,7 @@ use super::params::{DEFAULT_FROM, Orientation, Params, RootFrame, TopSort};
 pub(crate) struct AppState {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) metrics: ApiMetrics,
+    pub(crate) limiter: Arc<Limiter>,
 }
 
 /// The query string, or why axum could not read it.
@@ -42,6 +46,29 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(&*backend))
         .await
         .map_err(|e| ApiError::Internal(format!("query task failed: {e}")))?
+}
+
+/// Runs a heavy query `f` on a blocking thread within a slot of the limiter and its
+/// budget: 503 when no slot frees in time or the answer is not ready by the deadline (the
+/// work then stops at its next check, and keeps its slot until it does).
+async fn heavy<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&dyn Backend, &Budget) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let slot = state.limiter.acquire().await?;
+    let deadline = Limiter::deadline(&slot);
+    let budget = slot.budget;
+    let backend = Arc::clone(&state.backend);
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        f(&*backend, &budget)
+    });
+    match tokio::time::timeout_at(deadline, task).await {
+        Ok(joined) => joined.map_err(|e| ApiError::Internal(format!("query task failed: {e}")))?,
+        Err(_elapsed) => Err(ApiError::OverTime {
+            budget: budget.time,
+        }),
+    }
 }
 
 /// The formats `/api/v1/profile` answers in.
@@ -117,13 +144,18 @@ impl View {
     }
 }
 
-/// The backend's merged profile, without the idle task unless asked for.
+/// The backend's merged profile, without the idle task unless asked for, within the
+/// budget's time and stacks.
 fn load_profile(
     backend: &dyn Backend,
     query: &ProfileQuery,
     include_idle: bool,
+    budget: &Budget,
 ) -> Result<Profile, ApiError> {
+    budget.check_time()?;
     let profile = backend.profile(query)?;
+    budget.check_time()?;
+    budget.check_stacks(profile.stacks().count())?;
     Ok(if include_idle {
         profile
     } else {
@@ -131,14 +163,20 @@ fn load_profile(
     })
 }
 
-/// `profile` (or a diff) rendered by `render` into a response of `format`'s content type.
+/// `profile` (or a diff) rendered by `render` into a response of `format`'s content type,
+/// stopped by the budget's output size and deadline.
 fn rendered(
     format: Format,
-    render: impl FnOnce(&mut Vec<u8>) -> Result<(), profiler_render::RenderError>,
+    budget: &Budget,
+    render: impl FnOnce(&mut BudgetWriter) -> Result<(), profiler_render::RenderError>,
 ) -> Result<Response, ApiError> {
-    let mut out = Vec::new();
-    render(&mut out).map_err(|e| ApiError::Internal(format!("rendering {format}: {e}")))?;
-    Ok(with_type(format.content_type(), out))
+    let mut out = BudgetWriter::new(*budget);
+    if let Err(e) = render(&mut out) {
+        return Err(out
+            .error()
+            .unwrap_or_else(|| ApiError::Internal(format!("rendering {format}: {e}"))));
+    }
+    Ok(with_type(format.content_type(), out.out))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -175,8 +213,8 @@ pub(crate) async fn profile(
         to_unix_ns: to,
         filter,
     };
-    blocking(&state, move |backend| {
-        let profile = view.apply(load_profile(backend, &query, include_idle)?);
+    heavy(&state, move |backend, budget| {
+        let profile = view.apply(load_profile(backend, &query, include_idle, budget)?);
         let mut title = if query.filter.is_all() {
             "Ember CPU profile".to_owned()
         } else {
@@ -197,7 +235,7 @@ pub(crate) async fn profile(
                 .with_folded(options)
                 .with_range(TimeRange::new(from, to)),
         );
-        let mut response = rendered(format, |out| {
+        let mut response = rendered(format, budget, |out| {
             Ok(profiler_render::write(&profile, format, &render, out)?)
         })?;
         if format == Format::Pprof {
@@ -250,8 +288,8 @@ pub(crate) async fn top(
     let limit = p.limit(50)?;
     let sort = p.choice("sort", TopSort::SelfSamples)?;
     let include_idle = p.flag("include_idle")?;
-    let body = blocking(&state, move |backend| {
-        let profile = load_profile(backend, &query, include_idle)?;
+    let body = heavy(&state, move |backend, budget| {
+        let profile = load_profile(backend, &query, include_idle, budget)?;
         let mut stats = analysis::top_functions(&profile);
         if sort == TopSort::Total {
             stats.sort_by(|a, b| {
@@ -300,7 +338,12 @@ pub(crate) async fn timeline(
         to_unix_ns: to,
         filter: p.filter()?,
     };
-    let points = blocking(&state, move |b| Ok(b.timeline(&query)?)).await?;
+    let points = heavy(&state, move |b, budget| {
+        let points = b.timeline(&query)?;
+        budget.check_time()?;
+        Ok(points)
+    })
+    .await?;
     let points: Vec<Value> = points
         .iter()
         .map(|pt| {
@@ -388,9 +431,9 @@ pub(crate) async fn diff(
         to_unix_ns: to,
         filter,
     };
-    blocking(&state, move |backend| {
-        let base = load_profile(backend, &base_query, include_idle)?;
-        let new = load_profile(backend, &new_query, include_idle)?;
+    heavy(&state, move |backend, budget| {
+        let base = load_profile(backend, &base_query, include_idle, budget)?;
+        let new = load_profile(backend, &new_query, include_idle, budget)?;
         let render = layout
             .apply(
                 RenderOptions::titled("Ember differential flame graph").with_subtitle(format!(
@@ -408,7 +451,7 @@ pub(crate) async fn diff(
             .with_range(TimeRange::new(from, to))
             .with_base_range(TimeRange::new(base_from, base_to))
             .with_limit(limit);
-        rendered(format, |out| {
+        rendered(format, budget, |out| {
             profiler_render::write_diff(&base, &new, format, &render, out)
         })
     })
@@ -436,6 +479,21 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         text.push('\n');
     }
     text.push_str(&state.metrics.render());
+    let (running, waiting) = state.limiter.load();
+    let mut load = crate::prometheus::Text::new();
+    load.family(
+        "ember_api_heavy_queries_running",
+        crate::prometheus::Kind::Gauge,
+        "Heavy queries (profile, top, timeline, diff) running now, within their budgets.",
+    )
+    .sample(&[], running as u64);
+    load.family(
+        "ember_api_heavy_queries_waiting",
+        crate::prometheus::Kind::Gauge,
+        "Heavy queries waiting for a slot now.",
+    )
+    .sample(&[], waiting as u64);
+    text.push_str(&load.finish());
     Ok(with_type(PROMETHEUS, text))
 }
 

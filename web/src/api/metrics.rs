@@ -2,13 +2,14 @@
 //! as a histogram. Recorded by a middleware around every route.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+
+use crate::prometheus::{Kind, Text};
 
 /// Upper bounds of the latency histogram buckets, seconds.
 const BUCKETS_S: [f64; 11] = [
@@ -20,7 +21,6 @@ struct Histogram {
     /// Per bucket, not cumulative; the last slot is `+Inf`.
     buckets: [u64; BUCKETS_S.len() + 1],
     sum_s: f64,
-    count: u64,
 }
 
 #[derive(Debug, Default)]
@@ -48,53 +48,32 @@ impl ApiMetrics {
             .unwrap_or(BUCKETS_S.len());
         h.buckets[slot] += 1;
         h.sum_s += seconds;
-        h.count += 1;
     }
 
     /// The metrics in Prometheus text format.
     pub(crate) fn render(&self) -> String {
         let inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut out = String::new();
-        out.push_str(
-            "# HELP ember_api_requests_total HTTP requests answered, by endpoint and status.\n",
+        let mut text = Text::new();
+        let mut requests = text.family(
+            "ember_api_requests_total",
+            Kind::Counter,
+            "HTTP requests answered, by endpoint and status.",
         );
-        out.push_str("# TYPE ember_api_requests_total counter\n");
         for ((endpoint, status), n) in &inner.requests {
-            let _ = writeln!(
-                out,
-                "ember_api_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
+            requests.sample(
+                &[("endpoint", endpoint), ("status", &status.to_string())],
+                *n,
             );
         }
-        out.push_str(
-            "# HELP ember_api_request_duration_seconds Time to answer a request (query, render and encode), by endpoint.\n",
+        let mut latency = text.family(
+            "ember_api_request_duration_seconds",
+            Kind::Histogram,
+            "Time to answer a request (query, render and encode), by endpoint.",
         );
-        out.push_str("# TYPE ember_api_request_duration_seconds histogram\n");
         for (endpoint, h) in &inner.latency {
-            let mut cumulative = 0;
-            for (i, le) in BUCKETS_S.iter().enumerate() {
-                cumulative += h.buckets[i];
-                let _ = writeln!(
-                    out,
-                    "ember_api_request_duration_seconds_bucket{{endpoint=\"{endpoint}\",le=\"{le}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "ember_api_request_duration_seconds_bucket{{endpoint=\"{endpoint}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "ember_api_request_duration_seconds_sum{{endpoint=\"{endpoint}\"}} {}",
-                h.sum_s
-            );
-            let _ = writeln!(
-                out,
-                "ember_api_request_duration_seconds_count{{endpoint=\"{endpoint}\"}} {}",
-                h.count
-            );
+            latency.histogram(&[("endpoint", endpoint)], &BUCKETS_S, &h.buckets, h.sum_s);
         }
-        out
+        text.finish()
     }
 }
 

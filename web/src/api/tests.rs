@@ -9,11 +9,11 @@ use axum::http::StatusCode;
 use profiler_model::pprof;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::testutil::{FakeBackend, NS, T0, get, labels, range, window};
-use super::{Backend, app, serve};
+use super::testutil::{FakeBackend, NS, T0, get, get_with, labels, range, send, window};
+use super::{ApiConfig, Backend, Limits, Token, app, serve};
 
 fn standard_app() -> axum::Router {
-    app(FakeBackend::standard())
+    app(FakeBackend::standard(), &ApiConfig::default())
 }
 
 #[tokio::test]
@@ -21,7 +21,7 @@ async fn a_degraded_backend_says_why_on_healthz() {
     let backend = FakeBackend::standard();
     *backend.health.lock().expect("lock") =
         super::Health::Degraded("3 windows not written: disk full".to_owned());
-    let a = get(&app(backend), "/healthz").await;
+    let a = get(&app(backend, &ApiConfig::default()), "/healthz").await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(a.text(), "degraded: 3 windows not written: disk full");
 }
@@ -567,7 +567,7 @@ async fn container_filter_alias_selects_the_container_id_label() {
             (&on_host, &["main", "outside"], 4),
         ],
     ));
-    let app = app(Arc::new(b));
+    let app = app(Arc::new(b), &ApiConfig::default());
     for filter in ["container=4f8a1c2b3d4e", "container_id=4f8a1c2b3d4e"] {
         let a = get(
             &app,
@@ -583,7 +583,7 @@ async fn container_filter_alias_selects_the_container_id_label() {
 async fn backend_errors_answer_500() {
     let backend = FakeBackend::standard();
     backend.fail.store(true, Ordering::SeqCst);
-    let app = app(backend);
+    let app = app(backend, &ApiConfig::default());
     for uri in [
         format!("/api/v1/profile?{}", range(0, 10)),
         format!("/api/v1/profile?{}&format=svg", range(0, 10)),
@@ -624,6 +624,10 @@ async fn metrics_have_the_backend_and_the_api() {
     assert!(text.contains("ember_api_requests_total{endpoint=\"/api/v1/top\",status=\"400\"} 1\n"));
     assert!(text.contains("ember_api_requests_total{endpoint=\"unmatched\",status=\"404\"} 1\n"));
     assert!(text.contains("# TYPE ember_api_request_duration_seconds histogram\n"));
+    assert!(
+        text.contains("ember_api_heavy_queries_running 0\n"),
+        "{text}"
+    );
     assert!(text.contains(
         "ember_api_request_duration_seconds_bucket{endpoint=\"/api/v1/top\",le=\"+Inf\"} 3\n"
     ));
@@ -635,7 +639,15 @@ async fn metrics_have_the_backend_and_the_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn queries_run_while_the_backend_is_updated() {
     let backend = FakeBackend::standard();
-    let app = app(Arc::clone(&backend) as Arc<dyn Backend>);
+    // All 64 may wait: this is about consistency, the limits have their own tests.
+    let config = ApiConfig {
+        limits: Limits {
+            queued: 64,
+            ..Limits::default()
+        },
+        ..ApiConfig::default()
+    };
+    let app = app(Arc::clone(&backend) as Arc<dyn Backend>, &config);
     let writer = {
         let backend = Arc::clone(&backend);
         tokio::spawn(async move {
@@ -676,9 +688,14 @@ async fn serves_over_a_loopback_socket_and_shuts_down_gracefully() {
         .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, FakeBackend::standard(), async move {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(serve(
+        listener,
+        FakeBackend::standard(),
+        ApiConfig::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
 
     let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let request = format!(
@@ -803,7 +820,7 @@ async fn width_prunes_frames_narrower_than_a_pixel() {
         0,
         &[(&l, &["main", "hot"], 9_999), (&l, &["main", "tiny"], 1)],
     ));
-    let app = app(std::sync::Arc::new(b));
+    let app = app(std::sync::Arc::new(b), &ApiConfig::default());
     let svg = |width: &str| {
         let app = app.clone();
         let uri = format!("/api/v1/profile?{}&format=svg{width}", range(0, 10));
@@ -907,4 +924,510 @@ async fn ui_assets_are_embedded_with_types_and_etags() {
             .expect("error")
             .contains("/ui/missing.js")
     );
+}
+
+// ---- exposure: the Host check and the token ------------------------------------------------
+
+const TOKEN: &str = "s3cret-token-0123456789";
+
+fn token_app() -> axum::Router {
+    let config = ApiConfig {
+        token: Some(Token::new(TOKEN, "test").expect("valid token")),
+        ..ApiConfig::default()
+    };
+    app(FakeBackend::standard(), &config)
+}
+
+#[tokio::test]
+async fn without_a_token_every_endpoint_answers_loopback_hosts() {
+    let app = standard_app();
+    let top = format!("/api/v1/top?{}", range(0, 10));
+    for host in [
+        "localhost:7070",
+        "127.0.0.1:7070",
+        "[::1]:7070",
+        "LOCALHOST",
+        "127.0.0.2",
+    ] {
+        let a = get_with(&app, &top, &[("host", host)]).await;
+        assert_eq!(a.status, StatusCode::OK, "{host}: {}", a.text());
+    }
+}
+
+#[tokio::test]
+async fn a_rebound_host_answers_421_naming_the_flag() {
+    let app = standard_app();
+    for uri in ["/", "/api/v1/labels", "/metrics", "/ui/app.js", "/nope"] {
+        let a = get_with(&app, uri, &[("host", "attacker.example:7070")]).await;
+        assert_eq!(a.status, StatusCode::MISDIRECTED_REQUEST, "{uri}");
+        let e = a.json()["error"].as_str().expect("error").to_owned();
+        assert!(
+            e.contains("attacker.example") && e.contains("--api-allowed-host"),
+            "{e}"
+        );
+    }
+    // Malformed, and an address that is not the listen address.
+    for host in ["a:b:c", "10.0.0.7:7070"] {
+        let a = get_with(&app, "/api/v1/labels", &[("host", host)]).await;
+        assert_eq!(a.status, StatusCode::MISDIRECTED_REQUEST, "{host}");
+    }
+    // /healthz reveals nothing and answers probes whatever they send.
+    let a = get_with(&app, "/healthz", &[("host", "attacker.example")]).await;
+    assert_eq!(a.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn allowed_hosts_and_the_listen_address_are_accepted() {
+    let listen: std::net::SocketAddr = "10.0.0.7:7070".parse().expect("address");
+    let config = ApiConfig {
+        allowed_hosts: vec![
+            "Node-7.Cluster.Local.".to_owned(),
+            "other.example:7070".to_owned(),
+        ],
+        listen: Some(listen),
+        ..ApiConfig::default()
+    };
+    let router = app(FakeBackend::standard(), &config);
+    for (host, status) in [
+        ("node-7.cluster.local:7070", StatusCode::OK),
+        ("node-7.cluster.local.", StatusCode::OK),
+        ("10.0.0.7:7070", StatusCode::OK),
+        ("other.example", StatusCode::OK),
+        ("10.0.0.8:7070", StatusCode::MISDIRECTED_REQUEST),
+        ("node-8.cluster.local", StatusCode::MISDIRECTED_REQUEST),
+    ] {
+        let a = get_with(&router, "/api/v1/labels", &[("host", host)]).await;
+        assert_eq!(a.status, status, "{host}");
+    }
+    // Listening on every address: any IP address names it (an address cannot be
+    // rebound), a foreign name still does not.
+    let config = ApiConfig {
+        listen: Some("0.0.0.0:7070".parse().expect("address")),
+        ..ApiConfig::default()
+    };
+    let app = app(FakeBackend::standard(), &config);
+    let a = get_with(&app, "/api/v1/labels", &[("host", "10.0.0.8:7070")]).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let a = get_with(&app, "/api/v1/labels", &[("host", "attacker.example")]).await;
+    assert_eq!(a.status, StatusCode::MISDIRECTED_REQUEST);
+}
+
+#[tokio::test]
+async fn with_a_token_requests_need_the_bearer_header() {
+    let app = token_app();
+    let top = format!("/api/v1/top?{}", range(0, 10));
+    let host = ("host", "127.0.0.1:7070");
+    let bearer = format!("Bearer {TOKEN}");
+    let a = get_with(&app, &top, &[host, ("authorization", &bearer)]).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.json()["functions"][0]["name"], "fn_a");
+    for uri in [
+        top.as_str(),
+        "/metrics",
+        "/api/v1/labels",
+        "/ui/app.js",
+        "/nope",
+    ] {
+        // No token.
+        let a = get_with(&app, uri, &[host]).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{uri}");
+        assert_eq!(
+            a.headers.get("www-authenticate").expect("challenge"),
+            "Bearer realm=\"ember\""
+        );
+        assert!(
+            a.json()["error"]
+                .as_str()
+                .expect("error")
+                .contains("Bearer")
+        );
+        // A wrong one, one a character short, one a character long, another scheme.
+        for auth in [
+            "Bearer wrong-token-0123456789",
+            &bearer[..bearer.len() - 1],
+            &format!("{bearer}x"),
+            &format!("Basic {TOKEN}"),
+        ] {
+            let a = get_with(&app, uri, &[host, ("authorization", auth)]).await;
+            assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{uri} with {auth}");
+        }
+    }
+    // /healthz needs nothing.
+    let a = get_with(&app, "/healthz", &[host]).await;
+    assert_eq!(a.status, StatusCode::OK);
+    // The Host check comes first, token or not.
+    let a = get_with(
+        &app,
+        &top,
+        &[("host", "attacker.example"), ("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::MISDIRECTED_REQUEST);
+}
+
+fn login_request(token: &str, next: &str) -> axum::http::Request<axum::body::Body> {
+    axum::http::Request::builder()
+        .method("POST")
+        .uri("/login")
+        .header("host", "localhost:7070")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(axum::body::Body::from(format!(
+            "token={token}&next={}",
+            next.replace('/', "%2F")
+                .replace('?', "%3F")
+                .replace('=', "%3D")
+                .replace('&', "%26")
+        )))
+        .expect("valid request")
+}
+
+#[tokio::test]
+async fn the_ui_logs_in_once_and_then_uses_an_http_only_cookie() {
+    let app = token_app();
+    let host = ("host", "localhost:7070");
+    // The page without the token: a login form that will come back to the same view.
+    let a = get_with(&app, "/?from=now-1h&filter=comm%3Dsplit", &[host]).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(a.content_type.starts_with("text/html"));
+    let page = a.text();
+    assert!(
+        page.contains("<form method=\"post\" action=\"/login\">"),
+        "{page}"
+    );
+    assert!(
+        page.contains("value=\"/?from=now-1h&amp;filter=comm%3Dsplit\""),
+        "{page}"
+    );
+    assert!(
+        !page.contains("/api/v1/profile"),
+        "the UI itself is not served"
+    );
+
+    // A wrong token: the form again, no cookie.
+    let a = send(&app, login_request("wrong-token-0123456789", "/")).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(a.text().contains("Wrong token"));
+    assert!(a.headers.get("set-cookie").is_none());
+
+    // The right one: the cookie, and back to the view.
+    let a = send(&app, login_request(TOKEN, "/?from=now-1h")).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        a.headers.get("location").expect("location"),
+        "/?from=now-1h"
+    );
+    let cookie = a
+        .headers
+        .get("set-cookie")
+        .expect("a cookie")
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    assert!(
+        cookie.starts_with(&format!("ember_token={TOKEN};")),
+        "{cookie}"
+    );
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "no TLS here: {cookie}");
+    let jar = format!("other=1; ember_token={TOKEN}");
+    for uri in ["/", "/ui/app.js", "/api/v1/labels"] {
+        let a = get_with(&app, uri, &[host, ("cookie", &jar)]).await;
+        assert_eq!(a.status, StatusCode::OK, "{uri}");
+    }
+    let a = get_with(
+        &app,
+        "/api/v1/labels",
+        &[host, ("cookie", "ember_token=nope")],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+
+    // `next` only ever leads to a path of this agent.
+    for evil in [
+        "//attacker.example/",
+        "https://attacker.example/",
+        "/\\attacker.example",
+    ] {
+        let a = send(&app, login_request(TOKEN, evil)).await;
+        assert_eq!(a.headers.get("location").expect("location"), "/", "{evil}");
+    }
+}
+
+// ---- budgets of the heavy queries ----------------------------------------------------------
+
+fn slow_app(delay_ms: u64, limits: Limits) -> (Arc<FakeBackend>, axum::Router) {
+    let backend = FakeBackend::standard();
+    backend.delay_ms.store(delay_ms, Ordering::SeqCst);
+    let config = ApiConfig {
+        limits,
+        ..ApiConfig::default()
+    };
+    let app = app(Arc::clone(&backend) as Arc<dyn Backend>, &config);
+    (backend, app)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heavy_queries_beyond_the_queue_answer_503_with_retry_after() {
+    let (_backend, app) = slow_app(
+        1500,
+        Limits {
+            concurrent: 1,
+            queued: 2,
+            ..Limits::default()
+        },
+    );
+    let uri = format!("/api/v1/top?{}", range(0, 10));
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let (app, uri) = (app.clone(), uri.clone());
+        tasks.push(tokio::spawn(async move { get(&app, &uri).await }));
+    }
+    // While they run, the light endpoints answer at once.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    for light in ["/api/v1/labels", "/healthz", "/metrics", "/", "/ui/app.css"] {
+        assert_eq!(get(&app, light).await.status, StatusCode::OK, "{light}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "light endpoints waited {:?} behind heavy queries",
+        started.elapsed()
+    );
+    let mut ok = 0;
+    let mut busy = 0;
+    for t in tasks {
+        let a = t.await.expect("request task");
+        match a.status {
+            StatusCode::OK => ok += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                busy += 1;
+                assert_eq!(a.headers.get("retry-after").expect("Retry-After"), "3");
+                let e = a.json()["error"].as_str().expect("error").to_owned();
+                assert!(e.starts_with("busy:") && e.contains("retry in 3 s"), "{e}");
+            }
+            s => panic!("unexpected {s}: {}", a.text()),
+        }
+    }
+    // One runs, two wait, three are turned away.
+    assert_eq!((ok, busy), (3, 3));
+    let metrics = get(&app, "/metrics").await;
+    assert!(
+        metrics
+            .text()
+            .contains("ember_api_requests_total{endpoint=\"/api/v1/top\",status=\"503\"} 3\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_past_its_time_budget_answers_503_and_frees_its_slot() {
+    let (backend, app) = slow_app(
+        800,
+        Limits {
+            concurrent: 1,
+            queued: 4,
+            time_budget: Duration::from_millis(300),
+            ..Limits::default()
+        },
+    );
+    let started = std::time::Instant::now();
+    let a = get(
+        &app,
+        &format!("/api/v1/profile?{}&format=svg", range(0, 10)),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.text());
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(a.headers.get("retry-after").is_some());
+    let e = a.json()["error"].as_str().expect("error").to_owned();
+    assert!(
+        e.contains("300ms budget") && e.contains("narrow the range"),
+        "{e}"
+    );
+    // The slow work still holds the only slot: a second query waits, then times out too.
+    let a = get(&app, &format!("/api/v1/timeline?{}", range(0, 10))).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    // Once the store is fast again and the slot is free, queries answer.
+    backend.delay_ms.store(0, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let a = get(&app, &format!("/api/v1/timeline?{}", range(0, 10))).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+}
+
+#[tokio::test]
+async fn too_many_stacks_or_too_large_an_answer_is_a_413() {
+    let (_b, app) = slow_app(
+        0,
+        Limits {
+            max_stacks: 3,
+            ..Limits::default()
+        },
+    );
+    // Window A has four distinct stacks (idle included before it is dropped).
+    let a = get(&app, &format!("/api/v1/profile?{}", range(0, 10))).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.text());
+    let e = a.json()["error"].as_str().expect("error").to_owned();
+    assert!(
+        e.contains("4 distinct stacks") && e.contains("`filter`"),
+        "{e}"
+    );
+    // Narrowed by a filter, it answers.
+    let a = get(
+        &app,
+        &format!("/api/v1/profile?{}&filter=comm=split", range(0, 10)),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let diff = format!(
+        "/api/v1/diff?base_from={T0}&base_to={}&{}&format=json",
+        T0 + 10,
+        range(10, 20)
+    );
+    let a = get(&app, &diff).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.text());
+    let a = get(&app, &diff_uri("json")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+
+    let (_b, app) = slow_app(
+        0,
+        Limits {
+            max_output_bytes: 2048,
+            ..Limits::default()
+        },
+    );
+    let a = get(
+        &app,
+        &format!("/api/v1/profile?{}&format=svg", range(0, 10)),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.text());
+    let e = a.json()["error"].as_str().expect("error").to_owned();
+    assert!(
+        e.contains("larger than") && e.contains("narrow the range"),
+        "{e}"
+    );
+    let a = get(
+        &app,
+        &format!("/api/v1/profile?{}&format=folded", range(0, 10)),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_after_burst_hook_runs_when_the_last_heavy_query_ends() {
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&runs);
+    let backend = FakeBackend::standard();
+    backend.delay_ms.store(200, Ordering::SeqCst);
+    let config = ApiConfig {
+        after_burst: Some(Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        })),
+        limits: Limits {
+            concurrent: 4,
+            ..Limits::default()
+        },
+        ..ApiConfig::default()
+    };
+    let app = app(backend, &config);
+    let uri = format!("/api/v1/top?{}", range(0, 10));
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (app, uri) = (app.clone(), uri.clone());
+            tokio::spawn(async move { get(&app, &uri).await.status })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.expect("task"), StatusCode::OK);
+    }
+    // Four overlapping queries are one burst; light queries are none.
+    get(&app, "/api/v1/labels").await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+// ---- TLS -----------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn serves_https_with_a_pem_certificate_and_key() {
+    use rustls::pki_types::CertificateDer;
+
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+        .expect("a self-signed certificate");
+    let dir = std::env::temp_dir().join(format!("ember-web-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+    // A wrong file is named in the error.
+    let err = crate::tls::TlsConfig::from_pem_files(&key_path, &key_path)
+        .expect_err("a key is no certificate");
+    assert!(err.to_string().contains("key.pem"), "{err}");
+    let tls = crate::tls::TlsConfig::from_pem_files(&cert_path, &key_path).expect("TLS config");
+    std::fs::remove_dir_all(&dir).ok();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let config = ApiConfig {
+        tls: Some(tls),
+        ..ApiConfig::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        FakeBackend::standard(),
+        config,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    // A client that opens a connection and says nothing delays no one.
+    let _silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(cert.cert.der().to_vec()))
+        .expect("root");
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut conn = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+        .await
+        .expect("handshake within 10 s")
+        .expect("handshake");
+    let request = format!(
+        "GET /api/v1/top?{}&limit=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        range(0, 10)
+    );
+    conn.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    // A peer closing without close_notify is fine for HTTP with Connection: close.
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut response))
+        .await
+        .expect("response within 10 s");
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(response.contains("\"name\":\"fn_a\""), "{response}");
+
+    stop.send(()).expect("server still running");
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server stops within 10 s")
+        .expect("server task")
+        .expect("serve returns Ok");
 }

@@ -3,7 +3,7 @@
 //! label logic rather than a second copy of it. Behind a mutex, so a test can add windows
 //! while requests run.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
@@ -27,6 +27,8 @@ pub(crate) struct FakeBackend {
     pub(crate) fail: AtomicBool,
     /// What `/healthz` is told.
     pub(crate) health: Mutex<Health>,
+    /// Milliseconds each profile and timeline query sleeps first: a slow store.
+    pub(crate) delay_ms: AtomicU64,
 }
 
 impl Default for FakeBackend {
@@ -38,6 +40,7 @@ impl Default for FakeBackend {
             ),
             fail: AtomicBool::new(false),
             health: Mutex::new(Health::Ok),
+            delay_ms: AtomicU64::new(0),
         }
     }
 }
@@ -112,6 +115,13 @@ impl FakeBackend {
         self.store.lock().expect("test backend lock")
     }
 
+    fn slow(&self) {
+        let ms = self.delay_ms.load(Ordering::SeqCst);
+        if ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+    }
+
     fn check(&self) -> Result<(), BackendError> {
         if self.fail.load(Ordering::SeqCst) {
             Err(BackendError("store unreadable: disk on fire".to_owned()))
@@ -128,12 +138,14 @@ fn err(e: impl std::fmt::Display) -> BackendError {
 impl Backend for FakeBackend {
     fn profile(&self, query: &ProfileQuery) -> Result<Profile, BackendError> {
         self.check()?;
+        self.slow();
         let q = Query::new(query.from_unix_ns, query.to_unix_ns).with_filter(query.filter.clone());
         self.store().query(&q).map_err(err)
     }
 
     fn timeline(&self, query: &ProfileQuery) -> Result<Vec<TimelinePoint>, BackendError> {
         self.check()?;
+        self.slow();
         let windows = self
             .store()
             .timeline(query.from_unix_ns, query.to_unix_ns, &query.filter)
@@ -190,10 +202,20 @@ impl Answer {
 
 /// `GET uri` through the router, no socket.
 pub(crate) async fn get(app: &axum::Router, uri: &str) -> Answer {
-    let req = Request::builder()
-        .uri(uri)
-        .body(Body::empty())
-        .expect("valid request");
+    get_with(app, uri, &[]).await
+}
+
+/// `GET uri` with `headers`, through the router.
+pub(crate) async fn get_with(app: &axum::Router, uri: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut req = Request::builder().uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(app, req.body(Body::empty()).expect("valid request")).await
+}
+
+/// Any request through the router, the answer read whole.
+pub(crate) async fn send(app: &axum::Router, req: Request<Body>) -> Answer {
     let res = app.clone().oneshot(req).await.expect("infallible router");
     let status = res.status();
     let headers = res.headers().clone();
