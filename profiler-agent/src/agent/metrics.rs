@@ -145,6 +145,14 @@ impl AgentMetrics {
             "Times the symbol cache was full and cleared.",
         )
         .sample(&[], y.cache_clears);
+        let mut refused = out.family(
+            "ember_symbolizer_files_refused_total",
+            Kind::Counter,
+            "Files read on behalf of a process (perf maps, debug files) that were refused, by reason.",
+        );
+        for (reason, n) in y.files_refused.by_reason() {
+            refused.sample(&[("reason", reason)], n);
+        }
         out.family(
             "ember_binaries_opened_total",
             Kind::Counter,
@@ -246,6 +254,7 @@ mod tests {
         assert!(text.contains("ember_binary_cache_requests_total{result=\"hit\"} 11"));
         assert!(text.contains("ember_binary_cache_evictions_total 3"));
         assert!(text.contains("ember_binary_cache_bytes 1048576"));
+        assert!(text.contains("ember_symbolizer_files_refused_total{reason=\"symlink\"} 0"));
         m.unwind.table_bytes = 226_192;
         let text = m.prometheus();
         assert!(text.contains("ember_unwind_table_bytes 226192"));
