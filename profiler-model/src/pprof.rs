@@ -688,7 +688,7 @@ fn read_capped(r: &mut impl Read, max: u64, data: &mut Vec<u8>) -> io::Result<bo
 }
 
 /// Whether `data`, the first bytes of an input, can start a pprof profile: gzip, or
-/// `profile.proto` fields ([`check_prefix`]).
+/// `profile.proto` fields (checked as `check_prefix` does before decompressing).
 #[must_use]
 pub fn looks_like_pprof(data: &[u8]) -> bool {
     data.starts_with(&GZIP_MAGIC) || (!data.is_empty() && check_prefix(data).is_ok())

@@ -62,7 +62,7 @@ pub const MAX_TABLE_MEM: u64 = 1 << 30;
 pub const TABLE_MEM_SHARE_OF_NODE: u64 = 16;
 
 /// The largest `--unwind-table-mem` a node with `mem_total` bytes (`None`: unknown)
-/// allows: [`MAX_TABLE_MEM`], and at most 1/[`TABLE_MEM_SHARE_OF_NODE`] of its memory.
+/// allows: `MAX_TABLE_MEM` (1 GiB), and at most 1/`TABLE_MEM_SHARE_OF_NODE` (1/16) of its memory.
 #[must_use]
 pub fn unwind_table_mem_cap(mem_total: Option<u64>) -> u64 {
     mem_total.map_or(MAX_TABLE_MEM, |m| {
