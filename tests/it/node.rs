@@ -65,6 +65,25 @@ fn assert_split(folded: &Folded, min_samples: u64) {
     assert!((b - 0.30).abs() <= 0.05, "fn_b {b:.3} (want 0.30 ± 0.05)");
 }
 
+/// Runs `run` while `split` (run as root, for `seconds`) is busy; `settle` lets it start.
+fn beside_split(
+    split: &Path,
+    seconds: &str,
+    settle: Duration,
+    run: impl FnOnce() -> Output,
+) -> Output {
+    let mut busy = Command::new(split)
+        .arg(seconds)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting split as root");
+    std::thread::sleep(settle);
+    let out = run();
+    busy.kill().ok();
+    busy.wait().ok();
+    out
+}
+
 #[test]
 fn tracefs_mounted_on_the_host_is_gone_for_ember() {
     let Some(_p) = privileged("tracefs_mounted_on_the_host_is_gone_for_ember") else {
@@ -255,21 +274,15 @@ fn least_privilege_records_and_names_everything_without_root() {
 
     // The whole machine, with split running as root (another user): its frames are named
     // through /proc/PID/{maps,map_files,root}, which the capabilities open.
-    let mut root_split = Command::new(&u.split)
-        .arg("6")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("starting split as root");
-    std::thread::sleep(Duration::from_millis(300));
-    let out = as_nobody_with(
-        &CAPS,
-        &u.ember,
-        &[
-            "record", "--all", "-F", "99", "-d", "4s", "-f", "folded", "-o", "-",
-        ],
-    );
-    root_split.kill().ok();
-    root_split.wait().ok();
+    let out = beside_split(&u.split, "6", Duration::from_millis(300), || {
+        as_nobody_with(
+            &CAPS,
+            &u.ember,
+            &[
+                "record", "--all", "-F", "99", "-d", "4s", "-f", "folded", "-o", "-",
+            ],
+        )
+    });
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let folded = Folded::parse(&text(&out.stdout));
@@ -321,19 +334,13 @@ fn a_missing_capability_is_named_with_what_it_costs() {
         .copied()
         .filter(|c| *c != "sys_ptrace")
         .collect();
-    let mut root_split = Command::new(&u.split)
-        .arg("4")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("starting split as root");
-    std::thread::sleep(Duration::from_millis(200));
-    let out = as_nobody_with(
-        &no_ptrace,
-        &u.ember,
-        &["record", "--all", "-d", "2s", "-f", "folded", "-o", "-"],
-    );
-    root_split.kill().ok();
-    root_split.wait().ok();
+    let out = beside_split(&u.split, "4", Duration::from_millis(200), || {
+        as_nobody_with(
+            &no_ptrace,
+            &u.ember,
+            &["record", "--all", "-d", "2s", "-f", "folded", "-o", "-"],
+        )
+    });
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
@@ -370,20 +377,14 @@ fn on_a_fresh_node_record_follows_children_and_all_sees_the_split() {
     assert_split(&Folded::read(&out_path), 150);
 
     // The whole machine, split running beside.
-    let mut running = Command::new(&split)
-        .arg("6")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("starting split");
-    std::thread::sleep(Duration::from_millis(300));
     let all_path = dir.path().join("all.folded");
-    let out = ember()
-        .args(["record", "--all", "-F", "99", "-d", "5s", "-o"])
-        .arg(&all_path)
-        .output()
-        .expect("ember record --all");
-    running.kill().ok();
-    running.wait().ok();
+    let out = beside_split(&split, "6", Duration::from_millis(300), || {
+        ember()
+            .args(["record", "--all", "-F", "99", "-d", "5s", "-o"])
+            .arg(&all_path)
+            .output()
+            .expect("ember record --all")
+    });
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_split(&Folded::read(&all_path), 150);
 }
