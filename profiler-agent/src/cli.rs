@@ -277,13 +277,13 @@ pub fn parse_drain_interval(s: &str) -> Result<Duration, String> {
 }
 
 /// Parses `--unwind-table-mem`: a size within what this node can preallocate
-/// ([`crate::sample::unwind_table_mem_cap`]).
+/// ([`profiler_sampler::unwind_table_mem_cap`]).
 ///
 /// # Errors
 /// The size's own message, or one that names the cap.
 pub fn parse_unwind_table_mem(s: &str) -> Result<u64, String> {
     let bytes = parse_size(s)?;
-    crate::sample::check_unwind_table_mem(bytes).map_err(|e| format!("`{s}`: {e}"))
+    profiler_sampler::check_unwind_table_mem(bytes).map_err(|e| format!("`{s}`: {e}"))
 }
 
 /// `--unwinder`.
@@ -300,9 +300,9 @@ pub enum UnwinderArg {
 impl DrainArgs {
     /// The unwinder settings these options ask for.
     #[must_use]
-    pub fn unwind_config(&self) -> crate::sample::UnwindConfig {
-        use crate::sample::UnwinderMode;
-        crate::sample::UnwindConfig {
+    pub fn unwind_config(&self) -> profiler_sampler::UnwindConfig {
+        use profiler_sampler::UnwinderMode;
+        profiler_sampler::UnwindConfig {
             mode: match self.unwinder {
                 UnwinderArg::Fp => UnwinderMode::Fp,
                 UnwinderArg::Dwarf => UnwinderMode::Dwarf,
@@ -895,7 +895,7 @@ mod tests {
         assert!(err.contains("more than this node allows: at most"), "{err}");
         assert!(parse(&["ember", "agent", "--unwind-table-mem", "64MiB"]).is_ok());
         // The cap: 1 GiB, or 1/16 of a small node's memory.
-        use crate::sample::{MAX_TABLE_MEM, unwind_table_mem_cap};
+        use profiler_sampler::{MAX_TABLE_MEM, unwind_table_mem_cap};
         assert_eq!(unwind_table_mem_cap(None), MAX_TABLE_MEM);
         assert_eq!(unwind_table_mem_cap(Some(64 << 30)), MAX_TABLE_MEM);
         assert_eq!(unwind_table_mem_cap(Some(4 << 30)), 256 << 20);

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::sample::probe::{CAPABILITIES, Check, NodeProbe};
+use profiler_sampler::probe::{CAPABILITIES, Check, NodeProbe};
 
 /// What `ember doctor` looks at beyond the kernel.
 #[derive(Clone, Debug)]

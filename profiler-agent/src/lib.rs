@@ -1,7 +1,8 @@
 //! Ember's agent: the pipeline **sample → aggregate → symbolize → store → query →
 //! render/export** as a library, driven by the `ember` binary, the tests and the benches.
 //!
-//! - [`sample`] loads the eBPF program and drains its maps ([`sample::RawSample`]s).
+//! - [`profiler_sampler`] loads the eBPF program and drains its maps
+//!   ([`profiler_sampler::RawSample`]s).
 //! - [`aggregate`] symbolizes each drain (through the `symbolizer` crate) into a
 //!   [`profiler_model::Profile`].
 //! - [`record`] is `ember record`: one capture written as folded stacks, an SVG, pprof or
@@ -23,9 +24,7 @@ pub mod doctor;
 pub mod export;
 pub mod launch;
 pub mod output;
-pub mod procinfo;
 pub mod record;
-pub mod sample;
 pub mod signals;
 
 pub use profiler_model::time::now_unix_ns;

@@ -21,14 +21,14 @@ use tracing::{debug, warn};
 
 use crate::aggregate::Aggregator;
 use crate::cli::RecordArgs;
-use crate::sample::{Sampler, SamplerConfig, SamplerStats, Target};
+use profiler_sampler::{Sampler, SamplerConfig, SamplerStats, Target};
 
 /// Why a recording could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     /// Sampling failed to start or broke down.
     #[error(transparent)]
-    Sample(#[from] crate::sample::SampleError),
+    Sample(#[from] profiler_sampler::SampleError),
     /// The output format cannot be told from the file name.
     #[error(transparent)]
     UnknownFormat(#[from] crate::output::UnknownFormat),
@@ -90,7 +90,7 @@ pub struct RecordConfig {
     /// Stack map size.
     pub stacks_entries: u32,
     /// How user stacks are walked (`--unwinder`, `--unwind-table-mem`).
-    pub unwind: crate::sample::UnwindConfig,
+    pub unwind: profiler_sampler::UnwindConfig,
     /// Show a live status line on stderr.
     pub status_line: bool,
 }
@@ -291,7 +291,9 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
             stop = true;
         }
         if let RecordTarget::Pids(pids) = &config.target
-            && !pids.iter().any(|&p| crate::procinfo::process_exists(p))
+            && !pids
+                .iter()
+                .any(|&p| profiler_sampler::procinfo::process_exists(p))
         {
             debug!("every target process has exited");
             stop = true;
@@ -363,7 +365,7 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
 fn drain(
     sampler: &mut Sampler,
     own_pid: u32,
-) -> Result<Vec<crate::sample::RawSample>, RecordError> {
+) -> Result<Vec<profiler_sampler::RawSample>, RecordError> {
     let mut samples = sampler.drain()?;
     // Ember's own samples taken while it forked the command.
     samples.retain(|s| s.tgid != own_pid || s.tgid == 0);

@@ -4,8 +4,8 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use profiler_agent::sample::{Sampler, SamplerConfig, Target};
 use profiler_common::Stat;
+use profiler_sampler::{Sampler, SamplerConfig, Target};
 
 use crate::common::{example, privileged};
 

@@ -7,7 +7,7 @@
 use profiler_common::Stat;
 use web::prometheus::{Kind, Text};
 
-use crate::sample::SamplerStats;
+use profiler_sampler::SamplerStats;
 use profiler_store::StoreStats;
 
 /// A snapshot of what the agent has done since it started.
@@ -26,7 +26,7 @@ pub struct AgentMetrics {
     /// Start time of the agent, seconds since the Unix epoch.
     pub start_time_seconds: f64,
     /// The unwind tables in the kernel (zero with `--unwinder fp`).
-    pub unwind: crate::sample::UnwindGauges,
+    pub unwind: profiler_sampler::UnwindGauges,
 }
 
 impl AgentMetrics {

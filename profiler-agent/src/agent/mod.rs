@@ -31,8 +31,8 @@ use profiler_model::ProfileMeta;
 use tracing::{info, warn};
 
 use crate::aggregate::Aggregator;
-use crate::sample::{Sampler, SamplerConfig, SamplerStats, Target};
 use crate::signals;
+use profiler_sampler::{Sampler, SamplerConfig, SamplerStats, Target};
 use profiler_store::{Store, StoreConfig, Window};
 
 pub use backend::StoreBackend;
@@ -44,7 +44,7 @@ pub use writer::{WindowWriter, WriteCounts};
 pub enum AgentError {
     /// Sampling failed.
     #[error(transparent)]
-    Sample(#[from] crate::sample::SampleError),
+    Sample(#[from] profiler_sampler::SampleError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] profiler_store::StoreError),
@@ -180,7 +180,7 @@ pub struct AgentConfig {
     /// Stack map size.
     pub stacks_entries: u32,
     /// How user stacks are walked (`--unwinder`, `--unwind-table-mem`).
-    pub unwind: crate::sample::UnwindConfig,
+    pub unwind: profiler_sampler::UnwindConfig,
     /// Where the HTTP API listens; `None` runs without it.
     pub listen: Option<SocketAddr>,
     /// Who may use the API, and over what.

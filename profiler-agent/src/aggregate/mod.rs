@@ -11,8 +11,8 @@ use std::sync::Arc;
 use profiler_model::{Frame, FrameKind, Labels, Profile, ProfileMeta};
 use symbolizer::Symbolizer;
 
-use crate::procinfo::ProcessTable;
-use crate::sample::{CaptureFeed, RawSample, StackStatus};
+use profiler_sampler::procinfo::ProcessTable;
+use profiler_sampler::{CaptureFeed, RawSample, StackStatus};
 
 /// Counters of what aggregation saw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -193,7 +193,7 @@ impl Aggregator {
         self.dying = seen
             .into_iter()
             .chain(captured)
-            .filter(|&pid| pid != 0 && !crate::procinfo::process_exists(pid))
+            .filter(|&pid| pid != 0 && !profiler_sampler::procinfo::process_exists(pid))
             .collect();
         // Dropped by the table: exited at its previous round, or the pid was reused.
         for pid in dropped {

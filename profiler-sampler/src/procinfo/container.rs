@@ -93,7 +93,7 @@ impl ContainerInfo {
 /// monitor scopes (`libpod-conmon-<id>.scope`).
 ///
 /// ```
-/// use profiler_agent::procinfo::{parse_cgroup_path, Qos, Runtime};
+/// use profiler_sampler::procinfo::{parse_cgroup_path, Qos, Runtime};
 /// let id = "0123456789abcdef".repeat(4);
 /// let c = parse_cgroup_path(&format!(
 ///     "/kubepods.slice/kubepods-besteffort.slice/\

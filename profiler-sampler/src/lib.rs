@@ -21,6 +21,7 @@ mod error;
 mod events;
 mod loader;
 pub mod probe;
+pub mod procinfo;
 mod unwind;
 
 pub use drain::{RawSample, StackStatus};
