@@ -1,6 +1,6 @@
 //! Builds the eBPF program (`profiler-ebpf`) for the bpf target with the nightly toolchain
 //! and bpf-linker, through aya-build, and leaves it in `OUT_DIR/ember-sampler` for
-//! `include_bytes!`.
+//! the loader's `include_bytes_aligned!`.
 //!
 //! With `AYA_BUILD_SKIP=1` (clippy and doc runs without the eBPF toolchain) an empty file
 //! stands in for the object, and loading it fails at run time with a message that says how

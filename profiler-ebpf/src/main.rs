@@ -29,7 +29,7 @@
 #[cfg(not(target_arch = "bpf"))]
 fn main() {
     // Host builds (clippy, `cargo build --workspace`) get this stub; the real program is
-    // only meaningful for the bpf target, which `profiler-agent/build.rs` builds.
+    // only meaningful for the bpf target, which `profiler-sampler/build.rs` builds.
 }
 
 /// The `.eh_frame` table unwinder (issue 7), kept apart from the sampler's own maps.
@@ -299,7 +299,7 @@ mod program {
         0
     }
 
-    // Process announcements for the symbolizer (`profiler-agent/src/sample/events.rs`): the
+    // Process announcements for the symbolizer (`profiler-sampler/src/events.rs`): the
     // first sample of a process not seen recently, and every exec of a sampled process, put
     // its tgid in `PROC_EVENTS`, so the agent captures its mappings and binaries at once,
     // before a short-lived process exits.

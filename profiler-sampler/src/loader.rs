@@ -26,7 +26,10 @@ use super::unwind::{UnwindConfig, UnwindTables, UnwindWorker, UnwinderMode};
 use super::{SamplerStats, drain::Generation};
 
 /// The eBPF object, built by `build.rs`; empty when built with `AYA_BUILD_SKIP=1`.
-static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ember-sampler"));
+///
+/// Embedded 8-byte aligned: aya parses the ELF in place, and a plain `include_bytes!` gives
+/// only byte alignment, so the object would load or not depending on where the linker put it.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ember-sampler"));
 
 /// How often a targeted run reads its targets' mappings again (libraries loaded after
 /// start, by the dynamic loader or `dlopen`).
