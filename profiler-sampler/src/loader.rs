@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use super::error::{SampleError, is_permission, perf_event_hint};
 use super::probe::NodeProbe;
-use super::unwind::{UnwindConfig, UnwindTables, UnwindWorker, UnwinderMode};
+use super::unwind::{AyaUnwindMaps, UnwindConfig, UnwindTables, UnwindWorker, UnwinderMode};
 use super::{SamplerStats, drain::Generation};
 
 /// The eBPF object, built by `build.rs`; empty when built with `AYA_BUILD_SKIP=1`.
@@ -250,13 +250,11 @@ impl Sampler {
             settings
                 .set(0, strict, 0)
                 .map_err(|e| map_error(UNWIND_CONFIG_MAP, e))?;
+            let maps = AyaUnwindMaps::new(rows, procs, settings, row_capacity)?;
             Some(UnwindWorker::start(UnwindTables::new(
                 config.unwind.mode,
-                rows,
-                procs,
-                settings,
-                row_capacity,
-            )?)?)
+                Box::new(maps),
+            ))?)
         };
 
         let filtered = !matches!(config.target, Target::All);

@@ -218,9 +218,35 @@ struct Process {
     loaded: Instant,
 }
 
-/// The unwind tables in the kernel.
-pub struct UnwindTables {
-    mode: UnwinderMode,
+/// The two maps the tables live in, as the bookkeeping of [`UnwindTables`] sees them:
+/// the shared row array (`UNWIND_ROWS`) and the per-process entries (`PROC_UNWIND`).
+/// [`AyaUnwindMaps`] is the kernel's; the tests use an in-memory one, so reference counts,
+/// eviction and fallback are tested without root.
+pub(crate) trait UnwindMaps: Send {
+    /// Rows the array holds.
+    fn capacity(&self) -> u32;
+    /// Writes `rows` at `offset` of the array.
+    ///
+    /// # Errors
+    /// If the range is outside the array.
+    fn set_rows(&mut self, offset: u32, rows: &[UnwindRow]) -> Result<(), String>;
+    /// Writes a process's entry (its mappings and the tables they use).
+    ///
+    /// # Errors
+    /// If the map refuses the entry.
+    fn set_process(&mut self, pid: u32, value: &ProcUnwind) -> Result<(), String>;
+    /// Whether a process has an entry (the exec tracepoint removes it in the kernel).
+    fn has_process(&self, pid: u32) -> bool;
+    /// Removes a process's entry; an absent entry is not an error.
+    ///
+    /// # Errors
+    /// If the map refuses the removal.
+    fn remove_process(&mut self, pid: u32) -> Result<(), String>;
+}
+
+/// The kernel's maps: the row array through a shared mapping (`BPF_F_MMAPABLE`), one
+/// memcpy per binary rather than a syscall per row, and the process entries through aya.
+pub(crate) struct AyaUnwindMaps {
     rows: *mut UnwindRow,
     capacity: u32,
     mmap_len: usize,
@@ -228,65 +254,30 @@ pub struct UnwindTables {
     _rows_map: MapData,
     /// Kept open: the program refers to the map only while some fd does.
     _settings: Array<MapData, u32>,
-    /// Free ranges of the array, sorted by offset, not adjacent.
-    free: RangeAlloc,
-    tables: StdHashMap<String, Table>,
-    files: StdHashMap<(u64, u64), FileState>,
-    processes: StdHashMap<u32, Process>,
-    /// Threads and vanished processes, not to be looked at again.
-    ignored: HashSet<u32>,
-    /// Processes running this executable are skipped (ember's own image, in a child that
-    /// has not exec'd its command yet).
-    skip_exe: Option<(u64, u64)>,
-    fell_back: BTreeMap<String, String>,
-    load_time: Duration,
 }
 
 // SAFETY: `rows` points into a shared mapping owned by this value (unmapped on drop); the
 // value is only used from one thread at a time.
-unsafe impl Send for UnwindTables {}
+unsafe impl Send for AyaUnwindMaps {}
 
-impl std::fmt::Debug for UnwindTables {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UnwindTables")
-            .field("mode", &self.mode)
-            .field("capacity", &self.capacity)
-            .field("tables", &self.tables.len())
-            .field("processes", &self.processes.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Drop for UnwindTables {
+impl Drop for AyaUnwindMaps {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `new`, unmapped once.
         unsafe { libc::munmap(self.rows.cast(), self.mmap_len) };
     }
 }
 
-/// How long after its first load a process's mappings are read again at the caller's
-/// shorter interval.
-const YOUNG: Duration = Duration::from_secs(2);
-
-/// How long an unused table stays loaded (unless its space is needed first).
-const IDLE_GRACE: Duration = Duration::from_secs(30);
-
-/// How long a process's mappings are trusted before they are read again (new libraries
-/// from `dlopen`).
-pub(crate) const RECHECK: Duration = Duration::from_secs(10);
-
-impl UnwindTables {
+impl AyaUnwindMaps {
     /// Takes the maps from the loaded object and maps the row array.
     ///
     /// # Errors
-    /// If a map is missing or the row array cannot be mapped.
+    /// If the row array cannot be mapped.
     pub(crate) fn new(
-        mode: UnwinderMode,
         rows_map: MapData,
         procs: HashMap<MapData, u32, ProcUnwind>,
         settings: Array<MapData, u32>,
         capacity: u32,
-    ) -> Result<UnwindTables, SampleError> {
+    ) -> Result<AyaUnwindMaps, SampleError> {
         let len = capacity as usize * std::mem::size_of::<UnwindRow>();
         // SAFETY: sysconf has no preconditions.
         let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
@@ -309,14 +300,110 @@ impl UnwindTables {
                 std::io::Error::last_os_error(),
             ));
         }
-        Ok(UnwindTables {
-            mode,
+        Ok(AyaUnwindMaps {
             rows: ptr.cast(),
             capacity,
             mmap_len,
             procs,
             _rows_map: rows_map,
             _settings: settings,
+        })
+    }
+}
+
+impl UnwindMaps for AyaUnwindMaps {
+    fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    fn set_rows(&mut self, offset: u32, rows: &[UnwindRow]) -> Result<(), String> {
+        let end = u64::from(offset) + rows.len() as u64;
+        if end > u64::from(self.capacity) {
+            return Err(format!(
+                "rows {offset}..{end} outside `{UNWIND_ROWS_MAP}` ({} rows)",
+                self.capacity
+            ));
+        }
+        // SAFETY: `offset + len <= capacity` (checked above), inside the mapping; the
+        // program only reads rows of tables an entry points at, and no entry points at
+        // this range yet.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                rows.as_ptr(),
+                self.rows.add(offset as usize),
+                rows.len(),
+            );
+        }
+        Ok(())
+    }
+
+    fn set_process(&mut self, pid: u32, value: &ProcUnwind) -> Result<(), String> {
+        self.procs
+            .insert(pid, *value, 0)
+            .map_err(|e| format!("writing `{PROC_UNWIND_MAP}`: {e}"))
+    }
+
+    fn has_process(&self, pid: u32) -> bool {
+        self.procs.get(&pid, 0).is_ok()
+    }
+
+    fn remove_process(&mut self, pid: u32) -> Result<(), String> {
+        match self.procs.remove(&pid) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The unwind tables in the kernel.
+pub struct UnwindTables {
+    mode: UnwinderMode,
+    maps: Box<dyn UnwindMaps>,
+    capacity: u32,
+    /// Free ranges of the array, sorted by offset, not adjacent.
+    free: RangeAlloc,
+    tables: StdHashMap<String, Table>,
+    files: StdHashMap<(u64, u64), FileState>,
+    processes: StdHashMap<u32, Process>,
+    /// Threads and vanished processes, not to be looked at again.
+    ignored: HashSet<u32>,
+    /// Processes running this executable are skipped (ember's own image, in a child that
+    /// has not exec'd its command yet).
+    skip_exe: Option<(u64, u64)>,
+    fell_back: BTreeMap<String, String>,
+    load_time: Duration,
+}
+
+impl std::fmt::Debug for UnwindTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnwindTables")
+            .field("mode", &self.mode)
+            .field("capacity", &self.capacity)
+            .field("tables", &self.tables.len())
+            .field("processes", &self.processes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long after its first load a process's mappings are read again at the caller's
+/// shorter interval.
+const YOUNG: Duration = Duration::from_secs(2);
+
+/// How long an unused table stays loaded (unless its space is needed first).
+const IDLE_GRACE: Duration = Duration::from_secs(30);
+
+/// How long a process's mappings are trusted before they are read again (new libraries
+/// from `dlopen`).
+pub(crate) const RECHECK: Duration = Duration::from_secs(10);
+
+impl UnwindTables {
+    /// The bookkeeping over `maps`, with the whole row array free.
+    pub(crate) fn new(mode: UnwinderMode, maps: Box<dyn UnwindMaps>) -> UnwindTables {
+        let capacity = maps.capacity();
+        UnwindTables {
+            mode,
+            maps,
+            capacity,
             free: RangeAlloc::new(capacity),
             tables: StdHashMap::new(),
             files: StdHashMap::new(),
@@ -325,7 +412,7 @@ impl UnwindTables {
             skip_exe: None,
             fell_back: BTreeMap::new(),
             load_time: Duration::ZERO,
-        })
+        }
     }
 
     /// What the tables cost and cover.
@@ -376,7 +463,7 @@ impl UnwindTables {
             if p.exe == exe && p.checked.elapsed() < recheck {
                 return;
             }
-            let present = self.procs.get(&pid, 0).is_ok();
+            let present = self.maps.has_process(pid);
             if present && p.exe == exe {
                 let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
                     return;
@@ -490,9 +577,8 @@ impl UnwindTables {
                 self.unref(&key);
             }
         }
-        match self.procs.remove(&pid) {
-            Ok(()) | Err(MapError::KeyNotFound) => {}
-            Err(e) => debug!(pid, error = %e, "removing a process's unwind entry"),
+        if let Err(e) = self.maps.remove_process(pid) {
+            debug!(pid, error = %e, "removing a process's unwind entry");
         }
     }
 
@@ -585,9 +671,7 @@ impl UnwindTables {
                 self.unref(&key);
             }
         }
-        self.procs
-            .insert(pid, *value, 0)
-            .map_err(|e| format!("writing {PROC_UNWIND_MAP}: {e}"))?;
+        self.maps.set_process(pid, &value)?;
         self.processes.insert(
             pid,
             Process {
@@ -664,15 +748,9 @@ impl UnwindTables {
                 u64::from(self.capacity) * std::mem::size_of::<UnwindRow>() as u64
             ));
         };
-        // SAFETY: `offset + len <= capacity` (the allocator's invariant), inside the
-        // mapping; the program only reads rows of tables an entry points at, and no entry
-        // points at this range yet.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                table.rows.as_ptr(),
-                self.rows.add(offset as usize),
-                table.rows.len(),
-            );
+        if let Err(e) = self.maps.set_rows(offset, &table.rows) {
+            self.free_range(offset, len);
+            return Err(e);
         }
         info!(
             binary = path,
@@ -985,7 +1063,289 @@ fn is_process(pid: u32) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{ExecFile, RangeAlloc};
+    use std::collections::HashMap;
+    use std::io::Write as _;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use profiler_common::unwind::{ProcUnwind, UnwindRow};
+
+    use super::{ExecFile, RangeAlloc, UnwindMaps, UnwindTables, UnwinderMode};
+
+    /// The maps in memory, shared with the test so it can look at what was written.
+    #[derive(Default)]
+    struct FakeState {
+        rows: Vec<UnwindRow>,
+        procs: HashMap<u32, ProcUnwind>,
+    }
+
+    struct FakeMaps(Arc<Mutex<FakeState>>);
+
+    impl UnwindMaps for FakeMaps {
+        fn capacity(&self) -> u32 {
+            u32::try_from(self.0.lock().unwrap().rows.len()).unwrap()
+        }
+        fn set_rows(&mut self, offset: u32, rows: &[UnwindRow]) -> Result<(), String> {
+            let mut st = self.0.lock().unwrap();
+            let at = offset as usize;
+            let Some(dst) = st.rows.get_mut(at..at + rows.len()) else {
+                return Err("outside the array".into());
+            };
+            dst.copy_from_slice(rows);
+            Ok(())
+        }
+        fn set_process(&mut self, pid: u32, value: &ProcUnwind) -> Result<(), String> {
+            self.0.lock().unwrap().procs.insert(pid, *value);
+            Ok(())
+        }
+        fn has_process(&self, pid: u32) -> bool {
+            self.0.lock().unwrap().procs.contains_key(&pid)
+        }
+        fn remove_process(&mut self, pid: u32) -> Result<(), String> {
+            self.0.lock().unwrap().procs.remove(&pid);
+            Ok(())
+        }
+    }
+
+    fn tables(capacity: u32) -> (UnwindTables, Arc<Mutex<FakeState>>) {
+        let state = Arc::new(Mutex::new(FakeState {
+            rows: vec![UnwindRow::default(); capacity as usize],
+            procs: HashMap::new(),
+        }));
+        let maps = FakeMaps(state.clone());
+        (UnwindTables::new(UnwinderMode::Auto, Box::new(maps)), state)
+    }
+
+    /// A child process, killed and reaped when dropped.
+    struct Proc(Child);
+
+    impl Proc {
+        fn spawn(cmd: &str, args: &[&str]) -> Proc {
+            let child = Command::new(cmd)
+                .args(args)
+                .stdin(Stdio::piped())
+                .spawn()
+                .expect("spawn");
+            let p = Proc(child);
+            // Until the dynamic loader has mapped libc, the process has only part of
+            // its mappings.
+            p.wait_until(|maps, _| maps.contains("libc"));
+            p
+        }
+        fn pid(&self) -> u32 {
+            self.0.id()
+        }
+        fn wait_until(&self, ready: impl Fn(&str, &str) -> bool) {
+            for _ in 0..500 {
+                let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid()))
+                    .unwrap_or_default();
+                let exe = std::fs::read_link(format!("/proc/{}/exe", self.pid()))
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if ready(&maps, &exe) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            panic!("process {} never got ready", self.pid());
+        }
+        fn kill(mut self) {
+            self.0.kill().expect("kill");
+            self.0.wait().expect("wait");
+        }
+    }
+
+    impl Drop for Proc {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// The paths of the tables a process uses, by the bookkeeping.
+    fn paths(t: &UnwindTables, pid: u32) -> Vec<String> {
+        let mut v: Vec<String> = t.processes[&pid]
+            .tables
+            .iter()
+            .map(|k| t.tables[k].path.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn users(t: &UnwindTables, path_part: &str) -> usize {
+        t.tables
+            .values()
+            .find(|t| t.path.contains(path_part))
+            .map_or_else(|| panic!("no table for {path_part}"), |t| t.users)
+    }
+
+    /// Every mapping of a process's entry points at rows that were written (not the
+    /// array's zeroed default) and lies inside the array.
+    fn assert_entry_valid(state: &FakeState, pid: u32) {
+        let entry = state.procs.get(&pid).expect("an entry for the process");
+        assert!(entry.len > 0);
+        for m in &entry.mappings[..entry.len as usize] {
+            let end = (m.table_offset + m.table_len) as usize;
+            assert!(end <= state.rows.len(), "mapping {m:?} outside the array");
+            assert!(
+                state.rows[m.table_offset as usize..end]
+                    .iter()
+                    .any(|r| *r != UnwindRow::default()),
+                "mapping {m:?} points at unwritten rows"
+            );
+        }
+    }
+
+    #[test]
+    fn processes_of_one_binary_share_tables_by_build_id_and_release_them_on_exit() {
+        let (mut t, state) = tables(1 << 20);
+        let a = Proc::spawn("sleep", &["30"]);
+        let b = Proc::spawn("sleep", &["30"]);
+        t.ensure_process(a.pid());
+        let after_one = t.stats();
+        t.ensure_process(b.pid());
+        let after_two = t.stats();
+        // The second process adds no table and no row: it shares sleep's, libc's and
+        // the loader's.
+        assert!(after_one.tables_loaded >= 3, "{after_one:?}");
+        assert_eq!(after_one.tables_loaded, after_two.tables_loaded);
+        assert_eq!(after_one.table_bytes, after_two.table_bytes);
+        assert_eq!(after_two.processes, 2);
+        assert_eq!(paths(&t, a.pid()), paths(&t, b.pid()));
+        assert_eq!(users(&t, "sleep"), 2);
+        assert_eq!(users(&t, "libc"), 2);
+        {
+            let st = state.lock().unwrap();
+            assert_entry_valid(&st, a.pid());
+            assert_entry_valid(&st, b.pid());
+        }
+
+        // One exits: its entry goes, the shared tables lose one user.
+        let a_pid = a.pid();
+        a.kill();
+        t.sweep();
+        assert!(!state.lock().unwrap().procs.contains_key(&a_pid));
+        assert_eq!(t.stats().processes, 1);
+        assert_eq!(users(&t, "libc"), 1);
+        // The last exits: the tables stay loaded but unused, ready for the next one.
+        let b_pid = b.pid();
+        b.kill();
+        t.sweep();
+        assert!(state.lock().unwrap().procs.is_empty());
+        assert!(!t.processes.contains_key(&b_pid));
+        assert_eq!(t.stats().tables_loaded, after_two.tables_loaded);
+        assert!(
+            t.tables
+                .values()
+                .all(|t| t.users == 0 && t.idle_since.is_some())
+        );
+        // A new process of the same binary loads nothing new.
+        let c = Proc::spawn("sleep", &["30"]);
+        t.ensure_process(c.pid());
+        assert_eq!(t.stats().table_bytes, after_two.table_bytes);
+        assert_eq!(users(&t, "sleep"), 1);
+    }
+
+    #[test]
+    fn unused_tables_are_evicted_when_the_memory_limit_is_reached() {
+        // Learn the tables' sizes with room to spare.
+        let (mut big, _) = tables(1 << 20);
+        let sleep = Proc::spawn("sleep", &["30"]);
+        let cat = Proc::spawn("cat", &[]);
+        big.ensure_process(sleep.pid());
+        big.ensure_process(cat.pid());
+        let len = |part: &str| {
+            big.tables
+                .values()
+                .find(|t| t.path.contains(part))
+                .map(|t| t.len)
+                .unwrap()
+        };
+        let all: u32 = big.tables.values().map(|t| t.len).sum();
+        // Room for either process's tables, not for both.
+        let capacity = (all - len("bin/sleep")).max(all - len("bin/cat"));
+        let (mut t, state) = tables(capacity);
+        t.ensure_process(sleep.pid());
+        assert!(t.fell_back.is_empty(), "{:?}", t.fell_back);
+        let sleep_pid = sleep.pid();
+        sleep.kill();
+        t.sweep();
+        // `cat` fits only when an unused table makes room.
+        t.ensure_process(cat.pid());
+        assert!(t.fell_back.is_empty(), "{:?}", t.fell_back);
+        assert!(!t.processes.contains_key(&sleep_pid));
+        assert!(paths(&t, cat.pid()).iter().any(|p| p.ends_with("/cat")));
+        assert!(
+            t.tables.values().all(|t| !t.path.ends_with("/sleep")),
+            "the idle `sleep` table was evicted"
+        );
+        let used: u32 = t.tables.values().map(|t| t.len).sum();
+        assert!(used <= capacity);
+        assert_entry_valid(&state.lock().unwrap(), cat.pid());
+    }
+
+    #[test]
+    fn a_binary_over_the_limit_falls_back_to_frame_pointers_by_name() {
+        let (mut t, state) = tables(16);
+        let p = Proc::spawn("sleep", &["30"]);
+        t.ensure_process(p.pid());
+        let reasons: Vec<(&String, &String)> = t.fell_back.iter().collect();
+        assert!(
+            reasons.iter().any(|(path, _)| path.ends_with("/sleep")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.iter().any(|(path, _)| path.contains("libc")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons
+                .iter()
+                .all(|(_, why)| why.contains("over --unwind-table-mem")),
+            "{reasons:?}"
+        );
+        assert_eq!(t.stats().gauges().binaries_fell_back, reasons.len() as u64);
+        // Without any table the process has no entry and is not looked at again.
+        assert!(state.lock().unwrap().procs.is_empty());
+        assert!(t.ignored.contains(&p.pid()));
+        assert_eq!(t.stats().tables_loaded, 0);
+    }
+
+    #[test]
+    fn an_exec_replaces_the_process_tables() {
+        let (mut t, state) = tables(1 << 20);
+        let mut p = Proc::spawn("sh", &["-c", "read _; exec sleep 30"]);
+        t.ensure_process(p.pid());
+        let before = paths(&t, p.pid());
+        assert!(
+            before
+                .iter()
+                .any(|p| p.ends_with("/dash") || p.ends_with("/sh")),
+            "{before:?}"
+        );
+        let shell = users(&t, "sh");
+        assert_eq!(shell, 1);
+        p.0.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+        p.wait_until(|maps, exe| exe.ends_with("/sleep") && maps.contains("libc"));
+        // The exec tracepoint drops the kernel entry; the next look reloads.
+        state.lock().unwrap().procs.remove(&p.pid());
+        t.ensure_process_within(p.pid(), Duration::ZERO);
+        let after = paths(&t, p.pid());
+        assert!(after.iter().any(|p| p.ends_with("/sleep")), "{after:?}");
+        assert!(!after.iter().any(|p| p.ends_with("/dash")), "{after:?}");
+        // The shell's table lost its only user and waits, idle, to be reused or freed.
+        let sh = t
+            .tables
+            .values()
+            .find(|t| t.path.ends_with("/dash") || t.path.ends_with("/sh"))
+            .unwrap();
+        assert_eq!(sh.users, 0);
+        assert!(sh.idle_since.is_some());
+        assert_eq!(users(&t, "libc"), 1, "libc is used once, by the new image");
+        assert_entry_valid(&state.lock().unwrap(), p.pid());
+    }
 
     #[test]
     fn ranges_are_reused_and_merged() {
