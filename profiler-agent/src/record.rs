@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use std::fmt::Write as _;
 
 use profiler_common::Stat;
-use profiler_model::{Format, Frame, FrameKind, Labels, Profile, ProfileMeta, folded, keys};
+use profiler_model::{Format, Profile, ProfileMeta, folded};
 use profiler_render::RenderOptions;
 use tracing::{debug, warn};
 
-use crate::aggregate::Aggregator;
+use crate::aggregate::{Aggregator, COUNTS_FULL_FRAME, LOST_COMM};
 use crate::cli::RecordArgs;
 use profiler_sampler::{Sampler, SamplerConfig, SamplerStats, Target};
 
@@ -309,6 +309,7 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
         if stop || sampler.since_last_drain() >= config.drain_interval {
             let samples = drain(&mut sampler, own_pid)?;
             aggregator.add(&samples);
+            aggregator.add_unrecorded(sampler.unrecorded_in_last_drain());
         }
         if status.due() {
             // Ten map reads: only when the status line is shown.
@@ -340,7 +341,6 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
     if !config.include_idle {
         profile = profile.without_idle();
     }
-    add_unrecorded(&mut profile, &stats);
     if profile.is_empty() {
         let err = RecordError::NothingSampled {
             target: config.target.describe(),
@@ -370,28 +370,6 @@ fn drain(
     // Ember's own samples taken while it forked the command.
     samples.retain(|s| s.tgid != own_pid || s.tgid == 0);
     Ok(samples)
-}
-
-/// The stack under which samples the full counts map dropped are written: they have no
-/// process, thread or stack, only a count.
-pub const COUNTS_FULL_FRAME: &str = "[lost: counts map full]";
-
-/// The process name (`comm`) of [`COUNTS_FULL_FRAME`]'s stack.
-pub const LOST_COMM: &str = "[lost]";
-
-/// Adds the samples the program counted but could not record (the counts map was full)
-/// as one `[lost]` stack of [`COUNTS_FULL_FRAME`], so every share in the output is of all
-/// the samples taken, and a run whose samples were all lost is not "nothing sampled".
-fn add_unrecorded(profile: &mut Profile, stats: &SamplerStats) {
-    let n = stats.get(Stat::CountsFull);
-    if n > 0 {
-        let labels = Labels::new().with(keys::COMM, LOST_COMM);
-        profile.add(
-            &labels,
-            &[Frame::named(COUNTS_FULL_FRAME, FrameKind::User)],
-            n,
-        );
-    }
 }
 
 /// The warning about lost samples, or `None` when nothing was lost.
@@ -492,17 +470,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn samples_lost_to_a_full_counts_map_are_in_the_profile_and_the_warning() {
+    fn samples_lost_to_a_full_counts_map_are_named_in_the_warning() {
         let mut stats = SamplerStats::default();
         stats.counters[Stat::CountsFull as usize] = 700;
         stats.counters[Stat::UserStackCollision as usize] = 2;
-        // Only the idle task was recorded, and it is left out: the profile is not empty,
-        // so the run is not "nothing sampled".
-        let mut profile = Profile::default();
-        add_unrecorded(&mut profile, &stats);
-        assert_eq!(profile.total(), 700);
-        let lines = folded::lines(&profile, folded::Options::default());
-        assert_eq!(lines.get("[lost];[lost: counts map full]"), Some(&700));
         let msg = loss_warning(&stats, 300, 64).unwrap();
         assert!(
             msg.starts_with("702 samples lost in part or whole"),
@@ -516,10 +487,7 @@ mod tests {
         );
         assert!(msg.contains("raise --counts-map-entries"), "{msg}");
         assert!(msg.contains("its 64 entries"), "{msg}");
-        // Nothing lost: no stack, no warning.
-        let mut p = Profile::default();
-        add_unrecorded(&mut p, &SamplerStats::default());
-        assert!(p.is_empty());
+        // Nothing lost: no warning.
         assert_eq!(loss_warning(&SamplerStats::default(), 5, 64), None);
     }
 

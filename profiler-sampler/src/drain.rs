@@ -138,6 +138,11 @@ impl Sampler {
         fence(Ordering::SeqCst);
         self.wait_quiescent()?;
         self.last_drain = Instant::now();
+        // Read after the old generation is quiescent: every sample counted into it, and
+        // every unrecorded one before now, is in these counters.
+        let stats = self.stats()?;
+        self.drain_unrecorded = stats.since(&self.drained_stats).unrecorded();
+        self.drained_stats = stats;
 
         let generation = &mut self.generations[old];
         let mut entries = Vec::new();

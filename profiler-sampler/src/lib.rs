@@ -20,6 +20,7 @@ mod drain;
 mod error;
 mod events;
 mod loader;
+mod losses;
 pub mod probe;
 pub mod procinfo;
 mod unwind;
@@ -28,6 +29,7 @@ pub use drain::{RawSample, StackStatus};
 pub use error::SampleError;
 pub use events::{CaptureFeed, ProcEvents};
 pub use loader::{Sampler, SamplerConfig, Target};
+pub use losses::{LossLog, UNRECORDED};
 pub use unwind::{
     DEFAULT_TABLE_MEM, MAX_TABLE_MEM, TableMemTooLarge, UnwindConfig, UnwindGauges,
     UnwindRequester, UnwindStats, UnwindTables, UnwindWorker, UnwinderMode, check_unwind_table_mem,

@@ -89,6 +89,10 @@ pub struct Sampler {
     targets: HashMap<MapData, u32, u32>,
     pub(super) cpus: Vec<u32>,
     pub(super) last_drain: std::time::Instant,
+    /// The counters as of the last drain.
+    pub(super) drained_stats: SamplerStats,
+    /// Samples taken in the last drain's interval that no count map holds, by reason.
+    pub(super) drain_unrecorded: Vec<(Stat, u64)>,
     /// Process announcements for symbolizer captures (`events.rs`).
     pub(super) proc_events: Option<super::events::ProcEvents>,
     /// The table unwinder's worker; `None` with `--unwinder fp`.
@@ -355,6 +359,8 @@ impl Sampler {
             targets,
             cpus,
             last_drain: std::time::Instant::now(),
+            drained_stats: SamplerStats::default(),
+            drain_unrecorded: Vec::new(),
             proc_events,
             unwind,
             last_sweep: std::time::Instant::now(),
@@ -502,6 +508,15 @@ impl Sampler {
             out.counters[stat as usize] = values.iter().sum();
         }
         Ok(out)
+    }
+
+    /// Samples taken between the previous drain and the last one that are in no count map
+    /// (the map was full, the control block unreadable), by reason: the drained samples
+    /// plus these are every sample taken for a target. The aggregator stores them as
+    /// `[lost: …]` stacks.
+    #[must_use]
+    pub fn unrecorded_in_last_drain(&self) -> &[(Stat, u64)] {
+        &self.drain_unrecorded
     }
 
     /// Number of CPUs the program is attached to.

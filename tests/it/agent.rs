@@ -252,3 +252,118 @@ fn the_api_serves_the_split_as_folded_and_pprof() {
         "pprof {pa}/{pb} vs folded {a}/{b}:\n{text}"
     );
 }
+
+/// Issue 13 item 15: with maps far too small, every lost sample is in the stored profile.
+/// The samples the kernel took for the agent (its final log line: `taken`) equal the
+/// stored samples, recorded plus `[lost: …]`, and the log warned about the losses by reason.
+#[test]
+fn every_lost_sample_reaches_the_stored_profile_and_the_log() {
+    let Some(_p) = privileged("every_lost_sample_reaches_the_stored_profile_and_the_log") else {
+        return;
+    };
+    let dir = tempdir();
+    let agent = ember()
+        .args(["agent", "-F", "999", "--listen", "none", "--window", "1s"])
+        .args(["--counts-map-entries", "16", "--stacks-map-entries", "16"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting ember agent");
+    std::thread::sleep(Duration::from_millis(500));
+    let status = Command::new(example("split"))
+        .arg("3")
+        .stderr(Stdio::null())
+        .status()
+        .expect("running split");
+    assert!(status.success());
+    signal(&agent, libc::SIGINT);
+    let out = agent.wait_with_output().expect("waiting for the agent");
+    let log = strip_ansi(&String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{log}");
+    let stopped = log
+        .lines()
+        .find(|l| l.contains("agent stopped"))
+        .unwrap_or_else(|| panic!("no final line: {log}"));
+    let field = |name: &str| -> u64 {
+        let at = stopped
+            .find(&format!("{name}="))
+            .unwrap_or_else(|| panic!("no `{name}` in {stopped}"));
+        stopped[at + name.len() + 1..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("`{name}` is not a number in {stopped}"))
+    };
+    let taken = field("taken");
+    // `losses=…, N counts_full, …`
+    let counts_full: u64 = stopped
+        .split([',', '='])
+        .find_map(|part| part.trim().strip_suffix(" counts_full"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no counts_full loss in {stopped}"));
+    assert!(
+        log.contains("samples lost in part or whole") && log.contains("counts_full"),
+        "no warning about the losses: {log}"
+    );
+
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("reopening");
+    let profile = store
+        .query(&Query::new(0, u64::MAX))
+        .expect("querying the store");
+    let stored_with = |leaf: &str| -> u64 {
+        profile
+            .stacks()
+            .filter(|s| {
+                s.frames
+                    .iter()
+                    .any(|&f| profile.frame(f).name.as_ref() == leaf)
+            })
+            .map(|s| s.count)
+            .sum()
+    };
+    let lost_stacks: u64 = profile
+        .stacks()
+        .filter(|s| {
+            s.frames
+                .iter()
+                .any(|&f| profile.frame(f).name.starts_with("[lost: "))
+        })
+        .map(|s| s.count)
+        .sum();
+    eprintln!(
+        "taken {taken}, stored {} ({lost_stacks} as [lost: …], {} count map full; kernel \
+         counts_full {counts_full})",
+        profile.total(),
+        stored_with("[lost: count map full]")
+    );
+    assert!(
+        counts_full > 0,
+        "the tiny count map never filled: {stopped}"
+    );
+    assert_eq!(stored_with("[lost: count map full]"), counts_full);
+    assert_eq!(
+        profile.total(),
+        taken,
+        "stored samples against taken: {stopped}"
+    );
+}
+
+/// The log without its colour escapes (`ESC [ … m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -32,7 +32,7 @@ use tracing::{info, warn};
 
 use crate::aggregate::Aggregator;
 use crate::signals;
-use profiler_sampler::{Sampler, SamplerConfig, SamplerStats, Target};
+use profiler_sampler::{LossLog, Sampler, SamplerConfig, SamplerStats, Target};
 use profiler_store::{Store, StoreConfig, Window};
 
 pub use backend::StoreBackend;
@@ -202,6 +202,9 @@ pub struct AgentSummary {
     pub stats: SamplerStats,
 }
 
+/// The least time between two warnings about lost samples.
+const LOSS_WARNING_EVERY: Duration = Duration::from_secs(60);
+
 /// Runs the agent until SIGINT or SIGTERM.
 ///
 /// # Errors
@@ -262,6 +265,7 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
         aggregator.follow_captures(feed);
     }
     let mut pids_seen: BTreeSet<u32> = BTreeSet::new();
+    let mut losses = LossLog::new(LOSS_WARNING_EVERY);
     let mut summary = AgentSummary::default();
     loop {
         std::thread::sleep(Duration::from_millis(100));
@@ -273,7 +277,9 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
             let samples = sampler.drain()?;
             pids_seen.extend(samples.iter().map(|s| s.tgid));
             aggregator.add(&samples);
+            aggregator.add_unrecorded(sampler.unrecorded_in_last_drain());
             let stats = sampler.stats()?;
+            losses.observe(&stats);
             let unwind = sampler.unwind_stats().map(|u| u.gauges());
             let mut m = metrics.lock().unwrap_or_else(PoisonError::into_inner);
             m.sampler = stats;

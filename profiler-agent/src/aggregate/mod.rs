@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use profiler_model::{Frame, FrameKind, Labels, Profile, ProfileMeta};
+use profiler_common::Stat;
+use profiler_model::{Frame, FrameKind, Labels, Profile, ProfileMeta, keys};
 use symbolizer::Symbolizer;
 
 use profiler_sampler::procinfo::ProcessTable;
@@ -23,6 +24,8 @@ pub struct AggregateStats {
     pub stacks_lost: u64,
     /// Samples whose user stack was truncated.
     pub stacks_truncated: u64,
+    /// Samples the kernel could not record at all (in `samples` too).
+    pub unrecorded: u64,
 }
 
 /// Builds a profile out of drains.
@@ -45,6 +48,22 @@ impl std::fmt::Debug for Aggregator {
         f.debug_struct("Aggregator")
             .field("stats", &self.stats)
             .finish_non_exhaustive()
+    }
+}
+
+/// The frame under which samples the full counts map dropped are stored: they have no
+/// process, thread or stack, only a count.
+pub const COUNTS_FULL_FRAME: &str = "[lost: counts map full]";
+
+/// The process name (`comm`) of the stacks of samples no count map holds.
+pub const LOST_COMM: &str = "[lost]";
+
+/// The frame that stands for samples no count map holds.
+fn unrecorded_frame(reason: Stat) -> &'static str {
+    match reason {
+        Stat::CountsFull => COUNTS_FULL_FRAME,
+        Stat::NoControl => "[lost: no control block]",
+        _ => "[lost: not recorded]",
     }
 }
 
@@ -138,6 +157,20 @@ impl Aggregator {
                 .or_insert_with(|| self.processes.labels(s.tgid, s.tid, &s.thread_comm));
             self.profile.add(labels, &stack, s.count);
             self.stats.samples += s.count;
+        }
+    }
+
+    /// Adds the samples a drain could not record at all (see
+    /// [`profiler_sampler::Sampler::unrecorded_in_last_drain`]) as one `[lost: reason]`
+    /// stack each, without labels: nothing about them but their number is known, and a
+    /// profile that left them out would show shares of only part of the CPU time.
+    pub fn add_unrecorded(&mut self, lost: &[(Stat, u64)]) {
+        for &(reason, count) in lost {
+            let frame = Frame::named(unrecorded_frame(reason), FrameKind::User);
+            self.profile
+                .add(&Labels::new().with(keys::COMM, LOST_COMM), &[frame], count);
+            self.stats.samples += count;
+            self.stats.unrecorded += count;
         }
     }
 
@@ -283,5 +316,39 @@ mod tests {
         let _ = agg.take_profile(ProfileMeta::default());
         agg.add(&[sample(pid, addr)]);
         assert_eq!(leaf_names(&agg), ["[unknown]"]);
+    }
+
+    /// Samples no count map holds reach the profile as `[lost: reason]` stacks with their
+    /// counts, so the recorded and the lost add up to every sample taken.
+    #[test]
+    fn unrecorded_samples_become_lost_stacks_with_their_counts() {
+        let mut agg = Aggregator::new(
+            Symbolizer::new(symbolizer::Config::default()),
+            ProfileMeta::default(),
+            true,
+        );
+        let mut lost = sample(1, 0x10);
+        lost.user_status = StackStatus::Lost(-profiler_common::EEXIST);
+        lost.count = 4;
+        agg.add(&[lost]);
+        agg.add_unrecorded(&[(Stat::CountsFull, 30), (Stat::NoControl, 2)]);
+        agg.add_unrecorded(&[(Stat::CountsFull, 5)]);
+        let p = agg.profile();
+        let count_of = |leaf: &str| -> u64 {
+            p.stacks()
+                .filter(|s| {
+                    s.frames
+                        .last()
+                        .is_some_and(|&f| p.frame(f).name.as_ref() == leaf)
+                })
+                .map(|s| s.count)
+                .sum()
+        };
+        assert_eq!(count_of("[lost: stack map collision]"), 4);
+        assert_eq!(count_of(COUNTS_FULL_FRAME), 35);
+        assert_eq!(count_of("[lost: no control block]"), 2);
+        assert_eq!(p.total(), 41);
+        assert_eq!(agg.stats().samples, 41);
+        assert_eq!(agg.stats().unrecorded, 37);
     }
 }
