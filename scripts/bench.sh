@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh --test
-cargo build --release --locked -p profiler-agent
+cargo build --release --locked -p ember
 make -s -C examples OUT="$PWD/target/examples"
 if [ ! -x target/bench-tools/bin/inferno-flamegraph ]; then
   echo "bench: installing inferno's command-line tools into target/bench-tools" >&2

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 echo "up: building ember (release)" >&2
-cargo build --release --locked -p profiler-agent
+cargo build --release --locked -p ember
 if [ $# -eq 0 ]; then
   set -- agent
 fi

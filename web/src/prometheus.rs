@@ -1,4 +1,4 @@
-//! The one Prometheus text-format writer: the agent's metrics (`profiler-agent`) and the
+//! The one Prometheus text-format writer: the agent's metrics (`ember`) and the
 //! API's own both go through it, so every metric has `# HELP` and `# TYPE` and every label
 //! value is escaped the same way.
 //!

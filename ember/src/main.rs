@@ -5,13 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use profiler_agent::agent::{self, AgentConfig};
-use profiler_agent::cli::{Cli, Command, GlobalArgs};
-use profiler_agent::diff::{self, DiffConfig};
-use profiler_agent::doctor;
-use profiler_agent::export::{self, ExportConfig};
-use profiler_agent::output;
-use profiler_agent::record::{self, RecordConfig};
+use ember::agent::{self, AgentConfig};
+use ember::cli::{Cli, Command, GlobalArgs};
+use ember::diff::{self, DiffConfig};
+use ember::doctor;
+use ember::export::{self, ExportConfig};
+use ember::output;
+use ember::record::{self, RecordConfig};
 use profiler_store::StoreConfig;
 use tracing_subscriber::EnvFilter;
 
