@@ -453,15 +453,6 @@ impl Sampler {
         }
     }
 
-    /// Makes sure `pid`'s user stacks are walked with unwind tables (see
-    /// [`UnwindTables::ensure_process`]); a no-op with `--unwinder fp`. For callers that
-    /// learn of new processes early (an exec event).
-    pub fn ensure_unwind_process(&mut self, pid: u32) {
-        if let Some(u) = &self.unwind {
-            u.ensure(vec![pid], super::unwind::RECHECK);
-        }
-    }
-
     /// The unwind tables' memory and coverage; `None` with `--unwinder fp`.
     #[must_use]
     pub fn unwind_stats(&self) -> Option<super::UnwindStats> {
@@ -517,12 +508,6 @@ impl Sampler {
     #[must_use]
     pub fn unrecorded_in_last_drain(&self) -> &[(Stat, u64)] {
         &self.drain_unrecorded
-    }
-
-    /// Number of CPUs the program is attached to.
-    #[must_use]
-    pub fn cpu_count(&self) -> usize {
-        self.cpus.len()
     }
 
     /// Time since the last drain (or the start).

@@ -95,13 +95,6 @@ impl Config {
         self
     }
 
-    /// Sets [`Config::perf_maps`].
-    #[must_use]
-    pub fn with_perf_maps(mut self, enable: bool) -> Self {
-        self.perf_maps = enable;
-        self
-    }
-
     /// Sets [`Config::cache_entries`].
     #[must_use]
     pub fn with_cache_entries(mut self, entries: usize) -> Self {
