@@ -68,7 +68,21 @@ fn storm_children_that_live_20ms_are_named() {
         let stack = frames.join(";");
         user_frames(&stack).iter().any(|f| unnamed(f))
     });
+    // Inside execve the user registers are the replaced image's: one `[exec]` frame, never
+    // frames named or walked against the new image.
+    let in_exec = |frames: &[&str]| frames.iter().any(|f| f.contains("sys_execve_[k]"));
+    let exec_samples = folded.count_where(|frames| in_exec(frames));
+    let exec_wrong = folded
+        .count_where(|frames| in_exec(frames) && user_frames(&frames.join(";")) != ["[exec]"]);
+    assert_eq!(
+        exec_wrong, 0,
+        "samples inside execve with other user frames"
+    );
     let share = |n: u64| n as f64 / total as f64 * 100.0;
+    eprintln!(
+        "storm: {:.2}% of samples inside execve, shown as [exec]",
+        share(exec_samples)
+    );
     eprintln!(
         "storm: {children} children, {total} samples, hot {:.1}%, leaf unnamed {:.2}%, any frame unnamed {:.2}%",
         share(hot),

@@ -26,6 +26,8 @@ pub struct AggregateStats {
     pub stacks_truncated: u64,
     /// Samples the kernel could not record at all (in `samples` too).
     pub unrecorded: u64,
+    /// Samples taken inside `execve`, whose user part is the one [`EXEC_FRAME`].
+    pub in_exec: u64,
 }
 
 /// Builds a profile out of drains.
@@ -65,6 +67,21 @@ fn unrecorded_frame(reason: Stat) -> &'static str {
         Stat::NoControl => "[lost: no control block]",
         _ => "[lost: not recorded]",
     }
+}
+
+/// The one user frame of a sample taken inside `execve`: its user registers and stack
+/// belong to the image the exec is replacing, whose mappings are gone (or going) by the
+/// time the process is symbolized; walked or named against the new image they would be
+/// garbage, or worse, plausible wrong names.
+pub const EXEC_FRAME: &str = "[exec]";
+
+/// Whether a kernel stack (root first) is inside `execve`/`execveat`: every user-space exec
+/// enters through `do_execveat_common` from the `execve` system calls.
+fn in_exec(kernel: &[Frame]) -> bool {
+    kernel.iter().any(|f| {
+        let name = f.name.as_ref();
+        name.starts_with("do_execveat_common") || name.contains("sys_execve")
+    })
 }
 
 fn lost_frame(errno: i32, kind: FrameKind) -> Frame {
@@ -118,7 +135,21 @@ impl Aggregator {
         let mut stack: Vec<Frame> = Vec::new();
         for s in samples {
             stack.clear();
+            // The kernel stack first: it tells whether the user stack can be read at all.
+            let kernel = match s.kernel_status {
+                StackStatus::Ok | StackStatus::Truncated => Some(Arc::clone(
+                    kernel_cache.entry(s.kernel.as_slice()).or_insert_with(|| {
+                        self.symbolizer.symbolize_kernel_stack(&s.kernel).into()
+                    }),
+                )),
+                StackStatus::Absent | StackStatus::Lost(_) => None,
+            };
+            let in_exec = kernel.as_deref().is_some_and(in_exec);
             match s.user_status {
+                StackStatus::Ok | StackStatus::Truncated if in_exec => {
+                    self.stats.in_exec += s.count;
+                    stack.push(Frame::named(EXEC_FRAME, FrameKind::User));
+                }
                 StackStatus::Ok | StackStatus::Truncated => {
                     if s.user_status == StackStatus::Truncated {
                         self.stats.stacks_truncated += s.count;
@@ -138,18 +169,11 @@ impl Aggregator {
                 }
             }
             if self.kernel {
-                match s.kernel_status {
-                    StackStatus::Ok | StackStatus::Truncated => {
-                        let frames = kernel_cache.entry(s.kernel.as_slice()).or_insert_with(|| {
-                            self.symbolizer.symbolize_kernel_stack(&s.kernel).into()
-                        });
-                        stack.extend(frames.iter().cloned());
-                    }
-                    StackStatus::Absent => {}
-                    StackStatus::Lost(errno) => {
-                        self.stats.stacks_lost += s.count;
-                        stack.push(lost_frame(errno, FrameKind::Kernel));
-                    }
+                if let Some(frames) = &kernel {
+                    stack.extend(frames.iter().cloned());
+                } else if let StackStatus::Lost(errno) = s.kernel_status {
+                    self.stats.stacks_lost += s.count;
+                    stack.push(lost_frame(errno, FrameKind::Kernel));
                 }
             }
             let labels = label_cache
@@ -316,6 +340,37 @@ mod tests {
         let _ = agg.take_profile(ProfileMeta::default());
         agg.add(&[sample(pid, addr)]);
         assert_eq!(leaf_names(&agg), ["[unknown]"]);
+    }
+
+    /// A sample inside `execve` gets one `[exec]` user frame, whatever its user addresses:
+    /// they belong to the image being replaced. Other kernel stacks leave the user part be.
+    #[test]
+    fn samples_inside_execve_have_one_exec_user_frame() {
+        let k = |names: &[&str]| -> Vec<Frame> {
+            names
+                .iter()
+                .map(|&n| Frame::named(n, FrameKind::Kernel))
+                .collect()
+        };
+        assert!(in_exec(&k(&[
+            "entry_SYSCALL_64_after_hwframe",
+            "do_syscall_64",
+            "__x64_sys_execve",
+            "getname_flags"
+        ])));
+        assert!(in_exec(&k(&[
+            "do_syscall_64",
+            "__x64_sys_execveat",
+            "do_execveat_common.isra.0",
+            "bprm_execve"
+        ])));
+        assert!(!in_exec(&k(&[
+            "do_syscall_64",
+            "__x64_sys_read",
+            "vfs_read"
+        ])));
+        assert!(!in_exec(&k(&["asm_exc_page_fault", "exc_page_fault"])));
+        assert!(!in_exec(&[]));
     }
 
     /// Samples no count map holds reach the profile as `[lost: reason]` stacks with their
