@@ -34,6 +34,14 @@ fn main() -> anyhow::Result<()> {
         .context("profiler-ebpf has no directory")?
         .as_str()
         .to_owned();
+    // aya-build watches the eBPF crate's own directory; the types it shares with userspace
+    // live in profiler-common, and a change there (a map value's layout) must rebuild the
+    // object too, or the loader meets maps of the old size.
+    let common = metadata
+        .workspace_root
+        .join("profiler-common")
+        .into_std_path_buf();
+    println!("cargo:rerun-if-changed={}", common.display());
     // The nested nightly cargo's progress lines would each become a `cargo:warning`.
     // SAFETY: build scripts are single-threaded; nothing reads the environment concurrently.
     unsafe { std::env::set_var("CARGO_TERM_QUIET", "true") };
