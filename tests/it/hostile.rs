@@ -9,14 +9,12 @@
 //! [`RSS_LIMIT_KB`] the test kills it and fails, so a regression fails the test, not the
 //! machine.
 
-use std::io::BufRead as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{Folded, ember, example, privileged, tempdir};
+use crate::common::{AgentLog, Folded, example, privileged, start_agent_logged, tempdir};
 
 /// The agent is killed, and the test fails, above this resident size (the 1 GiB sparse
 /// perf map took it to 1.11 GB before the fix; it idles near 60 MB, and grows to 150 to
@@ -41,60 +39,23 @@ const LIMIT: Duration = Duration::from_secs(240);
 struct Agent {
     child: Option<Child>,
     url: String,
-    log: Arc<Mutex<Vec<String>>>,
+    log: AgentLog,
 }
 
 impl Agent {
     fn start(dir: &Path) -> Agent {
-        let mut child = ember()
-            .args([
-                "agent",
-                "-F",
-                "99",
-                "--listen",
-                "127.0.0.1:0",
-                "--window",
-                "1s",
-                "--data-dir",
-            ])
-            .arg(dir)
-            // Plain log lines, to look for fields in.
-            .env("NO_COLOR", "1")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting ember agent");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let kept = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                kept.lock().expect("log lock").push(line);
-            }
-        });
-        let mut agent = Agent {
+        Self::start_with(dir, &[])
+    }
+
+    /// The agent, with more arguments.
+    fn start_with(dir: &Path, args: &[&str]) -> Agent {
+        // Plain log lines, to look for fields in.
+        let (child, url, log) = start_agent_logged(dir, "1s", args, &[("NO_COLOR", "1")]);
+        Agent {
             child: Some(child),
-            url: String::new(),
+            url,
             log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let url = agent.log_lines().iter().find_map(|l| {
-                l.strip_prefix("ember: API listening on ")
-                    .map(|u| u.trim().to_owned())
-            });
-            if let Some(url) = url {
-                agent.url = url;
-                return agent;
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!(
-            "the agent did not say where its API listens:\n{}",
-            agent.log_lines().join("\n")
-        );
     }
 
     fn pid(&self) -> u32 {
