@@ -283,7 +283,7 @@ impl PerfMaps {
             Run::Late => refusals.record(
                 Some(pid),
                 &shown(Root::Process(pid), "/tmp/perf-*.map"),
-                &Refusal::TimedOut,
+                &Refusal::TimedOut(READ_WAIT),
             ),
             Run::Busy => refusals.record(
                 Some(pid),

@@ -176,7 +176,7 @@ impl Resymbolizer {
             "/",
             None,
             &self.debug_dirs,
-            &mut crate::untrusted::Refusals::default(),
+            &mut crate::untrusted::RefusalLog::default(),
         )?;
         let layout = match self.layouts.get(build_id) {
             Some(exact) => exact.clone(),
