@@ -35,10 +35,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use blazesym::symbolize::Symbolizer as Blaze;
+use unwinder::elf::{self, ElfFile};
 
 use crate::config::Config;
 use crate::debug::{self, DebugFile};
-use crate::elf::{self, ElfInfo};
 use crate::gopclntab::GoTable;
 use crate::maps::{self, Backing, FileKey, Mapping};
 use crate::untrusted::{self, Refusal, RefusalLog, Refusals, Root, Run, Worker};
@@ -90,7 +90,7 @@ pub(crate) struct Binary {
     /// The path under which the binary was first seen, for `Frame::module`.
     pub(crate) module: Arc<str>,
     /// Program and section headers of the binary.
-    pub(crate) info: ElfInfo,
+    pub(crate) info: ElfFile,
     /// Separate debug information found for it (`debug.rs`).
     pub(crate) debug: Option<DebugSource>,
     /// Go function table, for Go binaries without a symbol table.
@@ -690,7 +690,7 @@ impl Probe {
 #[derive(Debug)]
 pub(crate) struct Found {
     file: Arc<File>,
-    info: ElfInfo,
+    info: ElfFile,
     /// Its separate debug file and that file's charged bytes.
     debug: Option<(DebugFile, u64)>,
     go: Option<GoTable>,
@@ -726,7 +726,7 @@ pub(crate) fn run_probe(probe: Probe) -> Probed {
                 Arc::new(open_mapped_file(pid, &mapping, &module, &key)?)
             }
         };
-        let info = elf::parse(&file).map_err(|source| OpenError::NotElf {
+        let info = elf::parse(&*file).map_err(|source| OpenError::NotElf {
             path: Arc::clone(&module),
             source,
         })?;
@@ -747,7 +747,7 @@ pub(crate) fn run_probe(probe: Probe) -> Probed {
 /// `known` (then the registered binary is used and nothing more is read).
 fn find_extras(
     file: Arc<File>,
-    info: ElfInfo,
+    info: ElfFile,
     module: &str,
     pid: Option<u32>,
     debug_dirs: &[PathBuf],
@@ -774,7 +774,7 @@ fn find_extras(
     } else {
         info.section(".gopclntab").and_then(|section| {
             let text = info.section(".text").map_or(0, |t| t.addr);
-            match elf::read_section(&file, section) {
+            match elf::read_section(&*file, section) {
                 Ok(data) => GoTable::parse(data, text),
                 Err(err) => {
                     tracing::debug!(module, error = %crate::ErrorChain(&err), "unreadable .gopclntab");
@@ -1055,6 +1055,16 @@ mod tests {
                 Refusal::NotRegular("a FIFO")
             )]
         );
+    }
+
+    #[test]
+    fn the_shared_elf_reader_finds_the_build_id_blazesym_finds() {
+        let info = elf::parse(&File::open("/proc/self/exe").expect("open own exe"))
+            .expect("parse own exe");
+        let blaze = blazesym::helper::read_elf_build_id("/proc/self/exe")
+            .expect("blazesym build-id")
+            .expect("some");
+        assert_eq!(info.build_id.as_deref(), Some(blaze.as_ref()));
     }
 
     #[test]

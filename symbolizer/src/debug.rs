@@ -24,7 +24,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::elf::{self, ElfInfo};
+use unwinder::elf::{self, ElfFile};
+
 use crate::untrusted::{self, DEBUG_FILE_MAX_BYTES, OpenError, Owners, Refusal, RefusalLog, Root};
 
 /// A debug file that was found and verified.
@@ -95,7 +96,7 @@ fn open(
 /// the process sees) by process `pid` (`None`: by none in particular, so only the host is
 /// looked at, and every path is trusted).
 pub(crate) fn find(
-    info: &ElfInfo,
+    info: &ElfFile,
     module: &str,
     pid: Option<u32>,
     dirs: &[PathBuf],

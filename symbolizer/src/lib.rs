@@ -71,7 +71,6 @@ mod binary;
 mod capture;
 mod config;
 mod debug;
-mod elf;
 mod gopclntab;
 mod kernel;
 mod maps;
