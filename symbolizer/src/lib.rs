@@ -78,6 +78,7 @@ mod memo;
 mod names;
 mod perfmap;
 mod process;
+pub mod procfs;
 mod resymbolize;
 mod stats;
 mod symbolizer;

@@ -85,20 +85,16 @@ impl Owners {
     /// line of `/proc/PID/status` (in the agent's user namespace, as `fstat` reports
     /// owners).
     pub(crate) fn of(pid: u32) -> io::Result<Owners> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        Self::parse(&status)
+        crate::procfs::Procfs::default()
+            .status(pid)?
+            .uids
+            .map(Owners)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no `Uid:` line"))
     }
 
-    /// The uids from the text of a `/proc/PID/status`.
-    pub(crate) fn parse(status: &str) -> Option<Owners> {
-        let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
-        let mut uids = [0; 4];
-        let mut fields = line.split_whitespace();
-        for uid in &mut uids {
-            *uid = fields.next()?.parse().ok()?;
-        }
-        Some(Owners(uids))
+    /// These uids (real, effective, saved, file-system) or root.
+    pub(crate) fn from_uids(uids: [u32; 4]) -> Owners {
+        Owners(uids)
     }
 
     fn allows(self, uid: u32) -> bool {
@@ -832,11 +828,13 @@ mod tests {
         std::fs::write(&roots, "1 1 x\n").expect("write");
         std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         assert!(open(Root::Host, &roots, Some(as_4343)).is_ok());
-        assert_eq!(
-            Owners::parse("Uid:\t1\t2\t3\t4\n"),
-            Some(Owners([1, 2, 3, 4]))
-        );
-        assert_eq!(Owners::parse("Uid:\t1\n"), None);
+        let parse = |text| {
+            crate::procfs::parse_status(text)
+                .uids
+                .map(Owners::from_uids)
+        };
+        assert_eq!(parse("Uid:\t1\t2\t3\t4\n"), Some(Owners([1, 2, 3, 4])));
+        assert_eq!(parse("Uid:\t1\n"), None);
     }
 
     #[test]
