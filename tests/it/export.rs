@@ -823,9 +823,21 @@ fn export_sends_the_api_token_to_an_agent_that_wants_one() {
         "{}",
         text(&out.stderr)
     );
-    // The token from a file, then from the environment: the profile arrives.
-    let out = export(&["--api-token-file", token_file.to_str().unwrap()], None);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The token from a file, then from the environment: the profile arrives (once the
+    // agent has stored split's window; on a busy machine its drain lags behind).
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = export(&["--api-token-file", token_file.to_str().unwrap()], None);
+        if out.status.success() {
+            break;
+        }
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("no samples") && std::time::Instant::now() < deadline,
+            "{err}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let from_file = Folded::read(&folded);
     std::fs::remove_file(&folded).unwrap();
     let out = export(&[], Some(token));
