@@ -537,6 +537,17 @@ pub struct ExportArgs {
     #[arg(long, value_name = "URL", help_heading = "Source")]
     pub agent: Option<String>,
 
+    /// With --agent: a file holding the agent's API token, sent as `Authorization: Bearer`.
+    /// The token can come from the EMBER_API_TOKEN environment variable instead; never
+    /// from a flag, which `ps` would show.
+    #[arg(
+        long,
+        env = "EMBER_API_TOKEN_FILE",
+        value_name = "PATH",
+        help_heading = "Source"
+    )]
+    pub api_token_file: Option<PathBuf>,
+
     /// With --agent: how long connecting may take.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Source")]
     pub agent_connect_timeout: Duration,

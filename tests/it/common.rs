@@ -236,9 +236,25 @@ impl Folded {
     }
 }
 
+/// The log lines an agent started by [`start_agent_logged`] has written so far.
+pub type AgentLog = std::sync::Arc<Mutex<Vec<String>>>;
+
 /// Starts `ember agent` (99 Hz, `window`, store in `dir`) with its API on a free loopback
 /// port; returns it and the API's base URL, which the agent prints on stderr.
 pub fn start_agent_with_api(dir: &Path, window: &str) -> (Child, String) {
+    let (child, url, _) = start_agent_logged(dir, window, &[], &[]);
+    (child, url)
+}
+
+/// [`start_agent_with_api`] with more arguments and environment variables, keeping every
+/// line the agent writes on stderr (read on a thread, so the agent never blocks on a full
+/// pipe).
+pub fn start_agent_logged(
+    dir: &Path,
+    window: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, String, AgentLog) {
     let mut child = ember()
         .args([
             "agent",
@@ -251,35 +267,48 @@ pub fn start_agent_with_api(dir: &Path, window: &str) -> (Child, String) {
             "--data-dir",
         ])
         .arg(dir)
+        .args(args)
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting ember agent");
     let stderr = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
+    let log = AgentLog::default();
+    let kept = std::sync::Arc::clone(&log);
     std::thread::spawn(move || {
         use std::io::BufRead as _;
         for line in std::io::BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
         {
-            // Keep draining after the URL so the agent never blocks on a full pipe.
-            let _ = tx.send(line);
+            kept.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(line);
         }
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let wait = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(wait) {
-            Ok(line) => {
-                if let Some(url) = line.strip_prefix("ember: API listening on ") {
-                    return (child, url.trim().to_owned());
-                }
-            }
-            Err(e) => {
-                child.kill().ok();
-                child.wait().ok();
-                panic!("the agent did not say where its API listens ({e})");
-            }
+        let url = log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find_map(|l| {
+                l.strip_prefix("ember: API listening on ")
+                    .map(|u| u.trim().to_owned())
+            });
+        if let Some(url) = url {
+            return (child, url, log);
         }
+        let exited = child.try_wait().ok().flatten();
+        if exited.is_some() || std::time::Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            let lines = log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .join("\n");
+            panic!("the agent did not say where its API listens ({exited:?}):\n{lines}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

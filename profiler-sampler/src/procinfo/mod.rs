@@ -25,7 +25,7 @@ pub use table::{ProcessInfo, ProcessTable};
 /// Whether process `pid` exists (its `/proc` entry is there).
 #[must_use]
 pub fn process_exists(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    symbolizer::procfs::Procfs::default().exists(pid)
 }
 
 /// Label names added by this module; they are declared with the others in

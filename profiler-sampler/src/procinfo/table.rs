@@ -7,12 +7,13 @@
 
 use std::{
     collections::HashMap,
-    fs, io,
+    io,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
 use profiler_model::{Labels, keys};
+use symbolizer::procfs::Procfs;
 use tracing::debug;
 
 use super::{ContainerInfo, cgroup::read_cgroup_in, label, parse_cgroup_path};
@@ -200,15 +201,16 @@ impl ProcessTable {
 
     /// Reads a process's details; `None` if it is gone or was replaced meanwhile.
     fn read(&self, pid: u32, start_time: u64) -> Option<ProcessInfo> {
-        let dir = self.proc_root.join(pid.to_string());
-        let comm = match fs::read_to_string(dir.join("comm")) {
-            Ok(c) => Arc::from(c.strip_suffix('\n').unwrap_or(&c)),
+        let procfs = Procfs::at(&self.proc_root);
+        let comm = match procfs.comm(pid) {
+            Ok(c) => Arc::from(c),
             Err(e) => {
                 debug!(pid, error = %e, "process gone before its `comm` was read");
                 return None;
             }
         };
-        let exe = fs::read_link(dir.join("exe"))
+        let exe = procfs
+            .exe(pid)
             .inspect_err(|e| debug!(pid, error = %e, "no `exe` link"))
             .ok()
             .map(|p| Arc::from(p.to_string_lossy().as_ref()));
@@ -232,29 +234,22 @@ impl ProcessTable {
 
 /// Field 22 of `/proc/PID/stat`; `None` if the process is gone or the file is odd.
 fn read_start_time(proc_root: &Path, pid: u32) -> Option<u64> {
-    let stat = match fs::read_to_string(proc_root.join(pid.to_string()).join("stat")) {
-        Ok(s) => s,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+    match Procfs::at(proc_root).start_time(pid) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => {
             debug!(pid, error = %e, "unreadable `stat`");
-            return None;
+            None
         }
-    };
-    parse_start_time(&stat)
-}
-
-/// The start time from the text of `/proc/PID/stat`.
-///
-/// Field 2 is `(comm)` and `comm` may hold spaces and `)`, so fields are counted from
-/// the last `)`: field 3 is the first after it, field 22 the twentieth.
-fn parse_start_time(stat: &str) -> Option<u64> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
     use std::process::Command;
+
+    use symbolizer::procfs::parse_start_time;
 
     use super::*;
 
