@@ -24,6 +24,7 @@ pub mod doctor;
 pub mod export;
 pub mod launch;
 pub mod output;
+pub(crate) mod pipeline;
 pub mod record;
 pub mod signals;
 
