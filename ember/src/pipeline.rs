@@ -21,6 +21,10 @@
 //! When the loop ends, the sampler's last counters are read and it is detached; the sink
 //! gets the aggregator in [`Sink::finish`].
 //!
+//! A stop request (SIGINT, SIGTERM) is seen at the next tick, and, with
+//! [`OnStop::Abandon`], also between two stacks of a drain being symbolized, so the agent
+//! stops within about a second even while it names a large binary for the first time.
+//!
 //! The tick lengths are [`Ticks`]; drains and windows are timed on their own clocks, so a
 //! tick only bounds how late a stop, a drain or a window close is noticed.
 
@@ -28,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use profiler_model::ProfileMeta;
 use profiler_sampler::{CaptureFeed, RawSample, SampleError, Sampler, SamplerConfig, SamplerStats};
+
+use tracing::warn;
 
 use crate::aggregate::Aggregator;
 use crate::signals;
@@ -71,6 +77,21 @@ impl Ticks {
     }
 }
 
+/// What a stop request does to a drain being symbolized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OnStop {
+    /// Symbolize everything, however long it takes: `ember record`, whose one profile is
+    /// the point of the run (a Ctrl-C is how `record --all` is meant to end).
+    Symbolize,
+    /// Stop symbolizing at the next stack: `ember agent`, which a service manager stops
+    /// with SIGTERM and kills if it lingers. Symbolizing a new large binary (a 200 MB
+    /// debug build) takes seconds per drain, up to tens of seconds on a busy machine, and
+    /// the stop was seen only after it. The stacks not yet named are kept, with their
+    /// labels and counts, as [`crate::aggregate::UNSYMBOLIZED_FRAME`], and the window is
+    /// closed and written as usual.
+    Abandon,
+}
+
 /// How the loop runs, besides the sampler's own configuration.
 #[derive(Clone, Debug)]
 pub(crate) struct PipelineConfig {
@@ -87,6 +108,8 @@ pub(crate) struct PipelineConfig {
     pub exclude_tgid: Option<u32>,
     /// The symbolizer's settings.
     pub symbolizer: symbolizer::Config,
+    /// Whether a stop request cuts symbolization short.
+    pub on_stop: OnStop,
 }
 
 /// Where the pipeline's output goes, and what ends a run besides a signal: `ember record`
@@ -202,6 +225,11 @@ impl Pipeline {
         if let Some(feed) = captures {
             aggregator.follow_captures(feed);
         }
+        if config.on_stop == OnStop::Abandon {
+            // Asked before each stack: a stop is honoured within one stack's symbolization
+            // (a few hundred milliseconds at worst, measured), not one drain's.
+            aggregator.abandon_when(|| signals::received().is_some());
+        }
         loop {
             std::thread::sleep(config.ticks.at(start.elapsed()));
             let signal = signals::received();
@@ -230,6 +258,15 @@ impl Pipeline {
             }
         }
         let elapsed = start.elapsed();
+        let unsymbolized = aggregator.stats().unsymbolized;
+        if unsymbolized > 0 {
+            warn!(
+                unsymbolized,
+                "stopping: {unsymbolized} samples were stored without function names \
+                 (`{}`) rather than delay the stop",
+                crate::aggregate::UNSYMBOLIZED_FRAME
+            );
+        }
         let stats = sampler.stats()?;
         drop(sampler);
         sink.finish(End {

@@ -23,7 +23,7 @@ use tracing::{debug, warn};
 
 use crate::aggregate::{Aggregator, COUNTS_FULL_FRAME, LOST_COMM};
 use crate::cli::RecordArgs;
-use crate::pipeline::{End, Pipeline, PipelineConfig, Sink, Ticks};
+use crate::pipeline::{End, OnStop, Pipeline, PipelineConfig, Sink, Ticks};
 use profiler_sampler::{Sampler, SamplerConfig, SamplerStats, Target};
 
 /// Why a recording could not be made.
@@ -225,6 +225,7 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
             ticks: Ticks::RECORD,
             // Ember's own samples taken while it forked the command.
             exclude_tgid: Some(own_pid),
+            on_stop: OnStop::Symbolize,
             symbolizer: symbolizer::Config::default(),
         },
     )?;

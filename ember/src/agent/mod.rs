@@ -6,7 +6,9 @@
 //! [`crate::pipeline`]'s; the agent's sink ([`AgentSink`]) closes the windows and keeps
 //! the metrics. Threads beside the loop (the API's) start before it and stop after it. SIGINT and
 //! SIGTERM flush the open window before exit, so a clean stop loses nothing and a `kill -9`
-//! loses at most the window in progress.
+//! loses at most the window in progress. A stop is honoured within about a second even
+//! mid-drain: symbolization is abandoned at the next stack ([`OnStop::Abandon`]; what was
+//! not named yet is stored as `[unsymbolized: stopping]`, with its labels and counts).
 //!
 //! The HTTP API (`web::api`) runs on its own thread with a small tokio runtime and reads
 //! the store through connections of its own, so a slow query never delays sampling. It
@@ -33,7 +35,7 @@ use profiler_model::ProfileMeta;
 use tracing::{info, warn};
 
 use crate::aggregate::Aggregator;
-use crate::pipeline::{End, Pipeline, PipelineConfig, Sink, Ticks};
+use crate::pipeline::{End, OnStop, Pipeline, PipelineConfig, Sink, Ticks};
 use profiler_sampler::{LossLog, RawSample, Sampler, SamplerConfig, SamplerStats, Target};
 use profiler_store::{Store, StoreConfig, Window};
 
@@ -249,6 +251,7 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
             drain_interval: config.drain_interval,
             ticks: Ticks::AGENT,
             exclude_tgid: None,
+            on_stop: OnStop::Abandon,
             symbolizer: config.symbolizer.clone(),
         },
     )?;

@@ -26,6 +26,9 @@ pub struct AggregateStats {
     pub stacks_truncated: u64,
     /// Samples the kernel could not record at all (in `samples` too).
     pub unrecorded: u64,
+    /// Samples added without symbolizing their stacks, because symbolization was
+    /// abandoned ([`Aggregator::abandon_when`]; in `samples` too).
+    pub unsymbolized: u64,
 }
 
 /// Builds a profile out of drains.
@@ -41,6 +44,10 @@ pub struct Aggregator {
     captured: std::collections::BTreeSet<u32>,
     /// Processes found gone at the last `forget_exited`, forgotten at the next.
     dying: std::collections::BTreeSet<u32>,
+    /// Asked before each stack is symbolized: `true` abandons symbolization for good.
+    abandon: Option<Box<dyn Fn() -> bool>>,
+    /// Symbolization was abandoned: stacks are added as [`UNSYMBOLIZED_FRAME`] from now on.
+    abandoned: bool,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -54,6 +61,11 @@ impl std::fmt::Debug for Aggregator {
 /// The frame under which samples the full counts map dropped are stored: they have no
 /// process, thread or stack, only a count.
 pub const COUNTS_FULL_FRAME: &str = "[lost: counts map full]";
+
+/// The frame that stands for a stack left unsymbolized because the run was stopping
+/// ([`Aggregator::abandon_when`]): the sample keeps its process and thread labels and its
+/// count, so shares stay true, but not its functions.
+pub const UNSYMBOLIZED_FRAME: &str = "[unsymbolized: stopping]";
 
 /// The process name (`comm`) of the stacks of samples no count map holds.
 pub const LOST_COMM: &str = "[lost]";
@@ -89,7 +101,25 @@ impl Aggregator {
             captures: None,
             captured: std::collections::BTreeSet::new(),
             dying: std::collections::BTreeSet::new(),
+            abandon: None,
+            abandoned: false,
         }
+    }
+
+    /// Asks `abandon` before each stack is symbolized; once it answers `true`, this and
+    /// every later stack is added as one [`UNSYMBOLIZED_FRAME`] (with its labels and
+    /// count) instead of being symbolized. Symbolizing a new large binary takes seconds;
+    /// this is how a stop request is honoured within one stack's symbolization.
+    pub fn abandon_when(&mut self, abandon: impl Fn() -> bool + 'static) {
+        self.abandon = Some(Box::new(abandon));
+    }
+
+    /// Whether symbolization is (now) abandoned.
+    fn abandoning(&mut self) -> bool {
+        if !self.abandoned && self.abandon.as_ref().is_some_and(|f| f()) {
+            self.abandoned = true;
+        }
+        self.abandoned
     }
 
     /// Adopts, before each drain is symbolized, the captures `feed` delivers, so processes
@@ -118,18 +148,25 @@ impl Aggregator {
         let mut stack: Vec<Frame> = Vec::new();
         for s in samples {
             stack.clear();
+            let mut unsymbolized = false;
             match s.user_status {
                 StackStatus::Ok | StackStatus::Truncated => {
                     if s.user_status == StackStatus::Truncated {
                         self.stats.stacks_truncated += s.count;
                         stack.push(Frame::named("[truncated]", FrameKind::User));
                     }
-                    let frames = user_cache
-                        .entry((s.tgid, s.user.as_slice()))
-                        .or_insert_with(|| {
-                            self.symbolizer.symbolize_user_stack(s.tgid, &s.user).into()
-                        });
-                    stack.extend(frames.iter().cloned());
+                    let key = (s.tgid, s.user.as_slice());
+                    if let Some(frames) = user_cache.get(&key) {
+                        stack.extend(frames.iter().cloned());
+                    } else if self.abandoning() {
+                        unsymbolized = true;
+                        stack.push(Frame::named(UNSYMBOLIZED_FRAME, FrameKind::User));
+                    } else {
+                        let frames: Arc<[Frame]> =
+                            self.symbolizer.symbolize_user_stack(s.tgid, &s.user).into();
+                        stack.extend(frames.iter().cloned());
+                        user_cache.insert(key, frames);
+                    }
                 }
                 StackStatus::Absent => {}
                 StackStatus::Lost(errno) => {
@@ -140,10 +177,17 @@ impl Aggregator {
             if self.kernel {
                 match s.kernel_status {
                     StackStatus::Ok | StackStatus::Truncated => {
-                        let frames = kernel_cache.entry(s.kernel.as_slice()).or_insert_with(|| {
-                            self.symbolizer.symbolize_kernel_stack(&s.kernel).into()
-                        });
-                        stack.extend(frames.iter().cloned());
+                        if let Some(frames) = kernel_cache.get(s.kernel.as_slice()) {
+                            stack.extend(frames.iter().cloned());
+                        } else if self.abandoning() {
+                            unsymbolized = true;
+                            stack.push(Frame::named(UNSYMBOLIZED_FRAME, FrameKind::Kernel));
+                        } else {
+                            let frames: Arc<[Frame]> =
+                                self.symbolizer.symbolize_kernel_stack(&s.kernel).into();
+                            stack.extend(frames.iter().cloned());
+                            kernel_cache.insert(s.kernel.as_slice(), frames);
+                        }
                     }
                     StackStatus::Absent => {}
                     StackStatus::Lost(errno) => {
@@ -157,6 +201,9 @@ impl Aggregator {
                 .or_insert_with(|| self.processes.labels(s.tgid, s.tid, &s.thread_comm));
             self.profile.add(labels, &stack, s.count);
             self.stats.samples += s.count;
+            if unsymbolized {
+                self.stats.unsymbolized += s.count;
+            }
         }
     }
 
@@ -350,5 +397,55 @@ mod tests {
         assert_eq!(p.total(), 41);
         assert_eq!(agg.stats().samples, 41);
         assert_eq!(agg.stats().unrecorded, 37);
+    }
+
+    /// Once `abandon_when`'s check says so, new stacks are no longer symbolized but still
+    /// counted, with their labels, under one frame; stacks already named in the drain
+    /// keep their names.
+    #[test]
+    fn an_abandoned_symbolization_keeps_every_sample_under_one_frame() {
+        use std::cell::Cell;
+        use std::rc::Rc;
+        let mut agg = Aggregator::new(
+            Symbolizer::new(symbolizer::Config::default()),
+            ProfileMeta::default(),
+            true,
+        );
+        let asked = Rc::new(Cell::new(0_u32));
+        let counter = Rc::clone(&asked);
+        agg.abandon_when(move || {
+            counter.set(counter.get() + 1);
+            counter.get() > 1
+        });
+        let mut first = sample(1, 0x10);
+        first.count = 3;
+        let mut second = sample(1, 0x20);
+        second.count = 5;
+        let mut kernel = sample(1, 0x10);
+        kernel.kernel = vec![0xffff_ffff_8100_0000];
+        kernel.kernel_status = StackStatus::Ok;
+        agg.add(&[first.clone(), first, second, kernel]);
+        // Asked for the first stack (go on), then for the second (abandon); never again.
+        assert_eq!(asked.get(), 2);
+        let p = agg.profile();
+        let unsymbolized: u64 = p
+            .stacks()
+            .filter(|s| {
+                s.frames
+                    .iter()
+                    .any(|&f| p.frame(f).name.as_ref() == UNSYMBOLIZED_FRAME)
+            })
+            .map(|s| s.count)
+            .sum();
+        assert_eq!(unsymbolized, 6, "the second stack and the kernel stack");
+        assert_eq!(p.total(), 12);
+        assert_eq!(agg.stats().unsymbolized, 6);
+        let labelled = p
+            .stacks()
+            .all(|s| s.labels.get(keys::THREAD).is_some_and(|c| c == "sleep"));
+        assert!(labelled, "every sample keeps its process's labels");
+        // Later drains are not symbolized either.
+        agg.add(&[sample(1, 0x30)]);
+        assert_eq!(agg.stats().unsymbolized, 7);
     }
 }
