@@ -53,7 +53,7 @@ impl Ticks {
     /// `ember record`: 5 ms ticks for the first 500 ms, so a command's unwind tables are
     /// loaded right after its exec rather than a tick later, then 50 ms, so the command's
     /// exit, the end of `--duration` or a signal end the capture within 50 ms.
-    pub const RECORD: Ticks = Ticks {
+    pub(crate) const RECORD: Ticks = Ticks {
         startup_tick: Duration::from_millis(5),
         startup: Duration::from_millis(500),
         steady: Duration::from_millis(50),
@@ -61,7 +61,7 @@ impl Ticks {
 
     /// `ember agent`: 100 ms throughout. Drains (every `--drain-interval`) and windows
     /// (every `--window`) are timed separately; the tick bounds how late a stop is seen.
-    pub const AGENT: Ticks = Ticks {
+    pub(crate) const AGENT: Ticks = Ticks {
         startup_tick: Duration::from_millis(100),
         startup: Duration::ZERO,
         steady: Duration::from_millis(100),
@@ -185,7 +185,10 @@ impl Pipeline {
     ///
     /// # Errors
     /// When sampling cannot start.
-    pub fn start(sampler: &SamplerConfig, config: PipelineConfig) -> Result<Self, SampleError> {
+    pub(crate) fn start(
+        sampler: &SamplerConfig,
+        config: PipelineConfig,
+    ) -> Result<Self, SampleError> {
         let mut sampler = Sampler::start(sampler)?;
         signals::install();
         let captures = sampler.start_captures();
@@ -197,7 +200,7 @@ impl Pipeline {
     }
 
     /// The sampler, to prepare targets before the run.
-    pub fn sampler_mut(&mut self) -> &mut Sampler {
+    pub(crate) fn sampler_mut(&mut self) -> &mut Sampler {
         &mut self.sampler
     }
 
@@ -205,7 +208,7 @@ impl Pipeline {
     ///
     /// # Errors
     /// The sampler's errors and the sink's.
-    pub fn run<S: Sink>(self, mut sink: S) -> Result<S::Output, S::Error> {
+    pub(crate) fn run<S: Sink>(self, mut sink: S) -> Result<S::Output, S::Error> {
         let Pipeline {
             mut sampler,
             captures,

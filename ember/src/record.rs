@@ -28,7 +28,7 @@ use profiler_sampler::{Sampler, SamplerConfig, SamplerStats, Target};
 
 /// Why a recording could not be made.
 #[derive(Debug, thiserror::Error)]
-pub enum RecordError {
+pub(crate) enum RecordError {
     /// Sampling failed to start or broke down.
     #[error(transparent)]
     Sample(#[from] profiler_sampler::SampleError),
@@ -71,7 +71,7 @@ pub enum RecordError {
 
 /// A validated `ember record` run.
 #[derive(Debug, Clone)]
-pub struct RecordConfig {
+pub(crate) struct RecordConfig {
     /// What to sample.
     pub target: RecordTarget,
     /// Stop after this long.
@@ -100,7 +100,7 @@ pub struct RecordConfig {
 
 /// What `ember record` profiles.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordTarget {
+pub(crate) enum RecordTarget {
     /// The whole machine.
     All,
     /// Running processes.
@@ -131,7 +131,7 @@ impl RecordConfig {
     ///
     /// # Errors
     /// When the output format cannot be told.
-    pub fn from_args(args: RecordArgs, quiet: bool) -> Result<Self, RecordError> {
+    pub(crate) fn from_args(args: RecordArgs, quiet: bool) -> Result<Self, RecordError> {
         let target = if args.all {
             RecordTarget::All
         } else if !args.pid.is_empty() {
@@ -160,13 +160,11 @@ impl RecordConfig {
 
 /// What a finished recording produced.
 #[derive(Debug)]
-pub struct RecordOutcome {
+pub(crate) struct RecordOutcome {
     /// The profile as written (idle removed unless asked for).
     pub profile: Profile,
     /// The command's exit status, when a command was run.
     pub exit_status: Option<ExitStatus>,
-    /// The program's counters at the end.
-    pub stats: SamplerStats,
 }
 
 struct Status {
@@ -202,7 +200,7 @@ impl Status {
 ///
 /// # Errors
 /// [`RecordError`] with what to do about it.
-pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
+pub(crate) fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
     let own_pid = std::process::id();
     let sampler_target = match &config.target {
         RecordTarget::All => Target::All,
@@ -374,7 +372,6 @@ impl Sink for RecordSink<'_> {
         Ok(RecordOutcome {
             profile,
             exit_status,
-            stats,
         })
     }
 }
@@ -462,7 +459,7 @@ fn write_output(
 
 /// The process exit code for a command's status: its code, or 128 + the signal.
 #[must_use]
-pub fn exit_code_of(status: ExitStatus) -> u8 {
+pub(crate) fn exit_code_of(status: ExitStatus) -> u8 {
     if let Some(code) = status.code() {
         u8::try_from(code & 0xff).unwrap_or(1)
     } else if let Some(sig) = status.signal() {

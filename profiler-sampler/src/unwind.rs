@@ -60,7 +60,7 @@ pub const DEFAULT_TABLE_MEM: u64 = 16 << 20;
 pub const MAX_TABLE_MEM: u64 = 1 << 30;
 
 /// The share of the node's memory (`MemTotal`) `--unwind-table-mem` may take: 1/16.
-pub const TABLE_MEM_SHARE_OF_NODE: u64 = 16;
+pub(crate) const TABLE_MEM_SHARE_OF_NODE: u64 = 16;
 
 /// The largest `--unwind-table-mem` a node with `mem_total` bytes (`None`: unknown)
 /// allows: `MAX_TABLE_MEM` (1 GiB), and at most 1/`TABLE_MEM_SHARE_OF_NODE` (1/16) of its memory.

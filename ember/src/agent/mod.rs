@@ -39,13 +39,13 @@ use crate::pipeline::{End, OnStop, Pipeline, PipelineConfig, Sink, Ticks};
 use profiler_sampler::{LossLog, RawSample, Sampler, SamplerConfig, SamplerStats, Target};
 use profiler_store::{Store, StoreConfig, Window};
 
-pub use backend::StoreBackend;
-pub use metrics::AgentMetrics;
-pub use writer::{WindowWriter, WriteCounts};
+pub(crate) use backend::StoreBackend;
+pub(crate) use metrics::AgentMetrics;
+pub(crate) use writer::{WindowWriter, WriteCounts};
 
 /// Why the agent stopped with an error.
 #[derive(Debug, thiserror::Error)]
-pub enum AgentError {
+pub(crate) enum AgentError {
     /// Sampling failed.
     #[error(transparent)]
     Sample(#[from] profiler_sampler::SampleError),
@@ -91,7 +91,7 @@ pub enum AgentError {
 
 /// Who may use the API and how it is reached (the `API` flags of `ember agent`).
 #[derive(Clone, Debug, Default)]
-pub struct ApiAccess {
+pub(crate) struct ApiAccess {
     /// A file holding the bearer token (`--api-token-file`).
     pub token_file: Option<PathBuf>,
     /// The token from the environment (`EMBER_API_TOKEN`): never a flag, which `ps` shows.
@@ -111,7 +111,7 @@ impl ApiAccess {
     /// # Errors
     /// [`AgentError::Exposed`], [`AgentError::TwoTokens`], [`AgentError::Token`] or
     /// [`AgentError::Tls`].
-    pub fn api_config(&self, addr: SocketAddr) -> Result<web::ApiConfig, AgentError> {
+    pub(crate) fn api_config(&self, addr: SocketAddr) -> Result<web::ApiConfig, AgentError> {
         let token = match (&self.token_file, &self.token_env) {
             (Some(_), Some(_)) => return Err(AgentError::TwoTokens),
             (Some(path), None) => Some(web::api::Token::from_file(path)?),
@@ -168,7 +168,7 @@ fn return_freed_memory() {
 
 /// A validated agent configuration.
 #[derive(Clone, Debug)]
-pub struct AgentConfig {
+pub(crate) struct AgentConfig {
     /// Samples per second per CPU.
     pub frequency_hz: u64,
     /// Length of a stored window.
@@ -195,7 +195,7 @@ pub struct AgentConfig {
 
 /// What the agent did, for its final log line and tests.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct AgentSummary {
+pub(crate) struct AgentSummary {
     /// Windows written.
     pub windows: u64,
     /// Samples written.
@@ -213,7 +213,7 @@ const LOSS_WARNING_EVERY: Duration = Duration::from_secs(60);
 ///
 /// # Errors
 /// If sampling cannot start or the store cannot be opened or written.
-pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
+pub(crate) fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
     // Refuse a bad exposure before anything is opened or sampled.
     let api_config = match config.listen {
         Some(addr) => Some((addr, config.api.api_config(addr)?)),

@@ -17,7 +17,7 @@ use profiler_sampler::{CaptureFeed, RawSample, StackStatus};
 
 /// Counters of what aggregation saw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AggregateStats {
+pub(crate) struct AggregateStats {
     /// Samples added.
     pub samples: u64,
     /// Samples whose user or kernel stack was lost (collision, full map).
@@ -32,7 +32,7 @@ pub struct AggregateStats {
 }
 
 /// Builds a profile out of drains.
-pub struct Aggregator {
+pub(crate) struct Aggregator {
     symbolizer: Symbolizer,
     processes: ProcessTable,
     profile: Profile,
@@ -60,15 +60,15 @@ impl std::fmt::Debug for Aggregator {
 
 /// The frame under which samples the full counts map dropped are stored: they have no
 /// process, thread or stack, only a count.
-pub const COUNTS_FULL_FRAME: &str = "[lost: counts map full]";
+pub(crate) const COUNTS_FULL_FRAME: &str = "[lost: counts map full]";
 
 /// The frame that stands for a stack left unsymbolized because the run was stopping
 /// ([`Aggregator::abandon_when`]): the sample keeps its process and thread labels and its
 /// count, so shares stay true, but not its functions.
-pub const UNSYMBOLIZED_FRAME: &str = "[unsymbolized: stopping]";
+pub(crate) const UNSYMBOLIZED_FRAME: &str = "[unsymbolized: stopping]";
 
 /// The process name (`comm`) of the stacks of samples no count map holds.
-pub const LOST_COMM: &str = "[lost]";
+pub(crate) const LOST_COMM: &str = "[lost]";
 
 /// The frame that stands for samples no count map holds.
 fn unrecorded_frame(reason: Stat) -> &'static str {
@@ -91,7 +91,7 @@ fn lost_frame(errno: i32, kind: FrameKind) -> Frame {
 impl Aggregator {
     /// A new aggregator; `kernel` says whether kernel frames are kept.
     #[must_use]
-    pub fn new(symbolizer: Symbolizer, meta: ProfileMeta, kernel: bool) -> Self {
+    pub(crate) fn new(symbolizer: Symbolizer, meta: ProfileMeta, kernel: bool) -> Self {
         Aggregator {
             symbolizer,
             processes: ProcessTable::new(),
@@ -110,7 +110,7 @@ impl Aggregator {
     /// every later stack is added as one [`UNSYMBOLIZED_FRAME`] (with its labels and
     /// count) instead of being symbolized. Symbolizing a new large binary takes seconds;
     /// this is how a stop request is honoured within one stack's symbolization.
-    pub fn abandon_when(&mut self, abandon: impl Fn() -> bool + 'static) {
+    pub(crate) fn abandon_when(&mut self, abandon: impl Fn() -> bool + 'static) {
         self.abandon = Some(Box::new(abandon));
     }
 
@@ -124,7 +124,7 @@ impl Aggregator {
 
     /// Adopts, before each drain is symbolized, the captures `feed` delivers, so processes
     /// that exited since they were sampled are still named.
-    pub fn follow_captures(&mut self, feed: CaptureFeed) {
+    pub(crate) fn follow_captures(&mut self, feed: CaptureFeed) {
         self.captures = Some(feed);
     }
 
@@ -138,7 +138,7 @@ impl Aggregator {
     }
 
     /// Symbolizes a drain and adds it to the profile.
-    pub fn add(&mut self, samples: &[RawSample]) {
+    pub(crate) fn add(&mut self, samples: &[RawSample]) {
         self.adopt_captures();
         // (pid, leaf-first addresses) -> root-first frames, for this drain only.
         let mut user_cache: HashMap<(u32, &[u64]), Arc<[Frame]>> = HashMap::new();
@@ -211,7 +211,7 @@ impl Aggregator {
     /// [`profiler_sampler::Sampler::unrecorded_in_last_drain`]) as one `[lost: reason]`
     /// stack each, without labels: nothing about them but their number is known, and a
     /// profile that left them out would show shares of only part of the CPU time.
-    pub fn add_unrecorded(&mut self, lost: &[(Stat, u64)]) {
+    pub(crate) fn add_unrecorded(&mut self, lost: &[(Stat, u64)]) {
         for &(reason, count) in lost {
             let frame = Frame::named(unrecorded_frame(reason), FrameKind::User);
             self.profile
@@ -223,36 +223,36 @@ impl Aggregator {
 
     /// The profile so far.
     #[must_use]
-    pub fn profile(&self) -> &Profile {
+    pub(crate) fn profile(&self) -> &Profile {
         &self.profile
     }
 
     /// The profile's metadata, to update as the capture goes on.
-    pub fn meta_mut(&mut self) -> &mut ProfileMeta {
+    pub(crate) fn meta_mut(&mut self) -> &mut ProfileMeta {
         &mut self.profile.meta
     }
 
     /// What aggregation saw.
     #[must_use]
-    pub fn stats(&self) -> AggregateStats {
+    pub(crate) fn stats(&self) -> AggregateStats {
         self.stats
     }
 
     /// The symbolizer, for its statistics.
     #[must_use]
-    pub fn symbolizer(&self) -> &Symbolizer {
+    pub(crate) fn symbolizer(&self) -> &Symbolizer {
         &self.symbolizer
     }
 
     /// Ends aggregation, returning the profile.
     #[must_use]
-    pub fn into_profile(self) -> Profile {
+    pub(crate) fn into_profile(self) -> Profile {
         self.profile
     }
 
     /// Hands out the profile so far and starts a new, empty one with `meta`, keeping the
     /// symbolizer's caches: how the agent closes a window.
-    pub fn take_profile(&mut self, meta: ProfileMeta) -> Profile {
+    pub(crate) fn take_profile(&mut self, meta: ProfileMeta) -> Profile {
         std::mem::replace(&mut self.profile, Profile::new(meta))
     }
 
@@ -264,7 +264,7 @@ impl Aggregator {
     /// A process found gone is forgotten at the *next* call, not this one: samples it
     /// took just before exiting may still be in the kernel's maps, and are drained (and
     /// must be named) before then. Call this at most once per drain.
-    pub fn forget_exited(&mut self, seen: impl IntoIterator<Item = u32>) {
+    pub(crate) fn forget_exited(&mut self, seen: impl IntoIterator<Item = u32>) {
         let dropped = self.processes.retain_live();
         for pid in std::mem::take(&mut self.dying) {
             self.symbolizer.forget_process(pid);
