@@ -22,7 +22,7 @@ use profiler_model::{Format, LabelFilter};
     propagate_version = true,
     max_term_width = 100
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Options for every command.
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -33,7 +33,7 @@ pub struct Cli {
 
 /// Options for every command.
 #[derive(Debug, Args)]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
     pub verbose: u8,
@@ -44,7 +44,7 @@ pub struct GlobalArgs {
 
 /// Ember's commands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Profile a command, some processes, or the whole machine, and write a flame graph.
     #[command(after_help = RECORD_EXAMPLES)]
     Record(RecordArgs),
@@ -75,7 +75,7 @@ unloaded, a perf event is opened and closed), so run it with the privileges the 
 
 /// `ember doctor`.
 #[derive(Debug, Args)]
-pub struct DoctorArgs {
+pub(crate) struct DoctorArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -98,7 +98,7 @@ SIGINT and SIGTERM write the open window before the agent exits.";
 
 /// `ember agent`.
 #[derive(Debug, Args)]
-pub struct AgentArgs {
+pub(crate) struct AgentArgs {
     /// Samples per second on each CPU.
     #[arg(
         short = 'F',
@@ -195,7 +195,7 @@ pub struct AgentArgs {
 
 /// How the kernel's maps are sized and drained (`record` and `agent` alike).
 #[derive(Debug, Args)]
-pub struct DrainArgs {
+pub(crate) struct DrainArgs {
     /// How often samples are read from the kernel and named (10ms to 60s; for the agent,
     /// at most --window).
     #[arg(long, default_value = "1s", value_parser = parse_drain_interval, help_heading = "Advanced")]
@@ -236,23 +236,23 @@ pub struct DrainArgs {
 
 /// The fewest entries a kernel map may be given: below this a single busy process
 /// overflows it at every drain.
-pub const MIN_MAP_ENTRIES: i64 = 64;
+pub(crate) const MIN_MAP_ENTRIES: i64 = 64;
 /// The most entries of each count map (about 100 MiB of kernel memory per generation).
-pub const MAX_COUNTS_ENTRIES: i64 = 1 << 20;
+pub(crate) const MAX_COUNTS_ENTRIES: i64 = 1 << 20;
 /// The most entries of each stack map (1 KiB each, four maps).
-pub const MAX_STACKS_ENTRIES: i64 = 1 << 18;
+pub(crate) const MAX_STACKS_ENTRIES: i64 = 1 << 18;
 
 /// The shortest `--window`.
-pub const MIN_WINDOW: Duration = Duration::from_secs(1);
+pub(crate) const MIN_WINDOW: Duration = Duration::from_secs(1);
 /// The shortest and longest `--drain-interval`.
-pub const DRAIN_INTERVAL_RANGE: std::ops::RangeInclusive<Duration> =
+pub(crate) const DRAIN_INTERVAL_RANGE: std::ops::RangeInclusive<Duration> =
     Duration::from_millis(10)..=Duration::from_secs(60);
 
 /// Parses `--window`: a duration of at least [`MIN_WINDOW`].
 ///
 /// # Errors
 /// The duration's own message, or that it is too short.
-pub fn parse_window(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_window(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d < MIN_WINDOW {
         return Err(format!(
@@ -266,7 +266,7 @@ pub fn parse_window(s: &str) -> Result<Duration, String> {
 ///
 /// # Errors
 /// The duration's own message, or that it is out of range.
-pub fn parse_drain_interval(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_drain_interval(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if !DRAIN_INTERVAL_RANGE.contains(&d) {
         return Err(format!(
@@ -281,14 +281,14 @@ pub fn parse_drain_interval(s: &str) -> Result<Duration, String> {
 ///
 /// # Errors
 /// The size's own message, or one that names the cap.
-pub fn parse_unwind_table_mem(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_unwind_table_mem(s: &str) -> Result<u64, String> {
     let bytes = parse_size(s)?;
     profiler_sampler::check_unwind_table_mem(bytes).map_err(|e| format!("`{s}`: {e}"))
 }
 
 /// `--unwinder`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum UnwinderArg {
+pub(crate) enum UnwinderArg {
     /// Frame pointers only (the kernel's walk).
     Fp,
     /// .eh_frame unwind tables; binaries without them are named in a warning.
@@ -300,7 +300,7 @@ pub enum UnwinderArg {
 impl DrainArgs {
     /// The unwinder settings these options ask for.
     #[must_use]
-    pub fn unwind_config(&self) -> profiler_sampler::UnwindConfig {
+    pub(crate) fn unwind_config(&self) -> profiler_sampler::UnwindConfig {
         use profiler_sampler::UnwinderMode;
         profiler_sampler::UnwindConfig {
             mode: match self.unwinder {
@@ -315,13 +315,13 @@ impl DrainArgs {
 
 /// `--listen`: an address, or no API at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Listen(pub Option<std::net::SocketAddr>);
+pub(crate) struct Listen(pub Option<std::net::SocketAddr>);
 
 /// Parses `HOST:PORT` (an IP address) or `none`.
 ///
 /// # Errors
 /// A message with an example of a valid address.
-pub fn parse_listen(s: &str) -> Result<Listen, String> {
+pub(crate) fn parse_listen(s: &str) -> Result<Listen, String> {
     if s.eq_ignore_ascii_case("none") {
         return Ok(Listen(None));
     }
@@ -337,7 +337,7 @@ const MAX_SIZE: f64 = 1e18;
 ///
 /// # Errors
 /// A message that says what a valid size looks like.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let bad =
         || format!("invalid size `{s}`: expected a number with a unit, such as 2GiB, 500MiB or 1G");
     let t = s.trim();
@@ -390,7 +390,7 @@ output.";
 /// `--format` of `ember record` and `ember export`: one of the file formats of
 /// [`Format`] (Ember's own JSON is the API's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FormatArg(pub Format);
+pub(crate) struct FormatArg(pub Format);
 
 impl ValueEnum for FormatArg {
     fn value_variants<'a>() -> &'a [Self] {
@@ -412,7 +412,7 @@ impl ValueEnum for FormatArg {
 #[command(group(
     clap::ArgGroup::new("target").required(true).args(["pid", "all", "command"])
 ))]
-pub struct RecordArgs {
+pub(crate) struct RecordArgs {
     /// Profile these running processes (comma-separated), their threads, and the children
     /// they fork while recording.
     #[arg(
@@ -487,7 +487,7 @@ samples in the range, agent unreachable), 2 for bad arguments.";
 
 /// Where `ember export` reads, what it selects, and what it writes.
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     /// Start of the range (inclusive).
     #[arg(
         long,
@@ -588,14 +588,14 @@ pub struct ExportArgs {
 
 /// A point in time, nanoseconds since the Unix epoch, as `--from`/`--to` give it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TimeArg(pub u64);
+pub(crate) struct TimeArg(pub u64);
 
 /// Parses `now`, `now-15m`, `-1.5h`, RFC 3339 or unix seconds: the HTTP API's grammar
 /// ([`profiler_model::time::parse_time`]).
 ///
 /// # Errors
 /// A message that says what a valid time looks like.
-pub fn parse_time_arg(s: &str) -> Result<TimeArg, String> {
+pub(crate) fn parse_time_arg(s: &str) -> Result<TimeArg, String> {
     profiler_model::time::parse_time(s, crate::now_unix_ns())
         .map(TimeArg)
         .map_err(|e| e.to_string())
@@ -605,7 +605,7 @@ pub fn parse_time_arg(s: &str) -> Result<TimeArg, String> {
 ///
 /// # Errors
 /// The filter's own message, naming the bad part.
-pub fn parse_filter_arg(s: &str) -> Result<LabelFilter, String> {
+pub(crate) fn parse_filter_arg(s: &str) -> Result<LabelFilter, String> {
     LabelFilter::parse(s).map_err(|e| e.to_string())
 }
 
@@ -631,7 +631,7 @@ Exit status: 0 no gate tripped, 1 a gate tripped (each is explained on stderr),
 
 /// `ember diff`.
 #[derive(Debug, Args)]
-pub struct DiffArgs {
+pub(crate) struct DiffArgs {
     /// The baseline profile (folded stacks or pprof).
     #[arg(value_name = "BASE")]
     pub base: PathBuf,
@@ -673,7 +673,7 @@ pub struct DiffArgs {
 ///
 /// # Errors
 /// A message that says what a limit looks like.
-pub fn parse_points(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_points(s: &str) -> Result<f64, String> {
     let t = s.trim();
     let num = t.strip_suffix('%').unwrap_or(t).trim();
     let num = num.strip_prefix('+').unwrap_or(num);
@@ -693,7 +693,7 @@ pub fn parse_points(s: &str) -> Result<f64, String> {
 
 /// `--fail-on 'FUNC>+P%'`: FUNC's total share may grow by at most `points`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct FunctionGate {
+pub(crate) struct FunctionGate {
     /// The function, as folded stacks name it.
     pub name: String,
     /// The limit in percentage points.
@@ -707,7 +707,7 @@ pub struct FunctionGate {
 ///
 /// # Errors
 /// A message with an example of a valid gate.
-pub fn parse_gate(s: &str) -> Result<FunctionGate, String> {
+pub(crate) fn parse_gate(s: &str) -> Result<FunctionGate, String> {
     let (name, limit) = s
         .rsplit_once('>')
         .ok_or_else(|| format!("invalid gate `{s}`: expected FUNC>+POINTS%, such as 'fn_b>+5%'"))?;
@@ -734,7 +734,7 @@ const MAX_FLAG_DURATION: Duration = Duration::from_secs(1_000_000_000);
 ///
 /// # Errors
 /// A message that says what a valid duration looks like, or that it is zero or too large.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     use profiler_model::time::DurationError;
     let s = s.trim();
     match profiler_model::time::parse_duration(s) {

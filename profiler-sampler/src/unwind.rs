@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap as StdHashMap, HashSet};
 use std::os::fd::{AsFd as _, AsRawFd as _};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
@@ -59,7 +60,7 @@ pub const DEFAULT_TABLE_MEM: u64 = 16 << 20;
 pub const MAX_TABLE_MEM: u64 = 1 << 30;
 
 /// The share of the node's memory (`MemTotal`) `--unwind-table-mem` may take: 1/16.
-pub const TABLE_MEM_SHARE_OF_NODE: u64 = 16;
+pub(crate) const TABLE_MEM_SHARE_OF_NODE: u64 = 16;
 
 /// The largest `--unwind-table-mem` a node with `mem_total` bytes (`None`: unknown)
 /// allows: `MAX_TABLE_MEM` (1 GiB), and at most 1/`TABLE_MEM_SHARE_OF_NODE` (1/16) of its memory.
@@ -811,6 +812,9 @@ pub struct UnwindWorker {
     tx: Option<Arc<mpsc::Sender<Request>>>,
     stats: Arc<Mutex<UnwindStats>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Set when the worker is dropped: the thread stops at the next process rather than
+    /// after everything queued.
+    stop: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for UnwindWorker {
@@ -828,6 +832,8 @@ impl UnwindWorker {
         let (tx, rx) = mpsc::channel::<Request>();
         let stats = Arc::new(Mutex::new(tables.stats()));
         let published = stats.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name("ember-unwind".into())
             .spawn(move || {
@@ -844,9 +850,15 @@ impl UnwindWorker {
                     batch.extend(rx.try_iter());
                     let mut seen = HashSet::new();
                     for req in batch {
+                        if stopping.load(Ordering::Relaxed) {
+                            return;
+                        }
                         match req {
                             Request::Ensure(pids, recheck) => {
                                 for pid in pids {
+                                    if stopping.load(Ordering::Relaxed) {
+                                        return;
+                                    }
                                     if seen.insert(pid) {
                                         tables.ensure_process_within(pid, recheck);
                                     }
@@ -868,6 +880,7 @@ impl UnwindWorker {
             tx: Some(Arc::new(tx)),
             stats,
             thread: Some(thread),
+            stop,
         })
     }
 
@@ -940,9 +953,17 @@ impl UnwindWorker {
 
 impl Drop for UnwindWorker {
     fn drop(&mut self) {
-        // Closing the channel ends the worker's loop.
+        // Closing the channel ends the worker's loop; the flag ends it at the next
+        // process instead of after the whole queue (a busy node's first drain queues
+        // every process, tens of seconds of table building at nice 10).
+        self.stop.store(true, Ordering::Relaxed);
         self.tx = None;
-        if let Some(t) = self.thread.take() {
+        // A worker inside one process's tables (seconds, for a large binary) is left to
+        // stop by itself, or with the process, rather than delay a SIGTERM'd agent's exit.
+        // It owns the tables and their map handles, so nothing it uses is freed under it.
+        if let Some(t) = self.thread.take()
+            && t.is_finished()
+        {
             let _ = t.join();
         }
     }

@@ -1,4 +1,6 @@
-//! Compact x86-64 unwind tables for Ember's eBPF unwinder.
+//! Compact x86-64 unwind tables for Ember's eBPF unwinder: part of stage 1, **sample**
+//! (sample → aggregate → symbolize → store → query → render/export); `profiler-sampler`
+//! loads the tables this crate builds into the maps the eBPF program walks stacks with.
 //!
 //! [`UnwindTable::from_elf`] reads a binary's call-frame information (`.eh_frame`, and
 //! `.debug_frame` for functions `.eh_frame` does not cover) with `gimli` and turns it into

@@ -12,7 +12,7 @@ use profiler_store::StoreStats;
 
 /// A snapshot of what the agent has done since it started.
 #[derive(Clone, Debug, Default)]
-pub struct AgentMetrics {
+pub(crate) struct AgentMetrics {
     /// The eBPF program's counters.
     pub sampler: SamplerStats,
     /// The symbolizer's counters.
@@ -32,7 +32,7 @@ pub struct AgentMetrics {
 impl AgentMetrics {
     /// The snapshot in Prometheus text format.
     #[must_use]
-    pub fn prometheus(&self) -> String {
+    pub(crate) fn prometheus(&self) -> String {
         let mut out = Text::new();
         let s = &self.sampler;
         out.family(
