@@ -288,7 +288,8 @@ fn function_samples(profile: &Profile) -> HashMap<String, (u64, u64)> {
 }
 
 /// The `limit` functions whose self share grew most from `base` to `new`, and the
-/// `limit` that shrank most, each with both shares and both sample counts.
+/// `limit` that shrank most, each with both shares and both sample counts. Functions
+/// whose self share did not change (callers) are in neither list.
 pub(crate) fn changes(base: &Profile, new: &Profile, limit: usize) -> (Vec<Value>, Vec<Value>) {
     let (b, n) = (function_samples(base), function_samples(new));
     let (bt, nt) = (base.total(), new.total());
@@ -324,14 +325,14 @@ pub(crate) fn changes(base: &Profile, new: &Profile, limit: usize) -> (Vec<Value
     };
     let grew = rows
         .iter()
-        .filter(|r| r.0 > 0.0 || (r.0 == 0.0 && r.1 > 0.0))
+        .filter(|r| r.0 > 0.0)
         .take(limit)
         .map(row)
         .collect();
     let shrank = rows
         .iter()
         .rev()
-        .filter(|r| r.0 < 0.0 || (r.0 == 0.0 && r.1 < 0.0))
+        .filter(|r| r.0 < 0.0)
         .take(limit)
         .map(row)
         .collect();
@@ -419,7 +420,8 @@ fn hint_label(name: &str) -> Option<&'static str> {
 /// samples of `profile` (the range's, all filters off, idle left out) that pass the
 /// filter's matchers on the *other* labels, so a value's count says what choosing it
 /// would draw. Each value carries a hint of what it is (a pid's process, a container's
-/// main process); at most `limit` values per label, biggest first, with how many more.
+/// main process); at most `limit` values per label, biggest first, with how many more
+/// and how many samples lack the label.
 pub(crate) fn explore(profile: &Profile, parts: &FilterParts, limit: usize) -> Value {
     let mut sets: HashMap<&Labels, u64> = HashMap::new();
     for s in profile.stacks() {
@@ -478,9 +480,11 @@ pub(crate) fn explore(profile: &Profile, parts: &FilterParts, limit: usize) -> V
                 row
             })
             .collect();
+        let labelled: u64 = values.iter().map(|v| v.1).sum();
         out.push(json!({
             "name": name,
             "total_samples": total,
+            "unlabelled_samples": total - labelled,
             "values": rows,
             "more": more,
         }));
@@ -653,6 +657,7 @@ mod tests {
         // The process list ignores comm=split itself: both processes, shares summing to 1.
         let comm = label("comm");
         assert_eq!(comm["total_samples"], 120);
+        assert_eq!(comm["unlabelled_samples"], 0);
         let shares: f64 = comm["values"]
             .as_array()
             .expect("values")
@@ -666,7 +671,12 @@ mod tests {
         assert_eq!(pid["values"][0]["value"], "42");
         assert_eq!(pid["values"][0]["hint"], "split");
         assert_eq!(pid["values"].as_array().map(Vec::len), Some(1));
-        assert_eq!(label("container_id")["values"][0]["hint"], "split");
+        let container = label("container_id");
+        assert_eq!(container["values"][0]["hint"], "split");
+        assert_eq!(
+            container["unlabelled_samples"], 0,
+            "under comm=split every sample has one"
+        );
         let limited = explore(&p, &FilterParts::default(), 1);
         let comm = &limited[0];
         assert_eq!(
