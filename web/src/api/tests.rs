@@ -888,9 +888,9 @@ async fn ui_assets_are_embedded_with_types_and_etags() {
         (
             "/ui/app.js",
             "text/javascript; charset=utf-8",
-            "inlineGraph",
+            "buildTree",
         ),
-        ("/ui/app.css", "text/css; charset=utf-8", "#graph"),
+        ("/ui/app.css", "text/css; charset=utf-8", "#flame"),
         ("/ui/favicon.svg", "image/svg+xml", "<svg"),
     ] {
         let a = get(&app, path).await;
