@@ -1,7 +1,7 @@
-//! One handler per endpoint. Each parses its parameters first (400 on any problem), then
-//! runs the backend query and the rendering on a blocking thread: the heavy ones
-//! (profile, top, timeline, diff) within the budgets of [`super::limits`], the light ones
-//! (labels, metrics) beside them.
+//! One handler per endpoint (the UI's own are in [`super::view_handlers`]). Each parses its
+//! parameters first (400 on any problem), then runs the backend query and the rendering on
+//! a blocking thread: the heavy ones (profile, top, timeline, diff) within the budgets of
+//! [`super::limits`], the light ones (labels, metrics) beside them.
 
 use std::sync::Arc;
 
@@ -568,7 +568,8 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
     load.family(
         "ember_api_heavy_queries_running",
         crate::prometheus::Kind::Gauge,
-        "Heavy queries (profile, top, timeline, diff) running now, within their budgets.",
+        "Heavy queries (profile, top, timeline, diff, flame, cpu, explore) running now, \
+         within their budgets.",
     )
     .sample(&[], running as u64);
     load.family(

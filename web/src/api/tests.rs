@@ -885,11 +885,7 @@ async fn ui_assets_are_embedded_with_types_and_etags() {
     assert!(page.text().contains("/ui/app.js") && page.text().contains("/ui/app.css"));
     assert_eq!(page.headers[header::CACHE_CONTROL], "no-cache");
     for (path, ty, needle) in [
-        (
-            "/ui/app.js",
-            "text/javascript; charset=utf-8",
-            "buildTree",
-        ),
+        ("/ui/app.js", "text/javascript; charset=utf-8", "buildTree"),
         ("/ui/app.css", "text/css; charset=utf-8", "#flame"),
         ("/ui/favicon.svg", "image/svg+xml", "<svg"),
     ] {
