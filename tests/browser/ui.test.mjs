@@ -233,6 +233,7 @@ try {
   const msg = await page.locator("#message").innerText();
   check(await page.locator("#message").isVisible() && /A \(baseline\) has no samples/.test(msg) && /Nothing to compare against/.test(msg),
     `an empty baseline gives the message ("${msg}")`);
+  check(await page.locator("#grew-rows tr[data-name]").count() === 0, "… and no table of changes against nothing");
   await shot(page, "compare-empty-baseline");
 
   // 7. Dark mode follows the system setting.

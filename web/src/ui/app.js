@@ -303,6 +303,7 @@
     const offset = new Date(from).getTimezoneOffset() * 6e4;
     for (let t = Math.ceil((from - offset) / tstep) * tstep + offset; t <= to; t += tstep) {
       svg.append(el("line", { class: "grid", x1: x(t), x2: x(t), y1: T + ph, y2: T + ph + 4 }));
+      if (x(t) + 26 > W || x(t) - 26 < L - 20) continue; // a label cut by the edge
       const lab = el("text", { class: "tick", x: x(t), y: H - 5, "text-anchor": "middle" }, fmtTime(t, false).replace(/^.* /, ""));
       lab.append(el("title", {}, utc(t)));
       svg.append(lab);
@@ -571,7 +572,7 @@
       tb.replaceChildren();
       const head = document.createElement("tr");
       head.className = "section-head";
-      const h = document.createElement("td"); h.colSpan = 5; h.textContent = title + (rows.length ? "" : ": none"); head.append(h);
+      const h = document.createElement("td"); h.colSpan = 5; h.textContent = title + (rows.length || !both ? "" : ": none"); head.append(h);
       tb.append(head);
       for (const r of rows) {
         const tr = document.createElement("tr");
@@ -586,8 +587,11 @@
         tb.append(tr);
       }
     };
-    fill("grew-rows", body.grew || [], "Grew (by share of CPU)");
-    fill("shrank-rows", body.shrank || [], "Shrank");
+    // Against an empty side every function "grew" or "shrank" by all of its share: no table.
+    const both = body.total_samples > 0 && body.base.total_samples > 0;
+    fill("grew-rows", both ? body.grew || [] : [], both ? "Grew (by share of CPU)" : "Nothing to compare: one side has no samples");
+    fill("shrank-rows", both ? body.shrank || [] : [], "Shrank");
+    $("shrank-rows").hidden = !both;
   }
 
   // ---- downloads ------------------------------------------------------------------------
