@@ -82,7 +82,7 @@ fn get_json(base: &str, path: &str) -> serde_json::Value {
 /// the runs apart by pid, and a late sample only leaves its run's range. Returns the end
 /// of the newest window.
 fn wait_for_samples_of(base: &str, pid: u32, ended_ns: u64) -> u64 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
     loop {
         let end = get_json(base, "/api/v1/timeline?from=now-1h")["points"]
             .as_array()
@@ -97,7 +97,7 @@ fn wait_for_samples_of(base: &str, pid: u32, ended_ns: u64) -> u64 {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no window with samples of pid {pid} reached the store within 300 s"
+            "no window with samples of pid {pid} reached the store within 600 s (is the machine this busy?)"
         );
         std::thread::sleep(Duration::from_millis(500));
     }
