@@ -708,13 +708,18 @@
     const padMs = Math.max(60e3, (hi - lo) * (cmp ? 0.1 : 0.5));
     const chartFrom = lo - padMs, chartTo = Math.max(hi, Math.min(Date.now(), hi + padMs));
     const width = Math.max(200, Math.min(20000, Math.round($("flame").clientWidth || 900)));
-    const chartP = api("/api/v1/cpu", { from: apiTime(chartFrom), to: apiTime(chartTo), filter: cmp ? "" : state.filter });
-    const selP = api("/api/v1/cpu", sel);
-    const exploreP = api("/api/v1/explore", Object.assign({}, sel, { limit: 300 }));
+    // The flame graph first: heavy queries queue for the agent's slots in the order they
+    // arrive, and on a busy node the last in line may run out of its time budget.
     const flameP = cmp
       ? api("/api/v1/flame", Object.assign({}, sel, { base_from: apiTime(r.bfrom), base_to: apiTime(r.bto), base_filter: state.bfilter, width: width, limit: 15 }))
       : api("/api/v1/flame", Object.assign({}, sel, { width: width, focus: state.focus }));
     const topP = cmp ? null : api("/api/v1/top", Object.assign({}, sel, { group: state.group, sort: state.sort, limit: 300, }));
+    const selP = api("/api/v1/cpu", sel);
+    const chartP = api("/api/v1/cpu", { from: apiTime(chartFrom), to: apiTime(chartTo), filter: cmp ? "" : state.filter });
+    const exploreP = api("/api/v1/explore", Object.assign({}, sel, { limit: 300 }));
+    // Awaited below; marked handled so a failure while the first three load is not an
+    // unhandled rejection (the await below still throws it).
+    for (const p of [flameP, topP]) if (p) p.catch(() => {});
     const [chart, selCpu, ex] = await Promise.all([chartP, selP, exploreP]);
     if (stale()) return;
     explored = ex;
