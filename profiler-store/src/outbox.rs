@@ -108,6 +108,28 @@ impl Store {
         .map_err(sql_err(&self.path, "list outbox windows"))
     }
 
+    /// The window written last, `None` in an empty store.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn last_window(&self) -> Result<Option<WindowSummary>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id, start_ns, end_ns, samples FROM windows ORDER BY id DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(WindowSummary {
+                        id: WindowId(r.get(0)?),
+                        start_unix_ns: to_u64(r.get(1)?),
+                        end_unix_ns: to_u64(r.get(2)?),
+                        samples: to_u64(r.get(3)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql_err(&self.path, "read last window"))
+    }
+
     /// How many windows were written after `after` (all windows with `None`).
     ///
     /// # Errors
@@ -218,6 +240,7 @@ mod tests {
             .collect();
         let outbox = Store::open_outbox(dir.path(), StoreConfig::default()).expect("outbox");
         assert_eq!(outbox.push_cursor("pyroscope").expect("read"), None);
+        assert_eq!(outbox.last_window().expect("last").map(|w| w.id), Some(ids[4]));
         let all = outbox.windows_after(None, 100).expect("list");
         assert_eq!(all.iter().map(|w| w.id).collect::<Vec<_>>(), ids);
         assert_eq!(all[2].samples, 3);
