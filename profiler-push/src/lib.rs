@@ -35,4 +35,4 @@ pub mod series;
 pub use destination::{Destination, Protocol, Secret};
 pub use encode::{StoredWindow, profile_id, uuid_string};
 pub use http::{Endpoint, EndpointError, Timeouts};
-pub use pusher::{DestinationStats, PushConfig, PushError, Pusher};
+pub use pusher::{DestinationStats, PushConfig, PushError, Pusher, StatsHandle};

@@ -98,6 +98,21 @@ pub struct DestinationStats {
     pub up: bool,
 }
 
+/// Reads the push threads' counters; cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct StatsHandle(Vec<Arc<Mutex<DestinationStats>>>);
+
+impl StatsHandle {
+    /// A snapshot of every destination's counters, in the order they were given.
+    #[must_use]
+    pub fn snapshot(&self) -> Vec<DestinationStats> {
+        self.0
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).clone())
+            .collect()
+    }
+}
+
 /// Why pushing cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -202,10 +217,13 @@ impl Pusher {
     /// A snapshot of every destination's counters.
     #[must_use]
     pub fn stats(&self) -> Vec<DestinationStats> {
-        self.stats
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).clone())
-            .collect()
+        self.stats_handle().snapshot()
+    }
+
+    /// A handle reading the counters from elsewhere (the metrics endpoint).
+    #[must_use]
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(self.stats.clone())
     }
 
     /// Stops the threads (a request in flight ends within its timeouts) and joins them.

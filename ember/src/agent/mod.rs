@@ -19,6 +19,7 @@
 
 mod backend;
 mod metrics;
+mod push;
 mod writer;
 
 use std::collections::BTreeSet;
@@ -37,6 +38,7 @@ use profiler_store::{Store, StoreConfig, Window};
 
 pub use backend::StoreBackend;
 pub use metrics::AgentMetrics;
+pub use push::{PushMetrics, PushSettings, PushSetupError};
 pub use writer::{WindowWriter, WriteCounts};
 
 /// Why the agent stopped with an error.
@@ -80,6 +82,9 @@ pub enum AgentError {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] web::tls::TlsError),
+    /// Pushing to a fleet backend cannot be set up.
+    #[error(transparent)]
+    Push(#[from] PushSetupError),
     /// An `--api-allowed-host` value is not a host name or address.
     #[error("invalid --api-allowed-host `{0}`: expected a name or address such as node-7.example")]
     AllowedHost(String),
@@ -187,6 +192,8 @@ pub struct AgentConfig {
     pub api: ApiAccess,
     /// Symbolizer settings (binary cache budget, debug directories).
     pub symbolizer: symbolizer::Config,
+    /// Where closed windows are pushed (Pyroscope, OTLP); see `push.rs`.
+    pub push: PushSettings,
 }
 
 /// What the agent did, for its final log line and tests.
@@ -232,6 +239,8 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
         )?),
         None => None,
     };
+    // The push threads read the store beside the API: they never wait on sampling.
+    let pusher = push::start(&config.push, &config.data_dir, &config.store, &metrics)?;
     let mut sampler = Sampler::start(&SamplerConfig {
         frequency_hz: config.frequency_hz,
         target: Target::All,
@@ -313,6 +322,9 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
         api.stop();
     }
     summary.writes = writer.finish();
+    if let Some(pusher) = pusher {
+        pusher.stop();
+    }
     summary.windows = summary.writes.windows_written;
     summary.samples = summary.writes.samples_written;
     let stopped = "agent stopped";
