@@ -290,6 +290,11 @@ pub struct PushArgs {
     #[arg(long, default_value = "500ms", value_parser = parse_duration, help_heading = "Push")]
     pub push_interval: Duration,
 
+    /// The longest wait between two tries while a backend is down (the wait doubles from
+    /// 1s up to this, with jitter).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = "Push")]
+    pub push_max_backoff: Duration,
+
     /// Time limit of one request, from connecting to the response's last byte.
     #[arg(long, default_value = "30s", value_parser = parse_duration, help_heading = "Push")]
     pub push_timeout: Duration,

@@ -100,6 +100,8 @@ impl PushSettings {
             host_name,
             batch_windows: usize::try_from(args.push_batch_windows).unwrap_or(6),
             min_interval: args.push_interval,
+            backoff_initial: Duration::from_secs(1).min(args.push_max_backoff),
+            backoff_max: args.push_max_backoff,
             timeouts: Timeouts {
                 connect: args.push_timeout.min(Duration::from_secs(3)),
                 read: args.push_timeout.min(Duration::from_secs(10)),
