@@ -240,7 +240,10 @@ mod tests {
             .collect();
         let outbox = Store::open_outbox(dir.path(), StoreConfig::default()).expect("outbox");
         assert_eq!(outbox.push_cursor("pyroscope").expect("read"), None);
-        assert_eq!(outbox.last_window().expect("last").map(|w| w.id), Some(ids[4]));
+        assert_eq!(
+            outbox.last_window().expect("last").map(|w| w.id),
+            Some(ids[4])
+        );
         let all = outbox.windows_after(None, 100).expect("list");
         assert_eq!(all.iter().map(|w| w.id).collect::<Vec<_>>(), ids);
         assert_eq!(all[2].samples, 3);

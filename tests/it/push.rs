@@ -120,7 +120,7 @@ fn start_agent(
     let stderr = child.stderr.take().expect("stderr");
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let mut s = sink.lock().unwrap();
+            let mut s = sink.lock().expect("log lock");
             s.push_str(&line);
             s.push('\n');
         }
@@ -133,7 +133,7 @@ fn stop(mut agent: Child, log: &std::sync::Mutex<String>) -> String {
     unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
     let status = agent.wait().expect("waiting for the agent");
     std::thread::sleep(Duration::from_millis(100));
-    let log = log.lock().unwrap().clone();
+    let log = log.lock().expect("log lock").clone();
     assert!(status.success(), "{log}");
     log
 }
@@ -151,7 +151,7 @@ fn wait_past(receiver: &Receiver, kinds: &[&str], after_ns: u64, log: &std::sync
         assert!(
             Instant::now() < deadline,
             "no window after the workload arrived: {}",
-            log.lock().unwrap()
+            log.lock().expect("log lock")
         );
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -459,7 +459,7 @@ fn outage(test: &str, kill_during_outage: bool) {
         assert!(
             Instant::now() < deadline,
             "the backlog did not drain: {}",
-            log.lock().unwrap()
+            log.lock().expect("log lock")
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -567,7 +567,11 @@ fn a_refused_window_is_skipped_and_counted_and_the_next_ones_flow() {
                 break start;
             }
         }
-        assert!(Instant::now() < deadline, "{}", log.lock().unwrap());
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            log.lock().expect("log lock")
+        );
         std::thread::sleep(Duration::from_millis(300));
     };
     let metrics = Command::new("curl")
