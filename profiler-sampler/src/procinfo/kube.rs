@@ -16,6 +16,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Read as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Component, Path, PathBuf};
 
 /// Where the service account's namespace file is, inside the container.
@@ -57,10 +58,19 @@ pub fn read_pod_names(proc_pid: &Path, in_pod: bool) -> Option<PodNames> {
 /// The DNS name held by `rel` inside `root`, or `None` (missing, unreadable, not a name).
 fn read_name(root: &Path, rel: &str) -> Option<String> {
     let path = resolve_in_root(root, Path::new(rel))?;
+    // A container controls these files: a FIFO or a device would block or never end, so
+    // only a regular file is read, opened without blocking and without following a link
+    // swapped in since it was resolved.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
     let mut text = String::new();
-    fs::File::open(path)
-        .ok()?
-        .take(MAX_NAME as u64 + 2)
+    file.take(MAX_NAME as u64 + 2)
         .read_to_string(&mut text)
         .ok()?;
     let name = text.trim();
@@ -185,6 +195,13 @@ mod tests {
         fs::create_dir_all(dir.path().join("root/etc")).unwrap();
         fs::write(dir.path().join("root/etc/hostname"), "Not A Name!\n").unwrap();
         assert_eq!(read_pod_names(dir.path(), true), None);
+        // A FIFO is not read (it would block the agent).
+        fs::remove_file(dir.path().join("root/etc/hostname")).unwrap();
+        let fifo =
+            std::ffi::CString::new(dir.path().join("root/etc/hostname").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert_eq!(read_name(&dir.path().join("root"), HOSTNAME_FILE), None);
         // A loop ends.
         symlink("loop", dir.path().join("root/loop")).unwrap();
         assert_eq!(
