@@ -191,6 +191,113 @@ pub(crate) struct AgentArgs {
     /// Drain interval and kernel map sizes.
     #[command(flatten)]
     pub drain: DrainArgs,
+
+    /// Pushing windows to Grafana Pyroscope and OTLP backends (boxed: the agent's
+    /// arguments would otherwise dwarf the other commands').
+    #[command(flatten)]
+    pub push: Box<PushArgs>,
+}
+
+/// Where `ember agent` pushes closed windows (Grafana Pyroscope, OTLP profiles); see the
+/// README's "Push to a fleet backend". Secrets come from files or environment variables,
+/// never from flags, which `ps` shows.
+#[derive(Debug, Default, Args)]
+pub(crate) struct PushArgs {
+    /// Grafana Pyroscope's base URL (http://HOST:PORT); each closed window is sent to
+    /// URL/push.v1.PusherService/Push.
+    #[arg(
+        long,
+        env = "EMBER_PYROSCOPE_ENDPOINT",
+        value_name = "URL",
+        help_heading = "Push"
+    )]
+    pub pyroscope_endpoint: Option<String>,
+
+    /// Pyroscope tenant, sent as X-Scope-OrgID.
+    #[arg(
+        long,
+        env = "EMBER_PYROSCOPE_TENANT",
+        value_name = "ID",
+        help_heading = "Push"
+    )]
+    pub pyroscope_tenant: Option<String>,
+
+    /// Basic-auth user for Pyroscope; the password comes from --pyroscope-password-file
+    /// or EMBER_PYROSCOPE_PASSWORD.
+    #[arg(
+        long,
+        env = "EMBER_PYROSCOPE_USER",
+        value_name = "USER",
+        help_heading = "Push"
+    )]
+    pub pyroscope_user: Option<String>,
+
+    /// File holding the Pyroscope basic-auth password.
+    #[arg(
+        long,
+        env = "EMBER_PYROSCOPE_PASSWORD_FILE",
+        value_name = "PATH",
+        help_heading = "Push"
+    )]
+    pub pyroscope_password_file: Option<PathBuf>,
+
+    /// File holding a bearer token for Pyroscope (or EMBER_PYROSCOPE_TOKEN).
+    #[arg(
+        long,
+        env = "EMBER_PYROSCOPE_TOKEN_FILE",
+        value_name = "PATH",
+        help_heading = "Push"
+    )]
+    pub pyroscope_token_file: Option<PathBuf>,
+
+    /// OTLP/HTTP base URL (http://HOST:4318); windows go to URL/v1development/profiles.
+    /// Without it, OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT (the full URL) or
+    /// OTEL_EXPORTER_OTLP_ENDPOINT (a base URL) is used; OTEL_EXPORTER_OTLP_HEADERS and
+    /// OTEL_EXPORTER_OTLP_PROFILES_HEADERS add headers.
+    #[arg(long, value_name = "URL", help_heading = "Push")]
+    pub otlp_endpoint: Option<String>,
+
+    /// File of OTLP headers in the OTEL_EXPORTER_OTLP_HEADERS format (name=value,...),
+    /// for credentials kept out of the environment.
+    #[arg(
+        long,
+        env = "EMBER_OTLP_HEADERS_FILE",
+        value_name = "PATH",
+        help_heading = "Push"
+    )]
+    pub otlp_headers_file: Option<PathBuf>,
+
+    /// The node's name in pushed series (`hostname`, `host.name`); the kernel's host name
+    /// by default (in a DaemonSet, give the node's name through the downward API).
+    #[arg(
+        long,
+        env = "EMBER_NODE_NAME",
+        value_name = "NAME",
+        help_heading = "Push"
+    )]
+    pub push_host_name: Option<String>,
+
+    /// At most this many windows per request when a backlog is sent.
+    #[arg(
+        long,
+        default_value_t = 6,
+        value_parser = clap::value_parser!(u64).range(1..=360),
+        help_heading = "Push"
+    )]
+    pub push_batch_windows: u64,
+
+    /// The least time between two requests to one backend (paces a backlog).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, help_heading = "Push")]
+    pub push_interval: Duration,
+
+    /// The longest wait between two tries while a backend is down (the wait doubles from
+    /// 1s up to this, with jitter).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = "Push")]
+    pub push_max_backoff: Duration,
+
+    /// Time limit of one request, from connecting to the response's last byte.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, help_heading = "Push")]
+    pub push_timeout: Duration,
 }
 
 /// How the kernel's maps are sized and drained (`record` and `agent` alike).

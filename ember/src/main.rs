@@ -103,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 symbolizer: symbolizer::Config::default()
                     .with_cache_bytes(args.symbol_cache)
                     .with_debug_dirs(args.debug_dirs),
+                push: agent::PushSettings::from_args(&args.push).context("ember agent")?,
             };
             let summary = agent::run(&config).context("ember agent")?;
             if cli.global.quiet == 0 {

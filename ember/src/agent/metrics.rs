@@ -27,6 +27,8 @@ pub(crate) struct AgentMetrics {
     pub start_time_seconds: f64,
     /// The unwind tables in the kernel (zero with `--unwinder fp`).
     pub unwind: profiler_sampler::UnwindGauges,
+    /// The push threads' counters (read at each scrape).
+    pub push: super::PushMetrics,
 }
 
 impl AgentMetrics {
@@ -231,6 +233,7 @@ impl AgentMetrics {
             "Start time of the agent since the Unix epoch.",
         )
         .sample(&[], (self.start_time_seconds * 1000.0).round() / 1000.0);
+        self.push.write(&mut out);
         out.finish()
     }
 }

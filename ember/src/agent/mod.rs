@@ -23,6 +23,7 @@
 
 mod backend;
 mod metrics;
+mod push;
 mod writer;
 
 use std::collections::BTreeSet;
@@ -41,6 +42,7 @@ use profiler_store::{Store, StoreConfig, Window};
 
 pub(crate) use backend::StoreBackend;
 pub(crate) use metrics::AgentMetrics;
+pub(crate) use push::{PushMetrics, PushSettings, PushSetupError};
 pub(crate) use writer::{WindowWriter, WriteCounts};
 
 /// Why the agent stopped with an error.
@@ -84,6 +86,9 @@ pub(crate) enum AgentError {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] web::tls::TlsError),
+    /// Pushing to a fleet backend cannot be set up.
+    #[error(transparent)]
+    Push(#[from] PushSetupError),
     /// An `--api-allowed-host` value is not a host name or address.
     #[error("invalid --api-allowed-host `{0}`: expected a name or address such as node-7.example")]
     AllowedHost(String),
@@ -191,6 +196,8 @@ pub(crate) struct AgentConfig {
     pub api: ApiAccess,
     /// Symbolizer settings (binary cache budget, debug directories).
     pub symbolizer: symbolizer::Config,
+    /// Where closed windows are pushed (Pyroscope, OTLP); see `push.rs`.
+    pub push: PushSettings,
 }
 
 /// What the agent did, for its final log line and tests.
@@ -236,6 +243,8 @@ pub(crate) fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
         )?),
         None => None,
     };
+    // The push threads read the store beside the API: they never wait on sampling.
+    let pusher = push::start(&config.push, &config.data_dir, &config.store, &metrics)?;
     let pipeline = Pipeline::start(
         &SamplerConfig {
             frequency_hz: config.frequency_hz,
@@ -277,6 +286,9 @@ pub(crate) fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
         writes: writer.finish(),
         ..AgentSummary::default()
     };
+    if let Some(pusher) = pusher {
+        pusher.stop();
+    }
     summary.windows = summary.writes.windows_written;
     summary.samples = summary.writes.samples_written;
     let stopped = "agent stopped";

@@ -30,6 +30,8 @@ pub struct ProcessInfo {
     pub cgroup: Option<Arc<str>>,
     /// The container the cgroup path names, if any.
     pub container: Option<ContainerInfo>,
+    /// The Kubernetes pod's name and namespace, read from the container's own files.
+    pub pod: Option<super::PodNames>,
 }
 
 /// One cached process.
@@ -79,6 +81,7 @@ impl ProcessTable {
                 exe: None,
                 cgroup: None,
                 container: None,
+                pod: None,
             },
         }
     }
@@ -160,7 +163,7 @@ impl ProcessTable {
 
     /// The labels of a sample of thread `tid` (named `thread_comm`) in process `pid`:
     /// pid, tid, thread and, as far as known, comm, exe, cgroup, container id (short),
-    /// runtime, pod UID and QoS class.
+    /// runtime, pod UID, QoS class, pod name and namespace.
     ///
     /// If the process has gone, `comm` falls back to `thread_comm` only for the main
     /// thread (`tid == pid`), since another thread's name is not the process's.
@@ -186,6 +189,14 @@ impl ProcessTable {
                     }
                     if let Some(qos) = c.qos {
                         labels.set(label::QOS, qos.as_str());
+                    }
+                }
+                if let Some(p) = &info.pod {
+                    if let Some(ns) = &p.namespace {
+                        labels.set(label::NAMESPACE, ns.as_str());
+                    }
+                    if let Some(pod) = &p.pod {
+                        labels.set(label::POD, pod.as_str());
                     }
                 }
             }
@@ -218,6 +229,8 @@ impl ProcessTable {
             .inspect_err(|e| debug!(pid, error = %e, "no cgroup"))
             .ok();
         let container = cgroup.as_deref().and_then(parse_cgroup_path);
+        let in_pod = container.as_ref().is_some_and(|c| c.pod_uid.is_some());
+        let pod = super::read_pod_names(&self.proc_root.join(pid.to_string()), in_pod);
         // The pid may have been reused while we read; then the details are not its.
         if self.start_time(pid) != Some(start_time) {
             debug!(pid, "process replaced while being read");
@@ -228,6 +241,7 @@ impl ProcessTable {
             exe,
             cgroup: cgroup.map(Arc::from),
             container,
+            pod,
         })
     }
 }
@@ -423,6 +437,41 @@ mod tests {
         assert_eq!(table.retain_live(), vec![42]);
         assert_eq!(table.len(), 1);
         assert_eq!(table.info(42), None);
+    }
+
+    #[test]
+    fn pod_and_namespace_come_from_the_containers_root() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let cgroup = "0::/kubepods.slice/kubepods-pod1b2c3d4e_5f60_7182_93a4_b5c6d7e8f901.slice/\
+             cri-containerd-4f8a1c2b3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcd.scope\n";
+        fake_process(root.path(), 42, 100, "nginx", cgroup);
+        let croot = root.path().join("42/root");
+        let sa = croot.join("var/run/secrets/kubernetes.io/serviceaccount");
+        fs::create_dir_all(&sa).expect("sa dir");
+        fs::write(sa.join("namespace"), "shop").expect("namespace");
+        fs::create_dir_all(croot.join("etc")).expect("etc");
+        fs::write(croot.join("etc/hostname"), "web-0\n").expect("hostname");
+        let mut table = ProcessTable::with_proc_root(root.path());
+        let labels = table.labels(42, 42, "nginx");
+        assert_eq!(labels.get(label::NAMESPACE), Some("shop"));
+        assert_eq!(labels.get(label::POD), Some("web-0"));
+        assert_eq!(
+            labels.get(label::POD_UID),
+            Some("1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901")
+        );
+        // A host process: no pod cgroup, no service account, so its host name is no pod.
+        fake_process(
+            root.path(),
+            7,
+            300,
+            "sshd",
+            "0::/system.slice/ssh.service\n",
+        );
+        fs::create_dir_all(root.path().join("7/root/etc")).expect("etc");
+        fs::write(root.path().join("7/root/etc/hostname"), "node-7\n").expect("hostname");
+        let labels = table.labels(7, 7, "sshd");
+        assert_eq!(labels.get(label::POD), None);
+        assert_eq!(labels.get(label::NAMESPACE), None);
     }
 
     #[test]
