@@ -48,7 +48,7 @@ pub fn encode(windows: &[StoredWindow], host_name: &str) -> Vec<u8> {
     PushRequest { series }.encode_to_vec()
 }
 
-/// The gzip pprof of `profile` with the sample labels reduced to [`SAMPLE_LABELS`].
+/// The gzip pprof of `profile` with the sample labels reduced to `SAMPLE_LABELS`.
 #[must_use]
 pub fn pprof_of(profile: &Profile) -> Vec<u8> {
     let mut out = Profile::new(profile.meta.clone());

@@ -7,7 +7,7 @@
 //! | `GET /api/v1/top` | functions by self (or `sort=total`) samples; `group=process\|binary` for one row per function and process (or binary) |
 //! | `GET /api/v1/timeline` | samples per stored window |
 //! | `GET /api/v1/diff` | base range vs new range: `folded` (3 columns), `svg`, `json`; `base_filter` for a base of its own filter |
-//! | `GET /api/v1/flame` | the UI's flame graph: the call tree as JSON, or two ranges and filters compared ([`view_handlers`]) |
+//! | `GET /api/v1/flame` | the UI's flame graph: the call tree as JSON, or two ranges and filters compared (`view_handlers`) |
 //! | `GET /api/v1/cpu` | CPU in cores per stored window, idle left out |
 //! | `GET /api/v1/explore` | each label's values with their CPU share, under the other labels' filters |
 //! | `GET /api/v1/types` | the profile types `type=` takes (`cpu`; every endpoint takes `type`) |
