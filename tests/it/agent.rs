@@ -297,11 +297,20 @@ fn every_lost_sample_reaches_the_stored_profile_and_the_log() {
             .unwrap_or_else(|| panic!("`{name}` is not a number in {stopped}"))
     };
     let taken = field("taken");
-    // `losses=…, N counts_full, …`
-    let counts_full: u64 = stopped
-        .split([',', '='])
-        .find_map(|part| part.trim().strip_suffix(" counts_full"))
-        .and_then(|n| n.trim().parse().ok())
+    // `losses=…, N counts_full, …`: the number before the reason.
+    let words: Vec<&str> = stopped.split_whitespace().collect();
+    let counts_full: u64 = words
+        .windows(2)
+        .find_map(|w| {
+            (w[1].trim_end_matches([',', '"']) == "counts_full")
+                .then(|| {
+                    w[0].trim_start_matches("losses=")
+                        .trim_matches('"')
+                        .parse()
+                        .ok()
+                })
+                .flatten()
+        })
         .unwrap_or_else(|| panic!("no counts_full loss in {stopped}"));
     assert!(
         log.contains("samples lost in part or whole") && log.contains("counts_full"),

@@ -304,7 +304,7 @@ pub(crate) fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
             samples,
             taken,
             sampler_lost,
-            losses,
+            losses = %losses,
             windows_lost,
             samples_in_lost_windows,
             "{stopped}"
@@ -312,7 +312,12 @@ pub(crate) fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
     } else {
         info!(
             windows,
-            samples, taken, sampler_lost, losses, windows_lost, "{stopped}"
+            samples,
+            taken,
+            sampler_lost,
+            losses = %losses,
+            windows_lost,
+            "{stopped}"
         );
     }
     Ok(summary)
