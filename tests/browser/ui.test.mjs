@@ -136,6 +136,9 @@ try {
   await page.mouse.move(5, 5);
 
   // 3. The label explorer: shares per value under the other filters, adding up to the chart's total.
+  // Loaded again first, so the chart and the explorer read the store in the same state: the
+  // agent may have stored the window holding the range's end since the first load.
+  await open(page, runs);
   await page.click("#explore-btn");
   await page.selectOption("#ex-label", "comm");
   const values = await page.locator("#ex-values li button").evaluateAll((bs) => bs.map((b) => ({
