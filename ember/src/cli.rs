@@ -113,6 +113,12 @@ pub(crate) struct AgentArgs {
     #[arg(long, default_value = "10s", value_parser = parse_window, help_heading = "Sampling")]
     pub window: Duration,
 
+    /// On SIGTERM/SIGINT, how long the last drain is still named (0s to 60s); stacks not
+    /// named by then are stored as `[unsymbolized: stopping]` with their labels and counts,
+    /// so a service manager's stop timeout is never reached mid-symbolization.
+    #[arg(long, default_value = "1s", value_parser = parse_stop_grace, help_heading = "Advanced")]
+    pub stop_grace: Duration,
+
     /// Directory of the profile store.
     #[arg(
         long,
@@ -364,6 +370,23 @@ pub(crate) fn parse_window(s: &str) -> Result<Duration, String> {
     if d < MIN_WINDOW {
         return Err(format!(
             "invalid window `{s}`: it must be at least 1s (a window is one stored profile)"
+        ));
+    }
+    Ok(d)
+}
+
+/// Parses `--stop-grace`: a duration of at most a minute.
+///
+/// # Errors
+/// The duration's own message, or that it is out of range.
+pub(crate) fn parse_stop_grace(s: &str) -> Result<Duration, String> {
+    if profiler_model::time::parse_duration(s.trim()).is_ok_and(|d| d.is_zero()) {
+        return Ok(Duration::ZERO);
+    }
+    let d = parse_duration(s)?;
+    if d > Duration::from_secs(60) {
+        return Err(format!(
+            "invalid stop grace `{s}`: it must be between 0s and 60s"
         ));
     }
     Ok(d)

@@ -85,6 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 frequency_hz: args.frequency,
                 window: args.window,
                 drain_interval: args.drain.drain_interval,
+                stop_grace: args.stop_grace,
                 data_dir: args.data_dir,
                 store: StoreConfig::default()
                     .with_retention(args.retention)

@@ -83,13 +83,18 @@ pub(crate) enum OnStop {
     /// Symbolize everything, however long it takes: `ember record`, whose one profile is
     /// the point of the run (a Ctrl-C is how `record --all` is meant to end).
     Symbolize,
-    /// Stop symbolizing at the next stack: `ember agent`, which a service manager stops
+    /// Stop symbolizing at the next stack once `grace` has passed since the stop request:
+    /// `ember agent`, which a service manager stops
     /// with SIGTERM and kills if it lingers. Symbolizing a new large binary (a 200 MB
     /// debug build) takes seconds per drain, up to tens of seconds on a busy machine, and
     /// the stop was seen only after it. The stacks not yet named are kept, with their
     /// labels and counts, as [`crate::aggregate::UNSYMBOLIZED_FRAME`], and the window is
-    /// closed and written as usual.
-    Abandon,
+    /// closed and written as usual. The grace lets the last drain be named where that is
+    /// quick (its binaries cached), as it nearly always is.
+    Abandon {
+        /// How long after the stop request stacks are still named.
+        grace: Duration,
+    },
 }
 
 /// How the loop runs, besides the sampler's own configuration.
@@ -228,10 +233,22 @@ impl Pipeline {
         if let Some(feed) = captures {
             aggregator.follow_captures(feed);
         }
-        if config.on_stop == OnStop::Abandon {
+        if let OnStop::Abandon { grace } = config.on_stop {
             // Asked before each stack: a stop is honoured within one stack's symbolization
-            // (a few hundred milliseconds at worst, measured), not one drain's.
-            aggregator.abandon_when(|| signals::received().is_some());
+            // (a few hundred milliseconds at worst, measured) after the grace, not one
+            // drain's.
+            let seen: std::cell::Cell<Option<Instant>> = std::cell::Cell::new(None);
+            aggregator.abandon_when(move || {
+                if signals::received().is_none() {
+                    return false;
+                }
+                let at = seen.get().unwrap_or_else(|| {
+                    let now = Instant::now();
+                    seen.set(Some(now));
+                    now
+                });
+                at.elapsed() >= grace
+            });
         }
         loop {
             std::thread::sleep(config.ticks.at(start.elapsed()));

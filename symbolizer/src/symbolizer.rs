@@ -187,6 +187,15 @@ impl Symbolizer {
         out
     }
 
+    /// Whether `pid`'s mappings are known already, so its stacks are named without reading
+    /// `/proc` and, nearly always, without opening a binary for the first time.
+    #[must_use]
+    pub fn knows_process(&self, pid: u32) -> bool {
+        self.processes
+            .get(&pid)
+            .is_some_and(|p| !p.mappings.is_empty())
+    }
+
     /// Adopts a [`ProcessCapture`] taken while the process was alive: its mappings replace
     /// any cached for that pid, and the binaries behind them are registered from the
     /// captured files, so the process symbolizes after it exited.

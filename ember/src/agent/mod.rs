@@ -6,9 +6,11 @@
 //! [`crate::pipeline`]'s; the agent's sink ([`AgentSink`]) closes the windows and keeps
 //! the metrics. Threads beside the loop (the API's) start before it and stop after it. SIGINT and
 //! SIGTERM flush the open window before exit, so a clean stop loses nothing and a `kill -9`
-//! loses at most the window in progress. A stop is honoured within about a second even
-//! mid-drain: symbolization is abandoned at the next stack ([`OnStop::Abandon`]; what was
-//! not named yet is stored as `[unsymbolized: stopping]`, with its labels and counts).
+//! loses at most the window in progress. A stop is honoured within about a second after
+//! `--stop-grace` even mid-drain: the last drain is named for up to the grace (1 s by
+//! default, enough when its binaries are cached, as they nearly always are), then
+//! symbolization is abandoned at the next stack ([`OnStop::Abandon`]; what was not named
+//! yet is stored as `[unsymbolized: stopping]`, with its labels and counts).
 //!
 //! The HTTP API (`web::api`) runs on its own thread with a small tokio runtime and reads
 //! the store through connections of its own, so a slow query never delays sampling. It
@@ -180,6 +182,8 @@ pub(crate) struct AgentConfig {
     pub window: Duration,
     /// How often the kernel's maps are drained and symbolized.
     pub drain_interval: Duration,
+    /// How long a stop waits for the last drain's names.
+    pub stop_grace: Duration,
     /// Where the store lives.
     pub data_dir: PathBuf,
     /// Store settings (retention, size).
@@ -260,7 +264,9 @@ pub(crate) fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
             drain_interval: config.drain_interval,
             ticks: Ticks::AGENT,
             exclude_tgid: None,
-            on_stop: OnStop::Abandon,
+            on_stop: OnStop::Abandon {
+                grace: config.stop_grace,
+            },
             symbolizer: config.symbolizer.clone(),
         },
     )?;

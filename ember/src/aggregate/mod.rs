@@ -163,7 +163,19 @@ impl Aggregator {
         // Labels read from /proc once per (process, thread) per drain.
         let mut label_cache: HashMap<(u32, u32, &str), Labels> = HashMap::new();
         let mut stack: Vec<Frame> = Vec::new();
-        for s in samples {
+        // Processes seen before are named first: they are cheap (their mappings and
+        // binaries are loaded), and when a stop abandons symbolization part-way (see
+        // `abandon_when`) it is new processes' first stacks that go unnamed, not those of
+        // the long-running process that was named all along. The profile does not depend on
+        // the order in which samples are added.
+        let (known, new): (Vec<&RawSample>, Vec<&RawSample>) = if self.abandon.is_some() {
+            samples
+                .iter()
+                .partition(|s| self.symbolizer.knows_process(s.tgid))
+        } else {
+            (samples.iter().collect(), Vec::new())
+        };
+        for s in known.into_iter().chain(new) {
             stack.clear();
             let mut unsymbolized = false;
             // The kernel stack first: it tells whether the user stack can be read at all.
@@ -509,5 +521,49 @@ mod tests {
         // Later drains are not symbolized either.
         agg.add(&[sample(1, 0x30)]);
         assert_eq!(agg.stats().unsymbolized, 7);
+    }
+
+    /// A stop that abandons symbolization part-way leaves new processes' stacks unnamed, not
+    /// those of a process named in earlier drains: known processes are named first.
+    #[test]
+    fn an_abandoned_drain_names_known_processes_first() {
+        use std::cell::Cell;
+        use std::rc::Rc;
+        let mut agg = Aggregator::new(
+            Symbolizer::new(symbolizer::Config::default()),
+            ProfileMeta::default(),
+            true,
+        );
+        let armed = Rc::new(Cell::new(false));
+        let asked = Rc::new(Cell::new(0_u32));
+        let (a, n) = (Rc::clone(&armed), Rc::clone(&asked));
+        agg.abandon_when(move || {
+            if !a.get() {
+                return false;
+            }
+            n.set(n.get() + 1);
+            n.get() > 1
+        });
+        let me = std::process::id();
+        let here = sample as fn(u32, u64) -> RawSample as usize as u64;
+        agg.add(&[sample(me, here)]);
+        armed.set(true);
+        // A pid no process has: new to the symbolizer, listed first in the drain.
+        let mut stranger = sample(u32::MAX - 7, 0x4000);
+        stranger.count = 2;
+        agg.add(&[stranger, sample(me, here + 1)]);
+        assert_eq!(asked.get(), 2, "one ask per stack until the abandon");
+        assert_eq!(agg.stats().unsymbolized, 2, "only the new process's stack");
+        let p = agg.profile();
+        let unnamed_pids: Vec<String> = p
+            .stacks()
+            .filter(|s| {
+                s.frames
+                    .iter()
+                    .any(|&f| p.frame(f).name.as_ref() == UNSYMBOLIZED_FRAME)
+            })
+            .filter_map(|s| s.labels.get(keys::PID).map(str::to_owned))
+            .collect();
+        assert_eq!(unnamed_pids, vec![(u32::MAX - 7).to_string()]);
     }
 }
