@@ -39,6 +39,7 @@ mod pipeline;
 mod record;
 mod signals;
 
+use profiler_model::human;
 use profiler_model::time::now_unix_ns;
 
 use std::process::ExitCode;
@@ -125,8 +126,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let profile = export::run(&config).context("ember export")?;
             if cli.global.quiet == 0 && config.output != std::path::Path::new("-") {
                 eprintln!(
-                    "ember: wrote {} samples to {}",
-                    profile.total(),
+                    "ember: wrote {} of {} to {}",
+                    human::samples(profile.total(), profile.meta.frequency_hz),
+                    human::range(config.from_unix_ns, config.to_unix_ns),
                     config.output.display()
                 );
             }
@@ -154,8 +156,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let outcome = record::run(&config).context("ember record")?;
             if cli.global.quiet == 0 && config.output != std::path::Path::new("-") {
                 eprintln!(
-                    "ember: wrote {} samples to {}",
-                    outcome.profile.total(),
+                    "ember: wrote {} to {}",
+                    human::samples(outcome.profile.total(), outcome.profile.meta.frequency_hz),
                     config.output.display()
                 );
             }

@@ -26,6 +26,7 @@ pub mod filter;
 pub mod folded;
 mod format;
 mod frame;
+pub mod human;
 pub mod json;
 mod labels;
 pub mod pprof;

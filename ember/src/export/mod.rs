@@ -18,6 +18,7 @@ pub mod http;
 use std::io;
 use std::path::PathBuf;
 
+use profiler_model::human;
 use profiler_model::time::format_seconds as unix_seconds;
 use profiler_model::{Format, LabelFilter, Profile, folded, pprof};
 use profiler_render::RenderOptions;
@@ -135,14 +136,10 @@ pub enum ExportError {
         source: pprof::PprofError,
     },
     /// No sample matched.
-    #[error(
-        "no samples between {from} and {to} (unix s){filter}: widen --from/--to or check --filter"
-    )]
+    #[error("no samples in {range}{filter}: widen --from/--to or check --filter")]
     NoSamples {
-        /// The range's start, unix seconds.
-        from: String,
-        /// The range's end, unix seconds.
-        to: String,
+        /// The range, as people read it (`2027-01-15 08:00:00 to 08:15:00 UTC (15 min)`).
+        range: String,
         /// ` matching FILTER`, or nothing.
         filter: String,
     },
@@ -226,8 +223,7 @@ pub fn run(config: &ExportConfig) -> Result<Profile, ExportError> {
     let profile = transform(fetch(config)?, config);
     if profile.is_empty() {
         return Err(ExportError::NoSamples {
-            from: unix_seconds(config.from_unix_ns),
-            to: unix_seconds(config.to_unix_ns),
+            range: human::range(config.from_unix_ns, config.to_unix_ns),
             filter: if config.filter.is_all() {
                 String::new()
             } else {
@@ -242,10 +238,9 @@ pub fn run(config: &ExportConfig) -> Result<Profile, ExportError> {
     };
     let options = RenderOptions::titled(title)
         .with_subtitle(format!(
-            "{} to {} (unix s), {} samples",
-            unix_seconds(config.from_unix_ns),
-            unix_seconds(config.to_unix_ns),
-            profile.total()
+            "{}, {}",
+            human::range(config.from_unix_ns, config.to_unix_ns),
+            human::samples(profile.total(), profile.meta.frequency_hz)
         ))
         .with_folded(folded::Options::default().with_no_kernel(!config.kernel));
     output::write_file(&config.output, config.format, &profile, &options).map_err(|source| {

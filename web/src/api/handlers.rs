@@ -18,11 +18,11 @@ use serde_json::{Value, json};
 use super::backend::{Backend, ProfileQuery};
 use super::error::ApiError;
 use super::flame::Layout;
-use super::human;
 use super::limits::{Budget, BudgetWriter, Limiter};
 use super::metrics::ApiMetrics;
 use super::params::{DEFAULT_FROM, Orientation, Params, RootFrame, TopGroup, TopSort};
 use super::views;
+use profiler_model::human;
 
 /// What every handler shares.
 #[derive(Clone)]

@@ -30,7 +30,6 @@ mod backend;
 mod error;
 mod flame;
 mod handlers;
-mod human;
 pub mod limits;
 mod metrics;
 mod params;

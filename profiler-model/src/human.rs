@@ -1,6 +1,7 @@
-//! Times, durations and CPU amounts as people read them, for the texts the API writes
-//! into its answers (SVG subtitles, download names). The server does not know the
-//! reader's time zone, so times are UTC and say so; the web UI shows local times itself.
+//! Times, durations and CPU amounts as people read them, for the texts Ember writes for
+//! people: the API's SVG subtitles and download names, and the CLI's messages. Times are
+//! UTC and say so (a server does not know its reader's time zone, and a node's logs are
+//! read beside other nodes'); the web UI shows local times itself.
 
 /// Nanoseconds per second.
 const NS: u64 = 1_000_000_000;
@@ -28,13 +29,15 @@ fn parts(ns: u64) -> ((u64, u64, u64), (u64, u64, u64)) {
 }
 
 /// `2027-01-15 08:00:00 UTC`.
-pub(crate) fn utc(ns: u64) -> String {
+#[must_use]
+pub fn utc(ns: u64) -> String {
     let ((y, mo, d), (h, mi, s)) = parts(ns);
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
 }
 
 /// `2027-01-15 08:00:00 to 08:15:00 UTC (15 min)`: the date once when both ends share it.
-pub(crate) fn range(from: u64, to: u64) -> String {
+#[must_use]
+pub fn range(from: u64, to: u64) -> String {
     let ((y, mo, d), (h, mi, s)) = parts(from);
     let (date2, (h2, mi2, s2)) = parts(to);
     let end = if date2 == (y, mo, d) {
@@ -49,13 +52,15 @@ pub(crate) fn range(from: u64, to: u64) -> String {
 }
 
 /// `20270115T080000Z`: a time for file names.
-pub(crate) fn file_stamp(ns: u64) -> String {
+#[must_use]
+pub fn file_stamp(ns: u64) -> String {
     let ((y, mo, d), (h, mi, s)) = parts(ns);
     format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
 }
 
 /// `850 ms`, `45 s`, `15 min`, `2.5 h`, `3 d`: rounded to what matters at that size.
-pub(crate) fn duration(ns: u64) -> String {
+#[must_use]
+pub fn duration(ns: u64) -> String {
     #[expect(
         clippy::cast_precision_loss,
         reason = "a duration for reading needs three digits, not 64 bits"
@@ -79,7 +84,8 @@ pub(crate) fn duration(ns: u64) -> String {
 }
 
 /// `samples` at `frequency_hz` as CPU seconds (`None` when the frequency is unknown).
-pub(crate) fn cpu_seconds(samples: u64, frequency_hz: u32) -> Option<f64> {
+#[must_use]
+pub fn cpu_seconds(samples: u64, frequency_hz: u32) -> Option<f64> {
     #[expect(
         clippy::cast_precision_loss,
         reason = "CPU seconds are shown to three digits"
@@ -89,7 +95,8 @@ pub(crate) fn cpu_seconds(samples: u64, frequency_hz: u32) -> Option<f64> {
 }
 
 /// `1,234 samples (12.5 CPU s)`, or only the samples when the frequency is unknown.
-pub(crate) fn samples(samples: u64, frequency_hz: u32) -> String {
+#[must_use]
+pub fn samples(samples: u64, frequency_hz: u32) -> String {
     let mut digits = samples.to_string();
     let mut i = digits.len();
     while i > 3 {
