@@ -118,6 +118,19 @@ impl Backend for StoreBackend {
         snapshot.prometheus()
     }
 
+    fn version(&self) -> Option<u64> {
+        // Windows written and windows kept: a write raises the first, retention and the
+        // size cap lower the second. The snapshot follows each write (a request between
+        // the two merges again at the next change, or after the API's age limit).
+        let m = self.metrics.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(
+            m.store
+                .windows_written
+                .wrapping_mul(1_000_003)
+                .wrapping_add(m.store.windows),
+        )
+    }
+
     fn health(&self) -> Health {
         let m = self.metrics.lock().unwrap_or_else(PoisonError::into_inner);
         match &m.store_degraded {

@@ -77,4 +77,12 @@ pub trait Backend: Send + Sync + 'static {
     fn health(&self) -> Health {
         Health::Ok
     }
+
+    /// A number that changes whenever the stored profiles do (a window written or
+    /// removed), so the API may reuse a merged profile while it stays the same; `None`
+    /// (the default) when the backend cannot tell, and then nothing is reused. Must not
+    /// block.
+    fn version(&self) -> Option<u64> {
+        None
+    }
 }

@@ -23,7 +23,8 @@
 //! Who may ask is checked first ([`access`]: the `Host` header, then the optional bearer
 //! token); heavy queries then run within budgets of concurrency, time and size
 //! ([`limits`]: 503 with `Retry-After`, or 413), while `/healthz`, `/labels`, `/metrics`
-//! and the UI's files never wait behind them.
+//! and the UI's files never wait behind them. Requests for the same range and filter share
+//! one merge of the store's windows ([`shared`]), as the UI's first screen sends three.
 
 pub mod access;
 mod backend;
@@ -33,6 +34,7 @@ mod handlers;
 pub mod limits;
 mod metrics;
 mod params;
+mod shared;
 mod view_handlers;
 mod views;
 
@@ -106,7 +108,9 @@ pub fn app(backend: Arc<dyn Backend>, config: &ApiConfig) -> Router {
         tls: config.tls.is_some(),
     });
     let state = AppState {
-        backend,
+        // Requests for one range and filter share one merge (the UI's first screen sends
+        // three at once).
+        backend: Arc::new(shared::Shared::new(backend)),
         metrics: metrics::ApiMetrics::default(),
         limiter: Arc::new(limits::Limiter::new(
             config.limits.clone(),
