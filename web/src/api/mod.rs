@@ -24,7 +24,7 @@
 //! token); heavy queries then run within budgets of concurrency, time and size
 //! ([`limits`]: 503 with `Retry-After`, or 413), while `/healthz`, `/labels`, `/metrics`
 //! and the UI's files never wait behind them. Requests for the same range and filter share
-//! one merge of the store's windows ([`shared`]), as the UI's first screen sends three.
+//! one merge of the store's windows (`shared.rs`), as the UI's first screen sends three.
 
 pub mod access;
 mod backend;
