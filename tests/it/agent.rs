@@ -7,7 +7,9 @@ use std::time::Duration;
 use profiler_model::{LabelFilter, folded};
 use profiler_store::{Query, Store, StoreConfig};
 
-use crate::common::{Folded, ember, example, privileged, start_agent_with_api, tempdir};
+use crate::common::{
+    Folded, ember, example, privileged, share_agrees, share_bound, start_agent_with_api, tempdir,
+};
 
 fn start_agent(dir: &std::path::Path, window: &str) -> Child {
     ember()
@@ -90,8 +92,9 @@ fn agent_stores_windows_that_show_the_split() {
     );
     assert!(w.total() > 300, "too few samples: {}", w.total());
     assert!(
-        (a - 0.70).abs() <= 0.05 && (b - 0.30).abs() <= 0.05,
-        "fn_a {a} fn_b {b}"
+        share_agrees(a, 0.70, w.total()) && share_agrees(b, 0.30, w.total()),
+        "fn_a {a} fn_b {b} (± {:.3})",
+        share_bound(0.70, w.total())
     );
 }
 
@@ -162,8 +165,9 @@ fn the_api_serves_the_split_as_folded_and_pprof() {
     );
     assert!(w.total() > 300, "too few samples: {}", w.total());
     assert!(
-        (a - 0.70).abs() <= 0.05 && (b - 0.30).abs() <= 0.05,
-        "fn_a {a} fn_b {b}"
+        share_agrees(a, 0.70, w.total()) && share_agrees(b, 0.30, w.total()),
+        "fn_a {a} fn_b {b} (± {:.3})",
+        share_bound(0.70, w.total())
     );
 
     // A bad parameter is a 400 that names it.

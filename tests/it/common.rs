@@ -312,3 +312,18 @@ pub(crate) fn start_agent_logged(
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// How far a share measured over `samples` samples may be from its true value `truth`
+/// and still agree with it: the ±5 points the issues ask for, widened to 3.5 standard
+/// deviations of counting noise (`sqrt(p(1-p)/n)`) when there are too few samples for
+/// 5 points to be more than noise (below about 1,000 for a 70/30 split). A fixed 5 points
+/// at 300 samples is a 1.9 σ bound, which failed about one check per full run.
+pub(crate) fn share_bound(truth: f64, samples: u64) -> f64 {
+    let sd = (truth * (1.0 - truth) / samples.max(1) as f64).sqrt();
+    (3.5 * sd).max(0.05)
+}
+
+/// Whether `share` of `samples` samples agrees with `truth` ([`share_bound`]).
+pub(crate) fn share_agrees(share: f64, truth: f64, samples: u64) -> bool {
+    (share - truth).abs() <= share_bound(truth, samples)
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::common::{Folded, ember, example, privileged, tempdir};
+use crate::common::{Folded, ember, example, privileged, share_agrees, share_bound, tempdir};
 
 /// The capabilities of Ember's least-privilege set, as setpriv spells them.
 const CAPS: [&str; 6] = [
@@ -61,8 +61,15 @@ fn assert_split(folded: &Folded, min_samples: u64) {
         "too few split samples: {:#?}",
         folded.lines
     );
-    assert!((a - 0.70).abs() <= 0.05, "fn_a {a:.3} (want 0.70 ± 0.05)");
-    assert!((b - 0.30).abs() <= 0.05, "fn_b {b:.3} (want 0.30 ± 0.05)");
+    let bound = share_bound(0.70, w.total());
+    assert!(
+        share_agrees(a, 0.70, w.total()),
+        "fn_a {a:.3} (want 0.70 ± {bound:.3})"
+    );
+    assert!(
+        share_agrees(b, 0.30, w.total()),
+        "fn_b {b:.3} (want 0.30 ± {bound:.3})"
+    );
 }
 
 /// Runs `run` while `split` (run as root, for `seconds`) is busy; `settle` lets it start.

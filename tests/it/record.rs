@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{Folded, ember, example, privileged, run, tempdir};
+use crate::common::{Folded, ember, example, privileged, run, share_agrees, share_bound, tempdir};
 
 /// Records `args` (after `ember record`) into a folded file and reads it back.
 fn record_folded(extra: &[&str], command: &[&str]) -> (std::process::Output, Folded) {
@@ -43,15 +43,18 @@ fn split_workload_is_70_30_and_reaches_main() {
     let a = workload.share("fn_a");
     let b = workload.share("fn_b");
     eprintln!("split: {total} samples, fn_a {}, fn_b {}", pct(a), pct(b));
+    let bound = share_bound(0.70, total);
     assert!(
-        (a - 0.70).abs() <= 0.05,
-        "fn_a got {} (want 70 ± 5)",
-        pct(a)
+        share_agrees(a, 0.70, total),
+        "fn_a got {} (want 70 ± {})",
+        pct(a),
+        pct(bound)
     );
     assert!(
-        (b - 0.30).abs() <= 0.05,
-        "fn_b got {} (want 30 ± 5)",
-        pct(b)
+        share_agrees(b, 0.30, total),
+        "fn_b got {} (want 30 ± {})",
+        pct(b),
+        pct(bound)
     );
     let main = workload.share("main");
     assert!(main >= 0.95, "only {} of samples reach main", pct(main));

@@ -1,7 +1,7 @@
 //! The `.eh_frame` unwinder (issue 7) end to end: workloads built without frame pointers,
 //! recorded with `--unwinder dwarf` and, for contrast, `--unwinder fp`.
 
-use crate::common::{Folded, ember, example, privileged, run, tempdir};
+use crate::common::{Folded, ember, example, privileged, run, share_agrees, share_bound, tempdir};
 
 /// Records `command` with `extra` options; returns the workload's stacks.
 fn record(extra: &[&str], comm: &str, command: &[&str]) -> Folded {
@@ -55,8 +55,17 @@ fn assert_complete_split(w: &Folded, what: &str, fn_a: &str, fn_b: &str) {
         pct(main),
         w.lines
     );
-    assert!((a - 0.70).abs() <= 0.05, "{what}: {fn_a} got {}", pct(a));
-    assert!((b - 0.30).abs() <= 0.05, "{what}: {fn_b} got {}", pct(b));
+    let bound = pct(share_bound(0.70, total));
+    assert!(
+        share_agrees(a, 0.70, total),
+        "{what}: {fn_a} got {} (± {bound})",
+        pct(a)
+    );
+    assert!(
+        share_agrees(b, 0.30, total),
+        "{what}: {fn_b} got {} (± {bound})",
+        pct(b)
+    );
 }
 
 #[test]
