@@ -38,6 +38,17 @@ pub const SHT_NOBITS: u32 = 8;
 const SHT_NOTE: u32 = 7;
 /// `SHF_COMPRESSED`: the section's bytes start with a compression header.
 pub const SHF_COMPRESSED: u64 = 0x800;
+
+/// `ELFCOMPRESS_ZLIB`: the compressed bytes are a zlib stream.
+pub const ELFCOMPRESS_ZLIB: u32 = 1;
+
+/// `ELFCOMPRESS_ZSTD`: the compressed bytes are a zstd frame.
+pub const ELFCOMPRESS_ZSTD: u32 = 2;
+
+/// The most a compressed section may decompress to (256 MiB; the `.debug_frame` of a
+/// 1 GB debug build is a few tens of MB). A header claiming more is refused rather than
+/// allocated: it is corrupt or hostile.
+pub const MAX_DECOMPRESSED: u64 = 256 << 20;
 /// `PT_LOAD`.
 const PT_LOAD: u32 = 1;
 /// `PT_NOTE`.
@@ -52,6 +63,14 @@ pub enum ElfError {
     /// The file is not a 64-bit little-endian ELF file, or its headers are inconsistent.
     #[error("malformed ELF file: {0}")]
     Malformed(&'static str),
+    /// A compressed section ([`SHF_COMPRESSED`]) that cannot be decompressed.
+    #[error("compressed section `{section}`: {reason}")]
+    Compressed {
+        /// The section's name.
+        section: String,
+        /// Why: an unknown algorithm, a size beyond [`MAX_DECOMPRESSED`], corrupt data.
+        reason: String,
+    },
 }
 
 /// Something an ELF file can be read from: a [`File`] (with `pread`) or bytes in memory.
@@ -144,6 +163,64 @@ impl Section {
         let len = usize::try_from(self.size).ok()?;
         data.get(start..start.checked_add(len)?)
     }
+
+    /// Its contents within `data`, the whole file, decompressed when it is compressed
+    /// (`Elf64_Chdr` followed by zlib or zstd, as `gcc -gz` and `objcopy
+    /// --compress-debug-sections` write), borrowed otherwise.
+    ///
+    /// # Errors
+    /// [`ElfError::Malformed`] for a section past the end of the file;
+    /// [`ElfError::Compressed`] for an unknown algorithm, a claimed size beyond
+    /// [`MAX_DECOMPRESSED`], or data that does not decompress to exactly the claimed size.
+    pub fn contents<'a>(&self, data: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>, ElfError> {
+        let bytes = self.data(data).ok_or(ElfError::Malformed(
+            "a section extends past the end of the file",
+        ))?;
+        if !self.is_compressed() {
+            return Ok(std::borrow::Cow::Borrowed(bytes));
+        }
+        decompress(&self.name, bytes).map(std::borrow::Cow::Owned)
+    }
+}
+
+/// Decompresses a compressed section's bytes: `Elf64_Chdr` (type, reserved, size,
+/// alignment), then the stream, read to at most the claimed size plus one byte.
+fn decompress(section: &str, bytes: &[u8]) -> Result<Vec<u8>, ElfError> {
+    use std::io::Read as _;
+    let fail = |reason: String| ElfError::Compressed {
+        section: section.to_owned(),
+        reason,
+    };
+    if bytes.len() < 24 {
+        return Err(fail("shorter than its compression header".into()));
+    }
+    let kind = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let mut size = [0_u8; 8];
+    size.copy_from_slice(&bytes[8..16]);
+    let size = u64::from_le_bytes(size);
+    if size > MAX_DECOMPRESSED {
+        return Err(fail(format!(
+            "claims {size} bytes, more than the {MAX_DECOMPRESSED} Ember decompresses"
+        )));
+    }
+    let stream = &bytes[24..];
+    let mut out = Vec::new();
+    let read = match kind {
+        ELFCOMPRESS_ZLIB => flate2::read::ZlibDecoder::new(stream)
+            .take(size + 1)
+            .read_to_end(&mut out),
+        ELFCOMPRESS_ZSTD => zstd::stream::read::Decoder::new(stream)
+            .and_then(|d| d.take(size + 1).read_to_end(&mut out)),
+        other => return Err(fail(format!("unknown compression type {other}"))),
+    };
+    read.map_err(|e| fail(format!("corrupt data: {e}")))?;
+    if out.len() as u64 != size {
+        return Err(fail(format!(
+            "decompressed to {} bytes, not the {size} its header says",
+            out.len()
+        )));
+    }
+    Ok(out)
 }
 
 /// What Ember reads of one ELF file.

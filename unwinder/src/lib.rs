@@ -389,12 +389,15 @@ impl UnwindTable {
             }
         }
         if let Some(s) = file.section_header(".debug_frame") {
-            // Compressed debug sections are left alone: `.eh_frame` covers the code that
-            // runs in practice.
-            if let Some(bytes) = s.data(data)
-                && !bytes.is_empty()
-                && !s.is_compressed()
-            {
+            // Compressed (`gcc -gz`, `objcopy --compress-debug-sections`) or not. One that
+            // does not decompress is an error only when there is no `.eh_frame` to use.
+            let bytes = match s.contents(data) {
+                Ok(b) => b,
+                Err(_) if have_cfi => std::borrow::Cow::Borrowed(&[][..]),
+                Err(e) => return Err(UnwindError::Elf(e)),
+            };
+            let bytes: &[u8] = &bytes;
+            if !bytes.is_empty() {
                 have_cfi = true;
                 covered.sort_unstable();
                 let mut df = DebugFrame::new(bytes, LittleEndian);

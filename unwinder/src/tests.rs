@@ -327,3 +327,128 @@ fn bias_picks_the_segment_the_mapping_starts() {
     // File offset 0x180e0 (vaddr 0x190e0) is mapped at start + 0xe0.
     assert_eq!(0x190e0 + bias, start + 0xe0);
 }
+
+/// A compressed section as `objcopy --compress-debug-sections` writes it: `Elf64_Chdr`
+/// (type, reserved, claimed size, alignment) and the stream; and its section header.
+fn compressed(kind: u32, claimed: u64, stream: &[u8]) -> (elf::Section, Vec<u8>) {
+    let mut data = Vec::new();
+    data.extend_from_slice(&kind.to_le_bytes());
+    data.extend_from_slice(&0_u32.to_le_bytes());
+    data.extend_from_slice(&claimed.to_le_bytes());
+    data.extend_from_slice(&8_u64.to_le_bytes());
+    data.extend_from_slice(stream);
+    let section = elf::Section {
+        name: ".debug_frame".into(),
+        kind: 1,
+        flags: elf::SHF_COMPRESSED,
+        addr: 0,
+        offset: 0,
+        size: data.len() as u64,
+    };
+    (section, data)
+}
+
+#[test]
+fn compressed_sections_decompress_and_bad_ones_are_errors() {
+    use std::io::Write as _;
+    let payload: Vec<u8> = (0..5000_u32)
+        .flat_map(|i| (i % 251).to_le_bytes())
+        .collect();
+    let zstd = zstd::encode_all(&payload[..], 3).unwrap();
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&payload).unwrap();
+    let zlib = z.finish().unwrap();
+    for (kind, stream) in [
+        (elf::ELFCOMPRESS_ZSTD, &zstd),
+        (elf::ELFCOMPRESS_ZLIB, &zlib),
+    ] {
+        let (s, data) = compressed(kind, payload.len() as u64, stream);
+        assert_eq!(&*s.contents(&data).unwrap(), &payload[..], "type {kind}");
+        // A header that lies about the size, either way.
+        for claimed in [payload.len() as u64 - 1, payload.len() as u64 + 1] {
+            let (s, data) = compressed(kind, claimed, stream);
+            let e = s.contents(&data).unwrap_err().to_string();
+            assert!(
+                e.contains("not the") && e.contains("its header says"),
+                "{e}"
+            );
+        }
+        // Corrupt data.
+        let mut bad = stream.clone();
+        bad.truncate(bad.len() / 2);
+        let (s, data) = compressed(kind, payload.len() as u64, &bad);
+        assert!(s.contents(&data).is_err(), "type {kind}");
+    }
+    // A claimed size beyond the cap is refused before anything is allocated.
+    let (s, data) = compressed(elf::ELFCOMPRESS_ZSTD, u64::MAX, &zstd);
+    let e = s.contents(&data).unwrap_err().to_string();
+    assert!(e.contains("more than the"), "{e}");
+    let (s, data) = compressed(7, 10, &zstd);
+    assert!(
+        s.contents(&data)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown compression type 7")
+    );
+    let (mut s, data) = compressed(elf::ELFCOMPRESS_ZLIB, 10, &[]);
+    s.size = 12;
+    assert!(
+        s.contents(&data)
+            .unwrap_err()
+            .to_string()
+            .contains("shorter than")
+    );
+}
+
+/// A binary whose only call-frame information for its own code is `.debug_frame` (built
+/// without unwind tables) unwinds the same when that section is zlib-compressed, as
+/// distribution debug files and `gcc -gz` builds have it.
+#[test]
+fn a_compressed_debug_frame_gives_the_same_table() {
+    let dir = std::env::temp_dir().join(format!("unwinder-gz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("df.c");
+    std::fs::write(
+        &src,
+        "int f(int x) { return x * 2; }\nint g(int x) { return f(x) + 1; }\n\
+         int main(int c, char **v) { (void)v; return g(c); }\n",
+    )
+    .unwrap();
+    let plain = dir.join("df");
+    let packed = dir.join("df.gz");
+    let status = std::process::Command::new("gcc")
+        .args([
+            "-O1",
+            "-g",
+            "-fno-asynchronous-unwind-tables",
+            "-fno-unwind-tables",
+            "-o",
+        ])
+        .arg(&plain)
+        .arg(&src)
+        .status()
+        .expect("gcc");
+    assert!(status.success());
+    let status = std::process::Command::new("objcopy")
+        .arg("--compress-debug-sections=zlib")
+        .arg(&plain)
+        .arg(&packed)
+        .status()
+        .expect("objcopy (binutils)");
+    assert!(status.success());
+    let (plain, packed) = (
+        std::fs::read(&plain).unwrap(),
+        std::fs::read(&packed).unwrap(),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let section = elf::parse(&packed[..])
+        .unwrap()
+        .section_header(".debug_frame")
+        .cloned()
+        .expect("a .debug_frame");
+    assert!(section.is_compressed(), "objcopy did not compress it");
+    let want = UnwindTable::from_elf(&plain).unwrap();
+    let got = UnwindTable::from_elf(&packed).unwrap();
+    assert!(want.stats.debug_frame_fdes >= 3, "{:?}", want.stats);
+    assert_eq!(got, want);
+}
