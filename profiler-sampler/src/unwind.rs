@@ -373,6 +373,36 @@ pub struct UnwindTables {
     skip_exe: Option<(u64, u64)>,
     fell_back: BTreeMap<String, String>,
     load_time: Duration,
+    /// The size of ember's own vDSO mapping, once read ([`UnwindTables::vdso_state`]).
+    vdso_len: Option<u64>,
+}
+
+/// The [`UnwindTables::files`] key of the vDSO's state: no file has device `u64::MAX`
+/// (maps prints 12-bit majors and 20-bit minors) or inode 0.
+const VDSO_KEY: (u64, u64) = (u64::MAX, 0);
+
+/// Whether `m` is the vDSO's mapping.
+fn is_vdso(m: &symbolizer::Mapping) -> bool {
+    m.exec && matches!(&m.backing, symbolizer::Backing::Special(name) if &**name == "[vdso]")
+}
+
+/// Ember's own vDSO image, read from its own memory (no privileges, no unsafe code).
+fn own_vdso() -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt as _;
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let m = maps
+        .lines()
+        .filter_map(procfs::parse_maps_line)
+        .find(is_vdso)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no `[vdso]` mapping"))?;
+    let len = usize::try_from(m.end - m.start).map_err(std::io::Error::other)?;
+    // A vDSO is a few pages; anything larger is not one.
+    if len > 1 << 20 {
+        return Err(std::io::Error::other("a `[vdso]` mapping of over 1 MiB"));
+    }
+    let mut image = vec![0; len];
+    std::fs::File::open("/proc/self/mem")?.read_exact_at(&mut image, m.start)?;
+    Ok(image)
 }
 
 impl std::fmt::Debug for UnwindTables {
@@ -413,6 +443,7 @@ impl UnwindTables {
             skip_exe: None,
             fell_back: BTreeMap::new(),
             load_time: Duration::ZERO,
+            vdso_len: None,
         }
     }
 
@@ -623,21 +654,25 @@ impl UnwindTables {
                 }
                 continue;
             };
-            let Some(m) = ExecFile::of(m) else {
+            let (state, start, end, offset) = if is_vdso(&m) {
+                (self.vdso_state(m.end - m.start), m.start, m.end, 0)
+            } else if let Some(f) = ExecFile::of(m) {
+                (self.file_state(pid, &f), f.start, f.end, f.offset)
+            } else {
                 continue;
             };
-            let Some(FileState::Loaded { key, info }) = self.file_state(pid, &m) else {
+            let Some(FileState::Loaded { key, info }) = state else {
                 continue;
             };
-            let Some(bias) = info.bias(m.start, m.offset) else {
+            let Some(bias) = info.bias(start, offset) else {
                 continue;
             };
             let Some(t) = self.tables.get(&key) else {
                 continue;
             };
             mappings.push(ProcMapping {
-                start: m.start,
-                end: m.end,
+                start,
+                end,
                 bias,
                 table_offset: t.offset,
                 table_len: t.len,
@@ -714,6 +749,38 @@ impl UnwindTables {
         Some(state)
     }
 
+    /// The table of the vDSO, for a `[vdso]` mapping of `len` bytes: built once from
+    /// ember's own copy, since every 64-bit process on a kernel maps the same image (a
+    /// mapping of another size, a 32-bit process's vDSO, gets none). Without it a sample
+    /// in `clock_gettime` or `gettimeofday` is stepped by frame pointers, which the vDSO's
+    /// code does not keep, and loses its caller.
+    fn vdso_state(&mut self, len: u64) -> Option<FileState> {
+        if let Some(s) = self.files.get(&VDSO_KEY) {
+            return (self.vdso_len == Some(len)).then(|| s.clone());
+        }
+        let state = match own_vdso() {
+            Ok(image) => {
+                self.vdso_len = Some(image.len() as u64);
+                ElfInfo::parse(&image)
+                    .map_err(|e| e.to_string())
+                    .and_then(|info| {
+                        let key = match &info.build_id {
+                            Some(id) => id.iter().map(|b| format!("{b:02x}")).collect(),
+                            None => "[vdso]".to_owned(),
+                        };
+                        self.load_image("[vdso]", &image, key, info)
+                    })
+            }
+            Err(e) => Err(format!("reading ember's own vDSO: {e}")),
+        };
+        let state = state.unwrap_or_else(|reason| {
+            debug!(%reason, "no unwind table for the vDSO");
+            FileState::Failed
+        });
+        self.files.insert(VDSO_KEY, state.clone());
+        (self.vdso_len == Some(len)).then_some(state)
+    }
+
     fn load_file(&mut self, pid: u32, m: &ExecFile) -> Result<FileState, String> {
         let path = &*m.path;
         // The path is the process's user's to change (a symlink, a FIFO, another file):
@@ -732,12 +799,24 @@ impl UnwindTables {
                 format!("{path}@{}", std::os::unix::fs::MetadataExt::ino(&meta))
             }
         };
+        self.load_image(path, &data, key, info)
+    }
+
+    /// Builds and loads the table of `data`, the image of the binary at `path`, under
+    /// `key` (or shares the table already loaded under it).
+    fn load_image(
+        &mut self,
+        path: &str,
+        data: &[u8],
+        key: String,
+        info: ElfInfo,
+    ) -> Result<FileState, String> {
         if let Some(t) = self.tables.get(&key) {
             debug!(binary = path, shared_with = %t.path, "unwind table shared by build id");
             return Ok(FileState::Loaded { key, info });
         }
         let started = Instant::now();
-        let table = UnwindTable::from_elf(&data).map_err(|e| e.to_string())?;
+        let table = UnwindTable::from_elf(data).map_err(|e| e.to_string())?;
         let len = u32::try_from(table.rows.len()).map_err(|_| "too many rows".to_owned())?;
         if len == 0 {
             return Err("no unwind rows".into());
@@ -1216,6 +1295,45 @@ mod tests {
                     .iter()
                     .any(|r| *r != UnwindRow::default()),
                 "mapping {m:?} points at unwritten rows"
+            );
+        }
+    }
+
+    /// Issue 16: the vDSO (`clock_gettime`, `gettimeofday`) has a table, built once from
+    /// ember's own copy and shared by every process, so a sample in it keeps its caller.
+    #[test]
+    fn the_vdso_has_a_table_shared_by_every_process() {
+        let (mut t, state) = tables(1 << 20);
+        let a = Proc::spawn("sleep", &["30"]);
+        let b = Proc::spawn("cat", &[]);
+        t.ensure_process(a.pid());
+        t.ensure_process(b.pid());
+        assert_eq!(users(&t, "[vdso]"), 2, "{:?}", t.fell_back);
+        let st = state.lock().unwrap();
+        for p in [&a, &b] {
+            let maps = std::fs::read_to_string(format!("/proc/{}/maps", p.pid())).unwrap();
+            let vdso = maps
+                .lines()
+                .filter_map(symbolizer::parse_maps_line)
+                .find(super::is_vdso)
+                .expect("a [vdso] mapping");
+            let entry = &st.procs[&p.pid()];
+            let m = entry.mappings[..entry.len as usize]
+                .iter()
+                .find(|m| m.start == vdso.start)
+                .expect("the vDSO among the process's mappings");
+            assert_eq!(m.end, vdso.end);
+            // The vDSO's image is linked at 0 (or its own small base): the bias puts its
+            // code inside the mapping.
+            assert!(
+                m.bias <= vdso.start && vdso.start - m.bias < 1 << 20,
+                "{m:?}"
+            );
+            let rows = &st.rows[m.table_offset as usize..(m.table_offset + m.table_len) as usize];
+            assert!(rows.len() >= 4, "{} rows", rows.len());
+            assert!(
+                rows.iter()
+                    .any(|r| r.cfa_kind() != profiler_common::unwind::cfa::NONE)
             );
         }
     }

@@ -190,6 +190,51 @@ fn libc_hot_loop_reaches_main_through_qsort() {
     );
 }
 
+/// Issue 16: a sample inside the vDSO (`clock_gettime`, code the kernel maps into every
+/// process with no file behind it) keeps every caller: with the vDSO's own unwind table,
+/// not frame pointers, which dropped `read_clocks` and glibc's wrapper from 1.2 % of them.
+#[test]
+fn vdso_samples_keep_their_callers() {
+    let Some(_p) = privileged("vdso_samples_keep_their_callers") else {
+        return;
+    };
+    let bin = example("clock");
+    let w = record(
+        &["--unwinder", "dwarf"],
+        "clock",
+        &[bin.to_str().unwrap(), "6"],
+    );
+    let total = w.total();
+    // 6 s at 99 Hz is ~590 samples on an idle CPU; a busy machine can halve it.
+    assert!(total >= 150, "too few samples: {total}");
+    // Unwound to `_start` (the process's first milliseconds, before its tables are loaded,
+    // are issue 16's first item), with the vDSO's `clock_gettime` as the leaf (frame 0 is
+    // the process name).
+    let complete_in_vdso =
+        |f: &[&str]| f.get(1) == Some(&"_start") && f.last() == Some(&"clock_gettime");
+    let in_vdso = w.count_where(|f| complete_in_vdso(f));
+    let whole = w.count_where(|f| {
+        complete_in_vdso(f)
+            && f.ends_with(&[
+                "main",
+                "read_clocks",
+                "__GI___clock_gettime",
+                "clock_gettime",
+            ])
+    });
+    eprintln!("clock: {total} samples, {in_vdso} in the vDSO from _start, {whole} of them whole");
+    assert!(
+        in_vdso as f64 >= 0.6 * total as f64,
+        "the workload should sit in the vDSO: {:#?}",
+        w.lines
+    );
+    assert_eq!(
+        whole, in_vdso,
+        "vDSO samples that skip a caller: {:#?}",
+        w.lines
+    );
+}
+
 /// What a recursion stack was.
 #[derive(Debug, PartialEq, Eq)]
 enum Shape {
