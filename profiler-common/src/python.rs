@@ -9,11 +9,11 @@
 //!
 //! 1. `_PyRuntime` + [`runtime_interpreters_head`](PyOffsets::runtime_interpreters_head) →
 //!    the first `PyInterpreterState`;
-//! 2. + [`interp_threads_head`](PyOffsets::interp_threads_head) → the first `PyThreadState`,
+//! 2. the state + [`interp_threads_head`](PyOffsets::interp_threads_head) → the first `PyThreadState`,
 //!    then [`tstate_next`](PyOffsets::tstate_next) for the others; each thread is told apart
 //!    by [`tstate_native_thread_id`](PyOffsets::tstate_native_thread_id) (the kernel's tid,
 //!    3.11+) or [`tstate_thread_id`](PyOffsets::tstate_thread_id) (its `pthread_t`);
-//! 3. + [`tstate_frame`](PyOffsets::tstate_frame) → the current frame, through the
+//! 3. the thread + [`tstate_frame`](PyOffsets::tstate_frame) → the current frame, through the
 //!    `_PyCFrame` at [`cframe_current_frame`](PyOffsets::cframe_current_frame) in 3.11 and
 //!    3.12;
 //! 4. from each frame, [`frame_code`](PyOffsets::frame_code) (the code object),
