@@ -501,6 +501,114 @@ mod tests {
         assert_eq!(locations_line(&[0xff; 3], 1, 30), None);
     }
 
+    /// A fake 3.11 process memory: a file in which offsets are addresses.
+    struct FakeMemory(std::fs::File);
+
+    impl FakeMemory {
+        fn new() -> Self {
+            let file = tempfile::tempfile().expect("temp file");
+            file.set_len(0x4000).expect("size");
+            FakeMemory(file)
+        }
+        fn put(&self, addr: u64, bytes: &[u8]) {
+            std::os::unix::fs::FileExt::write_all_at(&self.0, bytes, addr).expect("write");
+        }
+        fn put_u64(&self, addr: u64, value: u64) {
+            self.put(addr, &value.to_le_bytes());
+        }
+        fn put_str(&self, addr: u64, text: &str) {
+            self.put_u64(addr + 16, text.len() as u64);
+            self.put(
+                addr + 32,
+                &((1u32 << 2) | (1 << 5) | (1 << 6)).to_le_bytes(),
+            );
+            self.put(addr + 48, text.as_bytes());
+        }
+        fn memory(&self) -> Memory {
+            Memory::new(self.0.try_clone().expect("clone"))
+        }
+    }
+
+    #[test]
+    fn the_cache_notices_a_new_code_object_at_an_old_address_and_outlives_the_process() {
+        let o = crate::offsets::for_version(3, 11).expect("3.11");
+        let fake = FakeMemory::new();
+        let code = 0x1000;
+        fake.put_u64(code + 8, 0xc0de);
+        fake.put_u64(code + u64::from(o.code_qualname), 0x2000);
+        fake.put_u64(code + u64::from(o.code_filename), 0x2100);
+        fake.put(code + u64::from(o.code_firstlineno), &10u32.to_le_bytes());
+        fake.put_u64(code + u64::from(o.code_linetable), 0x2200);
+        fake.put_str(0x2000, "Handler.get");
+        fake.put_str(0x2100, "app/server.py");
+        fake.put_u64(0x2200 + 16, 2);
+        fake.put(0x2200 + 32, &[0x80 | (13 << 3), 2]); // one unit at line + 1
+        let interp = Interpreter {
+            pid: 7,
+            start_time: 99,
+            version: crate::Version {
+                major: 3,
+                minor: 11,
+                micro: Some(7),
+            },
+            path: "/usr/bin/python3.11".into(),
+            shared: false,
+            runtime: 0,
+            code_type: Some(0xc0de),
+            offsets: Some(o),
+        };
+        let frame = RawFrame {
+            code,
+            instr_offset: 0,
+            is_entry: true,
+        };
+        let mut namer = Namer::new();
+        let mem = fake.memory();
+        let named = namer.name(&mem, &interp, &frame).expect("names");
+        assert_eq!(
+            named,
+            PyFrame {
+                qualname: "Handler.get".into(),
+                file: "app/server.py".into(),
+                line: Some(11)
+            }
+        );
+        // Another code object at the same address: its name pointer differs.
+        fake.put_u64(code + u64::from(o.code_qualname), 0x2300);
+        fake.put_str(0x2300, "other");
+        assert_eq!(
+            namer.name(&mem, &interp, &frame).expect("names").qualname,
+            "other"
+        );
+        // Not a code object at all.
+        fake.put_u64(0x3000 + 8, 0xbad);
+        let bad = RawFrame {
+            code: 0x3000,
+            ..frame
+        };
+        assert!(matches!(
+            namer.name(&mem, &interp, &bad),
+            Err(NameError::NotCode { .. })
+        ));
+        // The process is gone: its memory reads nothing, the cache still names it.
+        let gone = Memory::new(tempfile::tempfile().expect("empty"));
+        assert_eq!(
+            namer.name(&gone, &interp, &frame).expect("cached").qualname,
+            "other"
+        );
+        assert_eq!(namer.cached(7, 99, code).expect("cached").first_line, 10);
+        assert!(
+            namer.cached(7, 100, code).is_none(),
+            "another process with the pid"
+        );
+        namer.forget(7);
+        assert!(namer.cached(7, 99, code).is_none());
+        assert!(matches!(
+            namer.name(&gone, &interp, &frame),
+            Err(NameError::Read { .. })
+        ));
+    }
+
     #[test]
     fn files_are_shown_relative_to_the_script_or_site_packages() {
         let dir = Path::new("/srv/app");

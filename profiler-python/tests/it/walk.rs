@@ -113,6 +113,14 @@ fn split_script_chain_names_files_and_lines_on_every_interpreter() {
             "{python:?}: only {complete} walks read"
         );
         assert!(a > 0 && b > 0, "{python:?}: fn_a {a}, fn_b {b}");
+        // The cost of a walk of the running process, names from the cache (a figure).
+        let started = Instant::now();
+        let walked = (0..100).filter(|_| w.walk().is_some()).count();
+        println!(
+            "{}: {walked}/100 walks of the running process, {:?} each with names",
+            w.interp.version,
+            started.elapsed() / 100
+        );
         verified.push(format!("{} ({})", w.interp.version, python.path.display()));
     }
     println!("python frames verified on: {}", verified.join(", "));
@@ -274,4 +282,57 @@ fn older_interpreters_are_found_and_reported_unsupported() {
         ));
     }
     println!("unsupported interpreters checked: {}", older.len());
+}
+
+#[test]
+fn an_interpreter_in_its_own_mount_namespace_is_found_and_walked() {
+    // Debian's interpreter is one file: copied onto a tmpfs mounted only in the script's
+    // own mount namespace, it is at a path that does not exist out here.
+    let Some(python) = pythons(11..=11)
+        .into_iter()
+        .find(|p| p.path.starts_with("/usr/bin"))
+    else {
+        println!("skipped: no /usr/bin/python3.11");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("mount point");
+    let root = dir.path().display().to_string();
+    let scripts = crate::common::scripts_dir().display().to_string();
+    let shell = format!(
+        "mount -t tmpfs none {root} && cp {} {root}/python3.11 && cp {scripts}/split.py {root}/ \
+         && cd {root} && exec ./python3.11 split.py 60",
+        python.path.display()
+    );
+    let child = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &shell])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("unshare runs");
+    let script = Script {
+        child,
+        source: std::fs::read_to_string(format!("{scripts}/split.py"))
+            .expect("script")
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+    };
+    let mut w = Walker::attach(script.pid());
+    let interp_path = format!("{root}/python3.11");
+    assert_eq!(w.interp.path, interp_path);
+    assert!(!std::path::Path::new(&interp_path).exists(), "visible here");
+    assert_eq!((w.interp.version.major, w.interp.version.minor), (3, 11));
+    w.wait_for("work");
+    let threads = (0..WALKS).find_map(|_| w.walk_stopped()).expect("a walk");
+    let names = threads[0].names();
+    assert!(
+        names.ends_with(&["work", "run", "main", "<module>"]),
+        "{names:?}"
+    );
+    assert!(
+        threads[0]
+            .frames
+            .iter()
+            .all(|f| f.file.ends_with("split.py"))
+    );
 }
