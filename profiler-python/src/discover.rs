@@ -192,6 +192,24 @@ pub fn discover(procfs: &Procfs, pid: u32) -> Result<Option<Interpreter>, Discov
     Ok(None)
 }
 
+/// Every CPython process under `procfs`, with the candidates that could not be inspected
+/// (a file that would not open or parse); processes that vanish while scanned are left
+/// out. One read of the maps per process that is not Python.
+///
+/// # Errors
+/// The error of listing the processes.
+pub fn scan(procfs: &Procfs) -> io::Result<Vec<Result<Interpreter, DiscoverError>>> {
+    Ok(procfs
+        .pids()?
+        .into_iter()
+        .filter_map(|pid| match discover(procfs, pid) {
+            Ok(found) => found.map(Ok),
+            Err(DiscoverError::Proc { .. }) => None,
+            Err(err) => Some(Err(err)),
+        })
+        .collect())
+}
+
 /// Looks at one candidate file of process `pid`.
 fn inspect(
     pid: u32,

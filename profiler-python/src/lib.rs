@@ -39,7 +39,7 @@ mod names;
 pub mod offsets;
 mod walk;
 
-pub use discover::{DiscoverError, Interpreter, Version, discover};
+pub use discover::{DiscoverError, Interpreter, Version, discover, scan};
 pub use memory::Memory;
 pub use names::{CodeInfo, NameError, Namer, PyFrame, display_file};
 pub use profiler_common::python::PyOffsets;

@@ -7,7 +7,7 @@
 //! - `cgroup`: the one path chosen out of `/proc/PID/cgroup` ([`parse_cgroup`]).
 //! - `stat`: the start time, which tells a reused pid from the process it replaced.
 //! - `comm` and the `exe` link.
-//! - `mem` (another process's memory) and `task` (its threads).
+//! - `mem` (another process's memory), `task` (its threads), and the list of processes.
 //!
 //! A [`Procfs`] reads under `/proc` ([`Procfs::default`]) or under another directory laid
 //! out the same way ([`Procfs::at`]), so label and cache logic is tested on fake trees.
@@ -129,6 +129,18 @@ impl Procfs {
     /// The open's error.
     pub fn mem(&self, pid: u32) -> io::Result<std::fs::File> {
         std::fs::File::open(self.path(pid, "mem"))
+    }
+
+    /// The process ids under the root (its numeric entries), sorted.
+    ///
+    /// # Errors
+    /// The directory read's error.
+    pub fn pids(&self) -> io::Result<Vec<u32>> {
+        let mut pids: Vec<u32> = std::fs::read_dir(&self.root)?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        pids.sort_unstable();
+        Ok(pids)
     }
 
     /// The thread ids of process `pid` (the entries of `/proc/PID/task`), sorted.
@@ -369,6 +381,7 @@ mod tests {
         );
         assert!(procfs.exe_id(me).is_ok());
         assert!(procfs.exists(me));
+        assert!(procfs.pids().expect("pids").contains(&me));
         let tasks = procfs.tasks(me).expect("own tasks");
         assert!(tasks.contains(&me), "{tasks:?}");
         let mem = procfs.mem(me).expect("own memory");

@@ -25,6 +25,13 @@ fn split_script_chain_names_files_and_lines_on_every_interpreter() {
             "{python:?}"
         );
         assert!(w.interp.supported());
+        let scanned = profiler_python::scan(&Procfs::default()).expect("scan");
+        assert!(
+            scanned
+                .iter()
+                .any(|r| r.as_ref().is_ok_and(|i| *i == w.interp)),
+            "{python:?} not in the scan"
+        );
         assert_eq!(
             w.interp.shared,
             !python.path.starts_with("/usr/bin"),
