@@ -21,6 +21,7 @@
 //! its own (flagged [`SAMPLE_FLAG_USER_STACK_CUSTOM`]) without changing the key.
 #![no_std]
 
+pub mod python;
 pub mod unwind;
 
 /// Deepest stack, in frames, that the kernel's stack helpers record (`PERF_MAX_STACK_DEPTH`).

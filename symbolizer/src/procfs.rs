@@ -7,6 +7,7 @@
 //! - `cgroup`: the one path chosen out of `/proc/PID/cgroup` ([`parse_cgroup`]).
 //! - `stat`: the start time, which tells a reused pid from the process it replaced.
 //! - `comm` and the `exe` link.
+//! - `mem` (another process's memory), `task` (its threads), and the list of processes.
 //!
 //! A [`Procfs`] reads under `/proc` ([`Procfs::default`]) or under another directory laid
 //! out the same way ([`Procfs::at`]), so label and cache logic is tested on fake trees.
@@ -119,6 +120,39 @@ impl Procfs {
         use std::os::unix::fs::MetadataExt as _;
         let meta = std::fs::metadata(self.path(pid, "exe"))?;
         Ok((meta.dev(), meta.ino()))
+    }
+
+    /// `/proc/PID/mem`, opened for reading (`pread` at an address reads the process's
+    /// memory there; the caller needs the right to ptrace it).
+    ///
+    /// # Errors
+    /// The open's error.
+    pub fn mem(&self, pid: u32) -> io::Result<std::fs::File> {
+        std::fs::File::open(self.path(pid, "mem"))
+    }
+
+    /// The process ids under the root (its numeric entries), sorted.
+    ///
+    /// # Errors
+    /// The directory read's error.
+    pub fn pids(&self) -> io::Result<Vec<u32>> {
+        let mut pids: Vec<u32> = std::fs::read_dir(&self.root)?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        pids.sort_unstable();
+        Ok(pids)
+    }
+
+    /// The thread ids of process `pid` (the entries of `/proc/PID/task`), sorted.
+    ///
+    /// # Errors
+    /// The directory read's error.
+    pub fn tasks(&self, pid: u32) -> io::Result<Vec<u32>> {
+        let mut tids: Vec<u32> = std::fs::read_dir(self.path(pid, "task"))?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        tids.sort_unstable();
+        Ok(tids)
     }
 
     /// Whether `ROOT/PID` exists.
@@ -347,6 +381,15 @@ mod tests {
         );
         assert!(procfs.exe_id(me).is_ok());
         assert!(procfs.exists(me));
+        assert!(procfs.pids().expect("pids").contains(&me));
+        let tasks = procfs.tasks(me).expect("own tasks");
+        assert!(tasks.contains(&me), "{tasks:?}");
+        let mem = procfs.mem(me).expect("own memory");
+        let value = 0x5eed_u64;
+        let mut buf = [0u8; 8];
+        std::os::unix::fs::FileExt::read_exact_at(&mem, &mut buf, &raw const value as u64)
+            .expect("own memory reads");
+        assert_eq!(u64::from_ne_bytes(buf), value);
         let text = procfs.maps_text(me).expect("own maps");
         let exe = std::env::current_exe().expect("current exe");
         let mapping = text

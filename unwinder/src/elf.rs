@@ -504,6 +504,92 @@ pub fn parse<S: Source + ?Sized>(src: &S) -> Result<ElfFile, ElfError> {
     Ok(elf)
 }
 
+/// A symbol of the dynamic symbol table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Symbol {
+    /// `st_value`: the virtual address (before any load bias).
+    pub value: u64,
+    /// `st_size`.
+    pub size: u64,
+}
+
+/// Looks `names` up in the dynamic symbol table (`.dynsym` and its `.dynstr`), which
+/// stripped binaries keep; one pass over the table for all of them. The result has one
+/// entry per name, `None` for a name that is not defined there (undefined symbols, whose
+/// section index is 0, are skipped).
+///
+/// # Errors
+/// A table past the end of the file, over the caps, or a failed read.
+pub fn dynamic_symbols<S: Source + ?Sized>(
+    src: &S,
+    elf: &ElfFile,
+    names: &[&str],
+) -> Result<Vec<Option<Symbol>>, ElfError> {
+    let mut found = vec![None; names.len()];
+    let (Some(dynsym), Some(dynstr)) = (elf.section(".dynsym"), elf.section(".dynstr")) else {
+        return Ok(found);
+    };
+    let size = src.size()?;
+    let symbols = read_at(src, size, dynsym.offset, dynsym.size, MAX_SECTION)?;
+    let strings = read_at(src, size, dynstr.offset, dynstr.size, MAX_SECTION)?;
+    for entry in symbols.chunks_exact(24) {
+        let (Some(name_off), Some(shndx), Some(value), Some(sym_size)) = (
+            u32_at(entry, 0),
+            u16_at(entry, 6),
+            u64_at(entry, 8),
+            u64_at(entry, 16),
+        ) else {
+            continue;
+        };
+        if shndx == 0 {
+            continue;
+        }
+        let Some(name) = usize::try_from(name_off)
+            .ok()
+            .and_then(|at| strings.get(at..))
+            .and_then(|rest| rest.split(|&b| b == 0).next())
+        else {
+            continue;
+        };
+        if let Some(i) = names.iter().position(|n| n.as_bytes() == name) {
+            found[i].get_or_insert(Symbol {
+                value,
+                size: sym_size,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Reads `len` bytes (at most 1 MiB) at virtual address `vaddr` from the file's `PT_LOAD`
+/// segments: the initial value of a variable, the contents of a constant.
+///
+/// # Errors
+/// [`ElfError::Malformed`] when the range is not all in one segment's file bytes, or a
+/// failed read.
+pub fn read_vaddr<S: Source + ?Sized>(
+    src: &S,
+    elf: &ElfFile,
+    vaddr: u64,
+    len: u64,
+) -> Result<Vec<u8>, ElfError> {
+    let load = elf
+        .loads
+        .iter()
+        .find(|l| {
+            vaddr >= l.vaddr
+                && vaddr
+                    .checked_add(len)
+                    .is_some_and(|end| end - l.vaddr <= l.filesz)
+        })
+        .ok_or(ElfError::Malformed("address not in the file's segments"))?;
+    let offset = load
+        .offset
+        .checked_add(vaddr - load.vaddr)
+        .ok_or(ElfError::Malformed("offset overflows"))?;
+    read_at(src, src.size()?, offset, len, MAX_NOTES)
+}
+
 /// The descriptor of the first `NT_GNU_BUILD_ID` note in a notes section.
 fn parse_build_id_note(mut data: &[u8]) -> Option<Vec<u8>> {
     while data.len() >= 12 {
@@ -688,6 +774,38 @@ mod tests {
             parse(&b"#!/bin/sh\nexit 0\n".repeat(8)[..]),
             Err(ElfError::Malformed("no ELF magic"))
         ));
+    }
+
+    #[test]
+    fn dynamic_symbols_of_the_c_library_are_found_and_read() {
+        // Every process here links the C library; `environ` is a variable, `strlen` a
+        // function, and neither name is a prefix of a longer one that would match too.
+        let libc = std::fs::read_to_string("/proc/self/maps")
+            .expect("own maps")
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(5).map(str::to_owned))
+            .find(|p| p.contains("/libc.so"))
+            .expect("the C library is mapped");
+        let file = File::open(&libc).expect("libc opens");
+        let elf = parse(&file).expect("libc parses");
+        let found = dynamic_symbols(&file, &elf, &["strlen", "no_such_symbol_here", "environ"])
+            .expect("dynsym reads");
+        assert!(found[0].is_some_and(|s| s.value > 0), "{found:?}");
+        assert_eq!(found[1], None);
+        let environ = found[2].expect("environ");
+        assert_eq!(environ.size, 8);
+        // Code has file bytes; an address in no segment is an error.
+        let strlen = found[0].expect("strlen");
+        assert_eq!(
+            read_vaddr(&file, &elf, strlen.value, 4)
+                .expect("code")
+                .len(),
+            4
+        );
+        assert!(read_vaddr(&file, &elf, u64::MAX - 2, 4).is_err());
+        // No dynamic symbols at all: every name is `None`.
+        let none = dynamic_symbols(&file, &ElfFile::default(), &["strlen"]).expect("empty");
+        assert_eq!(none, vec![None]);
     }
 
     #[test]
