@@ -217,6 +217,9 @@ pub(crate) struct Debuginfod {
     failed: Vec<String>,
 }
 
+/// Debug files that arrived: the build-id and where the file is in the cache.
+pub(crate) type Arrivals = Vec<(Arc<[u8]>, PathBuf)>;
+
 /// The path of `build_id`'s debug file on a server.
 pub(crate) fn url_path(build_id: &[u8]) -> String {
     format!("/buildid/{}/debuginfo", hex(build_id))
@@ -293,7 +296,7 @@ impl Debuginfod {
     }
 
     /// The debug files that arrived since the last call, by build-id.
-    pub(crate) fn arrived(&mut self) -> Vec<(Arc<[u8]>, PathBuf)> {
+    pub(crate) fn arrived(&mut self) -> Arrivals {
         let mut out = Vec::new();
         while let Ok((build_id, outcome)) = self.results.try_recv() {
             if let Some(found) = self.settle(build_id, outcome) {
@@ -336,7 +339,7 @@ impl Debuginfod {
 
     /// Waits at most `bound` for every outstanding request to end, collecting what arrives
     /// (returned by the next [`Debuginfod::arrived`] as usual), and reports on the run.
-    pub(crate) fn wait(&mut self, bound: Duration) -> (WaitReport, Vec<(Arc<[u8]>, PathBuf)>) {
+    pub(crate) fn wait(&mut self, bound: Duration) -> (WaitReport, Arrivals) {
         let start = Instant::now();
         let mut arrived = self.arrived();
         while self.outstanding().next().is_some() {
