@@ -64,6 +64,8 @@ if [ $want_test -eq 1 ]; then
   # Separate debug info of glibc by build-id (/usr/lib/debug/.build-id): names the dynamic
   # loader and libc frames of short-lived processes in the symbolizer's storm test.
   apt_install libc6-dbg
+  # A real debuginfod server on loopback serves the debug files of tests/it/debuginfod.rs.
+  apt_install debuginfod
   # This image ships Node.js and npm of its own; Debian's would conflict with them.
   command -v npm >/dev/null || apt_install nodejs npm
   if [ ! -d "$(dirname "$0")/../tests/browser/node_modules/playwright-core" ]; then

@@ -198,6 +198,10 @@ pub(crate) struct AgentArgs {
     #[command(flatten)]
     pub drain: DrainArgs,
 
+    /// Debug files fetched from debuginfod servers.
+    #[command(flatten)]
+    pub debuginfod: DebuginfodArgs,
+
     /// Pushing windows to Grafana Pyroscope and OTLP backends (boxed: the agent's
     /// arguments would otherwise dwarf the other commands').
     #[command(flatten)]
@@ -443,6 +447,51 @@ impl DrainArgs {
     }
 }
 
+/// Where debug files of stripped binaries are fetched from (`record` and `agent` alike).
+#[derive(Debug, Args)]
+pub(crate) struct DebuginfodArgs {
+    /// A debuginfod server to fetch the debug files of stripped binaries from, by build-id
+    /// (e.g. http://debuginfod.example:8002), in the background; repeat for several, asked
+    /// in order. Without it, the servers of the standard DEBUGINFOD_URLS variable
+    /// (space-separated) are used.
+    #[arg(long = "debuginfod", value_name = "URL", help_heading = "Symbols")]
+    pub urls: Vec<String>,
+
+    /// Disk space for fetched debug files (the agent's under --data-dir, record's under
+    /// $XDG_CACHE_HOME/ember); the least recently used are deleted past it. Also the
+    /// largest file fetched.
+    #[arg(long = "debuginfod-cache-size", value_name = "SIZE", default_value = "1GiB", value_parser = parse_size, help_heading = "Symbols")]
+    pub cache_size: u64,
+
+    /// The longest one request to a debuginfod server may take; `record` waits at most
+    /// this long at the end for files still on their way.
+    #[arg(long = "debuginfod-timeout", value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "Symbols")]
+    pub timeout: Duration,
+}
+
+impl DebuginfodArgs {
+    /// The client settings these options ask for, with the cache in `cache_dir`; `env` is
+    /// the value of `DEBUGINFOD_URLS`, used when no --debuginfod is given. `None` when no
+    /// server is named.
+    #[must_use]
+    pub(crate) fn config(
+        &self,
+        env: Option<&str>,
+        cache_dir: PathBuf,
+    ) -> Option<symbolizer::DebuginfodConfig> {
+        let urls = if self.urls.is_empty() {
+            symbolizer::DebuginfodConfig::urls_from(env.unwrap_or_default())
+        } else {
+            symbolizer::DebuginfodConfig::urls_from(&self.urls.join(" "))
+        };
+        (!urls.is_empty()).then(|| {
+            symbolizer::DebuginfodConfig::new(urls, cache_dir)
+                .with_cache_bytes(self.cache_size)
+                .with_timeout(self.timeout)
+        })
+    }
+}
+
 /// `--listen`: an address, or no API at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Listen(pub Option<std::net::SocketAddr>);
@@ -597,6 +646,10 @@ pub(crate) struct RecordArgs {
     /// Drain interval and kernel map sizes.
     #[command(flatten)]
     pub drain: DrainArgs,
+
+    /// Debug files fetched from debuginfod servers.
+    #[command(flatten)]
+    pub debuginfod: DebuginfodArgs,
 }
 
 const EXPORT_EXAMPLES: &str = "\
@@ -1040,6 +1093,45 @@ mod tests {
         assert_eq!(unwind_table_mem_cap(None), MAX_TABLE_MEM);
         assert_eq!(unwind_table_mem_cap(Some(64 << 30)), MAX_TABLE_MEM);
         assert_eq!(unwind_table_mem_cap(Some(4 << 30)), 256 << 20);
+    }
+
+    #[test]
+    fn debuginfod_flags_override_the_variable_on_record_and_agent() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).unwrap().command;
+        let Command::Record(r) = parse(&["ember", "record", "-a"]) else {
+            panic!("not record")
+        };
+        let dir = PathBuf::from("/c");
+        assert_eq!(r.debuginfod.config(None, dir.clone()), None);
+        let from_env = r
+            .debuginfod
+            .config(Some("http://e:1/ http://f:2"), dir.clone())
+            .expect("servers from DEBUGINFOD_URLS");
+        assert_eq!(from_env.urls, ["http://e:1", "http://f:2"]);
+        assert_eq!(from_env.cache_bytes, 1 << 30);
+        assert_eq!(from_env.timeout, Duration::from_secs(10));
+        assert_eq!(from_env.cache_dir, dir);
+        let Command::Agent(a) = parse(&[
+            "ember",
+            "agent",
+            "--debuginfod",
+            "http://a:8002",
+            "--debuginfod",
+            "http://b:8002/",
+            "--debuginfod-cache-size",
+            "64MiB",
+            "--debuginfod-timeout",
+            "2s",
+        ]) else {
+            panic!("not agent")
+        };
+        let flags = a
+            .debuginfod
+            .config(Some("http://e:1"), dir)
+            .expect("servers from the flags");
+        assert_eq!(flags.urls, ["http://a:8002", "http://b:8002"]);
+        assert_eq!(flags.cache_bytes, 64 << 20);
+        assert_eq!(flags.timeout, Duration::from_secs(2));
     }
 
     #[test]

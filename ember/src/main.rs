@@ -82,6 +82,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     args.window
                 );
             }
+            let debuginfod = args.debuginfod.config(
+                std::env::var(symbolizer::DEBUGINFOD_URLS).ok().as_deref(),
+                args.data_dir.join("debuginfod"),
+            );
             let config = AgentConfig {
                 frequency_hz: args.frequency,
                 window: args.window,
@@ -104,7 +108,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 symbolizer: symbolizer::Config::default()
                     .with_cache_bytes(args.symbol_cache)
-                    .with_debug_dirs(args.debug_dirs),
+                    .with_debug_dirs(args.debug_dirs)
+                    .with_debuginfod(debuginfod),
                 push: agent::PushSettings::from_args(&args.push).context("ember agent")?,
             };
             let summary = agent::run(&config).context("ember agent")?;

@@ -96,6 +96,8 @@ pub(crate) struct RecordConfig {
     pub unwind: profiler_sampler::UnwindConfig,
     /// Show a live status line on stderr.
     pub status_line: bool,
+    /// Where debug files of stripped binaries are fetched from (`--debuginfod`).
+    pub debuginfod: Option<symbolizer::DebuginfodConfig>,
 }
 
 /// What `ember record` profiles.
@@ -154,8 +156,27 @@ impl RecordConfig {
             stacks_entries: args.drain.stacks_map_entries,
             unwind: args.drain.unwind_config(),
             status_line: !quiet && io::stderr().is_terminal(),
+            debuginfod: args.debuginfod.config(
+                std::env::var(symbolizer::DEBUGINFOD_URLS).ok().as_deref(),
+                debuginfod_cache_dir(),
+            ),
         })
     }
+}
+
+/// Where `record` keeps debug files fetched from debuginfod: `$XDG_CACHE_HOME/ember/debuginfod`,
+/// else `~/.cache/ember/debuginfod`, else (no home) `/var/cache/ember/debuginfod`.
+fn debuginfod_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })
+        .unwrap_or_else(|| PathBuf::from("/var/cache"));
+    base.join("ember").join("debuginfod")
 }
 
 /// What a finished recording produced.
@@ -224,7 +245,7 @@ pub(crate) fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
             // Ember's own samples taken while it forked the command.
             exclude_tgid: Some(own_pid),
             on_stop: OnStop::Symbolize,
-            symbolizer: symbolizer::Config::default(),
+            symbolizer: symbolizer::Config::default().with_debuginfod(config.debuginfod.clone()),
         },
     )?;
     let child = match &config.target {
@@ -348,6 +369,9 @@ impl Sink for RecordSink<'_> {
         }
         aggregator.meta_mut().duration_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         report_losses(&stats, &aggregator, config.counts_entries);
+        if let Some(debuginfod) = &config.debuginfod {
+            finish_debuginfod(&mut aggregator, debuginfod.timeout);
+        }
         let sym = aggregator.symbolizer().stats();
         debug!(?sym, "symbolizer");
 
@@ -373,6 +397,52 @@ impl Sink for RecordSink<'_> {
             profile,
             exit_status,
         })
+    }
+}
+
+/// Waits (at most `bound`) for the debug files still being fetched, names the frames they
+/// cover, and says what happened: the wait, what timed out or failed, what was named.
+fn finish_debuginfod(aggregator: &mut Aggregator, bound: Duration) {
+    // Files asked for at the last drain come from the disk cache or a nearby server in
+    // milliseconds: a moment's wait, without a word, before saying the run waits.
+    let quick = bound.min(Duration::from_millis(200));
+    let Some(mut report) = aggregator.wait_for_debuginfod(quick) else {
+        return;
+    };
+    if !report.outstanding.is_empty() {
+        warn!(
+            "waiting up to {:.1} s (--debuginfod-timeout) for {} debug file(s) \
+             still being fetched from debuginfod",
+            bound.as_secs_f64(),
+            report.outstanding.len()
+        );
+        let waited = report.waited;
+        report = aggregator
+            .wait_for_debuginfod(bound.saturating_sub(waited))
+            .unwrap_or(report);
+        report.waited += waited;
+    }
+    let renamed = aggregator.rename_fetched();
+    for line in &report.failed {
+        warn!("debuginfod: no debug file for build-id {line}; its frames stay `module+0x...`");
+    }
+    for urls in &report.outstanding {
+        warn!(
+            "debuginfod: timed out after waiting {:.1} s for {urls}; its frames stay \
+             `module+0x...`",
+            report.waited.as_secs_f64()
+        );
+    }
+    if report.found > 0 || report.not_found > 0 {
+        tracing::info!(
+            found = report.found,
+            not_found = report.not_found,
+            renamed,
+            "debuginfod: {} debug file(s) found, {} build-id(s) unknown to the servers; \
+             {renamed} frame(s) named from them after sampling",
+            report.found,
+            report.not_found
+        );
     }
 }
 

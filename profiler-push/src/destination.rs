@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use crate::http::Endpoint;
+use profiler_http::Endpoint;
+
 use crate::{otlp, pyroscope};
 
 /// The protocol a destination speaks.

@@ -8,8 +8,8 @@
 //! - [`otlp`]: OTLP/HTTP profiles (`/v1development/profiles`) in the opentelemetry-proto
 //!   1.10+ wire format.
 //! - [`series`]: the service name and series labels both use.
-//! - [`http`]: the small blocking client; [`Pusher`]: the threads, retries, pacing and
-//!   counters (see [`pusher`] for the delivery rules).
+//! - [`Pusher`]: the threads, retries, pacing and counters (see [`pusher`] for the
+//!   delivery rules); requests go through [`profiler_http`], Ember's one HTTP client.
 //!
 //! ```no_run
 //! use profiler_push::{Destination, Endpoint, PushConfig, Pusher};
@@ -25,7 +25,6 @@
 
 mod destination;
 mod encode;
-pub mod http;
 pub mod otlp;
 pub mod proto;
 pub mod pusher;
@@ -34,5 +33,5 @@ pub mod series;
 
 pub use destination::{Destination, Protocol, Secret};
 pub use encode::{StoredWindow, profile_id, uuid_string};
-pub use http::{Endpoint, EndpointError, Timeouts};
+pub use profiler_http::{Endpoint, EndpointError, Timeouts};
 pub use pusher::{DestinationStats, PushConfig, PushError, Pusher, StatsHandle};

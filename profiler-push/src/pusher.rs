@@ -30,12 +30,16 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use profiler_http::{Client, HttpError, Limits, Response, Timeouts};
 use profiler_store::{PushCursor, Store, StoreConfig, StoreError, WindowId, WindowSummary};
 use tracing::{debug, info, warn};
 
 use crate::destination::Destination;
 use crate::encode::StoredWindow;
-use crate::http::{self, HttpError, Timeouts};
+
+/// What a backend's answer may bring back: its message, or an OTLP partial-success
+/// answer; anything larger is a misbehaving peer, and the request is retried.
+const RESPONSE_LIMITS: Limits = Limits { max_body: 1 << 20 };
 
 /// How the push loop paces itself.
 #[derive(Clone, Debug)]
@@ -200,6 +204,7 @@ impl Pusher {
                 stats: stats.clone(),
                 stop: stop.clone(),
                 rng: seed(),
+                client: Client::new(config.timeouts, RESPONSE_LIMITS),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("ember-push-{name}"))
@@ -266,6 +271,7 @@ struct Worker {
     stats: Arc<Mutex<DestinationStats>>,
     stop: Arc<Stop>,
     rng: u64,
+    client: Client,
 }
 
 impl Worker {
@@ -474,27 +480,20 @@ impl Worker {
     }
 
     fn send(&mut self, body: &[u8]) -> Outcome {
-        let mut headers = vec![(
-            "Content-Type".to_owned(),
-            self.dest.content_type().to_owned(),
-        )];
+        let mut headers = vec![("Content-Type", self.dest.content_type())];
         if self.dest.protocol == crate::Protocol::Pyroscope {
-            headers.push(("Connect-Protocol-Version".to_owned(), "1".to_owned()));
+            headers.push(("Connect-Protocol-Version", "1"));
         }
         headers.extend(
             self.dest
                 .headers
                 .iter()
-                .map(|(k, v)| (k.clone(), v.expose().to_owned())),
+                .map(|(k, v)| (k.as_str(), v.expose())),
         );
         self.stats().bytes_sent += body.len() as u64;
-        let result = http::post(
-            &self.dest.endpoint,
-            &self.dest.path,
-            &headers,
-            body,
-            self.config.timeouts,
-        );
+        let result = self
+            .client
+            .post(&self.dest.endpoint, &self.dest.path, &headers, body);
         let outcome = classify(result);
         self.stats().up = !matches!(outcome, Outcome::Retry { .. });
         outcome
@@ -511,7 +510,7 @@ impl Worker {
     }
 }
 
-fn classify(result: Result<http::Response, HttpError>) -> Outcome {
+fn classify(result: Result<Response, HttpError>) -> Outcome {
     match result {
         Ok(r) if (200..300).contains(&r.status) => Outcome::Accepted,
         Ok(r) if r.status == 408 || r.status == 429 || r.status >= 500 => Outcome::Retry {
@@ -553,8 +552,8 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
+    use crate::Endpoint;
     use crate::encode::testutil;
-    use crate::http::Endpoint;
     use crate::proto::pyroscope::PushRequest;
 
     /// A receiver answering each request with the next status of `script` (then 200),
@@ -672,8 +671,9 @@ mod tests {
         let long = "x".repeat(400);
         assert_eq!(message(long.as_bytes()).len(), 303);
         let r = |status| {
-            classify(Ok(http::Response {
+            classify(Ok(Response {
                 status,
+                headers: Vec::new(),
                 body: b"no".to_vec(),
             }))
         };

@@ -570,6 +570,39 @@ impl Binaries {
         Opened::New(id)
     }
 
+    /// Gives the registered binary with `build_id` the debug file at `path` (one fetched
+    /// from debuginfod, verified by build-id), unless it has one; whether it now does.
+    pub(crate) fn attach_debug(&mut self, build_id: &[u8], path: &Path) -> bool {
+        let Some(&id) = self.by_build_id.get(build_id) else {
+            return false;
+        };
+        let Some(binary) = self.map.get_mut(&id) else {
+            return false;
+        };
+        if binary.debug.is_some() {
+            return false;
+        }
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(err) => {
+                tracing::debug!(path = %path.display(), error = %err, "fetched debug file cannot be opened");
+                return false;
+            }
+        };
+        let bytes = elf::parse(&file).map_or(0, |debug| debug.symbol_bytes());
+        tracing::debug!(module = %binary.module, debug = %path.display(), "using fetched debug file");
+        binary.debug = Some(DebugSource {
+            fd_path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
+            _file: file,
+            path: path.to_owned(),
+        });
+        binary.bytes += bytes;
+        self.bytes += bytes;
+        self.counters.debug_files += 1;
+        self.evict_over_budget(id);
+        true
+    }
+
     /// Evicts least recently used binaries (never `keep`) until within the budget.
     fn evict_over_budget(&mut self, keep: BinaryId) {
         while self.bytes > self.budget && self.map.len() > 1 {

@@ -40,6 +40,8 @@ pub struct Config {
     pub inlined_fns: bool,
     /// Demangle Rust and C++ symbol names (default `true`).
     pub demangle: bool,
+    /// Fetch debug files of stripped binaries from debuginfod servers (default: none).
+    pub debuginfod: Option<crate::DebuginfodConfig>,
     /// How many symbolized addresses (per binary and file offset, or per kernel address)
     /// to remember; the memo is cleared when it would grow past this. 0 disables it.
     pub cache_entries: usize,
@@ -55,6 +57,7 @@ impl Default for Config {
             inlined_fns: true,
             demangle: true,
             cache_entries: DEFAULT_CACHE_ENTRIES,
+            debuginfod: None,
         }
     }
 }
@@ -92,6 +95,13 @@ impl Config {
     #[must_use]
     pub fn with_debug_dirs(mut self, dirs: Vec<PathBuf>) -> Self {
         self.debug_dirs = dirs;
+        self
+    }
+
+    /// Sets [`Config::debuginfod`]; a configuration without URLs is none.
+    #[must_use]
+    pub fn with_debuginfod(mut self, debuginfod: Option<crate::DebuginfodConfig>) -> Self {
+        self.debuginfod = debuginfod.filter(|d| !d.urls.is_empty());
         self
     }
 

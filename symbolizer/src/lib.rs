@@ -46,7 +46,12 @@
 //! thread; binaries, their debug files and Go tables on another, `binary.rs`). What is
 //! refused, or still being read when the wait is over, is counted in
 //! [`Stats::files_refused`] and logged once per process.
-//! 5. Results are memoized per *(binary, file offset)* in a bounded memo that is cleared
+//! 5. For a stripped binary (no symbol table, no local debug file) whose frames come out
+//!    unnamed, the debug file is fetched by build-id from debuginfod servers when
+//!    [`Config::debuginfod`] names any (`debuginfod/`): in the background, with a disk
+//!    cache; the binary is named from the file once it arrives, and frames already in a
+//!    profile are renamed by [`Symbolizer::rename_fetched`].
+//! 6. Results are memoized per *(binary, file offset)* in a bounded memo that is cleared
 //!    when full (`memo.rs`, [`Config::cache_entries`]).
 //!
 //! Return addresses (every address but the leaf) are looked up at `addr - 1`, so a call
@@ -71,6 +76,7 @@ mod binary;
 mod capture;
 mod config;
 mod debug;
+mod debuginfod;
 mod gopclntab;
 mod kernel;
 mod maps;
@@ -90,6 +96,11 @@ use std::sync::Arc;
 
 pub use capture::{CaptureError, ProcessCapture};
 pub use config::{Config, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DEFAULT_DEBUG_DIR};
+pub use debuginfod::{
+    DEBUGINFOD_URLS, DEFAULT_DEBUGINFOD_CACHE_BYTES, DEFAULT_DEBUGINFOD_CONCURRENCY,
+    DEFAULT_DEBUGINFOD_NEGATIVE_TTL, DEFAULT_DEBUGINFOD_TIMEOUT, DebuginfodConfig, DebuginfodStats,
+    WaitReport,
+};
 pub use maps::{Backing, FileKey, Mapping, parse_line as parse_maps_line};
 pub use resymbolize::Resymbolizer;
 pub use stats::Stats;

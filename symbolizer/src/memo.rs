@@ -43,6 +43,11 @@ impl<K: Hash + Eq, V> Memo<K, V> {
         cleared
     }
 
+    /// Forgets everything (names that may have changed: a debug file arrived).
+    pub(crate) fn clear(&mut self) {
+        self.map.clear();
+    }
+
     /// The number of memoized entries.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

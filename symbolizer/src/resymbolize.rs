@@ -96,6 +96,17 @@ impl Resymbolizer {
         Ok(())
     }
 
+    /// Uses `file` (verified to have `build_id`) for `build_id`, with the original
+    /// binary's segment layout `layout`.
+    pub(crate) fn insert_debug(&mut self, build_id: Arc<[u8]>, file: File, layout: ElfFile) {
+        let entry = DebugEntry {
+            fd_path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
+            _file: file,
+            layout,
+        };
+        self.entries.insert(build_id, Some(entry));
+    }
+
     /// Frames renamed so far (counted once per distinct frame per profile).
     #[must_use]
     pub fn frames_renamed(&self) -> u64 {

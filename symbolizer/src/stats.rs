@@ -68,4 +68,6 @@ pub struct Stats {
     /// user's, over the size cap, too slow to read. Each process's first refusal is also
     /// logged as a warning with the path and reason.
     pub files_refused: crate::Refused,
+    /// The debuginfod client's counters (all zero without one).
+    pub debuginfod: crate::DebuginfodStats,
 }

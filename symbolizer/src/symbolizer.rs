@@ -24,11 +24,13 @@ use std::sync::Arc;
 
 use blazesym::symbolize::source::{Elf, Source};
 use blazesym::symbolize::{CodeInfo, Input, Sym, Symbolized, Symbolizer as Blaze};
-use profiler_model::{Frame, FrameKind, Location};
+use profiler_model::{Frame, FrameKind, Location, Profile};
+use unwinder::elf::ElfFile;
 
 use crate::binary::{Binaries, BinaryId, OpenError, Opened};
 use crate::capture::ProcessCapture;
 use crate::config::Config;
+use crate::debuginfod::Debuginfod;
 use crate::kernel::{self, Kernel};
 use crate::maps::{self, Backing, Mapping, MapsError};
 use crate::memo::Memo;
@@ -103,6 +105,12 @@ pub struct Symbolizer {
     refusals: Refusals,
     stats: Stats,
     unknown: Arc<str>,
+    /// The debuginfod client, when servers are configured (`debuginfod/`).
+    debuginfod: Option<Debuginfod>,
+    /// The segment layout of each binary asked for, to rename stored frames with.
+    requested: HashMap<Arc<[u8]>, ElfFile>,
+    /// Renames frames of profiles from fetched files; made at the first arrival.
+    renamer: Option<crate::Resymbolizer>,
 }
 
 impl fmt::Debug for Symbolizer {
@@ -133,7 +141,20 @@ impl Symbolizer {
             .enable_inlined_fns(config.code_info && config.inlined_fns)
             .enable_demangling(config.demangle)
             .build();
+        let debuginfod = config.debuginfod.as_ref().and_then(|d| {
+            Debuginfod::new(d, crate::debuginfod::http_fetcher)
+                .inspect_err(|err| {
+                    tracing::warn!(
+                        cache = %d.cache_dir.display(),
+                        "debuginfod disabled: cannot use its cache directory: {err}"
+                    );
+                })
+                .ok()
+        });
         Symbolizer {
+            debuginfod,
+            requested: HashMap::new(),
+            renamer: None,
             memo: Memo::new(config.cache_entries),
             binaries: Binaries::new(&config),
             names: crate::names::NameCache::new(config.demangle),
@@ -170,6 +191,7 @@ impl Symbolizer {
         if addrs.is_empty() {
             return out;
         }
+        self.collect_fetched();
         // Whether /proc/PID/maps was read during this call: it is read at most once per call.
         let mut maps_read = false;
         if self
@@ -255,6 +277,11 @@ impl Symbolizer {
             debug_files_found: c.debug_files,
             go_tables_loaded: c.go_tables,
             files_refused: self.refusals.counts,
+            debuginfod: self
+                .debuginfod
+                .as_ref()
+                .map(Debuginfod::stats)
+                .unwrap_or_default(),
             ..self.stats
         }
     }
@@ -420,9 +447,100 @@ impl Symbolizer {
             return hit.clone();
         }
         self.stats.offset_cache_misses += 1;
-        let resolved = self.symbolize_in_binary(binary, offset);
+        let mut resolved = self.symbolize_in_binary(binary, offset);
+        if resolved.unnamed && self.ask_debuginfod(binary) {
+            // Its debug file was fetched before (and the binary registered again since).
+            resolved = self.symbolize_in_binary(binary, offset);
+        }
         self.memoize(key, &resolved);
         resolved
+    }
+
+    /// Asks debuginfod for the debug file of `binary`, one that has none and no symbol
+    /// table (a stripped binary), unless asked before; whether it was attached just now
+    /// (fetched earlier).
+    fn ask_debuginfod(&mut self, binary: BinaryId) -> bool {
+        let Some(debuginfod) = &mut self.debuginfod else {
+            return false;
+        };
+        let Some(b) = self.binaries.get(binary) else {
+            return false;
+        };
+        if b.debug.is_some() || b.info.has_symtab() {
+            return false;
+        }
+        let Some(build_id) = b.build_id.clone() else {
+            return false;
+        };
+        if !self.requested.contains_key(&build_id) {
+            self.requested.insert(Arc::clone(&build_id), b.info.clone());
+        }
+        match debuginfod.request(&build_id) {
+            Some(path) => self.use_fetched(&build_id, &path),
+            None => false,
+        }
+    }
+
+    /// Takes in the debug files fetched since the last call: the binaries they belong to
+    /// are named from them from now on.
+    fn collect_fetched(&mut self) {
+        let Some(debuginfod) = &mut self.debuginfod else {
+            return;
+        };
+        for (build_id, path) in debuginfod.arrived() {
+            self.use_fetched(&build_id, &path);
+        }
+    }
+
+    /// Uses the fetched debug file `path` of `build_id`: for its binary, if registered
+    /// (whose memoized unnamed frames are forgotten), and for renaming stored frames.
+    /// Whether the binary got it.
+    fn use_fetched(&mut self, build_id: &Arc<[u8]>, path: &std::path::Path) -> bool {
+        let attached = self.binaries.attach_debug(build_id, path);
+        if attached {
+            self.memo.clear();
+        }
+        let layout = match self.requested.get(build_id) {
+            Some(layout) => Some(layout.clone()),
+            None => std::fs::File::open(path)
+                .ok()
+                .and_then(|f| unwinder::elf::parse(&f).ok())
+                .map(|d| d.reconstructed_layout()),
+        };
+        if let (Some(layout), Ok(file)) = (layout, std::fs::File::open(path)) {
+            let config = &self.config;
+            let renamer = self.renamer.get_or_insert_with(|| {
+                // Only fetched files: no directory is searched.
+                crate::Resymbolizer::new(&config.clone().with_debug_dirs(Vec::new()))
+            });
+            renamer.insert_debug(Arc::clone(build_id), file, layout);
+        }
+        attached
+    }
+
+    /// Waits at most `bound` for the debug files still being fetched from debuginfod and
+    /// takes in those that arrive; `None` without a debuginfod client. `ember record`
+    /// calls it at the end, before [`Symbolizer::rename_fetched`].
+    pub fn wait_for_debuginfod(&mut self, bound: std::time::Duration) -> Option<crate::WaitReport> {
+        let debuginfod = self.debuginfod.as_mut()?;
+        let (report, arrived) = debuginfod.wait(bound);
+        for (build_id, path) in arrived {
+            self.use_fetched(&build_id, &path);
+        }
+        Some(report)
+    }
+
+    /// A copy of `profile` in which the unnamed frames (`module+0xoffset`) of binaries
+    /// whose debug files were fetched from debuginfod are named, with the number of
+    /// distinct frames renamed; `None` when there is nothing to rename. Frames are named
+    /// exactly as live symbolization names them.
+    pub fn rename_fetched(&mut self, profile: &Profile) -> Option<(Profile, u64)> {
+        self.collect_fetched();
+        let renamer = self.renamer.as_mut()?;
+        let before = renamer.frames_renamed();
+        let renamed = renamer.resymbolize(profile);
+        let count = renamer.frames_renamed() - before;
+        (count > 0).then_some((renamed, count))
     }
 
     /// Names a JIT address from the process's perf map (read on first use, and checked

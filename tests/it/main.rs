@@ -38,5 +38,8 @@ mod deploy;
 // Push to fleet backends (Pyroscope, OTLP) through a receiver using the official schemas:
 // shares, labels, outages, kill -9, refused windows, simulated pods.
 mod push;
+// debuginfod: stripped binaries named from a real server on loopback; a 404 cached; a
+// server that never answers.
+mod debuginfod;
 // A local user against the root agent: FIFO, huge and symlinked perf maps from `jitspin`.
 mod hostile;

@@ -190,6 +190,31 @@ impl AgentMetrics {
         .sample(&[], y.binary_cache_entries);
         out.family("ember_process_captures_total", Kind::Counter, "Short-lived process captures (maps and binaries taken at first sample or exec) adopted.")
             .sample(&[], y.captures_adopted);
+        let d = &y.debuginfod;
+        out.family(
+            "ember_debuginfod_requests_total",
+            Kind::Counter,
+            "Debug files asked of debuginfod (--debuginfod), by result: fetched from a server, \
+             found in the disk cache, a 404 from every server (miss) or a cached one, or failed \
+             (each failed HTTP request: timeouts, errors, unusable files).",
+        )
+        .sample(&[("result", "fetched")], d.fetched)
+        .sample(&[("result", "cache_hit")], d.cache_hits)
+        .sample(&[("result", "miss")], d.misses)
+        .sample(&[("result", "negative_hit")], d.negative_hits)
+        .sample(&[("result", "failure")], d.failures);
+        out.family(
+            "ember_debuginfod_fetches_total",
+            Kind::Counter,
+            "HTTP requests sent to debuginfod servers.",
+        )
+        .sample(&[], d.fetches);
+        out.family(
+            "ember_debuginfod_outstanding",
+            Kind::Gauge,
+            "Debug files being fetched from debuginfod now.",
+        )
+        .sample(&[], d.outstanding);
         out.family(
             "ember_frames_unnamed_total",
             Kind::Counter,
@@ -253,7 +278,16 @@ mod tests {
         m.symbolizer.binary_cache_hits = 11;
         m.symbolizer.binary_cache_evictions = 3;
         m.symbolizer.binary_cache_bytes = 1 << 20;
+        m.symbolizer.debuginfod.fetched = 2;
+        m.symbolizer.debuginfod.misses = 5;
+        m.symbolizer.debuginfod.failures = 1;
+        m.symbolizer.debuginfod.fetches = 8;
         let text = m.prometheus();
+        assert!(text.contains("ember_debuginfod_requests_total{result=\"fetched\"} 2"));
+        assert!(text.contains("ember_debuginfod_requests_total{result=\"miss\"} 5"));
+        assert!(text.contains("ember_debuginfod_requests_total{result=\"failure\"} 1"));
+        assert!(text.contains("ember_debuginfod_fetches_total 8"));
+        assert!(text.contains("ember_debuginfod_outstanding 0"));
         assert!(text.contains("ember_binary_cache_requests_total{result=\"hit\"} 11"));
         assert!(text.contains("ember_binary_cache_evictions_total 3"));
         assert!(text.contains("ember_binary_cache_bytes 1048576"));

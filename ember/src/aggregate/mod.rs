@@ -294,9 +294,32 @@ impl Aggregator {
     }
 
     /// Hands out the profile so far and starts a new, empty one with `meta`, keeping the
-    /// symbolizer's caches: how the agent closes a window.
+    /// symbolizer's caches: how the agent closes a window. Frames of binaries whose debug
+    /// files arrived from debuginfod since they were sampled are named first.
     pub(crate) fn take_profile(&mut self, meta: ProfileMeta) -> Profile {
+        self.rename_fetched();
         std::mem::replace(&mut self.profile, Profile::new(meta))
+    }
+
+    /// Waits at most `bound` for the debug files still being fetched from debuginfod (see
+    /// [`Symbolizer::wait_for_debuginfod`]); `None` without a debuginfod client.
+    pub(crate) fn wait_for_debuginfod(
+        &mut self,
+        bound: std::time::Duration,
+    ) -> Option<symbolizer::WaitReport> {
+        self.symbolizer.wait_for_debuginfod(bound)
+    }
+
+    /// Names the profile's frames of binaries whose debug files arrived from debuginfod
+    /// since they were sampled; returns how many distinct frames were renamed.
+    pub(crate) fn rename_fetched(&mut self) -> u64 {
+        match self.symbolizer.rename_fetched(&self.profile) {
+            Some((renamed, count)) => {
+                self.profile = renamed;
+                count
+            }
+            None => 0,
+        }
     }
 
     /// Forgets what is cached about processes that exited or whose PID now names another

@@ -8,16 +8,16 @@
 //!    ([`Source::Store`], the agent's `--data-dir`, read through its own SQLite connection:
 //!    the store runs in WAL mode, so this reads a consistent snapshot while an agent keeps
 //!    writing) or from a running agent's HTTP API ([`Source::Agent`], `GET /api/v1/profile`
-//!    as pprof, which keeps labels, modules, files, lines and addresses).
+//!    as pprof, which keeps labels, modules, files, lines and addresses, through
+//!    [`profiler_http`] with every step of the request bounded in time and size).
 //! 2. `transform`: one profile in, one out (idle task removal today); a re-symbolization
 //!    step belongs there, between fetching and writing.
 //! 3. [`crate::output::write_file`] to a file or stdout.
 
-pub mod http;
-
 use std::io;
 use std::path::PathBuf;
 
+use profiler_http::{Client, Endpoint, EndpointError, HttpError, Limits, TimeLimit, Timeouts};
 use profiler_model::human;
 use profiler_model::time::format_seconds as unix_seconds;
 use profiler_model::{Format, LabelFilter, Profile, folded, pprof};
@@ -36,9 +36,11 @@ pub enum Source {
     Agent {
         /// The agent's URL.
         url: String,
-        /// How long the request may take and how much it may bring back
-        /// (`--agent-*-timeout`, `--agent-max-response`).
-        limits: http::Limits,
+        /// How long the request may take (`--agent-connect-timeout`,
+        /// `--agent-read-timeout`, `--agent-timeout`).
+        timeouts: Timeouts,
+        /// How much it may bring back (`--agent-max-response`).
+        limits: Limits,
         /// The API's bearer token (`--api-token-file` or `EMBER_API_TOKEN`).
         token: Option<web::api::Token>,
     },
@@ -99,9 +101,58 @@ pub enum ExportError {
     /// The store could not be read.
     #[error("reading the store")]
     Store(#[from] StoreError),
-    /// The agent could not be asked.
-    #[error(transparent)]
-    Agent(#[from] http::HttpError),
+    /// The agent URL is not usable.
+    #[error("bad agent URL")]
+    AgentUrl(#[source] EndpointError),
+    /// The agent could not be reached (resolving, connecting, sending, receiving).
+    #[error("cannot reach the agent at `{url}`")]
+    Unreachable {
+        /// The agent URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: HttpError,
+    },
+    /// The agent did not answer in time.
+    #[error("no answer from the agent at `{url}`: {reason} ({flag})")]
+    AgentTimedOut {
+        /// The agent URL.
+        url: String,
+        /// Which limit ran out, and after how long.
+        reason: String,
+        /// The flag that sets it.
+        flag: &'static str,
+    },
+    /// The answer is larger than `--agent-max-response`.
+    #[error(
+        "the agent at `{url}` sent more than {limit} bytes; raise --agent-max-response if the \
+         profile is genuine, or narrow --from/--to or --filter"
+    )]
+    AgentTooLarge {
+        /// The agent URL.
+        url: String,
+        /// The limit, bytes.
+        limit: u64,
+    },
+    /// The agent's answer is not HTTP.
+    #[error("the agent at `{url}` sent a bad answer")]
+    AgentAnswer {
+        /// The agent URL.
+        url: String,
+        /// What is wrong.
+        #[source]
+        source: HttpError,
+    },
+    /// The agent answered with an error status.
+    #[error("the agent at `{url}` answered {status}: {body}")]
+    AgentStatus {
+        /// The agent URL.
+        url: String,
+        /// The status code.
+        status: u16,
+        /// The start of the response body (the API's JSON error message).
+        body: String,
+    },
     /// The API token cannot be read or used.
     #[error(transparent)]
     Token(#[from] web::api::TokenError),
@@ -183,10 +234,12 @@ impl ExportConfig {
         let source = match args.agent {
             Some(url) => Source::Agent {
                 url,
-                limits: http::Limits {
-                    connect_timeout: args.agent_connect_timeout,
-                    read_timeout: args.agent_read_timeout,
-                    total_timeout: args.agent_timeout,
+                timeouts: Timeouts {
+                    connect: args.agent_connect_timeout,
+                    read: args.agent_read_timeout,
+                    overall: args.agent_timeout,
+                },
+                limits: Limits {
                     max_body: args.agent_max_response,
                 },
                 // The same rules as the agent's own token (`ember agent`): a file or the
@@ -273,8 +326,13 @@ pub fn fetch(config: &ExportConfig) -> Result<Profile, ExportError> {
                 .with_filter(config.filter.clone());
             Ok(store.query(&query)?)
         }
-        Source::Agent { url, limits, token } => {
-            let base = http::BaseUrl::parse(url)?;
+        Source::Agent {
+            url,
+            timeouts,
+            limits,
+            token,
+        } => {
+            let endpoint = Endpoint::parse(url).map_err(ExportError::AgentUrl)?;
             let mut path = format!(
                 "/api/v1/profile?format=pprof&include_idle=true&from={}&to={}",
                 unix_seconds(config.from_unix_ns),
@@ -282,36 +340,67 @@ pub fn fetch(config: &ExportConfig) -> Result<Profile, ExportError> {
             );
             if !config.filter.is_all() {
                 path.push_str("&filter=");
-                path.push_str(&http::encode_query_value(&config.filter.to_string()));
+                path.push_str(&profiler_http::encode_query_value(
+                    &config.filter.to_string(),
+                ));
             }
-            let body = http::get(
-                &base,
-                &path,
-                limits,
-                token.as_ref().map(web::api::Token::as_str),
-            )
-            .map_err(|err| match err {
-                http::HttpError::Status { status: 401, .. } if token.is_some() => {
-                    ExportError::TokenRefused { url: url.clone() }
+            let authorization = token.as_ref().map(|t| format!("Bearer {}", t.as_str()));
+            let headers: Vec<(&str, &str)> = authorization
+                .iter()
+                .map(|a| ("Authorization", a.as_str()))
+                .collect();
+            let response = Client::new(*timeouts, *limits)
+                .get(&endpoint, &path, &headers)
+                .map_err(|err| agent_error(url, err))?;
+            match response.status {
+                200 => {}
+                401 if token.is_some() => {
+                    return Err(ExportError::TokenRefused { url: url.clone() });
                 }
-                http::HttpError::Status { status: 401, .. } => {
-                    ExportError::TokenNeeded { url: url.clone() }
+                401 => return Err(ExportError::TokenNeeded { url: url.clone() }),
+                status => {
+                    let text = String::from_utf8_lossy(&response.body);
+                    return Err(ExportError::AgentStatus {
+                        url: url.clone(),
+                        status,
+                        body: text.trim().chars().take(500).collect(),
+                    });
                 }
-                err => ExportError::Agent(err),
-            })?;
-            pprof::decode_limited(&body[..], limits.max_body).map_err(|source| match source {
-                pprof::PprofError::TooLarge { limit, .. } => {
-                    ExportError::Agent(http::HttpError::TooLarge {
+            }
+            pprof::decode_limited(&response.body[..], limits.max_body).map_err(
+                |source| match source {
+                    pprof::PprofError::TooLarge { limit, .. } => ExportError::AgentTooLarge {
                         url: url.clone(),
                         limit,
-                    })
-                }
-                source => ExportError::Decode {
-                    url: url.clone(),
-                    source,
+                    },
+                    source => ExportError::Decode {
+                        url: url.clone(),
+                        source,
+                    },
                 },
-            })
+            )
         }
+    }
+}
+
+/// A failed request to the agent, in the words of the flags that bound it.
+fn agent_error(url: &str, err: HttpError) -> ExportError {
+    let url = url.to_owned();
+    match err {
+        HttpError::TimedOut { limit, after, .. } => ExportError::AgentTimedOut {
+            url,
+            reason: limit.describe(after),
+            flag: match limit {
+                TimeLimit::Connect => "--agent-connect-timeout",
+                TimeLimit::Read => "--agent-read-timeout",
+                TimeLimit::Overall => "--agent-timeout",
+            },
+        },
+        HttpError::TooLarge { limit, .. } => ExportError::AgentTooLarge { url, limit },
+        source @ (HttpError::Resolve { .. } | HttpError::Connect { .. } | HttpError::Io { .. }) => {
+            ExportError::Unreachable { url, source }
+        }
+        source => ExportError::AgentAnswer { url, source },
     }
 }
 

@@ -1,0 +1,326 @@
+//! debuginfod: names for stripped binaries whose debug files only a server has.
+//!
+//! A real `debuginfod` (Debian's package, `scripts/bootstrap.sh --test`) serves, on
+//! loopback, a directory holding `split-stripped`'s debug file and not
+//! `recursion-stripped`'s (`examples/Makefile` builds both stripped, the debug files apart,
+//! no debug link). `ember record --debuginfod` must name the first from the server, leave
+//! the second `module+0xoffset` and cache the 404, so a second run (the server stopped)
+//! asks nothing; a server that accepts and never answers must not hold the recording past
+//! `--debuginfod-timeout`, and the recording says what timed out.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Folded, ember, example, examples, privileged, skip, tempdir};
+
+/// A `debuginfod` process, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port (bound and released: the server binds it next).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// The HTTP status of `GET path` from `port` on loopback, `None` if it cannot be asked.
+/// Enough to tell when the server has indexed its directory; Ember's own client is what
+/// is under test.
+fn status_of(port: u16, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).ok()?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Lower-case hex of the GNU build-id of an ELF file, from `readelf -n`.
+fn build_id_hex(path: &Path) -> String {
+    let out = Command::new("readelf")
+        .arg("-n")
+        .arg(path)
+        .output()
+        .expect("running readelf");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: ").map(str::to_owned))
+        .unwrap_or_else(|| panic!("no build-id in {}", path.display()))
+}
+
+/// Starts `debuginfod` serving `dir` and waits until it serves `known` (a build-id in
+/// hex); `None` (after a visible skip) without the package outside CI.
+fn start_server(test: &str, dir: &Path, db: &Path, known: &str) -> Option<Server> {
+    if Command::new("debuginfod")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: CI is set but there is no debuginfod (scripts/bootstrap.sh --test installs it)"
+        );
+        skip(test, "no debuginfod server (apt-get install debuginfod)");
+        return None;
+    }
+    let port = free_port();
+    let log = std::fs::File::create(db.with_extension("log")).expect("server log");
+    let child = Command::new("debuginfod")
+        .args(["-F", "-p", &port.to_string(), "-t", "0", "-g", "0", "-d"])
+        .arg(db)
+        .arg(dir)
+        .stdout(log.try_clone().expect("log fd"))
+        .stderr(log)
+        .spawn()
+        .expect("starting debuginfod");
+    let server = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    // It scans the directory in the background: ready once the known file is served.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let path = format!("/buildid/{known}/debuginfo");
+    while status_of(port, &path) != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "debuginfod never served {path}; its log:\n{}",
+            std::fs::read_to_string(db.with_extension("log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Some(server)
+}
+
+/// `ember record` of both stripped workloads (2 s each, side by side) into `out`, with
+/// `extra` arguments and the debuginfod cache under `cache`; returns stderr and how long
+/// it took.
+fn record_both(out: &Path, cache: &Path, extra: &[&str]) -> (String, Duration) {
+    let script = format!(
+        "{} 2 & {} 2 20; wait",
+        example("split-stripped").display(),
+        example("recursion-stripped").display()
+    );
+    let start = Instant::now();
+    let output = ember()
+        .args(["record", "-F", "499", "-f", "folded", "-o"])
+        .arg(out)
+        .args(extra)
+        .env("XDG_CACHE_HOME", cache)
+        .env_remove("DEBUGINFOD_URLS")
+        .args(["--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .output()
+        .expect("running ember record");
+    let took = start.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "ember record failed:\n{stderr}");
+    (stderr, took)
+}
+
+/// Samples of `folded` in which a frame starts with `prefix`.
+fn with_prefix(folded: &Folded, prefix: &str) -> u64 {
+    folded.count_where(|frames| frames.iter().any(|f| f.starts_with(prefix)))
+}
+
+#[test]
+fn stripped_binaries_are_named_from_a_debuginfod_server_and_a_404_is_cached() {
+    let test = "stripped_binaries_are_named_from_a_debuginfod_server_and_a_404_is_cached";
+    let Some(_p) = privileged(test) else {
+        return;
+    };
+    let served = tempdir();
+    let debug = examples().join("debug");
+    std::fs::copy(
+        debug.join("split-stripped.debug"),
+        served.path().join("split-stripped.debug"),
+    )
+    .expect("copy the served debug file");
+    let split_id = build_id_hex(&example("split-stripped"));
+    assert_eq!(
+        split_id,
+        build_id_hex(&debug.join("split-stripped.debug")),
+        "the debug file belongs to the binary"
+    );
+    let work = tempdir();
+    let Some(server) = start_server(
+        test,
+        served.path(),
+        &work.path().join("db.sqlite"),
+        &split_id,
+    ) else {
+        return;
+    };
+    let recursion_id = build_id_hex(&example("recursion-stripped"));
+    let missing = format!("/buildid/{recursion_id}/debuginfo");
+    assert_eq!(status_of(free_port_of(&server), &missing), Some(404));
+
+    let cache = work.path().join("cache");
+    let out = work.path().join("first.folded");
+    let (stderr, _) = record_both(&out, &cache, &["--debuginfod", &server.url]);
+    let folded = Folded::read(&out);
+    let split = folded.process("split-stripped");
+    let (a, b) = (split.with_frame("fn_a"), split.with_frame("fn_b"));
+    eprintln!(
+        "first run: split-stripped {} samples (fn_a {a}, fn_b {b}, unnamed {})",
+        split.total(),
+        with_prefix(&split, "split-stripped+0x")
+    );
+    assert!(split.total() > 30, "too few samples:\n{stderr}");
+    assert!(
+        (a + b) as f64 >= 0.95 * split.total() as f64,
+        "split-stripped's frames were not named from the server (fn_a {a}, fn_b {b} of {}):\n{stderr}",
+        split.total()
+    );
+    // 70/30 within four standard deviations of counting noise.
+    let share = a as f64 / (a + b) as f64;
+    let bound = 4.0 * (0.21 / (a + b) as f64).sqrt();
+    assert!(
+        (share - 0.70).abs() < bound,
+        "fn_a share {share}, bound {bound}"
+    );
+    assert!(
+        split.count_where(|f| f.ends_with(&["main", "work", "fn_a"])) > 0,
+        "no main;work;fn_a stack:\n{stderr}"
+    );
+    // The server does not have recursion-stripped's: it stays module+offset.
+    let recursion = with_prefix(&folded, "recursion-stripped+0x");
+    assert!(
+        recursion > 30,
+        "recursion-stripped frames: {recursion}:\n{stderr}"
+    );
+    assert_eq!(folded.with_frame("leaf_spin"), 0);
+    // A 404 is no failure worth a warning.
+    assert!(!stderr.contains("debuginfod: no debug file"), "{stderr}");
+    // Both answers are cached: the debug file by build-id, the 404 as a marker.
+    let entry = |id: &str, ext: &str| {
+        cache
+            .join("ember/debuginfod/.build-id")
+            .join(&id[..2])
+            .join(format!("{}.{ext}", &id[2..]))
+    };
+    assert!(entry(&split_id, "debug").is_file());
+    assert!(entry(&recursion_id, "missing").is_file());
+
+    // The server goes away: a second run asks it nothing (a request would fail, and say
+    // so), names split-stripped from the cache and keeps the 404.
+    drop(server);
+    let out = work.path().join("second.folded");
+    let (stderr, _) = record_both(
+        &out,
+        &cache,
+        &["--debuginfod", &format!("http://127.0.0.1:{}", free_port())],
+    );
+    assert!(
+        !stderr.contains("debuginfod"),
+        "the second run asked a server:\n{stderr}"
+    );
+    let folded = Folded::read(&out);
+    let split = folded.process("split-stripped");
+    let (a, b) = (split.with_frame("fn_a"), split.with_frame("fn_b"));
+    eprintln!(
+        "second run: split-stripped {} samples (fn_a {a}, fn_b {b})",
+        split.total()
+    );
+    assert!(
+        (a + b) as f64 >= 0.95 * split.total() as f64,
+        "not named from the cache:\n{stderr}"
+    );
+    assert!(with_prefix(&folded, "recursion-stripped+0x") > 30);
+}
+
+/// The port of `server`'s URL.
+fn free_port_of(server: &Server) -> u16 {
+    server
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port in the server URL")
+}
+
+/// A listener that accepts connections and never answers, run by Python so no thread of
+/// this test process serves it. Killed on drop.
+struct Silent {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn silent_server() -> Silent {
+    let script = "import socket, sys\n\
+                  s = socket.socket()\n\
+                  s.bind(('127.0.0.1', 0))\n\
+                  s.listen(64)\n\
+                  print(s.getsockname()[1], flush=True)\n\
+                  held = []\n\
+                  while True:\n    held.append(s.accept()[0])\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting python3");
+    let mut line = String::new();
+    let mut stdout = child.stdout.take().expect("python's stdout");
+    let mut byte = [0_u8; 1];
+    while stdout.read(&mut byte).is_ok_and(|n| n == 1) && byte[0] != b'\n' {
+        line.push(char::from(byte[0]));
+    }
+    let port = line.trim().parse().expect("the listener's port");
+    Silent { child, port }
+}
+
+#[test]
+fn a_debuginfod_server_that_never_answers_costs_at_most_its_timeout() {
+    let test = "a_debuginfod_server_that_never_answers_costs_at_most_its_timeout";
+    let Some(_p) = privileged(test) else {
+        return;
+    };
+    let silent = silent_server();
+    let url = format!("http://127.0.0.1:{}", silent.port);
+    let work = tempdir();
+    let out = work.path().join("silent.folded");
+    let (stderr, took) = record_both(
+        &out,
+        &work.path().join("cache"),
+        &["--debuginfod", &url, "--debuginfod-timeout", "2s"],
+    );
+    eprintln!(
+        "with a silent server: {:.1} s\n{stderr}",
+        took.as_secs_f64()
+    );
+    // 2 s of workload, at most 2 s of waiting, and start-up and symbolization.
+    assert!(took < Duration::from_secs(12), "took {took:?}:\n{stderr}");
+    assert!(stderr.contains("waiting up to 2.0 s"), "{stderr}");
+    let split_id = build_id_hex(&example("split-stripped"));
+    let asked = format!("{url}/buildid/{split_id}/debuginfo");
+    assert!(
+        stderr.contains(&asked) && (stderr.contains("timed out") || stderr.contains("no answer")),
+        "the timeout of {asked} is not reported:\n{stderr}"
+    );
+    let folded = Folded::read(&out);
+    assert!(
+        with_prefix(&folded, "split-stripped+0x") > 30,
+        "stays unnamed"
+    );
+    assert_eq!(folded.with_frame("fn_a"), 0);
+}
