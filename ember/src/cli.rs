@@ -188,6 +188,10 @@ pub struct AgentArgs {
     #[arg(long = "debug-dir", default_value = symbolizer::DEFAULT_DEBUG_DIR, help_heading = "Symbols")]
     pub debug_dirs: Vec<PathBuf>,
 
+    /// Off-CPU time instead of CPU samples.
+    #[command(flatten)]
+    pub off_cpu: OffCpuArgs,
+
     /// Drain interval and kernel map sizes.
     #[command(flatten)]
     pub drain: DrainArgs,
@@ -464,6 +468,10 @@ pub struct RecordArgs {
     #[arg(short, long, value_enum, help_heading = "Output")]
     pub format: Option<FormatArg>,
 
+    /// Off-CPU time instead of CPU samples.
+    #[command(flatten)]
+    pub off_cpu: OffCpuArgs,
+
     /// Drain interval and kernel map sizes.
     #[command(flatten)]
     pub drain: DrainArgs,
@@ -484,6 +492,64 @@ seconds.
 names must all match, a repeated name is an alternative. The store is read while an agent
 keeps writing it. Exit status: 0 when a profile was written, 1 on error (no store, no
 samples in the range, agent unreachable), 2 for bad arguments.";
+
+/// Off-CPU time (`--off-cpu`), for `record` and `agent`.
+#[derive(Debug, Clone, Args)]
+pub struct OffCpuArgs {
+    /// Record time off CPU: how long threads wait (blocked in a lock, a read, a sleep, a
+    /// page fault, or runnable but not running), charged to the stack they waited in. The
+    /// output's counts are microseconds waited; the CPU profile explains what burns CPU,
+    /// this one what waits.
+    #[arg(long, help_heading = "Off-CPU")]
+    pub off_cpu: bool,
+
+    /// Leave out waits shorter than this (e.g. 100us, 1ms, 0 for every one); short waits
+    /// are counted in `/metrics` but not charged to a stack, which bounds the cost on
+    /// nodes that switch threads hundreds of thousands of times a second.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "100us",
+        value_parser = parse_off_cpu_min,
+        help_heading = "Off-CPU"
+    )]
+    pub off_cpu_min: Duration,
+
+    /// Record one in N of the waits that are long enough, chosen at random, each weighted
+    /// N times: for nodes where even --off-cpu-min leaves too many switches.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000),
+        help_heading = "Off-CPU"
+    )]
+    pub off_cpu_every: u32,
+}
+
+impl OffCpuArgs {
+    /// The sampler's off-CPU settings, `None` without `--off-cpu`.
+    #[must_use]
+    pub fn config(&self) -> Option<profiler_sampler::OffCpuConfig> {
+        self.off_cpu.then_some(profiler_sampler::OffCpuConfig {
+            min: self.off_cpu_min,
+            every: self.off_cpu_every,
+        })
+    }
+}
+
+/// `--off-cpu-min`: a duration that may be zero, at most an hour.
+fn parse_off_cpu_min(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let d = profiler_model::time::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration `{s}`: {e}"))?;
+    if d > Duration::from_secs(3600) {
+        return Err(format!("invalid duration `{s}`: at most 1h"));
+    }
+    Ok(d)
+}
 
 /// Where `ember export` reads, what it selects, and what it writes.
 #[derive(Debug, Args)]

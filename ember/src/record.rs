@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use std::fmt::Write as _;
 
 use profiler_common::Stat;
-use profiler_model::{Format, Profile, ProfileMeta, folded};
+use profiler_model::{Format, Profile, ProfileKind, ProfileMeta, folded};
 use profiler_render::RenderOptions;
 use tracing::{debug, warn};
 
@@ -93,6 +93,8 @@ pub struct RecordConfig {
     pub unwind: profiler_sampler::UnwindConfig,
     /// Show a live status line on stderr.
     pub status_line: bool,
+    /// Record off-CPU time instead of CPU samples (`--off-cpu`).
+    pub off_cpu: Option<profiler_sampler::OffCpuConfig>,
 }
 
 /// What `ember record` profiles.
@@ -151,6 +153,7 @@ impl RecordConfig {
             stacks_entries: args.drain.stacks_map_entries,
             unwind: args.drain.unwind_config(),
             status_line: !quiet && io::stderr().is_terminal(),
+            off_cpu: args.off_cpu.config(),
         })
     }
 }
@@ -213,6 +216,7 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
         counts_entries: config.counts_entries,
         stacks_entries: config.stacks_entries,
         unwind: config.unwind,
+        off_cpu: config.off_cpu,
     })?;
     crate::signals::install();
     let captures = sampler.start_captures();
@@ -247,6 +251,7 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
         start_unix_ns: crate::now_unix_ns(),
         duration_ns: 0,
         frequency_hz: u32::try_from(config.frequency_hz).unwrap_or(u32::MAX),
+        ..ProfileMeta::default()
     };
     let mut aggregator = Aggregator::new(
         symbolizer::Symbolizer::new(symbolizer::Config::default()),
@@ -337,7 +342,11 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
     let sym = aggregator.symbolizer().stats();
     debug!(?sym, "symbolizer");
 
-    let mut profile = aggregator.into_profile();
+    let mut profile = if config.off_cpu.is_some() {
+        aggregator.into_off_cpu_profile()
+    } else {
+        aggregator.into_profile()
+    };
     if !config.include_idle {
         profile = profile.without_idle();
     }
@@ -413,6 +422,20 @@ fn report_losses(stats: &SamplerStats, aggregator: &Aggregator, counts_entries: 
 
 /// The flame graph's title and subtitle.
 fn titles(config: &RecordConfig, profile: &Profile, elapsed: Duration) -> (String, String) {
+    if profile.meta.kind == ProfileKind::OffCpu {
+        let title = format!("ember record: off-CPU time of {}", config.target.describe());
+        let subtitle = format!(
+            "{:.1} s recorded, {:.3} s waited in all{}",
+            elapsed.as_secs_f64(),
+            profile.total() as f64 / 1e6,
+            if config.kernel {
+                ""
+            } else {
+                ", user frames only"
+            }
+        );
+        return (title, subtitle);
+    }
     let title = format!("ember record: {}", config.target.describe());
     let subtitle = format!(
         "{:.1} s at {} Hz, {} samples{}",

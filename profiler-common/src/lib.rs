@@ -71,6 +71,26 @@ pub const SAMPLE_FLAG_USER_STACK_CUSTOM: u32 = 1 << 0;
 /// The unwinder gave up before the outermost frame: the user stack is incomplete.
 pub const SAMPLE_FLAG_USER_TRUNCATED: u32 = 1 << 1;
 
+/// The key counts time off CPU, in nanoseconds, rather than CPU samples: the program
+/// `ember_offcpu_in` added it when the thread came back on CPU (see [`OFFCPU_OUT_PROGRAM`]).
+pub const SAMPLE_FLAG_OFF_CPU: u32 = 1 << 2;
+
+/// The raw tracepoint on `sched_switch` that notes when a thread goes off CPU.
+pub const OFFCPU_OUT_PROGRAM: &str = "ember_offcpu_out";
+
+/// The kprobe on `finish_task_switch` (running as the thread switched in) that charges the
+/// time since it went off CPU to its stack, with the table unwinder.
+pub const OFFCPU_IN_PROGRAM: &str = "ember_offcpu_in";
+
+/// [`OFFCPU_IN_PROGRAM`] with frame-pointer user stacks only.
+pub const OFFCPU_IN_FP_PROGRAM: &str = "ember_offcpu_in_fp";
+
+/// Threads off CPU, by thread id: when each left (`bpf_ktime_get_ns`).
+pub const OFFCPU_SINCE_MAP: &str = "OFFCPU_SINCE";
+
+/// Default size of [`OFFCPU_SINCE_MAP`] (an LRU map: the oldest entry goes when full).
+pub const DEFAULT_OFFCPU_THREADS: u32 = 65_536;
+
 /// What one sample is counted under: who ran, and where.
 ///
 /// Written by the eBPF program; read (and deleted) by the agent's drain.
@@ -114,6 +134,12 @@ pub struct Control {
     /// Non-zero: record nothing (samples count as [`Stat::Filtered`]). Written by the
     /// agent before its last drain, so the last drain is complete.
     pub paused: u32,
+    /// Off CPU: switches back in after less than this many microseconds are not recorded
+    /// (counted as [`Stat::OffCpuShort`]).
+    pub off_cpu_min_us: u32,
+    /// Off CPU: record one in this many eligible switches, weighted by this factor (0 or 1:
+    /// all of them); the others are counted as [`Stat::OffCpuSampledOut`].
+    pub off_cpu_every: u32,
 }
 
 /// Loss and activity counters in [`STATS_MAP`], one slot each, summed over CPUs.
@@ -151,11 +177,21 @@ pub enum Stat {
     /// Process announcements (first sample, exec) lost to a full `PROC_EVENTS` ring: the
     /// symbolizer may not capture such a process before it exits.
     AnnouncementsLost = 14,
+    /// Threads that went off CPU (noted by `ember_offcpu_out`).
+    OffCpuSwitches = 15,
+    /// Off-CPU intervals charged to a stack.
+    OffCpuRecorded = 16,
+    /// Off-CPU intervals shorter than [`Control::off_cpu_min_us`], not recorded.
+    OffCpuShort = 17,
+    /// Off-CPU intervals left out by [`Control::off_cpu_every`].
+    OffCpuSampledOut = 18,
+    /// Off-CPU intervals lost because the count map was full.
+    OffCpuCountsFull = 19,
 }
 
 impl Stat {
     /// Number of slots in [`STATS_MAP`].
-    pub const COUNT: u32 = 15;
+    pub const COUNT: u32 = 20;
 
     /// Every counter, in slot order.
     pub const ALL: [Stat; Self::COUNT as usize] = [
@@ -174,6 +210,11 @@ impl Stat {
         Stat::UnwindFpFrames,
         Stat::UnwindStackLost,
         Stat::AnnouncementsLost,
+        Stat::OffCpuSwitches,
+        Stat::OffCpuRecorded,
+        Stat::OffCpuShort,
+        Stat::OffCpuSampledOut,
+        Stat::OffCpuCountsFull,
     ];
 
     /// A stable snake_case name, used in logs and metrics.
@@ -195,6 +236,11 @@ impl Stat {
             Stat::UnwindFpFrames => "unwind_fp_frames",
             Stat::UnwindStackLost => "unwind_stack_lost",
             Stat::AnnouncementsLost => "announcements_lost",
+            Stat::OffCpuSwitches => "off_cpu_switches",
+            Stat::OffCpuRecorded => "off_cpu_recorded",
+            Stat::OffCpuShort => "off_cpu_short",
+            Stat::OffCpuSampledOut => "off_cpu_sampled_out",
+            Stat::OffCpuCountsFull => "off_cpu_counts_full",
         }
     }
 
@@ -210,6 +256,10 @@ impl Stat {
                 | Stat::UnwindTruncated
                 | Stat::UnwindFpFrames
                 | Stat::AnnouncementsLost
+                | Stat::OffCpuSwitches
+                | Stat::OffCpuRecorded
+                | Stat::OffCpuShort
+                | Stat::OffCpuSampledOut
         )
     }
 }
@@ -237,7 +287,7 @@ mod tests {
     fn layouts_match_the_ebpf_side() {
         assert_eq!(size_of::<SampleKey>(), 48);
         assert_eq!(align_of::<SampleKey>(), 8);
-        assert_eq!(size_of::<Control>(), 20);
+        assert_eq!(size_of::<Control>(), 28);
         assert_eq!(align_of::<Control>(), 4);
     }
 

@@ -16,6 +16,10 @@
 //! is needed, and no tracepoint record format is read (the one kernel offset the fork hook
 //! needs, `task_struct.tgid`, comes from the kernel's BTF).
 //!
+//! `ember_offcpu_out` and `ember_offcpu_in` record off-CPU time (`--off-cpu`): the time a
+//! thread spends switched out, charged to the stack it blocked in, in nanoseconds, in the
+//! same count maps under keys flagged `SAMPLE_FLAG_OFF_CPU`.
+//!
 //! Every sample that cannot be recorded in full is counted in `STATS` by the reason.
 #![cfg_attr(target_arch = "bpf", no_std, no_main, feature(core_intrinsics))]
 #![cfg_attr(
@@ -39,21 +43,22 @@ mod unwind;
 #[cfg(target_arch = "bpf")]
 mod program {
     use crate::unwind;
-    use aya_ebpf::programs::tracing::StackIdContext as _;
+    use aya_ebpf::programs::tracing::StackIdContext;
     use aya_ebpf::{
         bindings::BPF_F_USER_STACK,
         helpers::{
             bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-            bpf_probe_read_kernel,
+            bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_probe_read_kernel,
         },
-        macros::{map, perf_event, raw_tracepoint},
+        macros::{fentry, map, perf_event, raw_tracepoint},
         maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
-        programs::{PerfEventContext, RawTracePointContext},
+        programs::{FEntryContext, PerfEventContext, RawTracePointContext},
     };
     use core::intrinsics::{AtomicOrdering, atomic_xadd};
     use profiler_common::{
-        Control, DEFAULT_COUNTS_ENTRIES, DEFAULT_STACKS_ENTRIES, DEFAULT_TARGET_ENTRIES, EEXIST,
-        EFAULT, SAMPLE_FLAG_USER_STACK_CUSTOM, SAMPLE_FLAG_USER_TRUNCATED, SampleKey, Stat,
+        Control, DEFAULT_COUNTS_ENTRIES, DEFAULT_OFFCPU_THREADS, DEFAULT_STACKS_ENTRIES,
+        DEFAULT_TARGET_ENTRIES, EEXIST, EFAULT, SAMPLE_FLAG_OFF_CPU, SAMPLE_FLAG_USER_STACK_CUSTOM,
+        SAMPLE_FLAG_USER_TRUNCATED, SampleKey, Stat,
     };
 
     // Map sizes are defaults: the agent resizes them at load time (`set_max_entries`).
@@ -116,79 +121,138 @@ mod program {
         0
     }
 
+    /// What the program reads of the control block, each field once.
+    struct Settings {
+        generation: u32,
+        filter: bool,
+        skip_kernel: bool,
+        paused: bool,
+        off_cpu_min_us: u32,
+        off_cpu_every: u32,
+    }
+
     #[inline(always)]
-    fn record(ctx: &PerfEventContext, tables: bool) {
-        stat(Stat::Samples);
-        let Some(control) = CONTROL.get_ptr(0) else {
-            stat(Stat::NoControl);
-            return;
-        };
+    fn settings() -> Option<Settings> {
+        let control = CONTROL.get_ptr(0)?;
         // SAFETY: a valid map value pointer; the agent rewrites the value at any time, so
         // each field is read once, volatile, and used as read.
-        let (generation, filter, skip_kernel, paused) = unsafe {
-            (
-                core::ptr::read_volatile(&raw const (*control).generation),
-                core::ptr::read_volatile(&raw const (*control).filter_tgids),
-                core::ptr::read_volatile(&raw const (*control).skip_kernel),
-                core::ptr::read_volatile(&raw const (*control).paused),
-            )
-        };
-        if paused != 0 {
-            stat(Stat::Filtered);
-            return;
+        unsafe {
+            Some(Settings {
+                generation: core::ptr::read_volatile(&raw const (*control).generation),
+                filter: core::ptr::read_volatile(&raw const (*control).filter_tgids) != 0,
+                skip_kernel: core::ptr::read_volatile(&raw const (*control).skip_kernel) != 0,
+                paused: core::ptr::read_volatile(&raw const (*control).paused) != 0,
+                off_cpu_min_us: core::ptr::read_volatile(&raw const (*control).off_cpu_min_us),
+                off_cpu_every: core::ptr::read_volatile(&raw const (*control).off_cpu_every),
+            })
         }
+    }
+
+    /// Whether `tgid` is to be recorded under `settings`.
+    #[inline(always)]
+    fn is_target(settings: &Settings, tgid: u32) -> bool {
+        // SAFETY: the value is only tested for presence.
+        !settings.filter || unsafe { TARGET_TGIDS.get(&tgid) }.is_some()
+    }
+
+    /// The key of the current thread, stacks not yet taken.
+    #[inline(always)]
+    fn current_key(flags: u32) -> SampleKey {
         let pid_tgid = bpf_get_current_pid_tgid();
-        let tgid = (pid_tgid >> 32) as u32;
-        if filter != 0 {
-            // SAFETY: the value is only tested for presence.
-            if unsafe { TARGET_TGIDS.get(&tgid) }.is_none() {
-                stat(Stat::Filtered);
-                return;
-            }
-        }
-        announce_first_sample(tgid);
-        let mut key = SampleKey {
-            tgid,
+        SampleKey {
+            tgid: (pid_tgid >> 32) as u32,
             tid: pid_tgid as u32,
             // SAFETY: a helper without preconditions.
             cgroup_id: unsafe { bpf_get_current_cgroup_id() },
             user_stack_id: -EFAULT,
             kernel_stack_id: -EFAULT,
-            flags: 0,
+            flags,
             _pad: 0,
             comm: bpf_get_current_comm().unwrap_or([0; 16]),
-        };
+        }
+    }
+
+    /// Adds `weight` to the current thread's key (stacks taken now) in the current
+    /// generation: one CPU sample, or nanoseconds off CPU.
+    #[inline(always)]
+    fn add_current<C: unwind::UserRegs + StackIdContext>(
+        ctx: &C,
+        settings: &Settings,
+        key: &mut SampleKey,
+        tables: bool,
+        weight: Weight,
+    ) {
         // Two explicit branches, so each helper call sees one constant map pointer.
-        if generation & 1 == 0 {
+        if settings.generation & 1 == 0 {
             count(
                 ctx,
-                &mut key,
-                skip_kernel != 0,
+                key,
+                settings.skip_kernel,
                 tables,
                 0,
+                weight,
                 &COUNTS_0,
                 &STACKS_0,
             );
         } else {
             count(
                 ctx,
-                &mut key,
-                skip_kernel != 0,
+                key,
+                settings.skip_kernel,
                 tables,
                 1,
+                weight,
                 &COUNTS_1,
                 &STACKS_1,
             );
         }
     }
 
+    /// How much a recorded key adds, and the counters it is accounted under.
+    #[derive(Clone, Copy)]
+    struct Weight {
+        value: u64,
+        recorded: Stat,
+        full: Stat,
+    }
+
     #[inline(always)]
-    fn count(
-        ctx: &PerfEventContext,
+    fn record(ctx: &PerfEventContext, tables: bool) {
+        stat(Stat::Samples);
+        let Some(settings) = settings() else {
+            stat(Stat::NoControl);
+            return;
+        };
+        if settings.paused {
+            stat(Stat::Filtered);
+            return;
+        }
+        let mut key = current_key(0);
+        if !is_target(&settings, key.tgid) {
+            stat(Stat::Filtered);
+            return;
+        }
+        announce_first_sample(key.tgid);
+        let weight = Weight {
+            value: 1,
+            recorded: Stat::Recorded,
+            full: Stat::CountsFull,
+        };
+        add_current(ctx, &settings, &mut key, tables, weight);
+    }
+
+    #[inline(always)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call per generation, each with its own constant map pointers"
+    )]
+    fn count<C: unwind::UserRegs + StackIdContext>(
+        ctx: &C,
         key: &mut SampleKey,
         skip_kernel: bool,
         tables: bool,
         generation: u32,
+        weight: Weight,
         counts: &HashMap<SampleKey, u64>,
         stacks: &StackTrace,
     ) {
@@ -225,29 +289,31 @@ mod program {
         }
         if let Some(p) = counts.get_ptr_mut(&*key) {
             // SAFETY: a valid map value pointer; other CPUs may add to it concurrently.
-            let _prev = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, 1) };
-            stat(Stat::Recorded);
+            let _prev =
+                unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, weight.value) };
+            stat(weight.recorded);
             return;
         }
-        match counts.insert(&*key, 1u64, BPF_NOEXIST) {
-            Ok(()) => stat(Stat::Recorded),
+        match counts.insert(&*key, weight.value, BPF_NOEXIST) {
+            Ok(()) => stat(weight.recorded),
             // Another CPU inserted the same key between our lookup and insert.
             Err(e) if e == -EEXIST => {
                 if let Some(p) = counts.get_ptr_mut(&*key) {
                     // SAFETY: as above.
-                    let _prev =
-                        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, 1) };
-                    stat(Stat::Recorded);
+                    let _prev = unsafe {
+                        atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, weight.value)
+                    };
+                    stat(weight.recorded);
                 } else {
-                    stat(Stat::CountsFull);
+                    stat(weight.full);
                 }
             }
-            Err(_) => stat(Stat::CountsFull),
+            Err(_) => stat(weight.full),
         }
     }
 
     #[inline(always)]
-    fn user_stack_id(ctx: &PerfEventContext, stacks: &StackTrace) -> i32 {
+    fn user_stack_id<C: StackIdContext>(ctx: &C, stacks: &StackTrace) -> i32 {
         match ctx.get_stackid(stacks, u64::from(BPF_F_USER_STACK)) {
             Ok(id) => id as i32,
             Err(e) => {
@@ -344,6 +410,96 @@ mod program {
         if PROC_EVENTS.output::<u32>(&tgid, 0).is_err() {
             stat(Stat::AnnouncementsLost);
         }
+        0
+    }
+
+    // Off-CPU time (`--off-cpu`): `ember_offcpu_out` notes when a target thread leaves the
+    // CPU, `ember_offcpu_in` runs as that thread comes back and charges the time between to
+    // the stack it blocked in, taken then, with the same unwinders as CPU samples. State is
+    // kept per thread, not per CPU, so a thread that wakes on another CPU is charged right.
+    #[map]
+    static OFFCPU_SINCE: LruHashMap<u32, u64> =
+        LruHashMap::with_max_entries(DEFAULT_OFFCPU_THREADS, 0);
+
+    /// `sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
+    /// unsigned int prev_state)`, in the context of `prev`, the thread leaving the CPU.
+    #[raw_tracepoint(tracepoint = "sched_switch")]
+    pub fn ember_offcpu_out(_ctx: RawTracePointContext) -> u32 {
+        let Some(settings) = settings() else {
+            return 0;
+        };
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+        // The idle task is never "blocked".
+        if settings.paused || tid == 0 || !is_target(&settings, tgid) {
+            return 0;
+        }
+        // SAFETY: a helper without preconditions.
+        let now = unsafe { bpf_ktime_get_ns() };
+        let _ = OFFCPU_SINCE.insert(&tid, &now, 0);
+        stat(Stat::OffCpuSwitches);
+        0
+    }
+
+    #[inline(always)]
+    fn off_cpu_in<C: unwind::UserRegs + StackIdContext>(ctx: &C, tables: bool) {
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let tid = pid_tgid as u32;
+        // SAFETY: the value is copied out at once.
+        let Some(&since) = (unsafe { OFFCPU_SINCE.get(&tid) }) else {
+            return;
+        };
+        let _ = OFFCPU_SINCE.remove(&tid);
+        let Some(settings) = settings() else {
+            return;
+        };
+        if settings.paused {
+            return;
+        }
+        // SAFETY: a helper without preconditions.
+        let blocked = unsafe { bpf_ktime_get_ns() }.saturating_sub(since);
+        if blocked < u64::from(settings.off_cpu_min_us) * 1000 {
+            stat(Stat::OffCpuShort);
+            return;
+        }
+        let mut value = blocked;
+        if settings.off_cpu_every > 1 {
+            // SAFETY: a helper without preconditions.
+            if unsafe { bpf_get_prandom_u32() } % settings.off_cpu_every != 0 {
+                stat(Stat::OffCpuSampledOut);
+                return;
+            }
+            // No 128-bit multiply on bpf: bound, then multiply.
+            let every = u64::from(settings.off_cpu_every);
+            value = blocked.min(u64::MAX / every).wrapping_mul(every);
+        }
+        let mut key = current_key(SAMPLE_FLAG_OFF_CPU);
+        announce_first_sample(key.tgid);
+        let weight = Weight {
+            value,
+            recorded: Stat::OffCpuRecorded,
+            full: Stat::OffCpuCountsFull,
+        };
+        add_current(ctx, &settings, &mut key, tables, weight);
+    }
+
+    /// `finish_task_switch(prev)`, in the context of the thread just switched in: its user
+    /// registers and kernel stack are where it blocked. An fentry program (a BPF
+    /// trampoline, found by BTF): kernels built without kprobes still have it.
+    #[fentry(function = "finish_task_switch")]
+    pub fn ember_offcpu_in(ctx: FEntryContext) -> u32 {
+        inflight_add(1);
+        off_cpu_in(&ctx, true);
+        inflight_add(u64::MAX); // wrapping -1
+        0
+    }
+
+    /// [`ember_offcpu_in`] without the table unwinder, for kernels without `bpf_loop`.
+    #[fentry(function = "finish_task_switch")]
+    pub fn ember_offcpu_in_fp(ctx: FEntryContext) -> u32 {
+        inflight_add(1);
+        off_cpu_in(&ctx, false);
+        inflight_add(u64::MAX); // wrapping -1
         0
     }
 

@@ -28,7 +28,9 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 
 use crate::frame::{INLINED_SUFFIX, Suffix, UNKNOWN};
-use crate::{Frame, FrameId, FrameKind, Labels, Location, Profile, ProfileMeta, StackRef, keys};
+use crate::{
+    Frame, FrameId, FrameKind, Labels, Location, Profile, ProfileKind, ProfileMeta, StackRef, keys,
+};
 use wire::{Reader, Writer};
 
 /// The mapping name of kernel code, as perf and pprof call it.
@@ -399,16 +401,28 @@ impl<'p> Encoder<'p> {
         let mut out = Writer::default();
         let period = profile.meta.period_ns();
 
-        let samples = self.string("samples");
-        let count = self.string("count");
-        let cpu = self.string("cpu");
+        // Off CPU, one sample type: the time waited (counts are microseconds).
+        let off_cpu = profile.meta.kind == ProfileKind::OffCpu;
         let nanoseconds = self.string("nanoseconds");
-        for (t, u) in [(samples, count), (cpu, nanoseconds)] {
+        let (period_type, period) = if off_cpu {
+            let t = self.string("off_cpu");
             out.message(field::SAMPLE_TYPE, |m| {
                 m.i64(field::VALUE_TYPE_TYPE, t);
-                m.i64(field::VALUE_TYPE_UNIT, u);
+                m.i64(field::VALUE_TYPE_UNIT, nanoseconds);
             });
-        }
+            (t, 1000)
+        } else {
+            let samples = self.string("samples");
+            let count = self.string("count");
+            let cpu = self.string("cpu");
+            for (t, u) in [(samples, count), (cpu, nanoseconds)] {
+                out.message(field::SAMPLE_TYPE, |m| {
+                    m.i64(field::VALUE_TYPE_TYPE, t);
+                    m.i64(field::VALUE_TYPE_UNIT, u);
+                });
+            }
+            (cpu, period)
+        };
 
         let mut stacks: Vec<StackRef<'_>> = profile.stacks().collect();
         stacks.sort_by(|a, b| {
@@ -438,10 +452,14 @@ impl<'p> Encoder<'p> {
                     (key, num.ok_or_else(|| self.string(v)))
                 })
                 .collect();
-            let cpu_ns = s.count.saturating_mul(period);
+            let ns = s.count.saturating_mul(period);
             out.message(field::SAMPLE, |m| {
                 m.packed(field::SAMPLE_LOCATION_ID, ids);
-                m.packed(field::SAMPLE_VALUE, [s.count, cpu_ns]);
+                if off_cpu {
+                    m.packed(field::SAMPLE_VALUE, [ns]);
+                } else {
+                    m.packed(field::SAMPLE_VALUE, [s.count, ns]);
+                }
                 for (key, value) in labels {
                     m.message(field::SAMPLE_LABEL, |l| {
                         l.i64(field::LABEL_KEY, key);
@@ -502,7 +520,7 @@ impl<'p> Encoder<'p> {
         out.u64(field::TIME_NANOS, meta.start_unix_ns);
         out.u64(field::DURATION_NANOS, meta.duration_ns);
         out.message(field::PERIOD_TYPE, |m| {
-            m.i64(field::VALUE_TYPE_TYPE, cpu);
+            m.i64(field::VALUE_TYPE_TYPE, period_type);
             m.i64(field::VALUE_TYPE_UNIT, nanoseconds);
         });
         out.u64(field::PERIOD, period);
@@ -1041,20 +1059,39 @@ fn build_profile(raw: &RawProfile) -> Result<Profile, PprofError> {
     if raw.sample_types.is_empty() && !raw.samples.is_empty() {
         return Err(invalid("profile", 0, "samples but no sample types"));
     }
+    // `samples/count` is a CPU profile's count; without it, `off_cpu/nanoseconds` makes an
+    // off-CPU profile (counted in microseconds); otherwise the first type is the count.
     let mut count_index = 0;
+    let mut off_cpu_index = None;
+    let mut has_samples = false;
     for (i, &(t, u, at)) in raw.sample_types.iter().enumerate() {
-        if string(t, "sample type", at)? == "samples" && string(u, "sample type", at)? == "count" {
+        let (t, u) = (string(t, "sample type", at)?, string(u, "sample type", at)?);
+        if t == "samples" && u == "count" {
             count_index = i;
+            has_samples = true;
             break;
         }
+        if t == "off_cpu" && u == "nanoseconds" && off_cpu_index.is_none() {
+            off_cpu_index = Some(i);
+        }
+    }
+    let off_cpu = if has_samples { None } else { off_cpu_index };
+    if let Some(i) = off_cpu {
+        count_index = i;
     }
 
     let mut meta = ProfileMeta {
         start_unix_ns: raw.time_nanos,
         duration_ns: raw.duration_nanos,
         frequency_hz: 0,
+        kind: if off_cpu.is_some() {
+            ProfileKind::OffCpu
+        } else {
+            ProfileKind::Cpu
+        },
     };
-    if let Some((_, u, at)) = raw.period_type {
+    // A sampling period says the frequency; an off-CPU profile has none.
+    if let Some((_, u, at)) = raw.period_type.filter(|_| off_cpu.is_none()) {
         let period = raw.period as i64;
         if string(u, "period type", at)? == "nanoseconds" && period > 0 {
             let hz = (1e9 / period as f64).round();
@@ -1091,7 +1128,11 @@ fn build_profile(raw: &RawProfile) -> Result<Profile, PprofError> {
                 ),
             ));
         }
-        let count = s.values[count_index] as i64;
+        let mut count = s.values[count_index] as i64;
+        if off_cpu.is_some() {
+            // Nanoseconds to the microseconds an off-CPU profile counts.
+            count = count.saturating_add(500) / 1000;
+        }
         if count < 0 {
             return Err(invalid(
                 "sample",
@@ -1268,6 +1309,45 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    /// An off-CPU profile goes out as one `off_cpu/nanoseconds` sample type (its counts are
+    /// microseconds) and comes back as an off-CPU profile with the same counts.
+    #[test]
+    fn off_cpu_profiles_round_trip_as_off_cpu_nanoseconds() {
+        let mut p = Profile::new(ProfileMeta {
+            start_unix_ns: 5,
+            duration_ns: 2_000_000_000,
+            frequency_hz: 99,
+            kind: ProfileKind::OffCpu,
+        });
+        let labels = Labels::new().with(keys::COMM, "w");
+        p.add(
+            &labels,
+            &[
+                Frame::named("main", FrameKind::User),
+                Frame::named("sleep", FrameKind::User),
+            ],
+            1500,
+        );
+        p.add(
+            &labels,
+            &[
+                Frame::named("main", FrameKind::User),
+                Frame::named("read", FrameKind::User),
+            ],
+            7,
+        );
+        let bytes = encode_uncompressed(&p);
+        let back = decode(bytes.as_slice()).expect("decodes");
+        assert_eq!(back.meta.kind, ProfileKind::OffCpu);
+        assert_eq!(back.meta.frequency_hz, 0);
+        assert_eq!(back.total(), 1507);
+        let raw = String::from_utf8_lossy(&bytes).into_owned();
+        assert!(
+            raw.contains("off_cpu") && !raw.contains("samples"),
+            "{raw:?}"
+        );
+    }
     use crate::folded::{self, Root};
 
     const PERIOD_NS: u64 = 10_000_000; // 100 Hz
@@ -1317,6 +1397,7 @@ mod tests {
             start_unix_ns: 1_700_000_000_000_000_000,
             duration_ns: 1_000_000_000,
             frequency_hz: 100,
+            ..ProfileMeta::default()
         });
         p.add(&l1, &[main.clone(), work.clone(), fn_a.clone()], 60);
         p.add(&l1, &[main.clone(), work.clone(), fn_a, mix], 10);

@@ -55,8 +55,11 @@ pub struct RawSample {
     pub kernel: Vec<u64>,
     /// What became of the kernel stack.
     pub kernel_status: StackStatus,
-    /// Number of samples.
+    /// Number of samples; for an off-CPU sample ([`RawSample::off_cpu`]), nanoseconds off
+    /// CPU.
     pub count: u64,
+    /// Time off CPU charged to the stack it blocked in (`--off-cpu`), not CPU samples.
+    pub off_cpu: bool,
 }
 
 /// The longest the drain waits for programs still running in the old generation. They
@@ -186,6 +189,7 @@ impl Sampler {
                 kernel,
                 kernel_status,
                 count,
+                off_cpu: key.flags & profiler_common::SAMPLE_FLAG_OFF_CPU != 0,
             });
         }
 

@@ -6,7 +6,7 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, StackTraceMap},
     programs::{
-        PerfEvent, ProgramError, RawTracePoint,
+        FEntry, PerfEvent, ProgramError, RawTracePoint,
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
 };
@@ -15,8 +15,9 @@ use profiler_common::unwind::{
     USER_STACKS_MAPS, UserStack,
 };
 use profiler_common::{
-    CONTROL_MAP, COUNTS_MAPS, Control, FORK_PROGRAM, INFLIGHT_MAP, SAMPLE_FP_PROGRAM,
-    SAMPLE_PROGRAM, STACKS_MAPS, STATS_MAP, SampleKey, Stat, TARGET_TGIDS_MAP,
+    CONTROL_MAP, COUNTS_MAPS, Control, FORK_PROGRAM, INFLIGHT_MAP, OFFCPU_IN_FP_PROGRAM,
+    OFFCPU_IN_PROGRAM, OFFCPU_OUT_PROGRAM, SAMPLE_FP_PROGRAM, SAMPLE_PROGRAM, STACKS_MAPS,
+    STATS_MAP, SampleKey, Stat, TARGET_TGIDS_MAP,
 };
 use tracing::{info, warn};
 
@@ -62,6 +63,33 @@ pub struct SamplerConfig {
     pub stacks_entries: u32,
     /// How user stacks are walked (`--unwinder`, `--unwind-table-mem`).
     pub unwind: UnwindConfig,
+    /// Record off-CPU time too (`--off-cpu`); `None` records CPU samples only.
+    pub off_cpu: Option<OffCpuConfig>,
+}
+
+/// How off-CPU time is recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OffCpuConfig {
+    /// Intervals off CPU shorter than this are not recorded (`--off-cpu-min`).
+    pub min: Duration,
+    /// Record one in this many of the intervals that are long enough, weighted by this
+    /// factor (`--off-cpu-every`; 1 records all).
+    pub every: u32,
+}
+
+impl OffCpuConfig {
+    /// The default shortest interval recorded: below it, switches cost more to record
+    /// than they tell (a futex handoff, a short preemption).
+    pub const DEFAULT_MIN: Duration = Duration::from_micros(100);
+}
+
+impl Default for OffCpuConfig {
+    fn default() -> Self {
+        OffCpuConfig {
+            min: Self::DEFAULT_MIN,
+            every: 1,
+        }
+    }
 }
 
 impl Default for SamplerConfig {
@@ -73,6 +101,7 @@ impl Default for SamplerConfig {
             counts_entries: profiler_common::DEFAULT_COUNTS_ENTRIES,
             stacks_entries: profiler_common::DEFAULT_STACKS_ENTRIES,
             unwind: UnwindConfig::default(),
+            off_cpu: None,
         }
     }
 }
@@ -269,6 +298,10 @@ impl Sampler {
             skip_kernel: u32::from(!config.kernel_stacks),
             task_tgid_offset: fork_offsets.map_or(0, |o| o.tgid),
             paused: 0,
+            off_cpu_min_us: config
+                .off_cpu
+                .map_or(0, |o| u32::try_from(o.min.as_micros()).unwrap_or(u32::MAX)),
+            off_cpu_every: config.off_cpu.map_or(1, |o| o.every.max(1)),
         };
         match &config.target {
             Target::All => {}
@@ -340,9 +373,13 @@ impl Sampler {
                     other => program_error(program, other),
                 })?;
         }
+        if config.off_cpu.is_some() {
+            attach_off_cpu(&mut ebpf, plan.table_unwinder)?;
+        }
         info!(
             cpus = cpus.len(),
             frequency_hz = config.frequency_hz,
+            off_cpu = config.off_cpu.is_some(),
             target = ?config.target,
             program,
             follows_forks = fork_offsets.is_some(),
@@ -543,3 +580,34 @@ fn missing_program(name: &str) -> SampleError {
         std::io::Error::from(std::io::ErrorKind::NotFound),
     )
 }
+
+/// Attaches the off-CPU pair: the raw tracepoint on `sched_switch` that notes when a
+/// thread leaves the CPU, and the fentry program on `finish_task_switch` that charges the
+/// time when it comes back, found by the kernel's BTF. Neither needs tracefs or kprobes.
+fn attach_off_cpu(ebpf: &mut Ebpf, tables: bool) -> Result<(), SampleError> {
+    let program = if tables {
+        OFFCPU_IN_PROGRAM
+    } else {
+        OFFCPU_IN_FP_PROGRAM
+    };
+    let btf = aya::Btf::from_sys_fs().map_err(|e| SampleError::Unsupported {
+        what: format!("off-CPU profiling needs the kernel's BTF (/sys/kernel/btf/vmlinux): {e}"),
+        fix: "run without --off-cpu on this kernel".to_owned(),
+    })?;
+    let probe: &mut FEntry = ebpf
+        .program_mut(program)
+        .ok_or_else(|| missing_program(program))?
+        .try_into()
+        .map_err(|e| program_error(program, e))?;
+    probe
+        .load(OFF_CPU_FUNCTION, &btf)
+        .map_err(|e| program_error(program, e))?;
+    probe.attach().map_err(|e| program_error(program, e))?;
+    attach_raw_tracepoint(ebpf, OFFCPU_OUT_PROGRAM, "sched_switch")?;
+    info!(program, "off-CPU hooks attached");
+    Ok(())
+}
+
+/// The kernel function whose entry runs as the thread switched in, with its user
+/// registers and kernel stack where it blocked.
+const OFF_CPU_FUNCTION: &str = "finish_task_switch";

@@ -1663,6 +1663,7 @@ impl MetaAcc {
             start_unix_ns: start,
             duration_ns: self.end.saturating_sub(start),
             frequency_hz: self.frequency_hz,
+            ..ProfileMeta::default()
         }
     }
 }

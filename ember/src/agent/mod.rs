@@ -233,6 +233,7 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
         None => None,
     };
     let mut sampler = Sampler::start(&SamplerConfig {
+        off_cpu: None,
         frequency_hz: config.frequency_hz,
         target: Target::All,
         kernel_stacks: true,
@@ -253,6 +254,7 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
         start_unix_ns,
         duration_ns: 0,
         frequency_hz,
+        ..ProfileMeta::default()
     };
     let mut window_start = crate::now_unix_ns();
     let mut window_clock = Instant::now();

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use profiler_common::Stat;
-use profiler_model::{Frame, FrameKind, Labels, Profile, ProfileMeta, keys};
+use profiler_model::{Frame, FrameKind, Labels, Profile, ProfileKind, ProfileMeta, keys};
 use symbolizer::Symbolizer;
 
 use profiler_sampler::procinfo::ProcessTable;
@@ -28,6 +28,8 @@ pub struct AggregateStats {
     pub unrecorded: u64,
     /// Samples taken inside `execve`, whose user part is the one [`EXEC_FRAME`].
     pub in_exec: u64,
+    /// Microseconds off CPU added to the off-CPU profile.
+    pub off_cpu_us: u64,
 }
 
 /// Builds a profile out of drains.
@@ -35,6 +37,9 @@ pub struct Aggregator {
     symbolizer: Symbolizer,
     processes: ProcessTable,
     profile: Profile,
+    /// Off-CPU time (samples flagged [`RawSample::off_cpu`]), in microseconds; its meta
+    /// follows the CPU profile's but for the kind.
+    off_cpu: Profile,
     kernel: bool,
     stats: AggregateStats,
     /// Captures of processes announced by the sampler (`sample/events.rs`).
@@ -75,6 +80,14 @@ fn unrecorded_frame(reason: Stat) -> &'static str {
 /// garbage, or worse, plausible wrong names.
 pub const EXEC_FRAME: &str = "[exec]";
 
+/// `meta` for the off-CPU profile of the same capture.
+fn off_cpu_meta(meta: &ProfileMeta) -> ProfileMeta {
+    ProfileMeta {
+        kind: ProfileKind::OffCpu,
+        ..meta.clone()
+    }
+}
+
 /// Whether a kernel stack (root first) is inside `execve`/`execveat`: every user-space exec
 /// enters through `do_execveat_common` from the `execve` system calls.
 fn in_exec(kernel: &[Frame]) -> bool {
@@ -100,6 +113,7 @@ impl Aggregator {
         Aggregator {
             symbolizer,
             processes: ProcessTable::new(),
+            off_cpu: Profile::new(off_cpu_meta(&meta)),
             profile: Profile::new(meta),
             kernel,
             stats: AggregateStats::default(),
@@ -179,6 +193,15 @@ impl Aggregator {
             let labels = label_cache
                 .entry((s.tgid, s.tid, s.thread_comm.as_str()))
                 .or_insert_with(|| self.processes.labels(s.tgid, s.tid, &s.thread_comm));
+            if s.off_cpu {
+                // Nanoseconds summed in the kernel per key and drain, rounded once here.
+                let us = s.count.saturating_add(500) / 1000;
+                if us > 0 {
+                    self.off_cpu.add(labels, &stack, us);
+                }
+                self.stats.off_cpu_us += us;
+                continue;
+            }
             self.profile.add(labels, &stack, s.count);
             self.stats.samples += s.count;
         }
@@ -227,10 +250,24 @@ impl Aggregator {
         self.profile
     }
 
+    /// Ends aggregation, returning the off-CPU profile (microseconds off CPU per stack),
+    /// with the CPU profile's start, duration and frequency.
+    #[must_use]
+    pub fn into_off_cpu_profile(mut self) -> Profile {
+        self.off_cpu.meta = off_cpu_meta(&self.profile.meta);
+        self.off_cpu
+    }
+
     /// Hands out the profile so far and starts a new, empty one with `meta`, keeping the
     /// symbolizer's caches: how the agent closes a window.
     pub fn take_profile(&mut self, meta: ProfileMeta) -> Profile {
         std::mem::replace(&mut self.profile, Profile::new(meta))
+    }
+
+    /// [`Aggregator::take_profile`] for the off-CPU profile: hands it out with the kind
+    /// set on `meta`, and starts a new one.
+    pub fn take_off_cpu_profile(&mut self, meta: &ProfileMeta) -> Profile {
+        std::mem::replace(&mut self.off_cpu, Profile::new(off_cpu_meta(meta)))
     }
 
     /// Forgets what is cached about processes that exited or whose PID now names another
@@ -293,6 +330,7 @@ mod tests {
             kernel: Vec::new(),
             kernel_status: StackStatus::Absent,
             count: 1,
+            off_cpu: false,
         }
     }
 
