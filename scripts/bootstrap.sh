@@ -5,7 +5,8 @@
 #   - with --test: what the test suite needs beyond that (perf, go for `go tool pprof`,
 #     chromium + playwright-core for the browser tests, llvm-22 for llvm-symbolizer,
 #     speedscope + ajv to validate speedscope exports against speedscope's schema,
-#     systemd-analyze and kubernetes-validate for the deploy/ checks)
+#     systemd-analyze and kubernetes-validate for the deploy/ checks, opentelemetry-proto
+#     and grpcio-tools for the push receiver)
 # Safe to run again: every step checks first.
 set -euo pipefail
 
@@ -13,7 +14,7 @@ want_test=0
 for arg in "$@"; do
   case "$arg" in
     --test) want_test=1 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "bootstrap: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -88,6 +89,25 @@ if [ $want_test -eq 1 ]; then
     "$kube_dir/.venv/bin/pip" install --quiet --disable-pip-version-check \
       --requirement "$kube_dir/requirements.txt"
     cp "$kube_dir/requirements.txt" "$kube_dir/.venv/installed-requirements.txt"
+  fi
+  # The push receiver of tests/it/push.rs decodes with the official schemas: PyPI
+  # opentelemetry-proto and protobuf, and Pyroscope's push.proto (tests/push/proto)
+  # compiled by grpcio-tools into tests/push/.venv/gen.
+  push_dir="$(dirname "$0")/../tests/push"
+  if ! cmp -s "$push_dir/requirements.txt" "$push_dir/.venv/installed-requirements.txt" \
+     || [ ! -f "$push_dir/.venv/gen/pyroscope/push/v1/push_pb2.py" ]; then
+    command -v python3 >/dev/null || apt_install python3
+    python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+    say "installing opentelemetry-proto, protobuf and grpcio-tools into tests/push/.venv"
+    rm -rf "$push_dir/.venv"
+    python3 -m venv "$push_dir/.venv"
+    "$push_dir/.venv/bin/pip" install --quiet --disable-pip-version-check \
+      --requirement "$push_dir/requirements.txt"
+    mkdir -p "$push_dir/.venv/gen"
+    "$push_dir/.venv/bin/python" -m grpc_tools.protoc -I "$push_dir/proto" \
+      --python_out="$push_dir/.venv/gen" \
+      pyroscope/push/v1/push.proto pyroscope/types/v1/types.proto
+    cp "$push_dir/requirements.txt" "$push_dir/.venv/installed-requirements.txt"
   fi
 fi
 say "toolchain ready"

@@ -22,7 +22,7 @@ use profiler_model::{Format, LabelFilter};
     propagate_version = true,
     max_term_width = 100
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Options for every command.
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -33,7 +33,7 @@ pub struct Cli {
 
 /// Options for every command.
 #[derive(Debug, Args)]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
     pub verbose: u8,
@@ -44,7 +44,7 @@ pub struct GlobalArgs {
 
 /// Ember's commands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Profile a command, some processes, or the whole machine, and write a flame graph.
     #[command(after_help = RECORD_EXAMPLES)]
     Record(RecordArgs),
@@ -75,7 +75,7 @@ unloaded, a perf event is opened and closed), so run it with the privileges the 
 
 /// `ember doctor`.
 #[derive(Debug, Args)]
-pub struct DoctorArgs {
+pub(crate) struct DoctorArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -98,7 +98,7 @@ SIGINT and SIGTERM write the open window before the agent exits.";
 
 /// `ember agent`.
 #[derive(Debug, Args)]
-pub struct AgentArgs {
+pub(crate) struct AgentArgs {
     /// Samples per second on each CPU.
     #[arg(
         short = 'F',
@@ -195,11 +195,118 @@ pub struct AgentArgs {
     /// Drain interval and kernel map sizes.
     #[command(flatten)]
     pub drain: DrainArgs,
+
+    /// Pushing windows to Grafana Pyroscope and OTLP backends (boxed: the agent's
+    /// arguments would otherwise dwarf the other commands').
+    #[command(flatten)]
+    pub push: Box<PushArgs>,
+}
+
+/// Where `ember agent` pushes closed windows (Grafana Pyroscope, OTLP profiles); see the
+/// README's "Push to a fleet backend". Secrets come from files or environment variables,
+/// never from flags, which `ps` shows.
+#[derive(Debug, Default, Args)]
+pub(crate) struct PushArgs {
+    /// Grafana Pyroscope's base URL (http://HOST:PORT); each closed window is sent to
+    /// URL/push.v1.PusherService/Push.
+    #[arg(
+        long,
+        env = "EMBER_PYROSCOPE_ENDPOINT",
+        value_name = "URL",
+        help_heading = "Push"
+    )]
+    pub pyroscope_endpoint: Option<String>,
+
+    /// Pyroscope tenant, sent as X-Scope-OrgID.
+    #[arg(
+        long,
+        env = "EMBER_PYROSCOPE_TENANT",
+        value_name = "ID",
+        help_heading = "Push"
+    )]
+    pub pyroscope_tenant: Option<String>,
+
+    /// Basic-auth user for Pyroscope; the password comes from --pyroscope-password-file
+    /// or EMBER_PYROSCOPE_PASSWORD.
+    #[arg(
+        long,
+        env = "EMBER_PYROSCOPE_USER",
+        value_name = "USER",
+        help_heading = "Push"
+    )]
+    pub pyroscope_user: Option<String>,
+
+    /// File holding the Pyroscope basic-auth password.
+    #[arg(
+        long,
+        env = "EMBER_PYROSCOPE_PASSWORD_FILE",
+        value_name = "PATH",
+        help_heading = "Push"
+    )]
+    pub pyroscope_password_file: Option<PathBuf>,
+
+    /// File holding a bearer token for Pyroscope (or EMBER_PYROSCOPE_TOKEN).
+    #[arg(
+        long,
+        env = "EMBER_PYROSCOPE_TOKEN_FILE",
+        value_name = "PATH",
+        help_heading = "Push"
+    )]
+    pub pyroscope_token_file: Option<PathBuf>,
+
+    /// OTLP/HTTP base URL (http://HOST:4318); windows go to URL/v1development/profiles.
+    /// Without it, OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT (the full URL) or
+    /// OTEL_EXPORTER_OTLP_ENDPOINT (a base URL) is used; OTEL_EXPORTER_OTLP_HEADERS and
+    /// OTEL_EXPORTER_OTLP_PROFILES_HEADERS add headers.
+    #[arg(long, value_name = "URL", help_heading = "Push")]
+    pub otlp_endpoint: Option<String>,
+
+    /// File of OTLP headers in the OTEL_EXPORTER_OTLP_HEADERS format (name=value,...),
+    /// for credentials kept out of the environment.
+    #[arg(
+        long,
+        env = "EMBER_OTLP_HEADERS_FILE",
+        value_name = "PATH",
+        help_heading = "Push"
+    )]
+    pub otlp_headers_file: Option<PathBuf>,
+
+    /// The node's name in pushed series (`hostname`, `host.name`); the kernel's host name
+    /// by default (in a DaemonSet, give the node's name through the downward API).
+    #[arg(
+        long,
+        env = "EMBER_NODE_NAME",
+        value_name = "NAME",
+        help_heading = "Push"
+    )]
+    pub push_host_name: Option<String>,
+
+    /// At most this many windows per request when a backlog is sent.
+    #[arg(
+        long,
+        default_value_t = 6,
+        value_parser = clap::value_parser!(u64).range(1..=360),
+        help_heading = "Push"
+    )]
+    pub push_batch_windows: u64,
+
+    /// The least time between two requests to one backend (paces a backlog).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, help_heading = "Push")]
+    pub push_interval: Duration,
+
+    /// The longest wait between two tries while a backend is down (the wait doubles from
+    /// 1s up to this, with jitter).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = "Push")]
+    pub push_max_backoff: Duration,
+
+    /// Time limit of one request, from connecting to the response's last byte.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, help_heading = "Push")]
+    pub push_timeout: Duration,
 }
 
 /// How the kernel's maps are sized and drained (`record` and `agent` alike).
 #[derive(Debug, Args)]
-pub struct DrainArgs {
+pub(crate) struct DrainArgs {
     /// How often samples are read from the kernel and named (10ms to 60s; for the agent,
     /// at most --window).
     #[arg(long, default_value = "1s", value_parser = parse_drain_interval, help_heading = "Advanced")]
@@ -240,23 +347,23 @@ pub struct DrainArgs {
 
 /// The fewest entries a kernel map may be given: below this a single busy process
 /// overflows it at every drain.
-pub const MIN_MAP_ENTRIES: i64 = 64;
+pub(crate) const MIN_MAP_ENTRIES: i64 = 64;
 /// The most entries of each count map (about 100 MiB of kernel memory per generation).
-pub const MAX_COUNTS_ENTRIES: i64 = 1 << 20;
+pub(crate) const MAX_COUNTS_ENTRIES: i64 = 1 << 20;
 /// The most entries of each stack map (1 KiB each, four maps).
-pub const MAX_STACKS_ENTRIES: i64 = 1 << 18;
+pub(crate) const MAX_STACKS_ENTRIES: i64 = 1 << 18;
 
 /// The shortest `--window`.
-pub const MIN_WINDOW: Duration = Duration::from_secs(1);
+pub(crate) const MIN_WINDOW: Duration = Duration::from_secs(1);
 /// The shortest and longest `--drain-interval`.
-pub const DRAIN_INTERVAL_RANGE: std::ops::RangeInclusive<Duration> =
+pub(crate) const DRAIN_INTERVAL_RANGE: std::ops::RangeInclusive<Duration> =
     Duration::from_millis(10)..=Duration::from_secs(60);
 
 /// Parses `--window`: a duration of at least [`MIN_WINDOW`].
 ///
 /// # Errors
 /// The duration's own message, or that it is too short.
-pub fn parse_window(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_window(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d < MIN_WINDOW {
         return Err(format!(
@@ -270,7 +377,7 @@ pub fn parse_window(s: &str) -> Result<Duration, String> {
 ///
 /// # Errors
 /// The duration's own message, or that it is out of range.
-pub fn parse_drain_interval(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_drain_interval(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if !DRAIN_INTERVAL_RANGE.contains(&d) {
         return Err(format!(
@@ -285,14 +392,14 @@ pub fn parse_drain_interval(s: &str) -> Result<Duration, String> {
 ///
 /// # Errors
 /// The size's own message, or one that names the cap.
-pub fn parse_unwind_table_mem(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_unwind_table_mem(s: &str) -> Result<u64, String> {
     let bytes = parse_size(s)?;
     profiler_sampler::check_unwind_table_mem(bytes).map_err(|e| format!("`{s}`: {e}"))
 }
 
 /// `--unwinder`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum UnwinderArg {
+pub(crate) enum UnwinderArg {
     /// Frame pointers only (the kernel's walk).
     Fp,
     /// .eh_frame unwind tables; binaries without them are named in a warning.
@@ -304,7 +411,7 @@ pub enum UnwinderArg {
 impl DrainArgs {
     /// The unwinder settings these options ask for.
     #[must_use]
-    pub fn unwind_config(&self) -> profiler_sampler::UnwindConfig {
+    pub(crate) fn unwind_config(&self) -> profiler_sampler::UnwindConfig {
         use profiler_sampler::UnwinderMode;
         profiler_sampler::UnwindConfig {
             mode: match self.unwinder {
@@ -319,13 +426,13 @@ impl DrainArgs {
 
 /// `--listen`: an address, or no API at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Listen(pub Option<std::net::SocketAddr>);
+pub(crate) struct Listen(pub Option<std::net::SocketAddr>);
 
 /// Parses `HOST:PORT` (an IP address) or `none`.
 ///
 /// # Errors
 /// A message with an example of a valid address.
-pub fn parse_listen(s: &str) -> Result<Listen, String> {
+pub(crate) fn parse_listen(s: &str) -> Result<Listen, String> {
     if s.eq_ignore_ascii_case("none") {
         return Ok(Listen(None));
     }
@@ -341,7 +448,7 @@ const MAX_SIZE: f64 = 1e18;
 ///
 /// # Errors
 /// A message that says what a valid size looks like.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let bad =
         || format!("invalid size `{s}`: expected a number with a unit, such as 2GiB, 500MiB or 1G");
     let t = s.trim();
@@ -394,7 +501,7 @@ output.";
 /// `--format` of `ember record` and `ember export`: one of the file formats of
 /// [`Format`] (Ember's own JSON is the API's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FormatArg(pub Format);
+pub(crate) struct FormatArg(pub Format);
 
 impl ValueEnum for FormatArg {
     fn value_variants<'a>() -> &'a [Self] {
@@ -416,7 +523,7 @@ impl ValueEnum for FormatArg {
 #[command(group(
     clap::ArgGroup::new("target").required(true).args(["pid", "all", "command"])
 ))]
-pub struct RecordArgs {
+pub(crate) struct RecordArgs {
     /// Profile these running processes (comma-separated), their threads, and the children
     /// they fork while recording.
     #[arg(
@@ -495,7 +602,7 @@ samples in the range, agent unreachable), 2 for bad arguments.";
 
 /// Off-CPU time (`--off-cpu`), for `record` and `agent`.
 #[derive(Debug, Clone, Args)]
-pub struct OffCpuArgs {
+pub(crate) struct OffCpuArgs {
     /// Record time off CPU: how long threads wait (blocked in a lock, a read, a sleep, a
     /// page fault, or runnable but not running), charged to the stack they waited in. The
     /// output's counts are microseconds waited; the CPU profile explains what burns CPU,
@@ -530,7 +637,7 @@ pub struct OffCpuArgs {
 impl OffCpuArgs {
     /// The sampler's off-CPU settings, `None` without `--off-cpu`.
     #[must_use]
-    pub fn config(&self) -> Option<profiler_sampler::OffCpuConfig> {
+    pub(crate) fn config(&self) -> Option<profiler_sampler::OffCpuConfig> {
         self.off_cpu.then_some(profiler_sampler::OffCpuConfig {
             min: self.off_cpu_min,
             every: self.off_cpu_every,
@@ -553,7 +660,7 @@ fn parse_off_cpu_min(s: &str) -> Result<Duration, String> {
 
 /// Where `ember export` reads, what it selects, and what it writes.
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     /// Start of the range (inclusive).
     #[arg(
         long,
@@ -603,6 +710,17 @@ pub struct ExportArgs {
     #[arg(long, value_name = "URL", help_heading = "Source")]
     pub agent: Option<String>,
 
+    /// With --agent: a file holding the agent's API token, sent as `Authorization: Bearer`.
+    /// The token can come from the EMBER_API_TOKEN environment variable instead; never
+    /// from a flag, which `ps` would show.
+    #[arg(
+        long,
+        env = "EMBER_API_TOKEN_FILE",
+        value_name = "PATH",
+        help_heading = "Source"
+    )]
+    pub api_token_file: Option<PathBuf>,
+
     /// With --agent: how long connecting may take.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Source")]
     pub agent_connect_timeout: Duration,
@@ -643,14 +761,14 @@ pub struct ExportArgs {
 
 /// A point in time, nanoseconds since the Unix epoch, as `--from`/`--to` give it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TimeArg(pub u64);
+pub(crate) struct TimeArg(pub u64);
 
 /// Parses `now`, `now-15m`, `-1.5h`, RFC 3339 or unix seconds: the HTTP API's grammar
 /// ([`profiler_model::time::parse_time`]).
 ///
 /// # Errors
 /// A message that says what a valid time looks like.
-pub fn parse_time_arg(s: &str) -> Result<TimeArg, String> {
+pub(crate) fn parse_time_arg(s: &str) -> Result<TimeArg, String> {
     profiler_model::time::parse_time(s, crate::now_unix_ns())
         .map(TimeArg)
         .map_err(|e| e.to_string())
@@ -660,7 +778,7 @@ pub fn parse_time_arg(s: &str) -> Result<TimeArg, String> {
 ///
 /// # Errors
 /// The filter's own message, naming the bad part.
-pub fn parse_filter_arg(s: &str) -> Result<LabelFilter, String> {
+pub(crate) fn parse_filter_arg(s: &str) -> Result<LabelFilter, String> {
     LabelFilter::parse(s).map_err(|e| e.to_string())
 }
 
@@ -686,7 +804,7 @@ Exit status: 0 no gate tripped, 1 a gate tripped (each is explained on stderr),
 
 /// `ember diff`.
 #[derive(Debug, Args)]
-pub struct DiffArgs {
+pub(crate) struct DiffArgs {
     /// The baseline profile (folded stacks or pprof).
     #[arg(value_name = "BASE")]
     pub base: PathBuf,
@@ -728,7 +846,7 @@ pub struct DiffArgs {
 ///
 /// # Errors
 /// A message that says what a limit looks like.
-pub fn parse_points(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_points(s: &str) -> Result<f64, String> {
     let t = s.trim();
     let num = t.strip_suffix('%').unwrap_or(t).trim();
     let num = num.strip_prefix('+').unwrap_or(num);
@@ -748,7 +866,7 @@ pub fn parse_points(s: &str) -> Result<f64, String> {
 
 /// `--fail-on 'FUNC>+P%'`: FUNC's total share may grow by at most `points`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct FunctionGate {
+pub(crate) struct FunctionGate {
     /// The function, as folded stacks name it.
     pub name: String,
     /// The limit in percentage points.
@@ -762,7 +880,7 @@ pub struct FunctionGate {
 ///
 /// # Errors
 /// A message with an example of a valid gate.
-pub fn parse_gate(s: &str) -> Result<FunctionGate, String> {
+pub(crate) fn parse_gate(s: &str) -> Result<FunctionGate, String> {
     let (name, limit) = s
         .rsplit_once('>')
         .ok_or_else(|| format!("invalid gate `{s}`: expected FUNC>+POINTS%, such as 'fn_b>+5%'"))?;
@@ -789,7 +907,7 @@ const MAX_FLAG_DURATION: Duration = Duration::from_secs(1_000_000_000);
 ///
 /// # Errors
 /// A message that says what a valid duration looks like, or that it is zero or too large.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     use profiler_model::time::DurationError;
     let s = s.trim();
     match profiler_model::time::parse_duration(s) {

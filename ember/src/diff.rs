@@ -29,11 +29,11 @@ use profiler_render::RenderOptions;
 use crate::cli::{DiffArgs, FunctionGate};
 
 /// Exit status when every gate passed (or there were none).
-pub const EXIT_PASS: u8 = 0;
+pub(crate) const EXIT_PASS: u8 = 0;
 /// Exit status when a gate tripped.
-pub const EXIT_GATE: u8 = 1;
+pub(crate) const EXIT_GATE: u8 = 1;
 /// Exit status for bad arguments or unreadable input.
-pub const EXIT_ERROR: u8 = 2;
+pub(crate) const EXIT_ERROR: u8 = 2;
 
 /// Slack for comparing shares: a share change equal to a limit (up to float rounding) does
 /// not trip it.
@@ -41,7 +41,7 @@ const EPSILON_POINTS: f64 = 1e-9;
 
 /// Why `ember diff` could not compare.
 #[derive(Debug, thiserror::Error)]
-pub enum DiffError {
+pub(crate) enum DiffError {
     /// The file could not be read.
     #[error("cannot read `{path}`")]
     Read {
@@ -137,7 +137,7 @@ const SNIFF_LEN: u64 = 4096;
 ///
 /// # Errors
 /// [`DiffError`] naming the file, and for folded input the line.
-pub fn load(path: &Path, max_input_size: u64) -> Result<Profile, DiffError> {
+pub(crate) fn load(path: &Path, max_input_size: u64) -> Result<Profile, DiffError> {
     let read_err = |source| DiffError::Read {
         path: path.to_owned(),
         source,
@@ -208,7 +208,7 @@ pub fn load(path: &Path, max_input_size: u64) -> Result<Profile, DiffError> {
 
 /// One gate that tripped.
 #[derive(Clone, Debug, PartialEq)]
-pub struct GateFailure {
+pub(crate) struct GateFailure {
     /// The gate as given (`--fail-on-regression 5%` or `--fail-on 'fn_b>+5%'`).
     pub gate: String,
     /// The function.
@@ -241,7 +241,7 @@ impl fmt::Display for GateFailure {
 
 /// The gates of one `ember diff`.
 #[derive(Clone, Debug, Default)]
-pub struct Gates {
+pub(crate) struct Gates {
     /// `--fail-on-regression`, points.
     pub any_self: Option<f64>,
     /// `--fail-on`.
@@ -251,13 +251,13 @@ pub struct Gates {
 impl Gates {
     /// How many gates there are.
     #[must_use]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         usize::from(self.any_self.is_some()) + self.functions.len()
     }
 
     /// Whether there is no gate.
     #[must_use]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
@@ -266,7 +266,7 @@ impl Gates {
     /// # Errors
     /// [`DiffError::UnknownFunction`] when a `--fail-on` names a function in neither
     /// profile (a typo must not pass silently).
-    pub fn check(&self, diffs: &[FunctionDiff]) -> Result<Vec<GateFailure>, DiffError> {
+    pub(crate) fn check(&self, diffs: &[FunctionDiff]) -> Result<Vec<GateFailure>, DiffError> {
         let mut out = Vec::new();
         if let Some(points) = self.any_self {
             let mut tripped: Vec<&FunctionDiff> = diffs
@@ -307,7 +307,7 @@ impl Gates {
 
 /// The per-function changes, largest change of either share first.
 #[must_use]
-pub fn changes(base: &Profile, new: &Profile) -> Vec<FunctionDiff> {
+pub(crate) fn changes(base: &Profile, new: &Profile) -> Vec<FunctionDiff> {
     let mut diffs = analysis::diff_functions(base, new);
     // Rounded to 1e-9 points so float noise (0.5 - 0.3 vs 0.7 - 0.5) does not order ties.
     let size = |d: &FunctionDiff| (d.self_delta().abs().max(d.total_delta().abs()) * 1e11).round();
@@ -321,7 +321,7 @@ pub fn changes(base: &Profile, new: &Profile) -> Vec<FunctionDiff> {
 
 /// The table of the `top` functions whose share changed most.
 #[must_use]
-pub fn table(diffs: &[FunctionDiff], base_total: u64, new_total: u64, top: usize) -> String {
+pub(crate) fn table(diffs: &[FunctionDiff], base_total: u64, new_total: u64, top: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -361,7 +361,7 @@ pub fn table(diffs: &[FunctionDiff], base_total: u64, new_total: u64, top: usize
 
 /// A validated `ember diff`.
 #[derive(Clone, Debug)]
-pub struct DiffConfig {
+pub(crate) struct DiffConfig {
     /// BASE.
     pub base: PathBuf,
     /// NEW.
@@ -397,7 +397,7 @@ impl From<DiffArgs> for DiffConfig {
 
 /// What `ember diff` found.
 #[derive(Clone, Debug)]
-pub struct DiffOutcome {
+pub(crate) struct DiffOutcome {
     /// The table for stdout (empty when `top` is 0).
     pub table: String,
     /// The gates that tripped.
@@ -408,7 +408,7 @@ pub struct DiffOutcome {
 ///
 /// # Errors
 /// [`DiffError`] for unreadable inputs, unknown gate functions and unwritable outputs.
-pub fn run(config: &DiffConfig) -> Result<DiffOutcome, DiffError> {
+pub(crate) fn run(config: &DiffConfig) -> Result<DiffOutcome, DiffError> {
     let base = load(&config.base, config.max_input_size)?;
     let new = load(&config.new, config.max_input_size)?;
     let diffs = changes(&base, &new);

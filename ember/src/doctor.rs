@@ -15,7 +15,7 @@ use profiler_sampler::probe::{CAPABILITIES, Check, NodeProbe};
 
 /// What `ember doctor` looks at beyond the kernel.
 #[derive(Clone, Debug)]
-pub struct DoctorConfig {
+pub(crate) struct DoctorConfig {
     /// The agent's store directory (`--data-dir`).
     pub data_dir: PathBuf,
     /// Directories searched for separate debug files.
@@ -24,7 +24,7 @@ pub struct DoctorConfig {
 
 /// One privilege line.
 #[derive(Debug, Serialize)]
-pub struct Privilege {
+pub(crate) struct Privilege {
     /// `CAP_…`.
     pub name: &'static str,
     /// Whether this process has it (or `CAP_SYS_ADMIN` in its place).
@@ -37,7 +37,7 @@ pub struct Privilege {
 
 /// The whole report, as `--json` prints it.
 #[derive(Debug, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// Whether Ember can sample here.
     pub ready: bool,
     /// Why not, and what to do, when not ready.
@@ -64,7 +64,7 @@ pub struct Report {
 
 /// Probes the node and builds the report.
 #[must_use]
-pub fn report(config: &DoctorConfig) -> Report {
+pub(crate) fn report(config: &DoctorConfig) -> Report {
     let probe = NodeProbe::run();
     let blocker = probe.blocker().map(|b| format!("{}; {}", b.what, b.fix));
     let (unwinder, follows_forks, mut warnings) = match probe.plan(true, false) {
@@ -157,7 +157,7 @@ fn check_line(out: &mut String, name: &str, check: &Check, used_for: &str) {
 
 /// The report for a person.
 #[must_use]
-pub fn render(r: &Report) -> String {
+pub(crate) fn render(r: &Report) -> String {
     let p = &r.probe;
     let mut out = String::new();
     let _ = writeln!(out, "kernel        Linux {}", p.kernel_release);

@@ -28,7 +28,7 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 /// # Errors
 /// The spawn's error (the command does not exist, ...), or `admit`'s, in which case the
 /// child exits without running the command.
-pub fn spawn_admitted<E>(
+pub(crate) fn spawn_admitted<E>(
     cmd: &mut Command,
     admit: impl FnOnce(u32) -> Result<(), E>,
 ) -> Result<Result<Child, io::Error>, E> {

@@ -17,7 +17,7 @@ use crate::cli::FormatArg;
     "cannot tell the output format from `{path}`: name it .svg, .folded, .pb.gz or .json, \
      or pass --format svg|folded|pprof|speedscope"
 )]
-pub struct UnknownFormat {
+pub(crate) struct UnknownFormat {
     /// The output path.
     pub path: PathBuf,
 }
@@ -28,7 +28,7 @@ pub struct UnknownFormat {
     "stdout is closed, so `-o -` has nowhere to write; redirect it to a file or pipe, or name \
      an output file with -o"
 )]
-pub struct StdoutClosed;
+pub(crate) struct StdoutClosed;
 
 /// Checks that `path` can be written before anything is recorded or read: for `-`, that
 /// stdout was open when ember started.
@@ -40,7 +40,7 @@ pub struct StdoutClosed;
 ///
 /// # Errors
 /// [`StdoutClosed`].
-pub fn check_writable(path: &Path) -> Result<(), StdoutClosed> {
+pub(crate) fn check_writable(path: &Path) -> Result<(), StdoutClosed> {
     if path != Path::new("-") {
         return Ok(());
     }
@@ -68,7 +68,7 @@ pub fn check_writable(path: &Path) -> Result<(), StdoutClosed> {
 /// Whether `err`'s chain holds a broken pipe: the reader of stdout went away (`| head`),
 /// which ends a run quietly, as it does for other Unix tools.
 #[must_use]
-pub fn is_broken_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_broken_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(err);
     while let Some(e) = cur {
         if e.downcast_ref::<io::Error>()
@@ -86,7 +86,7 @@ pub fn is_broken_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
 ///
 /// # Errors
 /// [`UnknownFormat`] when neither tells.
-pub fn format_for(path: &Path, flag: Option<FormatArg>) -> Result<Format, UnknownFormat> {
+pub(crate) fn format_for(path: &Path, flag: Option<FormatArg>) -> Result<Format, UnknownFormat> {
     if let Some(FormatArg(f)) = flag {
         return Ok(f);
     }
@@ -102,7 +102,7 @@ pub fn format_for(path: &Path, flag: Option<FormatArg>) -> Result<Format, Unknow
 ///
 /// # Errors
 /// Creating or writing the file; the caller names the path.
-pub fn write_file(
+pub(crate) fn write_file(
     path: &Path,
     format: Format,
     profile: &Profile,

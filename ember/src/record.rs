@@ -1,9 +1,11 @@
 //! `ember record`: one capture, from start to written flame graph.
 //!
-//! The loop drains the sampler every `drain_interval`, symbolizes each drain while the
-//! processes are still alive, and stops when the duration is up, the command exits, every
-//! target process is gone, or SIGINT/SIGTERM arrives; then it drains once more and writes
-//! the output. A signal never loses the capture.
+//! The [`crate::pipeline`] loop drains the sampler every `drain_interval` and symbolizes
+//! each drain while the processes are still alive; record's sink ([`RecordSink`]) stops it
+//! when the duration is up, the command exits or every target process is gone (a
+//! SIGINT/SIGTERM stops it too, and is passed on to the command). The loop drains once
+//! more and the sink writes the one profile of the run. A signal never loses the capture:
+//! the last drain is symbolized in full, however long that takes.
 
 use std::ffi::OsString;
 use std::io::{self, IsTerminal as _, Write};
@@ -15,17 +17,18 @@ use std::time::{Duration, Instant};
 use std::fmt::Write as _;
 
 use profiler_common::Stat;
-use profiler_model::{Format, Profile, ProfileKind, ProfileMeta, folded};
+use profiler_model::{Format, Profile, ProfileKind, folded};
 use profiler_render::RenderOptions;
 use tracing::{debug, warn};
 
 use crate::aggregate::{Aggregator, COUNTS_FULL_FRAME, LOST_COMM};
 use crate::cli::RecordArgs;
+use crate::pipeline::{End, OnStop, Pipeline, PipelineConfig, Sink, Ticks};
 use profiler_sampler::{Sampler, SamplerConfig, SamplerStats, Target};
 
 /// Why a recording could not be made.
 #[derive(Debug, thiserror::Error)]
-pub enum RecordError {
+pub(crate) enum RecordError {
     /// Sampling failed to start or broke down.
     #[error(transparent)]
     Sample(#[from] profiler_sampler::SampleError),
@@ -68,7 +71,7 @@ pub enum RecordError {
 
 /// A validated `ember record` run.
 #[derive(Debug, Clone)]
-pub struct RecordConfig {
+pub(crate) struct RecordConfig {
     /// What to sample.
     pub target: RecordTarget,
     /// Stop after this long.
@@ -99,7 +102,7 @@ pub struct RecordConfig {
 
 /// What `ember record` profiles.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordTarget {
+pub(crate) enum RecordTarget {
     /// The whole machine.
     All,
     /// Running processes.
@@ -130,7 +133,7 @@ impl RecordConfig {
     ///
     /// # Errors
     /// When the output format cannot be told.
-    pub fn from_args(args: RecordArgs, quiet: bool) -> Result<Self, RecordError> {
+    pub(crate) fn from_args(args: RecordArgs, quiet: bool) -> Result<Self, RecordError> {
         let target = if args.all {
             RecordTarget::All
         } else if !args.pid.is_empty() {
@@ -160,13 +163,11 @@ impl RecordConfig {
 
 /// What a finished recording produced.
 #[derive(Debug)]
-pub struct RecordOutcome {
+pub(crate) struct RecordOutcome {
     /// The profile as written (idle removed unless asked for).
     pub profile: Profile,
     /// The command's exit status, when a command was run.
     pub exit_status: Option<ExitStatus>,
-    /// The program's counters at the end.
-    pub stats: SamplerStats,
 }
 
 struct Status {
@@ -202,100 +203,108 @@ impl Status {
 ///
 /// # Errors
 /// [`RecordError`] with what to do about it.
-pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
+pub(crate) fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
     let own_pid = std::process::id();
     let sampler_target = match &config.target {
         RecordTarget::All => Target::All,
         RecordTarget::Pids(p) => Target::Pids(p.clone()),
         RecordTarget::Command(_) => Target::ChildrenOf(own_pid),
     };
-    let mut sampler = Sampler::start(&SamplerConfig {
-        frequency_hz: config.frequency_hz,
-        target: sampler_target,
-        kernel_stacks: config.kernel,
-        counts_entries: config.counts_entries,
-        stacks_entries: config.stacks_entries,
-        unwind: config.unwind,
-        off_cpu: config.off_cpu,
+    let mut pipeline = Pipeline::start(
+        &SamplerConfig {
+            frequency_hz: config.frequency_hz,
+            target: sampler_target,
+            kernel_stacks: config.kernel,
+            counts_entries: config.counts_entries,
+            stacks_entries: config.stacks_entries,
+            unwind: config.unwind,
+            off_cpu: config.off_cpu,
+        },
+        PipelineConfig {
+            frequency_hz: config.frequency_hz,
+            kernel: config.kernel,
+            drain_interval: config.drain_interval,
+            ticks: Ticks::RECORD,
+            // Ember's own samples taken while it forked the command.
+            exclude_tgid: Some(own_pid),
+            on_stop: OnStop::Symbolize,
+            symbolizer: symbolizer::Config::default(),
+        },
+    )?;
+    let child = match &config.target {
+        RecordTarget::Command(argv) => Some(launch(pipeline.sampler_mut(), argv, own_pid)?),
+        _ => None,
+    };
+    pipeline.run(RecordSink {
+        config,
+        child,
+        exit_status: None,
+        status: Status {
+            enabled: config.status_line,
+            last: Instant::now() - Duration::from_secs(1),
+        },
+    })
+}
+
+/// Starts the command as a target of `sampler`, ember itself not one.
+fn launch(sampler: &mut Sampler, argv: &[OsString], own_pid: u32) -> Result<Child, RecordError> {
+    let (program, args) = argv.split_first().ok_or_else(|| RecordError::Spawn {
+        command: String::new(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "empty command"),
     })?;
-    crate::signals::install();
-    let captures = sampler.start_captures();
-
-    let mut child: Option<Child> = None;
-    if let RecordTarget::Command(argv) = &config.target {
-        let (program, args) = argv.split_first().ok_or_else(|| RecordError::Spawn {
-            command: String::new(),
-            source: io::Error::new(io::ErrorKind::InvalidInput, "empty command"),
-        })?;
-        // The command most likely maps the same libc and loader as ember: their tables
-        // are ready before it starts.
-        sampler.preload_unwind_libraries(own_pid);
-        let mut command = Command::new(program);
-        command.args(args);
-        let spawned = if sampler.follows_forks() {
-            command.spawn()
-        } else {
-            // No fork hook: the child is held before its exec until it is a target.
-            crate::launch::spawn_admitted(&mut command, |pid| sampler.add_target(pid))?
-        };
-        // The child is a target now (the fork hook or the admission added it); ember is not.
-        sampler.remove_target(own_pid)?;
-        child = Some(spawned.map_err(|source| RecordError::Spawn {
-            command: program.to_string_lossy().into_owned(),
-            source,
-        })?);
-    }
-
-    let start = Instant::now();
-    let meta = ProfileMeta {
-        start_unix_ns: crate::now_unix_ns(),
-        duration_ns: 0,
-        frequency_hz: u32::try_from(config.frequency_hz).unwrap_or(u32::MAX),
-        ..ProfileMeta::default()
+    // The command most likely maps the same libc and loader as ember: their tables are
+    // ready before it starts.
+    sampler.preload_unwind_libraries(own_pid);
+    let mut command = Command::new(program);
+    command.args(args);
+    let spawned = if sampler.follows_forks() {
+        command.spawn()
+    } else {
+        // No fork hook: the child is held before its exec until it is a target.
+        crate::launch::spawn_admitted(&mut command, |pid| sampler.add_target(pid))?
     };
-    let mut aggregator = Aggregator::new(
-        symbolizer::Symbolizer::new(symbolizer::Config::default()),
-        meta,
-        config.kernel,
-    );
-    if let Some(feed) = captures {
-        aggregator.follow_captures(feed);
-    }
-    let mut status = Status {
-        enabled: config.status_line,
-        last: Instant::now() - Duration::from_secs(1),
-    };
-    let mut exit_status = None;
-    let tick = Duration::from_millis(50);
-    loop {
-        // Short ticks at first, so a command's unwind tables are loaded right after its
-        // exec rather than a tick later.
-        std::thread::sleep(if start.elapsed() < Duration::from_millis(500) {
-            Duration::from_millis(5)
-        } else {
-            tick
-        });
-        let signal = crate::signals::received();
-        let mut stop = signal.is_some();
+    // The child is a target now (the fork hook or the admission added it); ember is not.
+    sampler.remove_target(own_pid)?;
+    spawned.map_err(|source| RecordError::Spawn {
+        command: program.to_string_lossy().into_owned(),
+        source,
+    })
+}
+
+/// `ember record`'s end of the pipeline: one profile for the whole run, written when it
+/// ends; the run ends with the command, the duration or the target processes.
+struct RecordSink<'a> {
+    config: &'a RecordConfig,
+    child: Option<Child>,
+    exit_status: Option<ExitStatus>,
+    status: Status,
+}
+
+impl Sink for RecordSink<'_> {
+    type Output = RecordOutcome;
+    type Error = RecordError;
+
+    fn poll(&mut self, signal: Option<i32>, elapsed: Duration) -> bool {
+        let mut stop = false;
         if let Some(signal) = signal
-            && let Some(c) = &child
+            && let Some(c) = &self.child
         {
             // Pass the signal on (a terminal's Ctrl-C already did; `kill` to ember did
-            // not) and wait for the command below.
+            // not) and wait for the command in `finish`.
             debug!(signal, "forwarding to the command");
             // SAFETY: plain kill(2) on our own child's pid.
             unsafe { libc::kill(i32::try_from(c.id()).unwrap_or(0), signal) };
         }
-        if let Some(c) = &mut child
+        if let Some(c) = &mut self.child
             && let Ok(Some(s)) = c.try_wait()
         {
-            exit_status = Some(s);
+            self.exit_status = Some(s);
             stop = true;
         }
-        if config.duration.is_some_and(|d| start.elapsed() >= d) {
+        if self.config.duration.is_some_and(|d| elapsed >= d) {
             stop = true;
         }
-        if let RecordTarget::Pids(pids) = &config.target
+        if let RecordTarget::Pids(pids) = &self.config.target
             && !pids
                 .iter()
                 .any(|&p| profiler_sampler::procinfo::process_exists(p))
@@ -303,82 +312,76 @@ pub fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
             debug!("every target process has exited");
             stop = true;
         }
+        stop
+    }
+
+    fn upkeep(&mut self, sampler: &mut Sampler) {
         // A forked or exec'd child gets its unwind tables within a tick (and, without the
         // fork hook, becomes a target within one).
         sampler.adopt_children();
         sampler.refresh_unwind_targets();
-        if stop {
-            // Nothing is recorded after this, so the last drain is complete.
-            sampler.pause()?;
-        }
-        if stop || sampler.since_last_drain() >= config.drain_interval {
-            let samples = drain(&mut sampler, own_pid)?;
-            aggregator.add(&samples);
-            aggregator.add_unrecorded(sampler.unrecorded_in_last_drain());
-        }
-        if status.due() {
+    }
+
+    fn ticked(&mut self, sampler: &Sampler, aggregator: &Aggregator, elapsed: Duration) {
+        if self.status.due() {
             // Ten map reads: only when the status line is shown.
             let lost = sampler.stats().map(|s| s.lost()).unwrap_or(0);
-            status.show(start.elapsed(), aggregator.stats().samples, lost);
-        }
-        if stop {
-            break;
+            self.status.show(elapsed, aggregator.stats().samples, lost);
         }
     }
-    let elapsed = start.elapsed();
-    status.clear();
-    let stats = sampler.stats()?;
-    drop(sampler);
 
-    if let Some(mut c) = child
-        && exit_status.is_none()
-    {
-        // Stopped by --duration or a signal: the command goes on until it exits by itself
-        // (signals were forwarded above); wait for it so its status is ours.
-        exit_status = c.wait().ok();
-    }
-    aggregator.meta_mut().duration_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-    report_losses(&stats, &aggregator, config.counts_entries);
-    let sym = aggregator.symbolizer().stats();
-    debug!(?sym, "symbolizer");
+    fn finish(self, end: End) -> Result<RecordOutcome, RecordError> {
+        let RecordSink {
+            config,
+            child,
+            mut exit_status,
+            status,
+        } = self;
+        let End {
+            mut aggregator,
+            stats,
+            elapsed,
+        } = end;
+        status.clear();
+        if let Some(mut c) = child
+            && exit_status.is_none()
+        {
+            // Stopped by --duration or a signal: the command goes on until it exits by
+            // itself (signals were forwarded); wait for it so its status is ours.
+            exit_status = c.wait().ok();
+        }
+        aggregator.meta_mut().duration_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        report_losses(&stats, &aggregator, config.counts_entries);
+        let sym = aggregator.symbolizer().stats();
+        debug!(?sym, "symbolizer");
 
-    let mut profile = if config.off_cpu.is_some() {
-        aggregator.into_off_cpu_profile()
-    } else {
-        aggregator.into_profile()
-    };
-    if !config.include_idle {
-        profile = profile.without_idle();
-    }
-    if profile.is_empty() {
-        let err = RecordError::NothingSampled {
-            target: config.target.describe(),
-            seconds: elapsed.as_secs_f64(),
-        };
-        if exit_status.is_some() {
-            // The command ran too briefly to be sampled: not our failure; its status
-            // stands, and an empty profile is still written.
-            warn!("{err}");
+        let mut profile = if config.off_cpu.is_some() {
+            aggregator.into_off_cpu_profile()
         } else {
-            return Err(err);
+            aggregator.into_profile()
+        };
+        if !config.include_idle {
+            profile = profile.without_idle();
         }
+        if profile.is_empty() {
+            let err = RecordError::NothingSampled {
+                target: config.target.describe(),
+                seconds: elapsed.as_secs_f64(),
+            };
+            if exit_status.is_some() {
+                // The command ran too briefly to be sampled: not our failure; its status
+                // stands, and an empty profile is still written.
+                warn!("{err}");
+            } else {
+                return Err(err);
+            }
+        }
+        write_output(config, &profile, elapsed)?;
+        Ok(RecordOutcome {
+            profile,
+            exit_status,
+        })
     }
-    write_output(config, &profile, elapsed)?;
-    Ok(RecordOutcome {
-        profile,
-        exit_status,
-        stats,
-    })
-}
-
-fn drain(
-    sampler: &mut Sampler,
-    own_pid: u32,
-) -> Result<Vec<profiler_sampler::RawSample>, RecordError> {
-    let mut samples = sampler.drain()?;
-    // Ember's own samples taken while it forked the command.
-    samples.retain(|s| s.tgid != own_pid || s.tgid == 0);
-    Ok(samples)
 }
 
 /// The warning about lost samples, or `None` when nothing was lost.
@@ -478,7 +481,7 @@ fn write_output(
 
 /// The process exit code for a command's status: its code, or 128 + the signal.
 #[must_use]
-pub fn exit_code_of(status: ExitStatus) -> u8 {
+pub(crate) fn exit_code_of(status: ExitStatus) -> u8 {
     if let Some(code) = status.code() {
         u8::try_from(code & 0xff).unwrap_or(1)
     } else if let Some(sig) = status.signal() {

@@ -10,7 +10,7 @@ extern "C" fn on_signal(signo: libc::c_int) {
 }
 
 /// Installs the handlers for SIGINT and SIGTERM.
-pub fn install() {
+pub(crate) fn install() {
     for signo in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: `on_signal` only stores to an atomic, which is async-signal-safe; the
         // sigaction struct is zero-initialised and then filled in completely.
@@ -26,7 +26,7 @@ pub fn install() {
 
 /// The signal received, if any.
 #[must_use]
-pub fn received() -> Option<i32> {
+pub(crate) fn received() -> Option<i32> {
     match SIGNAL.load(Ordering::SeqCst) {
         0 => None,
         s => Some(s),

@@ -1,4 +1,6 @@
-//! Types shared by Ember's eBPF sampler (`profiler-ebpf`) and its userspace agent.
+//! Types shared by Ember's eBPF sampler (`profiler-ebpf`) and its userspace agent: the
+//! boundary of stage 1, **sample** (sample → aggregate → symbolize → store → query →
+//! render/export), between the kernel side and `profiler-sampler`.
 //!
 //! Everything that crosses the kernel/userspace boundary is defined here once: the map
 //! names, the map keys and values, the control block and the loss counters. Every type is

@@ -62,7 +62,7 @@ pub struct Frame {
 }
 
 /// The name given to a frame nothing is known about.
-pub const UNKNOWN: &str = "[unknown]";
+pub(crate) const UNKNOWN: &str = "[unknown]";
 
 /// The suffix folded stacks (and inferno's palette) give kernel frames.
 pub const KERNEL_SUFFIX: &str = "_[k]";

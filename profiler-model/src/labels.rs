@@ -26,6 +26,10 @@ pub mod keys {
     pub const POD_UID: &str = "pod_uid";
     /// Kubernetes QoS class.
     pub const QOS: &str = "qos";
+    /// Kubernetes pod name (the container's host name, read through `/proc/PID/root`).
+    pub const POD: &str = "pod";
+    /// Kubernetes namespace (the pod's service-account namespace file).
+    pub const NAMESPACE: &str = "namespace";
 
     /// Every label name, in the order people filter by them.
     pub const ALL: &[&str] = &[
@@ -34,6 +38,8 @@ pub mod keys {
         THREAD,
         TID,
         CONTAINER_ID,
+        NAMESPACE,
+        POD,
         POD_UID,
         RUNTIME,
         QOS,

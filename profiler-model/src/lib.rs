@@ -1,5 +1,6 @@
 //! Ember's profile data model: what a CPU profile *is*, independent of how it was sampled,
-//! stored or rendered.
+//! stored or rendered. It is no stage of the pipeline (sample → aggregate → symbolize →
+//! store → query → render/export) but the values every stage after sample passes on.
 //!
 //! A [`Profile`] is a multiset of stacks: each distinct `(labels, stack)` pair carries a
 //! sample count. Stacks are sequences of [`Frame`]s ordered **root first** (outermost

@@ -29,7 +29,7 @@ use super::Sampler;
 use super::unwind::UnwindRequester;
 
 /// Name of the ring buffer of announced tgids (`u32` records).
-pub const PROC_EVENTS_MAP: &str = "PROC_EVENTS";
+pub(crate) const PROC_EVENTS_MAP: &str = "PROC_EVENTS";
 
 /// The ring buffer of process announcements, before its reader thread starts.
 pub struct ProcEvents {

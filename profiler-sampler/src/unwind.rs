@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap as StdHashMap, HashSet};
 use std::os::fd::{AsFd as _, AsRawFd as _};
-use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use aya::maps::{Array, HashMap, MapData, MapError};
 use profiler_common::unwind::{
     MAX_PROC_MAPPINGS, PROC_UNWIND_MAP, ProcMapping, ProcUnwind, UNWIND_ROWS_MAP, UnwindRow,
 };
+use symbolizer::procfs::{self, Procfs};
 use tracing::{debug, info, warn};
 use unwinder::{ElfInfo, UnwindTable};
 
@@ -59,7 +60,7 @@ pub const DEFAULT_TABLE_MEM: u64 = 16 << 20;
 pub const MAX_TABLE_MEM: u64 = 1 << 30;
 
 /// The share of the node's memory (`MemTotal`) `--unwind-table-mem` may take: 1/16.
-pub const TABLE_MEM_SHARE_OF_NODE: u64 = 16;
+pub(crate) const TABLE_MEM_SHARE_OF_NODE: u64 = 16;
 
 /// The largest `--unwind-table-mem` a node with `mem_total` bytes (`None`: unknown)
 /// allows: `MAX_TABLE_MEM` (1 GiB), and at most 1/`TABLE_MEM_SHARE_OF_NODE` (1/16) of its memory.
@@ -465,7 +466,7 @@ impl UnwindTables {
             }
             let present = self.maps.has_process(pid);
             if present && p.exe == exe {
-                let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+                let Ok(text) = Procfs::default().maps_text(pid) else {
                     return;
                 };
                 if maps_signature(&text) == p.maps_sig {
@@ -497,15 +498,17 @@ impl UnwindTables {
     /// so that a command about to start finds libc's table ready instead of waiting for
     /// it to be built after its exec.
     pub fn preload_libraries(&mut self, pid: u32) {
-        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        let procfs = Procfs::default();
+        let Ok(maps) = procfs.maps_text(pid) else {
             return;
         };
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        let exe = procfs
+            .exe(pid)
             .ok()
             .map(|p| p.to_string_lossy().into_owned());
         let started = Instant::now();
         for line in maps.lines() {
-            let Some(m) = symbolizer::parse_maps_line(line).and_then(ExecFile::of) else {
+            let Some(m) = procfs::parse_maps_line(line).and_then(ExecFile::of) else {
                 continue;
             };
             if exe.as_deref() == Some(&*m.path) {
@@ -606,14 +609,15 @@ impl UnwindTables {
         let exe = exe_id(pid);
         let maps = match maps {
             Some(m) => m,
-            None => std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            None => Procfs::default()
+                .maps_text(pid)
                 .map_err(|e| format!("/proc/{pid}/maps: {e}"))?,
         };
         let maps_sig = maps_signature(&maps);
         let mut mappings = Vec::new();
         let mut used: Vec<String> = Vec::new();
         for (lineno, line) in maps.lines().enumerate() {
-            let Some(m) = symbolizer::parse_maps_line(line) else {
+            let Some(m) = procfs::parse_maps_line(line) else {
                 if !line.trim().is_empty() {
                     debug!(pid, line = lineno + 1, "unparsable /proc/{pid}/maps line");
                 }
@@ -692,8 +696,7 @@ impl UnwindTables {
         }
         // Through map_files the binary is found even in another mount namespace or
         // after it was replaced on disk.
-        let via = PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end));
-        let state = match self.load_file(&via, &m.path) {
+        let state = match self.load_file(pid, m) {
             Ok(s) => s,
             Err(reason) => {
                 // Over the limit is always worth a warning; a binary without tables only
@@ -711,10 +714,13 @@ impl UnwindTables {
         Some(state)
     }
 
-    fn load_file(&mut self, via: &std::path::Path, path: &str) -> Result<FileState, String> {
-        let file = std::fs::File::open(via)
-            .or_else(|_| std::fs::File::open(path))
-            .map_err(|e| format!("opening: {e}"))?;
+    fn load_file(&mut self, pid: u32, m: &ExecFile) -> Result<FileState, String> {
+        let path = &*m.path;
+        // The path is the process's user's to change (a symlink, a FIFO, another file):
+        // it is opened as the symbolizer opens binaries, through map_files or beneath the
+        // process's root without following symlinks, and only if it is still the mapped
+        // file.
+        let file = procfs::open_mapped(pid, &m.mapping).map_err(|e| format!("opening: {e}"))?;
         // SAFETY: a read-only private mapping; a binary truncated underneath us could
         // fault, the same risk every symbolizer takes with mapped binaries.
         let data = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("mapping: {e}"))?;
@@ -806,6 +812,9 @@ pub struct UnwindWorker {
     tx: Option<Arc<mpsc::Sender<Request>>>,
     stats: Arc<Mutex<UnwindStats>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Set when the worker is dropped: the thread stops at the next process rather than
+    /// after everything queued.
+    stop: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for UnwindWorker {
@@ -823,6 +832,8 @@ impl UnwindWorker {
         let (tx, rx) = mpsc::channel::<Request>();
         let stats = Arc::new(Mutex::new(tables.stats()));
         let published = stats.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name("ember-unwind".into())
             .spawn(move || {
@@ -839,9 +850,15 @@ impl UnwindWorker {
                     batch.extend(rx.try_iter());
                     let mut seen = HashSet::new();
                     for req in batch {
+                        if stopping.load(Ordering::Relaxed) {
+                            return;
+                        }
                         match req {
                             Request::Ensure(pids, recheck) => {
                                 for pid in pids {
+                                    if stopping.load(Ordering::Relaxed) {
+                                        return;
+                                    }
                                     if seen.insert(pid) {
                                         tables.ensure_process_within(pid, recheck);
                                     }
@@ -863,6 +880,7 @@ impl UnwindWorker {
             tx: Some(Arc::new(tx)),
             stats,
             thread: Some(thread),
+            stop,
         })
     }
 
@@ -935,9 +953,17 @@ impl UnwindWorker {
 
 impl Drop for UnwindWorker {
     fn drop(&mut self) {
-        // Closing the channel ends the worker's loop.
+        // Closing the channel ends the worker's loop; the flag ends it at the next
+        // process instead of after the whole queue (a busy node's first drain queues
+        // every process, tens of seconds of table building at nice 10).
+        self.stop.store(true, Ordering::Relaxed);
         self.tx = None;
-        if let Some(t) = self.thread.take() {
+        // A worker inside one process's tables (seconds, for a large binary) is left to
+        // stop by itself, or with the process, rather than delay a SIGTERM'd agent's exit.
+        // It owns the tables and their map handles, so nothing it uses is freed under it.
+        if let Some(t) = self.thread.take()
+            && t.is_finished()
+        {
             let _ = t.join();
         }
     }
@@ -999,11 +1025,14 @@ struct ExecFile {
     key: (u64, u64),
     /// The path as maps prints it (and `/proc/PID/exe` reads), ` (deleted)` included.
     path: String,
+    /// The maps line it came from, to open the file by.
+    mapping: symbolizer::Mapping,
 }
 
 impl ExecFile {
     /// `m` if it maps a file (inode other than 0) executable; `None` for anything else.
     fn of(m: symbolizer::Mapping) -> Option<ExecFile> {
+        let mapping = m.clone();
         let symbolizer::Backing::File {
             path,
             key: Some(key),
@@ -1025,6 +1054,7 @@ impl ExecFile {
             } else {
                 path.to_string()
             },
+            mapping,
         })
     }
 }
@@ -1034,7 +1064,7 @@ fn maps_signature(maps: &str) -> u64 {
     use std::hash::{Hash as _, Hasher as _};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for line in maps.lines() {
-        if let Some(m) = symbolizer::parse_maps_line(line).and_then(ExecFile::of) {
+        if let Some(m) = procfs::parse_maps_line(line).and_then(ExecFile::of) {
             (m.start, m.end, m.offset, m.key).hash(&mut h);
         }
     }
@@ -1043,22 +1073,14 @@ fn maps_signature(maps: &str) -> u64 {
 
 /// Device and inode of the process's executable.
 pub(crate) fn exe_id(pid: u32) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata(format!("/proc/{pid}/exe"))
-        .ok()
-        .map(|m| (m.dev(), m.ino()))
+    Procfs::default().exe_id(pid).ok()
 }
 
 /// True when `pid` is a process (its own thread-group leader), not another thread.
 fn is_process(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Tgid:"))
-                .and_then(|v| v.trim().parse::<u32>().ok())
-        })
-        == Some(pid)
+    Procfs::default()
+        .status(pid)
+        .is_ok_and(|status| status.tgid == Some(pid))
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@
 //! stacks    (id, crc, data)  frame ids, root first
 //! label_sets(id, crc, data)  (name, value) string-id pairs
 //! windows   (id, start_ns, end_ns, frequency_hz, samples, raw_len, crc, payload)
+//! push_cursors (destination, window_id, end_ns, updated_ns)   the push outbox (`outbox.rs`)
 //! ```
 //!
 //! The four dictionary tables deduplicate across windows: each distinct string, frame, stack
@@ -90,6 +91,7 @@ mod codec;
 mod config;
 mod error;
 mod open;
+mod outbox;
 #[cfg(test)]
 mod tests;
 
@@ -108,6 +110,7 @@ use codec::{Entry, FrameRow, LocationRow};
 pub use config::{Downsample, Durability, StoreConfig};
 pub use error::StoreError;
 pub use open::{Holder, LOCK_FILE_NAME};
+pub use outbox::PushCursor;
 pub use profiler_model::{LabelFilter, LabelFilterError};
 
 /// The database file's name inside the data directory.

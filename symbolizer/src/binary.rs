@@ -32,15 +32,16 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use blazesym::symbolize::Symbolizer as Blaze;
+use unwinder::elf::{self, ElfFile};
 
 use crate::config::Config;
 use crate::debug::{self, DebugFile};
-use crate::elf::{self, ElfInfo};
 use crate::gopclntab::GoTable;
 use crate::maps::{self, Backing, FileKey, Mapping};
-use crate::untrusted::{self, Refusal, Refusals, Root};
+use crate::untrusted::{self, Refusal, RefusalLog, Refusals, Root, Run, Worker};
 
 /// Identifies a registered binary; never reused, so results memoized per
 /// `(BinaryId, offset)` can never be attributed to another file, even after eviction.
@@ -89,7 +90,7 @@ pub(crate) struct Binary {
     /// The path under which the binary was first seen, for `Frame::module`.
     pub(crate) module: Arc<str>,
     /// Program and section headers of the binary.
-    pub(crate) info: ElfInfo,
+    pub(crate) info: ElfFile,
     /// Separate debug information found for it (`debug.rs`).
     pub(crate) debug: Option<DebugSource>,
     /// Go function table, for Go binaries without a symbol table.
@@ -160,6 +161,13 @@ pub(crate) enum OpenError {
     /// The mapping is not backed by a file with a known device and inode.
     #[error("mapping is not backed by an identifiable file")]
     NoFile,
+    /// The file is still being read on the worker thread (a slow file system); it is
+    /// registered when the read completes.
+    #[error("the binary is still being read")]
+    Pending,
+    /// The worker thread could not run the read.
+    #[error("the binary reader thread failed")]
+    Worker,
     /// The process has no vDSO that matches this symbolizer's own.
     #[error("no usable copy of the vDSO")]
     NoVdso,
@@ -217,6 +225,12 @@ pub(crate) struct Binaries {
     /// captures of many processes of one binary share one descriptor. Registered lazily,
     /// when an address in them is first symbolized; dropped once no process holds them.
     pending: HashMap<FileKey, Arc<File>>,
+    /// Opens and reads binaries off the drain thread.
+    worker: Worker<FileKey, Probed>,
+    /// What the worker runs: [`run_probe`], or a stand-in in tests.
+    prober: fn(Probe) -> Probed,
+    /// How long a caller waits for the worker, [`BINARY_WAIT`].
+    wait: Duration,
     pub(crate) counters: CacheCounters,
 }
 
@@ -264,6 +278,9 @@ impl Binaries {
             budget: config.cache_bytes,
             config: config.clone(),
             pending: HashMap::new(),
+            worker: Worker::new("ember-binary"),
+            prober: run_probe,
+            wait: BINARY_WAIT,
             counters: CacheCounters::default(),
         }
     }
@@ -310,7 +327,8 @@ impl Binaries {
 
     /// Opens and registers the file backing `mapping` of process `pid`.
     ///
-    /// Callers first try [`Binaries::lookup`]; this always opens the file.
+    /// Callers first try [`Binaries::lookup`]; this always opens the file, on the worker
+    /// thread ([`Binaries::probe`]).
     pub(crate) fn open(
         &mut self,
         pid: u32,
@@ -325,14 +343,18 @@ impl Binaries {
         else {
             return Err(OpenError::NoFile);
         };
-        let file = open_mapped_file(pid, mapping, path, key)?;
-        let info = elf::parse(&file).map_err(|source| OpenError::NotElf {
-            path: path.clone(),
-            source,
-        })?;
-        let opened = self.register(Arc::new(file), info, Arc::clone(path), Some(pid), refusals);
-        self.by_key.insert(*key, opened.id());
-        Ok(opened)
+        if let Some(reading) = self.reading(*key, refusals) {
+            return reading;
+        }
+        let job = Probe {
+            pid: Some(pid),
+            key: *key,
+            module: Arc::clone(path),
+            file: ProbeFile::Mapped(mapping.clone()),
+            debug_dirs: self.config.debug_dirs.clone(),
+            known: self.by_build_id.keys().cloned().collect(),
+        };
+        self.probe(job, refusals)
     }
 
     /// The file to keep for a mapping of `key` whose captured file is `file`: the cached
@@ -356,7 +378,7 @@ impl Binaries {
     }
 
     /// Registers a file opened earlier for `mapping` of process `pid` (a capture), unless
-    /// its key is cached already. Returns the binary, or `None` if it is not ELF.
+    /// its key is cached already; it is read on the worker thread ([`Binaries::probe`]).
     pub(crate) fn adopt(
         &mut self,
         pid: u32,
@@ -372,11 +394,102 @@ impl Binaries {
         let Backing::File { path, .. } = &mapping.backing else {
             return Err(OpenError::NoFile);
         };
-        let info = elf::parse(&file).map_err(|source| OpenError::NotElf {
-            path: path.clone(),
-            source,
-        })?;
-        let opened = self.register(file, info, Arc::clone(path), Some(pid), refusals);
+        if let Some(reading) = self.reading(key, refusals) {
+            return reading;
+        }
+        let job = Probe {
+            pid: Some(pid),
+            key,
+            module: Arc::clone(path),
+            file: ProbeFile::Kept(file),
+            debug_dirs: self.config.debug_dirs.clone(),
+            known: self.by_build_id.keys().cloned().collect(),
+        };
+        self.probe(job, refusals)
+    }
+
+    /// Runs `job` on the worker thread, waiting at most [`BINARY_WAIT`], and registers
+    /// what it found. A job that outlives its wait is [`OpenError::Pending`] (counted and
+    /// logged as a refusal that timed out); its binary is registered by
+    /// [`Binaries::collect_late`] once the job finishes, and asking again before then
+    /// starts nothing new.
+    fn probe(&mut self, job: Probe, refusals: &mut Refusals) -> Result<Opened, OpenError> {
+        let key = job.key;
+        if self.collect_late(refusals).contains(&key)
+            && let Some(id) = self.lookup(&key)
+        {
+            // Registered by a late result just now.
+            return Ok(Opened::Known(id));
+        }
+        if self.worker.is_running(key) {
+            return Err(OpenError::Pending);
+        }
+        let (pid, shown) = (job.pid, job.shown());
+        let prober = self.prober;
+        match self.worker.run(key, move || prober(job), self.wait) {
+            Run::Done(probed) => self.register_probed(probed, refusals),
+            Run::Late => {
+                refusals.record(pid, &shown, &Refusal::TimedOut(self.wait));
+                Err(OpenError::Pending)
+            }
+            Run::Busy => {
+                refusals.record(pid, &shown, &Refusal::Busy);
+                Err(OpenError::Pending)
+            }
+            Run::Failed => Err(OpenError::Worker),
+        }
+    }
+
+    /// What became of the read of `key` started earlier, if one was: still running
+    /// ([`OpenError::Pending`], the cheap answer for every address in it meanwhile), or
+    /// finished and registered. `None` when there is none.
+    fn reading(
+        &mut self,
+        key: FileKey,
+        refusals: &mut Refusals,
+    ) -> Option<Result<Opened, OpenError>> {
+        if !self.worker.is_running(key) {
+            return None;
+        }
+        let late = self.collect_late(refusals);
+        if self.worker.is_running(key) {
+            return Some(Err(OpenError::Pending));
+        }
+        let id = late.contains(&key).then(|| self.lookup(&key)).flatten()?;
+        Some(Ok(Opened::Known(id)))
+    }
+
+    /// Registers the binaries whose probes outlived their wait and have finished since;
+    /// returns their keys.
+    pub(crate) fn collect_late(&mut self, refusals: &mut Refusals) -> Vec<FileKey> {
+        let mut keys = Vec::new();
+        for (key, probed) in self.worker.late() {
+            match self.register_probed(probed, refusals) {
+                Ok(_) => keys.push(key),
+                Err(err) => {
+                    tracing::debug!(error = %crate::ErrorChain(&err), "binary not available after a slow read; its frames stay unnamed");
+                }
+            }
+        }
+        keys
+    }
+
+    /// Registers what a probe found (recording its refusals), under its key.
+    fn register_probed(
+        &mut self,
+        probed: Probed,
+        refusals: &mut Refusals,
+    ) -> Result<Opened, OpenError> {
+        let Probed {
+            key,
+            pid,
+            module,
+            found,
+            refused,
+        } = probed;
+        refusals.record_all(refused);
+        let found = found?;
+        let opened = self.register(found, module, pid);
         self.by_key.insert(key, opened.id());
         self.pending.remove(&key);
         Ok(opened)
@@ -384,14 +497,13 @@ impl Binaries {
 
     /// Registers an opened ELF file mapped by process `pid` (`None`: by none in
     /// particular), or finds the binary with the same build-id.
-    fn register(
-        &mut self,
-        file: Arc<File>,
-        info: ElfInfo,
-        module: Arc<str>,
-        pid: Option<u32>,
-        refusals: &mut Refusals,
-    ) -> Opened {
+    fn register(&mut self, found: Found, module: Arc<str>, pid: Option<u32>) -> Opened {
+        let Found {
+            file,
+            info,
+            debug,
+            go,
+        } = found;
         let build_id: Option<Arc<[u8]>> = info.build_id.as_deref().map(Arc::from);
         if let Some(id) = build_id
             .as_ref()
@@ -405,40 +517,16 @@ impl Binaries {
         self.counters.misses += 1;
         let fd_path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
         let mut bytes = info.symbol_bytes() + BINARY_OVERHEAD_BYTES;
-
-        let debug = if info.has_debug_info() {
-            None
-        } else {
-            debug::find(&info, &module, pid, &self.config.debug_dirs, refusals).map(
-                |DebugFile { file, path, .. }| {
-                    self.counters.debug_files += 1;
-                    bytes += elf::parse(&file).map_or_else(
-                        |_| file.metadata().map(|m| m.len()).unwrap_or(0),
-                        |debug| debug.symbol_bytes(),
-                    );
-                    tracing::debug!(module = %module, debug = %path.display(), "using separate debug file");
-                    DebugSource {
-                        fd_path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
-                        _file: file,
-                        path,
-                    }
-                },
-            )
-        };
-        let go = if info.has_symtab() || debug.is_some() {
-            None
-        } else {
-            info.section(".gopclntab").and_then(|section| {
-                let text = info.section(".text").map_or(0, |t| t.addr);
-                match elf::read_section(&file, section) {
-                    Ok(data) => GoTable::parse(data, text),
-                    Err(err) => {
-                        tracing::debug!(module = %module, error = %crate::ErrorChain(&err), "unreadable .gopclntab");
-                        None
-                    }
-                }
-            })
-        };
+        let debug = debug.map(|(DebugFile { file, path }, debug_bytes)| {
+            self.counters.debug_files += 1;
+            bytes += debug_bytes;
+            tracing::debug!(module = %module, pid, debug = %path.display(), "using separate debug file");
+            DebugSource {
+                fd_path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
+                _file: file,
+                path,
+            }
+        });
         if let Some(go) = &go {
             self.counters.go_tables += 1;
             bytes += go.bytes();
@@ -527,8 +615,10 @@ impl Binaries {
             self.vdso = match copy_own_vdso() {
                 Ok((file, vdso_len)) => match elf::parse(&file) {
                     Ok(info) => {
-                        let registered =
-                            self.register(Arc::new(file), info, "[vdso]".into(), None, refusals);
+                        // Our own memory, copied: nothing of another process's to bound.
+                        let found = find_extras(Arc::new(file), info, "[vdso]", None, &[], &[]);
+                        refusals.record_all(found.1);
+                        let registered = self.register(found.0, "[vdso]".into(), None);
                         opened = Some(registered);
                         Vdso::Ready {
                             id: registered.id(),
@@ -553,6 +643,155 @@ impl Binaries {
             _ => Err(OpenError::NoVdso),
         }
     }
+}
+
+/// How long the drain thread waits for a binary to be opened and read ([`Probe`]): its
+/// headers, its separate debug file (whose `.gnu_debuglink` CRC reads all of it) and a Go
+/// table. A local binary takes milliseconds; a file on a stalled FUSE or NFS mount costs
+/// the drain thread this long once, and its frames stay unnamed until the read completes.
+pub(crate) const BINARY_WAIT: Duration = Duration::from_secs(1);
+
+/// The file a [`Probe`] reads.
+#[derive(Debug)]
+enum ProbeFile {
+    /// The file behind this mapping, to be opened ([`open_mapped_file`]).
+    Mapped(Mapping),
+    /// A file opened earlier (a capture).
+    Kept(Arc<File>),
+}
+
+/// Everything the worker thread needs to open and read one binary: owned, so the job
+/// runs on its own, and the result comes back whenever it is done.
+#[derive(Debug)]
+pub(crate) struct Probe {
+    /// The process whose binary it is.
+    pid: Option<u32>,
+    key: FileKey,
+    /// The path the process maps it from.
+    module: Arc<str>,
+    file: ProbeFile,
+    debug_dirs: Vec<PathBuf>,
+    /// Build-ids already registered: a file with one of them is shared, so its debug file
+    /// and Go table are not looked for again.
+    known: Vec<Arc<[u8]>>,
+}
+
+impl Probe {
+    /// Where the file is, for a refusal's log line.
+    fn shown(&self) -> PathBuf {
+        match self.pid {
+            Some(pid) => PathBuf::from(format!("/proc/{pid}/root{}", self.module)),
+            None => PathBuf::from(&*self.module),
+        }
+    }
+}
+
+/// What the worker read of a binary: the file, its headers and what was found for it.
+#[derive(Debug)]
+pub(crate) struct Found {
+    file: Arc<File>,
+    info: ElfFile,
+    /// Its separate debug file and that file's charged bytes.
+    debug: Option<(DebugFile, u64)>,
+    go: Option<GoTable>,
+}
+
+/// The result of a [`Probe`], with the refusals met on the way.
+#[derive(Debug)]
+pub(crate) struct Probed {
+    key: FileKey,
+    pid: Option<u32>,
+    module: Arc<str>,
+    found: Result<Found, OpenError>,
+    refused: RefusalLog,
+}
+
+/// The job the worker runs for a [`Probe`]: opens the file (unless kept), reads its
+/// headers, looks for its debug file and Go table. Blocks as long as the file system does.
+pub(crate) fn run_probe(probe: Probe) -> Probed {
+    let Probe {
+        pid,
+        key,
+        module,
+        file,
+        debug_dirs,
+        known,
+    } = probe;
+    let mut refused = RefusalLog::default();
+    let found = (|| {
+        let file = match file {
+            ProbeFile::Kept(file) => file,
+            ProbeFile::Mapped(mapping) => {
+                let pid = pid.ok_or(OpenError::NoFile)?;
+                Arc::new(open_mapped_file(pid, &mapping, &module, &key)?)
+            }
+        };
+        let info = elf::parse(&*file).map_err(|source| OpenError::NotElf {
+            path: Arc::clone(&module),
+            source,
+        })?;
+        let (found, log) = find_extras(file, info, &module, pid, &debug_dirs, &known);
+        refused = log;
+        Ok(found)
+    })();
+    Probed {
+        key,
+        pid,
+        module,
+        found,
+        refused,
+    }
+}
+
+/// The separate debug file and Go table of an opened binary, unless its build-id is in
+/// `known` (then the registered binary is used and nothing more is read).
+fn find_extras(
+    file: Arc<File>,
+    info: ElfFile,
+    module: &str,
+    pid: Option<u32>,
+    debug_dirs: &[PathBuf],
+    known: &[Arc<[u8]>],
+) -> (Found, RefusalLog) {
+    let mut refused = RefusalLog::default();
+    let shared = info
+        .build_id
+        .as_deref()
+        .is_some_and(|id| known.iter().any(|k| **k == *id));
+    let debug = if shared || info.has_debug_info() {
+        None
+    } else {
+        debug::find(&info, module, pid, debug_dirs, &mut refused).map(|found| {
+            let bytes = elf::parse(&found.file).map_or_else(
+                |_| found.file.metadata().map(|m| m.len()).unwrap_or(0),
+                |debug| debug.symbol_bytes(),
+            );
+            (found, bytes)
+        })
+    };
+    let go = if shared || info.has_symtab() || debug.is_some() {
+        None
+    } else {
+        info.section(".gopclntab").and_then(|section| {
+            let text = info.section(".text").map_or(0, |t| t.addr);
+            match elf::read_section(&*file, section) {
+                Ok(data) => GoTable::parse(data, text),
+                Err(err) => {
+                    tracing::debug!(module, error = %crate::ErrorChain(&err), "unreadable .gopclntab");
+                    None
+                }
+            }
+        })
+    };
+    (
+        Found {
+            file,
+            info,
+            debug,
+            go,
+        },
+        refused,
+    )
 }
 
 /// Opens the file behind `mapping`: through `map_files` if allowed, else through the
@@ -715,6 +954,117 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    /// Released by [`a_binary_on_a_stalled_file_system_costs_one_wait_and_is_named_later`].
+    static STALLED_FS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    /// A prober whose file system answers only once [`STALLED_FS`] is set (a hung FUSE or
+    /// NFS mount under the process's binary or its debug link).
+    fn stalled_prober(probe: Probe) -> Probed {
+        while !STALLED_FS.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        run_probe(probe)
+    }
+
+    #[test]
+    fn a_binary_on_a_stalled_file_system_costs_one_wait_and_is_named_later() {
+        use std::time::{Duration, Instant};
+        let mapping = own_exe_mapping();
+        let Backing::File { key: Some(key), .. } = &mapping.backing else {
+            panic!("mapping has no file key");
+        };
+        let mut binaries = Binaries::new(&Config::default());
+        binaries.prober = stalled_prober;
+        binaries.wait = Duration::from_millis(50);
+        let mut refusals = Refusals::default();
+        let start = Instant::now();
+        let first = binaries.open(std::process::id(), &mapping, &mut refusals);
+        assert!(matches!(first, Err(OpenError::Pending)), "{first:?}");
+        // Asking again while it is read waits for nothing and starts nothing new.
+        for _ in 0..20 {
+            let again = binaries.open(std::process::id(), &mapping, &mut refusals);
+            assert!(matches!(again, Err(OpenError::Pending)), "{again:?}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(binaries.worker.stalled(), 1);
+        assert_eq!(refusals.counts.timed_out, 1);
+        assert_eq!(binaries.lookup(key), None);
+        // The file system answers: the binary is registered as soon as anyone asks.
+        STALLED_FS.store(true, std::sync::atomic::Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while binaries.lookup(key).is_none() {
+            assert!(Instant::now() < deadline, "the late read never arrived");
+            std::thread::sleep(Duration::from_millis(10));
+            binaries.collect_late(&mut refusals);
+        }
+        assert_eq!(binaries.worker.stalled(), 0);
+        // Opened again (as under another key), it is the registered binary, at once.
+        let opened = binaries
+            .open(std::process::id(), &mapping, &mut refusals)
+            .expect("registered");
+        assert!(matches!(opened, Opened::Shared(0)), "{opened:?}");
+        assert_eq!(binaries.len(), 1);
+        assert_eq!(refusals.counts.total(), 1);
+    }
+
+    #[test]
+    fn a_debug_link_to_a_fifo_is_refused_without_blocking() {
+        // The test binary's own headers, with a debug link whose target beside the binary
+        // is a FIFO: an `open` of it for reading would wait for a writer forever.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let exe = fs::read_link("/proc/self/exe").expect("read /proc/self/exe");
+        let module = dir.path().join("app");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.path().join("app.debug"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .expect("mkfifo");
+        let file = File::open(&exe).expect("open own exe");
+        let mut info = elf::parse(&file).expect("own headers");
+        info.sections.retain(|s| !s.name.starts_with(".debug_"));
+        info.build_id = None;
+        info.debuglink = Some(("app.debug".to_owned(), 0));
+        let start = std::time::Instant::now();
+        let (found, refused) = find_extras(
+            Arc::new(file),
+            info,
+            &module.to_string_lossy(),
+            Some(std::process::id()),
+            &[],
+            &[],
+        );
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        assert!(found.debug.is_none());
+        assert_eq!(
+            refused
+                .entries()
+                .iter()
+                .map(|(_, path, r)| (path.file_name().map(ToOwned::to_owned), r.clone()))
+                .collect::<Vec<_>>(),
+            [(
+                Some(std::ffi::OsString::from("app.debug")),
+                Refusal::NotRegular("a FIFO")
+            )]
+        );
+    }
+
+    #[test]
+    fn the_shared_elf_reader_finds_the_build_id_blazesym_finds() {
+        let info = elf::parse(&File::open("/proc/self/exe").expect("open own exe"))
+            .expect("parse own exe");
+        let blaze = blazesym::helper::read_elf_build_id("/proc/self/exe")
+            .expect("blazesym build-id")
+            .expect("some");
+        assert_eq!(info.build_id.as_deref(), Some(blaze.as_ref()));
     }
 
     #[test]

@@ -24,8 +24,9 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::elf::{self, ElfInfo};
-use crate::untrusted::{self, DEBUG_FILE_MAX_BYTES, OpenError, Owners, Refusal, Refusals, Root};
+use unwinder::elf::{self, ElfFile};
+
+use crate::untrusted::{self, DEBUG_FILE_MAX_BYTES, OpenError, Owners, Refusal, RefusalLog, Root};
 
 /// A debug file that was found and verified.
 #[derive(Debug)]
@@ -63,7 +64,7 @@ fn open(
     candidate: Candidate,
     pid: Option<u32>,
     owners: Owners,
-    refusals: &mut Refusals,
+    refusals: &mut RefusalLog,
 ) -> Option<(File, PathBuf)> {
     let (opened, path) = match candidate {
         Candidate::Configured(path) => (untrusted::open_trusted(&path), path),
@@ -95,11 +96,11 @@ fn open(
 /// the process sees) by process `pid` (`None`: by none in particular, so only the host is
 /// looked at, and every path is trusted).
 pub(crate) fn find(
-    info: &ElfInfo,
+    info: &ElfFile,
     module: &str,
     pid: Option<u32>,
     dirs: &[PathBuf],
-    refusals: &mut Refusals,
+    refusals: &mut RefusalLog,
 ) -> Option<DebugFile> {
     let owners = pid.map_or(Owners::ROOT, |pid| Owners::of(pid).unwrap_or(Owners::ROOT));
     let roots = roots(pid);

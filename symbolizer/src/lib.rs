@@ -42,8 +42,10 @@
 //! next to its binary, a binary under `/proc/PID/root`) is chosen by that process's user,
 //! and Ember runs as root; such files are opened through one module, `untrusted.rs`:
 //! without following symlinks, non-blocking, only regular files of the process's user or
-//! root, with a size cap, perf maps on a worker thread with a time bound. What is refused
-//! is counted in [`Stats::files_refused`] and logged once per process.
+//! root, with a size cap, off the drain thread with a time bound (perf maps on one worker
+//! thread; binaries, their debug files and Go tables on another, `binary.rs`). What is
+//! refused, or still being read when the wait is over, is counted in
+//! [`Stats::files_refused`] and logged once per process.
 //! 5. Results are memoized per *(binary, file offset)* in a bounded memo that is cleared
 //!    when full (`memo.rs`, [`Config::cache_entries`]).
 //!
@@ -69,7 +71,6 @@ mod binary;
 mod capture;
 mod config;
 mod debug;
-mod elf;
 mod gopclntab;
 mod kernel;
 mod maps;
@@ -77,6 +78,7 @@ mod memo;
 mod names;
 mod perfmap;
 mod process;
+pub mod procfs;
 mod resymbolize;
 mod stats;
 mod symbolizer;

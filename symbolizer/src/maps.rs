@@ -9,7 +9,6 @@
 //! overlap (the kernel prints them that way), and every mapping has `start < end`.
 //! Malformed lines are skipped and counted, never an error.
 
-use std::fs;
 use std::io;
 use std::sync::Arc;
 
@@ -94,7 +93,7 @@ pub(crate) enum MapsError {
 /// An empty maps file (a zombie, or a kernel thread) counts as [`MapsError::Gone`]: no
 /// user address of such a process can be symbolized.
 pub(crate) fn read(pid: u32) -> Result<(Vec<Mapping>, u64), MapsError> {
-    let text = match fs::read_to_string(format!("/proc/{pid}/maps")) {
+    let text = match crate::procfs::Procfs::default().maps_text(pid) {
         Ok(text) => text,
         Err(err) if is_gone(&err) => return Err(MapsError::Gone { pid }),
         Err(source) => return Err(MapsError::Io { pid, source }),

@@ -126,13 +126,6 @@ impl PerfMap {
     }
 }
 
-/// The innermost pid of a process (its pid inside its own pid namespace), from the
-/// `NSpid:` line of its `/proc/PID/status`.
-fn ns_pid(status: &str) -> Option<u32> {
-    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
-    line.split_whitespace().last()?.parse().ok()
-}
-
 /// What one check of a process's perf map found.
 #[derive(Debug)]
 pub(crate) enum Loaded {
@@ -168,11 +161,11 @@ fn shown(root: Root, path: &str) -> PathBuf {
 /// refusing it over `cap` bytes. Blocks as long as the file system does: run it on the
 /// [`PerfMaps`] worker.
 pub(crate) fn load(pid: u32, last: Option<Stamp>, cap: u64) -> Loaded {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+    let Ok(status) = crate::procfs::Procfs::default().status(pid) else {
         return Loaded::Missing;
     };
-    let nspid = ns_pid(&status).unwrap_or(pid);
-    let owners = Owners::parse(&status).unwrap_or(Owners::ROOT);
+    let nspid = status.ns_pid.unwrap_or(pid);
+    let owners = status.uids.map_or(Owners::ROOT, Owners::from_uids);
     let candidates = [
         (Root::Process(pid), format!("/tmp/perf-{nspid}.map")),
         (Root::Host, format!("/tmp/perf-{pid}.map")),
@@ -283,7 +276,7 @@ impl PerfMaps {
             Run::Late => refusals.record(
                 Some(pid),
                 &shown(Root::Process(pid), "/tmp/perf-*.map"),
-                &Refusal::TimedOut,
+                &Refusal::TimedOut(READ_WAIT),
             ),
             Run::Busy => refusals.record(
                 Some(pid),

@@ -33,15 +33,15 @@ use std::sync::Arc;
 use blazesym::symbolize::source::{Elf, Source};
 use blazesym::symbolize::{Input, Symbolized, Symbolizer as Blaze};
 use profiler_model::{Frame, FrameId, FrameKind, Location, Profile};
+use unwinder::elf::{self, ElfFile};
 
 use crate::config::Config;
-use crate::elf::{self, ElfInfo};
 
 /// A debug file found for one build-id, with the original binary's segment layout.
 struct DebugEntry {
     _file: File,
     fd_path: PathBuf,
-    layout: ElfInfo,
+    layout: ElfFile,
 }
 
 /// Renames unnamed frames of profiles from debug files found by build-id.
@@ -49,7 +49,7 @@ pub struct Resymbolizer {
     debug_dirs: Vec<PathBuf>,
     blaze: Blaze,
     entries: HashMap<Arc<[u8]>, Option<DebugEntry>>,
-    layouts: HashMap<Vec<u8>, ElfInfo>,
+    layouts: HashMap<Vec<u8>, ElfFile>,
     renamed: u64,
 }
 
@@ -167,16 +167,16 @@ impl Resymbolizer {
     }
 
     fn find(&self, build_id: &[u8]) -> Option<DebugEntry> {
-        let info = ElfInfo {
+        let info = ElfFile {
             build_id: Some(build_id.to_vec()),
-            ..ElfInfo::default()
+            ..ElfFile::default()
         };
         let found = crate::debug::find(
             &info,
             "/",
             None,
             &self.debug_dirs,
-            &mut crate::untrusted::Refusals::default(),
+            &mut crate::untrusted::RefusalLog::default(),
         )?;
         let layout = match self.layouts.get(build_id) {
             Some(exact) => exact.clone(),

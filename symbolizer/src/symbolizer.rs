@@ -515,6 +515,7 @@ fn resolve_binary(
     mapping: &Mapping,
     kept: Option<Arc<std::fs::File>>,
 ) -> Resolution {
+    let _ = binaries.collect_late(refusals);
     let opened = match &mapping.backing {
         Backing::Special(_) => binaries.vdso(mapping.end - mapping.start, refusals),
         Backing::File { key: Some(key), .. } => match (binaries.lookup(key), kept) {
@@ -537,6 +538,9 @@ fn resolve_binary(
             }
             Resolution::Binary(opened.id())
         }
+        // Still being read on the worker (counted as a refusal that timed out): asked
+        // again at the next address in it, and named once the read completes.
+        Err(OpenError::Pending) => Resolution::Unresolved,
         Err(err) => {
             stats.binary_open_failures += 1;
             if let OpenError::Refused { path, refusal, .. } = &err {

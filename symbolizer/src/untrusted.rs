@@ -19,7 +19,8 @@
 //!   is it reopened for reading, `O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY`.
 //! - Contents are read with a **size cap** ([`PERF_MAP_MAX_BYTES`], [`DEBUG_FILE_MAX_BYTES`]),
 //!   checked on the size `fstat` reports before a byte is read, and again while reading.
-//! - Reads run on a [`Worker`] thread, and the caller waits for at most [`READ_WAIT`]: a
+//! - Reads run on a [`Worker`] thread, and the caller waits for at most [`READ_WAIT`] (a
+//!   perf map) or `BINARY_WAIT` (a binary with its debug file, `binary.rs`): a
 //!   file on a slow or hung FUSE mount costs the drain thread that long once, after which
 //!   its result is picked up whenever it arrives. At most [`MAX_STALLED`] reads may be
 //!   outstanding; beyond that, reads are refused until one returns.
@@ -84,20 +85,16 @@ impl Owners {
     /// line of `/proc/PID/status` (in the agent's user namespace, as `fstat` reports
     /// owners).
     pub(crate) fn of(pid: u32) -> io::Result<Owners> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        Self::parse(&status)
+        crate::procfs::Procfs::default()
+            .status(pid)?
+            .uids
+            .map(Owners)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no `Uid:` line"))
     }
 
-    /// The uids from the text of a `/proc/PID/status`.
-    pub(crate) fn parse(status: &str) -> Option<Owners> {
-        let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
-        let mut uids = [0; 4];
-        let mut fields = line.split_whitespace();
-        for uid in &mut uids {
-            *uid = fields.next()?.parse().ok()?;
-        }
-        Some(Owners(uids))
+    /// These uids (real, effective, saved, file-system) or root.
+    pub(crate) fn from_uids(uids: [u32; 4]) -> Owners {
+        Owners(uids)
     }
 
     fn allows(self, uid: u32) -> bool {
@@ -121,9 +118,9 @@ pub(crate) enum Refusal {
         /// The cap.
         cap: u64,
     },
-    /// Reading it took longer than [`READ_WAIT`]; it is still being read, and used when it
-    /// arrives.
-    TimedOut,
+    /// Reading it took longer than the wait given (e.g. [`READ_WAIT`]); it is still being
+    /// read, and used when it arrives.
+    TimedOut(Duration),
     /// [`MAX_STALLED`] reads are still running; nothing more is read until one returns.
     Busy,
 }
@@ -162,10 +159,10 @@ impl fmt::Display for Refusal {
             Refusal::TooLarge { size, cap } => {
                 write!(f, "it is {size} bytes, over the {cap}-byte cap")
             }
-            Refusal::TimedOut => write!(
+            Refusal::TimedOut(wait) => write!(
                 f,
                 "reading it took over {} ms; it is used if the read ever completes",
-                READ_WAIT.as_millis()
+                wait.as_millis()
             ),
             Refusal::Busy => write!(
                 f,
@@ -220,10 +217,28 @@ impl Refused {
             Refusal::NotRegular(_) => &mut self.not_regular,
             Refusal::Owner(_) => &mut self.wrong_owner,
             Refusal::TooLarge { .. } => &mut self.too_large,
-            Refusal::TimedOut => &mut self.timed_out,
+            Refusal::TimedOut(_) => &mut self.timed_out,
             Refusal::Busy => &mut self.busy,
         };
         *count += 1;
+    }
+}
+
+/// Refusals met where [`Refusals`] is not at hand (on a [`Worker`] thread), to be
+/// [recorded](Refusals::record_all) by the thread that owns it.
+#[derive(Debug, Default)]
+pub(crate) struct RefusalLog(Vec<(Option<u32>, std::path::PathBuf, Refusal)>);
+
+impl RefusalLog {
+    /// Notes that `path`, opened for process `pid`, was refused.
+    pub(crate) fn record(&mut self, pid: Option<u32>, path: &Path, refusal: &Refusal) {
+        self.0.push((pid, path.to_owned(), refusal.clone()));
+    }
+
+    /// The refusals noted, in order.
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> &[(Option<u32>, std::path::PathBuf, Refusal)] {
+        &self.0
     }
 }
 
@@ -261,6 +276,13 @@ impl Refusals {
             );
         } else {
             tracing::debug!(pid, path = %path.display(), reason = %refusal, "refused to read a file on behalf of a process");
+        }
+    }
+
+    /// Records the refusals of a [`RefusalLog`], as if each had been recorded here.
+    pub(crate) fn record_all(&mut self, log: RefusalLog) {
+        for (pid, path, refusal) in log.0 {
+            self.record(pid, &path, &refusal);
         }
     }
 
@@ -806,11 +828,13 @@ mod tests {
         std::fs::write(&roots, "1 1 x\n").expect("write");
         std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         assert!(open(Root::Host, &roots, Some(as_4343)).is_ok());
-        assert_eq!(
-            Owners::parse("Uid:\t1\t2\t3\t4\n"),
-            Some(Owners([1, 2, 3, 4]))
-        );
-        assert_eq!(Owners::parse("Uid:\t1\n"), None);
+        let parse = |text| {
+            crate::procfs::parse_status(text)
+                .uids
+                .map(Owners::from_uids)
+        };
+        assert_eq!(parse("Uid:\t1\t2\t3\t4\n"), Some(Owners([1, 2, 3, 4])));
+        assert_eq!(parse("Uid:\t1\n"), None);
     }
 
     #[test]

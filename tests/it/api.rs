@@ -235,7 +235,7 @@ fn seed_store(dir: &Path, windows: u64, stacks: usize) {
         rng ^= rng << 17;
         rng
     };
-    let now = ember::now_unix_ns();
+    let now = profiler_model::time::now_unix_ns();
     let ns = 1_000_000_000;
     for w in 0..windows {
         let start = now - (windows - w) * 10 * ns;

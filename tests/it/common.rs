@@ -11,27 +11,27 @@ use std::time::Duration;
 static CPU: Mutex<()> = Mutex::new(());
 
 /// Holds the CPU lock while a privileged test runs.
-pub struct Privileged {
+pub(crate) struct Privileged {
     _guard: MutexGuard<'static, ()>,
 }
 
 /// Says on the terminal that a test was skipped, and why. `eprintln!` inside a test is
 /// captured by the harness (shown only for failures), so a skip written with it is silent;
 /// writing to the stderr handle itself reaches the terminal under `cargo test`.
-pub fn skip(test: &str, why: &str) {
+pub(crate) fn skip(test: &str, why: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: {why} ***\n");
 }
 
 /// Whether this process is root.
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
 
 /// Returns `None` (after saying so on the terminal) when the test cannot run here: not root
 /// and not in CI. In CI a missing privilege is a failure, never a skip.
-pub fn privileged(test: &str) -> Option<Privileged> {
+pub(crate) fn privileged(test: &str) -> Option<Privileged> {
     if !is_root() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -51,7 +51,7 @@ pub fn privileged(test: &str) -> Option<Privileged> {
 
 /// The `go` binary (for `go tool pprof`): on PATH or Debian's golang-1.19-go. `None`, after
 /// a visible skip message, outside CI; in CI a missing Go is a failure.
-pub fn go(test: &str) -> Option<PathBuf> {
+pub(crate) fn go(test: &str) -> Option<PathBuf> {
     if Command::new("go")
         .arg("version")
         .output()
@@ -75,7 +75,7 @@ pub fn go(test: &str) -> Option<PathBuf> {
 }
 
 /// The repository's root.
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the agent crate sits in the repository")
@@ -83,7 +83,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// Builds `examples/` once per test run and returns the directory of the binaries.
-pub fn examples() -> &'static Path {
+pub(crate) fn examples() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("examples");
@@ -99,7 +99,7 @@ pub fn examples() -> &'static Path {
 }
 
 /// Path of one example workload.
-pub fn example(name: &str) -> PathBuf {
+pub(crate) fn example(name: &str) -> PathBuf {
     let p = examples().join(name);
     assert!(
         p.exists(),
@@ -113,7 +113,7 @@ pub fn example(name: &str) -> PathBuf {
 /// with tracefs and debugfs unmounted (a new machine mounts neither; a development machine
 /// that once mounted them must not hide a dependency on them). Exits 97 if either is still
 /// mounted after the unmounts.
-pub const FRESH_NODE: &str = r#"
+pub(crate) const FRESH_NODE: &str = r#"
 for m in /sys/kernel/debug/tracing /sys/kernel/tracing /sys/kernel/debug; do
   while umount "$m" 2>/dev/null; do :; done
 done
@@ -127,7 +127,7 @@ exec "$@"
 /// The `ember` binary under test. As root it runs as a fresh node has it ([`FRESH_NODE`]):
 /// `unshare` and `sh` exec in place, so the child's pid is ember's own and signals reach
 /// it directly.
-pub fn ember() -> Command {
+pub(crate) fn ember() -> Command {
     let bin = env!("CARGO_BIN_EXE_ember");
     let mut c = if is_root() {
         let mut c = Command::new("unshare");
@@ -144,7 +144,7 @@ pub fn ember() -> Command {
 }
 
 /// A fresh temporary directory for one test's files.
-pub fn tempdir() -> tempfile::TempDir {
+pub(crate) fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("ember-test-")
         .tempdir()
@@ -152,7 +152,7 @@ pub fn tempdir() -> tempfile::TempDir {
 }
 
 /// Runs a command and returns its output, printing stderr on failure for diagnosis.
-pub fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("running ember");
     if !out.status.success() {
         eprintln!(
@@ -165,21 +165,21 @@ pub fn run(cmd: &mut Command) -> Output {
 
 /// A folded file: stack line -> count.
 #[derive(Debug, Default)]
-pub struct Folded {
+pub(crate) struct Folded {
     /// Lines (without counts) and their counts.
     pub lines: BTreeMap<String, u64>,
 }
 
 impl Folded {
     /// Reads a folded file, checking every line's shape.
-    pub fn read(path: &Path) -> Folded {
+    pub(crate) fn read(path: &Path) -> Folded {
         let text = std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         Folded::parse(&text)
     }
 
     /// Parses folded text, checking every line's shape.
-    pub fn parse(text: &str) -> Folded {
+    pub(crate) fn parse(text: &str) -> Folded {
         let mut lines = BTreeMap::new();
         for line in text.lines() {
             let (stack, count) = line
@@ -195,7 +195,7 @@ impl Folded {
     }
 
     /// Only the stacks whose first frame (the process name) is `comm`.
-    pub fn process(&self, comm: &str) -> Folded {
+    pub(crate) fn process(&self, comm: &str) -> Folded {
         let prefix = format!("{comm};");
         Folded {
             lines: self
@@ -208,12 +208,12 @@ impl Folded {
     }
 
     /// Total samples.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.lines.values().sum()
     }
 
     /// Samples whose stack satisfies `pred` (called with the frames, root first).
-    pub fn count_where(&self, pred: impl Fn(&[&str]) -> bool) -> u64 {
+    pub(crate) fn count_where(&self, pred: impl Fn(&[&str]) -> bool) -> u64 {
         self.lines
             .iter()
             .filter(|(l, _)| pred(&l.split(';').collect::<Vec<_>>()))
@@ -222,12 +222,12 @@ impl Folded {
     }
 
     /// Samples with `frame` anywhere in the stack.
-    pub fn with_frame(&self, frame: &str) -> u64 {
+    pub(crate) fn with_frame(&self, frame: &str) -> u64 {
         self.count_where(|f| f.contains(&frame))
     }
 
     /// Share (0..=1) of samples with `frame` anywhere in the stack.
-    pub fn share(&self, frame: &str) -> f64 {
+    pub(crate) fn share(&self, frame: &str) -> f64 {
         let total = self.total();
         if total == 0 {
             return 0.0;
@@ -236,9 +236,25 @@ impl Folded {
     }
 }
 
+/// The log lines an agent started by [`start_agent_logged`] has written so far.
+pub(crate) type AgentLog = std::sync::Arc<Mutex<Vec<String>>>;
+
 /// Starts `ember agent` (99 Hz, `window`, store in `dir`) with its API on a free loopback
 /// port; returns it and the API's base URL, which the agent prints on stderr.
-pub fn start_agent_with_api(dir: &Path, window: &str) -> (Child, String) {
+pub(crate) fn start_agent_with_api(dir: &Path, window: &str) -> (Child, String) {
+    let (child, url, _) = start_agent_logged(dir, window, &[], &[]);
+    (child, url)
+}
+
+/// [`start_agent_with_api`] with more arguments and environment variables, keeping every
+/// line the agent writes on stderr (read on a thread, so the agent never blocks on a full
+/// pipe).
+pub(crate) fn start_agent_logged(
+    dir: &Path,
+    window: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, String, AgentLog) {
     let mut child = ember()
         .args([
             "agent",
@@ -251,35 +267,48 @@ pub fn start_agent_with_api(dir: &Path, window: &str) -> (Child, String) {
             "--data-dir",
         ])
         .arg(dir)
+        .args(args)
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting ember agent");
     let stderr = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
+    let log = AgentLog::default();
+    let kept = std::sync::Arc::clone(&log);
     std::thread::spawn(move || {
         use std::io::BufRead as _;
         for line in std::io::BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
         {
-            // Keep draining after the URL so the agent never blocks on a full pipe.
-            let _ = tx.send(line);
+            kept.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(line);
         }
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let wait = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(wait) {
-            Ok(line) => {
-                if let Some(url) = line.strip_prefix("ember: API listening on ") {
-                    return (child, url.trim().to_owned());
-                }
-            }
-            Err(e) => {
-                child.kill().ok();
-                child.wait().ok();
-                panic!("the agent did not say where its API listens ({e})");
-            }
+        let url = log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find_map(|l| {
+                l.strip_prefix("ember: API listening on ")
+                    .map(|u| u.trim().to_owned())
+            });
+        if let Some(url) = url {
+            return (child, url, log);
         }
+        let exited = child.try_wait().ok().flatten();
+        if exited.is_some() || std::time::Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            let lines = log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .join("\n");
+            panic!("the agent did not say where its API listens ({exited:?}):\n{lines}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -9,14 +9,12 @@
 //! [`RSS_LIMIT_KB`] the test kills it and fails, so a regression fails the test, not the
 //! machine.
 
-use std::io::BufRead as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{Folded, ember, example, privileged, tempdir};
+use crate::common::{AgentLog, Folded, example, privileged, start_agent_logged, tempdir};
 
 /// The agent is killed, and the test fails, above this resident size (the 1 GiB sparse
 /// perf map took it to 1.11 GB before the fix; it idles near 60 MB, and grows to 150 to
@@ -41,60 +39,23 @@ const LIMIT: Duration = Duration::from_secs(240);
 struct Agent {
     child: Option<Child>,
     url: String,
-    log: Arc<Mutex<Vec<String>>>,
+    log: AgentLog,
 }
 
 impl Agent {
     fn start(dir: &Path) -> Agent {
-        let mut child = ember()
-            .args([
-                "agent",
-                "-F",
-                "99",
-                "--listen",
-                "127.0.0.1:0",
-                "--window",
-                "1s",
-                "--data-dir",
-            ])
-            .arg(dir)
-            // Plain log lines, to look for fields in.
-            .env("NO_COLOR", "1")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting ember agent");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let kept = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                kept.lock().expect("log lock").push(line);
-            }
-        });
-        let mut agent = Agent {
+        Self::start_with(dir, &[])
+    }
+
+    /// The agent, with more arguments.
+    fn start_with(dir: &Path, args: &[&str]) -> Agent {
+        // Plain log lines, to look for fields in.
+        let (child, url, log) = start_agent_logged(dir, "1s", args, &[("NO_COLOR", "1")]);
+        Agent {
             child: Some(child),
-            url: String::new(),
+            url,
             log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let url = agent.log_lines().iter().find_map(|l| {
-                l.strip_prefix("ember: API listening on ")
-                    .map(|u| u.trim().to_owned())
-            });
-            if let Some(url) = url {
-                agent.url = url;
-                return agent;
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!(
-            "the agent did not say where its API listens:\n{}",
-            agent.log_lines().join("\n")
-        );
     }
 
     fn pid(&self) -> u32 {
@@ -532,4 +493,141 @@ fn a_symlinked_perf_map_never_shows_a_root_only_file() {
         refused.iter().any(|l| l.contains("symbolic link")),
         "{refused:#?}"
     );
+}
+
+/// `split` copied where `nobody` can run it, as `dbglink-split`: its DWARF moved out and
+/// its `.gnu_debuglink` naming `dbglink-split.debug`, and every place Ember looks for that
+/// file (beside it in `.debug/`, under the configured `debug_dir`, by build-id there) a
+/// FIFO: opening one of them for reading would wait for a writer forever.
+fn split_with_fifo_debug_files(bin: &Path, debug_dir: &Path) -> PathBuf {
+    std::fs::set_permissions(bin, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let binary = bin.join("dbglink-split");
+    let debug = bin.join("dbglink-split.debug");
+    let objcopy = |args: &[&std::ffi::OsStr]| {
+        let status = Command::new("objcopy")
+            .args(args)
+            .status()
+            .expect("running objcopy (binutils)");
+        assert!(status.success(), "objcopy {args:?}");
+    };
+    let split = example("split");
+    objcopy(&["--only-keep-debug".as_ref(), split.as_ref(), debug.as_ref()]);
+    objcopy(&[
+        "--strip-debug".as_ref(),
+        format!("--add-gnu-debuglink={}", debug.display()).as_ref(),
+        split.as_ref(),
+        binary.as_ref(),
+    ]);
+    std::fs::remove_file(&debug).expect("remove the real debug file");
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let build_id = {
+        let out = Command::new("readelf")
+            .args(["-n"])
+            .arg(&binary)
+            .output()
+            .expect("readelf");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Build ID: ").map(str::to_owned))
+            .expect("split has a build-id")
+    };
+    let mirrored = debug_dir.join(bin.strip_prefix("/").expect("absolute"));
+    let by_id = debug_dir.join(".build-id").join(&build_id[..2]);
+    for dir in [bin.join(".debug"), mirrored.clone(), by_id.clone()] {
+        std::fs::create_dir_all(&dir).expect("mkdir");
+    }
+    for fifo in [
+        bin.join(".debug/dbglink-split.debug"),
+        mirrored.join("dbglink-split.debug"),
+        by_id.join(format!("{}.debug", &build_id[2..])),
+    ] {
+        let status = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+        assert!(status.success());
+        // The process's user owns it, as a user who made it would.
+        std::os::unix::fs::chown(&fifo, Some(65534), Some(65534)).expect("chown");
+    }
+    std::os::unix::fs::chown(bin.join(".debug"), Some(65534), Some(65534)).expect("chown");
+    binary
+}
+
+#[test]
+fn a_debug_link_to_a_fifo_neither_stops_windows_nor_names() {
+    let test = "a_debug_link_to_a_fifo_neither_stops_windows_nor_names";
+    let Some(_p) = privileged(test) else { return };
+    let dir = tempdir();
+    let bin = tempdir();
+    let debug_dir = tempdir();
+    let binary = split_with_fifo_debug_files(bin.path(), debug_dir.path());
+    let debug_arg = debug_dir.path().to_str().expect("utf-8 path");
+    let mut agent = Agent::start_with(&dir.path().join("store"), &["--debug-dir", debug_arg]);
+    agent.wait_for_windows(1, WARM_UP);
+    let child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&binary)
+        .arg("600")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning setpriv dbglink-split");
+    let pid = child.id();
+    let mut spin = Jit {
+        child,
+        map: bin.path().join("no-perf-map"),
+    };
+    // The first refusal for the process is logged: whichever FIFO was met first.
+    let refused_here = |a: &Agent| -> Vec<String> {
+        let pid = format!("pid={pid}");
+        refusals(a)
+            .into_iter()
+            .filter(|l| l.split_whitespace().any(|field| field == pid))
+            .collect()
+    };
+    let met = watch(
+        &mut agent,
+        &mut spin,
+        LIMIT,
+        "the FIFO debug file refused",
+        |a| !refused_here(a).is_empty(),
+    );
+    let before = agent.windows_written();
+    let after = watch(
+        &mut agent,
+        &mut spin,
+        LIMIT,
+        "two windows after the FIFO",
+        |a| a.windows_written() >= before + 2,
+    );
+    // Named from the binary's own symbols, as if it had no debug link.
+    let mut profile = Folded::default();
+    watch(&mut agent, &mut spin, LIMIT, "fn_a in the API", |a| {
+        let (status, body) =
+            a.get("/api/v1/profile?format=folded&from=now-10m&filter=comm%3Ddbglink-split");
+        assert_eq!(status, 200, "/api/v1/profile: {body}");
+        profile = Folded::parse(&body);
+        profile.with_frame("fn_a") > 0
+    });
+    eprintln!(
+        "{test}: refused after {:?}, two more windows {:?} later; {} samples, {} in fn_a",
+        met.wall,
+        after.wall,
+        profile.total(),
+        profile.with_frame("fn_a")
+    );
+    let refused = refused_here(&agent);
+    assert!(
+        refused.iter().all(|l| l.contains("it is a FIFO")),
+        "{refused:#?}"
+    );
+    assert_eq!(refused.len(), 1, "logged once per process: {refused:#?}");
+    let (_, metrics) = agent.get("/metrics");
+    let not_regular = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("ember_symbolizer_files_refused_total{reason=\"not_regular\"} ")
+        })
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .expect("ember_symbolizer_files_refused_total{reason=\"not_regular\"}");
+    assert!(not_regular >= 1, "{not_regular}");
+    let took = agent.interrupt(SIGINT_LIMIT);
+    eprintln!("{test}: SIGINT stopped the agent in {took:?}");
 }

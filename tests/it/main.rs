@@ -35,5 +35,8 @@ mod unwind;
 // Packaging (deploy/): the systemd unit, the Kubernetes manifests against the API schemas,
 // and one capability set across the unit, the DaemonSet and the image.
 mod deploy;
+// Push to fleet backends (Pyroscope, OTLP) through a receiver using the official schemas:
+// shares, labels, outages, kill -9, refused windows, simulated pods.
+mod push;
 // A local user against the root agent: FIFO, huge and symlinked perf maps from `jitspin`.
 mod hostile;

@@ -1,4 +1,6 @@
-//! Compact x86-64 unwind tables for Ember's eBPF unwinder.
+//! Compact x86-64 unwind tables for Ember's eBPF unwinder: part of stage 1, **sample**
+//! (sample → aggregate → symbolize → store → query → render/export); `profiler-sampler`
+//! loads the tables this crate builds into the maps the eBPF program walks stacks with.
 //!
 //! [`UnwindTable::from_elf`] reads a binary's call-frame information (`.eh_frame`, and
 //! `.debug_frame` for functions `.eh_frame` does not cover) with `gimli` and turns it into
@@ -12,20 +14,26 @@
 //!
 //! [`ElfInfo`] gives what the agent needs besides the rows: the build id (tables are shared
 //! by build id) and the `PT_LOAD` segments (to turn a mapping into a load bias).
+//!
+//! ELF files are read by [`elf`], Ember's one ELF reader, which the symbolizer uses too.
+
+pub mod elf;
 
 use gimli::{
     BaseAddresses, CfaRule, CieOrFde, DebugFrame, EhFrame, EndianSlice, LittleEndian, RegisterRule,
     UnwindContext, UnwindSection, X86_64,
 };
-use object::{Object as _, ObjectSection as _, ObjectSegment as _};
 pub use profiler_common::unwind::{MAX_TABLE_ROWS, UnwindRow, cfa, rbp};
 
 /// Why a binary has no table.
 #[derive(Debug, thiserror::Error)]
 pub enum UnwindError {
-    /// Not an ELF file we can read (truncated, another format, another architecture).
-    #[error("not a readable x86-64 ELF file: {0}")]
-    Elf(String),
+    /// Not an ELF file we can read (truncated, another format).
+    #[error("not a readable x86-64 ELF file")]
+    Elf(#[source] elf::ElfError),
+    /// An ELF file for another machine.
+    #[error("an ELF file for machine {0} (only x86-64 is supported)")]
+    Machine(u16),
     /// Neither `.eh_frame` nor `.debug_frame`.
     #[error("no .eh_frame or .debug_frame section")]
     NoCfi,
@@ -93,19 +101,19 @@ impl ElfInfo {
     /// [`UnwindError::Elf`] when `data` is not a readable ELF file.
     pub fn parse(data: &[u8]) -> Result<ElfInfo, UnwindError> {
         let file = parse_elf(data)?;
-        let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
         let segments = file
-            .segments()
-            .map(|s| {
-                let (offset, filesz) = s.file_range();
-                Segment {
-                    offset,
-                    vaddr: s.address(),
-                    filesz,
-                }
+            .loads
+            .iter()
+            .map(|l| Segment {
+                offset: l.offset,
+                vaddr: l.vaddr,
+                filesz: l.filesz,
             })
             .collect();
-        Ok(ElfInfo { build_id, segments })
+        Ok(ElfInfo {
+            build_id: file.build_id,
+            segments,
+        })
     }
 
     /// Load bias (runtime address − virtual address) of a mapping of this file that starts
@@ -131,16 +139,10 @@ impl ElfInfo {
     }
 }
 
-fn parse_elf(data: &[u8]) -> Result<object::File<'_>, UnwindError> {
-    let file = object::File::parse(data).map_err(|e| UnwindError::Elf(e.to_string()))?;
-    if file.format() != object::BinaryFormat::Elf
-        || file.architecture() != object::Architecture::X86_64
-    {
-        return Err(UnwindError::Elf(format!(
-            "{:?} {:?} (only x86-64 ELF is supported)",
-            file.format(),
-            file.architecture()
-        )));
+fn parse_elf(data: &[u8]) -> Result<elf::ElfFile, UnwindError> {
+    let file = elf::parse(data).map_err(UnwindError::Elf)?;
+    if file.machine != elf::EM_X86_64 {
+        return Err(UnwindError::Machine(file.machine));
     }
     Ok(file)
 }
@@ -362,33 +364,36 @@ impl UnwindTable {
     pub fn from_elf(data: &[u8]) -> Result<UnwindTable, UnwindError> {
         let file = parse_elf(data)?;
         let mut bases = BaseAddresses::default();
-        if let Some(s) = file.section_by_name(".text") {
-            bases = bases.set_text(s.address());
+        if let Some(s) = file.section_header(".text") {
+            bases = bases.set_text(s.addr);
         }
-        if let Some(s) = file.section_by_name(".got") {
-            bases = bases.set_got(s.address());
+        if let Some(s) = file.section_header(".got") {
+            bases = bases.set_got(s.addr);
         }
         let mut stats = TableStats::default();
         let mut raws = Vec::new();
         let mut have_cfi = false;
         let mut covered = Vec::new();
-        if let Some(s) = file.section_by_name(".eh_frame") {
-            let bytes = s.data().map_err(|e| UnwindError::Elf(e.to_string()))?;
+        if let Some(s) = file.section_header(".eh_frame") {
+            let bytes = s
+                .data(data)
+                .ok_or(UnwindError::Elf(elf::ElfError::Malformed(
+                    "`.eh_frame` extends past the end of the file",
+                )))?;
             if !bytes.is_empty() {
                 have_cfi = true;
-                let bases = bases.clone().set_eh_frame(s.address());
+                let bases = bases.clone().set_eh_frame(s.addr);
                 let mut eh = EhFrame::new(bytes, LittleEndian);
                 eh.set_address_size(8);
                 covered = read_section(&eh, &bases, ".eh_frame", &[], &mut raws, &mut stats)?;
             }
         }
-        if let Some(s) = file.section_by_name(".debug_frame") {
+        if let Some(s) = file.section_header(".debug_frame") {
             // Compressed debug sections are left alone: `.eh_frame` covers the code that
             // runs in practice.
-            if let Ok(bytes) = s.data()
+            if let Some(bytes) = s.data(data)
                 && !bytes.is_empty()
-                && s.compressed_file_range()
-                    .is_ok_and(|r| r.format == object::CompressionFormat::None)
+                && !s.is_compressed()
             {
                 have_cfi = true;
                 covered.sort_unstable();

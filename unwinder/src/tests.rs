@@ -211,8 +211,7 @@ fn start_marks_the_end_of_the_stack() {
     // `_start` says its return address is undefined: the walk is complete there.
     let exe = std::env::current_exe().unwrap();
     let data = std::fs::read(&exe).unwrap();
-    let file = object::File::parse(&*data).unwrap();
-    let start = file.entry();
+    let start = crate::elf::parse(&data[..]).unwrap().entry;
     let table = UnwindTable::from_elf(&data).unwrap();
     let row = table.lookup(start + 4).unwrap();
     assert_eq!(row.cfa_kind(), cfa::END, "{row:?}");
@@ -250,9 +249,9 @@ fn bad_elf_is_an_error_not_a_panic() {
         Err(UnwindError::Elf(_))
     ));
     // Garbage inside .eh_frame: overwrite the section.
-    let file = object::File::parse(&*libc).unwrap();
-    let eh = file.section_by_name(".eh_frame").unwrap();
-    let (off, size) = eh.file_range().unwrap();
+    let file = crate::elf::parse(&libc[..]).unwrap();
+    let eh = file.section(".eh_frame").unwrap();
+    let (off, size) = (eh.offset, eh.size);
     let mut bad = libc.clone();
     for (i, b) in bad[off as usize..(off + size) as usize]
         .iter_mut()

@@ -15,7 +15,7 @@ use super::metrics::AgentMetrics;
 use profiler_store::{Query, Store, StoreConfig};
 
 /// [`Backend`] over the agent's store.
-pub struct StoreBackend {
+pub(crate) struct StoreBackend {
     /// For the light queries.
     store: Mutex<Store>,
     /// Idle connections for the heavy queries.
@@ -35,7 +35,7 @@ impl StoreBackend {
     /// A backend reading `store` (and more connections to the same database, opened with
     /// `store`'s configuration, for heavy queries) and reporting `metrics`.
     #[must_use]
-    pub fn new(store: Store, metrics: Arc<Mutex<AgentMetrics>>) -> Self {
+    pub(crate) fn new(store: Store, metrics: Arc<Mutex<AgentMetrics>>) -> Self {
         let dir = store
             .path()
             .parent()

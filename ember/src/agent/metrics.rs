@@ -12,7 +12,7 @@ use profiler_store::StoreStats;
 
 /// A snapshot of what the agent has done since it started.
 #[derive(Clone, Debug, Default)]
-pub struct AgentMetrics {
+pub(crate) struct AgentMetrics {
     /// The eBPF program's counters.
     pub sampler: SamplerStats,
     /// The symbolizer's counters.
@@ -27,12 +27,14 @@ pub struct AgentMetrics {
     pub start_time_seconds: f64,
     /// The unwind tables in the kernel (zero with `--unwinder fp`).
     pub unwind: profiler_sampler::UnwindGauges,
+    /// The push threads' counters (read at each scrape).
+    pub push: super::PushMetrics,
 }
 
 impl AgentMetrics {
     /// The snapshot in Prometheus text format.
     #[must_use]
-    pub fn prometheus(&self) -> String {
+    pub(crate) fn prometheus(&self) -> String {
         let mut out = Text::new();
         let s = &self.sampler;
         out.family(
@@ -231,6 +233,7 @@ impl AgentMetrics {
             "Start time of the agent since the Unix epoch.",
         )
         .sample(&[], (self.start_time_seconds * 1000.0).round() / 1000.0);
+        self.push.write(&mut out);
         out.finish()
     }
 }

@@ -2,9 +2,13 @@
 //!
 //! The agent samples every CPU continuously, drains the kernel's maps every second (so
 //! processes are symbolized while they live), and closes a window every `window` (10 s by
-//! default): the window's profile goes to the [`Store`] in one transaction. SIGINT and
+//! default): the window's profile goes to the [`Store`] in one transaction. The loop is
+//! [`crate::pipeline`]'s; the agent's sink ([`AgentSink`]) closes the windows and keeps
+//! the metrics. Threads beside the loop (the API's) start before it and stop after it. SIGINT and
 //! SIGTERM flush the open window before exit, so a clean stop loses nothing and a `kill -9`
-//! loses at most the window in progress.
+//! loses at most the window in progress. A stop is honoured within about a second even
+//! mid-drain: symbolization is abandoned at the next stack ([`OnStop::Abandon`]; what was
+//! not named yet is stored as `[unsymbolized: stopping]`, with its labels and counts).
 //!
 //! The HTTP API (`web::api`) runs on its own thread with a small tokio runtime and reads
 //! the store through connections of its own, so a slow query never delays sampling. It
@@ -19,6 +23,7 @@
 
 mod backend;
 mod metrics;
+mod push;
 mod writer;
 
 use std::collections::BTreeSet;
@@ -31,17 +36,18 @@ use profiler_model::ProfileMeta;
 use tracing::{info, warn};
 
 use crate::aggregate::Aggregator;
-use crate::signals;
-use profiler_sampler::{LossLog, Sampler, SamplerConfig, SamplerStats, Target};
+use crate::pipeline::{End, OnStop, Pipeline, PipelineConfig, Sink, Ticks};
+use profiler_sampler::{LossLog, RawSample, Sampler, SamplerConfig, SamplerStats, Target};
 use profiler_store::{Store, StoreConfig, Window};
 
-pub use backend::StoreBackend;
-pub use metrics::AgentMetrics;
-pub use writer::{WindowWriter, WriteCounts};
+pub(crate) use backend::StoreBackend;
+pub(crate) use metrics::AgentMetrics;
+pub(crate) use push::{PushMetrics, PushSettings, PushSetupError};
+pub(crate) use writer::{WindowWriter, WriteCounts};
 
 /// Why the agent stopped with an error.
 #[derive(Debug, thiserror::Error)]
-pub enum AgentError {
+pub(crate) enum AgentError {
     /// Sampling failed.
     #[error(transparent)]
     Sample(#[from] profiler_sampler::SampleError),
@@ -80,6 +86,9 @@ pub enum AgentError {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] web::tls::TlsError),
+    /// Pushing to a fleet backend cannot be set up.
+    #[error(transparent)]
+    Push(#[from] PushSetupError),
     /// An `--api-allowed-host` value is not a host name or address.
     #[error("invalid --api-allowed-host `{0}`: expected a name or address such as node-7.example")]
     AllowedHost(String),
@@ -87,7 +96,7 @@ pub enum AgentError {
 
 /// Who may use the API and how it is reached (the `API` flags of `ember agent`).
 #[derive(Clone, Debug, Default)]
-pub struct ApiAccess {
+pub(crate) struct ApiAccess {
     /// A file holding the bearer token (`--api-token-file`).
     pub token_file: Option<PathBuf>,
     /// The token from the environment (`EMBER_API_TOKEN`): never a flag, which `ps` shows.
@@ -107,7 +116,7 @@ impl ApiAccess {
     /// # Errors
     /// [`AgentError::Exposed`], [`AgentError::TwoTokens`], [`AgentError::Token`] or
     /// [`AgentError::Tls`].
-    pub fn api_config(&self, addr: SocketAddr) -> Result<web::ApiConfig, AgentError> {
+    pub(crate) fn api_config(&self, addr: SocketAddr) -> Result<web::ApiConfig, AgentError> {
         let token = match (&self.token_file, &self.token_env) {
             (Some(_), Some(_)) => return Err(AgentError::TwoTokens),
             (Some(path), None) => Some(web::api::Token::from_file(path)?),
@@ -164,7 +173,7 @@ fn return_freed_memory() {
 
 /// A validated agent configuration.
 #[derive(Clone, Debug)]
-pub struct AgentConfig {
+pub(crate) struct AgentConfig {
     /// Samples per second per CPU.
     pub frequency_hz: u64,
     /// Length of a stored window.
@@ -187,11 +196,13 @@ pub struct AgentConfig {
     pub api: ApiAccess,
     /// Symbolizer settings (binary cache budget, debug directories).
     pub symbolizer: symbolizer::Config,
+    /// Where closed windows are pushed (Pyroscope, OTLP); see `push.rs`.
+    pub push: PushSettings,
 }
 
 /// What the agent did, for its final log line and tests.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct AgentSummary {
+pub(crate) struct AgentSummary {
     /// Windows written.
     pub windows: u64,
     /// Samples written.
@@ -209,14 +220,14 @@ const LOSS_WARNING_EVERY: Duration = Duration::from_secs(60);
 ///
 /// # Errors
 /// If sampling cannot start or the store cannot be opened or written.
-pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
+pub(crate) fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
     // Refuse a bad exposure before anything is opened or sampled.
     let api_config = match config.listen {
         Some(addr) => Some((addr, config.api.api_config(addr)?)),
         None => None,
     };
     // The writer takes the data directory's lock: a second agent stops here.
-    let mut writer = WindowWriter::new(Store::open(&config.data_dir, config.store.clone())?);
+    let writer = WindowWriter::new(Store::open(&config.data_dir, config.store.clone())?);
     let metrics = Arc::new(Mutex::new(AgentMetrics {
         start_time_seconds: crate::now_unix_ns() as f64 / 1e9,
         ..AgentMetrics::default()
@@ -232,104 +243,160 @@ pub fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
         )?),
         None => None,
     };
-    let mut sampler = Sampler::start(&SamplerConfig {
-        off_cpu: None,
-        frequency_hz: config.frequency_hz,
-        target: Target::All,
-        kernel_stacks: true,
-        counts_entries: config.counts_entries,
-        stacks_entries: config.stacks_entries,
-        unwind: config.unwind,
-    })?;
-    signals::install();
-    let captures = sampler.start_captures();
+    // The push threads read the store beside the API: they never wait on sampling.
+    let pusher = push::start(&config.push, &config.data_dir, &config.store, &metrics)?;
+    let pipeline = Pipeline::start(
+        &SamplerConfig {
+            frequency_hz: config.frequency_hz,
+            target: Target::All,
+            kernel_stacks: true,
+            counts_entries: config.counts_entries,
+            stacks_entries: config.stacks_entries,
+            unwind: config.unwind,
+            off_cpu: None,
+        },
+        PipelineConfig {
+            frequency_hz: config.frequency_hz,
+            kernel: true,
+            drain_interval: config.drain_interval,
+            ticks: Ticks::AGENT,
+            exclude_tgid: None,
+            on_stop: OnStop::Abandon,
+            symbolizer: config.symbolizer.clone(),
+        },
+    )?;
     info!(
         data_dir = %config.data_dir.display(),
         frequency_hz = config.frequency_hz,
         window = ?config.window,
         "agent started"
     );
-    let frequency_hz = u32::try_from(config.frequency_hz).unwrap_or(u32::MAX);
-    let meta_from = |start_unix_ns| ProfileMeta {
-        start_unix_ns,
-        duration_ns: 0,
-        frequency_hz,
-        ..ProfileMeta::default()
-    };
-    let mut window_start = crate::now_unix_ns();
-    let mut window_clock = Instant::now();
-    let mut aggregator = Aggregator::new(
-        symbolizer::Symbolizer::new(config.symbolizer.clone()),
-        meta_from(window_start),
-        true,
-    );
-    if let Some(feed) = captures {
-        aggregator.follow_captures(feed);
-    }
-    let mut pids_seen: BTreeSet<u32> = BTreeSet::new();
-    let mut losses = LossLog::new(LOSS_WARNING_EVERY);
-    let mut summary = AgentSummary::default();
-    loop {
-        std::thread::sleep(Duration::from_millis(100));
-        let stop = signals::received().is_some();
-        if stop {
-            sampler.pause()?;
-        }
-        if stop || sampler.since_last_drain() >= config.drain_interval {
-            let samples = sampler.drain()?;
-            pids_seen.extend(samples.iter().map(|s| s.tgid));
-            aggregator.add(&samples);
-            aggregator.add_unrecorded(sampler.unrecorded_in_last_drain());
-            let stats = sampler.stats()?;
-            losses.observe(&stats);
-            let unwind = sampler.unwind_stats().map(|u| u.gauges());
-            let mut m = metrics.lock().unwrap_or_else(PoisonError::into_inner);
-            m.sampler = stats;
-            m.symbolizer = aggregator.symbolizer().stats();
-            m.unwind = unwind.unwrap_or_default();
-        }
-        if stop || window_clock.elapsed() >= config.window {
-            let end = crate::now_unix_ns().max(window_start + 1);
-            let mut profile = aggregator.take_profile(meta_from(end));
-            profile.meta.duration_ns = end - window_start;
-            let window = Window {
-                start_unix_ns: window_start,
-                end_unix_ns: end,
-                profile,
-            };
-            writer.close(window, crate::now_unix_ns());
-            aggregator.forget_exited(std::mem::take(&mut pids_seen));
-            window_start = end;
-            window_clock = Instant::now();
-            let mut m = metrics.lock().unwrap_or_else(PoisonError::into_inner);
-            m.writes = writer.counts();
-            m.store_degraded = writer.degraded().map(str::to_owned);
-            m.store = writer.store_stats();
-        }
-        if stop {
-            break;
-        }
-    }
-    summary.stats = sampler.stats()?;
+    let (writer, stats) = pipeline.run(AgentSink {
+        window: config.window,
+        window_clock: Instant::now(),
+        writer,
+        metrics,
+        pids_seen: BTreeSet::new(),
+        losses: LossLog::new(LOSS_WARNING_EVERY),
+    })?;
     if let Some(api) = api {
         api.stop();
     }
-    summary.writes = writer.finish();
+    let mut summary = AgentSummary {
+        stats,
+        writes: writer.finish(),
+        ..AgentSummary::default()
+    };
+    if let Some(pusher) = pusher {
+        pusher.stop();
+    }
     summary.windows = summary.writes.windows_written;
     summary.samples = summary.writes.samples_written;
     let stopped = "agent stopped";
     let (windows, samples) = (summary.windows, summary.samples);
     let (sampler_lost, windows_lost) = (summary.stats.lost(), summary.writes.windows_lost);
     let samples_in_lost_windows = summary.writes.samples_lost;
+    // Every sample the kernel took for the agent, and the losses among them by reason.
+    let taken = summary.stats.taken();
+    let losses = summary.stats.losses_by_reason();
     if windows_lost > 0 {
         warn!(
             windows,
-            samples, sampler_lost, windows_lost, samples_in_lost_windows, "{stopped}"
+            samples,
+            taken,
+            sampler_lost,
+            losses = %losses,
+            windows_lost,
+            samples_in_lost_windows,
+            "{stopped}"
         );
     } else {
-        info!(windows, samples, sampler_lost, windows_lost, "{stopped}");
+        info!(
+            windows,
+            samples,
+            taken,
+            sampler_lost,
+            losses = %losses,
+            windows_lost,
+            "{stopped}"
+        );
     }
     Ok(summary)
+}
+
+/// The agent's end of the pipeline: a window closed every `window` into the store, the
+/// metrics the API serves updated at every drain and window.
+struct AgentSink {
+    window: Duration,
+    /// When the open window started, on the monotonic clock.
+    window_clock: Instant,
+    writer: WindowWriter,
+    metrics: Arc<Mutex<AgentMetrics>>,
+    /// Processes sampled since the last window close, whose caches go once they exit.
+    pids_seen: BTreeSet<u32>,
+    losses: LossLog,
+}
+
+impl Sink for AgentSink {
+    /// The writer (still holding the windows it could not write) and the sampler's last
+    /// counters.
+    type Output = (WindowWriter, SamplerStats);
+    type Error = AgentError;
+
+    fn poll(&mut self, _signal: Option<i32>, _elapsed: Duration) -> bool {
+        // Only a signal stops the agent.
+        false
+    }
+
+    fn drained(
+        &mut self,
+        sampler: &Sampler,
+        aggregator: &Aggregator,
+        samples: &[RawSample],
+    ) -> Result<(), AgentError> {
+        self.pids_seen.extend(samples.iter().map(|s| s.tgid));
+        let stats = sampler.stats()?;
+        self.losses.observe(&stats);
+        let unwind = sampler.unwind_stats().map(|u| u.gauges());
+        let mut m = self.metrics.lock().unwrap_or_else(PoisonError::into_inner);
+        m.sampler = stats;
+        m.symbolizer = aggregator.symbolizer().stats();
+        m.unwind = unwind.unwrap_or_default();
+        Ok(())
+    }
+
+    fn window_due(&self) -> bool {
+        self.window_clock.elapsed() >= self.window
+    }
+
+    fn close_window(&mut self, aggregator: &mut Aggregator) {
+        let meta = &aggregator.profile().meta;
+        let (start, frequency_hz) = (meta.start_unix_ns, meta.frequency_hz);
+        let end = crate::now_unix_ns().max(start + 1);
+        let mut profile = aggregator.take_profile(ProfileMeta {
+            start_unix_ns: end,
+            duration_ns: 0,
+            frequency_hz,
+            ..ProfileMeta::default()
+        });
+        profile.meta.duration_ns = end - start;
+        let window = Window {
+            start_unix_ns: start,
+            end_unix_ns: end,
+            profile,
+        };
+        self.writer.close(window, crate::now_unix_ns());
+        aggregator.forget_exited(std::mem::take(&mut self.pids_seen));
+        self.window_clock = Instant::now();
+        let mut m = self.metrics.lock().unwrap_or_else(PoisonError::into_inner);
+        m.writes = self.writer.counts();
+        m.store_degraded = self.writer.degraded().map(str::to_owned);
+        m.store = self.writer.store_stats();
+    }
+
+    fn finish(self, end: End) -> Result<Self::Output, AgentError> {
+        Ok((self.writer, end.stats))
+    }
 }
 
 /// The HTTP API's thread.

@@ -18,13 +18,13 @@ use profiler_store::{Store, StoreError, Window};
 use tracing::{debug, info, warn};
 
 /// Estimated bytes of waiting windows kept in memory at most.
-pub const PENDING_MAX_BYTES: u64 = 64 << 20;
+pub(super) const PENDING_MAX_BYTES: u64 = 64 << 20;
 /// How often retention (age, downsampling) runs while writes succeed.
-pub const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
+pub(super) const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Windows and samples written, waiting and lost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WriteCounts {
+pub(crate) struct WriteCounts {
     /// Windows written.
     pub windows_written: u64,
     /// Samples in written windows.
@@ -40,7 +40,7 @@ pub struct WriteCounts {
 }
 
 /// The agent's writing end of the store.
-pub struct WindowWriter {
+pub(crate) struct WindowWriter {
     store: Store,
     pending: VecDeque<(Window, u64)>,
     pending_bytes: u64,
@@ -58,7 +58,7 @@ fn estimate_bytes(p: &Profile) -> u64 {
 
 /// An error and its causes on one line (`StoreError`'s message leaves SQLite's to
 /// `source()`).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -72,7 +72,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 impl WindowWriter {
     /// A writer over `store`.
     #[must_use]
-    pub fn new(store: Store) -> Self {
+    pub(crate) fn new(store: Store) -> Self {
         WindowWriter {
             store,
             pending: VecDeque::new(),
@@ -86,7 +86,7 @@ impl WindowWriter {
 
     /// Counts so far.
     #[must_use]
-    pub fn counts(&self) -> WriteCounts {
+    pub(crate) fn counts(&self) -> WriteCounts {
         WriteCounts {
             windows_pending: self.pending.len() as u64,
             ..self.counts
@@ -95,18 +95,18 @@ impl WindowWriter {
 
     /// Why the store does not take windows, or `None` when it does.
     #[must_use]
-    pub fn degraded(&self) -> Option<&str> {
+    pub(crate) fn degraded(&self) -> Option<&str> {
         self.degraded.as_deref()
     }
 
     /// The store's counters.
     #[must_use]
-    pub fn store_stats(&self) -> profiler_store::StoreStats {
+    pub(crate) fn store_stats(&self) -> profiler_store::StoreStats {
         self.store.stats()
     }
 
     /// Writes `window` after the ones waiting, or keeps it waiting.
-    pub fn close(&mut self, window: Window, now_unix_ns: u64) {
+    pub(crate) fn close(&mut self, window: Window, now_unix_ns: u64) {
         let bytes = estimate_bytes(&window.profile);
         self.pending_bytes += bytes;
         self.pending.push_back((window, bytes));
@@ -132,7 +132,7 @@ impl WindowWriter {
     }
 
     /// A last try at the waiting windows; what is still waiting is lost.
-    pub fn finish(mut self) -> WriteCounts {
+    pub(crate) fn finish(mut self) -> WriteCounts {
         if let Err(e) = self.flush() {
             warn!(error = %error_chain(&e), "the last windows cannot be written");
         }

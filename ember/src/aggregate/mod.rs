@@ -17,7 +17,7 @@ use profiler_sampler::{CaptureFeed, RawSample, StackStatus};
 
 /// Counters of what aggregation saw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AggregateStats {
+pub(crate) struct AggregateStats {
     /// Samples added.
     pub samples: u64,
     /// Samples whose user or kernel stack was lost (collision, full map).
@@ -28,12 +28,15 @@ pub struct AggregateStats {
     pub unrecorded: u64,
     /// Samples taken inside `execve`, whose user part is the one [`EXEC_FRAME`].
     pub in_exec: u64,
+    /// Samples added without symbolizing their stacks, because symbolization was
+    /// abandoned ([`Aggregator::abandon_when`]; in `samples` too).
+    pub unsymbolized: u64,
     /// Microseconds off CPU added to the off-CPU profile.
     pub off_cpu_us: u64,
 }
 
 /// Builds a profile out of drains.
-pub struct Aggregator {
+pub(crate) struct Aggregator {
     symbolizer: Symbolizer,
     processes: ProcessTable,
     profile: Profile,
@@ -48,6 +51,10 @@ pub struct Aggregator {
     captured: std::collections::BTreeSet<u32>,
     /// Processes found gone at the last `forget_exited`, forgotten at the next.
     dying: std::collections::BTreeSet<u32>,
+    /// Asked before each stack is symbolized: `true` abandons symbolization for good.
+    abandon: Option<Box<dyn Fn() -> bool>>,
+    /// Symbolization was abandoned: stacks are added as [`UNSYMBOLIZED_FRAME`] from now on.
+    abandoned: bool,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -60,10 +67,15 @@ impl std::fmt::Debug for Aggregator {
 
 /// The frame under which samples the full counts map dropped are stored: they have no
 /// process, thread or stack, only a count.
-pub const COUNTS_FULL_FRAME: &str = "[lost: counts map full]";
+pub(crate) const COUNTS_FULL_FRAME: &str = "[lost: counts map full]";
+
+/// The frame that stands for a stack left unsymbolized because the run was stopping
+/// ([`Aggregator::abandon_when`]): the sample keeps its process and thread labels and its
+/// count, so shares stay true, but not its functions.
+pub(crate) const UNSYMBOLIZED_FRAME: &str = "[unsymbolized: stopping]";
 
 /// The process name (`comm`) of the stacks of samples no count map holds.
-pub const LOST_COMM: &str = "[lost]";
+pub(crate) const LOST_COMM: &str = "[lost]";
 
 /// The frame that stands for samples no count map holds.
 fn unrecorded_frame(reason: Stat) -> &'static str {
@@ -78,7 +90,7 @@ fn unrecorded_frame(reason: Stat) -> &'static str {
 /// belong to the image the exec is replacing, whose mappings are gone (or going) by the
 /// time the process is symbolized; walked or named against the new image they would be
 /// garbage, or worse, plausible wrong names.
-pub const EXEC_FRAME: &str = "[exec]";
+pub(crate) const EXEC_FRAME: &str = "[exec]";
 
 /// `meta` for the off-CPU profile of the same capture.
 fn off_cpu_meta(meta: &ProfileMeta) -> ProfileMeta {
@@ -109,7 +121,7 @@ fn lost_frame(errno: i32, kind: FrameKind) -> Frame {
 impl Aggregator {
     /// A new aggregator; `kernel` says whether kernel frames are kept.
     #[must_use]
-    pub fn new(symbolizer: Symbolizer, meta: ProfileMeta, kernel: bool) -> Self {
+    pub(crate) fn new(symbolizer: Symbolizer, meta: ProfileMeta, kernel: bool) -> Self {
         Aggregator {
             symbolizer,
             processes: ProcessTable::new(),
@@ -120,12 +132,30 @@ impl Aggregator {
             captures: None,
             captured: std::collections::BTreeSet::new(),
             dying: std::collections::BTreeSet::new(),
+            abandon: None,
+            abandoned: false,
         }
+    }
+
+    /// Asks `abandon` before each stack is symbolized; once it answers `true`, this and
+    /// every later stack is added as one [`UNSYMBOLIZED_FRAME`] (with its labels and
+    /// count) instead of being symbolized. Symbolizing a new large binary takes seconds;
+    /// this is how a stop request is honoured within one stack's symbolization.
+    pub(crate) fn abandon_when(&mut self, abandon: impl Fn() -> bool + 'static) {
+        self.abandon = Some(Box::new(abandon));
+    }
+
+    /// Whether symbolization is (now) abandoned.
+    fn abandoning(&mut self) -> bool {
+        if !self.abandoned && self.abandon.as_ref().is_some_and(|f| f()) {
+            self.abandoned = true;
+        }
+        self.abandoned
     }
 
     /// Adopts, before each drain is symbolized, the captures `feed` delivers, so processes
     /// that exited since they were sampled are still named.
-    pub fn follow_captures(&mut self, feed: CaptureFeed) {
+    pub(crate) fn follow_captures(&mut self, feed: CaptureFeed) {
         self.captures = Some(feed);
     }
 
@@ -139,7 +169,7 @@ impl Aggregator {
     }
 
     /// Symbolizes a drain and adds it to the profile.
-    pub fn add(&mut self, samples: &[RawSample]) {
+    pub(crate) fn add(&mut self, samples: &[RawSample]) {
         self.adopt_captures();
         // (pid, leaf-first addresses) -> root-first frames, for this drain only.
         let mut user_cache: HashMap<(u32, &[u64]), Arc<[Frame]>> = HashMap::new();
@@ -149,13 +179,21 @@ impl Aggregator {
         let mut stack: Vec<Frame> = Vec::new();
         for s in samples {
             stack.clear();
+            let mut unsymbolized = false;
             // The kernel stack first: it tells whether the user stack can be read at all.
             let kernel = match s.kernel_status {
-                StackStatus::Ok | StackStatus::Truncated => Some(Arc::clone(
-                    kernel_cache.entry(s.kernel.as_slice()).or_insert_with(|| {
-                        self.symbolizer.symbolize_kernel_stack(&s.kernel).into()
-                    }),
-                )),
+                StackStatus::Ok | StackStatus::Truncated => {
+                    if let Some(frames) = kernel_cache.get(s.kernel.as_slice()) {
+                        Some(Arc::clone(frames))
+                    } else if self.abandoning() {
+                        None
+                    } else {
+                        let frames: Arc<[Frame]> =
+                            self.symbolizer.symbolize_kernel_stack(&s.kernel).into();
+                        kernel_cache.insert(s.kernel.as_slice(), Arc::clone(&frames));
+                        Some(frames)
+                    }
+                }
                 StackStatus::Absent | StackStatus::Lost(_) => None,
             };
             let in_exec = kernel.as_deref().is_some_and(in_exec);
@@ -169,12 +207,18 @@ impl Aggregator {
                         self.stats.stacks_truncated += s.count;
                         stack.push(Frame::named("[truncated]", FrameKind::User));
                     }
-                    let frames = user_cache
-                        .entry((s.tgid, s.user.as_slice()))
-                        .or_insert_with(|| {
-                            self.symbolizer.symbolize_user_stack(s.tgid, &s.user).into()
-                        });
-                    stack.extend(frames.iter().cloned());
+                    let key = (s.tgid, s.user.as_slice());
+                    if let Some(frames) = user_cache.get(&key) {
+                        stack.extend(frames.iter().cloned());
+                    } else if self.abandoning() {
+                        unsymbolized = true;
+                        stack.push(Frame::named(UNSYMBOLIZED_FRAME, FrameKind::User));
+                    } else {
+                        let frames: Arc<[Frame]> =
+                            self.symbolizer.symbolize_user_stack(s.tgid, &s.user).into();
+                        stack.extend(frames.iter().cloned());
+                        user_cache.insert(key, frames);
+                    }
                 }
                 StackStatus::Absent => {}
                 StackStatus::Lost(errno) => {
@@ -183,11 +227,18 @@ impl Aggregator {
                 }
             }
             if self.kernel {
-                if let Some(frames) = &kernel {
-                    stack.extend(frames.iter().cloned());
-                } else if let StackStatus::Lost(errno) = s.kernel_status {
-                    self.stats.stacks_lost += s.count;
-                    stack.push(lost_frame(errno, FrameKind::Kernel));
+                match (&kernel, s.kernel_status) {
+                    (Some(frames), _) => stack.extend(frames.iter().cloned()),
+                    // Not symbolized: the aggregator is abandoning symbolization.
+                    (None, StackStatus::Ok | StackStatus::Truncated) => {
+                        unsymbolized = true;
+                        stack.push(Frame::named(UNSYMBOLIZED_FRAME, FrameKind::Kernel));
+                    }
+                    (None, StackStatus::Absent) => {}
+                    (None, StackStatus::Lost(errno)) => {
+                        self.stats.stacks_lost += s.count;
+                        stack.push(lost_frame(errno, FrameKind::Kernel));
+                    }
                 }
             }
             let labels = label_cache
@@ -204,6 +255,9 @@ impl Aggregator {
             }
             self.profile.add(labels, &stack, s.count);
             self.stats.samples += s.count;
+            if unsymbolized {
+                self.stats.unsymbolized += s.count;
+            }
         }
     }
 
@@ -211,7 +265,7 @@ impl Aggregator {
     /// [`profiler_sampler::Sampler::unrecorded_in_last_drain`]) as one `[lost: reason]`
     /// stack each, without labels: nothing about them but their number is known, and a
     /// profile that left them out would show shares of only part of the CPU time.
-    pub fn add_unrecorded(&mut self, lost: &[(Stat, u64)]) {
+    pub(crate) fn add_unrecorded(&mut self, lost: &[(Stat, u64)]) {
         for &(reason, count) in lost {
             let frame = Frame::named(unrecorded_frame(reason), FrameKind::User);
             self.profile
@@ -223,51 +277,45 @@ impl Aggregator {
 
     /// The profile so far.
     #[must_use]
-    pub fn profile(&self) -> &Profile {
+    pub(crate) fn profile(&self) -> &Profile {
         &self.profile
     }
 
     /// The profile's metadata, to update as the capture goes on.
-    pub fn meta_mut(&mut self) -> &mut ProfileMeta {
+    pub(crate) fn meta_mut(&mut self) -> &mut ProfileMeta {
         &mut self.profile.meta
     }
 
     /// What aggregation saw.
     #[must_use]
-    pub fn stats(&self) -> AggregateStats {
+    pub(crate) fn stats(&self) -> AggregateStats {
         self.stats
     }
 
     /// The symbolizer, for its statistics.
     #[must_use]
-    pub fn symbolizer(&self) -> &Symbolizer {
+    pub(crate) fn symbolizer(&self) -> &Symbolizer {
         &self.symbolizer
     }
 
     /// Ends aggregation, returning the profile.
     #[must_use]
-    pub fn into_profile(self) -> Profile {
+    pub(crate) fn into_profile(self) -> Profile {
         self.profile
+    }
+
+    /// Hands out the profile so far and starts a new, empty one with `meta`, keeping the
+    /// symbolizer's caches: how the agent closes a window.
+    pub(crate) fn take_profile(&mut self, meta: ProfileMeta) -> Profile {
+        std::mem::replace(&mut self.profile, Profile::new(meta))
     }
 
     /// Ends aggregation, returning the off-CPU profile (microseconds off CPU per stack),
     /// with the CPU profile's start, duration and frequency.
     #[must_use]
-    pub fn into_off_cpu_profile(mut self) -> Profile {
+    pub(crate) fn into_off_cpu_profile(mut self) -> Profile {
         self.off_cpu.meta = off_cpu_meta(&self.profile.meta);
         self.off_cpu
-    }
-
-    /// Hands out the profile so far and starts a new, empty one with `meta`, keeping the
-    /// symbolizer's caches: how the agent closes a window.
-    pub fn take_profile(&mut self, meta: ProfileMeta) -> Profile {
-        std::mem::replace(&mut self.profile, Profile::new(meta))
-    }
-
-    /// [`Aggregator::take_profile`] for the off-CPU profile: hands it out with the kind
-    /// set on `meta`, and starts a new one.
-    pub fn take_off_cpu_profile(&mut self, meta: &ProfileMeta) -> Profile {
-        std::mem::replace(&mut self.off_cpu, Profile::new(off_cpu_meta(meta)))
     }
 
     /// Forgets what is cached about processes that exited or whose PID now names another
@@ -278,7 +326,7 @@ impl Aggregator {
     /// A process found gone is forgotten at the *next* call, not this one: samples it
     /// took just before exiting may still be in the kernel's maps, and are drained (and
     /// must be named) before then. Call this at most once per drain.
-    pub fn forget_exited(&mut self, seen: impl IntoIterator<Item = u32>) {
+    pub(crate) fn forget_exited(&mut self, seen: impl IntoIterator<Item = u32>) {
         let dropped = self.processes.retain_live();
         for pid in std::mem::take(&mut self.dying) {
             self.symbolizer.forget_process(pid);
@@ -299,6 +347,7 @@ impl Aggregator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use std::process::Command;
 
     /// An address inside the executable mapping of `pid`'s `sleep` binary, once its exec
@@ -443,5 +492,55 @@ mod tests {
         assert_eq!(p.total(), 41);
         assert_eq!(agg.stats().samples, 41);
         assert_eq!(agg.stats().unrecorded, 37);
+    }
+
+    /// Once `abandon_when`'s check says so, new stacks are no longer symbolized but still
+    /// counted, with their labels, under one frame; stacks already named in the drain
+    /// keep their names.
+    #[test]
+    fn an_abandoned_symbolization_keeps_every_sample_under_one_frame() {
+        use std::cell::Cell;
+        use std::rc::Rc;
+        let mut agg = Aggregator::new(
+            Symbolizer::new(symbolizer::Config::default()),
+            ProfileMeta::default(),
+            true,
+        );
+        let asked = Rc::new(Cell::new(0_u32));
+        let counter = Rc::clone(&asked);
+        agg.abandon_when(move || {
+            counter.set(counter.get() + 1);
+            counter.get() > 1
+        });
+        let mut first = sample(1, 0x10);
+        first.count = 3;
+        let mut second = sample(1, 0x20);
+        second.count = 5;
+        let mut kernel = sample(1, 0x10);
+        kernel.kernel = vec![0xffff_ffff_8100_0000];
+        kernel.kernel_status = StackStatus::Ok;
+        agg.add(&[first.clone(), first, second, kernel]);
+        // Asked for the first stack (go on), then for the second (abandon); never again.
+        assert_eq!(asked.get(), 2);
+        let p = agg.profile();
+        let unsymbolized: u64 = p
+            .stacks()
+            .filter(|s| {
+                s.frames
+                    .iter()
+                    .any(|&f| p.frame(f).name.as_ref() == UNSYMBOLIZED_FRAME)
+            })
+            .map(|s| s.count)
+            .sum();
+        assert_eq!(unsymbolized, 6, "the second stack and the kernel stack");
+        assert_eq!(p.total(), 12);
+        assert_eq!(agg.stats().unsymbolized, 6);
+        let labelled = p
+            .stacks()
+            .all(|s| s.labels.get(keys::THREAD).is_some_and(|c| c == "sleep"));
+        assert!(labelled, "every sample keeps its process's labels");
+        // Later drains are not symbolized either.
+        agg.add(&[sample(1, 0x30)]);
+        assert_eq!(agg.stats().unsymbolized, 7);
     }
 }

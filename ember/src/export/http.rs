@@ -306,7 +306,12 @@ fn humantime(d: Duration) -> String {
 /// [`HttpError`] for connection failures, timeouts, malformed, truncated or oversized
 /// responses and any status other than 200 (with the start of the body, where the API
 /// explains itself).
-pub fn get(base: &BaseUrl, path_and_query: &str, limits: &Limits) -> Result<Vec<u8>, HttpError> {
+pub fn get(
+    base: &BaseUrl,
+    path_and_query: &str,
+    limits: &Limits,
+    bearer: Option<&str>,
+) -> Result<Vec<u8>, HttpError> {
     let url = format!("http://{}{}{path_and_query}", base.authority, base.prefix);
     let start = Instant::now();
     let io_err = |source: io::Error| {
@@ -349,9 +354,12 @@ pub fn get(base: &BaseUrl, path_and_query: &str, limits: &Limits) -> Result<Vec<
         deadline: start + limits.total_timeout,
         limits: *limits,
     };
+    let authorization = bearer.map_or_else(String::new, |token| {
+        format!("Authorization: Bearer {token}\r\n")
+    });
     let request = format!(
         "GET {}{path_and_query} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ember/{}\r\n\
-         Accept: */*\r\nConnection: close\r\n\r\n",
+         {authorization}Accept: */*\r\nConnection: close\r\n\r\n",
         base.prefix,
         base.authority,
         env!("CARGO_PKG_VERSION")
@@ -596,12 +604,50 @@ mod tests {
             }
         });
         let base = BaseUrl::parse(&format!("http://{addr}/p")).unwrap();
-        assert_eq!(get(&base, "/api?x=1", &Limits::default()).unwrap(), b"abc");
-        let err = get(&base, "/api?x=1", &Limits::default())
+        assert_eq!(
+            get(&base, "/api?x=1", &Limits::default(), None).unwrap(),
+            b"abc"
+        );
+        let err = get(&base, "/api?x=1", &Limits::default(), None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("answered 400: bad fro"), "{err}");
         server.join().unwrap();
+    }
+
+    #[test]
+    fn a_bearer_token_is_sent_only_when_given() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut requests = Vec::new();
+            for _ in 0..2 {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 1024];
+                let n = s.read(&mut buf).unwrap();
+                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let answer: &[u8] =
+                    if req.contains("\r\nAuthorization: Bearer 0123456789abcdef\r\n") {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                    } else {
+                        b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 2\r\n\r\nno"
+                    };
+                s.write_all(answer).unwrap();
+                requests.push(req);
+            }
+            requests
+        });
+        let base = BaseUrl::parse(&format!("http://{addr}")).unwrap();
+        let err = get(&base, "/api", &Limits::default(), None).unwrap_err();
+        assert!(
+            matches!(err, HttpError::Status { status: 401, .. }),
+            "{err}"
+        );
+        let body = get(&base, "/api", &Limits::default(), Some("0123456789abcdef")).unwrap();
+        assert_eq!(body, b"ok");
+        let requests = server.join().unwrap();
+        assert!(!requests[0].contains("Authorization"), "{}", requests[0]);
     }
 
     /// A loopback server that answers one connection with `answer(stream)` and then holds
@@ -648,7 +694,7 @@ mod tests {
     ) -> (HttpError, Duration) {
         let (base, done, server) = hostile(answer);
         let start = Instant::now();
-        let err = get(&base, "/api/v1/profile", &limits).unwrap_err();
+        let err = get(&base, "/api/v1/profile", &limits, None).unwrap_err();
         let took = start.elapsed();
         let _ = done.send(());
         server.join().unwrap();

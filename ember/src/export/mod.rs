@@ -31,9 +31,16 @@ use profiler_store::{self as store, Query, Store, StoreConfig, StoreError};
 pub enum Source {
     /// The store directory of an agent (`--data-dir`).
     Store(PathBuf),
-    /// A running agent's API (`--agent http://HOST:PORT`), asked within these limits
-    /// (`--agent-*-timeout`, `--agent-max-response`).
-    Agent(String, http::Limits),
+    /// A running agent's API (`--agent http://HOST:PORT`).
+    Agent {
+        /// The agent's URL.
+        url: String,
+        /// How long the request may take and how much it may bring back
+        /// (`--agent-*-timeout`, `--agent-max-response`).
+        limits: http::Limits,
+        /// The API's bearer token (`--api-token-file` or `EMBER_API_TOKEN`).
+        token: Option<web::api::Token>,
+    },
 }
 
 /// A validated `ember export`.
@@ -94,6 +101,30 @@ pub enum ExportError {
     /// The agent could not be asked.
     #[error(transparent)]
     Agent(#[from] http::HttpError),
+    /// The API token cannot be read or used.
+    #[error(transparent)]
+    Token(#[from] web::api::TokenError),
+    /// Both a token file and `EMBER_API_TOKEN` were given.
+    #[error("give the API token once: with --api-token-file or with EMBER_API_TOKEN, not both")]
+    TwoTokens,
+    /// The agent wants a token and none was given.
+    #[error(
+        "the agent at `{url}` needs its API token (401): give it with --api-token-file PATH or \
+         the EMBER_API_TOKEN environment variable"
+    )]
+    TokenNeeded {
+        /// The agent URL.
+        url: String,
+    },
+    /// The agent did not accept the token given.
+    #[error(
+        "the agent at `{url}` refused the API token (401): check the file given with \
+         --api-token-file or EMBER_API_TOKEN against the agent's"
+    )]
+    TokenRefused {
+        /// The agent URL.
+        url: String,
+    },
     /// The agent's answer is not a pprof profile.
     #[error("the agent at `{url}` sent a profile that does not decode")]
     Decode {
@@ -132,6 +163,18 @@ impl ExportConfig {
     /// # Errors
     /// An empty range or an output whose format cannot be told.
     pub fn from_args(args: ExportArgs) -> Result<Self, ExportError> {
+        Self::from_args_and_env(args, std::env::var("EMBER_API_TOKEN").ok())
+    }
+
+    /// [`ExportConfig::from_args`] with the value of `EMBER_API_TOKEN` given.
+    ///
+    /// # Errors
+    /// An empty range, an output whose format cannot be told, or a token that cannot be
+    /// read, is malformed or is given twice.
+    pub fn from_args_and_env(
+        args: ExportArgs,
+        token_env: Option<String>,
+    ) -> Result<Self, ExportError> {
         if args.from.0 >= args.to.0 {
             return Err(ExportError::EmptyRange {
                 from_unix_ns: args.from.0,
@@ -141,15 +184,24 @@ impl ExportConfig {
         let format = output::format_for(&args.output, args.format)?;
         output::check_writable(&args.output)?;
         let source = match args.agent {
-            Some(url) => Source::Agent(
+            Some(url) => Source::Agent {
                 url,
-                http::Limits {
+                limits: http::Limits {
                     connect_timeout: args.agent_connect_timeout,
                     read_timeout: args.agent_read_timeout,
                     total_timeout: args.agent_timeout,
                     max_body: args.agent_max_response,
                 },
-            ),
+                // The same rules as the agent's own token (`ember agent`): a file or the
+                // environment, never a flag value `ps` would show.
+                token: match (&args.api_token_file, &token_env) {
+                    (Some(_), Some(_)) => return Err(ExportError::TwoTokens),
+                    (Some(path), None) => Some(web::api::Token::from_file(path)?),
+                    (None, Some(text)) => Some(web::api::Token::new(text, "EMBER_API_TOKEN")?),
+                    (None, None) => None,
+                },
+            },
+            // The store is read directly: no token is involved.
             None => Source::Store(args.data_dir),
         };
         Ok(ExportConfig {
@@ -226,7 +278,7 @@ pub fn fetch(config: &ExportConfig) -> Result<Profile, ExportError> {
                 .with_filter(config.filter.clone());
             Ok(store.query(&query)?)
         }
-        Source::Agent(url, limits) => {
+        Source::Agent { url, limits, token } => {
             let base = http::BaseUrl::parse(url)?;
             let mut path = format!(
                 "/api/v1/profile?format=pprof&include_idle=true&from={}&to={}",
@@ -237,7 +289,21 @@ pub fn fetch(config: &ExportConfig) -> Result<Profile, ExportError> {
                 path.push_str("&filter=");
                 path.push_str(&http::encode_query_value(&config.filter.to_string()));
             }
-            let body = http::get(&base, &path, limits)?;
+            let body = http::get(
+                &base,
+                &path,
+                limits,
+                token.as_ref().map(web::api::Token::as_str),
+            )
+            .map_err(|err| match err {
+                http::HttpError::Status { status: 401, .. } if token.is_some() => {
+                    ExportError::TokenRefused { url: url.clone() }
+                }
+                http::HttpError::Status { status: 401, .. } => {
+                    ExportError::TokenNeeded { url: url.clone() }
+                }
+                err => ExportError::Agent(err),
+            })?;
             pprof::decode_limited(&body[..], limits.max_body).map_err(|source| match source {
                 pprof::PprofError::TooLarge { limit, .. } => {
                     ExportError::Agent(http::HttpError::TooLarge {
@@ -285,4 +351,69 @@ fn resymbolize(profile: &Profile, debug_dirs: &[PathBuf]) -> Profile {
         resym.frames_renamed()
     );
     renamed
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn args(extra: &[&str]) -> ExportArgs {
+        let mut argv = vec!["ember", "export", "--from", "-1h"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Export(args) => args,
+            other => panic!("not an export: {other:?}"),
+        }
+    }
+
+    fn token_of(config: &ExportConfig) -> Option<&str> {
+        match &config.source {
+            Source::Agent { token, .. } => token.as_ref().map(web::api::Token::as_str),
+            Source::Store(_) => None,
+        }
+    }
+
+    #[test]
+    fn the_api_token_comes_from_a_file_or_the_environment_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, "0123456789abcdef0123\n").expect("write token");
+        let file = file.to_str().expect("utf-8 path");
+        let agent = ["--agent", "http://127.0.0.1:7070"];
+
+        let from_file = ExportConfig::from_args_and_env(
+            args(&[&agent[..], &["--api-token-file", file]].concat()),
+            None,
+        )
+        .expect("token file");
+        assert_eq!(token_of(&from_file), Some("0123456789abcdef0123"));
+        let from_env =
+            ExportConfig::from_args_and_env(args(&agent), Some("fedcba9876543210".into()))
+                .expect("token env");
+        assert_eq!(token_of(&from_env), Some("fedcba9876543210"));
+        let none = ExportConfig::from_args_and_env(args(&agent), None).expect("no token");
+        assert_eq!(token_of(&none), None);
+
+        let both = ExportConfig::from_args_and_env(
+            args(&[&agent[..], &["--api-token-file", file]].concat()),
+            Some("fedcba9876543210".into()),
+        );
+        assert!(matches!(both, Err(ExportError::TwoTokens)), "{both:?}");
+        let short = ExportConfig::from_args_and_env(args(&agent), Some("short".into()));
+        let err = short.expect_err("a short token is refused").to_string();
+        assert!(
+            err.contains("EMBER_API_TOKEN") && err.contains("16"),
+            "{err}"
+        );
+        let missing = ExportConfig::from_args_and_env(
+            args(&[&agent[..], &["--api-token-file", "/nonexistent/token"]].concat()),
+            None,
+        );
+        assert!(matches!(missing, Err(ExportError::Token(_))), "{missing:?}");
+        // There is no flag that takes the token itself.
+        assert!(Cli::try_parse_from(["ember", "export", "--api-token", "x"]).is_err());
+    }
 }

@@ -9,7 +9,14 @@
 //! Paths are relative to the reader's cgroup namespace: inside a container they may
 //! all be `/`.
 
-use std::{fs, io, path::Path};
+use std::{io, path::Path};
+
+use symbolizer::procfs::Procfs;
+
+/// Picks one path out of the text of a `/proc/PID/cgroup` file; the parser lives with the
+/// other `/proc` parsers in [`symbolizer::procfs::parse_cgroup`], which documents which
+/// line is chosen.
+pub use symbolizer::procfs::parse_cgroup as parse_proc_cgroup;
 
 /// The cgroup path of process `pid`, read from `/proc/PID/cgroup`.
 ///
@@ -25,80 +32,7 @@ pub fn read_cgroup(pid: u32) -> io::Result<String> {
 
 /// [`read_cgroup`] under another procfs mount (tests use a fake one).
 pub(super) fn read_cgroup_in(proc_root: &Path, pid: u32) -> io::Result<String> {
-    let text = fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup"))?;
-    parse_proc_cgroup(&text).map(str::to_owned).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("no cgroup line in `/proc/{pid}/cgroup`"),
-        )
-    })
-}
-
-/// Picks one path out of the text of a `/proc/PID/cgroup` file.
-///
-/// - Only a `0::` line (cgroup v2): its path.
-/// - v1 or hybrid: the first path that is not `/` among, in this order, the `cpu` or
-///   `cpuacct` hierarchy, `memory`, the other named controllers, the v2 line, and
-///   `name=` hierarchies (`name=systemd`); if all are `/`, `/`. A non-root path is
-///   preferred because some setups move processes in only some hierarchies.
-///
-/// Malformed lines are skipped; `None` if no line parses.
-#[must_use]
-pub fn parse_proc_cgroup(text: &str) -> Option<&str> {
-    let mut best: Option<(u8, &str)> = None; // best root-or-not candidate by rank
-    let mut best_non_root: Option<(u8, &str)> = None;
-    let mut any_v1 = false;
-    let mut unified = None;
-
-    for line in text.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (Some(id), Some(controllers), Some(path)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        let Ok(id) = id.parse::<u32>() else { continue };
-        if !path.starts_with('/') {
-            continue;
-        }
-        if id == 0 && controllers.is_empty() {
-            unified = Some(path);
-        } else if id != 0 {
-            any_v1 = true;
-        } else {
-            continue;
-        }
-        let rank = rank(controllers);
-        if best.is_none_or(|(r, _)| rank < r) {
-            best = Some((rank, path));
-        }
-        if path != "/" && best_non_root.is_none_or(|(r, _)| rank < r) {
-            best_non_root = Some((rank, path));
-        }
-    }
-
-    if !any_v1 {
-        return unified;
-    }
-    best_non_root.or(best).map(|(_, path)| path)
-}
-
-/// Preference of a hierarchy's controller list; lower is better.
-fn rank(controllers: &str) -> u8 {
-    if controllers.is_empty() {
-        return 3; // the v2 hierarchy of a hybrid system
-    }
-    let mut rank = 4; // only `name=` hierarchies
-    for c in controllers.split(',') {
-        let r = match c {
-            "cpu" | "cpuacct" => 0,
-            "memory" => 1,
-            c if c.starts_with("name=") => 4,
-            _ => 2,
-        };
-        rank = rank.min(r);
-    }
-    rank
+    Procfs::at(proc_root).cgroup(pid)
 }
 
 #[cfg(test)]

@@ -7,12 +7,13 @@
 
 use std::{
     collections::HashMap,
-    fs, io,
+    io,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
 use profiler_model::{Labels, keys};
+use symbolizer::procfs::Procfs;
 use tracing::debug;
 
 use super::{ContainerInfo, cgroup::read_cgroup_in, label, parse_cgroup_path};
@@ -29,6 +30,8 @@ pub struct ProcessInfo {
     pub cgroup: Option<Arc<str>>,
     /// The container the cgroup path names, if any.
     pub container: Option<ContainerInfo>,
+    /// The Kubernetes pod's name and namespace, read from the container's own files.
+    pub pod: Option<super::PodNames>,
 }
 
 /// One cached process.
@@ -78,6 +81,7 @@ impl ProcessTable {
                 exe: None,
                 cgroup: None,
                 container: None,
+                pod: None,
             },
         }
     }
@@ -159,7 +163,7 @@ impl ProcessTable {
 
     /// The labels of a sample of thread `tid` (named `thread_comm`) in process `pid`:
     /// pid, tid, thread and, as far as known, comm, exe, cgroup, container id (short),
-    /// runtime, pod UID and QoS class.
+    /// runtime, pod UID, QoS class, pod name and namespace.
     ///
     /// If the process has gone, `comm` falls back to `thread_comm` only for the main
     /// thread (`tid == pid`), since another thread's name is not the process's.
@@ -187,6 +191,14 @@ impl ProcessTable {
                         labels.set(label::QOS, qos.as_str());
                     }
                 }
+                if let Some(p) = &info.pod {
+                    if let Some(ns) = &p.namespace {
+                        labels.set(label::NAMESPACE, ns.as_str());
+                    }
+                    if let Some(pod) = &p.pod {
+                        labels.set(label::POD, pod.as_str());
+                    }
+                }
             }
             None if tid == pid => labels.set(keys::COMM, thread_comm),
             None => {}
@@ -200,15 +212,16 @@ impl ProcessTable {
 
     /// Reads a process's details; `None` if it is gone or was replaced meanwhile.
     fn read(&self, pid: u32, start_time: u64) -> Option<ProcessInfo> {
-        let dir = self.proc_root.join(pid.to_string());
-        let comm = match fs::read_to_string(dir.join("comm")) {
-            Ok(c) => Arc::from(c.strip_suffix('\n').unwrap_or(&c)),
+        let procfs = Procfs::at(&self.proc_root);
+        let comm = match procfs.comm(pid) {
+            Ok(c) => Arc::from(c),
             Err(e) => {
                 debug!(pid, error = %e, "process gone before its `comm` was read");
                 return None;
             }
         };
-        let exe = fs::read_link(dir.join("exe"))
+        let exe = procfs
+            .exe(pid)
             .inspect_err(|e| debug!(pid, error = %e, "no `exe` link"))
             .ok()
             .map(|p| Arc::from(p.to_string_lossy().as_ref()));
@@ -216,6 +229,8 @@ impl ProcessTable {
             .inspect_err(|e| debug!(pid, error = %e, "no cgroup"))
             .ok();
         let container = cgroup.as_deref().and_then(parse_cgroup_path);
+        let in_pod = container.as_ref().is_some_and(|c| c.pod_uid.is_some());
+        let pod = super::read_pod_names(&self.proc_root.join(pid.to_string()), in_pod);
         // The pid may have been reused while we read; then the details are not its.
         if self.start_time(pid) != Some(start_time) {
             debug!(pid, "process replaced while being read");
@@ -226,35 +241,29 @@ impl ProcessTable {
             exe,
             cgroup: cgroup.map(Arc::from),
             container,
+            pod,
         })
     }
 }
 
 /// Field 22 of `/proc/PID/stat`; `None` if the process is gone or the file is odd.
 fn read_start_time(proc_root: &Path, pid: u32) -> Option<u64> {
-    let stat = match fs::read_to_string(proc_root.join(pid.to_string()).join("stat")) {
-        Ok(s) => s,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+    match Procfs::at(proc_root).start_time(pid) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => {
             debug!(pid, error = %e, "unreadable `stat`");
-            return None;
+            None
         }
-    };
-    parse_start_time(&stat)
-}
-
-/// The start time from the text of `/proc/PID/stat`.
-///
-/// Field 2 is `(comm)` and `comm` may hold spaces and `)`, so fields are counted from
-/// the last `)`: field 3 is the first after it, field 22 the twentieth.
-fn parse_start_time(stat: &str) -> Option<u64> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
     use std::process::Command;
+
+    use symbolizer::procfs::parse_start_time;
 
     use super::*;
 
@@ -428,6 +437,41 @@ mod tests {
         assert_eq!(table.retain_live(), vec![42]);
         assert_eq!(table.len(), 1);
         assert_eq!(table.info(42), None);
+    }
+
+    #[test]
+    fn pod_and_namespace_come_from_the_containers_root() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let cgroup = "0::/kubepods.slice/kubepods-pod1b2c3d4e_5f60_7182_93a4_b5c6d7e8f901.slice/\
+             cri-containerd-4f8a1c2b3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcd.scope\n";
+        fake_process(root.path(), 42, 100, "nginx", cgroup);
+        let croot = root.path().join("42/root");
+        let sa = croot.join("var/run/secrets/kubernetes.io/serviceaccount");
+        fs::create_dir_all(&sa).expect("sa dir");
+        fs::write(sa.join("namespace"), "shop").expect("namespace");
+        fs::create_dir_all(croot.join("etc")).expect("etc");
+        fs::write(croot.join("etc/hostname"), "web-0\n").expect("hostname");
+        let mut table = ProcessTable::with_proc_root(root.path());
+        let labels = table.labels(42, 42, "nginx");
+        assert_eq!(labels.get(label::NAMESPACE), Some("shop"));
+        assert_eq!(labels.get(label::POD), Some("web-0"));
+        assert_eq!(
+            labels.get(label::POD_UID),
+            Some("1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901")
+        );
+        // A host process: no pod cgroup, no service account, so its host name is no pod.
+        fake_process(
+            root.path(),
+            7,
+            300,
+            "sshd",
+            "0::/system.slice/ssh.service\n",
+        );
+        fs::create_dir_all(root.path().join("7/root/etc")).expect("etc");
+        fs::write(root.path().join("7/root/etc/hostname"), "node-7\n").expect("hostname");
+        let labels = table.labels(7, 7, "sshd");
+        assert_eq!(labels.get(label::POD), None);
+        assert_eq!(labels.get(label::NAMESPACE), None);
     }
 
     #[test]

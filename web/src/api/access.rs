@@ -114,6 +114,12 @@ impl Token {
         Token::new(&text, &format!("`{}`", path.display()))
     }
 
+    /// The token's text, for a client to send (`ember export --agent`).
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// Whether `candidate` is the token, in time that depends on the token's length only.
     fn matches(&self, candidate: &[u8]) -> bool {
         let secret = self.0.as_bytes();

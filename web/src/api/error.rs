@@ -23,8 +23,9 @@ pub enum ApiError {
     /// encoding (400).
     #[error("{0}")]
     BadQuery(String),
-    /// The backend failed (500).
-    #[error("backend: {0}")]
+    /// The backend failed (500). Its cause is the source, not part of this message, so
+    /// `{err:#}` and [`ApiError::chain`] show it once.
+    #[error("backend")]
     Backend(#[from] BackendError),
     /// Rendering or a blocking task failed (500).
     #[error("internal: {0}")]
@@ -67,6 +68,20 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The message with every cause after it, `outer: cause: cause`: what the response
+    /// body and the log say.
+    #[must_use]
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(err) = source {
+            text.push_str(": ");
+            text.push_str(&err.to_string());
+            source = err.source();
+        }
+        text
+    }
+
     /// A [`ApiError::BadParam`] for `name`.
     pub(crate) fn param(name: &str, reason: impl Into<String>) -> Self {
         ApiError::BadParam {
@@ -99,9 +114,9 @@ impl IntoResponse for ApiError {
         let status = self.status();
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             // Logged here and nowhere else: handlers just return the error.
-            tracing::error!(err = %self, "API request failed");
+            tracing::error!(err = %self.chain(), "API request failed");
         } else if status == StatusCode::SERVICE_UNAVAILABLE {
-            tracing::debug!(err = %self, "heavy query refused");
+            tracing::debug!(err = %self.chain(), "heavy query refused");
         }
         let retry_after = match &self {
             ApiError::Busy { retry_after_s, .. } => Some(*retry_after_s),
@@ -110,7 +125,7 @@ impl IntoResponse for ApiError {
         };
         let unauthorized = matches!(self, ApiError::Unauthorized(_));
         let body = ErrorBody {
-            error: self.to_string(),
+            error: self.chain(),
         };
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
@@ -124,5 +139,36 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `{err:#}` as `anyhow` and `main` print it: the message, then each source's.
+    fn alternate(err: &dyn std::error::Error) -> String {
+        let mut text = err.to_string();
+        let mut source = err.source();
+        while let Some(e) = source {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+            source = e.source();
+        }
+        text
+    }
+
+    #[test]
+    fn every_cause_shows_once_in_the_chain() {
+        let cause = "store unreadable: disk on fire";
+        let err = ApiError::from(BackendError(cause.to_owned()));
+        for shown in [alternate(&err), err.chain()] {
+            assert_eq!(shown, format!("backend: {cause}"));
+            assert_eq!(shown.matches(cause).count(), 1, "{shown}");
+        }
+        // Errors without a source are their message alone.
+        let bad = ApiError::param("from", "missing unit");
+        assert_eq!(bad.chain(), "invalid `from`: missing unit");
+        assert_eq!(bad.chain(), alternate(&bad));
     }
 }

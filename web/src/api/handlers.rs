@@ -1,7 +1,7 @@
-//! One handler per endpoint. Each parses its parameters first (400 on any problem), then
-//! runs the backend query and the rendering on a blocking thread: the heavy ones
-//! (profile, top, timeline, diff) within the budgets of [`super::limits`], the light ones
-//! (labels, metrics) beside them.
+//! One handler per endpoint (the UI's own are in [`super::view_handlers`]). Each parses its
+//! parameters first (400 on any problem), then runs the backend query and the rendering on
+//! a blocking thread: the heavy ones (profile, top, timeline, diff) within the budgets of
+//! [`super::limits`], the light ones (labels, metrics) beside them.
 
 use std::sync::Arc;
 
@@ -10,17 +10,19 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
-use profiler_model::time::{TimeRange, format_seconds as seconds};
-use profiler_model::{Format, Profile, analysis, folded};
+use profiler_model::time::TimeRange;
+use profiler_model::{Format, LabelFilter, Profile, analysis, folded};
 use profiler_render::RenderOptions;
 use serde_json::{Value, json};
 
 use super::backend::{Backend, ProfileQuery};
 use super::error::ApiError;
 use super::flame::Layout;
+use super::human;
 use super::limits::{Budget, BudgetWriter, Limiter};
 use super::metrics::ApiMetrics;
-use super::params::{DEFAULT_FROM, Orientation, Params, RootFrame, TopSort};
+use super::params::{DEFAULT_FROM, Orientation, Params, RootFrame, TopGroup, TopSort};
+use super::views;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -31,7 +33,7 @@ pub(crate) struct AppState {
 }
 
 /// The query string, or why axum could not read it.
-type RawParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
+pub(super) type RawParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -51,7 +53,7 @@ async fn blocking<T: Send + 'static>(
 /// Runs a heavy query `f` on a blocking thread within a slot of the limiter and its
 /// budget: 503 when no slot frees in time or the answer is not ready by the deadline (the
 /// work then stops at its next check, and keeps its slot until it does).
-async fn heavy<T: Send + 'static>(
+pub(super) async fn heavy<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&dyn Backend, &Budget) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -76,7 +78,7 @@ const PROFILE_FORMATS: &[Format] = &[Format::Folded, Format::Svg, Format::Pprof,
 /// The formats `/api/v1/diff` answers in.
 const DIFF_FORMATS: &[Format] = &[Format::Folded, Format::Svg, Format::Json];
 
-fn with_type(content_type: &'static str, body: impl IntoResponse) -> Response {
+pub(super) fn with_type(content_type: &'static str, body: impl IntoResponse) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
@@ -88,7 +90,7 @@ fn folded_options(p: &Params, default_root: RootFrame) -> Result<folded::Options
 
 /// One function's view of a profile, from `focus=FUNC` or `callers=FUNC`.
 #[derive(Clone, Debug)]
-enum View {
+pub(super) enum View {
     /// The whole profile.
     All,
     /// Stacks through the function, re-rooted at it ([`analysis::focus`]).
@@ -98,7 +100,7 @@ enum View {
 }
 
 impl View {
-    fn from_params(p: &Params) -> Result<Self, ApiError> {
+    pub(super) fn from_params(p: &Params) -> Result<Self, ApiError> {
         let name = |param: &str| -> Result<Option<String>, ApiError> {
             match p.get(param) {
                 None => Ok(None),
@@ -126,7 +128,7 @@ impl View {
         }
     }
 
-    fn apply(&self, profile: Profile) -> Profile {
+    pub(super) fn apply(&self, profile: Profile) -> Profile {
         match self {
             View::All => profile,
             View::Focus(f) => analysis::focus(&profile, f),
@@ -146,7 +148,7 @@ impl View {
 
 /// The backend's merged profile, without the idle task unless asked for, within the
 /// budget's time and stacks.
-fn load_profile(
+pub(super) fn load_profile(
     backend: &dyn Backend,
     query: &ProfileQuery,
     include_idle: bool,
@@ -193,6 +195,7 @@ const PROFILE_PARAMS: &[&str] = &[
     "callers",
     "orientation",
     "width",
+    "type",
 ];
 
 /// `GET /api/v1/profile`: the merged profile as folded, SVG, pprof or JSON.
@@ -201,6 +204,7 @@ pub(crate) async fn profile(
     query: RawParams,
 ) -> Result<Response, ApiError> {
     let p = Params::new(query, PROFILE_PARAMS)?;
+    p.profile_type()?;
     let (from, to) = p.range("from", "to", DEFAULT_FROM, "now")?;
     let filter = p.filter()?;
     let format = p.format("format", PROFILE_FORMATS, Format::Folded)?;
@@ -222,10 +226,9 @@ pub(crate) async fn profile(
         };
         title.push_str(&view.describe());
         let subtitle = format!(
-            "{} to {} (unix s), {} samples",
-            seconds(from),
-            seconds(to),
-            profile.total()
+            "{}, {}",
+            human::range(from, to),
+            human::samples(profile.total(), profile.meta.frequency_hz)
         );
         // `no_kernel` (in `options`) drops kernel frames from every format, as `ember
         // export` does.
@@ -241,8 +244,8 @@ pub(crate) async fn profile(
         if format == Format::Pprof {
             let disposition = format!(
                 "attachment; filename=\"ember-{}-{}.{}\"",
-                seconds(from),
-                seconds(to),
+                human::file_stamp(from),
+                human::duration(to - from).replace(' ', ""),
                 format.file_extension()
             );
             let disposition = HeaderValue::from_str(&disposition)
@@ -263,7 +266,8 @@ pub(crate) async fn labels(
     State(state): State<AppState>,
     query: RawParams,
 ) -> Result<Response, ApiError> {
-    let p = Params::new(query, &["from", "to"])?;
+    let p = Params::new(query, &["from", "to", "type"])?;
+    p.profile_type()?;
     let (from, to) = p.range("from", "to", DEFAULT_FROM, "now")?;
     let labels = blocking(&state, move |b| Ok(b.label_values(from, to)?)).await?;
     Ok(Json(json!({ "from_unix_ns": from, "to_unix_ns": to, "labels": labels })).into_response())
@@ -271,14 +275,27 @@ pub(crate) async fn labels(
 
 // ---------------------------------------------------------------------------------------
 
-const TOP_PARAMS: &[&str] = &["from", "to", "filter", "limit", "sort", "include_idle"];
+const TOP_PARAMS: &[&str] = &[
+    "from",
+    "to",
+    "filter",
+    "limit",
+    "sort",
+    "include_idle",
+    "group",
+    "type",
+];
 
-/// `GET /api/v1/top`: the most expensive functions, by self or total samples.
+/// `GET /api/v1/top`: the most expensive functions, by self or total samples; with
+/// `group=process` or `group=binary`, one row per function and process (or binary), each
+/// row naming it.
 pub(crate) async fn top(
     State(state): State<AppState>,
     query: RawParams,
 ) -> Result<Response, ApiError> {
     let p = Params::new(query, TOP_PARAMS)?;
+    p.profile_type()?;
+    let group = p.choice("group", TopGroup::Function)?;
     let (from, to) = p.range("from", "to", DEFAULT_FROM, "now")?;
     let query = ProfileQuery {
         from_unix_ns: from,
@@ -290,6 +307,9 @@ pub(crate) async fn top(
     let include_idle = p.flag("include_idle")?;
     let body = heavy(&state, move |backend, budget| {
         let profile = load_profile(backend, &query, include_idle, budget)?;
+        if group != TopGroup::Function {
+            return Ok(grouped_top(&profile, group, sort, limit, (from, to)));
+        }
         let mut stats = analysis::top_functions(&profile);
         if sort == TopSort::Total {
             stats.sort_by(|a, b| {
@@ -316,12 +336,67 @@ pub(crate) async fn top(
             "from_unix_ns": from,
             "to_unix_ns": to,
             "total_samples": profile.total(),
+            "frequency_hz": profile.meta.frequency_hz,
             "sort": if sort == TopSort::Total { "total" } else { "self" },
             "functions": rows,
         }))
     })
     .await?;
     Ok(Json(body).into_response())
+}
+
+/// The answer of `/api/v1/top?group=process|binary`.
+fn grouped_top(
+    profile: &Profile,
+    group: TopGroup,
+    sort: TopSort,
+    limit: usize,
+    (from, to): (u64, u64),
+) -> Value {
+    let mut stats = views::top_grouped(profile, group);
+    if sort == TopSort::Total {
+        stats.sort_by(|a, b| {
+            b.total_samples
+                .cmp(&a.total_samples)
+                .then(b.self_samples.cmp(&a.self_samples))
+                .then_with(|| a.group.cmp(&b.group))
+                .then_with(|| a.name.cmp(&b.name))
+        });
+    }
+    stats.truncate(limit);
+    let key = if group == TopGroup::Process {
+        "process"
+    } else {
+        "binary"
+    };
+    let total = profile.total().max(1);
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "a share needs no more than f64's 53 bits of precision"
+    )]
+    let share = |n: u64| n as f64 / total as f64;
+    let rows: Vec<Value> = stats
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                key: s.group,
+                "self": s.self_samples,
+                "total": s.total_samples,
+                "self_share": share(s.self_samples),
+                "total_share": share(s.total_samples),
+            })
+        })
+        .collect();
+    json!({
+        "from_unix_ns": from,
+        "to_unix_ns": to,
+        "total_samples": profile.total(),
+        "frequency_hz": profile.meta.frequency_hz,
+        "sort": if sort == TopSort::Total { "total" } else { "self" },
+        "group": key,
+        "functions": rows,
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -331,7 +406,8 @@ pub(crate) async fn timeline(
     State(state): State<AppState>,
     query: RawParams,
 ) -> Result<Response, ApiError> {
-    let p = Params::new(query, &["from", "to", "filter"])?;
+    let p = Params::new(query, &["from", "to", "filter", "type"])?;
+    p.profile_type()?;
     let (from, to) = p.range("from", "to", DEFAULT_FROM, "now")?;
     let query = ProfileQuery {
         from_unix_ns: from,
@@ -362,6 +438,7 @@ pub(crate) async fn timeline(
 const DIFF_PARAMS: &[&str] = &[
     "base_from",
     "base_to",
+    "base_filter",
     "from",
     "to",
     "filter",
@@ -372,15 +449,18 @@ const DIFF_PARAMS: &[&str] = &[
     "limit",
     "orientation",
     "width",
+    "type",
 ];
 
 /// `GET /api/v1/diff`: what changed from the base range to the new one, normalized by
-/// share of samples.
+/// share of samples. The base range has the new range's filter unless `base_filter` gives
+/// its own (pod A against pod B).
 pub(crate) async fn diff(
     State(state): State<AppState>,
     query: RawParams,
 ) -> Result<Response, ApiError> {
     let p = Params::new(query, DIFF_PARAMS)?;
+    p.profile_type()?;
     let (from, to) = p.range("from", "to", DEFAULT_FROM, "now")?;
     // By default the base is the range of the same length just before the new one.
     let base_to = match p.get("base_to") {
@@ -416,6 +496,12 @@ pub(crate) async fn diff(
         });
     }
     let filter = p.filter()?;
+    let base_filter = match p.get("base_filter") {
+        Some(raw) => {
+            LabelFilter::parse(raw).map_err(|e| ApiError::param("base_filter", e.to_string()))?
+        }
+        None => filter.clone(),
+    };
     let format = p.format("format", DIFF_FORMATS, Format::Folded)?;
     let include_idle = p.flag("include_idle")?;
     let options = folded_options(&p, RootFrame::Comm)?;
@@ -424,7 +510,7 @@ pub(crate) async fn diff(
     let base_query = ProfileQuery {
         from_unix_ns: base_from,
         to_unix_ns: base_to,
-        filter: filter.clone(),
+        filter: base_filter,
     };
     let new_query = ProfileQuery {
         from_unix_ns: from,
@@ -437,14 +523,12 @@ pub(crate) async fn diff(
         let render = layout
             .apply(
                 RenderOptions::titled("Ember differential flame graph").with_subtitle(format!(
-                    "new {}..{} ({} samples) vs base {}..{} ({} samples, scaled to the new \
-                     total); red grew, blue shrank",
-                    seconds(from),
-                    seconds(to),
-                    new.total(),
-                    seconds(base_from),
-                    seconds(base_to),
-                    base.total()
+                    "new {} ({}) vs base {} ({}, scaled to the new total); red grew, blue \
+                     shrank",
+                    human::range(from, to),
+                    human::samples(new.total(), new.meta.frequency_hz),
+                    human::range(base_from, base_to),
+                    human::samples(base.total(), base.meta.frequency_hz)
                 )),
             )
             .with_folded(options)
@@ -484,7 +568,8 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
     load.family(
         "ember_api_heavy_queries_running",
         crate::prometheus::Kind::Gauge,
-        "Heavy queries (profile, top, timeline, diff) running now, within their budgets.",
+        "Heavy queries (profile, top, timeline, diff, flame, cpu, explore) running now, \
+         within their budgets.",
     )
     .sample(&[], running as u64);
     load.family(

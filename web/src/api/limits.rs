@@ -1,5 +1,6 @@
-//! Budgets for the heavy queries (`/api/v1/profile`, `top`, `timeline`, `diff`), so a burst
-//! of them cannot take the node's CPUs and memory or starve the light endpoints.
+//! Budgets for the heavy queries (`/api/v1/profile`, `top`, `timeline`, `diff`, and the
+//! UI's `flame`, `cpu`, `explore`), so a burst of them cannot take the node's CPUs and
+//! memory or starve the light endpoints.
 //!
 //! - **Concurrency.** At most [`Limits::concurrent`] heavy queries run at once (half the
 //!   CPUs, rounded up, by default: the agent is a guest on the node, and a light query

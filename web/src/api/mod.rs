@@ -4,9 +4,13 @@
 //! |---|---|
 //! | `GET /api/v1/profile` | the merged profile: `format=folded` (default), `svg`, `pprof`, `json`; `focus=FUNC` or `callers=FUNC` for one function's view; `orientation=flame\|icicle` and `width` (px) for SVGs |
 //! | `GET /api/v1/labels` | label names → values → samples |
-//! | `GET /api/v1/top` | functions by self (or `sort=total`) samples |
+//! | `GET /api/v1/top` | functions by self (or `sort=total`) samples; `group=process\|binary` for one row per function and process (or binary) |
 //! | `GET /api/v1/timeline` | samples per stored window |
-//! | `GET /api/v1/diff` | base range vs new range: `folded` (3 columns), `svg`, `json` |
+//! | `GET /api/v1/diff` | base range vs new range: `folded` (3 columns), `svg`, `json`; `base_filter` for a base of its own filter |
+//! | `GET /api/v1/flame` | the UI's flame graph: the call tree as JSON, or two ranges and filters compared (`view_handlers`) |
+//! | `GET /api/v1/cpu` | CPU in cores per stored window, idle left out |
+//! | `GET /api/v1/explore` | each label's values with their CPU share, under the other labels' filters |
+//! | `GET /api/v1/types` | the profile types `type=` takes (`cpu`; every endpoint takes `type`) |
 //! | `GET /healthz`, `GET /metrics` | `ok`, or 503 `degraded: reason`; Prometheus text |
 //! | `GET /`, `GET /ui/{file}` | the embedded web UI ([`crate::ui`]) |
 //! | `POST /login` | the UI's login form, when the API has a token ([`access`]) |
@@ -26,14 +30,19 @@ mod backend;
 mod error;
 mod flame;
 mod handlers;
+mod human;
 pub mod limits;
 mod metrics;
 mod params;
+mod view_handlers;
+mod views;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod testutil;
+#[cfg(test)]
+mod view_tests;
 
 use std::future::Future;
 use std::io;
@@ -118,6 +127,10 @@ pub fn app(backend: Arc<dyn Backend>, config: &ApiConfig) -> Router {
         .route("/api/v1/top", get(handlers::top))
         .route("/api/v1/timeline", get(handlers::timeline))
         .route("/api/v1/diff", get(handlers::diff))
+        .route("/api/v1/flame", get(view_handlers::flame))
+        .route("/api/v1/cpu", get(view_handlers::cpu))
+        .route("/api/v1/explore", get(view_handlers::explore))
+        .route("/api/v1/types", get(view_handlers::types))
         .fallback(handlers::not_found)
         .with_state(state.clone())
         .merge(login)

@@ -220,3 +220,51 @@ impl From<RootFrame> for profiler_model::folded::Root {
         }
     }
 }
+
+choice! {
+    /// `type`: which kind of profile a query is about. Only on-CPU samples are recorded
+    /// today; off-CPU time will be a second value, and every endpoint already takes the
+    /// parameter so the UI's selector needs no change when it comes.
+    ProfileType {
+        /// Samples of code running on a CPU, at the sampling frequency.
+        Cpu = "cpu",
+    }
+}
+
+impl ProfileType {
+    /// Every type, in the order the UI offers them.
+    pub(crate) const ALL: &'static [ProfileType] = &[ProfileType::Cpu];
+
+    /// The spelling of `type=`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ProfileType::Cpu => "cpu",
+        }
+    }
+
+    /// What people call it.
+    pub(crate) fn title(self) -> &'static str {
+        match self {
+            ProfileType::Cpu => "CPU time",
+        }
+    }
+}
+
+choice! {
+    /// `group` of `/api/v1/top`: what each row is.
+    TopGroup {
+        /// One row per function, merged across processes (the default).
+        Function = "function",
+        /// One row per function and process (`comm`).
+        Process = "process",
+        /// One row per function and binary (the file its code is in).
+        Binary = "binary",
+    }
+}
+
+impl Params {
+    /// `type`: [`ProfileType::Cpu`] when absent.
+    pub(crate) fn profile_type(&self) -> Result<ProfileType, ApiError> {
+        self.choice("type", ProfileType::Cpu)
+    }
+}

@@ -178,7 +178,8 @@ async fn profile_pprof_decodes_to_the_same_totals() {
     let disposition = a.headers["content-disposition"].to_str().expect("ASCII");
     assert_eq!(
         disposition,
-        format!("attachment; filename=\"ember-{}-{}.pb.gz\"", T0, T0 + 20)
+        // T0 is 2027-01-15T08:00:00Z; the name says when and how long, not unix seconds.
+        "attachment; filename=\"ember-20270115T080000Z-20s.pb.gz\""
     );
     assert!(a.body.starts_with(&[0x1f, 0x8b]), "gzip");
     let back = pprof::decode(&a.body[..]).expect("pprof decodes");
@@ -884,12 +885,8 @@ async fn ui_assets_are_embedded_with_types_and_etags() {
     assert!(page.text().contains("/ui/app.js") && page.text().contains("/ui/app.css"));
     assert_eq!(page.headers[header::CACHE_CONTROL], "no-cache");
     for (path, ty, needle) in [
-        (
-            "/ui/app.js",
-            "text/javascript; charset=utf-8",
-            "inlineGraph",
-        ),
-        ("/ui/app.css", "text/css; charset=utf-8", "#graph"),
+        ("/ui/app.js", "text/javascript; charset=utf-8", "buildTree"),
+        ("/ui/app.css", "text/css; charset=utf-8", "#flame"),
         ("/ui/favicon.svg", "image/svg+xml", "<svg"),
     ] {
         let a = get(&app, path).await;

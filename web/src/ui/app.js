@@ -1,61 +1,52 @@
-// Ember's web UI: vanilla JS, no build step. State lives in the query string (shareable,
-// restored on reload); every view is fetched from the agent's /api/v1 endpoints. Flame
-// graphs are inferno SVGs inlined into the page; inferno's own script is run once so its
-// zoom, search and tooltips work on whichever graph is shown.
+// Ember's web UI: plain JS, SVG and CSS, no build step and nothing fetched from elsewhere.
+// State lives in the query string (shareable, restored on reload; times are ISO 8601 or
+// relative, like `now-15m`). Everything on screen comes from the agent's /api/v1: the
+// CPU chart from /cpu, the flame graph from /flame (a call tree the page draws itself),
+// the tables from /top and /flame, the label explorer from /explore. Times are shown in
+// local wall-clock time (UTC on hover), CPU as CPU seconds and cores (samples on hover).
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
-  const PRESETS = ["now-5m", "now-15m", "now-1h", "now-24h"];
-  const MODES = ["flame", "top", "sandwich", "diff"];
-  const DEFAULTS = { from: "now-15m", to: "now", filter: "", mode: "flame", orientation: "flame", focus: "", sort: "self", refresh: "0" };
-  // Labels offered as filters first, in this order, with friendlier names.
-  const LABELS = [["comm", "Process"], ["pid", "PID"], ["thread", "Thread"], ["tid", "Thread ID"], ["container_id", "Container"], ["pod_uid", "Pod"], ["runtime", "Runtime"], ["qos", "QoS class"], ["cgroup", "cgroup"]];
-  const SKIP_LABELS = ["exe"];
+  const PRESETS = ["now-5m", "now-15m", "now-1h", "now-6h", "now-24h"];
+  const DEFAULTS = { mode: "overview", from: "now-15m", to: "now", filter: "", type: "cpu", group: "process", sort: "self",
+    colour: "binary", focus: "", bfrom: "", bto: "", bfilter: "", refresh: "0" };
+  // Labels in the explorer, in this order, with what people call them.
+  const LABELS = [["comm", "Process"], ["pid", "PID"], ["container_id", "Container"], ["pod_uid", "Pod"], ["thread", "Thread"],
+    ["tid", "Thread ID"], ["runtime", "Runtime"], ["qos", "QoS class"], ["cgroup", "cgroup"], ["exe", "Executable"]];
+  const labelTitle = (n) => (LABELS.find(([k]) => k === n) || [n, n])[1];
 
   // ---- state <-> URL ------------------------------------------------------------------
-  // Encoded with encodeURIComponent, as inferno's script encodes the `s`, `x`, `y` params it
-  // keeps in the same query string.
-  function readQuery() {
-    const out = {};
-    for (const part of location.search.replace(/^\?/, "").split("&")) {
-      const i = part.indexOf("=");
-      if (i <= 0) continue;
-      try { out[part.slice(0, i)] = decodeURIComponent(part.slice(i + 1)); } catch (_) { /* ignore */ }
-    }
-    return out;
-  }
   function readState() {
-    const q = readQuery();
+    const q = new URLSearchParams(location.search);
     const s = Object.assign({}, DEFAULTS);
-    for (const k of Object.keys(DEFAULTS)) if (q[k]) s[k] = q[k];
-    if (!MODES.includes(s.mode)) s.mode = "flame";
-    if (s.orientation !== "icicle") s.orientation = "flame";
+    for (const k of Object.keys(DEFAULTS)) if (q.get(k)) s[k] = q.get(k);
+    if (!["overview", "compare"].includes(s.mode)) s.mode = "overview";
+    if (!["process", "binary", "function"].includes(s.group)) s.group = "process";
+    if (!["self", "total"].includes(s.sort)) s.sort = "self";
+    if (!["binary", "process"].includes(s.colour)) s.colour = "binary";
     return s;
   }
   let state = readState();
-
-  // Writes the state into the URL. `keepZoom` keeps inferno's zoom (x, y), which only
-  // makes sense for the same graph.
-  function writeState(push, keepZoom) {
-    const q = readQuery();
-    for (const k of Object.keys(DEFAULTS)) {
-      if (state[k] && state[k] !== DEFAULTS[k]) q[k] = state[k]; else delete q[k];
-    }
-    if (!keepZoom) { delete q.x; delete q.y; }
-    const qs = Object.keys(q).map((k) => k + "=" + encodeURIComponent(q[k])).join("&");
+  function writeState(push) {
+    const q = new URLSearchParams();
+    for (const k of Object.keys(DEFAULTS)) if (state[k] && state[k] !== DEFAULTS[k]) q.set(k, state[k]);
+    const qs = q.toString();
     const url = location.pathname + (qs ? "?" + qs : "");
     if (push) history.pushState(null, "", url); else history.replaceState(null, "", url);
   }
 
   // ---- fetching -------------------------------------------------------------------------
-  let generation = 0;
   class ApiError extends Error {}
-  async function api(path, params, as) {
-    const qs = Object.keys(params).filter((k) => params[k] !== "" && params[k] != null)
-      .map((k) => k + "=" + encodeURIComponent(params[k])).join("&");
+  function apiUrl(path, params) {
+    const q = new URLSearchParams();
+    for (const k of Object.keys(params)) if (params[k] !== "" && params[k] != null) q.set(k, params[k]);
+    const qs = q.toString();
+    return path + (qs ? "?" + qs : "");
+  }
+  async function api(path, params) {
     let res;
     try {
-      res = await fetch(path + (qs ? "?" + qs : ""));
+      res = await fetch(apiUrl(path, Object.assign({ type: state.type }, params)));
     } catch (e) {
       throw new ApiError("Cannot reach the agent at " + location.origin + " (" + e.message + "). Is `ember agent` still running?");
     }
@@ -64,48 +55,98 @@
       try { msg = (await res.json()).error || msg; } catch (_) { /* not JSON */ }
       throw new ApiError("The API refused the request: " + msg);
     }
-    return as === "text" ? res.text() : res.json();
-  }
-  function apiUrl(path, params) {
-    const qs = Object.keys(params).filter((k) => params[k] !== "" && params[k] != null)
-      .map((k) => k + "=" + encodeURIComponent(params[k])).join("&");
-    return path + (qs ? "?" + qs : "");
+    return res.json();
   }
 
-  // ---- messages -------------------------------------------------------------------------
-  function say(text, isError) {
+  function say(text, kind) {
     const m = $("message");
     m.hidden = !text;
     m.textContent = text || "";
-    m.classList.toggle("error", !!isError);
+    m.classList.toggle("error", kind === "error");
   }
 
-  // ---- time -----------------------------------------------------------------------------
-  const nsToSec = (ns) => (Math.floor(ns / 1e6) / 1e3).toFixed(3);
-  function fmtTime(ns) {
-    const d = new Date(ns / 1e6);
-    const t = d.toLocaleTimeString([], { hour12: false });
-    return (Date.now() - d.getTime() > 20 * 3600e3 ? d.toLocaleDateString() + " " : "") + t;
+  // ---- units and times ------------------------------------------------------------------
+  const pad = (n) => String(n).padStart(2, "0");
+  const sameDay = (a, b) => a.toDateString() === b.toDateString();
+  // 12:30:05, with the date when it is not today.
+  function fmtTime(ms, withDate) {
+    const d = new Date(ms);
+    const t = pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+    if (withDate || !sameDay(d, new Date())) return d.toLocaleDateString([], { weekday: "short", day: "numeric", month: "short" }) + " " + t;
+    return t;
   }
-  function fmtDuration(ns) {
-    const s = ns / 1e9;
-    if (s < 120) return Math.round(s) + " s";
-    if (s < 7200) return Math.round(s / 60) + " min";
-    return (s / 3600).toFixed(s < 36000 ? 1 : 0) + " h";
+  const utc = (ms) => new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+  function fmtRange(a, b) {
+    const da = new Date(a), db = new Date(b);
+    const end = sameDay(da, db) ? fmtTime(b, false).replace(/^.* /, "") : fmtTime(b, true);
+    return fmtTime(a, !sameDay(da, new Date())) + " – " + end + " (" + fmtDur(b - a) + ")";
+  }
+  function trim1(x) { const t = x.toFixed(1); return t.endsWith(".0") ? t.slice(0, -2) : t; }
+  function fmtDur(ms) {
+    const s = ms / 1000;
+    if (s < 1) return Math.round(ms) + " ms";
+    if (s < 120) return trim1(s) + " s";
+    if (s < 7200) return trim1(s / 60) + " min";
+    if (s < 172800) return trim1(s / 3600) + " h";
+    return trim1(s / 86400) + " d";
+  }
+  function fmtNum(x, digits) { return x.toLocaleString([], { maximumFractionDigits: digits, minimumFractionDigits: digits }); }
+  // CPU seconds from samples at hz: "4.12 CPU s", "312 CPU s".
+  function cpuSeconds(samples, hz) { return hz ? samples / hz : null; }
+  function fmtCpu(samples, hz) {
+    const s = cpuSeconds(samples, hz);
+    if (s == null) return samples.toLocaleString() + " samples";
+    return fmtNum(s, s < 10 ? 2 : s < 100 ? 1 : 0) + " CPU s";
+  }
+  // Seconds alone, for table cells whose header says CPU.
+  function fmtSecs(samples, hz) {
+    const s = cpuSeconds(samples, hz);
+    if (s == null) return samples.toLocaleString();
+    return fmtNum(s, s < 10 ? 2 : s < 100 ? 1 : 0) + " s";
+  }
+  function fmtCores(c) {
+    const t = c === 0 ? "0" : c < 0.095 ? c.toPrecision(2) : fmtNum(c, c < 10 ? 2 : 1);
+    return t + (Math.abs(c - 1) < 0.005 ? " core" : " cores");
+  }
+  const fmtPct = (x) => (100 * x).toFixed(x >= 0.1 ? 1 : 2) + " %";
+  const samplesTitle = (n) => n.toLocaleString() + (n === 1 ? " sample" : " samples");
+  // ISO 8601 in local time with its offset: what the URL keeps for absolute times.
+  function isoLocal(ms) {
+    const d = new Date(ms);
+    const off = -d.getTimezoneOffset();
+    const sign = off >= 0 ? "+" : "-";
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + "T" + pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" +
+      pad(d.getSeconds()) + sign + pad(Math.floor(Math.abs(off) / 60)) + ":" + pad(Math.abs(off) % 60);
+  }
+  // The value of a datetime-local input for ms, and back.
+  const inputValue = (ms) => isoLocal(ms).slice(0, 19);
+  const fromInput = (v) => { const t = new Date(v).getTime(); return Number.isFinite(t) ? isoLocal(t) : ""; };
+  // What the API takes: RFC 3339 in UTC, to the millisecond.
+  const apiTime = (ms) => new Date(ms).toISOString();
+  // `now`, `now-15m`, `-1.5h` or an ISO time, in ms; null when the page cannot tell (the
+  // API then says why).
+  function resolveTime(s, now) {
+    s = (s || "").trim();
+    if (s === "now") return now;
+    const m = /^(?:now)?-(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(s);
+    if (m) return now - Number(m[1]) * { ms: 1, s: 1e3, m: 6e4, h: 36e5, d: 864e5 }[m[2]];
+    if (/^\d{4}-\d\d-\d\dT/.test(s)) { const t = Date.parse(s); return Number.isFinite(t) ? t : null; }
+    return null;
   }
 
   // ---- filters --------------------------------------------------------------------------
-  function parseFilter(f) {
-    return f.split(",").map((p) => p.trim()).filter(Boolean).map((p) => {
-      const i = p.indexOf("=");
-      return [p.slice(0, i), p.slice(i + 1)];
-    });
+  const parseFilter = (f) => (f || "").split(",").map((p) => p.trim()).filter(Boolean).map((p) => {
+    const i = p.indexOf("=");
+    return [p.slice(0, i), p.slice(i + 1)];
+  });
+  const joinFilter = (pairs) => pairs.map(([k, v]) => k + "=" + v).join(",");
+  function setFilter(pairs) { state.filter = joinFilter(pairs); writeState(true); load(); }
+  function addFilter(name, value) {
+    const pairs = parseFilter(state.filter);
+    if (!pairs.some(([k, v]) => k === name && v === value)) pairs.push([name, value]);
+    setFilter(pairs);
   }
-  function setFilter(pairs) {
-    state.filter = pairs.map(([k, v]) => k + "=" + v).join(",");
-    writeState(true);
-    load();
-  }
+  let hints = {}; // "name=value" → what the value is (a pid's process), from the explorer
   function renderActiveFilters() {
     const ul = $("active-filters");
     ul.replaceChildren();
@@ -120,45 +161,114 @@
       const li = document.createElement("li");
       const b = document.createElement("button");
       b.type = "button";
-      b.className = "chip";
       b.dataset.filter = k + "=" + v;
-      b.textContent = k + " = " + v + "  ✕";
+      const hint = hints[k + "=" + v];
+      b.textContent = labelTitle(k) + ": " + v + (hint ? " (" + hint + ")" : "") + "  ✕";
       b.setAttribute("aria-label", "Remove filter " + k + "=" + v);
       b.addEventListener("click", () => setFilter(pairs.filter((_, j) => j !== i)));
       li.append(b);
       ul.append(li);
     });
-  }
-  function renderFilterSelects(labels) {
-    const box = $("filter-selects");
-    box.replaceChildren();
-    const names = Object.keys(labels);
-    const order = LABELS.map(([n]) => n).filter((n) => names.includes(n))
-      .concat(names.filter((n) => !LABELS.some(([l]) => l === n) && !SKIP_LABELS.includes(n)).sort());
-    const active = parseFilter(state.filter);
-    for (const name of order) {
-      const friendly = (LABELS.find(([n]) => n === name) || [name, name])[1];
-      const id = "f-" + name.replace(/[^a-z0-9_-]/gi, "_");
-      const label = document.createElement("label");
-      label.htmlFor = id;
-      label.textContent = friendly + (friendly !== name ? " (" + name + ")" : "");
-      const sel = document.createElement("select");
-      sel.id = id;
-      const first = new Option("add…", "");
-      sel.append(first);
-      const values = Object.entries(labels[name]).sort((a, b) => b[1] - a[1]).slice(0, 300);
-      for (const [v, n] of values) {
-        if (active.some(([k, x]) => k === name && x === v)) continue;
-        sel.append(new Option(v + " (" + n.toLocaleString() + " samples)", v));
-      }
-      sel.addEventListener("change", () => {
-        if (sel.value) setFilter(active.concat([[name, sel.value]]));
-      });
-      box.append(label, sel);
+    const chip = $("focus-chip");
+    chip.hidden = !state.focus || state.mode !== "overview";
+    chip.replaceChildren();
+    if (state.focus) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.id = "focus-clear";
+      b.textContent = "Focused on " + state.focus + "  ✕";
+      b.setAttribute("aria-label", "Clear the focus on " + state.focus);
+      b.addEventListener("click", () => { state.focus = ""; writeState(true); load(); });
+      chip.append(b);
     }
   }
 
-  // ---- timeline -------------------------------------------------------------------------
+  // ---- label explorer -------------------------------------------------------------------
+  let explored = null; // the last /explore answer
+  function renderExplorer() {
+    const sel = $("ex-label");
+    const labels = explored ? explored.labels : [];
+    const names = LABELS.map(([n]) => n).filter((n) => labels.some((l) => l.name === n));
+    const current = sel.value;
+    sel.replaceChildren(...names.map((n) => new Option(labelTitle(n), n)));
+    sel.value = names.includes(current) ? current : names[0] || "";
+    const label = labels.find((l) => l.name === sel.value);
+    const ul = $("ex-values");
+    ul.replaceChildren();
+    if (!label) { $("ex-total").textContent = ""; return; }
+    const hz = explored.frequency_hz;
+    const un = label.unlabelled_samples || 0;
+    $("ex-total").textContent = "of " + fmtCpu(label.total_samples, hz) + (label.more ? ", " + label.more + " more not shown" : "") +
+      (un ? "; " + fmtCpu(un, hz) + " without a " + labelTitle(label.name).toLowerCase() : "");
+    $("ex-total").title = samplesTitle(label.total_samples) + (un ? ", " + samplesTitle(un) + " without this label" : "");
+    $("ex-total").dataset.unlabelled = String(un);
+    const term = $("ex-search").value.trim().toLowerCase();
+    const active = parseFilter(state.filter);
+    for (const v of label.values) {
+      if (term && !(v.value.toLowerCase().includes(term) || (v.hint || "").toLowerCase().includes(term))) continue;
+      const li = document.createElement("li");
+      const b = document.createElement("button");
+      b.type = "button";
+      b.dataset.value = v.value;
+      b.dataset.samples = String(v.samples);
+      b.dataset.share = String(v.share);
+      b.title = "Filter on " + label.name + "=" + v.value + " (" + samplesTitle(v.samples) + ")";
+      const name = document.createElement("span");
+      name.className = "v";
+      name.textContent = v.value;
+      if (v.hint && v.hint !== v.value) { const h = document.createElement("span"); h.className = "hint"; h.textContent = v.hint; name.append(h); }
+      const cpu = document.createElement("span"); cpu.className = "n"; cpu.textContent = fmtCpu(v.samples, hz);
+      const pct = document.createElement("span"); pct.className = "n share-pct"; pct.textContent = fmtPct(v.share);
+      const bar = document.createElement("span"); const inner = document.createElement("span");
+      inner.className = "sharebar"; inner.style.width = Math.max(1, Math.round(100 * v.share)) + "%"; bar.append(inner);
+      b.append(name, cpu, pct, bar);
+      if (active.some(([k, x]) => k === label.name && x === v.value)) b.disabled = true;
+      b.addEventListener("click", () => { $("explorer").hidden = true; $("explore-btn").setAttribute("aria-expanded", "false"); addFilter(label.name, v.value); });
+      li.append(b);
+      ul.append(li);
+    }
+  }
+  function noteHints() {
+    hints = {};
+    for (const l of (explored ? explored.labels : [])) for (const v of l.values) if (v.hint) hints[l.name + "=" + v.value] = v.hint;
+    const dl = $("filter-hints");
+    dl.replaceChildren();
+    for (const l of (explored ? explored.labels : [])) {
+      if (l.name !== "comm" && l.name !== "container_id" && l.name !== "pod_uid") continue;
+      for (const v of l.values.slice(0, 30)) dl.append(new Option(l.name + "=" + v.value + (v.hint ? " (" + v.hint + ")" : ""), l.name + "=" + v.value));
+    }
+  }
+
+  function renderTopProcs(total, hz, seconds) {
+    const ul = $("top-procs");
+    ul.replaceChildren();
+    const comm = explored && explored.labels.find((l) => l.name === "comm");
+    if (!comm || !comm.values.length) {
+      const li = document.createElement("li"); li.className = "muted small"; li.textContent = "No process used CPU in this range."; ul.append(li);
+      return;
+    }
+    const active = parseFilter(state.filter).filter(([k]) => k === "comm").map(([, v]) => v);
+    for (const v of comm.values.slice(0, 7)) {
+      const li = document.createElement("li");
+      li.dataset.comm = v.value;
+      if (active.includes(v.value)) li.className = "active";
+      const b = document.createElement("button");
+      b.type = "button";
+      const name = document.createElement("span"); name.className = "pname"; name.textContent = v.value;
+      const cpu = document.createElement("span"); cpu.className = "cpu";
+      const cores = hz && seconds > 0 ? v.samples / hz / seconds : null;
+      cpu.textContent = fmtCpu(v.samples, hz) + (cores != null ? " · " + fmtCores(cores) : "") + " · " + fmtPct(v.share);
+      cpu.title = samplesTitle(v.samples) + ", " + fmtPct(v.share) + " of the CPU in use";
+      const bar = document.createElement("span"); bar.className = "sharebar"; bar.style.width = Math.max(1, Math.round(100 * v.share)) + "%";
+      b.append(name, cpu, bar);
+      b.title = "Show only " + v.value;
+      b.addEventListener("click", () => addFilter("comm", v.value));
+      li.append(b);
+      ul.append(li);
+    }
+  }
+
+  // ---- the CPU chart --------------------------------------------------------------------
   const SVGNS = "http://www.w3.org/2000/svg";
   function el(name, attrs, text) {
     const e = document.createElementNS(SVGNS, name);
@@ -166,315 +276,519 @@
     if (text != null) e.textContent = text;
     return e;
   }
-  function drawTimeline(tl) {
-    const box = $("timeline");
-    const W = Math.max(300, box.clientWidth || 800), H = 72, top = 6, bottom = 16;
-    const from = tl.from_unix_ns, to = tl.to_unix_ns, span = to - from;
-    const svg = el("svg", { viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none", "aria-hidden": "true" });
-    const max = Math.max(1, ...tl.points.map((p) => p.samples));
-    for (const p of tl.points) {
-      const x = Math.max(0, (p.start_unix_ns - from) / span * W);
-      const x2 = Math.min(W, (p.end_unix_ns - from) / span * W);
-      const h = p.samples / max * (H - top - bottom);
-      const r = el("rect", { class: "bar", x: x, y: H - bottom - h, width: Math.max(1, x2 - x - 1), height: Math.max(p.samples ? 1 : 0, h) });
-      r.append(el("title", {}, fmtTime(p.start_unix_ns) + ": " + p.samples + " samples"));
+  function niceStep(max, n) {
+    const raw = max / n, p = Math.pow(10, Math.floor(Math.log10(raw)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= raw) return m * p;
+    return 10 * p;
+  }
+  const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400].map((s) => s * 1000);
+  // Draws cores over [from, to) (ms) with the selections `marks` ([{from, to, cls, label}]);
+  // `onBrush(fromMs, toMs)` gets a dragged range.
+  function drawChart(cpu, from, to, marks, onBrush) {
+    const box = $("chart");
+    const W = Math.max(320, Math.round(box.clientWidth || 800)), H = 150, L = 46, R = 8, T = 8, B = 22;
+    const svg = el("svg", { viewBox: "0 0 " + W + " " + H, "aria-hidden": "true" });
+    const span = to - from, pw = W - L - R, ph = H - T - B;
+    const x = (ms) => L + Math.max(0, Math.min(1, (ms - from) / span)) * pw;
+    const pts = cpu.points.filter((p) => p.cores != null);
+    const maxC = Math.max(0.01, ...pts.map((p) => p.cores));
+    const step = niceStep(maxC, 3), top = Math.ceil(maxC / step) * step;
+    const y = (c) => T + ph - c / top * ph;
+    for (let c = 0; c <= top + 1e-9; c += step) {
+      svg.append(el("line", { class: "grid", x1: L, x2: W - R, y1: y(c), y2: y(c) }));
+      svg.append(el("text", { class: "tick", x: L - 5, y: y(c) + 4, "text-anchor": "end" }, fmtNum(c, step < 0.1 ? 2 : step < 1 ? 1 : 0)));
+    }
+    svg.append(el("text", { class: "tick", x: 11, y: T + ph / 2, "text-anchor": "middle", transform: "rotate(-90 11 " + (T + ph / 2) + ")" }, "cores"));
+    const tstep = TIME_STEPS.find((s) => span / s <= Math.max(2, Math.floor(pw / 90))) || 86400e3;
+    const offset = new Date(from).getTimezoneOffset() * 6e4;
+    for (let t = Math.ceil((from - offset) / tstep) * tstep + offset; t <= to; t += tstep) {
+      svg.append(el("line", { class: "grid", x1: x(t), x2: x(t), y1: T + ph, y2: T + ph + 4 }));
+      if (x(t) + 26 > W || x(t) - 26 < L - 20) continue; // a label cut by the edge
+      const lab = el("text", { class: "tick", x: x(t), y: H - 5, "text-anchor": "middle" }, fmtTime(t, false).replace(/^.* /, ""));
+      lab.append(el("title", {}, utc(t)));
+      svg.append(lab);
+    }
+    // Steps: one flat segment per stored window.
+    let d = "";
+    for (const p of pts) {
+      const a = x(p.start_unix_ns / 1e6), b = x(p.end_unix_ns / 1e6);
+      d += "M" + a.toFixed(1) + "," + y(0).toFixed(1) + "V" + y(p.cores).toFixed(1) + "H" + b.toFixed(1) + "V" + y(0).toFixed(1) + "Z";
+    }
+    svg.append(el("path", { class: "area", d: d || "M0,0" }));
+    for (const p of pts) {
+      const r = el("rect", { x: x(p.start_unix_ns / 1e6), y: T, width: Math.max(1, x(p.end_unix_ns / 1e6) - x(p.start_unix_ns / 1e6)), height: ph, fill: "transparent" });
+      r.append(el("title", {}, fmtTime(p.start_unix_ns / 1e6, false) + " – " + fmtTime(p.end_unix_ns / 1e6, false) + ": " + fmtCores(p.cores) + " (" +
+        samplesTitle(p.samples) + "; " + utc(p.start_unix_ns / 1e6) + ")"));
       svg.append(r);
     }
-    svg.append(el("text", { class: "axis", x: 2, y: H - 3 }, fmtTime(from)));
-    svg.append(el("text", { class: "axis", x: W - 2, y: H - 3, "text-anchor": "end" }, fmtTime(to)));
-    svg.append(el("text", { class: "axis", x: 2, y: 12 }, "max " + max.toLocaleString() + " samples/window"));
-    const brush = el("rect", { class: "brush", x: 0, y: 0, width: 0, height: H - bottom, visibility: "hidden" });
+    for (const m of marks) {
+      const a = x(m.from), b = x(m.to);
+      const g = el("g", { class: "mark", "data-side": m.side || "" });
+      g.append(el("rect", { class: m.cls, x: a, y: T, width: Math.max(2, b - a), height: ph, "pointer-events": "none" }));
+      if (m.label) g.append(el("text", { class: "lab", x: a + 3, y: T + 12, fill: m.side === "a" ? "var(--a)" : "var(--b)" }, m.label));
+      svg.append(g);
+    }
+    svg.append(el("line", { class: "grid", x1: L, x2: W - R, y1: y(0), y2: y(0) }));
+    const brush = el("rect", { class: "brush", x: 0, y: T, width: 0, height: ph, visibility: "hidden" });
     svg.append(brush);
     let x0 = null;
-    const xOf = (e) => { const b = svg.getBoundingClientRect(); return Math.min(W, Math.max(0, (e.clientX - b.left) / b.width * W)); };
+    const xOf = (e) => { const r = svg.getBoundingClientRect(); return Math.min(W - R, Math.max(L, (e.clientX - r.left) / r.width * W)); };
+    const msOf = (px) => from + (px - L) / pw * span;
     svg.addEventListener("pointerdown", (e) => { x0 = xOf(e); svg.setPointerCapture(e.pointerId); brush.setAttribute("visibility", "visible"); brush.setAttribute("x", x0); brush.setAttribute("width", 0); });
-    svg.addEventListener("pointermove", (e) => { if (x0 == null) return; const x = xOf(e); brush.setAttribute("x", Math.min(x, x0)); brush.setAttribute("width", Math.abs(x - x0)); });
+    svg.addEventListener("pointermove", (e) => { if (x0 == null) return; const v = xOf(e); brush.setAttribute("x", Math.min(v, x0)); brush.setAttribute("width", Math.abs(v - x0)); });
     svg.addEventListener("pointerup", (e) => {
       if (x0 == null) return;
       const x1 = xOf(e), a = Math.min(x0, x1), b = Math.max(x0, x1);
       x0 = null;
       brush.setAttribute("visibility", "hidden");
-      if (b - a < 4) return;
-      state.from = nsToSec(from + a / W * span);
-      state.to = nsToSec(from + b / W * span);
-      writeState(true);
-      syncControls();
-      load();
+      if (b - a >= 4) onBrush(Math.round(msOf(a) / 1000) * 1000, Math.round(msOf(b) / 1000) * 1000);
     });
     box.replaceChildren(svg);
   }
 
-  // ---- inferno graphs -------------------------------------------------------------------
-  let infernoLoaded = false;
-  function runScript(code) {
-    const s = document.createElement("script");
-    s.textContent = code;
-    document.head.append(s);
-    s.remove();
+  // ---- the flame graph ------------------------------------------------------------------
+  // The call tree as parallel arrays: depth, name, binary, total, self (and base_total,
+  // base_self when comparing), x (fraction of the root), w (fraction), parent, top (the
+  // depth-1 ancestor: the process).
+  let tree = null;
+  let zoom = 0;     // the node the graph is zoomed into (0: the root)
+  const ROW = 18;
+  function buildTree(body) {
+    const n = body.nodes.length, cmp = !!body.base;
+    const t = { body, n, cmp, depth: new Int32Array(n), name: new Int32Array(n), bin: new Int32Array(n), total: new Float64Array(n), self: new Float64Array(n),
+      btotal: new Float64Array(n), bself: new Float64Array(n), x: new Float64Array(n), w: new Float64Array(n), parent: new Int32Array(n), proc: new Int32Array(n), maxDepth: 0 };
+    const nt = Math.max(1, body.total_samples), bt = cmp ? Math.max(1, body.base.total_samples) : 1;
+    const hasNew = body.total_samples > 0, hasBase = cmp && body.base.total_samples > 0;
+    const stack = []; // [node, next child x]
+    for (let i = 0; i < n; i++) {
+      const r = body.nodes[i];
+      t.depth[i] = r[0]; t.name[i] = r[1]; t.bin[i] = r[2]; t.total[i] = r[3]; t.self[i] = r[4];
+      if (cmp) { t.btotal[i] = r[5]; t.bself[i] = r[6]; }
+      // Width: the share of its profile, averaged over both sides when comparing (a side
+      // with no samples does not count).
+      const parts = [];
+      if (!cmp || hasNew) parts.push(t.total[i] / nt);
+      if (hasBase) parts.push(t.btotal[i] / bt);
+      t.w[i] = parts.length ? parts.reduce((a, b) => a + b, 0) / parts.length : 0;
+      while (stack.length && t.depth[stack[stack.length - 1][0]] >= r[0]) stack.pop();
+      if (stack.length) {
+        const top = stack[stack.length - 1];
+        t.parent[i] = top[0]; t.x[i] = top[1]; top[1] += t.w[i];
+        t.proc[i] = r[0] === 1 ? i : t.proc[top[0]];
+      } else { t.parent[i] = -1; t.x[i] = 0; t.w[i] = 1; t.proc[i] = 0; }
+      stack.push([i, t.x[i]]);
+      if (r[0] > t.maxDepth) t.maxDepth = r[0];
+    }
+    return t;
   }
-  // inferno's init() adds a window "resize" listener and a deferred width update bound to
-  // the graph it starts on; both set the frames' width to the SVG's width minus padding.
-  // On a replaced graph (detached) or a hidden one (a view not shown yet) that width is 0
-  // and they would set negative widths. So the previous graph's listeners are removed, and
-  // both run only while the graph is in the page and laid out: a deferred update waits for
-  // the next frame in which the graph has a width.
-  let infernoResizeListeners = [];
-  function initInferno(node) {
-    for (const f of infernoResizeListeners) window.removeEventListener("resize", f);
-    infernoResizeListeners = [];
-    const laidOut = () => node.isConnected && node.getBoundingClientRect().width > 0;
-    const addListener = window.addEventListener;
-    const setTimer = window.setTimeout;
-    window.addEventListener = function (type, fn, options) {
-      if (type !== "resize") return addListener.call(window, type, fn, options);
-      const guarded = function (e) { if (laidOut()) fn(e); };
-      infernoResizeListeners.push(guarded);
-      return addListener.call(window, type, guarded, options);
-    };
-    window.setTimeout = function (fn, ms, ...rest) {
-      const whenLaidOut = function () {
-        if (laidOut()) fn(...rest);
-        else if (node.isConnected) requestAnimationFrame(whenLaidOut);
-      };
-      return setTimer.call(window, whenLaidOut, ms);
-    };
-    try {
-      window.init();
-    } finally {
-      window.addEventListener = addListener;
-      window.setTimeout = setTimer;
+  function hash(s) { let h = 2166136261; for (let i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 16777619); } return h >>> 0; }
+  const dark = () => window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
+  function colourKey(t, i) {
+    if (t.depth[i] === 0) return "";
+    if (state.colour === "process") return t.body.names[t.name[t.proc[i]]];
+    if (t.depth[i] === 1) return "[process]";
+    return t.body.binaries[t.bin[i]] || "[unknown binary]";
+  }
+  function colourOf(key) {
+    const l = dark() ? 52 : 68;
+    if (key === "") return dark() ? "hsl(220,8%,40%)" : "hsl(220,8%,82%)";
+    if (key === "[process]") return dark() ? "hsl(210,20%,45%)" : "hsl(210,25%,78%)";
+    if (key === "[kernel]") return "hsl(28,85%," + l + "%)";
+    if (key === "[unknown binary]") return dark() ? "hsl(0,0%,45%)" : "hsl(0,0%,72%)";
+    const h = hash(key);
+    return "hsl(" + (h % 360) + "," + (45 + (h >> 9) % 25) + "%," + l + "%)";
+  }
+  function diffColour(t, i) {
+    const nt = Math.max(1, t.body.total_samples), bt = Math.max(1, t.body.base.total_samples);
+    const a = t.btotal[i] / bt, b = t.total[i] / nt;
+    const d = b - a, rel = Math.min(1, Math.abs(d) / Math.max(0.02, Math.max(a, b)));
+    if (Math.abs(d) < 0.0005 || !t.body.base.total_samples || !t.body.total_samples) return dark() ? "hsl(0,0%,42%)" : "hsl(0,0%,85%)";
+    const l = dark() ? 58 - 18 * rel : 88 - 30 * rel;
+    return d > 0 ? "hsl(2,80%," + l + "%)" : "hsl(214,80%," + l + "%)";
+  }
+  const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+  let searchRe = null;
+  // Draws the tree zoomed into `zoom`, as SVG rectangles (icicle: the root at the top).
+  function drawFlame() {
+    const box = $("flame");
+    if (!tree) { box.replaceChildren(); return; }
+    const t = tree, W = Math.max(200, Math.round(box.clientWidth || 900));
+    const x0 = t.x[zoom], span = t.w[zoom] || 1;
+    const out = [];
+    const legend = new Map();
+    let matched = 0, matchedBase = 0;
+    const matchedAt = new Int8Array(t.n);
+    const textColour = dark() ? "#f2f2f2" : "#111";
+    for (let i = 0; i < t.n; i++) {
+      const left = (t.x[i] - x0) / span * W, width = t.w[i] / span * W;
+      const isMatch = searchRe && t.depth[i] > 0 && searchRe.test(t.body.names[t.name[i]]);
+      const p = t.parent[i];
+      matchedAt[i] = isMatch ? 1 : p >= 0 ? matchedAt[p] : 0;
+      if (isMatch && !(p >= 0 && matchedAt[p])) { matched += t.total[i]; matchedBase += t.btotal[i]; }
+      if (left + width < 0 || left > W || width < 0.4) continue;
+      const l = Math.max(0, left), w = Math.min(W, left + width) - l;
+      const key = colourKey(t, i);
+      const fill = t.cmp && t.depth[i] > 0 ? diffColour(t, i) : colourOf(key);
+      if (!t.cmp && t.depth[i] > 1) legend.set(key, (legend.get(key) || 0) + t.self[i]);
+      const y = t.depth[i] * ROW;
+      const name = t.body.names[t.name[i]];
+      out.push('<rect data-i="' + i + '" data-name="' + esc(name) + '" x="' + l.toFixed(1) + '" y="' + y + '" width="' + Math.max(0.5, w).toFixed(1) + '" height="' + (ROW - 1) +
+        '" fill="' + fill + '"' + (isMatch ? ' class="match"' : "") + "></rect>");
+      if (w > 28) {
+        const chars = Math.floor((w - 6) / 6.7);
+        const label = name.length > chars ? name.slice(0, Math.max(1, chars - 1)) + "…" : name;
+        out.push('<text x="' + (l + 3).toFixed(1) + '" y="' + (y + 12.5) + '" fill="' + (t.cmp ? "#111" : textColour) + '">' + esc(label) + "</text>");
+      }
+    }
+    const H = (t.maxDepth + 1) * ROW;
+    box.innerHTML = '<svg xmlns="http://www.w3.org/2000/svg" id="flame-svg" viewBox="0 0 ' + W + " " + H + '" width="' + W + '" height="' + H + '">' + out.join("") + "</svg>";
+    box.classList.toggle("searching", !!searchRe);
+    $("reset-zoom").disabled = zoom === 0;
+    // The search's result: the share of CPU under matching frames (each sample once).
+    const res = $("search-result");
+    if (!searchRe) res.textContent = "";
+    else if (!matched && !matchedBase) res.textContent = "No match";
+    else {
+      const hz = t.body.frequency_hz;
+      res.textContent = "Matched: " + fmtPct(matched / Math.max(1, t.body.total_samples)) + " (" + fmtCpu(matched, hz) + ")" +
+        (t.cmp ? ", A: " + fmtPct(matchedBase / Math.max(1, t.body.base.total_samples)) : "");
+      res.dataset.share = String(matched / Math.max(1, t.body.total_samples));
+    }
+    // The legend: the binaries (or processes) that take the most self time.
+    const lg = $("legend");
+    lg.replaceChildren();
+    if (t.cmp) {
+      lg.innerHTML = '<span><i style="background:hsl(2,80%,62%)"></i>grew from A to B (by share)</span><span><i style="background:hsl(214,80%,62%)"></i>shrank</span>' +
+        '<span><i style="background:hsl(0,0%,80%)"></i>about the same</span><span class="muted">Width: the mean of both sides\' shares.</span>';
+      return;
+    }
+    const keys = [...legend.entries()].filter(([k]) => k !== "[process]").sort((a, b) => b[1] - a[1]).slice(0, 10);
+    for (const [k] of keys) {
+      const s = document.createElement("span");
+      const i = document.createElement("i");
+      i.style.background = colourOf(k);
+      s.append(i, document.createTextNode(k));
+      s.dataset.key = k;
+      lg.append(s);
     }
   }
-  // Inlines an inferno SVG into #graph and starts inferno's script on it. Returns false
-  // for the API's "no samples" SVG (no frames).
-  function inlineGraph(text) {
-    const doc = new DOMParser().parseFromString(text, "image/svg+xml");
-    const svg = doc.documentElement;
-    if (svg.nodeName !== "svg" || doc.querySelector("parsererror")) throw new ApiError("The flame graph SVG did not parse");
-    const script = svg.querySelector("script");
-    const code = script ? script.textContent : "";
-    if (script) script.remove();
-    svg.removeAttribute("onload");
-    svg.id = "flame-svg";
-    const node = document.importNode(svg, true);
-    $("graph").replaceChildren(node);
-    if (!node.querySelector("#frames") || !code) return false;
-    // inferno's script looks up "the first <svg> of the document"; the timeline is one too.
-    const patched = code.replace('document.getElementsByTagName("svg")[0]', 'document.getElementById("flame-svg")');
-    if (!infernoLoaded) {
-      runScript(patched); // settings + functions + window listeners, once
-      infernoLoaded = true;
+  function tooltipHtml(i) {
+    const t = tree, hz = t.body.frequency_hz;
+    const name = t.body.names[t.name[i]], bin = t.body.binaries[t.bin[i]];
+    const nt = Math.max(1, t.body.total_samples);
+    let rows = "";
+    const row = (k, v, title) => { rows += "<tr><td>" + k + "</td><td" + (title ? ' title="' + esc(title) + '"' : "") + ">" + v + "</td></tr>"; };
+    if (t.depth[i] === 1) row("Process", esc(name));
+    else if (t.depth[i] > 1) { row("Binary", esc(bin || "unknown")); row("Process", esc(t.body.names[t.name[t.proc[i]]])); }
+    if (!t.cmp) {
+      row("Total", fmtCpu(t.total[i], hz) + " · " + fmtPct(t.total[i] / nt), samplesTitle(t.total[i]));
+      row("Self", fmtCpu(t.self[i], hz) + " · " + fmtPct(t.self[i] / nt), samplesTitle(t.self[i]));
+      row("Samples", t.total[i].toLocaleString() + " total, " + t.self[i].toLocaleString() + " self");
     } else {
-      runScript(code.split('"use strict";')[0]); // only this graph's settings (inverted, ...)
+      const bt = Math.max(1, t.body.base.total_samples);
+      const a = t.btotal[i] / bt, b = t.total[i] / nt;
+      row("A (baseline)", fmtCpu(t.btotal[i], hz) + " · " + fmtPct(a), samplesTitle(t.btotal[i]));
+      row("B", fmtCpu(t.total[i], hz) + " · " + fmtPct(b), samplesTitle(t.total[i]));
+      const d = b - a, dc = cpuSeconds(t.total[i] - t.btotal[i], hz);
+      row("Change", '<span class="' + (d >= 0 ? "grew" : "shrank") + '">' + (d >= 0 ? "+" : "−") + (100 * Math.abs(d)).toFixed(2) + " points</span>" +
+        (dc != null ? " (" + (dc >= 0 ? "+" : "−") + fmtNum(Math.abs(dc), 2) + " CPU s)" : ""));
     }
-    initInferno(node);
-    // Keyboard: frames are focusable, Enter zooms like a click.
-    for (const g of node.querySelectorAll("#frames > g")) {
-      g.setAttribute("tabindex", "0");
-      g.addEventListener("keydown", (e) => { if (e.key === "Enter") g.dispatchEvent(new MouseEvent("click", { bubbles: true })); });
+    return '<div class="fn">' + esc(name) + "</div><table>" + rows + "</table>" + (t.depth[i] > 0 ? '<div class="muted small">Click to zoom</div>' : "");
+  }
+  function wireFlame() {
+    const box = $("flame"), tip = $("tooltip");
+    box.addEventListener("pointermove", (e) => {
+      const r = e.target.closest && e.target.closest("rect[data-i]");
+      if (!r || !tree) { tip.hidden = true; return; }
+      const i = Number(r.dataset.i);
+      if (tip.dataset.i !== String(i)) { tip.innerHTML = tooltipHtml(i); tip.dataset.i = String(i); }
+      tip.hidden = false;
+      // Next to the pointer, kept inside the window.
+      const w = tip.offsetWidth, h = tip.offsetHeight;
+      let x = e.clientX + 14, y = e.clientY + 16;
+      if (x + w > window.innerWidth - 4) x = Math.max(4, e.clientX - w - 14);
+      if (y + h > window.innerHeight - 4) y = Math.max(4, e.clientY - h - 12);
+      tip.style.left = x + "px"; tip.style.top = y + "px";
+    });
+    box.addEventListener("pointerleave", () => { tip.hidden = true; });
+    box.addEventListener("click", (e) => {
+      const r = e.target.closest && e.target.closest("rect[data-i]");
+      if (!r) return;
+      zoom = Number(r.dataset.i) === zoom ? (tree.parent[zoom] >= 0 ? tree.parent[zoom] : 0) : Number(r.dataset.i);
+      tip.hidden = true;
+      drawFlame();
+    });
+  }
+  function setSearch(term) {
+    searchRe = null;
+    if (term) {
+      try { searchRe = new RegExp(term); } catch (e) { $("search-result").textContent = "Not a regular expression: " + e.message; return; }
     }
-    return true;
+    drawFlame();
+    for (const tr of $("top-table").querySelectorAll("tbody tr")) tr.classList.toggle("picked", !!searchRe && searchRe.test(tr.dataset.name));
   }
-  function matchedText() {
-    const m = document.getElementById("matched");
-    return m && !m.classList.contains("hide") ? m.textContent : "";
-  }
-  function doSearch(term) {
-    if (!window.search || !document.getElementById("frames")) return;
-    if (window.searching) window.search_prompt(); // inferno's toggle: resets the last search
-    $("search-result").textContent = "";
-    if (!term) return;
-    try { new RegExp(term); } catch (e) { $("search-result").textContent = "Not a regular expression: " + e.message; return; }
-    window.search(term);
-    $("search-result").textContent = matchedText() || "No match for " + term;
-  }
+  const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
-  // ---- views ----------------------------------------------------------------------------
-  function renderTop(top) {
+  // ---- tables -----------------------------------------------------------------------------
+  let topRows = null;
+  function renderTop() {
     const tbody = $("top-table").querySelector("tbody");
     tbody.replaceChildren();
-    for (const f of top.functions) {
+    if (!topRows) return;
+    const hz = topRows.frequency_hz, key = topRows.group || null;
+    $("grp-head").textContent = key === "binary" ? "Binary" : key === "process" ? "Process" : "";
+    $("grp-head").hidden = !key;
+    for (const b of document.querySelectorAll("th .sort")) b.setAttribute("aria-pressed", String(b.dataset.sort === state.sort));
+    const term = $("top-search").value.trim().toLowerCase();
+    for (const f of topRows.functions) {
+      const group = key ? f[key] || "" : "";
+      if (term && !f.name.toLowerCase().includes(term) && !group.toLowerCase().includes(term)) continue;
       const tr = document.createElement("tr");
       tr.dataset.name = f.name;
-      const name = document.createElement("td");
-      const b = document.createElement("button");
-      b.type = "button";
-      b.textContent = f.name;
-      b.title = "Focus the flame graph on " + f.name;
-      b.addEventListener("click", () => { state.focus = f.name; state.mode = "flame"; writeState(true); load(); });
-      name.append(b);
-      const pct = (x) => (100 * x).toFixed(1) + "%";
-      const cell = (t) => { const td = document.createElement("td"); td.textContent = t; return td; };
-      const bar = cell(pct(f.self_share));
-      const s = document.createElement("span");
-      s.className = "share";
-      s.style.width = Math.round(60 * f.self_share) + "px";
-      bar.prepend(s);
+      tr.dataset.group = group;
+      tr.dataset.self = String(f.self);
+      const td = (text, cls, title) => { const c = document.createElement("td"); c.textContent = text; if (cls) c.className = cls; if (title) c.title = title; return c; };
+      const name = td(f.name, "name", f.name);
+      tr.append(name);
+      if (key) tr.append(td(group || "unknown", "grp", group));
+      const both = (n, sh) => fmtSecs(n, hz) + " · " + fmtPct(sh);
+      tr.append(td(both(f.self, f.self_share), "num", samplesTitle(f.self) + " self"), td(both(f.total, f.total_share), "num", samplesTitle(f.total) + " total"));
       const act = document.createElement("td");
-      const sw = document.createElement("button");
-      sw.type = "button";
-      sw.textContent = "Sandwich";
-      sw.setAttribute("aria-label", "Sandwich view of " + f.name);
-      sw.addEventListener("click", () => { state.focus = f.name; state.mode = "sandwich"; writeState(true); load(); });
-      act.append(sw);
-      tr.append(name, cell(f.self.toLocaleString()), bar, cell(f.total.toLocaleString()), cell(pct(f.total_share)), act);
+      const fb = document.createElement("button");
+      fb.type = "button"; fb.className = "act"; fb.textContent = "Focus";
+      fb.title = "Draw only the stacks through " + f.name + ", rooted at it";
+      fb.addEventListener("click", (e) => { e.stopPropagation(); state.focus = f.name; writeState(true); load(); });
+      act.append(fb);
+      tr.append(act);
+      tr.title = "Click to highlight " + f.name + " in the flame graph";
+      tr.addEventListener("click", () => { $("search-input").value = "^" + escapeRe(f.name) + "$"; setSearch($("search-input").value); });
       tbody.append(tr);
     }
   }
-
-  function graphWidth() { return Math.max(200, Math.min(20000, Math.round($("graph").clientWidth || 1200))); }
-
-  // The parameters that define "what is on screen", with the range made absolute.
-  function screenParams(range) {
-    const p = { from: range.from, to: range.to, filter: state.filter };
-    if (state.mode === "diff") return p;
-    if (state.focus) p.focus = state.focus;
-    return p;
+  function renderChanges(body) {
+    const hz = body.frequency_hz;
+    const fill = (id, rows, title) => {
+      const tb = $(id);
+      tb.replaceChildren();
+      const head = document.createElement("tr");
+      head.className = "section-head";
+      const h = document.createElement("td"); h.colSpan = 5; h.textContent = title + (rows.length || !both ? "" : ": none"); head.append(h);
+      tb.append(head);
+      for (const r of rows) {
+        const tr = document.createElement("tr");
+        tr.dataset.name = r.name;
+        tr.dataset.delta = String(r.self_delta);
+        const td = (text, cls, t) => { const c = document.createElement("td"); c.textContent = text; if (cls) c.className = cls; if (t) c.title = t; return c; };
+        const dc = cpuSeconds(r.new_self - r.base_self, hz);
+        tr.append(td(r.name, "name", r.name), td(fmtPct(r.base_self_share), "", samplesTitle(r.base_self)), td(fmtPct(r.new_self_share), "", samplesTitle(r.new_self)),
+          td((r.self_delta >= 0 ? "+" : "−") + (100 * Math.abs(r.self_delta)).toFixed(2) + " pt", r.self_delta >= 0 ? "grew" : "shrank"),
+          td(dc == null ? "" : (dc >= 0 ? "+" : "−") + fmtNum(Math.abs(dc), 2) + " s", "", fmtCpu(r.base_self, hz) + " → " + fmtCpu(r.new_self, hz)));
+        tr.addEventListener("click", () => { $("search-input").value = "^" + escapeRe(r.name) + "$"; setSearch($("search-input").value); });
+        tb.append(tr);
+      }
+    };
+    // Against an empty side every function "grew" or "shrank" by all of its share: no table.
+    const both = body.total_samples > 0 && body.base.total_samples > 0;
+    fill("grew-rows", both ? body.grew || [] : [], both ? "Grew (by share of CPU)" : "Nothing to compare: one side has no samples");
+    fill("shrank-rows", both ? body.shrank || [] : [], "Shrank");
+    $("shrank-rows").hidden = !both;
   }
 
-  function setDownloads(range) {
-    const base = screenParams(range);
-    const stem = "ember-" + range.from + "-" + range.to + (state.focus && state.mode !== "diff" ? "-" + state.focus.replace(/[^A-Za-z0-9_.-]/g, "_") : "");
+  // ---- downloads ------------------------------------------------------------------------
+  function stamp(ms) { const d = new Date(ms); return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + "_" + pad(d.getHours()) + pad(d.getMinutes()); }
+  function setDownloads(r) {
     const set = (id, href, name) => {
       const a = $(id);
       if (href) { a.href = href; a.download = name; a.removeAttribute("aria-disabled"); a.removeAttribute("tabindex"); }
       else { a.removeAttribute("href"); a.setAttribute("aria-disabled", "true"); a.setAttribute("tabindex", "-1"); }
     };
-    if (state.mode === "diff") {
-      set("dl-folded", apiUrl("/api/v1/diff", Object.assign({ format: "folded" }, base)), stem + "-diff.folded");
-      set("dl-svg", apiUrl("/api/v1/diff", Object.assign({ format: "svg", orientation: state.orientation, width: graphWidth() }, base)), stem + "-diff.svg");
+    const stem = "ember-" + stamp(r.from) + "-" + fmtDur(r.to - r.from).replace(" ", "");
+    const base = { from: apiTime(r.from), to: apiTime(r.to), filter: state.filter, type: state.type };
+    if (state.mode === "compare") {
+      const d = Object.assign({}, base, { base_from: apiTime(r.bfrom), base_to: apiTime(r.bto), base_filter: state.bfilter });
+      const dstem = "ember-diff-" + stamp(r.bfrom) + "-vs-" + stamp(r.from);
+      set("dl-folded", apiUrl("/api/v1/diff", Object.assign({ format: "folded" }, d)), dstem + ".folded");
+      set("dl-svg", apiUrl("/api/v1/diff", Object.assign({ format: "svg", orientation: "icicle" }, d)), dstem + ".svg");
       set("dl-pprof", null);
     } else {
-      set("dl-folded", apiUrl("/api/v1/profile", Object.assign({ format: "folded" }, base)), stem + ".folded");
-      set("dl-svg", apiUrl("/api/v1/profile", Object.assign({ format: "svg", orientation: state.orientation, width: graphWidth() }, base)), stem + ".svg");
-      set("dl-pprof", apiUrl("/api/v1/profile", Object.assign({ format: "pprof" }, base)), stem + ".pb.gz");
+      if (state.focus) base.focus = state.focus;
+      const s = stem + (state.focus ? "-" + state.focus.replace(/[^A-Za-z0-9_.-]/g, "_") : "");
+      set("dl-folded", apiUrl("/api/v1/profile", Object.assign({ format: "folded" }, base)), s + ".folded");
+      set("dl-svg", apiUrl("/api/v1/profile", Object.assign({ format: "svg", orientation: "icicle" }, base)), s + ".svg");
+      set("dl-pprof", apiUrl("/api/v1/profile", Object.assign({ format: "pprof" }, base)), s + ".pb.gz");
     }
   }
+  function disableDownloads() {
+    for (const id of ["dl-folded", "dl-svg", "dl-pprof"]) { $(id).removeAttribute("href"); $(id).setAttribute("aria-disabled", "true"); $(id).setAttribute("tabindex", "-1"); }
+  }
 
-  function syncControls() {
+  // ---- controls ---------------------------------------------------------------------------
+  function syncControls(r) {
     for (const b of document.querySelectorAll(".modes button")) b.setAttribute("aria-pressed", String(b.dataset.mode === state.mode));
+    const cmp = state.mode === "compare";
     const preset = state.to === "now" && PRESETS.includes(state.from);
     $("range").value = preset ? state.from : "custom";
-    $("custom-range").hidden = preset;
-    $("from").value = state.from;
-    $("to").value = state.to;
-    $("orientation").value = state.orientation;
+    $("custom-range").hidden = preset || cmp;
+    $("range").disabled = cmp;
+    $("ptype").value = state.type;
     $("refresh").value = state.refresh;
-    $("top-sort").value = state.sort;
-    $("focus-bar").hidden = !state.focus || state.mode === "diff";
-    $("focus-name").textContent = state.focus;
-    for (const c of document.querySelectorAll(".focus-echo")) c.textContent = state.focus;
-    $("view-top").hidden = state.mode !== "top";
-    const showCallers = state.mode === "sandwich" && !!state.focus;
-    if (!showCallers && $("callers-frame").hasAttribute("src")) {
-      // Hiding the frame would resize its graph to zero width, and inferno's resize handler
-      // inside it would then set negative widths: drop the document instead.
-      const fresh = document.createElement("iframe");
-      fresh.id = "callers-frame";
-      fresh.title = "Callers flame graph";
-      $("callers-frame").replaceWith(fresh);
+    $("group").value = state.group;
+    $("colour-by").value = state.colour;
+    $("compare-bar").hidden = !cmp;
+    $("procs-card").hidden = cmp;
+    document.querySelector(".summary").classList.toggle("wide", cmp);
+    $("top-card").hidden = cmp;
+    $("changes-card").hidden = !cmp;
+    $("colour-by").disabled = cmp;
+    $("flame-title").textContent = cmp ? "A → B, normalized by share" : "Flame graph";
+    if (r) {
+      $("from").value = inputValue(r.from); $("to").value = inputValue(r.to);
+      $("b-from").value = inputValue(r.from); $("b-to").value = inputValue(r.to);
+      if (r.bfrom != null) { $("a-from").value = inputValue(r.bfrom); $("a-to").value = inputValue(r.bto); }
+      $("b-filter").value = state.filter; $("a-filter").value = state.bfilter;
+      const text = cmp ? "A " + fmtRange(r.bfrom, r.bto) + " vs B " + fmtRange(r.from, r.to) : fmtRange(r.from, r.to);
+      $("range-text").textContent = text;
+      $("range-text").title = utc(r.from) + " to " + utc(r.to);
     }
-    $("view-callers").hidden = !showCallers;
-    $("view-graph").hidden = state.mode === "top";
-    $("graph-controls").hidden = state.mode === "top";
-    $("diff-text").hidden = state.mode !== "diff";
-    const q = readQuery();
-    if (q.s && !$("search-input").value) $("search-input").value = q.s;
     renderActiveFilters();
   }
 
   // ---- the refresh cycle ----------------------------------------------------------------
+  let generation = 0;
   async function load() {
     const gen = ++generation;
     const stale = () => gen !== generation;
     document.body.dataset.state = "loading";
     stopCountdown();
-    syncControls();
+    syncControls(null);
     try {
       await loadInner(stale);
       if (stale()) return;
     } catch (e) {
       if (stale()) return;
       if (!(e instanceof ApiError)) console.error(e);
-      for (const id of ["dl-folded", "dl-svg", "dl-pprof"]) {
-        $(id).removeAttribute("href");
-        $(id).setAttribute("aria-disabled", "true");
-        $(id).setAttribute("tabindex", "-1");
-      }
-      say(e.message + (/`(from|to)`/.test(e.message) ? ". Pick a time range above, or fix the custom one." : ""), true);
+      disableDownloads();
+      say(e.message + (/`(from|to|base_from|base_to)`/.test(e.message) ? ". Pick a time range above, or fix the custom one." : ""), "error");
     }
     document.body.dataset.loads = String(Number(document.body.dataset.loads) + 1);
     document.body.dataset.state = "ready";
     startCountdown();
   }
 
+  // The absolute ranges of this load (ms): the selection, and A in the comparison view.
+  async function resolveRanges() {
+    const now = Date.now();
+    let from = resolveTime(state.from, now), to = resolveTime(state.to, now);
+    if (from == null || to == null) {
+      // Let the API say what is wrong with it.
+      const cpu = await api("/api/v1/cpu", { from: state.from, to: state.to });
+      from = cpu.from_unix_ns / 1e6; to = cpu.to_unix_ns / 1e6;
+    }
+    if (from >= to) throw new ApiError("The range is empty: “From” must be before “to”. Pick a time range above, or fix the custom one.");
+    const r = { from, to };
+    if (state.mode === "compare") {
+      let bto = state.bto ? resolveTime(state.bto, now) : from;
+      let bfrom = state.bfrom ? resolveTime(state.bfrom, now) : bto - (to - from);
+      if (bfrom == null || bto == null) throw new ApiError("The baseline (A) range is not a time: use the inputs of A.");
+      if (bfrom >= bto) throw new ApiError("The baseline (A) range is empty: its “From” must be before its “to”.");
+      r.bfrom = bfrom; r.bto = bto;
+    }
+    return r;
+  }
+
   async function loadInner(stale) {
-    const tl = await api("/api/v1/timeline", { from: state.from, to: state.to, filter: state.filter });
+    const r = await resolveRanges();
     if (stale()) return;
-    const range = { from: nsToSec(tl.from_unix_ns), to: nsToSec(tl.to_unix_ns) };
-    $("range-text").textContent = fmtTime(tl.from_unix_ns) + " – " + fmtTime(tl.to_unix_ns) + " (" + fmtDuration(tl.to_unix_ns - tl.from_unix_ns) + ")";
-    drawTimeline(tl);
-    setDownloads(range);
-    const labels = await api("/api/v1/labels", range);
+    syncControls(r);
+    setDownloads(r);
+    const cmp = state.mode === "compare";
+    const sel = { from: apiTime(r.from), to: apiTime(r.to), filter: state.filter };
+    // The chart shows the selection(s) with some time around them.
+    const lo = cmp ? Math.min(r.from, r.bfrom) : r.from, hi = cmp ? Math.max(r.to, r.bto) : r.to;
+    const padMs = Math.max(60e3, (hi - lo) * (cmp ? 0.1 : 0.5));
+    const chartFrom = lo - padMs, chartTo = Math.max(hi, Math.min(Date.now(), hi + padMs));
+    const width = Math.max(200, Math.min(20000, Math.round($("flame").clientWidth || 900)));
+    // The flame graph first: heavy queries queue for the agent's slots in the order they
+    // arrive, and on a busy node the last in line may run out of its time budget.
+    const flameP = cmp
+      ? api("/api/v1/flame", Object.assign({}, sel, { base_from: apiTime(r.bfrom), base_to: apiTime(r.bto), base_filter: state.bfilter, width: width, limit: 15 }))
+      : api("/api/v1/flame", Object.assign({}, sel, { width: width, focus: state.focus }));
+    const topP = cmp ? null : api("/api/v1/top", Object.assign({}, sel, { group: state.group, sort: state.sort, limit: 300, }));
+    const selP = api("/api/v1/cpu", sel);
+    const chartP = api("/api/v1/cpu", { from: apiTime(chartFrom), to: apiTime(chartTo), filter: cmp ? "" : state.filter });
+    const exploreP = api("/api/v1/explore", Object.assign({}, sel, { limit: 300 }));
+    // Awaited below; marked handled so a failure while the first three load is not an
+    // unhandled rejection (the await below still throws it).
+    for (const p of [flameP, topP]) if (p) p.catch(() => {});
+    const [chart, selCpu, ex] = await Promise.all([chartP, selP, exploreP]);
     if (stale()) return;
-    renderFilterSelects(labels.labels);
-    const samples = tl.points.reduce((n, p) => n + p.samples, 0);
+    explored = ex;
+    noteHints();
+    renderActiveFilters();
+    renderExplorer();
+    const hz = selCpu.frequency_hz || ex.frequency_hz;
+    const seconds = (r.to - r.from) / 1000;
+    $("cpu-total").textContent = cmp ? "" : "· " + fmtCpu(selCpu.total_samples, hz) + " in " + fmtDur(r.to - r.from) + (hz ? ", " + fmtCores(selCpu.total_samples / hz / seconds) + " on average" : "");
+    $("cpu-total").title = samplesTitle(selCpu.total_samples);
+    $("cpu-total").dataset.samples = String(selCpu.total_samples);
+    const marks = cmp
+      ? [{ from: r.bfrom, to: r.bto, cls: "sel-a", side: "a", label: "A" }, { from: r.from, to: r.to, cls: "sel-b", side: "b", label: "B" }]
+      : [{ from: r.from, to: r.to, cls: "sel", side: "sel" }];
+    drawChart(chart, chartFrom, chartTo, marks, (a, b) => {
+      if (state.mode === "compare" && document.querySelector('input[name="brush-side"]:checked').value === "a") { state.bfrom = isoLocal(a); state.bto = isoLocal(b); }
+      else { state.from = isoLocal(a); state.to = isoLocal(b); }
+      writeState(true);
+      load();
+    });
+    $("chart-hint").textContent = cmp
+      ? "Cores in use on the node, the idle task left out; A and B are marked. Drag across the chart to set " + "the side chosen below."
+      : "Cores in use" + (state.filter ? " by the filtered processes" : "") + ", the idle task left out. Drag across the chart to select a range.";
+    renderTopProcs(ex.total_samples, hz, seconds);
     say("");
-    if (samples === 0) {
-      $("graph").replaceChildren();
-      $("top-table").querySelector("tbody").replaceChildren();
-      $("callers-frame").removeAttribute("src");
-      let msg;
-      if (Object.keys(labels.labels).length > 0 && state.filter) {
-        msg = "No samples match the filter " + state.filter + " in this range. Remove a filter (the ✕ buttons) or pick a longer time range.";
-      } else {
-        const all = await api("/api/v1/timeline", { from: "now-30d" });
-        if (stale()) return;
-        msg = all.points.some((p) => p.samples > 0)
-          ? "No samples in this time range. Pick a longer range (Last 24 hours) or drag on a busier part of the timeline."
-          : "The store is empty: the agent has not written a window yet. It writes one every --window (10 s by default); turn on auto-refresh and wait, or check that `ember agent` is sampling (see /metrics).";
-      }
-      say(msg, false);
-      return;
-    }
-    if (state.mode === "top") {
-      const top = await api("/api/v1/top", Object.assign({ limit: 100, sort: state.sort }, screenParams(range)));
-      if (stale()) return;
-      renderTop(top);
-      return;
-    }
-    if (state.mode === "sandwich" && !state.focus) {
-      $("graph").replaceChildren();
-      say("Pick a function for the sandwich view: open Top functions and press Sandwich on a row.", false);
-      return;
-    }
-    let text;
-    const width = graphWidth();
-    if (state.mode === "diff") {
-      const secs = tl.to_unix_ns - tl.from_unix_ns;
-      $("diff-text").textContent = "Comparing " + fmtTime(tl.from_unix_ns) + " – " + fmtTime(tl.to_unix_ns) + " against the " + fmtDuration(secs) +
-        " before it, normalized by share of samples: red frames grew, blue frames shrank. Widths are the newer range.";
-      text = await api("/api/v1/diff", { from: range.from, to: range.to, filter: state.filter, format: "svg", orientation: state.orientation, width: width }, "text");
-    } else if (state.mode === "sandwich") {
-      const callers = apiUrl("/api/v1/profile", { from: range.from, to: range.to, filter: state.filter, callers: state.focus, format: "svg", orientation: "flame", width: width });
-      const frame = $("callers-frame");
-      if (frame.getAttribute("src") !== callers) {
-        frame.onload = () => {
-          try { frame.style.height = Math.min(600, frame.contentDocument.documentElement.getBoundingClientRect().height + 8) + "px"; } catch (_) { /* ignore */ }
-        };
-        frame.src = callers;
-      }
-      text = await api("/api/v1/profile", { from: range.from, to: range.to, filter: state.filter, focus: state.focus, format: "svg", orientation: "icicle", width: width }, "text");
+    const [flame, top] = await Promise.all([flameP, topP]);
+    if (stale()) return;
+    zoom = 0;
+    if (cmp) {
+      const empty = [];
+      if (!flame.base.total_samples) empty.push("A (baseline) has no samples in " + fmtRange(r.bfrom, r.bto) + (state.bfilter ? " with the filter " + state.bfilter : ""));
+      if (!flame.total_samples) empty.push("B has no samples in " + fmtRange(r.from, r.to) + (state.filter ? " with the filter " + state.filter : ""));
+      if (empty.length) {
+        say(empty.join("; ") + ". Nothing to compare against: pick another range or filter for " + (empty.length === 2 ? "both sides" : empty[0][0]) + ".", "empty");
+        $("message").dataset.kind = "empty-side";
+      } else delete $("message").dataset.kind;
+      $("flame-sub").textContent = "A: " + fmtCpu(flame.base.total_samples, hz) + " · B: " + fmtCpu(flame.total_samples, hz) +
+        ". Red grew, blue shrank, by share of each side's CPU time.";
+      renderChanges(flame);
     } else {
-      text = await api("/api/v1/profile", Object.assign({ format: "svg", orientation: state.orientation, width: width }, screenParams(range)), "text");
+      delete $("message").dataset.kind;
+      topRows = top;
+      renderTop();
+      $("flame-sub").textContent = (state.focus ? "Stacks through " + state.focus + ": " : "") + fmtCpu(flame.total_samples, hz) + " in " + fmtDur(r.to - r.from) +
+        (state.filter ? ", " + state.filter : ", every process") + ". The root at the top; hover for details, click to zoom.";
+      $("flame-sub").title = samplesTitle(flame.total_samples);
+      if (!selCpu.total_samples && !state.focus) await explainEmpty(stale);
+      else if (!flame.total_samples && state.focus) say("No samples of " + state.focus + " in this range and filter. Clear the focus or widen the range.");
     }
     if (stale()) return;
-    if (!inlineGraph(text)) {
-      say(state.focus ? "No samples of " + state.focus + " in this range and filter. Clear the focus or widen the range." : "No samples to draw in this range.", false);
-      return;
-    }
+    tree = (flame.total_samples || (flame.base && flame.base.total_samples)) ? buildTree(flame) : null;
+    drawFlame();
+    if (!tree) $("flame").innerHTML = '<div class="empty">Nothing to draw in this range.</div>';
     const term = $("search-input").value.trim();
-    if (term) setTimeout(() => doSearch(term), 0);
+    if (term) setSearch(term);
+  }
+
+  async function explainEmpty(stale) {
+    let msg;
+    if (state.filter) {
+      msg = "No CPU time matches the filter " + state.filter + " in this range. Remove a filter (the ✕ buttons) or pick a longer time range.";
+    } else {
+      const all = await api("/api/v1/timeline", { from: "now-30d" });
+      if (stale()) return;
+      msg = all.points.some((p) => p.samples > 0)
+        ? "No CPU time in this range. Pick a longer range (Last 24 h) or drag on a busier part of the chart."
+        : "The store is empty: the agent has not written a window yet. It writes one every --window (10 s by default); turn on auto-refresh and wait, or check that `ember agent` is sampling (see /metrics).";
+    }
+    say(msg);
   }
 
   // ---- auto-refresh ---------------------------------------------------------------------
@@ -495,29 +809,72 @@
   }
 
   // ---- wiring ---------------------------------------------------------------------------
+  async function loadTypes() {
+    try {
+      const t = await api("/api/v1/types", {});
+      $("ptype").replaceChildren(...t.types.map((x) => new Option(x.title, x.name)));
+      $("ptype").value = state.type;
+    } catch (_) { /* the selector keeps CPU time */ }
+  }
   function init() {
     for (const b of document.querySelectorAll(".modes button")) {
-      b.addEventListener("click", () => { state.mode = b.dataset.mode; writeState(true); load(); });
+      b.addEventListener("click", () => {
+        if (state.mode === b.dataset.mode) return;
+        state.mode = b.dataset.mode;
+        if (state.mode === "compare") state.focus = "";
+        writeState(true); load();
+      });
     }
     $("range").addEventListener("change", () => {
       const v = $("range").value;
       if (v === "custom") { $("custom-range").hidden = false; $("from").focus(); return; }
       state.from = v; state.to = "now"; writeState(true); load();
     });
-    const applyRange = () => { state.from = $("from").value.trim() || DEFAULTS.from; state.to = $("to").value.trim() || "now"; writeState(true); load(); };
+    const applyRange = () => {
+      state.from = fromInput($("from").value) || DEFAULTS.from;
+      state.to = fromInput($("to").value) || "now";
+      writeState(true); load();
+    };
     $("apply-range").addEventListener("click", applyRange);
     for (const id of ["from", "to"]) $(id).addEventListener("keydown", (e) => { if (e.key === "Enter") applyRange(); });
-    $("orientation").addEventListener("change", () => { state.orientation = $("orientation").value; writeState(false); load(); });
-    $("top-sort").addEventListener("change", () => { state.sort = $("top-sort").value; writeState(false); load(); });
-    $("refresh").addEventListener("change", () => { state.refresh = $("refresh").value; writeState(false, true); startCountdown(); });
-    $("reload").addEventListener("click", () => { writeState(false); load(); });
-    $("search-btn").addEventListener("click", () => doSearch($("search-input").value.trim()));
-    $("search-input").addEventListener("keydown", (e) => { if (e.key === "Enter") doSearch($("search-input").value.trim()); });
-    $("search-clear").addEventListener("click", () => { $("search-input").value = ""; doSearch(""); });
-    $("reset-zoom").addEventListener("click", () => { if (window.unzoom && document.getElementById("frames")) window.unzoom(); writeState(false); });
-    $("focus-clear").addEventListener("click", () => { state.focus = ""; if (state.mode === "sandwich") state.mode = "flame"; writeState(true); load(); });
-    $("focus-sandwich").addEventListener("click", () => { state.mode = "sandwich"; writeState(true); load(); });
+    const applyCompare = () => {
+      state.bfrom = fromInput($("a-from").value); state.bto = fromInput($("a-to").value); state.bfilter = $("a-filter").value.trim();
+      state.from = fromInput($("b-from").value) || state.from; state.to = fromInput($("b-to").value) || state.to; state.filter = $("b-filter").value.trim();
+      writeState(true); load();
+    };
+    $("compare-apply").addEventListener("click", applyCompare);
+    for (const id of ["a-from", "a-to", "a-filter", "b-from", "b-to", "b-filter"]) $(id).addEventListener("keydown", (e) => { if (e.key === "Enter") applyCompare(); });
+    $("ptype").addEventListener("change", () => { state.type = $("ptype").value; writeState(true); load(); });
+    $("group").addEventListener("change", () => { state.group = $("group").value; writeState(false); load(); });
+    for (const b of document.querySelectorAll("th .sort")) b.addEventListener("click", () => { state.sort = b.dataset.sort; writeState(false); load(); });
+    $("colour-by").addEventListener("change", () => { state.colour = $("colour-by").value; writeState(false); drawFlame(); });
+    $("refresh").addEventListener("change", () => { state.refresh = $("refresh").value; writeState(false); startCountdown(); });
+    $("reload").addEventListener("click", () => load());
+    $("search-input").addEventListener("input", () => setSearch($("search-input").value.trim()));
+    $("top-search").addEventListener("input", renderTop);
+    $("reset-zoom").addEventListener("click", () => { zoom = 0; drawFlame(); });
+    $("explore-btn").addEventListener("click", () => {
+      const ex = $("explorer");
+      ex.hidden = !ex.hidden;
+      $("explore-btn").setAttribute("aria-expanded", String(!ex.hidden));
+      if (!ex.hidden) { renderExplorer(); $("ex-search").focus(); }
+    });
+    $("ex-close").addEventListener("click", () => { $("explorer").hidden = true; $("explore-btn").setAttribute("aria-expanded", "false"); });
+    $("ex-label").addEventListener("change", renderExplorer);
+    $("ex-search").addEventListener("input", renderExplorer);
+    document.addEventListener("keydown", (e) => {
+      if ((e.ctrlKey || e.metaKey) && e.key === "f" && !$("flame").hidden) { e.preventDefault(); $("search-input").focus(); $("search-input").select(); }
+      if (e.key === "Escape") {
+        if (!$("explorer").hidden) { $("explorer").hidden = true; $("explore-btn").setAttribute("aria-expanded", "false"); }
+        else if (document.activeElement === $("search-input")) { $("search-input").value = ""; setSearch(""); }
+      }
+    });
+    wireFlame();
+    let resizeTimer = null;
+    window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(drawFlame, 100); });
+    if (window.matchMedia) window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", drawFlame);
     window.addEventListener("popstate", () => { state = readState(); load(); });
+    loadTypes();
     load();
   }
   init();

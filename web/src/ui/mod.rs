@@ -2,8 +2,11 @@
 //! and served by the agent at `/` and `/ui/*`. No build step and no CDN: the page talks only
 //! to the API of the agent that served it. The API routes here; nothing here imports it.
 //!
-//! Flame graphs are inferno's SVGs from `/api/v1/profile?format=svg`, inlined into the page
-//! by `app.js`, which runs inferno's own script once so zoom, search and tooltips work.
+//! The page draws its own views from the API's JSON: the CPU chart from `/api/v1/cpu`, the
+//! icicle flame graph (zoom, search, tooltip, colour by binary) from the call tree of
+//! `/api/v1/flame`, the tables from `/api/v1/top` and `/api/v1/flame`, the label explorer
+//! from `/api/v1/explore`. inferno stays the renderer of the SVG downloads. What is on
+//! screen is described in `docs/ui.md`.
 //!
 //! Every file is served with `Cache-Control: no-cache` and a strong `ETag` (a hash of the
 //! content fixed at compile time): browsers revalidate on each load and get a `304` until
