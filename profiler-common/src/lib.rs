@@ -16,6 +16,12 @@
 //! shows no program still running in the old generation, then reads and clears the old
 //! generation's counts and stacks. Nothing is lost and nothing is counted twice.
 //!
+//! [`Control::generation`] counts drains; its parity picks the maps. Off-CPU keys (see
+//! [`OFFCPU_PROGRAM`]) are counted when a thread comes back on CPU, possibly several
+//! drains after their stacks were taken at switch-out: [`SampleKey::epoch`] names the
+//! generation whose stack maps their ids point into, and the drain keeps a copy of the
+//! stacks that keys still pending may refer to (`profiler-sampler`'s `drain.rs`).
+//!
 //! The user stack is referenced through [`SampleKey::user_stack_id`] plus
 //! [`SampleKey::flags`], so a userspace-table unwinder can later store stacks in a map of
 //! its own (flagged [`SAMPLE_FLAG_USER_STACK_CUSTOM`]) without changing the key.
@@ -73,25 +79,39 @@ pub const SAMPLE_FLAG_USER_STACK_CUSTOM: u32 = 1 << 0;
 /// The unwinder gave up before the outermost frame: the user stack is incomplete.
 pub const SAMPLE_FLAG_USER_TRUNCATED: u32 = 1 << 1;
 
-/// The key counts time off CPU, in nanoseconds, rather than CPU samples: the program
-/// `ember_offcpu_in` added it when the thread came back on CPU (see [`OFFCPU_OUT_PROGRAM`]).
+/// The key counts time off CPU, in nanoseconds, rather than CPU samples: the off-CPU
+/// program added it when the thread came back on CPU (see [`OFFCPU_PROGRAM`]).
 pub const SAMPLE_FLAG_OFF_CPU: u32 = 1 << 2;
 
-/// The raw tracepoint on `sched_switch` that notes when a thread goes off CPU.
-pub const OFFCPU_OUT_PROGRAM: &str = "ember_offcpu_out";
+/// The raw tracepoint on `sched_switch` that records off-CPU time, with the table
+/// unwinder. At switch-out it takes the stacks of the thread leaving the CPU (the current
+/// task) and keeps them in [`OFFCPU_PENDING_MAP`] under its thread id; at switch-in it
+/// finds the thread coming back (`next`) there and charges the time between to that key.
+pub const OFFCPU_PROGRAM: &str = "ember_offcpu";
 
-/// The kprobe on `finish_task_switch` (running as the thread switched in) that charges the
-/// time since it went off CPU to its stack, with the table unwinder.
-pub const OFFCPU_IN_PROGRAM: &str = "ember_offcpu_in";
+/// [`OFFCPU_PROGRAM`] with frame-pointer user stacks only.
+pub const OFFCPU_FP_PROGRAM: &str = "ember_offcpu_fp";
 
-/// [`OFFCPU_IN_PROGRAM`] with frame-pointer user stacks only.
-pub const OFFCPU_IN_FP_PROGRAM: &str = "ember_offcpu_in_fp";
+/// Threads off CPU, by thread id (`LruHashMap<u32, OffCpuPending>`): when each left, and
+/// the key its time will be charged under.
+pub const OFFCPU_PENDING_MAP: &str = "OFFCPU_PENDING";
 
-/// Threads off CPU, by thread id: when each left (`bpf_ktime_get_ns`).
-pub const OFFCPU_SINCE_MAP: &str = "OFFCPU_SINCE";
-
-/// Default size of [`OFFCPU_SINCE_MAP`] (an LRU map: the oldest entry goes when full).
+/// Default size of [`OFFCPU_PENDING_MAP`] (an LRU map: the oldest entry goes when full).
 pub const DEFAULT_OFFCPU_THREADS: u32 = 65_536;
+
+/// A thread off CPU, in [`OFFCPU_PENDING_MAP`].
+///
+/// Written by the off-CPU program at switch-out, read and deleted by it at switch-in; read
+/// (never written) by the agent's drain, which keeps the stacks `key` points at.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct OffCpuPending {
+    /// When the thread left the CPU (`bpf_ktime_get_ns`).
+    pub since_ns: u64,
+    /// The key its time off CPU is charged under: [`SAMPLE_FLAG_OFF_CPU`] set, stack ids
+    /// in the maps of generation [`SampleKey::epoch`].
+    pub key: SampleKey,
+}
 
 /// What one sample is counted under: who ran, and where.
 ///
@@ -113,8 +133,10 @@ pub struct SampleKey {
     pub kernel_stack_id: i32,
     /// `SAMPLE_FLAG_*` bits.
     pub flags: u32,
-    /// Explicit padding; always zero so equal samples hash equal.
-    pub _pad: u32,
+    /// The [`Control::generation`] the stacks were taken in: the stack ids point into that
+    /// generation's maps. The generation of the count map itself for CPU samples; for
+    /// off-CPU time, that of the switch-out, which may be older.
+    pub epoch: u32,
     /// The thread's `comm`, NUL-padded.
     pub comm: [u8; COMM_LEN],
 }
@@ -123,7 +145,8 @@ pub struct SampleKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Control {
-    /// Which generation (0 or 1) new samples go to. Written by the agent's drain.
+    /// The current generation: its parity is the maps new samples go to. Incremented by
+    /// the agent's drain (wrapping).
     pub generation: u32,
     /// Non-zero: sample only processes in [`TARGET_TGIDS_MAP`]. Written at start.
     pub filter_tgids: u32,
@@ -142,6 +165,10 @@ pub struct Control {
     /// Off CPU: record one in this many eligible switches, weighted by this factor (0 or 1:
     /// all of them); the others are counted as [`Stat::OffCpuSampledOut`].
     pub off_cpu_every: u32,
+    /// Offset of `pid` (the thread id) in `struct task_struct`, from the kernel's BTF like
+    /// [`Control::task_tgid_offset`]: the off-CPU program reads the thread switched in.
+    /// Written at start; 0 when off-CPU time is not recorded.
+    pub task_pid_offset: u32,
 }
 
 /// Loss and activity counters in [`STATS_MAP`], one slot each, summed over CPUs.
@@ -179,13 +206,13 @@ pub enum Stat {
     /// Process announcements (first sample, exec) lost to a full `PROC_EVENTS` ring: the
     /// symbolizer may not capture such a process before it exits.
     AnnouncementsLost = 14,
-    /// Threads that went off CPU (noted by `ember_offcpu_out`).
+    /// Switch-outs of target threads the off-CPU program saw.
     OffCpuSwitches = 15,
     /// Off-CPU intervals charged to a stack.
     OffCpuRecorded = 16,
-    /// Off-CPU intervals shorter than [`Control::off_cpu_min_us`], not recorded.
+    /// Off-CPU intervals shorter than [`Control::off_cpu_min_us`], not charged.
     OffCpuShort = 17,
-    /// Off-CPU intervals left out by [`Control::off_cpu_every`].
+    /// Switch-outs left out by [`Control::off_cpu_every`] (no stack taken).
     OffCpuSampledOut = 18,
     /// Off-CPU intervals lost because the count map was full.
     OffCpuCountsFull = 19,
@@ -278,6 +305,8 @@ mod user {
     unsafe impl aya::Pod for super::SampleKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Control {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::OffCpuPending {}
 }
 
 #[cfg(test)]
@@ -289,8 +318,10 @@ mod tests {
     fn layouts_match_the_ebpf_side() {
         assert_eq!(size_of::<SampleKey>(), 48);
         assert_eq!(align_of::<SampleKey>(), 8);
-        assert_eq!(size_of::<Control>(), 28);
+        assert_eq!(size_of::<Control>(), 32);
         assert_eq!(align_of::<Control>(), 4);
+        assert_eq!(size_of::<OffCpuPending>(), 56);
+        assert_eq!(align_of::<OffCpuPending>(), 8);
     }
 
     #[test]

@@ -16,9 +16,12 @@
 //! is needed, and no tracepoint record format is read (the one kernel offset the fork hook
 //! needs, `task_struct.tgid`, comes from the kernel's BTF).
 //!
-//! `ember_offcpu_out` and `ember_offcpu_in` record off-CPU time (`--off-cpu`): the time a
-//! thread spends switched out, charged to the stack it blocked in, in nanoseconds, in the
-//! same count maps under keys flagged `SAMPLE_FLAG_OFF_CPU`.
+//! `ember_offcpu` (and `ember_offcpu_fp`, without the table unwinder) records off-CPU time
+//! (`--off-cpu`): the time a thread spends switched out, charged to the stack it left the
+//! CPU in, in nanoseconds, in the same count maps under keys flagged `SAMPLE_FLAG_OFF_CPU`.
+//! It is one raw tracepoint on `sched_switch`: this kernel has no kprobes, and
+//! `finish_task_switch` (kernel/sched) cannot take an fentry program, so both halves of a
+//! switch are seen there.
 //!
 //! Every sample that cannot be recorded in full is counted in `STATS` by the reason.
 #![cfg_attr(target_arch = "bpf", no_std, no_main, feature(core_intrinsics))]
@@ -50,15 +53,15 @@ mod program {
             bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
             bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_probe_read_kernel,
         },
-        macros::{fentry, map, perf_event, raw_tracepoint},
+        macros::{map, perf_event, raw_tracepoint},
         maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
-        programs::{FEntryContext, PerfEventContext, RawTracePointContext},
+        programs::{PerfEventContext, RawTracePointContext},
     };
     use core::intrinsics::{AtomicOrdering, atomic_xadd};
     use profiler_common::{
         Control, DEFAULT_COUNTS_ENTRIES, DEFAULT_OFFCPU_THREADS, DEFAULT_STACKS_ENTRIES,
-        DEFAULT_TARGET_ENTRIES, EEXIST, EFAULT, SAMPLE_FLAG_OFF_CPU, SAMPLE_FLAG_USER_STACK_CUSTOM,
-        SAMPLE_FLAG_USER_TRUNCATED, SampleKey, Stat,
+        DEFAULT_TARGET_ENTRIES, EEXIST, EFAULT, OffCpuPending, SAMPLE_FLAG_OFF_CPU,
+        SAMPLE_FLAG_USER_STACK_CUSTOM, SAMPLE_FLAG_USER_TRUNCATED, SampleKey, Stat,
     };
 
     // Map sizes are defaults: the agent resizes them at load time (`set_max_entries`).
@@ -129,6 +132,7 @@ mod program {
         paused: bool,
         off_cpu_min_us: u32,
         off_cpu_every: u32,
+        task_pid_offset: u32,
     }
 
     #[inline(always)]
@@ -144,6 +148,7 @@ mod program {
                 paused: core::ptr::read_volatile(&raw const (*control).paused) != 0,
                 off_cpu_min_us: core::ptr::read_volatile(&raw const (*control).off_cpu_min_us),
                 off_cpu_every: core::ptr::read_volatile(&raw const (*control).off_cpu_every),
+                task_pid_offset: core::ptr::read_volatile(&raw const (*control).task_pid_offset),
             })
         }
     }
@@ -167,44 +172,27 @@ mod program {
             user_stack_id: -EFAULT,
             kernel_stack_id: -EFAULT,
             flags,
-            _pad: 0,
+            epoch: 0,
             comm: bpf_get_current_comm().unwrap_or([0; 16]),
         }
     }
 
-    /// Adds `weight` to the current thread's key (stacks taken now) in the current
-    /// generation: one CPU sample, or nanoseconds off CPU.
+    /// Adds one CPU sample to the current thread's key (stacks taken now) in the current
+    /// generation.
     #[inline(always)]
-    fn add_current<C: unwind::UserRegs + StackIdContext>(
-        ctx: &C,
-        settings: &Settings,
-        key: &mut SampleKey,
-        tables: bool,
-        weight: Weight,
-    ) {
+    fn add_current(ctx: &PerfEventContext, settings: &Settings, key: &mut SampleKey, tables: bool) {
+        let weight = Weight {
+            value: 1,
+            recorded: Stat::Recorded,
+            full: Stat::CountsFull,
+        };
         // Two explicit branches, so each helper call sees one constant map pointer.
         if settings.generation & 1 == 0 {
-            count(
-                ctx,
-                key,
-                settings.skip_kernel,
-                tables,
-                0,
-                weight,
-                &COUNTS_0,
-                &STACKS_0,
-            );
+            take_stacks(ctx, key, settings, tables, &STACKS_0);
+            add_count(&COUNTS_0, key, weight);
         } else {
-            count(
-                ctx,
-                key,
-                settings.skip_kernel,
-                tables,
-                1,
-                weight,
-                &COUNTS_1,
-                &STACKS_1,
-            );
+            take_stacks(ctx, key, settings, tables, &STACKS_1);
+            add_count(&COUNTS_1, key, weight);
         }
     }
 
@@ -233,34 +221,25 @@ mod program {
             return;
         }
         announce_first_sample(key.tgid);
-        let weight = Weight {
-            value: 1,
-            recorded: Stat::Recorded,
-            full: Stat::CountsFull,
-        };
-        add_current(ctx, &settings, &mut key, tables, weight);
+        add_current(ctx, &settings, &mut key, tables);
     }
 
+    /// Takes the current task's user and kernel stacks into `stacks` (and the table
+    /// unwinder's map) of generation `settings.generation`, and names them in `key`.
     #[inline(always)]
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one call per generation, each with its own constant map pointers"
-    )]
-    fn count<C: unwind::UserRegs + StackIdContext>(
+    fn take_stacks<C: unwind::UserRegs + StackIdContext>(
         ctx: &C,
         key: &mut SampleKey,
-        skip_kernel: bool,
+        settings: &Settings,
         tables: bool,
-        generation: u32,
-        weight: Weight,
-        counts: &HashMap<SampleKey, u64>,
         stacks: &StackTrace,
     ) {
+        key.epoch = settings.generation;
         // Processes with unwind tables get the table walk; the others the kernel's
         // frame-pointer walk. `tables` is a constant in each entry point, so the FP-only
         // program contains no unwinder code at all.
         let walked = if tables {
-            unwind::walk(ctx, key.tgid, generation)
+            unwind::walk(ctx, key.tgid, settings.generation)
         } else {
             None
         };
@@ -273,7 +252,7 @@ mod program {
         } else {
             key.user_stack_id = user_stack_id(ctx, stacks);
         }
-        if !skip_kernel {
+        if !settings.skip_kernel {
             key.kernel_stack_id = match ctx.get_stackid(stacks, 0) {
                 Ok(id) => id as i32,
                 Err(e) => {
@@ -287,18 +266,23 @@ mod program {
                 }
             };
         }
-        if let Some(p) = counts.get_ptr_mut(&*key) {
+    }
+
+    /// Adds `weight` to `key` in `counts`, inserting it if absent.
+    #[inline(always)]
+    fn add_count(counts: &HashMap<SampleKey, u64>, key: &SampleKey, weight: Weight) {
+        if let Some(p) = counts.get_ptr_mut(key) {
             // SAFETY: a valid map value pointer; other CPUs may add to it concurrently.
             let _prev =
                 unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, weight.value) };
             stat(weight.recorded);
             return;
         }
-        match counts.insert(&*key, weight.value, BPF_NOEXIST) {
+        match counts.insert(key, weight.value, BPF_NOEXIST) {
             Ok(()) => stat(weight.recorded),
             // Another CPU inserted the same key between our lookup and insert.
             Err(e) if e == -EEXIST => {
-                if let Some(p) = counts.get_ptr_mut(&*key) {
+                if let Some(p) = counts.get_ptr_mut(key) {
                     // SAFETY: as above.
                     let _prev = unsafe {
                         atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, weight.value)
@@ -413,92 +397,134 @@ mod program {
         0
     }
 
-    // Off-CPU time (`--off-cpu`): `ember_offcpu_out` notes when a target thread leaves the
-    // CPU, `ember_offcpu_in` runs as that thread comes back and charges the time between to
-    // the stack it blocked in, taken then, with the same unwinders as CPU samples. State is
-    // kept per thread, not per CPU, so a thread that wakes on another CPU is charged right.
+    // Off-CPU time (`--off-cpu`), all in `sched_switch`: at switch-out the thread leaving
+    // the CPU (the current task) has its stacks taken, with the same unwinders as CPU
+    // samples, and kept in OFFCPU_PENDING with the time; at switch-in the thread coming
+    // back (`next`) is looked up there and the time between is charged to that key in the
+    // current generation. State is kept per thread, not per CPU, so a thread that wakes on
+    // another CPU is charged right (a per-CPU map inflates the time of migrating threads).
+    //
+    // The stacks belong to the generation of the switch-out, which the drain may have
+    // cleared by the time the thread comes back: the key says which (`epoch`), and the
+    // drain keeps a copy of every stack a pending entry still refers to. For that the key
+    // is counted *before* its pending entry is deleted: at any moment after a drain's flip,
+    // every interval of the old generation is either still pending or already counted.
     #[map]
-    static OFFCPU_SINCE: LruHashMap<u32, u64> =
+    static OFFCPU_PENDING: LruHashMap<u32, OffCpuPending> =
         LruHashMap::with_max_entries(DEFAULT_OFFCPU_THREADS, 0);
 
-    /// `sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
-    /// unsigned int prev_state)`, in the context of `prev`, the thread leaving the CPU.
-    #[raw_tracepoint(tracepoint = "sched_switch")]
-    pub fn ember_offcpu_out(_ctx: RawTracePointContext) -> u32 {
-        let Some(settings) = settings() else {
-            return 0;
-        };
-        let pid_tgid = bpf_get_current_pid_tgid();
-        let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-        // The idle task is never "blocked".
-        if settings.paused || tid == 0 || !is_target(&settings, tgid) {
-            return 0;
-        }
-        // SAFETY: a helper without preconditions.
-        let now = unsafe { bpf_ktime_get_ns() };
-        let _ = OFFCPU_SINCE.insert(&tid, &now, 0);
-        stat(Stat::OffCpuSwitches);
-        0
-    }
+    /// `TASK_DEAD` in `task_struct.__state`: the thread's last switch-out, never followed
+    /// by a switch-in.
+    const TASK_DEAD: u64 = 0x80;
 
     #[inline(always)]
-    fn off_cpu_in<C: unwind::UserRegs + StackIdContext>(ctx: &C, tables: bool) {
-        let pid_tgid = bpf_get_current_pid_tgid();
-        let tid = pid_tgid as u32;
-        // SAFETY: the value is copied out at once.
-        let Some(&since) = (unsafe { OFFCPU_SINCE.get(&tid) }) else {
-            return;
-        };
-        let _ = OFFCPU_SINCE.remove(&tid);
+    fn off_cpu(ctx: &RawTracePointContext, tables: bool) {
         let Some(settings) = settings() else {
+            stat(Stat::NoControl);
             return;
         };
-        if settings.paused {
-            return;
-        }
         // SAFETY: a helper without preconditions.
-        let blocked = unsafe { bpf_ktime_get_ns() }.saturating_sub(since);
-        if blocked < u64::from(settings.off_cpu_min_us) * 1000 {
-            stat(Stat::OffCpuShort);
-            return;
-        }
-        let mut value = blocked;
-        if settings.off_cpu_every > 1 {
-            // SAFETY: a helper without preconditions.
-            if unsafe { bpf_get_prandom_u32() } % settings.off_cpu_every != 0 {
-                stat(Stat::OffCpuSampledOut);
-                return;
-            }
-            // No 128-bit multiply on bpf: bound, then multiply.
-            let every = u64::from(settings.off_cpu_every);
-            value = blocked.min(u64::MAX / every).wrapping_mul(every);
-        }
-        let mut key = current_key(SAMPLE_FLAG_OFF_CPU);
-        announce_first_sample(key.tgid);
-        let weight = Weight {
-            value,
-            recorded: Stat::OffCpuRecorded,
-            full: Stat::OffCpuCountsFull,
-        };
-        add_current(ctx, &settings, &mut key, tables, weight);
+        let now = unsafe { bpf_ktime_get_ns() };
+        switch_in(ctx, &settings, now);
+        switch_out(ctx, &settings, now, tables);
     }
 
-    /// `finish_task_switch(prev)`, in the context of the thread just switched in: its user
-    /// registers and kernel stack are where it blocked. An fentry program (a BPF
-    /// trampoline, found by BTF): kernels built without kprobes still have it.
-    #[fentry(function = "finish_task_switch")]
-    pub fn ember_offcpu_in(ctx: FEntryContext) -> u32 {
+    /// `next`, coming back on CPU: charges its time off CPU, if it is pending.
+    #[inline(always)]
+    fn switch_in(ctx: &RawTracePointContext, settings: &Settings, now: u64) {
+        let offset = settings.task_pid_offset;
+        // 0: not recording off-CPU time; the bound keeps a corrupt value from reading far
+        // outside the task.
+        if offset == 0 || offset > 1 << 16 {
+            return;
+        }
+        let next: u64 = ctx.arg(2);
+        // SAFETY: bpf_probe_read_kernel fails cleanly on a bad address; the offset is the
+        // running kernel's own (from /sys/kernel/btf/vmlinux).
+        let Ok(tid) = (unsafe { bpf_probe_read_kernel((next + u64::from(offset)) as *const u32) })
+        else {
+            return;
+        };
+        if tid == 0 {
+            return;
+        }
+        // SAFETY: the value is copied out at once.
+        let Some(pending) = (unsafe { OFFCPU_PENDING.get(&tid) }).copied() else {
+            return;
+        };
+        let blocked = now.saturating_sub(pending.since_ns);
+        if settings.paused {
+            // After the last drain's pause: nothing more is drained.
+        } else if blocked < u64::from(settings.off_cpu_min_us) * 1000 {
+            stat(Stat::OffCpuShort);
+        } else {
+            // --off-cpu-every N kept one switch-out in N: each stands for N. No 128-bit
+            // multiply on bpf: bound, then multiply.
+            let every = u64::from(settings.off_cpu_every.max(1));
+            let weight = Weight {
+                value: blocked.min(u64::MAX / every) * every,
+                recorded: Stat::OffCpuRecorded,
+                full: Stat::OffCpuCountsFull,
+            };
+            if settings.generation & 1 == 0 {
+                add_count(&COUNTS_0, &pending.key, weight);
+            } else {
+                add_count(&COUNTS_1, &pending.key, weight);
+            }
+        }
+        // Deleted after it is counted (see above).
+        let _ = OFFCPU_PENDING.remove(&tid);
+    }
+
+    /// `prev`, the current task, leaving the CPU: takes its stacks if it is a target.
+    #[inline(always)]
+    fn switch_out(ctx: &RawTracePointContext, settings: &Settings, now: u64, tables: bool) {
+        if settings.task_pid_offset == 0 || settings.paused {
+            return;
+        }
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+        // The idle task is never "blocked"; an exiting thread never comes back.
+        let prev_state: u64 = ctx.arg(3);
+        if tid == 0 || prev_state & TASK_DEAD != 0 || !is_target(settings, tgid) {
+            return;
+        }
+        stat(Stat::OffCpuSwitches);
+        // SAFETY: a helper without preconditions.
+        if settings.off_cpu_every > 1
+            && unsafe { bpf_get_prandom_u32() } % settings.off_cpu_every != 0
+        {
+            stat(Stat::OffCpuSampledOut);
+            return;
+        }
+        announce_first_sample(tgid);
+        let mut pending = OffCpuPending {
+            since_ns: now,
+            key: current_key(SAMPLE_FLAG_OFF_CPU),
+        };
+        if settings.generation & 1 == 0 {
+            take_stacks(ctx, &mut pending.key, settings, tables, &STACKS_0);
+        } else {
+            take_stacks(ctx, &mut pending.key, settings, tables, &STACKS_1);
+        }
+        let _ = OFFCPU_PENDING.insert(&tid, &pending, 0);
+    }
+
+    /// `sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
+    /// unsigned int prev_state)`, in the context of `prev`, with interrupts off.
+    #[raw_tracepoint(tracepoint = "sched_switch")]
+    pub fn ember_offcpu(ctx: RawTracePointContext) -> u32 {
         inflight_add(1);
-        off_cpu_in(&ctx, true);
+        off_cpu(&ctx, true);
         inflight_add(u64::MAX); // wrapping -1
         0
     }
 
-    /// [`ember_offcpu_in`] without the table unwinder, for kernels without `bpf_loop`.
-    #[fentry(function = "finish_task_switch")]
-    pub fn ember_offcpu_in_fp(ctx: FEntryContext) -> u32 {
+    /// [`ember_offcpu`] without the table unwinder, for kernels without `bpf_loop`.
+    #[raw_tracepoint(tracepoint = "sched_switch")]
+    pub fn ember_offcpu_fp(ctx: RawTracePointContext) -> u32 {
         inflight_add(1);
-        off_cpu_in(&ctx, false);
+        off_cpu(&ctx, false);
         inflight_add(u64::MAX); // wrapping -1
         0
     }

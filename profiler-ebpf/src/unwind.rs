@@ -14,7 +14,7 @@ use aya_ebpf::{
     helpers::{bpf_probe_read_kernel, bpf_probe_read_user, generated},
     macros::map,
     maps::{Array, HashMap, PerCpuArray},
-    programs::{FEntryContext, PerfEventContext},
+    programs::{PerfEventContext, RawTracePointContext},
 };
 use profiler_common::{
     DEFAULT_STACKS_ENTRIES, Stat,
@@ -226,8 +226,8 @@ impl UserRegs for PerfEventContext {
     }
 }
 
-impl UserRegs for FEntryContext {
-    /// An fentry program runs in the kernel: the task's saved user registers.
+impl UserRegs for RawTracePointContext {
+    /// A raw tracepoint runs in the kernel: the task's saved user registers.
     #[inline(always)]
     fn user_regs(&self) -> Option<(u64, u64, u64)> {
         task_user_regs()

@@ -6,7 +6,7 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, StackTraceMap},
     programs::{
-        FEntry, PerfEvent, ProgramError, RawTracePoint,
+        PerfEvent, ProgramError, RawTracePoint,
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
 };
@@ -15,9 +15,9 @@ use profiler_common::unwind::{
     USER_STACKS_MAPS, UserStack,
 };
 use profiler_common::{
-    CONTROL_MAP, COUNTS_MAPS, Control, FORK_PROGRAM, INFLIGHT_MAP, OFFCPU_IN_FP_PROGRAM,
-    OFFCPU_IN_PROGRAM, OFFCPU_OUT_PROGRAM, SAMPLE_FP_PROGRAM, SAMPLE_PROGRAM, STACKS_MAPS,
-    STATS_MAP, SampleKey, Stat, TARGET_TGIDS_MAP,
+    CONTROL_MAP, COUNTS_MAPS, Control, FORK_PROGRAM, INFLIGHT_MAP, OFFCPU_FP_PROGRAM,
+    OFFCPU_PENDING_MAP, OFFCPU_PROGRAM, OffCpuPending, SAMPLE_FP_PROGRAM, SAMPLE_PROGRAM,
+    STACKS_MAPS, STATS_MAP, SampleKey, Stat, TARGET_TGIDS_MAP,
 };
 use tracing::{info, warn};
 
@@ -72,8 +72,8 @@ pub struct SamplerConfig {
 pub struct OffCpuConfig {
     /// Intervals off CPU shorter than this are not recorded (`--off-cpu-min`).
     pub min: Duration,
-    /// Record one in this many of the intervals that are long enough, weighted by this
-    /// factor (`--off-cpu-every`; 1 records all).
+    /// Take the stacks of one in this many switch-outs, chosen at random, and weight their
+    /// time by this factor (`--off-cpu-every`; 1 records all).
     pub every: u32,
 }
 
@@ -127,6 +127,10 @@ pub struct Sampler {
     /// The table unwinder's worker; `None` with `--unwinder fp`.
     pub(super) unwind: Option<UnwindWorker>,
     pub(super) last_sweep: std::time::Instant,
+    /// Threads off CPU (`--off-cpu`), read by the drain for the stacks they refer to.
+    pub(super) off_cpu_pending: Option<HashMap<MapData, u32, OffCpuPending>>,
+    /// Copies of the stacks of drained generations that off-CPU keys may still refer to.
+    pub(super) kept_stacks: super::drain::KeptStacks,
     started: std::time::Instant,
     last_unwind_refresh: std::time::Instant,
     /// Whether the kernel adds the targets' new processes (the fork hook is attached).
@@ -242,6 +246,22 @@ impl Sampler {
         }
         let row_capacity = config.unwind.row_capacity();
         loader.map_max_entries(UNWIND_ROWS_MAP, row_capacity);
+        // The LRU map is preallocated: one entry when off-CPU time is not recorded.
+        let off_cpu_offsets = match (config.off_cpu, plan.follow_forks) {
+            (None, _) => None,
+            (Some(_), Some(offsets)) if probe.raw_tracepoints.is_yes() => Some(offsets),
+            (Some(_), _) => {
+                return Err(SampleError::Unsupported {
+                    what: "off-CPU time needs raw tracepoints and the kernel's BTF \
+                           (/sys/kernel/btf/vmlinux), for the offset of `task_struct.pid`"
+                        .to_owned(),
+                    fix: "run without --off-cpu on this kernel (see `ember doctor`)".to_owned(),
+                });
+            }
+        };
+        if off_cpu_offsets.is_none() {
+            loader.map_max_entries(OFFCPU_PENDING_MAP, 1);
+        }
         let mut ebpf = loader.load(OBJECT).map_err(load_error)?;
 
         let generations = [
@@ -302,6 +322,7 @@ impl Sampler {
                 .off_cpu
                 .map_or(0, |o| u32::try_from(o.min.as_micros()).unwrap_or(u32::MAX)),
             off_cpu_every: config.off_cpu.map_or(1, |o| o.every.max(1)),
+            task_pid_offset: off_cpu_offsets.map_or(0, |o| o.pid),
         };
         match &config.target {
             Target::All => {}
@@ -373,9 +394,17 @@ impl Sampler {
                     other => program_error(program, other),
                 })?;
         }
-        if config.off_cpu.is_some() {
-            attach_off_cpu(&mut ebpf, plan.table_unwinder)?;
-        }
+        let off_cpu_pending = if off_cpu_offsets.is_some() {
+            let program = if plan.table_unwinder {
+                OFFCPU_PROGRAM
+            } else {
+                OFFCPU_FP_PROGRAM
+            };
+            attach_raw_tracepoint(&mut ebpf, program, "sched_switch")?;
+            Some(take(&mut ebpf, OFFCPU_PENDING_MAP)?)
+        } else {
+            None
+        };
         info!(
             cpus = cpus.len(),
             frequency_hz = config.frequency_hz,
@@ -401,6 +430,8 @@ impl Sampler {
             proc_events,
             unwind,
             last_sweep: std::time::Instant::now(),
+            off_cpu_pending,
+            kept_stacks: super::drain::KeptStacks::default(),
             started: std::time::Instant::now(),
             last_unwind_refresh: std::time::Instant::now(),
             follows_forks: fork_offsets.is_some(),
@@ -580,34 +611,3 @@ fn missing_program(name: &str) -> SampleError {
         std::io::Error::from(std::io::ErrorKind::NotFound),
     )
 }
-
-/// Attaches the off-CPU pair: the raw tracepoint on `sched_switch` that notes when a
-/// thread leaves the CPU, and the fentry program on `finish_task_switch` that charges the
-/// time when it comes back, found by the kernel's BTF. Neither needs tracefs or kprobes.
-fn attach_off_cpu(ebpf: &mut Ebpf, tables: bool) -> Result<(), SampleError> {
-    let program = if tables {
-        OFFCPU_IN_PROGRAM
-    } else {
-        OFFCPU_IN_FP_PROGRAM
-    };
-    let btf = aya::Btf::from_sys_fs().map_err(|e| SampleError::Unsupported {
-        what: format!("off-CPU profiling needs the kernel's BTF (/sys/kernel/btf/vmlinux): {e}"),
-        fix: "run without --off-cpu on this kernel".to_owned(),
-    })?;
-    let probe: &mut FEntry = ebpf
-        .program_mut(program)
-        .ok_or_else(|| missing_program(program))?
-        .try_into()
-        .map_err(|e| program_error(program, e))?;
-    probe
-        .load(OFF_CPU_FUNCTION, &btf)
-        .map_err(|e| program_error(program, e))?;
-    probe.attach().map_err(|e| program_error(program, e))?;
-    attach_raw_tracepoint(ebpf, OFFCPU_OUT_PROGRAM, "sched_switch")?;
-    info!(program, "off-CPU hooks attached");
-    Ok(())
-}
-
-/// The kernel function whose entry runs as the thread switched in, with its user
-/// registers and kernel stack where it blocked.
-const OFF_CPU_FUNCTION: &str = "finish_task_switch";
