@@ -29,7 +29,8 @@ use flate2::write::GzEncoder;
 
 use crate::frame::{INLINED_SUFFIX, Suffix, UNKNOWN};
 use crate::{
-    Frame, FrameId, FrameKind, Labels, Location, Profile, ProfileKind, ProfileMeta, StackRef, keys,
+    Frame, FrameId, FrameKind, Labels, LabelsId, Location, Profile, ProfileKind, ProfileMeta,
+    StackRef, keys,
 };
 use wire::{Reader, Writer};
 
@@ -112,6 +113,7 @@ mod field {
     pub(super) const DURATION_NANOS: u32 = 10;
     pub(super) const PERIOD_TYPE: u32 = 11;
     pub(super) const PERIOD: u32 = 12;
+    pub(super) const DEFAULT_SAMPLE_TYPE: u32 = 14;
 
     pub(super) const VALUE_TYPE_TYPE: u32 = 1;
     pub(super) const VALUE_TYPE_UNIT: u32 = 2;
@@ -170,6 +172,56 @@ pub fn encode_uncompressed(profile: &Profile) -> Vec<u8> {
     Encoder::new(profile).run()
 }
 
+/// Writes an off-CPU profile and the CPU profile of the same capture as one gzip-compressed
+/// pprof profile with three sample types, `off_cpu/nanoseconds` (the default),
+/// `samples/count` and `cpu/nanoseconds`: every `(labels, stack)` of either profile is one
+/// sample, with 0 where the other has none. [`decode_kind`] reads either back.
+///
+/// # Errors
+/// Whatever writing to `w` returns.
+pub fn encode_with_cpu(off_cpu: &Profile, cpu: &Profile, w: impl Write) -> io::Result<()> {
+    let raw = encode_with_cpu_uncompressed(off_cpu, cpu);
+    let mut gz = GzEncoder::new(w, Compression::default());
+    gz.write_all(&raw)?;
+    gz.finish()?;
+    Ok(())
+}
+
+/// The uncompressed bytes of [`encode_with_cpu`].
+#[must_use]
+pub fn encode_with_cpu_uncompressed(off_cpu: &Profile, cpu: &Profile) -> Vec<u8> {
+    // One frame and label table for both: the CPU stacks are interned into a copy of the
+    // off-CPU profile, their counts kept beside it.
+    let mut merged = off_cpu.clone();
+    merged.meta.kind = ProfileKind::OffCpu;
+    let mut cpu_rows: Vec<(LabelsId, Box<[FrameId]>, u64)> = Vec::new();
+    for s in cpu.stacks() {
+        let labels = merged.intern_labels(s.labels);
+        let frames = s
+            .frames
+            .iter()
+            .map(|&f| merged.intern_frame(cpu.frame(f)))
+            .collect();
+        cpu_rows.push((labels, frames, s.count));
+    }
+    let cpu_counts: HashMap<(&Labels, &[FrameId]), u64> = cpu_rows
+        .iter()
+        .map(|(l, f, c)| ((&merged.label_sets()[*l as usize], &f[..]), *c))
+        .collect();
+    let mut encoder = Encoder::new(&merged);
+    encoder.cpu = Some(Companion {
+        counts: cpu_counts,
+        period_ns: cpu.meta.period_ns(),
+    });
+    encoder.run()
+}
+
+/// The CPU counts written beside an off-CPU profile's ([`encode_with_cpu`]).
+struct Companion<'p> {
+    counts: HashMap<(&'p Labels, &'p [FrameId]), u64>,
+    period_ns: u64,
+}
+
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum MappingKey {
     Kernel,
@@ -208,6 +260,8 @@ struct Encoder<'p> {
     function_ids: HashMap<(Arc<str>, Option<Arc<str>>), u64>,
     locations: Vec<LocationOut>,
     location_ids: HashMap<Vec<FrameId>, u64>,
+    /// CPU samples of the same capture, as second and third sample types.
+    cpu: Option<Companion<'p>>,
 }
 
 /// The address pprof gets for a frame location, and whether it is a file offset.
@@ -265,6 +319,7 @@ impl<'p> Encoder<'p> {
             function_ids: HashMap::new(),
             locations: Vec::new(),
             location_ids: HashMap::new(),
+            cpu: None,
         };
         e.string("");
         e
@@ -404,12 +459,26 @@ impl<'p> Encoder<'p> {
         // Off CPU, one sample type: the time waited (counts are microseconds).
         let off_cpu = profile.meta.kind == ProfileKind::OffCpu;
         let nanoseconds = self.string("nanoseconds");
+        let companion = self.cpu.take();
         let (period_type, period) = if off_cpu {
             let t = self.string("off_cpu");
             out.message(field::SAMPLE_TYPE, |m| {
                 m.i64(field::VALUE_TYPE_TYPE, t);
                 m.i64(field::VALUE_TYPE_UNIT, nanoseconds);
             });
+            if companion.is_some() {
+                let samples = self.string("samples");
+                let count = self.string("count");
+                let cpu = self.string("cpu");
+                for (t, u) in [(samples, count), (cpu, nanoseconds)] {
+                    out.message(field::SAMPLE_TYPE, |m| {
+                        m.i64(field::VALUE_TYPE_TYPE, t);
+                        m.i64(field::VALUE_TYPE_UNIT, u);
+                    });
+                }
+                // Readers show the off-CPU time unless asked for another type.
+                out.i64(field::DEFAULT_SAMPLE_TYPE, t);
+            }
             (t, 1000)
         } else {
             let samples = self.string("samples");
@@ -425,6 +494,18 @@ impl<'p> Encoder<'p> {
         };
 
         let mut stacks: Vec<StackRef<'_>> = profile.stacks().collect();
+        if let Some(c) = &companion {
+            // Stacks only the CPU profile has, with no off-CPU time.
+            let present: std::collections::HashSet<(&Labels, &[FrameId])> =
+                stacks.iter().map(|s| (s.labels, s.frames)).collect();
+            stacks.extend(c.counts.keys().filter(|k| !present.contains(*k)).map(
+                |&(labels, frames)| StackRef {
+                    labels,
+                    frames,
+                    count: 0,
+                },
+            ));
+        }
         stacks.sort_by(|a, b| {
             a.labels.cmp(b.labels).then_with(|| {
                 let fa = a.frames.iter().map(|&f| profile.frame(f));
@@ -455,7 +536,10 @@ impl<'p> Encoder<'p> {
             let ns = s.count.saturating_mul(period);
             out.message(field::SAMPLE, |m| {
                 m.packed(field::SAMPLE_LOCATION_ID, ids);
-                if off_cpu {
+                if let Some(c) = &companion {
+                    let n = c.counts.get(&(s.labels, s.frames)).copied().unwrap_or(0);
+                    m.packed(field::SAMPLE_VALUE, [ns, n, n.saturating_mul(c.period_ns)]);
+                } else if off_cpu {
                     m.packed(field::SAMPLE_VALUE, [ns]);
                 } else {
                     m.packed(field::SAMPLE_VALUE, [s.count, ns]);
@@ -630,7 +714,19 @@ pub fn decode(r: impl Read) -> Result<Profile, PprofError> {
 pub fn decode_limited(r: impl Read, max_bytes: u64) -> Result<Profile, PprofError> {
     let data = read_bounded(r, max_bytes)?;
     let raw = parse_profile(&data)?;
-    build_profile(&raw)
+    build_profile(&raw, None)
+}
+
+/// [`decode`] that reads the profile of `kind` out of a profile with several sample types
+/// (one [`encode_with_cpu`] wrote): `off_cpu/nanoseconds` for [`ProfileKind::OffCpu`],
+/// `samples/count` for [`ProfileKind::Cpu`].
+///
+/// # Errors
+/// As [`decode_limited`], and [`PprofError::Invalid`] when there is no such sample type.
+pub fn decode_kind(r: impl Read, kind: ProfileKind) -> Result<Profile, PprofError> {
+    let data = read_bounded(r, DEFAULT_MAX_DECODED)?;
+    let raw = parse_profile(&data)?;
+    build_profile(&raw, Some(kind))
 }
 
 /// The uncompressed bytes of a pprof input, checked to start like a profile and to be at
@@ -1020,7 +1116,7 @@ fn index<'a, T>(
     Ok(map)
 }
 
-fn build_profile(raw: &RawProfile) -> Result<Profile, PprofError> {
+fn build_profile(raw: &RawProfile, want: Option<ProfileKind>) -> Result<Profile, PprofError> {
     let strings = &raw.strings;
     match strings.first() {
         Some((s, _)) if s.is_empty() => {}
@@ -1061,24 +1157,34 @@ fn build_profile(raw: &RawProfile) -> Result<Profile, PprofError> {
     }
     // `samples/count` is a CPU profile's count; without it, `off_cpu/nanoseconds` makes an
     // off-CPU profile (counted in microseconds); otherwise the first type is the count.
-    let mut count_index = 0;
+    // `decode_kind` asks for one of them.
+    let mut samples_index = None;
     let mut off_cpu_index = None;
-    let mut has_samples = false;
     for (i, &(t, u, at)) in raw.sample_types.iter().enumerate() {
         let (t, u) = (string(t, "sample type", at)?, string(u, "sample type", at)?);
-        if t == "samples" && u == "count" {
-            count_index = i;
-            has_samples = true;
-            break;
+        if t == "samples" && u == "count" && samples_index.is_none() {
+            samples_index = Some(i);
         }
         if t == "off_cpu" && u == "nanoseconds" && off_cpu_index.is_none() {
             off_cpu_index = Some(i);
         }
     }
-    let off_cpu = if has_samples { None } else { off_cpu_index };
-    if let Some(i) = off_cpu {
-        count_index = i;
-    }
+    let (count_index, off_cpu) = match want {
+        None => match (samples_index, off_cpu_index) {
+            (Some(i), _) => (i, None),
+            (None, Some(i)) => (i, Some(i)),
+            (None, None) => (0, None),
+        },
+        Some(ProfileKind::Cpu) => (
+            samples_index.ok_or_else(|| invalid("profile", 0, "no `samples/count` sample type"))?,
+            None,
+        ),
+        Some(ProfileKind::OffCpu) => {
+            let i = off_cpu_index
+                .ok_or_else(|| invalid("profile", 0, "no `off_cpu/nanoseconds` sample type"))?;
+            (i, Some(i))
+        }
+    };
 
     let mut meta = ProfileMeta {
         start_unix_ns: raw.time_nanos,
@@ -1090,10 +1196,14 @@ fn build_profile(raw: &RawProfile) -> Result<Profile, PprofError> {
             ProfileKind::Cpu
         },
     };
-    // A sampling period says the frequency; an off-CPU profile has none.
-    if let Some((_, u, at)) = raw.period_type.filter(|_| off_cpu.is_none()) {
+    // A sampling period says the frequency; an off-CPU profile has none, nor the CPU
+    // samples written beside one (`encode_with_cpu`: the period is the off-CPU type's).
+    if let Some((t, u, at)) = raw.period_type.filter(|_| off_cpu.is_none()) {
         let period = raw.period as i64;
-        if string(u, "period type", at)? == "nanoseconds" && period > 0 {
+        if string(u, "period type", at)? == "nanoseconds"
+            && string(t, "period type", at)? != "off_cpu"
+            && period > 0
+        {
             let hz = (1e9 / period as f64).round();
             if hz >= 1.0 && hz <= f64::from(u32::MAX) {
                 meta.frequency_hz = hz as u32;
@@ -1309,6 +1419,51 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    /// An off-CPU profile written with the CPU profile of the same run carries both:
+    /// `decode` reads the CPU samples (as before), `decode_kind` either; a stack only one
+    /// of them has comes back in that one only.
+    #[test]
+    fn off_cpu_and_cpu_profiles_share_one_pprof() {
+        let meta = ProfileMeta {
+            start_unix_ns: 5,
+            duration_ns: 2_000_000_000,
+            frequency_hz: 100,
+            ..ProfileMeta::default()
+        };
+        let labels = Labels::new().with(keys::COMM, "w");
+        let main = Frame::named("main", FrameKind::User);
+        let wait = Frame::named("wait", FrameKind::User);
+        let work = Frame::named("work", FrameKind::User);
+        let mut off = Profile::new(ProfileMeta {
+            kind: ProfileKind::OffCpu,
+            ..meta.clone()
+        });
+        off.add(&labels, &[main.clone(), wait.clone()], 1500);
+        off.add(&labels, &[main.clone(), work.clone()], 20);
+        let mut cpu = Profile::new(meta);
+        cpu.add(&labels, &[main.clone(), work.clone()], 70);
+        let bytes = encode_with_cpu_uncompressed(&off, &cpu);
+        let folded_of = |p: &Profile| folded::lines(p, folded::Options::default());
+
+        let back_off = decode_kind(bytes.as_slice(), ProfileKind::OffCpu).expect("off-CPU");
+        assert_eq!(back_off.meta.kind, ProfileKind::OffCpu);
+        assert_eq!(folded_of(&back_off), folded_of(&off));
+        let back_cpu = decode_kind(bytes.as_slice(), ProfileKind::Cpu).expect("CPU");
+        assert_eq!(back_cpu.meta.kind, ProfileKind::Cpu);
+        assert_eq!(
+            back_cpu.meta.frequency_hz, 0,
+            "the period is the off-CPU type's"
+        );
+        assert_eq!(folded_of(&back_cpu), folded_of(&cpu));
+        assert_eq!(
+            folded_of(&decode(bytes.as_slice()).expect("decodes")),
+            folded_of(&cpu)
+        );
+        // A plain CPU profile has no off-CPU samples to ask for.
+        let plain = encode_uncompressed(&cpu);
+        assert!(decode_kind(plain.as_slice(), ProfileKind::OffCpu).is_err());
+    }
 
     /// An off-CPU profile goes out as one `off_cpu/nanoseconds` sample type (its counts are
     /// microseconds) and comes back as an off-CPU profile with the same counts.
