@@ -188,10 +188,6 @@ pub(crate) struct AgentArgs {
     #[arg(long = "debug-dir", default_value = symbolizer::DEFAULT_DEBUG_DIR, help_heading = "Symbols")]
     pub debug_dirs: Vec<PathBuf>,
 
-    /// Off-CPU time instead of CPU samples.
-    #[command(flatten)]
-    pub off_cpu: OffCpuArgs,
-
     /// Drain interval and kernel map sizes.
     #[command(flatten)]
     pub drain: DrainArgs,
@@ -575,7 +571,7 @@ pub(crate) struct RecordArgs {
     #[arg(short, long, value_enum, help_heading = "Output")]
     pub format: Option<FormatArg>,
 
-    /// Off-CPU time instead of CPU samples.
+    /// Off-CPU time beside CPU samples.
     #[command(flatten)]
     pub off_cpu: OffCpuArgs,
 
@@ -600,19 +596,20 @@ names must all match, a repeated name is an alternative. The store is read while
 keeps writing it. Exit status: 0 when a profile was written, 1 on error (no store, no
 samples in the range, agent unreachable), 2 for bad arguments.";
 
-/// Off-CPU time (`--off-cpu`), for `record` and `agent`.
+/// Off-CPU time (`--off-cpu`), for `record`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct OffCpuArgs {
-    /// Record time off CPU: how long threads wait (blocked in a lock, a read, a sleep, a
-    /// page fault, or runnable but not running), charged to the stack they waited in. The
-    /// output's counts are microseconds waited; the CPU profile explains what burns CPU,
-    /// this one what waits.
+    /// Write the off-CPU profile: how long threads waited (blocked in a lock, a read, a
+    /// sleep, a page fault, or runnable but not running), charged to the stack they left
+    /// the CPU in. Its counts are microseconds waited. CPU samples are taken too: a pprof
+    /// output carries them as a second sample type; other formats hold the off-CPU time
+    /// only.
     #[arg(long, help_heading = "Off-CPU")]
     pub off_cpu: bool,
 
-    /// Leave out waits shorter than this (e.g. 100us, 1ms, 0 for every one); short waits
-    /// are counted in `/metrics` but not charged to a stack, which bounds the cost on
-    /// nodes that switch threads hundreds of thousands of times a second.
+    /// Leave out waits shorter than this (e.g. 100us, 1ms, 0 for every one): they are
+    /// counted (`off_cpu_short`) but not charged to a stack, so the flame graph is not
+    /// buried in futex hand-offs and short preemptions.
     #[arg(
         long,
         value_name = "DURATION",
@@ -622,8 +619,9 @@ pub(crate) struct OffCpuArgs {
     )]
     pub off_cpu_min: Duration,
 
-    /// Record one in N of the waits that are long enough, chosen at random, each weighted
-    /// N times: for nodes where even --off-cpu-min leaves too many switches.
+    /// Take the stack at one in N switch-outs, chosen at random, and weight its wait N
+    /// times: for nodes that switch too often to take a stack at every switch (the cost
+    /// of --off-cpu is mostly that stack walk, which --off-cpu-min does not save).
     #[arg(
         long,
         value_name = "N",

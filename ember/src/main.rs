@@ -153,8 +153,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let outcome = record::run(&config).context("ember record")?;
             if cli.global.quiet == 0 && config.output != std::path::Path::new("-") {
                 eprintln!(
-                    "ember: wrote {} samples to {}",
+                    "ember: wrote {} {} to {}",
                     outcome.profile.total(),
+                    match outcome.profile.meta.kind {
+                        profiler_model::ProfileKind::Cpu => "samples",
+                        profiler_model::ProfileKind::OffCpu => "µs off CPU",
+                    },
                     config.output.display()
                 );
             }

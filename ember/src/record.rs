@@ -352,17 +352,30 @@ impl Sink for RecordSink<'_> {
         }
         aggregator.meta_mut().duration_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         report_losses(&stats, &aggregator, config.counts_entries);
+        if config.off_cpu.is_some() {
+            tracing::info!(
+                switches = stats.get(Stat::OffCpuSwitches),
+                recorded = stats.get(Stat::OffCpuRecorded),
+                shorter_than_min = stats.get(Stat::OffCpuShort),
+                sampled_out = stats.get(Stat::OffCpuSampledOut),
+                dropped_counts_full = stats.get(Stat::OffCpuCountsFull),
+                waited_us = aggregator.stats().off_cpu_us,
+                "off-CPU switch-outs of the targets"
+            );
+        }
         let sym = aggregator.symbolizer().stats();
         debug!(?sym, "symbolizer");
 
-        let mut profile = if config.off_cpu.is_some() {
-            aggregator.into_off_cpu_profile()
-        } else {
-            aggregator.into_profile()
-        };
+        let (mut cpu, off_cpu) = aggregator.into_profiles();
         if !config.include_idle {
-            profile = profile.without_idle();
+            cpu = cpu.without_idle();
         }
+        // The off-CPU profile has no idle task: the kernel side leaves it out.
+        let (profile, companion) = if config.off_cpu.is_some() {
+            (off_cpu, Some(cpu))
+        } else {
+            (cpu, None)
+        };
         if profile.is_empty() {
             let err = RecordError::NothingSampled {
                 target: config.target.describe(),
@@ -376,7 +389,7 @@ impl Sink for RecordSink<'_> {
                 return Err(err);
             }
         }
-        write_output(config, &profile, elapsed)?;
+        write_output(config, &profile, companion.as_ref(), elapsed)?;
         Ok(RecordOutcome {
             profile,
             exit_status,
@@ -454,21 +467,28 @@ fn titles(config: &RecordConfig, profile: &Profile, elapsed: Duration) -> (Strin
     (title, subtitle)
 }
 
+/// Writes `profile`; `cpu` is the CPU profile of an off-CPU capture, which pprof carries
+/// beside it.
 fn write_output(
     config: &RecordConfig,
     profile: &Profile,
+    cpu: Option<&Profile>,
     elapsed: Duration,
 ) -> Result<(), RecordError> {
     let (title, subtitle) = titles(config, profile, elapsed);
     let options = RenderOptions::titled(title)
         .with_subtitle(subtitle)
         .with_folded(folded::Options::default().with_no_kernel(!config.kernel));
-    crate::output::write_file(&config.output, config.format, profile, &options).map_err(
-        |source| RecordError::Write {
-            path: config.output.clone(),
-            source,
-        },
-    )?;
+    let written = match cpu {
+        Some(cpu) => {
+            crate::output::write_off_cpu_file(&config.output, config.format, profile, cpu, &options)
+        }
+        None => crate::output::write_file(&config.output, config.format, profile, &options),
+    };
+    written.map_err(|source| RecordError::Write {
+        path: config.output.clone(),
+        source,
+    })?;
     if config.output != Path::new("-") {
         tracing::info!(
             path = %config.output.display(),

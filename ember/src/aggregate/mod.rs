@@ -100,6 +100,22 @@ fn off_cpu_meta(meta: &ProfileMeta) -> ProfileMeta {
     }
 }
 
+/// `kernel` (root first) without the leaf frames of the BPF program that took it and of
+/// the tracepoint that ran it (`bpf_prog_<tag>_<name>`, `bpf_trace_run4`,
+/// `__bpf_trace_sched_switch`): an off-CPU stack ends in `__schedule`.
+fn without_tracing_frames(kernel: &[Frame]) -> &[Frame] {
+    let keep = kernel
+        .iter()
+        .rposition(|f| {
+            let name = f.name.as_ref();
+            !(name.starts_with("bpf_prog_")
+                || name.starts_with("bpf_trace_run")
+                || name.starts_with("__bpf_trace_"))
+        })
+        .map_or(0, |i| i + 1);
+    &kernel[..keep]
+}
+
 /// Whether a kernel stack (root first) is inside `execve`/`execveat`: every user-space exec
 /// enters through `do_execveat_common` from the `execve` system calls.
 fn in_exec(kernel: &[Frame]) -> bool {
@@ -228,6 +244,11 @@ impl Aggregator {
             }
             if self.kernel {
                 match (&kernel, s.kernel_status) {
+                    // An off-CPU stack was taken in the `sched_switch` program: its own
+                    // frames and the tracepoint's are not where the thread waited.
+                    (Some(frames), _) if s.off_cpu => {
+                        stack.extend(without_tracing_frames(frames).iter().cloned());
+                    }
                     (Some(frames), _) => stack.extend(frames.iter().cloned()),
                     // Not symbolized: the aggregator is abandoning symbolization.
                     (None, StackStatus::Ok | StackStatus::Truncated) => {
@@ -298,24 +319,19 @@ impl Aggregator {
         &self.symbolizer
     }
 
-    /// Ends aggregation, returning the profile.
-    #[must_use]
-    pub(crate) fn into_profile(self) -> Profile {
-        self.profile
-    }
-
     /// Hands out the profile so far and starts a new, empty one with `meta`, keeping the
     /// symbolizer's caches: how the agent closes a window.
     pub(crate) fn take_profile(&mut self, meta: ProfileMeta) -> Profile {
         std::mem::replace(&mut self.profile, Profile::new(meta))
     }
 
-    /// Ends aggregation, returning the off-CPU profile (microseconds off CPU per stack),
-    /// with the CPU profile's start, duration and frequency.
+    /// Ends aggregation, returning the CPU profile and the off-CPU profile (microseconds
+    /// off CPU per stack, empty without `--off-cpu`), which gets the CPU profile's start,
+    /// duration and frequency.
     #[must_use]
-    pub(crate) fn into_off_cpu_profile(mut self) -> Profile {
+    pub(crate) fn into_profiles(mut self) -> (Profile, Profile) {
         self.off_cpu.meta = off_cpu_meta(&self.profile.meta);
-        self.off_cpu
+        (self.profile, self.off_cpu)
     }
 
     /// Forgets what is cached about processes that exited or whose PID now names another
@@ -348,6 +364,24 @@ impl Aggregator {
 mod tests {
     use super::*;
 
+    #[test]
+    fn off_cpu_stacks_lose_the_frames_of_the_program_that_took_them() {
+        let k = |n: &str| Frame::named(n, FrameKind::Kernel);
+        let stack = [
+            k("do_nanosleep"),
+            k("schedule"),
+            k("__schedule"),
+            k("bpf_trace_run4"),
+            k("bpf_prog_8544a0f447ea41e6_ember_offcpu"),
+        ];
+        let names: Vec<&str> = without_tracing_frames(&stack)
+            .iter()
+            .map(|f| f.name.as_ref())
+            .collect();
+        assert_eq!(names, ["do_nanosleep", "schedule", "__schedule"]);
+        assert!(without_tracing_frames(&stack[3..]).is_empty());
+        assert_eq!(without_tracing_frames(&stack[..2]).len(), 2);
+    }
     use std::process::Command;
 
     /// An address inside the executable mapping of `pid`'s `sleep` binary, once its exec
