@@ -643,6 +643,10 @@ pub(crate) struct RecordArgs {
     #[arg(short, long, value_enum, help_heading = "Output")]
     pub format: Option<FormatArg>,
 
+    /// Off-CPU time beside CPU samples.
+    #[command(flatten)]
+    pub off_cpu: OffCpuArgs,
+
     /// Drain interval and kernel map sizes.
     #[command(flatten)]
     pub drain: DrainArgs,
@@ -667,6 +671,66 @@ seconds.
 names must all match, a repeated name is an alternative. The store is read while an agent
 keeps writing it. Exit status: 0 when a profile was written, 1 on error (no store, no
 samples in the range, agent unreachable), 2 for bad arguments.";
+
+/// Off-CPU time (`--off-cpu`), for `record`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct OffCpuArgs {
+    /// Write the off-CPU profile: how long threads waited (blocked in a lock, a read, a
+    /// sleep, a page fault, or runnable but not running), charged to the stack they left
+    /// the CPU in. Its counts are microseconds waited. CPU samples are taken too: a pprof
+    /// output carries them as a second sample type; other formats hold the off-CPU time
+    /// only.
+    #[arg(long, help_heading = "Off-CPU")]
+    pub off_cpu: bool,
+
+    /// Leave out waits shorter than this (e.g. 100us, 1ms, 0 for every one): they are
+    /// counted (`off_cpu_short`) but not charged to a stack, so the flame graph is not
+    /// buried in futex hand-offs and short preemptions.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "100us",
+        value_parser = parse_off_cpu_min,
+        help_heading = "Off-CPU"
+    )]
+    pub off_cpu_min: Duration,
+
+    /// Take the stack at one in N switch-outs, chosen at random, and weight its wait N
+    /// times: for nodes that switch too often to take a stack at every switch (the cost
+    /// of --off-cpu is mostly that stack walk, which --off-cpu-min does not save).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000),
+        help_heading = "Off-CPU"
+    )]
+    pub off_cpu_every: u32,
+}
+
+impl OffCpuArgs {
+    /// The sampler's off-CPU settings, `None` without `--off-cpu`.
+    #[must_use]
+    pub(crate) fn config(&self) -> Option<profiler_sampler::OffCpuConfig> {
+        self.off_cpu.then_some(profiler_sampler::OffCpuConfig {
+            min: self.off_cpu_min,
+            every: self.off_cpu_every,
+        })
+    }
+}
+
+/// `--off-cpu-min`: a duration that may be zero, at most an hour.
+fn parse_off_cpu_min(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let d = profiler_model::time::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration `{s}`: {e}"))?;
+    if d > Duration::from_secs(3600) {
+        return Err(format!("invalid duration `{s}`: at most 1h"));
+    }
+    Ok(d)
+}
 
 /// Where `ember export` reads, what it selects, and what it writes.
 #[derive(Debug, Args)]

@@ -162,7 +162,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if cli.global.quiet == 0 && config.output != std::path::Path::new("-") {
                 eprintln!(
                     "ember: wrote {} to {}",
-                    human::samples(outcome.profile.total(), outcome.profile.meta.frequency_hz),
+                    match outcome.profile.meta.kind {
+                        profiler_model::ProfileKind::Cpu => human::samples(
+                            outcome.profile.total(),
+                            outcome.profile.meta.frequency_hz
+                        ),
+                        profiler_model::ProfileKind::OffCpu => format!(
+                            "{} µs ({}) off CPU",
+                            outcome.profile.total(),
+                            human::duration(outcome.profile.total().saturating_mul(1000))
+                        ),
+                    },
                     config.output.display()
                 );
             }

@@ -117,6 +117,28 @@ pub(crate) fn write_file(
     out.flush()
 }
 
+/// [`write_file`] for an off-CPU profile with the CPU profile of the same capture: pprof
+/// carries both (`off_cpu/nanoseconds` first, then the CPU sample types); every other
+/// format holds one profile, the off-CPU one.
+pub(crate) fn write_off_cpu_file(
+    path: &Path,
+    format: Format,
+    off_cpu: &Profile,
+    cpu: &Profile,
+    options: &RenderOptions,
+) -> io::Result<()> {
+    if format != Format::Pprof {
+        return write_file(path, format, off_cpu, options);
+    }
+    let mut out: Box<dyn Write> = if path == Path::new("-") {
+        Box::new(BufWriter::new(io::stdout().lock()))
+    } else {
+        Box::new(BufWriter::new(File::create(path)?))
+    };
+    profiler_model::pprof::encode_with_cpu(off_cpu, cpu, &mut out)?;
+    out.flush()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -224,6 +224,7 @@ impl Pipeline {
             start_unix_ns: crate::now_unix_ns(),
             duration_ns: 0,
             frequency_hz: u32::try_from(config.frequency_hz).unwrap_or(u32::MAX),
+            ..ProfileMeta::default()
         };
         let mut aggregator = Aggregator::new(
             symbolizer::Symbolizer::new(config.symbolizer.clone()),

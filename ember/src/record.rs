@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use std::fmt::Write as _;
 
 use profiler_common::Stat;
-use profiler_model::{Format, Profile, folded};
+use profiler_model::{Format, Profile, ProfileKind, folded};
 use profiler_render::RenderOptions;
 use tracing::{debug, warn};
 
@@ -98,6 +98,8 @@ pub(crate) struct RecordConfig {
     pub status_line: bool,
     /// Where debug files of stripped binaries are fetched from (`--debuginfod`).
     pub debuginfod: Option<symbolizer::DebuginfodConfig>,
+    /// Record off-CPU time instead of CPU samples (`--off-cpu`).
+    pub off_cpu: Option<profiler_sampler::OffCpuConfig>,
 }
 
 /// What `ember record` profiles.
@@ -160,6 +162,7 @@ impl RecordConfig {
                 std::env::var(symbolizer::DEBUGINFOD_URLS).ok().as_deref(),
                 debuginfod_cache_dir(),
             ),
+            off_cpu: args.off_cpu.config(),
         })
     }
 }
@@ -236,6 +239,7 @@ pub(crate) fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
             counts_entries: config.counts_entries,
             stacks_entries: config.stacks_entries,
             unwind: config.unwind,
+            off_cpu: config.off_cpu,
         },
         PipelineConfig {
             frequency_hz: config.frequency_hz,
@@ -372,13 +376,30 @@ impl Sink for RecordSink<'_> {
         if let Some(debuginfod) = &config.debuginfod {
             finish_debuginfod(&mut aggregator, debuginfod.timeout);
         }
+        if config.off_cpu.is_some() {
+            tracing::info!(
+                switches = stats.get(Stat::OffCpuSwitches),
+                recorded = stats.get(Stat::OffCpuRecorded),
+                shorter_than_min = stats.get(Stat::OffCpuShort),
+                sampled_out = stats.get(Stat::OffCpuSampledOut),
+                dropped_counts_full = stats.get(Stat::OffCpuCountsFull),
+                waited_us = aggregator.stats().off_cpu_us,
+                "off-CPU switch-outs of the targets"
+            );
+        }
         let sym = aggregator.symbolizer().stats();
         debug!(?sym, "symbolizer");
 
-        let mut profile = aggregator.into_profile();
+        let (mut cpu, off_cpu) = aggregator.into_profiles();
         if !config.include_idle {
-            profile = profile.without_idle();
+            cpu = cpu.without_idle();
         }
+        // The off-CPU profile has no idle task: the kernel side leaves it out.
+        let (profile, companion) = if config.off_cpu.is_some() {
+            (off_cpu, Some(cpu))
+        } else {
+            (cpu, None)
+        };
         if profile.is_empty() {
             let err = RecordError::NothingSampled {
                 target: config.target.describe(),
@@ -392,7 +413,7 @@ impl Sink for RecordSink<'_> {
                 return Err(err);
             }
         }
-        write_output(config, &profile, elapsed)?;
+        write_output(config, &profile, companion.as_ref(), elapsed)?;
         Ok(RecordOutcome {
             profile,
             exit_status,
@@ -487,6 +508,20 @@ fn report_losses(stats: &SamplerStats, aggregator: &Aggregator, counts_entries: 
 
 /// The flame graph's title and subtitle.
 fn titles(config: &RecordConfig, profile: &Profile, elapsed: Duration) -> (String, String) {
+    if profile.meta.kind == ProfileKind::OffCpu {
+        let title = format!("ember record: off-CPU time of {}", config.target.describe());
+        let subtitle = format!(
+            "{:.1} s recorded, {:.3} s waited in all{}",
+            elapsed.as_secs_f64(),
+            profile.total() as f64 / 1e6,
+            if config.kernel {
+                ""
+            } else {
+                ", user frames only"
+            }
+        );
+        return (title, subtitle);
+    }
     let title = format!("ember record: {}", config.target.describe());
     let subtitle = format!(
         "{:.1} s at {} Hz, {} samples{}",
@@ -502,21 +537,28 @@ fn titles(config: &RecordConfig, profile: &Profile, elapsed: Duration) -> (Strin
     (title, subtitle)
 }
 
+/// Writes `profile`; `cpu` is the CPU profile of an off-CPU capture, which pprof carries
+/// beside it.
 fn write_output(
     config: &RecordConfig,
     profile: &Profile,
+    cpu: Option<&Profile>,
     elapsed: Duration,
 ) -> Result<(), RecordError> {
     let (title, subtitle) = titles(config, profile, elapsed);
     let options = RenderOptions::titled(title)
         .with_subtitle(subtitle)
         .with_folded(folded::Options::default().with_no_kernel(!config.kernel));
-    crate::output::write_file(&config.output, config.format, profile, &options).map_err(
-        |source| RecordError::Write {
-            path: config.output.clone(),
-            source,
-        },
-    )?;
+    let written = match cpu {
+        Some(cpu) => {
+            crate::output::write_off_cpu_file(&config.output, config.format, profile, cpu, &options)
+        }
+        None => crate::output::write_file(&config.output, config.format, profile, &options),
+    };
+    written.map_err(|source| RecordError::Write {
+        path: config.output.clone(),
+        source,
+    })?;
     if config.output != Path::new("-") {
         tracing::info!(
             path = %config.output.display(),

@@ -16,6 +16,12 @@
 //! shows no program still running in the old generation, then reads and clears the old
 //! generation's counts and stacks. Nothing is lost and nothing is counted twice.
 //!
+//! [`Control::generation`] counts drains; its parity picks the maps. Off-CPU keys (see
+//! [`OFFCPU_PROGRAM`]) are counted when a thread comes back on CPU, possibly several
+//! drains after their stacks were taken at switch-out: [`SampleKey::epoch`] names the
+//! generation whose stack maps their ids point into, and the drain keeps a copy of the
+//! stacks that keys still pending may refer to (`profiler-sampler`'s `drain.rs`).
+//!
 //! The user stack is referenced through [`SampleKey::user_stack_id`] plus
 //! [`SampleKey::flags`], so a userspace-table unwinder can later store stacks in a map of
 //! its own (flagged [`SAMPLE_FLAG_USER_STACK_CUSTOM`]) without changing the key.
@@ -74,6 +80,40 @@ pub const SAMPLE_FLAG_USER_STACK_CUSTOM: u32 = 1 << 0;
 /// The unwinder gave up before the outermost frame: the user stack is incomplete.
 pub const SAMPLE_FLAG_USER_TRUNCATED: u32 = 1 << 1;
 
+/// The key counts time off CPU, in nanoseconds, rather than CPU samples: the off-CPU
+/// program added it when the thread came back on CPU (see [`OFFCPU_PROGRAM`]).
+pub const SAMPLE_FLAG_OFF_CPU: u32 = 1 << 2;
+
+/// The raw tracepoint on `sched_switch` that records off-CPU time, with the table
+/// unwinder. At switch-out it takes the stacks of the thread leaving the CPU (the current
+/// task) and keeps them in [`OFFCPU_PENDING_MAP`] under its thread id; at switch-in it
+/// finds the thread coming back (`next`) there and charges the time between to that key.
+pub const OFFCPU_PROGRAM: &str = "ember_offcpu";
+
+/// [`OFFCPU_PROGRAM`] with frame-pointer user stacks only.
+pub const OFFCPU_FP_PROGRAM: &str = "ember_offcpu_fp";
+
+/// Threads off CPU, by thread id (`LruHashMap<u32, OffCpuPending>`): when each left, and
+/// the key its time will be charged under.
+pub const OFFCPU_PENDING_MAP: &str = "OFFCPU_PENDING";
+
+/// Default size of [`OFFCPU_PENDING_MAP`] (an LRU map: the oldest entry goes when full).
+pub const DEFAULT_OFFCPU_THREADS: u32 = 65_536;
+
+/// A thread off CPU, in [`OFFCPU_PENDING_MAP`].
+///
+/// Written by the off-CPU program at switch-out, read and deleted by it at switch-in; read
+/// (never written) by the agent's drain, which keeps the stacks `key` points at.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct OffCpuPending {
+    /// When the thread left the CPU (`bpf_ktime_get_ns`).
+    pub since_ns: u64,
+    /// The key its time off CPU is charged under: [`SAMPLE_FLAG_OFF_CPU`] set, stack ids
+    /// in the maps of generation [`SampleKey::epoch`].
+    pub key: SampleKey,
+}
+
 /// What one sample is counted under: who ran, and where.
 ///
 /// Written by the eBPF program; read (and deleted) by the agent's drain.
@@ -94,8 +134,10 @@ pub struct SampleKey {
     pub kernel_stack_id: i32,
     /// `SAMPLE_FLAG_*` bits.
     pub flags: u32,
-    /// Explicit padding; always zero so equal samples hash equal.
-    pub _pad: u32,
+    /// The [`Control::generation`] the stacks were taken in: the stack ids point into that
+    /// generation's maps. The generation of the count map itself for CPU samples; for
+    /// off-CPU time, that of the switch-out, which may be older.
+    pub epoch: u32,
     /// The thread's `comm`, NUL-padded.
     pub comm: [u8; COMM_LEN],
 }
@@ -104,7 +146,8 @@ pub struct SampleKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Control {
-    /// Which generation (0 or 1) new samples go to. Written by the agent's drain.
+    /// The current generation: its parity is the maps new samples go to. Incremented by
+    /// the agent's drain (wrapping).
     pub generation: u32,
     /// Non-zero: sample only processes in [`TARGET_TGIDS_MAP`]. Written at start.
     pub filter_tgids: u32,
@@ -117,6 +160,16 @@ pub struct Control {
     /// Non-zero: record nothing (samples count as [`Stat::Filtered`]). Written by the
     /// agent before its last drain, so the last drain is complete.
     pub paused: u32,
+    /// Off CPU: switches back in after less than this many microseconds are not recorded
+    /// (counted as [`Stat::OffCpuShort`]).
+    pub off_cpu_min_us: u32,
+    /// Off CPU: record one in this many eligible switches, weighted by this factor (0 or 1:
+    /// all of them); the others are counted as [`Stat::OffCpuSampledOut`].
+    pub off_cpu_every: u32,
+    /// Offset of `pid` (the thread id) in `struct task_struct`, from the kernel's BTF like
+    /// [`Control::task_tgid_offset`]: the off-CPU program reads the thread switched in.
+    /// Written at start; 0 when off-CPU time is not recorded.
+    pub task_pid_offset: u32,
 }
 
 /// Loss and activity counters in [`STATS_MAP`], one slot each, summed over CPUs.
@@ -154,11 +207,21 @@ pub enum Stat {
     /// Process announcements (first sample, exec) lost to a full `PROC_EVENTS` ring: the
     /// symbolizer may not capture such a process before it exits.
     AnnouncementsLost = 14,
+    /// Switch-outs of target threads the off-CPU program saw.
+    OffCpuSwitches = 15,
+    /// Off-CPU intervals charged to a stack.
+    OffCpuRecorded = 16,
+    /// Off-CPU intervals shorter than [`Control::off_cpu_min_us`], not charged.
+    OffCpuShort = 17,
+    /// Switch-outs left out by [`Control::off_cpu_every`] (no stack taken).
+    OffCpuSampledOut = 18,
+    /// Off-CPU intervals lost because the count map was full.
+    OffCpuCountsFull = 19,
 }
 
 impl Stat {
     /// Number of slots in [`STATS_MAP`].
-    pub const COUNT: u32 = 15;
+    pub const COUNT: u32 = 20;
 
     /// Every counter, in slot order.
     pub const ALL: [Stat; Self::COUNT as usize] = [
@@ -177,6 +240,11 @@ impl Stat {
         Stat::UnwindFpFrames,
         Stat::UnwindStackLost,
         Stat::AnnouncementsLost,
+        Stat::OffCpuSwitches,
+        Stat::OffCpuRecorded,
+        Stat::OffCpuShort,
+        Stat::OffCpuSampledOut,
+        Stat::OffCpuCountsFull,
     ];
 
     /// A stable snake_case name, used in logs and metrics.
@@ -198,6 +266,11 @@ impl Stat {
             Stat::UnwindFpFrames => "unwind_fp_frames",
             Stat::UnwindStackLost => "unwind_stack_lost",
             Stat::AnnouncementsLost => "announcements_lost",
+            Stat::OffCpuSwitches => "off_cpu_switches",
+            Stat::OffCpuRecorded => "off_cpu_recorded",
+            Stat::OffCpuShort => "off_cpu_short",
+            Stat::OffCpuSampledOut => "off_cpu_sampled_out",
+            Stat::OffCpuCountsFull => "off_cpu_counts_full",
         }
     }
 
@@ -213,6 +286,10 @@ impl Stat {
                 | Stat::UnwindTruncated
                 | Stat::UnwindFpFrames
                 | Stat::AnnouncementsLost
+                | Stat::OffCpuSwitches
+                | Stat::OffCpuRecorded
+                | Stat::OffCpuShort
+                | Stat::OffCpuSampledOut
         )
     }
 }
@@ -229,6 +306,8 @@ mod user {
     unsafe impl aya::Pod for super::SampleKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Control {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::OffCpuPending {}
 }
 
 #[cfg(test)]
@@ -240,8 +319,10 @@ mod tests {
     fn layouts_match_the_ebpf_side() {
         assert_eq!(size_of::<SampleKey>(), 48);
         assert_eq!(align_of::<SampleKey>(), 8);
-        assert_eq!(size_of::<Control>(), 20);
+        assert_eq!(size_of::<Control>(), 32);
         assert_eq!(align_of::<Control>(), 4);
+        assert_eq!(size_of::<OffCpuPending>(), 56);
+        assert_eq!(align_of::<OffCpuPending>(), 8);
     }
 
     #[test]

@@ -16,6 +16,13 @@
 //! is needed, and no tracepoint record format is read (the one kernel offset the fork hook
 //! needs, `task_struct.tgid`, comes from the kernel's BTF).
 //!
+//! `ember_offcpu` (and `ember_offcpu_fp`, without the table unwinder) records off-CPU time
+//! (`--off-cpu`): the time a thread spends switched out, charged to the stack it left the
+//! CPU in, in nanoseconds, in the same count maps under keys flagged `SAMPLE_FLAG_OFF_CPU`.
+//! It is one raw tracepoint on `sched_switch`: this kernel has no kprobes, and
+//! `finish_task_switch` (kernel/sched) cannot take an fentry program, so both halves of a
+//! switch are seen there.
+//!
 //! Every sample that cannot be recorded in full is counted in `STATS` by the reason.
 #![cfg_attr(target_arch = "bpf", no_std, no_main, feature(core_intrinsics))]
 #![cfg_attr(
@@ -39,12 +46,12 @@ mod unwind;
 #[cfg(target_arch = "bpf")]
 mod program {
     use crate::unwind;
-    use aya_ebpf::programs::tracing::StackIdContext as _;
+    use aya_ebpf::programs::tracing::StackIdContext;
     use aya_ebpf::{
         bindings::BPF_F_USER_STACK,
         helpers::{
             bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-            bpf_probe_read_kernel,
+            bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_probe_read_kernel,
         },
         macros::{map, perf_event, raw_tracepoint},
         maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
@@ -52,8 +59,9 @@ mod program {
     };
     use core::intrinsics::{AtomicOrdering, atomic_xadd};
     use profiler_common::{
-        Control, DEFAULT_COUNTS_ENTRIES, DEFAULT_STACKS_ENTRIES, DEFAULT_TARGET_ENTRIES, EEXIST,
-        EFAULT, SAMPLE_FLAG_USER_STACK_CUSTOM, SAMPLE_FLAG_USER_TRUNCATED, SampleKey, Stat,
+        Control, DEFAULT_COUNTS_ENTRIES, DEFAULT_OFFCPU_THREADS, DEFAULT_STACKS_ENTRIES,
+        DEFAULT_TARGET_ENTRIES, EEXIST, EFAULT, OffCpuPending, SAMPLE_FLAG_OFF_CPU,
+        SAMPLE_FLAG_USER_STACK_CUSTOM, SAMPLE_FLAG_USER_TRUNCATED, SampleKey, Stat,
     };
 
     // Map sizes are defaults: the agent resizes them at load time (`set_max_entries`).
@@ -116,87 +124,122 @@ mod program {
         0
     }
 
+    /// What the program reads of the control block, each field once.
+    struct Settings {
+        generation: u32,
+        filter: bool,
+        skip_kernel: bool,
+        paused: bool,
+        off_cpu_min_us: u32,
+        off_cpu_every: u32,
+        task_pid_offset: u32,
+    }
+
     #[inline(always)]
-    fn record(ctx: &PerfEventContext, tables: bool) {
-        stat(Stat::Samples);
-        let Some(control) = CONTROL.get_ptr(0) else {
-            stat(Stat::NoControl);
-            return;
-        };
+    fn settings() -> Option<Settings> {
+        let control = CONTROL.get_ptr(0)?;
         // SAFETY: a valid map value pointer; the agent rewrites the value at any time, so
         // each field is read once, volatile, and used as read.
-        let (generation, filter, skip_kernel, paused) = unsafe {
-            (
-                core::ptr::read_volatile(&raw const (*control).generation),
-                core::ptr::read_volatile(&raw const (*control).filter_tgids),
-                core::ptr::read_volatile(&raw const (*control).skip_kernel),
-                core::ptr::read_volatile(&raw const (*control).paused),
-            )
-        };
-        if paused != 0 {
-            stat(Stat::Filtered);
-            return;
+        unsafe {
+            Some(Settings {
+                generation: core::ptr::read_volatile(&raw const (*control).generation),
+                filter: core::ptr::read_volatile(&raw const (*control).filter_tgids) != 0,
+                skip_kernel: core::ptr::read_volatile(&raw const (*control).skip_kernel) != 0,
+                paused: core::ptr::read_volatile(&raw const (*control).paused) != 0,
+                off_cpu_min_us: core::ptr::read_volatile(&raw const (*control).off_cpu_min_us),
+                off_cpu_every: core::ptr::read_volatile(&raw const (*control).off_cpu_every),
+                task_pid_offset: core::ptr::read_volatile(&raw const (*control).task_pid_offset),
+            })
         }
+    }
+
+    /// Whether `tgid` is to be recorded under `settings`.
+    #[inline(always)]
+    fn is_target(settings: &Settings, tgid: u32) -> bool {
+        // SAFETY: the value is only tested for presence.
+        !settings.filter || unsafe { TARGET_TGIDS.get(&tgid) }.is_some()
+    }
+
+    /// The key of the current thread, stacks not yet taken.
+    #[inline(always)]
+    fn current_key(flags: u32) -> SampleKey {
         let pid_tgid = bpf_get_current_pid_tgid();
-        let tgid = (pid_tgid >> 32) as u32;
-        if filter != 0 {
-            // SAFETY: the value is only tested for presence.
-            if unsafe { TARGET_TGIDS.get(&tgid) }.is_none() {
-                stat(Stat::Filtered);
-                return;
-            }
-        }
-        announce_first_sample(tgid);
-        let mut key = SampleKey {
-            tgid,
+        SampleKey {
+            tgid: (pid_tgid >> 32) as u32,
             tid: pid_tgid as u32,
             // SAFETY: a helper without preconditions.
             cgroup_id: unsafe { bpf_get_current_cgroup_id() },
             user_stack_id: -EFAULT,
             kernel_stack_id: -EFAULT,
-            flags: 0,
-            _pad: 0,
+            flags,
+            epoch: 0,
             comm: bpf_get_current_comm().unwrap_or([0; 16]),
-        };
-        // Two explicit branches, so each helper call sees one constant map pointer.
-        if generation & 1 == 0 {
-            count(
-                ctx,
-                &mut key,
-                skip_kernel != 0,
-                tables,
-                0,
-                &COUNTS_0,
-                &STACKS_0,
-            );
-        } else {
-            count(
-                ctx,
-                &mut key,
-                skip_kernel != 0,
-                tables,
-                1,
-                &COUNTS_1,
-                &STACKS_1,
-            );
         }
     }
 
+    /// Adds one CPU sample to the current thread's key (stacks taken now) in the current
+    /// generation.
     #[inline(always)]
-    fn count(
-        ctx: &PerfEventContext,
+    fn add_current(ctx: &PerfEventContext, settings: &Settings, key: &mut SampleKey, tables: bool) {
+        let weight = Weight {
+            value: 1,
+            recorded: Stat::Recorded,
+            full: Stat::CountsFull,
+        };
+        // Two explicit branches, so each helper call sees one constant map pointer.
+        if settings.generation & 1 == 0 {
+            take_stacks(ctx, key, settings, tables, &STACKS_0);
+            add_count(&COUNTS_0, key, weight);
+        } else {
+            take_stacks(ctx, key, settings, tables, &STACKS_1);
+            add_count(&COUNTS_1, key, weight);
+        }
+    }
+
+    /// How much a recorded key adds, and the counters it is accounted under.
+    #[derive(Clone, Copy)]
+    struct Weight {
+        value: u64,
+        recorded: Stat,
+        full: Stat,
+    }
+
+    #[inline(always)]
+    fn record(ctx: &PerfEventContext, tables: bool) {
+        stat(Stat::Samples);
+        let Some(settings) = settings() else {
+            stat(Stat::NoControl);
+            return;
+        };
+        if settings.paused {
+            stat(Stat::Filtered);
+            return;
+        }
+        let mut key = current_key(0);
+        if !is_target(&settings, key.tgid) {
+            stat(Stat::Filtered);
+            return;
+        }
+        announce_first_sample(key.tgid);
+        add_current(ctx, &settings, &mut key, tables);
+    }
+
+    /// Takes the current task's user and kernel stacks into `stacks` (and the table
+    /// unwinder's map) of generation `settings.generation`, and names them in `key`.
+    #[inline(always)]
+    fn take_stacks<C: unwind::UserRegs + StackIdContext>(
+        ctx: &C,
         key: &mut SampleKey,
-        skip_kernel: bool,
+        settings: &Settings,
         tables: bool,
-        generation: u32,
-        counts: &HashMap<SampleKey, u64>,
         stacks: &StackTrace,
     ) {
+        key.epoch = settings.generation;
         // Processes with unwind tables get the table walk; the others the kernel's
         // frame-pointer walk. `tables` is a constant in each entry point, so the FP-only
         // program contains no unwinder code at all.
         let walked = if tables {
-            unwind::walk(ctx, key.tgid, generation)
+            unwind::walk(ctx, key.tgid, settings.generation)
         } else {
             None
         };
@@ -209,7 +252,7 @@ mod program {
         } else {
             key.user_stack_id = user_stack_id(ctx, stacks);
         }
-        if !skip_kernel {
+        if !settings.skip_kernel {
             key.kernel_stack_id = match ctx.get_stackid(stacks, 0) {
                 Ok(id) => id as i32,
                 Err(e) => {
@@ -223,31 +266,38 @@ mod program {
                 }
             };
         }
-        if let Some(p) = counts.get_ptr_mut(&*key) {
+    }
+
+    /// Adds `weight` to `key` in `counts`, inserting it if absent.
+    #[inline(always)]
+    fn add_count(counts: &HashMap<SampleKey, u64>, key: &SampleKey, weight: Weight) {
+        if let Some(p) = counts.get_ptr_mut(key) {
             // SAFETY: a valid map value pointer; other CPUs may add to it concurrently.
-            let _prev = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, 1) };
-            stat(Stat::Recorded);
+            let _prev =
+                unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, weight.value) };
+            stat(weight.recorded);
             return;
         }
-        match counts.insert(&*key, 1u64, BPF_NOEXIST) {
-            Ok(()) => stat(Stat::Recorded),
+        match counts.insert(key, weight.value, BPF_NOEXIST) {
+            Ok(()) => stat(weight.recorded),
             // Another CPU inserted the same key between our lookup and insert.
             Err(e) if e == -EEXIST => {
-                if let Some(p) = counts.get_ptr_mut(&*key) {
+                if let Some(p) = counts.get_ptr_mut(key) {
                     // SAFETY: as above.
-                    let _prev =
-                        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, 1) };
-                    stat(Stat::Recorded);
+                    let _prev = unsafe {
+                        atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, weight.value)
+                    };
+                    stat(weight.recorded);
                 } else {
-                    stat(Stat::CountsFull);
+                    stat(weight.full);
                 }
             }
-            Err(_) => stat(Stat::CountsFull),
+            Err(_) => stat(weight.full),
         }
     }
 
     #[inline(always)]
-    fn user_stack_id(ctx: &PerfEventContext, stacks: &StackTrace) -> i32 {
+    fn user_stack_id<C: StackIdContext>(ctx: &C, stacks: &StackTrace) -> i32 {
         match ctx.get_stackid(stacks, u64::from(BPF_F_USER_STACK)) {
             Ok(id) => id as i32,
             Err(e) => {
@@ -344,6 +394,138 @@ mod program {
         if PROC_EVENTS.output::<u32>(&tgid, 0).is_err() {
             stat(Stat::AnnouncementsLost);
         }
+        0
+    }
+
+    // Off-CPU time (`--off-cpu`), all in `sched_switch`: at switch-out the thread leaving
+    // the CPU (the current task) has its stacks taken, with the same unwinders as CPU
+    // samples, and kept in OFFCPU_PENDING with the time; at switch-in the thread coming
+    // back (`next`) is looked up there and the time between is charged to that key in the
+    // current generation. State is kept per thread, not per CPU, so a thread that wakes on
+    // another CPU is charged right (a per-CPU map inflates the time of migrating threads).
+    //
+    // The stacks belong to the generation of the switch-out, which the drain may have
+    // cleared by the time the thread comes back: the key says which (`epoch`), and the
+    // drain keeps a copy of every stack a pending entry still refers to. For that the key
+    // is counted *before* its pending entry is deleted: at any moment after a drain's flip,
+    // every interval of the old generation is either still pending or already counted.
+    #[map]
+    static OFFCPU_PENDING: LruHashMap<u32, OffCpuPending> =
+        LruHashMap::with_max_entries(DEFAULT_OFFCPU_THREADS, 0);
+
+    /// `TASK_DEAD` in `task_struct.__state`: the thread's last switch-out, never followed
+    /// by a switch-in.
+    const TASK_DEAD: u64 = 0x80;
+
+    #[inline(always)]
+    fn off_cpu(ctx: &RawTracePointContext, tables: bool) {
+        let Some(settings) = settings() else {
+            stat(Stat::NoControl);
+            return;
+        };
+        // SAFETY: a helper without preconditions.
+        let now = unsafe { bpf_ktime_get_ns() };
+        switch_in(ctx, &settings, now);
+        switch_out(ctx, &settings, now, tables);
+    }
+
+    /// `next`, coming back on CPU: charges its time off CPU, if it is pending.
+    #[inline(always)]
+    fn switch_in(ctx: &RawTracePointContext, settings: &Settings, now: u64) {
+        let offset = settings.task_pid_offset;
+        // 0: not recording off-CPU time; the bound keeps a corrupt value from reading far
+        // outside the task.
+        if offset == 0 || offset > 1 << 16 {
+            return;
+        }
+        let next: u64 = ctx.arg(2);
+        // SAFETY: bpf_probe_read_kernel fails cleanly on a bad address; the offset is the
+        // running kernel's own (from /sys/kernel/btf/vmlinux).
+        let Ok(tid) = (unsafe { bpf_probe_read_kernel((next + u64::from(offset)) as *const u32) })
+        else {
+            return;
+        };
+        if tid == 0 {
+            return;
+        }
+        // SAFETY: the value is copied out at once.
+        let Some(pending) = (unsafe { OFFCPU_PENDING.get(&tid) }).copied() else {
+            return;
+        };
+        let blocked = now.saturating_sub(pending.since_ns);
+        if settings.paused {
+            // After the last drain's pause: nothing more is drained.
+        } else if blocked < u64::from(settings.off_cpu_min_us) * 1000 {
+            stat(Stat::OffCpuShort);
+        } else {
+            // --off-cpu-every N kept one switch-out in N: each stands for N. No 128-bit
+            // multiply on bpf: bound, then multiply.
+            let every = u64::from(settings.off_cpu_every.max(1));
+            let weight = Weight {
+                value: blocked.min(u64::MAX / every) * every,
+                recorded: Stat::OffCpuRecorded,
+                full: Stat::OffCpuCountsFull,
+            };
+            if settings.generation & 1 == 0 {
+                add_count(&COUNTS_0, &pending.key, weight);
+            } else {
+                add_count(&COUNTS_1, &pending.key, weight);
+            }
+        }
+        // Deleted after it is counted (see above).
+        let _ = OFFCPU_PENDING.remove(&tid);
+    }
+
+    /// `prev`, the current task, leaving the CPU: takes its stacks if it is a target.
+    #[inline(always)]
+    fn switch_out(ctx: &RawTracePointContext, settings: &Settings, now: u64, tables: bool) {
+        if settings.task_pid_offset == 0 || settings.paused {
+            return;
+        }
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+        // The idle task is never "blocked"; an exiting thread never comes back.
+        let prev_state: u64 = ctx.arg(3);
+        if tid == 0 || prev_state & TASK_DEAD != 0 || !is_target(settings, tgid) {
+            return;
+        }
+        stat(Stat::OffCpuSwitches);
+        // SAFETY: a helper without preconditions.
+        if settings.off_cpu_every > 1
+            && unsafe { bpf_get_prandom_u32() } % settings.off_cpu_every != 0
+        {
+            stat(Stat::OffCpuSampledOut);
+            return;
+        }
+        announce_first_sample(tgid);
+        let mut pending = OffCpuPending {
+            since_ns: now,
+            key: current_key(SAMPLE_FLAG_OFF_CPU),
+        };
+        if settings.generation & 1 == 0 {
+            take_stacks(ctx, &mut pending.key, settings, tables, &STACKS_0);
+        } else {
+            take_stacks(ctx, &mut pending.key, settings, tables, &STACKS_1);
+        }
+        let _ = OFFCPU_PENDING.insert(&tid, &pending, 0);
+    }
+
+    /// `sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
+    /// unsigned int prev_state)`, in the context of `prev`, with interrupts off.
+    #[raw_tracepoint(tracepoint = "sched_switch")]
+    pub fn ember_offcpu(ctx: RawTracePointContext) -> u32 {
+        inflight_add(1);
+        off_cpu(&ctx, true);
+        inflight_add(u64::MAX); // wrapping -1
+        0
+    }
+
+    /// [`ember_offcpu`] without the table unwinder, for kernels without `bpf_loop`.
+    #[raw_tracepoint(tracepoint = "sched_switch")]
+    pub fn ember_offcpu_fp(ctx: RawTracePointContext) -> u32 {
+        inflight_add(1);
+        off_cpu(&ctx, false);
+        inflight_add(u64::MAX); // wrapping -1
         0
     }
 

@@ -9,12 +9,12 @@
 //! stepped with the frame pointer, so frame-pointer code and table code mix in one stack.
 
 use aya_ebpf::{
-    EbpfContext as _,
+    EbpfContext,
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, bpf_perf_event_data, pt_regs},
     helpers::{bpf_probe_read_kernel, bpf_probe_read_user, generated},
     macros::map,
     maps::{Array, HashMap, PerCpuArray},
-    programs::PerfEventContext,
+    programs::{PerfEventContext, RawTracePointContext},
 };
 use profiler_common::{
     DEFAULT_STACKS_ENTRIES, Stat,
@@ -109,7 +109,7 @@ pub(crate) fn forget_process(tgid: u32) {
 /// Walks the current task's user stack if its process has tables; `None` when it has none
 /// (the caller then uses the kernel's frame-pointer walk).
 #[inline(always)]
-pub(crate) fn walk(ctx: &PerfEventContext, tgid: u32, generation: u32) -> Option<Walked> {
+pub(crate) fn walk<C: UserRegs>(ctx: &C, tgid: u32, generation: u32) -> Option<Walked> {
     // SAFETY: a lookup; the value is only read.
     let procs = match unsafe { PROC_UNWIND.get(&tgid) } {
         Some(p) => p as *const ProcUnwind,
@@ -122,7 +122,7 @@ pub(crate) fn walk(ctx: &PerfEventContext, tgid: u32, generation: u32) -> Option
         }
     };
     let stack = UNWIND_SCRATCH.get_ptr_mut(0)?;
-    let (ip, sp, bp) = user_regs(ctx)?;
+    let (ip, sp, bp) = ctx.user_regs()?;
     let regs = UNWIND_WALK.get_ptr_mut(0)?;
     stat(Stat::UnwindWalked);
     // SAFETY: this CPU's slot; programs do not nest on one CPU.
@@ -198,24 +198,45 @@ pub(crate) fn walk(ctx: &PerfEventContext, tgid: u32, generation: u32) -> Option
     }
 }
 
-/// The user-mode `ip`, `sp` and `bp`: from the sample when it interrupted user code, else
-/// from the registers saved when the task entered the kernel.
-#[inline(always)]
-fn user_regs(ctx: &PerfEventContext) -> Option<(u64, u64, u64)> {
-    let data = ctx.as_ptr() as *const bpf_perf_event_data;
-    // SAFETY: the perf_event context is a `bpf_perf_event_data`; the verifier checks each
-    // field access.
-    let (ip, sp, bp, cs) = unsafe {
-        (
-            (*data).regs.rip,
-            (*data).regs.rsp,
-            (*data).regs.rbp,
-            (*data).regs.cs,
-        )
-    };
-    if cs & 3 == 3 {
-        return Some((ip, sp, bp));
+/// Where a program finds the user registers of the current task: `(ip, sp, bp)`, `None`
+/// for a kernel thread.
+pub(crate) trait UserRegs: EbpfContext {
+    fn user_regs(&self) -> Option<(u64, u64, u64)>;
+}
+
+impl UserRegs for PerfEventContext {
+    /// The interrupted registers when the sample hit user mode, else the task's saved ones.
+    #[inline(always)]
+    fn user_regs(&self) -> Option<(u64, u64, u64)> {
+        let data = self.as_ptr() as *const bpf_perf_event_data;
+        // SAFETY: the perf_event context is a `bpf_perf_event_data`; the verifier checks
+        // each field access.
+        let (ip, sp, bp, cs) = unsafe {
+            (
+                (*data).regs.rip,
+                (*data).regs.rsp,
+                (*data).regs.rbp,
+                (*data).regs.cs,
+            )
+        };
+        if cs & 3 == 3 {
+            return Some((ip, sp, bp));
+        }
+        task_user_regs()
     }
+}
+
+impl UserRegs for RawTracePointContext {
+    /// A raw tracepoint runs in the kernel: the task's saved user registers.
+    #[inline(always)]
+    fn user_regs(&self) -> Option<(u64, u64, u64)> {
+        task_user_regs()
+    }
+}
+
+/// The registers the current task entered the kernel with.
+#[inline(always)]
+fn task_user_regs() -> Option<(u64, u64, u64)> {
     // SAFETY: helpers without preconditions; the returned pointer is only read through
     // bpf_probe_read_kernel, which fails cleanly.
     let regs = unsafe {

@@ -121,6 +121,7 @@ mod tests {
             start_unix_ns: 10,
             duration_ns: 5,
             frequency_hz: 99,
+            ..ProfileMeta::default()
         });
         let l = Labels::new().with(keys::COMM, "app");
         let main = Frame::named("main", FrameKind::User);

@@ -28,7 +28,10 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 
 use crate::frame::{INLINED_SUFFIX, Suffix, UNKNOWN};
-use crate::{Frame, FrameId, FrameKind, Labels, Location, Profile, ProfileMeta, StackRef, keys};
+use crate::{
+    Frame, FrameId, FrameKind, Labels, LabelsId, Location, Profile, ProfileKind, ProfileMeta,
+    StackRef, keys,
+};
 use wire::{Reader, Writer};
 
 /// The mapping name of kernel code, as perf and pprof call it.
@@ -110,6 +113,7 @@ mod field {
     pub(super) const DURATION_NANOS: u32 = 10;
     pub(super) const PERIOD_TYPE: u32 = 11;
     pub(super) const PERIOD: u32 = 12;
+    pub(super) const DEFAULT_SAMPLE_TYPE: u32 = 14;
 
     pub(super) const VALUE_TYPE_TYPE: u32 = 1;
     pub(super) const VALUE_TYPE_UNIT: u32 = 2;
@@ -168,6 +172,56 @@ pub fn encode_uncompressed(profile: &Profile) -> Vec<u8> {
     Encoder::new(profile).run()
 }
 
+/// Writes an off-CPU profile and the CPU profile of the same capture as one gzip-compressed
+/// pprof profile with three sample types, `off_cpu/nanoseconds` (the default),
+/// `samples/count` and `cpu/nanoseconds`: every `(labels, stack)` of either profile is one
+/// sample, with 0 where the other has none. [`decode_kind`] reads either back.
+///
+/// # Errors
+/// Whatever writing to `w` returns.
+pub fn encode_with_cpu(off_cpu: &Profile, cpu: &Profile, w: impl Write) -> io::Result<()> {
+    let raw = encode_with_cpu_uncompressed(off_cpu, cpu);
+    let mut gz = GzEncoder::new(w, Compression::default());
+    gz.write_all(&raw)?;
+    gz.finish()?;
+    Ok(())
+}
+
+/// The uncompressed bytes of [`encode_with_cpu`].
+#[must_use]
+pub fn encode_with_cpu_uncompressed(off_cpu: &Profile, cpu: &Profile) -> Vec<u8> {
+    // One frame and label table for both: the CPU stacks are interned into a copy of the
+    // off-CPU profile, their counts kept beside it.
+    let mut merged = off_cpu.clone();
+    merged.meta.kind = ProfileKind::OffCpu;
+    let mut cpu_rows: Vec<(LabelsId, Box<[FrameId]>, u64)> = Vec::new();
+    for s in cpu.stacks() {
+        let labels = merged.intern_labels(s.labels);
+        let frames = s
+            .frames
+            .iter()
+            .map(|&f| merged.intern_frame(cpu.frame(f)))
+            .collect();
+        cpu_rows.push((labels, frames, s.count));
+    }
+    let cpu_counts: HashMap<(&Labels, &[FrameId]), u64> = cpu_rows
+        .iter()
+        .map(|(l, f, c)| ((&merged.label_sets()[*l as usize], &f[..]), *c))
+        .collect();
+    let mut encoder = Encoder::new(&merged);
+    encoder.cpu = Some(Companion {
+        counts: cpu_counts,
+        period_ns: cpu.meta.period_ns(),
+    });
+    encoder.run()
+}
+
+/// The CPU counts written beside an off-CPU profile's ([`encode_with_cpu`]).
+struct Companion<'p> {
+    counts: HashMap<(&'p Labels, &'p [FrameId]), u64>,
+    period_ns: u64,
+}
+
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum MappingKey {
     Kernel,
@@ -206,6 +260,8 @@ struct Encoder<'p> {
     function_ids: HashMap<(Arc<str>, Option<Arc<str>>), u64>,
     locations: Vec<LocationOut>,
     location_ids: HashMap<Vec<FrameId>, u64>,
+    /// CPU samples of the same capture, as second and third sample types.
+    cpu: Option<Companion<'p>>,
 }
 
 /// The address pprof gets for a frame location, and whether it is a file offset.
@@ -263,6 +319,7 @@ impl<'p> Encoder<'p> {
             function_ids: HashMap::new(),
             locations: Vec::new(),
             location_ids: HashMap::new(),
+            cpu: None,
         };
         e.string("");
         e
@@ -399,18 +456,56 @@ impl<'p> Encoder<'p> {
         let mut out = Writer::default();
         let period = profile.meta.period_ns();
 
-        let samples = self.string("samples");
-        let count = self.string("count");
-        let cpu = self.string("cpu");
+        // Off CPU, one sample type: the time waited (counts are microseconds).
+        let off_cpu = profile.meta.kind == ProfileKind::OffCpu;
         let nanoseconds = self.string("nanoseconds");
-        for (t, u) in [(samples, count), (cpu, nanoseconds)] {
+        let companion = self.cpu.take();
+        let (period_type, period) = if off_cpu {
+            let t = self.string("off_cpu");
             out.message(field::SAMPLE_TYPE, |m| {
                 m.i64(field::VALUE_TYPE_TYPE, t);
-                m.i64(field::VALUE_TYPE_UNIT, u);
+                m.i64(field::VALUE_TYPE_UNIT, nanoseconds);
             });
-        }
+            if companion.is_some() {
+                let samples = self.string("samples");
+                let count = self.string("count");
+                let cpu = self.string("cpu");
+                for (t, u) in [(samples, count), (cpu, nanoseconds)] {
+                    out.message(field::SAMPLE_TYPE, |m| {
+                        m.i64(field::VALUE_TYPE_TYPE, t);
+                        m.i64(field::VALUE_TYPE_UNIT, u);
+                    });
+                }
+                // Readers show the off-CPU time unless asked for another type.
+                out.i64(field::DEFAULT_SAMPLE_TYPE, t);
+            }
+            (t, 1000)
+        } else {
+            let samples = self.string("samples");
+            let count = self.string("count");
+            let cpu = self.string("cpu");
+            for (t, u) in [(samples, count), (cpu, nanoseconds)] {
+                out.message(field::SAMPLE_TYPE, |m| {
+                    m.i64(field::VALUE_TYPE_TYPE, t);
+                    m.i64(field::VALUE_TYPE_UNIT, u);
+                });
+            }
+            (cpu, period)
+        };
 
         let mut stacks: Vec<StackRef<'_>> = profile.stacks().collect();
+        if let Some(c) = &companion {
+            // Stacks only the CPU profile has, with no off-CPU time.
+            let present: std::collections::HashSet<(&Labels, &[FrameId])> =
+                stacks.iter().map(|s| (s.labels, s.frames)).collect();
+            stacks.extend(c.counts.keys().filter(|k| !present.contains(*k)).map(
+                |&(labels, frames)| StackRef {
+                    labels,
+                    frames,
+                    count: 0,
+                },
+            ));
+        }
         stacks.sort_by(|a, b| {
             a.labels.cmp(b.labels).then_with(|| {
                 let fa = a.frames.iter().map(|&f| profile.frame(f));
@@ -438,10 +533,17 @@ impl<'p> Encoder<'p> {
                     (key, num.ok_or_else(|| self.string(v)))
                 })
                 .collect();
-            let cpu_ns = s.count.saturating_mul(period);
+            let ns = s.count.saturating_mul(period);
             out.message(field::SAMPLE, |m| {
                 m.packed(field::SAMPLE_LOCATION_ID, ids);
-                m.packed(field::SAMPLE_VALUE, [s.count, cpu_ns]);
+                if let Some(c) = &companion {
+                    let n = c.counts.get(&(s.labels, s.frames)).copied().unwrap_or(0);
+                    m.packed(field::SAMPLE_VALUE, [ns, n, n.saturating_mul(c.period_ns)]);
+                } else if off_cpu {
+                    m.packed(field::SAMPLE_VALUE, [ns]);
+                } else {
+                    m.packed(field::SAMPLE_VALUE, [s.count, ns]);
+                }
                 for (key, value) in labels {
                     m.message(field::SAMPLE_LABEL, |l| {
                         l.i64(field::LABEL_KEY, key);
@@ -502,7 +604,7 @@ impl<'p> Encoder<'p> {
         out.u64(field::TIME_NANOS, meta.start_unix_ns);
         out.u64(field::DURATION_NANOS, meta.duration_ns);
         out.message(field::PERIOD_TYPE, |m| {
-            m.i64(field::VALUE_TYPE_TYPE, cpu);
+            m.i64(field::VALUE_TYPE_TYPE, period_type);
             m.i64(field::VALUE_TYPE_UNIT, nanoseconds);
         });
         out.u64(field::PERIOD, period);
@@ -612,7 +714,19 @@ pub fn decode(r: impl Read) -> Result<Profile, PprofError> {
 pub fn decode_limited(r: impl Read, max_bytes: u64) -> Result<Profile, PprofError> {
     let data = read_bounded(r, max_bytes)?;
     let raw = parse_profile(&data)?;
-    build_profile(&raw)
+    build_profile(&raw, None)
+}
+
+/// [`decode`] that reads the profile of `kind` out of a profile with several sample types
+/// (one [`encode_with_cpu`] wrote): `off_cpu/nanoseconds` for [`ProfileKind::OffCpu`],
+/// `samples/count` for [`ProfileKind::Cpu`].
+///
+/// # Errors
+/// As [`decode_limited`], and [`PprofError::Invalid`] when there is no such sample type.
+pub fn decode_kind(r: impl Read, kind: ProfileKind) -> Result<Profile, PprofError> {
+    let data = read_bounded(r, DEFAULT_MAX_DECODED)?;
+    let raw = parse_profile(&data)?;
+    build_profile(&raw, Some(kind))
 }
 
 /// The uncompressed bytes of a pprof input, checked to start like a profile and to be at
@@ -1002,7 +1116,7 @@ fn index<'a, T>(
     Ok(map)
 }
 
-fn build_profile(raw: &RawProfile) -> Result<Profile, PprofError> {
+fn build_profile(raw: &RawProfile, want: Option<ProfileKind>) -> Result<Profile, PprofError> {
     let strings = &raw.strings;
     match strings.first() {
         Some((s, _)) if s.is_empty() => {}
@@ -1041,22 +1155,55 @@ fn build_profile(raw: &RawProfile) -> Result<Profile, PprofError> {
     if raw.sample_types.is_empty() && !raw.samples.is_empty() {
         return Err(invalid("profile", 0, "samples but no sample types"));
     }
-    let mut count_index = 0;
+    // `samples/count` is a CPU profile's count; without it, `off_cpu/nanoseconds` makes an
+    // off-CPU profile (counted in microseconds); otherwise the first type is the count.
+    // `decode_kind` asks for one of them.
+    let mut samples_index = None;
+    let mut off_cpu_index = None;
     for (i, &(t, u, at)) in raw.sample_types.iter().enumerate() {
-        if string(t, "sample type", at)? == "samples" && string(u, "sample type", at)? == "count" {
-            count_index = i;
-            break;
+        let (t, u) = (string(t, "sample type", at)?, string(u, "sample type", at)?);
+        if t == "samples" && u == "count" && samples_index.is_none() {
+            samples_index = Some(i);
+        }
+        if t == "off_cpu" && u == "nanoseconds" && off_cpu_index.is_none() {
+            off_cpu_index = Some(i);
         }
     }
+    let (count_index, off_cpu) = match want {
+        None => match (samples_index, off_cpu_index) {
+            (Some(i), _) => (i, None),
+            (None, Some(i)) => (i, Some(i)),
+            (None, None) => (0, None),
+        },
+        Some(ProfileKind::Cpu) => (
+            samples_index.ok_or_else(|| invalid("profile", 0, "no `samples/count` sample type"))?,
+            None,
+        ),
+        Some(ProfileKind::OffCpu) => {
+            let i = off_cpu_index
+                .ok_or_else(|| invalid("profile", 0, "no `off_cpu/nanoseconds` sample type"))?;
+            (i, Some(i))
+        }
+    };
 
     let mut meta = ProfileMeta {
         start_unix_ns: raw.time_nanos,
         duration_ns: raw.duration_nanos,
         frequency_hz: 0,
+        kind: if off_cpu.is_some() {
+            ProfileKind::OffCpu
+        } else {
+            ProfileKind::Cpu
+        },
     };
-    if let Some((_, u, at)) = raw.period_type {
+    // A sampling period says the frequency; an off-CPU profile has none, nor the CPU
+    // samples written beside one (`encode_with_cpu`: the period is the off-CPU type's).
+    if let Some((t, u, at)) = raw.period_type.filter(|_| off_cpu.is_none()) {
         let period = raw.period as i64;
-        if string(u, "period type", at)? == "nanoseconds" && period > 0 {
+        if string(u, "period type", at)? == "nanoseconds"
+            && string(t, "period type", at)? != "off_cpu"
+            && period > 0
+        {
             let hz = (1e9 / period as f64).round();
             if hz >= 1.0 && hz <= f64::from(u32::MAX) {
                 meta.frequency_hz = hz as u32;
@@ -1091,7 +1238,11 @@ fn build_profile(raw: &RawProfile) -> Result<Profile, PprofError> {
                 ),
             ));
         }
-        let count = s.values[count_index] as i64;
+        let mut count = s.values[count_index] as i64;
+        if off_cpu.is_some() {
+            // Nanoseconds to the microseconds an off-CPU profile counts.
+            count = count.saturating_add(500) / 1000;
+        }
         if count < 0 {
             return Err(invalid(
                 "sample",
@@ -1268,6 +1419,90 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    /// An off-CPU profile written with the CPU profile of the same run carries both:
+    /// `decode` reads the CPU samples (as before), `decode_kind` either; a stack only one
+    /// of them has comes back in that one only.
+    #[test]
+    fn off_cpu_and_cpu_profiles_share_one_pprof() {
+        let meta = ProfileMeta {
+            start_unix_ns: 5,
+            duration_ns: 2_000_000_000,
+            frequency_hz: 100,
+            ..ProfileMeta::default()
+        };
+        let labels = Labels::new().with(keys::COMM, "w");
+        let main = Frame::named("main", FrameKind::User);
+        let wait = Frame::named("wait", FrameKind::User);
+        let work = Frame::named("work", FrameKind::User);
+        let mut off = Profile::new(ProfileMeta {
+            kind: ProfileKind::OffCpu,
+            ..meta.clone()
+        });
+        off.add(&labels, &[main.clone(), wait.clone()], 1500);
+        off.add(&labels, &[main.clone(), work.clone()], 20);
+        let mut cpu = Profile::new(meta);
+        cpu.add(&labels, &[main.clone(), work.clone()], 70);
+        let bytes = encode_with_cpu_uncompressed(&off, &cpu);
+        let folded_of = |p: &Profile| folded::lines(p, folded::Options::default());
+
+        let back_off = decode_kind(bytes.as_slice(), ProfileKind::OffCpu).expect("off-CPU");
+        assert_eq!(back_off.meta.kind, ProfileKind::OffCpu);
+        assert_eq!(folded_of(&back_off), folded_of(&off));
+        let back_cpu = decode_kind(bytes.as_slice(), ProfileKind::Cpu).expect("CPU");
+        assert_eq!(back_cpu.meta.kind, ProfileKind::Cpu);
+        assert_eq!(
+            back_cpu.meta.frequency_hz, 0,
+            "the period is the off-CPU type's"
+        );
+        assert_eq!(folded_of(&back_cpu), folded_of(&cpu));
+        assert_eq!(
+            folded_of(&decode(bytes.as_slice()).expect("decodes")),
+            folded_of(&cpu)
+        );
+        // A plain CPU profile has no off-CPU samples to ask for.
+        let plain = encode_uncompressed(&cpu);
+        assert!(decode_kind(plain.as_slice(), ProfileKind::OffCpu).is_err());
+    }
+
+    /// An off-CPU profile goes out as one `off_cpu/nanoseconds` sample type (its counts are
+    /// microseconds) and comes back as an off-CPU profile with the same counts.
+    #[test]
+    fn off_cpu_profiles_round_trip_as_off_cpu_nanoseconds() {
+        let mut p = Profile::new(ProfileMeta {
+            start_unix_ns: 5,
+            duration_ns: 2_000_000_000,
+            frequency_hz: 99,
+            kind: ProfileKind::OffCpu,
+        });
+        let labels = Labels::new().with(keys::COMM, "w");
+        p.add(
+            &labels,
+            &[
+                Frame::named("main", FrameKind::User),
+                Frame::named("sleep", FrameKind::User),
+            ],
+            1500,
+        );
+        p.add(
+            &labels,
+            &[
+                Frame::named("main", FrameKind::User),
+                Frame::named("read", FrameKind::User),
+            ],
+            7,
+        );
+        let bytes = encode_uncompressed(&p);
+        let back = decode(bytes.as_slice()).expect("decodes");
+        assert_eq!(back.meta.kind, ProfileKind::OffCpu);
+        assert_eq!(back.meta.frequency_hz, 0);
+        assert_eq!(back.total(), 1507);
+        let raw = String::from_utf8_lossy(&bytes).into_owned();
+        assert!(
+            raw.contains("off_cpu") && !raw.contains("samples"),
+            "{raw:?}"
+        );
+    }
     use crate::folded::{self, Root};
 
     const PERIOD_NS: u64 = 10_000_000; // 100 Hz
@@ -1317,6 +1552,7 @@ mod tests {
             start_unix_ns: 1_700_000_000_000_000_000,
             duration_ns: 1_000_000_000,
             frequency_hz: 100,
+            ..ProfileMeta::default()
         });
         p.add(&l1, &[main.clone(), work.clone(), fn_a.clone()], 60);
         p.add(&l1, &[main.clone(), work.clone(), fn_a, mix], 10);

@@ -18,13 +18,69 @@ pub struct ProfileMeta {
     pub duration_ns: u64,
     /// Sampling frequency (0 if unknown).
     pub frequency_hz: u32,
+    /// What the counts measure: CPU samples, or microseconds off CPU.
+    pub kind: ProfileKind,
+}
+
+/// What a profile's counts measure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProfileKind {
+    /// CPU samples: each count is one sample, [`ProfileMeta::period_ns`] of CPU time.
+    #[default]
+    Cpu,
+    /// Time off CPU: each count is one microsecond a thread spent switched out (blocked
+    /// or waiting to run), charged to the stack it left the CPU in.
+    OffCpu,
+}
+
+impl ProfileKind {
+    /// Every kind, in the order the API and the UI list them.
+    pub const ALL: [ProfileKind; 2] = [ProfileKind::Cpu, ProfileKind::OffCpu];
+
+    /// The name used by `type=` in the API, `--type` on the command line and the store.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            ProfileKind::Cpu => "cpu",
+            ProfileKind::OffCpu => "off-cpu",
+        }
+    }
+
+    /// What one count is, for flame graph tooltips and folded headers.
+    #[must_use]
+    pub const fn unit(self) -> &'static str {
+        match self {
+            ProfileKind::Cpu => "samples",
+            ProfileKind::OffCpu => "µs",
+        }
+    }
+
+    /// The kind named `name` (see [`ProfileKind::name`]).
+    ///
+    /// # Errors
+    /// When `name` is not a kind; the message lists the kinds.
+    pub fn parse(name: &str) -> Result<ProfileKind, String> {
+        ProfileKind::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| format!("unknown profile type `{name}`: use `cpu` or `off-cpu`"))
+    }
+}
+
+impl std::fmt::Display for ProfileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl ProfileMeta {
-    /// Nanoseconds of CPU time one sample stands for (0 if the frequency is unknown).
+    /// Nanoseconds one count stands for: of CPU time for a CPU profile (0 if the
+    /// frequency is unknown), 1,000 (a microsecond waited) for an off-CPU profile.
     #[must_use]
     pub fn period_ns(&self) -> u64 {
-        if self.frequency_hz == 0 {
+        if self.kind == ProfileKind::OffCpu {
+            1000
+        } else if self.frequency_hz == 0 {
             0
         } else {
             1_000_000_000 / u64::from(self.frequency_hz)
@@ -314,11 +370,13 @@ mod tests {
             start_unix_ns: 100,
             duration_ns: 50,
             frequency_hz: 99,
+            ..ProfileMeta::default()
         });
         let b = Profile::new(ProfileMeta {
             start_unix_ns: 120,
             duration_ns: 100,
             frequency_hz: 99,
+            ..ProfileMeta::default()
         });
         a.merge(&b);
         assert_eq!(a.meta.start_unix_ns, 100);

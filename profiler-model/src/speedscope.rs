@@ -186,6 +186,7 @@ mod tests {
             start_unix_ns: 0,
             duration_ns: 1_000_000_000,
             frequency_hz: 100,
+            ..ProfileMeta::default()
         });
         let split = Labels::new()
             .with(keys::PID, "10")

@@ -3,7 +3,7 @@
 //! here, so what one accepts the others do.
 //!
 //! - **Durations** ([`parse_duration_ns`], [`parse_duration`]): a decimal number and a
-//!   unit, `500ms`, `30s`, `2m`, `1.5h`, `2d` (units `ms`, `s`/`sec`/`secs`,
+//!   unit, `500ms`, `30s`, `2m`, `1.5h`, `2d` (units `us`/`µs`, `ms`, `s`/`sec`/`secs`,
 //!   `m`/`min`/`mins`, `h`/`hr`/`hrs`, `d`; blanks between number and unit are allowed).
 //!   Command-line flags also take a bare number as seconds ([`parse_duration`]); a time
 //!   offset needs its unit, so `-1` is refused rather than read as one second.
@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const NS_PER_S: u64 = 1_000_000_000;
 
 /// The accepted duration units, for messages.
-const UNITS: &str = "ms, s, m, h or d";
+const UNITS: &str = "us, ms, s, m, h or d";
 
 /// Nanoseconds since the Unix epoch, now (0 if the clock is before it).
 #[must_use]
@@ -135,6 +135,7 @@ fn duration_ns(s: &str, bare_seconds: bool) -> Result<u64, DurationError> {
     let unit_ns = match unit.trim_start() {
         "" if bare_seconds => NS_PER_S,
         "" => return Err(DurationError::MissingUnit),
+        "us" | "µs" => NS_PER_S / 1_000_000,
         "ms" => NS_PER_S / 1000,
         "s" | "sec" | "secs" => NS_PER_S,
         "m" | "min" | "mins" => 60 * NS_PER_S,
@@ -521,11 +522,11 @@ mod tests {
         // Echoed as given, not rewritten to `now-1`.
         assert_eq!(
             parse_time("-1", NOW).unwrap_err().to_string(),
-            "`-1`: missing unit (ms, s, m, h or d)"
+            "`-1`: missing unit (us, ms, s, m, h or d)"
         );
         assert_eq!(
             parse_time("now-5x", NOW).unwrap_err().to_string(),
-            "`now-5x`: unknown unit `x` (use ms, s, m, h or d)"
+            "`now-5x`: unknown unit `x` (use us, ms, s, m, h or d)"
         );
     }
 

@@ -125,6 +125,7 @@ pub(crate) mod testutil {
             start_unix_ns: start,
             duration_ns: 10_000_000_000,
             frequency_hz: 99,
+            ..ProfileMeta::default()
         });
         let split = Labels::new()
             .with(keys::PID, "42")

@@ -4,18 +4,19 @@
 use std::io::{self, Write};
 
 use profiler_model::analysis::{self, DiffLine};
-use profiler_model::{Profile, folded};
+use profiler_model::{Profile, ProfileKind, folded};
 
 use crate::RenderOptions;
 
 /// inferno's options for `options`: one place for the palette, determinism and layout of
 /// every flame graph Ember draws.
-fn inferno(options: &RenderOptions) -> inferno::flamegraph::Options<'static> {
+fn inferno(options: &RenderOptions, kind: ProfileKind) -> inferno::flamegraph::Options<'static> {
     use inferno::flamegraph::{Direction, color};
     let mut opts = inferno::flamegraph::Options::default();
     opts.title.clone_from(&options.title);
     opts.subtitle.clone_from(&options.subtitle);
-    opts.count_name = "samples".to_owned();
+    // Tooltips say what a count is: samples, or microseconds off CPU.
+    opts.count_name = kind.unit().to_owned();
     // Colour by the frame's kind (`_[k]` kernel, `_[i]` inlined) and keep the same
     // colours for the same names across runs; differential graphs colour by change.
     opts.colors = color::Palette::Multi(color::MultiPalette::Java);
@@ -50,7 +51,11 @@ pub fn flamegraph_svg(profile: &Profile, options: &RenderOptions, w: impl Write)
         .into_iter()
         .map(|(stack, count)| format!("{stack} {count}"))
         .collect();
-    inferno::flamegraph::from_lines(&mut inferno(options), lines.iter().map(String::as_str), w)
+    inferno::flamegraph::from_lines(
+        &mut inferno(options, profile.meta.kind),
+        lines.iter().map(String::as_str),
+        w,
+    )
 }
 
 /// Renders differential folded lines (`stack base new`) as inferno's differential flame
@@ -68,7 +73,7 @@ pub fn differential_svg(
         return empty_svg(&options.title, options.subtitle.as_deref(), w);
     }
     let text = analysis::diff_folded_text(lines);
-    inferno::flamegraph::from_lines(&mut inferno(options), text.lines(), w)
+    inferno::flamegraph::from_lines(&mut inferno(options, ProfileKind::Cpu), text.lines(), w)
 }
 
 /// `s` with the five characters XML gives meaning to escaped.

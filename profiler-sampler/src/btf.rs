@@ -47,6 +47,8 @@ pub enum BtfError {
 pub struct TaskOffsets {
     /// `task_struct.tgid`.
     pub tgid: u32,
+    /// `task_struct.pid` (the thread id).
+    pub pid: u32,
 }
 
 /// Reads [`TaskOffsets`] from the running kernel's BTF.
@@ -61,6 +63,7 @@ pub fn task_offsets(path: &Path) -> Result<TaskOffsets, BtfError> {
     })?;
     Ok(TaskOffsets {
         tgid: member_offset(&data, "task_struct", "tgid")?,
+        pid: member_offset(&data, "task_struct", "pid")?,
     })
 }
 
@@ -289,5 +292,6 @@ mod tests {
         let data = std::fs::read(path).expect("read BTF");
         let pid = member_offset(&data, "task_struct", "pid").expect("task_struct.pid");
         assert_eq!(offsets.tgid, pid + 4, "tgid follows pid (both pid_t)");
+        assert_eq!(offsets.pid, pid);
     }
 }

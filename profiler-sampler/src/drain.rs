@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use aya::maps::{HashMap, MapData, MapError, StackTraceMap};
 use profiler_common::{
-    CONTROL_MAP, COUNTS_MAPS, EFAULT, INFLIGHT_MAP, SAMPLE_FLAG_USER_STACK_CUSTOM,
-    SAMPLE_FLAG_USER_TRUNCATED, STACKS_MAPS, SampleKey,
+    CONTROL_MAP, COUNTS_MAPS, EFAULT, INFLIGHT_MAP, OFFCPU_PENDING_MAP, OffCpuPending,
+    SAMPLE_FLAG_OFF_CPU, SAMPLE_FLAG_USER_STACK_CUSTOM, SAMPLE_FLAG_USER_TRUNCATED, STACKS_MAPS,
+    SampleKey,
     unwind::{USER_STACKS_MAPS, UserStack},
 };
 use tracing::{debug, warn};
@@ -55,8 +56,11 @@ pub struct RawSample {
     pub kernel: Vec<u64>,
     /// What became of the kernel stack.
     pub kernel_status: StackStatus,
-    /// Number of samples.
+    /// Number of samples; for an off-CPU sample ([`RawSample::off_cpu`]), nanoseconds off
+    /// CPU.
     pub count: u64,
+    /// Time off CPU charged to the stack it blocked in (`--off-cpu`), not CPU samples.
+    pub off_cpu: bool,
 }
 
 /// The longest the drain waits for programs still running in the old generation. They
@@ -68,55 +72,125 @@ fn comm_to_string(comm: &[u8]) -> String {
     String::from_utf8_lossy(&comm[..end]).into_owned()
 }
 
-fn stack_of(
-    stacks: &StackTraceMap<MapData>,
-    cache: &mut StdHashMap<u32, Option<Vec<u64>>>,
-    id: i32,
-) -> (Vec<u64>, StackStatus) {
-    if id < 0 {
-        return if id == -EFAULT {
-            (Vec::new(), StackStatus::Absent)
-        } else {
-            (Vec::new(), StackStatus::Lost(id))
-        };
-    }
-    let id = id.unsigned_abs();
-    let frames = cache.entry(id).or_insert_with(|| match stacks.get(&id, 0) {
-        Ok(trace) => Some(trace.frames().iter().map(|f| f.ip).collect()),
-        Err(e) => {
-            debug!(id, error = %e, "stack id without a stack");
-            None
-        }
-    });
-    match frames {
-        Some(f) => (f.clone(), StackStatus::Ok),
-        None => (Vec::new(), StackStatus::Lost(-libc::ENOENT)),
+/// Which of a generation's stack maps a stack id points into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum StackMap {
+    /// `STACKS_<gen>`: the kernel's stack helpers (kernel stacks, frame-pointer user stacks).
+    Trace,
+    /// `USTACKS_<gen>`: the table unwinder's ([`SAMPLE_FLAG_USER_STACK_CUSTOM`]).
+    Custom,
+}
+
+/// A stack in the maps of one generation: `(epoch, map, id)`.
+type StackRef = (u32, StackMap, u32);
+
+/// Copies of stacks of drained generations that off-CPU keys may still refer to.
+///
+/// An off-CPU key's stacks are taken when the thread leaves the CPU, in that generation's
+/// maps ([`SampleKey::epoch`]); its time is counted when the thread comes back, in the
+/// generation current then, which may be drains later (a thread asleep for a minute).
+/// Before a drain clears the old generation's stack maps it copies here every stack that
+/// a thread still off CPU ([`profiler_common::OFFCPU_PENDING_MAP`]) or a key already
+/// counted in the new generation refers to, and forgets the copies nothing refers to any
+/// more. Why that is enough: the program counts a key before it deletes the pending
+/// entry, and after the flip no entry of the old generation is made, so every interval
+/// of the old generation is, at any moment, pending or counted in the new generation (or
+/// in the old one, drained already). Pending entries are read first and counted keys
+/// second, so one that moves from the first to the second in between is seen at least
+/// once. Entries evicted from the full LRU map are never counted.
+///
+/// This costs a read of the pending map and of the new count map per drain, and memory
+/// for the stacks of threads blocked across drains; the simpler alternative, keeping each
+/// generation's stack maps one drain longer, still loses any wait longer than a drain.
+#[derive(Debug, Default)]
+pub(crate) struct KeptStacks {
+    stacks: StdHashMap<StackRef, Vec<u64>>,
+}
+
+impl KeptStacks {
+    /// Number of stacks kept.
+    pub(crate) fn len(&self) -> usize {
+        self.stacks.len()
     }
 }
 
-fn custom_stack_of(
-    stacks: &HashMap<MapData, u32, UserStack>,
-    cache: &mut StdHashMap<u32, Option<Vec<u64>>>,
-    id: i32,
-) -> (Vec<u64>, StackStatus) {
-    if id < 0 {
-        return (Vec::new(), StackStatus::Lost(id));
-    }
-    let id = id.unsigned_abs();
-    let frames = cache.entry(id).or_insert_with(|| match stacks.get(&id, 0) {
-        Ok(s) => {
-            let len = (s.len as usize).min(s.frames.len());
-            Some(s.frames[..len].to_vec())
+/// The stacks a drain resolves keys against: the old generation's maps for keys of its
+/// epoch, [`KeptStacks`] for older ones.
+struct Stacks<'a> {
+    generation: &'a Generation,
+    epoch: u32,
+    kept: &'a KeptStacks,
+    cache: StdHashMap<StackRef, Option<Vec<u64>>>,
+}
+
+impl Stacks<'_> {
+    /// The frames of stack `id` (a negative errno when the program recorded none).
+    fn get(&mut self, epoch: u32, map: StackMap, id: i32) -> (Vec<u64>, StackStatus) {
+        if id < 0 {
+            return if id == -EFAULT && map == StackMap::Trace {
+                (Vec::new(), StackStatus::Absent)
+            } else {
+                (Vec::new(), StackStatus::Lost(id))
+            };
         }
-        Err(e) => {
-            debug!(id, error = %e, "custom stack id without a stack");
-            None
+        let r = (epoch, map, id.unsigned_abs());
+        let frames = if epoch == self.epoch {
+            let generation = self.generation;
+            self.cache
+                .entry(r)
+                .or_insert_with(|| read_stack(generation, map, r.2))
+                .as_ref()
+        } else {
+            let found = self.kept.stacks.get(&r);
+            if found.is_none() {
+                debug!(epoch, id, "off-CPU stack of a drained generation not kept");
+            }
+            found
+        };
+        match frames {
+            Some(f) => (f.clone(), StackStatus::Ok),
+            None => (Vec::new(), StackStatus::Lost(-libc::ENOENT)),
         }
-    });
-    match frames {
-        Some(f) => (f.clone(), StackStatus::Ok),
-        None => (Vec::new(), StackStatus::Lost(-libc::ENOENT)),
     }
+}
+
+/// Reads stack `id` of `map` in `generation`, leaf first.
+fn read_stack(generation: &Generation, map: StackMap, id: u32) -> Option<Vec<u64>> {
+    match map {
+        StackMap::Trace => match generation.stacks.get(&id, 0) {
+            Ok(trace) => Some(trace.frames().iter().map(|f| f.ip).collect()),
+            Err(e) => {
+                debug!(id, error = %e, "stack id without a stack");
+                None
+            }
+        },
+        StackMap::Custom => match generation.user_stacks.get(&id, 0) {
+            Ok(s) => {
+                let len = (s.len as usize).min(s.frames.len());
+                Some(s.frames[..len].to_vec())
+            }
+            Err(e) => {
+                debug!(id, error = %e, "custom stack id without a stack");
+                None
+            }
+        },
+    }
+}
+
+/// The stacks `key` refers to, with the generation they are in.
+fn stack_refs(key: &SampleKey) -> impl Iterator<Item = StackRef> {
+    let user = if key.flags & SAMPLE_FLAG_USER_STACK_CUSTOM != 0 {
+        StackMap::Custom
+    } else {
+        StackMap::Trace
+    };
+    [
+        (user, key.user_stack_id),
+        (StackMap::Trace, key.kernel_stack_id),
+    ]
+    .into_iter()
+    .filter(|&(_, id)| id >= 0)
+    .map(move |(map, id)| (key.epoch, map, id.unsigned_abs()))
 }
 
 /// How often exited processes' unwind tables are released.
@@ -129,8 +203,9 @@ impl Sampler {
     /// If a map cannot be read or written; the samples of the generation being drained
     /// are then lost, and that is reported rather than retried.
     pub fn drain(&mut self) -> Result<Vec<RawSample>, SampleError> {
-        let old = (self.control_value.generation & 1) as usize;
-        self.control_value.generation = (old as u32) ^ 1;
+        let old_epoch = self.control_value.generation;
+        let old = (old_epoch & 1) as usize;
+        self.control_value.generation = old_epoch.wrapping_add(1);
         self.control
             .set(0, self.control_value, 0)
             .map_err(|e| map_err(CONTROL_MAP, e))?;
@@ -158,24 +233,25 @@ impl Sampler {
             }
         }
 
-        let mut cache = StdHashMap::new();
-        let mut custom_cache = StdHashMap::new();
+        let mut stacks = Stacks {
+            generation: &*generation,
+            epoch: old_epoch,
+            kept: &self.kept_stacks,
+            cache: StdHashMap::new(),
+        };
         let mut samples = Vec::with_capacity(entries.len());
         for (key, count) in entries {
-            let (user, mut user_status) = if key.flags & SAMPLE_FLAG_USER_STACK_CUSTOM != 0 {
-                custom_stack_of(
-                    &generation.user_stacks,
-                    &mut custom_cache,
-                    key.user_stack_id,
-                )
+            let user_map = if key.flags & SAMPLE_FLAG_USER_STACK_CUSTOM != 0 {
+                StackMap::Custom
             } else {
-                stack_of(&generation.stacks, &mut cache, key.user_stack_id)
+                StackMap::Trace
             };
+            let (user, mut user_status) = stacks.get(key.epoch, user_map, key.user_stack_id);
             if key.flags & SAMPLE_FLAG_USER_TRUNCATED != 0 && user_status == StackStatus::Ok {
                 user_status = StackStatus::Truncated;
             }
             let (kernel, kernel_status) =
-                stack_of(&generation.stacks, &mut cache, key.kernel_stack_id);
+                stacks.get(key.epoch, StackMap::Trace, key.kernel_stack_id);
             samples.push(RawSample {
                 tgid: key.tgid,
                 tid: key.tid,
@@ -186,8 +262,21 @@ impl Sampler {
                 kernel,
                 kernel_status,
                 count,
+                off_cpu: key.flags & SAMPLE_FLAG_OFF_CPU != 0,
             });
         }
+        drop(stacks);
+        if let Some(pending) = &self.off_cpu_pending {
+            let new_counts = &self.generations[old ^ 1].counts;
+            keep_off_cpu_stacks(
+                &mut self.kept_stacks,
+                &self.generations[old],
+                old_epoch,
+                pending,
+                new_counts,
+            );
+        }
+        let generation = &mut self.generations[old];
 
         // Clear every stack of the old generation, referenced or not (a stack whose count
         // insert failed is still in the map), so the next use of this generation starts
@@ -248,6 +337,47 @@ impl Sampler {
             std::thread::yield_now();
         }
     }
+}
+
+/// Copies the stacks of generation `epoch` (about to be cleared) that threads still off CPU
+/// or keys counted in the new generation refer to into `kept`, and forgets kept stacks
+/// nothing refers to any more (see [`KeptStacks`]).
+fn keep_off_cpu_stacks(
+    kept: &mut KeptStacks,
+    generation: &Generation,
+    epoch: u32,
+    pending: &HashMap<MapData, u32, OffCpuPending>,
+    new_counts: &HashMap<MapData, SampleKey, u64>,
+) {
+    let current = epoch.wrapping_add(1);
+    let mut refs: std::collections::HashSet<StackRef> = std::collections::HashSet::new();
+    // Pending first, counted second: see `KeptStacks` for why the order matters.
+    for item in pending.iter() {
+        match item {
+            Ok((_, p)) if p.key.epoch != current => refs.extend(stack_refs(&p.key)),
+            Ok(_) => {}
+            Err(e) => debug!(error = %e, "reading {OFFCPU_PENDING_MAP}"),
+        }
+    }
+    for item in new_counts.keys() {
+        match item {
+            Ok(key) if key.flags & SAMPLE_FLAG_OFF_CPU != 0 && key.epoch != current => {
+                refs.extend(stack_refs(&key));
+            }
+            Ok(_) => {}
+            Err(e) => debug!(error = %e, "reading the current count map"),
+        }
+    }
+    kept.stacks.retain(|r, _| refs.contains(r));
+    for r in refs {
+        if r.0 == epoch
+            && !kept.stacks.contains_key(&r)
+            && let Some(frames) = read_stack(generation, r.1, r.2)
+        {
+            kept.stacks.insert(r, frames);
+        }
+    }
+    debug!(kept = kept.len(), "off-CPU stacks kept across the drain");
 }
 
 fn map_err(name: &str, e: MapError) -> SampleError {

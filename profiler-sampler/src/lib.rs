@@ -28,7 +28,7 @@ mod unwind;
 pub use drain::{RawSample, StackStatus};
 pub use error::SampleError;
 pub use events::{CaptureFeed, ProcEvents};
-pub use loader::{Sampler, SamplerConfig, Target};
+pub use loader::{OffCpuConfig, Sampler, SamplerConfig, Target};
 pub use losses::{LossLog, UNRECORDED};
 pub use unwind::{
     DEFAULT_TABLE_MEM, MAX_TABLE_MEM, TableMemTooLarge, UnwindConfig, UnwindGauges,

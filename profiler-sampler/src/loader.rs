@@ -15,8 +15,9 @@ use profiler_common::unwind::{
     USER_STACKS_MAPS, UserStack,
 };
 use profiler_common::{
-    CONTROL_MAP, COUNTS_MAPS, Control, FORK_PROGRAM, INFLIGHT_MAP, SAMPLE_FP_PROGRAM,
-    SAMPLE_PROGRAM, STACKS_MAPS, STATS_MAP, SampleKey, Stat, TARGET_TGIDS_MAP,
+    CONTROL_MAP, COUNTS_MAPS, Control, FORK_PROGRAM, INFLIGHT_MAP, OFFCPU_FP_PROGRAM,
+    OFFCPU_PENDING_MAP, OFFCPU_PROGRAM, OffCpuPending, SAMPLE_FP_PROGRAM, SAMPLE_PROGRAM,
+    STACKS_MAPS, STATS_MAP, SampleKey, Stat, TARGET_TGIDS_MAP,
 };
 use tracing::{info, warn};
 
@@ -62,6 +63,33 @@ pub struct SamplerConfig {
     pub stacks_entries: u32,
     /// How user stacks are walked (`--unwinder`, `--unwind-table-mem`).
     pub unwind: UnwindConfig,
+    /// Record off-CPU time too (`--off-cpu`); `None` records CPU samples only.
+    pub off_cpu: Option<OffCpuConfig>,
+}
+
+/// How off-CPU time is recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OffCpuConfig {
+    /// Intervals off CPU shorter than this are not recorded (`--off-cpu-min`).
+    pub min: Duration,
+    /// Take the stacks of one in this many switch-outs, chosen at random, and weight their
+    /// time by this factor (`--off-cpu-every`; 1 records all).
+    pub every: u32,
+}
+
+impl OffCpuConfig {
+    /// The default shortest interval recorded: below it, switches cost more to record
+    /// than they tell (a futex handoff, a short preemption).
+    pub const DEFAULT_MIN: Duration = Duration::from_micros(100);
+}
+
+impl Default for OffCpuConfig {
+    fn default() -> Self {
+        OffCpuConfig {
+            min: Self::DEFAULT_MIN,
+            every: 1,
+        }
+    }
 }
 
 impl Default for SamplerConfig {
@@ -73,6 +101,7 @@ impl Default for SamplerConfig {
             counts_entries: profiler_common::DEFAULT_COUNTS_ENTRIES,
             stacks_entries: profiler_common::DEFAULT_STACKS_ENTRIES,
             unwind: UnwindConfig::default(),
+            off_cpu: None,
         }
     }
 }
@@ -98,6 +127,10 @@ pub struct Sampler {
     /// The table unwinder's worker; `None` with `--unwinder fp`.
     pub(super) unwind: Option<UnwindWorker>,
     pub(super) last_sweep: std::time::Instant,
+    /// Threads off CPU (`--off-cpu`), read by the drain for the stacks they refer to.
+    pub(super) off_cpu_pending: Option<HashMap<MapData, u32, OffCpuPending>>,
+    /// Copies of the stacks of drained generations that off-CPU keys may still refer to.
+    pub(super) kept_stacks: super::drain::KeptStacks,
     started: std::time::Instant,
     last_unwind_refresh: std::time::Instant,
     /// Whether the kernel adds the targets' new processes (the fork hook is attached).
@@ -213,6 +246,22 @@ impl Sampler {
         }
         let row_capacity = config.unwind.row_capacity();
         loader.map_max_entries(UNWIND_ROWS_MAP, row_capacity);
+        // The LRU map is preallocated: one entry when off-CPU time is not recorded.
+        let off_cpu_offsets = match (config.off_cpu, plan.follow_forks) {
+            (None, _) => None,
+            (Some(_), Some(offsets)) if probe.raw_tracepoints.is_yes() => Some(offsets),
+            (Some(_), _) => {
+                return Err(SampleError::Unsupported {
+                    what: "off-CPU time needs raw tracepoints and the kernel's BTF \
+                           (/sys/kernel/btf/vmlinux), for the offset of `task_struct.pid`"
+                        .to_owned(),
+                    fix: "run without --off-cpu on this kernel (see `ember doctor`)".to_owned(),
+                });
+            }
+        };
+        if off_cpu_offsets.is_none() {
+            loader.map_max_entries(OFFCPU_PENDING_MAP, 1);
+        }
         let mut ebpf = loader.load(OBJECT).map_err(load_error)?;
 
         let generations = [
@@ -269,6 +318,11 @@ impl Sampler {
             skip_kernel: u32::from(!config.kernel_stacks),
             task_tgid_offset: fork_offsets.map_or(0, |o| o.tgid),
             paused: 0,
+            off_cpu_min_us: config
+                .off_cpu
+                .map_or(0, |o| u32::try_from(o.min.as_micros()).unwrap_or(u32::MAX)),
+            off_cpu_every: config.off_cpu.map_or(1, |o| o.every.max(1)),
+            task_pid_offset: off_cpu_offsets.map_or(0, |o| o.pid),
         };
         match &config.target {
             Target::All => {}
@@ -340,9 +394,21 @@ impl Sampler {
                     other => program_error(program, other),
                 })?;
         }
+        let off_cpu_pending = if off_cpu_offsets.is_some() {
+            let program = if plan.table_unwinder {
+                OFFCPU_PROGRAM
+            } else {
+                OFFCPU_FP_PROGRAM
+            };
+            attach_raw_tracepoint(&mut ebpf, program, "sched_switch")?;
+            Some(take(&mut ebpf, OFFCPU_PENDING_MAP)?)
+        } else {
+            None
+        };
         info!(
             cpus = cpus.len(),
             frequency_hz = config.frequency_hz,
+            off_cpu = config.off_cpu.is_some(),
             target = ?config.target,
             program,
             follows_forks = fork_offsets.is_some(),
@@ -364,6 +430,8 @@ impl Sampler {
             proc_events,
             unwind,
             last_sweep: std::time::Instant::now(),
+            off_cpu_pending,
+            kept_stacks: super::drain::KeptStacks::default(),
             started: std::time::Instant::now(),
             last_unwind_refresh: std::time::Instant::now(),
             follows_forks: fork_offsets.is_some(),

@@ -560,7 +560,10 @@ mod tests {
             } else {
                 Check::No("cannot read".into())
             },
-            task_offsets: btf.then_some(TaskOffsets { tgid: 1234 }),
+            task_offsets: btf.then_some(TaskOffsets {
+                tgid: 1234,
+                pid: 1230,
+            }),
             perf_event_paranoid: Some(2),
             kptr_restrict: Some(0),
             bpf_stats_enabled: Some(false),

@@ -1666,6 +1666,7 @@ impl MetaAcc {
             start_unix_ns: start,
             duration_ns: self.end.saturating_sub(start),
             frequency_hz: self.frequency_hz,
+            ..ProfileMeta::default()
         }
     }
 }

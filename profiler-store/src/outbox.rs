@@ -218,6 +218,7 @@ mod tests {
             start_unix_ns: T0 + i * 10 * S,
             duration_ns: 10 * S,
             frequency_hz: 99,
+            ..ProfileMeta::default()
         });
         profile.add(
             &Labels::new().with("comm", "app"),

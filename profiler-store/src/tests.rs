@@ -49,6 +49,7 @@ fn window(start_s: u64, len_s: u64, stacks: &[(Labels, Vec<Frame>, u64)]) -> Win
         start_unix_ns: T0 + start_s * S,
         duration_ns: len_s * S,
         frequency_hz: 99,
+        ..ProfileMeta::default()
     });
     for (l, st, n) in stacks {
         p.add(l, st, *n);

@@ -243,6 +243,7 @@ fn seed_store(dir: &Path, windows: u64, stacks: usize) {
             start_unix_ns: start,
             duration_ns: 10 * ns,
             frequency_hz: 99,
+            ..ProfileMeta::default()
         });
         for s in 0..stacks {
             let labels = Labels::new()

@@ -143,6 +143,7 @@ fn labelled_pprof(counts: &[(&str, u64)]) -> Vec<u8> {
         start_unix_ns: 1,
         duration_ns: 1_000_000_000,
         frequency_hz: 99,
+        ..ProfileMeta::default()
     });
     let l = Labels::new()
         .with(keys::COMM, "split")

@@ -175,6 +175,7 @@ fn make_store(dir: &Path) {
             start_unix_ns: start,
             duration_ns: 10 * NS,
             frequency_hz: 100,
+            ..ProfileMeta::default()
         });
         p.add(&labels, &stack, 10);
         store

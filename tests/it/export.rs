@@ -62,6 +62,7 @@ fn make_store(dir: &Path) {
             start_unix_ns: 0,
             duration_ns: 0,
             frequency_hz: 100,
+            ..ProfileMeta::default()
         });
         p.add(&split, &[main.clone(), work.clone(), fn_a.clone()], 7);
         p.add(&split, &[main.clone(), work.clone(), fn_b.clone()], 3);
@@ -657,6 +658,7 @@ fn export_resymbolize_names_frames_from_debug_files_installed_later() {
         start_unix_ns: 0,
         duration_ns: 0,
         frequency_hz: 100,
+        ..ProfileMeta::default()
     });
     p.add(&labels, &[frame], 5);
     let mut store = Store::open(dir.path(), StoreConfig::default()).expect("creating a store");

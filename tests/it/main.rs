@@ -16,6 +16,8 @@ mod durability;
 mod api;
 // `ember record`: shares, stacks, names, targets, signals, errors.
 mod record;
+// `ember record --off-cpu`: time waited, against what the workloads measured.
+mod offcpu;
 // Symbolization on a real node: process storms, mount namespaces.
 mod symbolize;
 // The sampler as a library: the drain protocol's exact accounting.

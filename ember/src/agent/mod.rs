@@ -257,6 +257,7 @@ pub(crate) fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
             counts_entries: config.counts_entries,
             stacks_entries: config.stacks_entries,
             unwind: config.unwind,
+            off_cpu: None,
         },
         PipelineConfig {
             frequency_hz: config.frequency_hz,
@@ -382,6 +383,7 @@ impl Sink for AgentSink {
             start_unix_ns: end,
             duration_ns: 0,
             frequency_hz,
+            ..ProfileMeta::default()
         });
         profile.meta.duration_ns = end - start;
         let window = Window {

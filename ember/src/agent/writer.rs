@@ -232,6 +232,7 @@ mod tests {
             start_unix_ns: T0 + i * S,
             duration_ns: S,
             frequency_hz: 99,
+            ..ProfileMeta::default()
         });
         let labels = Labels::new().with("comm", "fill");
         for j in 0..100 {

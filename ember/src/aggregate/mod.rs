@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use profiler_common::Stat;
-use profiler_model::{Frame, FrameKind, Labels, Profile, ProfileMeta, keys};
+use profiler_model::{Frame, FrameKind, Labels, Profile, ProfileKind, ProfileMeta, keys};
 use symbolizer::Symbolizer;
 
 use profiler_sampler::procinfo::ProcessTable;
@@ -31,6 +31,8 @@ pub(crate) struct AggregateStats {
     /// Samples added without symbolizing their stacks, because symbolization was
     /// abandoned ([`Aggregator::abandon_when`]; in `samples` too).
     pub unsymbolized: u64,
+    /// Microseconds off CPU added to the off-CPU profile.
+    pub off_cpu_us: u64,
 }
 
 /// Builds a profile out of drains.
@@ -38,6 +40,9 @@ pub(crate) struct Aggregator {
     symbolizer: Symbolizer,
     processes: ProcessTable,
     profile: Profile,
+    /// Off-CPU time (samples flagged [`RawSample::off_cpu`]), in microseconds; its meta
+    /// follows the CPU profile's but for the kind.
+    off_cpu: Profile,
     kernel: bool,
     stats: AggregateStats,
     /// Captures of processes announced by the sampler (`sample/events.rs`).
@@ -87,6 +92,30 @@ fn unrecorded_frame(reason: Stat) -> &'static str {
 /// garbage, or worse, plausible wrong names.
 pub(crate) const EXEC_FRAME: &str = "[exec]";
 
+/// `meta` for the off-CPU profile of the same capture.
+fn off_cpu_meta(meta: &ProfileMeta) -> ProfileMeta {
+    ProfileMeta {
+        kind: ProfileKind::OffCpu,
+        ..meta.clone()
+    }
+}
+
+/// `kernel` (root first) without the leaf frames of the BPF program that took it and of
+/// the tracepoint that ran it (`bpf_prog_<tag>_<name>`, `bpf_trace_run4`,
+/// `__bpf_trace_sched_switch`): an off-CPU stack ends in `__schedule`.
+fn without_tracing_frames(kernel: &[Frame]) -> &[Frame] {
+    let keep = kernel
+        .iter()
+        .rposition(|f| {
+            let name = f.name.as_ref();
+            !(name.starts_with("bpf_prog_")
+                || name.starts_with("bpf_trace_run")
+                || name.starts_with("__bpf_trace_"))
+        })
+        .map_or(0, |i| i + 1);
+    &kernel[..keep]
+}
+
 /// Whether a kernel stack (root first) is inside `execve`/`execveat`: every user-space exec
 /// enters through `do_execveat_common` from the `execve` system calls.
 fn in_exec(kernel: &[Frame]) -> bool {
@@ -112,6 +141,7 @@ impl Aggregator {
         Aggregator {
             symbolizer,
             processes: ProcessTable::new(),
+            off_cpu: Profile::new(off_cpu_meta(&meta)),
             profile: Profile::new(meta),
             kernel,
             stats: AggregateStats::default(),
@@ -226,6 +256,11 @@ impl Aggregator {
             }
             if self.kernel {
                 match (&kernel, s.kernel_status) {
+                    // An off-CPU stack was taken in the `sched_switch` program: its own
+                    // frames and the tracepoint's are not where the thread waited.
+                    (Some(frames), _) if s.off_cpu => {
+                        stack.extend(without_tracing_frames(frames).iter().cloned());
+                    }
                     (Some(frames), _) => stack.extend(frames.iter().cloned()),
                     // Not symbolized: the aggregator is abandoning symbolization.
                     (None, StackStatus::Ok | StackStatus::Truncated) => {
@@ -242,6 +277,15 @@ impl Aggregator {
             let labels = label_cache
                 .entry((s.tgid, s.tid, s.thread_comm.as_str()))
                 .or_insert_with(|| self.processes.labels(s.tgid, s.tid, &s.thread_comm));
+            if s.off_cpu {
+                // Nanoseconds summed in the kernel per key and drain, rounded once here.
+                let us = s.count.saturating_add(500) / 1000;
+                if us > 0 {
+                    self.off_cpu.add(labels, &stack, us);
+                }
+                self.stats.off_cpu_us += us;
+                continue;
+            }
             self.profile.add(labels, &stack, s.count);
             self.stats.samples += s.count;
             if unsymbolized {
@@ -287,12 +331,6 @@ impl Aggregator {
         &self.symbolizer
     }
 
-    /// Ends aggregation, returning the profile.
-    #[must_use]
-    pub(crate) fn into_profile(self) -> Profile {
-        self.profile
-    }
-
     /// Hands out the profile so far and starts a new, empty one with `meta`, keeping the
     /// symbolizer's caches: how the agent closes a window. Frames of binaries whose debug
     /// files arrived from debuginfod since they were sampled are named first.
@@ -320,6 +358,15 @@ impl Aggregator {
             }
             None => 0,
         }
+    }
+
+    /// Ends aggregation, returning the CPU profile and the off-CPU profile (microseconds
+    /// off CPU per stack, empty without `--off-cpu`), which gets the CPU profile's start,
+    /// duration and frequency.
+    #[must_use]
+    pub(crate) fn into_profiles(mut self) -> (Profile, Profile) {
+        self.off_cpu.meta = off_cpu_meta(&self.profile.meta);
+        (self.profile, self.off_cpu)
     }
 
     /// Forgets what is cached about processes that exited or whose PID now names another
@@ -351,6 +398,25 @@ impl Aggregator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn off_cpu_stacks_lose_the_frames_of_the_program_that_took_them() {
+        let k = |n: &str| Frame::named(n, FrameKind::Kernel);
+        let stack = [
+            k("do_nanosleep"),
+            k("schedule"),
+            k("__schedule"),
+            k("bpf_trace_run4"),
+            k("bpf_prog_8544a0f447ea41e6_ember_offcpu"),
+        ];
+        let names: Vec<&str> = without_tracing_frames(&stack)
+            .iter()
+            .map(|f| f.name.as_ref())
+            .collect();
+        assert_eq!(names, ["do_nanosleep", "schedule", "__schedule"]);
+        assert!(without_tracing_frames(&stack[3..]).is_empty());
+        assert_eq!(without_tracing_frames(&stack[..2]).len(), 2);
+    }
     use std::process::Command;
 
     /// An address inside the executable mapping of `pid`'s `sleep` binary, once its exec
@@ -382,6 +448,7 @@ mod tests {
             kernel: Vec::new(),
             kernel_status: StackStatus::Absent,
             count: 1,
+            off_cpu: false,
         }
     }
 

@@ -497,7 +497,7 @@ async fn times_share_the_duration_grammar_and_errors_quote_the_input() {
     for (uri, expected) in [
         (
             "/api/v1/profile?from=-1",
-            "invalid `from`: `-1`: missing unit (ms, s, m, h or d)",
+            "invalid `from`: `-1`: missing unit (us, ms, s, m, h or d)",
         ),
         (
             "/api/v1/profile?from=now-99999999999h",

@@ -66,6 +66,7 @@ pub(crate) fn window(offset_s: u64, stacks: &[(&Labels, &[&str], u64)]) -> Windo
         start_unix_ns: start,
         duration_ns: 10 * NS,
         frequency_hz: 99,
+        ..ProfileMeta::default()
     });
     for (l, s, c) in stacks {
         profile.add(l, &frames(s), *c);
