@@ -213,8 +213,8 @@ pub(crate) struct AgentArgs {
 /// never from flags, which `ps` shows.
 #[derive(Debug, Default, Args)]
 pub(crate) struct PushArgs {
-    /// Grafana Pyroscope's base URL (http://HOST:PORT); each closed window is sent to
-    /// URL/push.v1.PusherService/Push.
+    /// Grafana Pyroscope's base URL (http://HOST:PORT or https://HOST); each closed window
+    /// is sent to URL/push.v1.PusherService/Push.
     #[arg(
         long,
         env = "EMBER_PYROSCOPE_ENDPOINT",
@@ -260,10 +260,11 @@ pub(crate) struct PushArgs {
     )]
     pub pyroscope_token_file: Option<PathBuf>,
 
-    /// OTLP/HTTP base URL (http://HOST:4318); windows go to URL/v1development/profiles.
-    /// Without it, OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT (the full URL) or
-    /// OTEL_EXPORTER_OTLP_ENDPOINT (a base URL) is used; OTEL_EXPORTER_OTLP_HEADERS and
-    /// OTEL_EXPORTER_OTLP_PROFILES_HEADERS add headers.
+    /// OTLP/HTTP base URL (http://HOST:4318 or https://HOST); windows go to
+    /// URL/v1development/profiles, gzip-compressed. Without it,
+    /// OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT (the full URL) or OTEL_EXPORTER_OTLP_ENDPOINT (a
+    /// base URL) is used; OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_PROFILES_HEADERS
+    /// add headers; OTEL_EXPORTER_OTLP_[PROFILES_]COMPRESSION=none sends bodies as they are.
     #[arg(long, value_name = "URL", help_heading = "Push")]
     pub otlp_endpoint: Option<String>,
 
@@ -308,6 +309,17 @@ pub(crate) struct PushArgs {
     /// Time limit of one request, from connecting to the response's last byte.
     #[arg(long, default_value = "30s", value_parser = parse_duration, help_heading = "Push")]
     pub push_timeout: Duration,
+
+    /// PEM file of a private CA trusted for https:// push endpoints, besides the system's
+    /// CA bundle (SSL_CERT_FILE, else /etc/ssl/certs/ca-certificates.crt). Server
+    /// certificates and host names are always verified.
+    #[arg(
+        long,
+        env = "EMBER_PUSH_CA_FILE",
+        value_name = "PATH",
+        help_heading = "Push"
+    )]
+    pub push_ca_file: Option<PathBuf>,
 }
 
 /// How the kernel's maps are sized and drained (`record` and `agent` alike).

@@ -4,9 +4,10 @@ use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, Scheme};
 use crate::error::{HttpError, TimeLimit};
 use crate::response::{self, Collect, Head, KeepStart, ReadError};
+use crate::tls::{self, TlsConfig};
 
 /// The most of an error answer's body [`Client::get_to`] keeps (the server's message).
 const ERROR_BODY: usize = 64 * 1024;
@@ -80,13 +81,26 @@ impl Response {
 pub struct Client {
     timeouts: Timeouts,
     limits: Limits,
+    tls: Option<TlsConfig>,
 }
 
 impl Client {
-    /// A client with these limits.
+    /// A client with these limits; `https://` endpoints are verified against the system's
+    /// roots ([`TlsConfig::load`] without a private CA, loaded once per process).
     #[must_use]
     pub fn new(timeouts: Timeouts, limits: Limits) -> Client {
-        Client { timeouts, limits }
+        Client {
+            timeouts,
+            limits,
+            tls: None,
+        }
+    }
+
+    /// The same client verifying `https://` endpoints with `tls` (a private CA).
+    #[must_use]
+    pub fn with_tls(mut self, tls: TlsConfig) -> Client {
+        self.tls = Some(tls);
+        self
     }
 
     /// Its time limits.
@@ -191,12 +205,20 @@ impl Client {
         let url = endpoint.url_of(path);
         let request = request_head(method, endpoint, path, headers, body.map(<[u8]>::len))?;
         let start = Instant::now();
+        let tls = match endpoint.scheme {
+            Scheme::Http => None,
+            Scheme::Https => Some(self.tls_session(endpoint, &url)?),
+        };
         let stream = self.connect(endpoint, &url)?;
         let _ = stream.set_nodelay(true);
-        let mut conn = Deadlined {
+        let socket = Deadlined {
             stream,
             deadline: start + self.timeouts.overall,
             read: self.timeouts.read,
+        };
+        let mut conn = match tls {
+            None => Conn::Plain(socket),
+            Some(session) => Conn::Tls(Box::new(rustls::StreamOwned::new(session, socket))),
         };
         let io_err = |source: io::Error| self.io_error(&url, source);
         conn.write_all(request.as_bytes()).map_err(io_err)?;
@@ -228,6 +250,39 @@ impl Client {
         };
         response::read_body(&mut reader, framing, self.limits.max_body, sink).map_err(read_err)?;
         Ok(head)
+    }
+
+    /// A TLS session for `endpoint`, its host name to be verified.
+    fn tls_session(
+        &self,
+        endpoint: &Endpoint,
+        url: &str,
+    ) -> Result<rustls::ClientConnection, HttpError> {
+        let config = match &self.tls {
+            Some(tls) => tls.config.clone(),
+            None => {
+                TlsConfig::system_default()
+                    .map_err(|reason| HttpError::TlsSetup {
+                        url: url.to_owned(),
+                        reason,
+                    })?
+                    .config
+            }
+        };
+        let name =
+            rustls::pki_types::ServerName::try_from(endpoint.host.clone()).map_err(|_| {
+                HttpError::Tls {
+                    url: url.to_owned(),
+                    source: rustls::Error::General(format!(
+                        "`{}` is not a host name TLS can verify",
+                        endpoint.host
+                    )),
+                }
+            })?;
+        rustls::ClientConnection::new(config, name).map_err(|source| HttpError::Tls {
+            url: url.to_owned(),
+            source,
+        })
     }
 
     fn connect(&self, endpoint: &Endpoint, url: &str) -> Result<TcpStream, HttpError> {
@@ -264,6 +319,12 @@ impl Client {
     }
 
     fn io_error(&self, url: &str, source: io::Error) -> HttpError {
+        if let Some(e) = tls::rustls_error(&source) {
+            return HttpError::Tls {
+                url: url.to_owned(),
+                source: e.clone(),
+            };
+        }
         match source.get_ref().and_then(|e| e.downcast_ref::<Expired>()) {
             Some(Expired(limit)) => HttpError::TimedOut {
                 url: url.to_owned(),
@@ -345,6 +406,38 @@ impl std::error::Error for Expired {}
 
 fn expired(limit: TimeLimit) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, Expired(limit))
+}
+
+/// A connection, plain or TLS over a [`Deadlined`] socket (so every TLS record read or
+/// written is timed too).
+enum Conn {
+    Plain(Deadlined),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, Deadlined>>),
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
 }
 
 /// A socket whose every read and write waits at most the read timeout and never past the

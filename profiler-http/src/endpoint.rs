@@ -1,4 +1,4 @@
-//! Where a request goes: `http://host[:port][/base]`, parsed once and printed without
+//! Where a request goes: `http[s]://host[:port][/base]`, parsed once and printed without
 //! surprises.
 
 /// The URL scheme of an [`Endpoint`].
@@ -6,14 +6,17 @@
 pub enum Scheme {
     /// Plain `http://`.
     Http,
+    /// `https://`: TLS, the server's certificate and host name verified.
+    Https,
 }
 
 impl Scheme {
-    /// `http`.
+    /// `http` or `https`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Scheme::Http => "http",
+            Scheme::Https => "https",
         }
     }
 
@@ -22,11 +25,12 @@ impl Scheme {
     pub fn default_port(self) -> u16 {
         match self {
             Scheme::Http => 80,
+            Scheme::Https => 443,
         }
     }
 }
 
-/// A server's base URL: `http://host[:port][/base]`. Requests name a path that is appended
+/// A server's base URL: `http[s]://host[:port][/base]`. Requests name a path that is appended
 /// to the base path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
@@ -43,27 +47,24 @@ pub struct Endpoint {
 /// An endpoint URL that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EndpointError {
-    /// An `https://` URL (TLS is not spoken).
-    #[error("`{0}`: https is not supported; use an http:// URL")]
-    Https(String),
-    /// Not `http://...`.
-    #[error("`{0}`: expected an http:// URL such as http://127.0.0.1:7070")]
+    /// Neither `http://...` nor `https://...`.
+    #[error("`{0}`: expected an http:// or https:// URL such as http://127.0.0.1:7070")]
     Scheme(String),
     /// No host, a bad port, credentials, a query or a fragment.
-    #[error("`{0}`: expected http://HOST[:PORT][/PATH] without user, query or fragment")]
+    #[error("`{0}`: expected http[s]://HOST[:PORT][/PATH] without user, query or fragment")]
     Malformed(String),
 }
 
 impl Endpoint {
-    /// Parses `http://host[:port][/path]`; the port defaults to the scheme's.
+    /// Parses `http[s]://host[:port][/path]`; the port defaults to the scheme's.
     ///
     /// # Errors
     /// [`EndpointError`] for another scheme or a malformed URL.
     pub fn parse(url: &str) -> Result<Endpoint, EndpointError> {
         let (scheme, rest) = if let Some(rest) = url.strip_prefix("http://") {
             (Scheme::Http, rest)
-        } else if url.starts_with("https://") {
-            return Err(EndpointError::Https(url.to_owned()));
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (Scheme::Https, rest)
         } else {
             return Err(EndpointError::Scheme(url.to_owned()));
         };
@@ -199,10 +200,20 @@ mod tests {
     }
 
     #[test]
-    fn https_is_refused_clearly() {
-        let err = Endpoint::parse("https://x:1").unwrap_err();
-        assert!(matches!(err, EndpointError::Https(_)));
-        assert!(err.to_string().contains("https is not supported"), "{err}");
+    fn https_endpoints_default_to_443() {
+        let e = Endpoint::parse("https://pyroscope.example/base/").unwrap();
+        assert_eq!(
+            (e.scheme, e.port, e.base_path.as_str()),
+            (Scheme::Https, 443, "/base")
+        );
+        assert_eq!(e.host_header(), "pyroscope.example");
+        assert_eq!(e.url(), "https://pyroscope.example:443/base");
+        assert_eq!(
+            Endpoint::parse("https://x:80").unwrap().host_header(),
+            "x:80"
+        );
+        let err = Endpoint::parse("ftp://x").unwrap_err();
+        assert!(err.to_string().contains("http:// or https://"), "{err}");
     }
 
     #[test]

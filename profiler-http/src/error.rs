@@ -105,6 +105,24 @@ pub enum HttpError {
         #[source]
         source: io::Error,
     },
+    /// The TLS handshake or session failed: an untrusted or expired certificate, a host
+    /// name the certificate does not name, a peer that does not speak TLS.
+    #[error("TLS with `{url}` failed")]
+    Tls {
+        /// The URL requested.
+        url: String,
+        /// Why (rustls' words: `invalid peer certificate: UnknownIssuer`).
+        #[source]
+        source: rustls::Error,
+    },
+    /// No TLS configuration was given and the system's roots cannot be loaded.
+    #[error("cannot verify `{url}`: {reason}")]
+    TlsSetup {
+        /// The URL requested.
+        url: String,
+        /// Why the system's roots cannot be loaded.
+        reason: String,
+    },
     /// A request header would break the request's framing.
     #[error("request header `{name}` holds a line break")]
     BadHeader {

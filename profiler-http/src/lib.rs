@@ -17,7 +17,9 @@
 //! - **Nothing is silently cut.** A body shorter than its `Content-Length` or its chunked
 //!   framing is an error.
 //!
-//! Speaks `http://` only: no redirects, no proxies, no keep-alive (`Connection: close`).
+//! Speaks `http://` and `https://` ([`TlsConfig`]: the system's CA bundle plus an optional
+//! private CA, host names verified, no way to turn verification off); no redirects, no
+//! proxies, no keep-alive (`Connection: close`).
 //!
 //! ```no_run
 //! use profiler_http::{Client, Endpoint, Limits, Timeouts};
@@ -33,8 +35,10 @@ mod client;
 mod endpoint;
 mod error;
 mod response;
+mod tls;
 
 pub use client::{Client, Limits, Response, Timeouts};
 pub use endpoint::{Endpoint, EndpointError, Scheme, encode_query_value};
 pub use error::{HttpError, TimeLimit};
 pub use response::{Head, MAX_HEAD};
+pub use tls::{SYSTEM_CA_BUNDLE, TlsConfig, TlsError};

@@ -26,6 +26,16 @@ impl Protocol {
     }
 }
 
+/// How request bodies are compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// As encoded.
+    None,
+    /// gzip, sent with `Content-Encoding: gzip` (OTLP/HTTP allows it; the OTel SDKs'
+    /// default).
+    Gzip,
+}
+
 /// A header value that is never printed (credentials).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -62,6 +72,9 @@ pub struct Destination {
     /// Extra headers (tenant, authorization, `OTEL_EXPORTER_OTLP_HEADERS`); values are
     /// secret.
     pub headers: Vec<(String, Secret)>,
+    /// How bodies are compressed on the wire (OTLP: gzip unless told otherwise; a
+    /// Pyroscope body is mostly gzip pprof already).
+    pub compression: Compression,
 }
 
 impl Destination {
@@ -73,6 +86,7 @@ impl Destination {
             endpoint,
             path: pyroscope::PUSH_PATH.to_owned(),
             headers: Vec::new(),
+            compression: Compression::None,
         }
     }
 
@@ -96,7 +110,15 @@ impl Destination {
                 path
             },
             headers: Vec::new(),
+            compression: Compression::Gzip,
         }
+    }
+
+    /// The same destination compressing bodies with `compression`.
+    #[must_use]
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
     }
 
     /// Adds a header.

@@ -31,7 +31,7 @@ pub mod pusher;
 pub mod pyroscope;
 pub mod series;
 
-pub use destination::{Destination, Protocol, Secret};
+pub use destination::{Compression, Destination, Protocol, Secret};
 pub use encode::{StoredWindow, profile_id, uuid_string};
-pub use profiler_http::{Endpoint, EndpointError, Timeouts};
+pub use profiler_http::{Endpoint, EndpointError, Scheme, Timeouts, TlsConfig, TlsError};
 pub use pusher::{DestinationStats, PushConfig, PushError, Pusher, StatsHandle};

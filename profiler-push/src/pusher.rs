@@ -30,11 +30,13 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use profiler_http::{Client, HttpError, Limits, Response, Timeouts};
+use std::io::Write as _;
+
+use profiler_http::{Client, HttpError, Limits, Response, Timeouts, TlsConfig};
 use profiler_store::{PushCursor, Store, StoreConfig, StoreError, WindowId, WindowSummary};
 use tracing::{debug, info, warn};
 
-use crate::destination::Destination;
+use crate::destination::{Compression, Destination};
 use crate::encode::StoredWindow;
 
 /// What a backend's answer may bring back: its message, or an OTLP partial-success
@@ -60,6 +62,8 @@ pub struct PushConfig {
     pub backoff_max: Duration,
     /// Time limits of one request.
     pub timeouts: Timeouts,
+    /// The roots `https://` backends are verified with; `None`: the system's.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for PushConfig {
@@ -73,6 +77,7 @@ impl Default for PushConfig {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             timeouts: Timeouts::default(),
+            tls: None,
         }
     }
 }
@@ -96,7 +101,7 @@ pub struct DestinationStats {
     pub pending: u64,
     /// Age of the oldest window not sent yet (0 when none is pending).
     pub lag_seconds: f64,
-    /// Request bodies sent (accepted or not).
+    /// Request bodies sent (accepted or not), bytes on the wire (compressed).
     pub bytes_sent: u64,
     /// Whether the last request reached the backend (any HTTP answer but 5xx).
     pub up: bool,
@@ -107,6 +112,12 @@ pub struct DestinationStats {
 pub struct StatsHandle(Vec<Arc<Mutex<DestinationStats>>>);
 
 impl StatsHandle {
+    /// A handle over counters kept elsewhere (tests of what shows them).
+    #[must_use]
+    pub fn from_shared(stats: Vec<Arc<Mutex<DestinationStats>>>) -> Self {
+        StatsHandle(stats)
+    }
+
     /// A snapshot of every destination's counters, in the order they were given.
     #[must_use]
     pub fn snapshot(&self) -> Vec<DestinationStats> {
@@ -204,7 +215,12 @@ impl Pusher {
                 stats: stats.clone(),
                 stop: stop.clone(),
                 rng: seed(),
-                client: Client::new(config.timeouts, RESPONSE_LIMITS),
+                client: match &config.tls {
+                    Some(tls) => {
+                        Client::new(config.timeouts, RESPONSE_LIMITS).with_tls(tls.clone())
+                    }
+                    None => Client::new(config.timeouts, RESPONSE_LIMITS),
+                },
             };
             let thread = std::thread::Builder::new()
                 .name(format!("ember-push-{name}"))
@@ -484,6 +500,15 @@ impl Worker {
         if self.dest.protocol == crate::Protocol::Pyroscope {
             headers.push(("Connect-Protocol-Version", "1"));
         }
+        let gzipped;
+        let body = match self.dest.compression {
+            Compression::None => body,
+            Compression::Gzip => {
+                gzipped = gzip(body);
+                headers.push(("Content-Encoding", "gzip"));
+                &gzipped
+            }
+        };
         headers.extend(
             self.dest
                 .headers
@@ -508,6 +533,17 @@ impl Worker {
         let frac = (self.rng % 1000) as f64 / 1000.0;
         d.mul_f64(0.5 + frac / 2.0)
     }
+}
+
+/// `body` gzip-compressed (a `Vec` cannot fail to take writes).
+fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::default(),
+    );
+    gz.write_all(body)
+        .and_then(|()| gz.finish())
+        .expect("writing to a Vec does not fail")
 }
 
 fn classify(result: Result<Response, HttpError>) -> Outcome {
@@ -681,5 +717,69 @@ mod tests {
         assert!(matches!(r(400), Outcome::Refused { status: 400, .. }));
         assert!(matches!(r(429), Outcome::Retry { .. }));
         assert!(matches!(r(502), Outcome::Retry { .. }));
+    }
+
+    #[test]
+    fn otlp_bodies_go_gzipped_with_their_header() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut r = BufReader::new(s);
+            let (mut len, mut gzip_header) = (0, false);
+            loop {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                gzip_header |= lower == "content-encoding: gzip\r\n";
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            r.get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+            (gzip_header, body)
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let endpoint = Endpoint::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let pusher = Pusher::start(
+            dir.path(),
+            &StoreConfig::default(),
+            vec![Destination::otlp(endpoint, false)],
+            &fast(),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let window = testutil::window(1);
+        writer.write_window(&window.window).unwrap();
+        let (gzip_header, body) = server.join().unwrap();
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(body.as_slice())
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert!(gzip_header);
+        let request = crate::proto::otlp::ExportProfilesServiceRequest::decode(plain.as_slice());
+        assert!(
+            request.is_ok(),
+            "the body is an OTLP request once gunzipped"
+        );
+        let start = std::time::Instant::now();
+        while pusher.stats()[0].pushed == 0 {
+            assert!(start.elapsed() < Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            pusher.stats()[0].bytes_sent,
+            body.len() as u64,
+            "bytes on the wire"
+        );
+        pusher.stop();
     }
 }

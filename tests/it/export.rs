@@ -328,7 +328,16 @@ fn bad_export_arguments_are_explained() {
             1,
             "cannot tell the output format from `out.png`",
         ),
-        (&["--agent", "https://x:1"], 1, "https is not supported"),
+        (
+            &["--agent", "ftp://x:1"],
+            1,
+            "expected an http:// or https:// URL",
+        ),
+        (
+            &["--agent", "https://127.0.0.1:1"],
+            1,
+            "cannot reach the agent",
+        ),
         (
             &["--agent", "http://127.0.0.1:1"],
             1,

@@ -49,6 +49,17 @@ struct Receiver {
 
 impl Receiver {
     fn start(python: &Path, dir: &Path, port: u16, reject_window: u32) -> Receiver {
+        Receiver::start_with(python, dir, port, reject_window, &[])
+    }
+
+    /// [`Receiver::start`] with more arguments (`--tls-cert`, `--tls-key`).
+    fn start_with(
+        python: &Path,
+        dir: &Path,
+        port: u16,
+        reject_window: u32,
+        extra: &[&std::ffi::OsStr],
+    ) -> Receiver {
         let out = dir.join("received.jsonl");
         let pprof_dir = dir.join("pprof");
         let mut child = Command::new(python)
@@ -58,6 +69,7 @@ impl Receiver {
             .arg("--pprof-dir")
             .arg(&pprof_dir)
             .args(["--reject-window", &reject_window.to_string()])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("starting the receiver");
@@ -230,6 +242,21 @@ fn windows_reach_pyroscope_and_otlp_with_the_split_and_their_labels() {
     wait_past(&receiver, &["otlp", "pyroscope"], now_ns(), &log);
     let log = stop(agent, &log);
     assert!(log.contains("pushing windows"), "{log}");
+
+    // OTLP bodies go gzip-compressed, as the OTel SDKs send them by default.
+    let (wire, decoded) = receiver
+        .lines()
+        .iter()
+        .filter(|l| l["kind"] == "otlp" && l.get("windows").is_some())
+        .fold((0, 0), |(w, d), l| {
+            assert_eq!(l["headers"]["content-encoding"], "gzip", "{l}");
+            (
+                w + l["bytes"].as_u64().expect("bytes"),
+                d + l["decoded_bytes"].as_u64().expect("decoded bytes"),
+            )
+        });
+    eprintln!("otlp: {wire} bytes on the wire for {decoded} bytes of protobuf");
+    assert!(wire > 0 && wire * 2 < decoded, "{wire} of {decoded}");
 
     // OTLP: the split, the semantic-convention attributes, the resource, the types.
     let otlp = receiver.windows("otlp");
@@ -538,6 +565,163 @@ fn an_agent_killed_during_an_outage_resumes_from_its_cursor() {
         "an_agent_killed_during_an_outage_resumes_from_its_cursor",
         true,
     );
+}
+
+/// A test CA (PEM) and a certificate and key (PEM) it signed for `localhost`.
+fn test_pki(serial: u32) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("a CA key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("ember push test CA {serial}"),
+    );
+    let ca = rcgen::CertifiedIssuer::self_signed(params, ca_key).expect("a CA");
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("a certificate");
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// Agents pushed to http only, and an https endpoint was refused at start. Now: with the
+/// receiver's CA given by --push-ca-file the windows arrive over TLS; with another CA
+/// every try fails on the certificate, is logged with the endpoint and the reason, counted
+/// as a retry (not as a refused window) and nothing is skipped: the next agent on the same
+/// store, given the right CA, sends what the first one could not.
+#[test]
+fn pushes_reach_an_https_receiver_and_a_wrong_ca_is_retried() {
+    let test = "pushes_reach_an_https_receiver_and_a_wrong_ca_is_retried";
+    let Some(_p) = privileged(test) else { return };
+    let Some(python) = receiver_python(test) else {
+        return;
+    };
+    let dir = tempdir();
+    let (ca, cert, key) = test_pki(1);
+    let (other_ca, _, _) = test_pki(2);
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("writing a PEM file");
+        path
+    };
+    let (ca, cert, key, other_ca) = (
+        write("ca.pem", &ca),
+        write("cert.pem", &cert),
+        write("key.pem", &key),
+        write("other-ca.pem", &other_ca),
+    );
+    let port = free_port();
+    let receiver = Receiver::start_with(
+        &python,
+        dir.path(),
+        port,
+        0,
+        &[
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+        ],
+    );
+    let url = format!("https://localhost:{port}");
+    let store = dir.path().join("store");
+    let api_port = free_port();
+    let listen = format!("127.0.0.1:{api_port}");
+    let args = |ca: &Path| -> Vec<String> {
+        [
+            "--window",
+            "1s",
+            "--listen",
+            &listen,
+            "--otlp-endpoint",
+            &url,
+            "--push-ca-file",
+            ca.to_str().expect("UTF-8 path"),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+
+    // The wrong CA: retried, never skipped.
+    let wrong = args(&other_ca);
+    let (agent, log) = start_agent(&store, &as_strs(&wrong));
+    let label = "{destination=\"otlp\",url=";
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let metrics = loop {
+        let out = Command::new("curl")
+            .args(["-sS", &format!("http://{listen}/metrics")])
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let retries = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("ember_push_retries_total{label}"))?
+                    .rsplit(' ')
+                    .next()?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0);
+        if retries >= 2.0 {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            log.lock().expect("log lock")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let log = stop(agent, &log);
+    assert_eq!(
+        metric(&metrics, &format!("ember_push_windows_failed_total{label}")),
+        0.0,
+        "a certificate error is not a refused window: {metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, &format!("ember_push_windows_pushed_total{label}")),
+        0.0
+    );
+    assert_eq!(metric(&metrics, &format!("ember_push_up{label}")), 0.0);
+    let reason = format!(
+        "TLS with `https://localhost:{port}/v1development/profiles` failed: invalid peer \
+         certificate: UnknownIssuer"
+    );
+    assert!(log.contains(&reason), "{log}");
+    assert_eq!(log.matches("push failed; retrying").count(), 1, "{log}");
+    assert!(receiver.windows("otlp").is_empty(), "nothing got through");
+
+    // The right CA: the windows of the first run arrive too, in order.
+    let right = args(&ca);
+    let (agent, log) = start_agent(&store, &as_strs(&right));
+    let first_run_end = now_ns();
+    std::thread::sleep(Duration::from_millis(500));
+    wait_past(&receiver, &["otlp"], first_run_end, &log);
+    let log = stop(agent, &log);
+    let starts: Vec<u64> = receiver
+        .windows("otlp")
+        .iter()
+        .filter_map(|w| w["start_ns"].as_u64())
+        .collect();
+    assert!(
+        starts.windows(2).all(|w| w[0] <= w[1]),
+        "in order: {starts:?}"
+    );
+    assert!(
+        starts
+            .first()
+            .is_some_and(|&s| s < first_run_end.saturating_sub(2_000_000_000)),
+        "the first run's windows were sent: {starts:?}\n{log}"
+    );
+    for line in receiver.lines() {
+        assert_eq!(line["headers"]["content-encoding"], "gzip", "{line}");
+    }
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 fn metric(text: &str, prefix: &str) -> f64 {

@@ -8,13 +8,19 @@ push.v1.PushRequest with the push.proto of tests/push/proto compiled by grpcio-t
 one JSON line in --out; each Pyroscope pprof is saved as --pprof-dir/ID.pb.gz so that
 `go tool pprof` can read it.
 
+A body sent with `Content-Encoding: gzip` (OTLP, by default) is decompressed first; the
+line's `bytes` is the size on the wire and `decoded_bytes` the size decoded. With
+--tls-cert and --tls-key it listens for https.
+
 --reject-window K answers 400 to every request holding the K-th distinct window (by start
 time) it sees, so a sender must skip that window to make progress.
 """
 
 import argparse
+import gzip
 import json
 import os
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -138,7 +144,18 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        wire_bytes = len(body)
         args = self.server.args
+        encoding = self.headers.get("Content-Encoding", "identity").lower()
+        try:
+            if encoding == "gzip":
+                body = gzip.decompress(body)
+            elif encoding != "identity":
+                self.reply(415, f"unknown Content-Encoding {encoding}".encode(), "text/plain")
+                return
+        except Exception as e:
+            self.reply(400, f"bad gzip body: {e}".encode(), "text/plain")
+            return
         try:
             if self.path == "/push.v1.PusherService/Push":
                 kind = "pyroscope"
@@ -176,7 +193,13 @@ class Handler(BaseHTTPRequestHandler):
                         f.write(raw)
                 w["start_ns"] = window_start(kind, w)
             headers = {k.lower(): v for k, v in self.headers.items()}
-            line = {"kind": kind, "bytes": len(body), "headers": headers, "windows": windows}
+            line = {
+                "kind": kind,
+                "bytes": wire_bytes,
+                "decoded_bytes": len(body),
+                "headers": headers,
+                "windows": windows,
+            }
             with open(args.out, "a") as f:
                 f.write(json.dumps(line) + "\n")
         self.reply(200, ok)
@@ -188,10 +211,20 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--pprof-dir", required=True)
     ap.add_argument("--reject-window", type=int, default=0)
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     args = ap.parse_args()
     os.makedirs(args.pprof_dir, exist_ok=True)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.args = args
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        # Handshakes happen in the handler threads, so a client refusing the certificate
+        # blocks no one else.
+        server.socket = ctx.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
     print(f"listening {server.server_address[1]}", flush=True)
     server.serve_forever()
 

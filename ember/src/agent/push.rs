@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use profiler_push::{
-    Destination, DestinationStats, Endpoint, EndpointError, PushConfig, Pusher, Secret,
-    StatsHandle, Timeouts,
+    Compression, Destination, DestinationStats, Endpoint, EndpointError, PushConfig, Pusher,
+    Secret, StatsHandle, Timeouts, TlsConfig, TlsError,
 };
 use profiler_store::StoreConfig;
 use tracing::warn;
@@ -52,6 +52,17 @@ pub(crate) enum PushSetupError {
         /// Where the list came from.
         origin: &'static str,
     },
+    /// An OTLP compression variable names an unknown compression.
+    #[error("invalid {var} `{value}`: expected `gzip` or `none`")]
+    Compression {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// The CA roots for https:// endpoints cannot be loaded.
+    #[error("cannot set up TLS for the push (--push-ca-file)")]
+    Tls(#[source] TlsError),
     /// The push threads could not start.
     #[error(transparent)]
     Start(#[from] profiler_push::PushError),
@@ -91,6 +102,16 @@ impl PushSettings {
         if let Some(d) = otlp(args, env)? {
             destinations.push(d);
         }
+        let https = destinations
+            .iter()
+            .any(|d| d.endpoint.scheme == profiler_push::Scheme::Https);
+        // Loaded at start, so a missing bundle or a bad CA file stops the agent with its
+        // reason rather than failing every push.
+        let tls = if https || args.push_ca_file.is_some() {
+            Some(TlsConfig::load(args.push_ca_file.as_deref()).map_err(PushSetupError::Tls)?)
+        } else {
+            None
+        };
         let host_name = args
             .push_host_name
             .clone()
@@ -107,6 +128,7 @@ impl PushSettings {
                 read: args.push_timeout.min(Duration::from_secs(10)),
                 overall: args.push_timeout,
             },
+            tls,
             ..PushConfig::default()
         };
         Ok(PushSettings {
@@ -230,7 +252,19 @@ fn otlp(
     }
     let endpoint =
         Endpoint::parse(&url).map_err(|source| PushSetupError::Endpoint { flag, source })?;
-    let mut d = Destination::otlp(endpoint, full);
+    let compression = match [
+        "OTEL_EXPORTER_OTLP_PROFILES_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+    ]
+    .into_iter()
+    .find_map(|var| env(var).map(|v| (var, v)))
+    {
+        None => Compression::Gzip,
+        Some((_, v)) if v.trim().eq_ignore_ascii_case("gzip") => Compression::Gzip,
+        Some((_, v)) if v.trim().eq_ignore_ascii_case("none") => Compression::None,
+        Some((var, value)) => return Err(PushSetupError::Compression { var, value }),
+    };
+    let mut d = Destination::otlp(endpoint, full).with_compression(compression);
     let mut lists = Vec::new();
     if let Some(v) = env("OTEL_EXPORTER_OTLP_HEADERS") {
         lists.push(("OTEL_EXPORTER_OTLP_HEADERS", v));
@@ -514,16 +548,137 @@ mod tests {
                 .to_string()
                 .contains("OTEL_EXPORTER_OTLP_HEADERS")
         );
-        let https = PushSettings::resolve(
+        let ftp = PushSettings::resolve(
             &PushArgs::default(),
-            &env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:1")]),
+            &env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://c:1")]),
         );
         assert!(
-            https
-                .unwrap_err()
+            ftp.unwrap_err()
                 .to_string()
                 .contains("OTEL_EXPORTER_OTLP_ENDPOINT")
         );
+    }
+
+    #[test]
+    fn https_endpoints_load_the_roots_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PushSettings::resolve(
+            &PushArgs::default(),
+            &env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318")]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.destinations[0].url(),
+            "https://c:4318/v1development/profiles"
+        );
+        assert!(s.config.tls.is_some());
+        let plain = PushArgs {
+            pyroscope_endpoint: Some("http://pyro:4040".to_owned()),
+            ..PushArgs::default()
+        };
+        assert!(
+            PushSettings::resolve(&plain, &env(&[]))
+                .unwrap()
+                .config
+                .tls
+                .is_none()
+        );
+        let junk = dir.path().join("ca.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let bad = PushArgs {
+            push_ca_file: Some(junk),
+            ..plain
+        };
+        let err = PushSettings::resolve(&bad, &env(&[])).unwrap_err();
+        let text = format!("{:#}", anyhow::Error::from(err));
+        assert!(
+            text.contains("--push-ca-file") && text.contains("ca.pem"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn otlp_bodies_are_gzipped_unless_told_otherwise() {
+        let base = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")];
+        let compression = |extra: &[(&str, &str)]| {
+            let pairs: Vec<(&str, &str)> = base.iter().chain(extra).copied().collect();
+            PushSettings::resolve(&PushArgs::default(), &env(&pairs))
+                .map(|s| s.destinations[0].compression)
+        };
+        assert_eq!(compression(&[]).unwrap(), Compression::Gzip);
+        assert_eq!(
+            compression(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "none")]).unwrap(),
+            Compression::None
+        );
+        assert_eq!(
+            compression(&[
+                ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+                ("OTEL_EXPORTER_OTLP_PROFILES_COMPRESSION", "gzip"),
+            ])
+            .unwrap(),
+            Compression::Gzip,
+            "the profiles variable wins"
+        );
+        let err = compression(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")]).unwrap_err();
+        assert!(err.to_string().contains("`zstd`"), "{err}");
+        let pyro = PushArgs {
+            pyroscope_endpoint: Some("http://pyro:4040".to_owned()),
+            ..PushArgs::default()
+        };
+        let s = PushSettings::resolve(&pyro, &env(&[])).unwrap();
+        assert_eq!(s.destinations[0].compression, Compression::None);
+    }
+
+    #[test]
+    fn metrics_show_each_destinations_figures() {
+        let stats = |name: &str, url: &str, n: u64| {
+            std::sync::Arc::new(std::sync::Mutex::new(DestinationStats {
+                name: name.to_owned(),
+                url: url.to_owned(),
+                pushed: n,
+                failed: n + 1,
+                retried: n + 2,
+                expired: n + 3,
+                pending: n + 4,
+                lag_seconds: 12.34567,
+                bytes_sent: 1000 * n,
+                up: n == 0,
+            }))
+        };
+        let handle = StatsHandle::from_shared(vec![
+            stats("pyroscope", "http://p:4040/push.v1.PusherService/Push", 0),
+            stats("otlp", "https://o:4318/v1development/profiles", 5),
+        ]);
+        let mut text = Text::new();
+        PushMetrics(Some(handle)).write(&mut text);
+        let text = text.finish();
+        let otlp = r#"{destination="otlp",url="https://o:4318/v1development/profiles"}"#;
+        let pyro = r#"{destination="pyroscope",url="http://p:4040/push.v1.PusherService/Push"}"#;
+        for line in [
+            format!("ember_push_windows_pushed_total{otlp} 5"),
+            format!("ember_push_windows_failed_total{otlp} 6"),
+            format!("ember_push_retries_total{otlp} 7"),
+            format!("ember_push_windows_expired_total{otlp} 8"),
+            format!("ember_push_windows_pending{otlp} 9"),
+            format!("ember_push_lag_seconds{otlp} 12.346"),
+            format!("ember_push_bytes_sent_total{otlp} 5000"),
+            format!("ember_push_up{otlp} 0"),
+            format!("ember_push_windows_pushed_total{pyro} 0"),
+            format!("ember_push_up{pyro} 1"),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+        }
+        assert!(
+            text.contains("# TYPE ember_push_windows_pending gauge"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE ember_push_retries_total counter"),
+            "{text}"
+        );
+        let mut none = Text::new();
+        PushMetrics(None).write(&mut none);
+        assert!(!none.finish().contains("ember_push"));
     }
 
     #[test]
