@@ -60,6 +60,45 @@ pub(crate) struct Report {
     pub store: PathBuf,
     /// What the store directory's state is (exists / would be created / not writable).
     pub store_state: String,
+    /// The CPython processes running now.
+    pub python: Vec<PythonProcess>,
+}
+
+/// One CPython process found on the node.
+#[derive(Debug, Serialize)]
+pub(crate) struct PythonProcess {
+    /// The process.
+    pub pid: u32,
+    /// The interpreter's version (`3.11.2`; `3.9` when the binary gives no patch level).
+    pub version: String,
+    /// The file holding the interpreter, as the process sees it.
+    pub interpreter: String,
+    /// Whether Ember has the version's struct offsets (CPython 3.9 to 3.13).
+    pub supported: bool,
+}
+
+/// The CPython processes running now; those that could not be inspected are warnings.
+fn python_processes(warnings: &mut Vec<String>) -> Vec<PythonProcess> {
+    let procfs = symbolizer::procfs::Procfs::default();
+    let Ok(found) = profiler_python::scan(&procfs) else {
+        warnings.push("cannot list /proc: python processes not checked".to_owned());
+        return Vec::new();
+    };
+    found
+        .into_iter()
+        .filter_map(|r| match r {
+            Ok(i) => Some(PythonProcess {
+                pid: i.pid,
+                version: i.version.to_string(),
+                interpreter: i.path.clone(),
+                supported: i.supported(),
+            }),
+            Err(e) => {
+                warnings.push(format!("python process not inspected: {e}"));
+                None
+            }
+        })
+        .collect()
 }
 
 /// Probes the node and builds the report.
@@ -80,6 +119,7 @@ pub(crate) fn report(config: &DoctorConfig) -> Report {
         Err(e) => ("none".to_owned(), false, vec![e]),
     };
     warnings.extend(probe.privilege_warnings());
+    let python = python_processes(&mut warnings);
     let privileges = CAPABILITIES
         .iter()
         .map(|c| Privilege {
@@ -104,6 +144,7 @@ pub(crate) fn report(config: &DoctorConfig) -> Report {
             .collect(),
         store: config.data_dir.clone(),
         store_state: store_state(&config.data_dir),
+        python,
         probe,
     }
 }
@@ -292,6 +333,24 @@ pub(crate) fn render(r: &Report) -> String {
         r.store.display(),
         r.store_state
     );
+    out.push_str("\npython processes\n");
+    if r.python.is_empty() {
+        out.push_str("  none found\n");
+    }
+    for p in &r.python {
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<8} {:<13} {}",
+            p.pid,
+            p.version,
+            if p.supported {
+                "supported"
+            } else {
+                "UNSUPPORTED"
+            },
+            p.interpreter
+        );
+    }
     if !r.warnings.is_empty() {
         out.push_str("\nwarnings\n");
         for w in &r.warnings {
