@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use profiler_store::{Store, StoreConfig};
 use serde_json::Value;
 
-use crate::common::{ember, example, go, privileged, repo_root, skip, tempdir};
+use crate::common::{
+    ember, example, go, privileged, repo_root, share_agrees, share_bound, skip, tempdir,
+};
 
 /// The receiver's python, or `None` (after a skip message) without the venv.
 fn receiver_python(test: &str) -> Option<PathBuf> {
@@ -264,8 +266,9 @@ fn windows_reach_pyroscope_and_otlp_with_the_split_and_their_labels() {
     eprintln!("otlp: {total} split samples, fn_a {a:.3}, fn_b {b:.3}");
     assert!(total > 300, "too few split samples: {total}");
     assert!(
-        (a - 0.70).abs() <= 0.05 && (b - 0.30).abs() <= 0.05,
-        "fn_a {a} fn_b {b}"
+        share_agrees(a, 0.70, total) && share_agrees(b, 0.30, total),
+        "fn_a {a} fn_b {b} (± {:.3})",
+        share_bound(0.70, total)
     );
     let split = otlp
         .iter()
@@ -346,9 +349,11 @@ fn windows_reach_pyroscope_and_otlp_with_the_split_and_their_labels() {
     };
     let (pa, pb) = (cum("fn_a") / total, cum("fn_b") / total);
     eprintln!("pyroscope pprof: {total} samples, fn_a {pa:.3}, fn_b {pb:.3}");
+    let n = total as u64;
     assert!(
-        (pa - 0.70).abs() <= 0.05 && (pb - 0.30).abs() <= 0.05,
-        "{text}"
+        share_agrees(pa, 0.70, n) && share_agrees(pb, 0.30, n),
+        "± {:.3}: {text}",
+        share_bound(0.70, n)
     );
     let tags = Command::new(&go)
         .args(["tool", "pprof", "-tags"])
