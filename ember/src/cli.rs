@@ -264,7 +264,7 @@ pub(crate) struct PushArgs {
     /// URL/v1development/profiles, gzip-compressed. Without it,
     /// OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT (the full URL) or OTEL_EXPORTER_OTLP_ENDPOINT (a
     /// base URL) is used; OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_PROFILES_HEADERS
-    /// add headers; OTEL_EXPORTER_OTLP_[PROFILES_]COMPRESSION=none sends bodies as they are.
+    /// add headers; `OTEL_EXPORTER_OTLP_[PROFILES_]COMPRESSION=none` sends bodies as they are.
     #[arg(long, value_name = "URL", help_heading = "Push")]
     pub otlp_endpoint: Option<String>,
 
@@ -463,7 +463,7 @@ impl DrainArgs {
 #[derive(Debug, Args)]
 pub(crate) struct DebuginfodArgs {
     /// A debuginfod server to fetch the debug files of stripped binaries from, by build-id
-    /// (e.g. http://debuginfod.example:8002), in the background; repeat for several, asked
+    /// (e.g. `http://debuginfod.example:8002`), in the background; repeat for several, asked
     /// in order. Without it, the servers of the standard DEBUGINFOD_URLS variable
     /// (space-separated) are used.
     #[arg(long = "debuginfod", value_name = "URL", help_heading = "Symbols")]

@@ -160,7 +160,7 @@ enum Want {
     Failed(Instant),
 }
 
-/// What [`Debuginfod::wait`] saw.
+/// What `Debuginfod::wait` saw.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WaitReport {
     /// How long it waited.
