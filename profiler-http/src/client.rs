@@ -63,16 +63,13 @@ impl Response {
     /// The first header called `name` (case-insensitive).
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        crate::response::find_header(&self.headers, name)
     }
 
     /// Whether the status is 2xx.
     #[must_use]
     pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
+        crate::response::is_success(self.status)
     }
 }
 

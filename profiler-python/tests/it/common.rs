@@ -45,7 +45,9 @@ pub(crate) fn pythons(minors: std::ops::RangeInclusive<u8>) -> Vec<Python> {
         path,
         minor: (3, minor),
     }));
-    if std::env::var_os("CI").is_some() {
+    // CI must test 3.11 both ways (Debian's stripped build and pyenv's) whenever 3.11 is
+    // asked for.
+    if std::env::var_os("CI").is_some() && minors.contains(&11) {
         assert!(
             found.iter().any(|p| p.path == Path::new(DEBIAN)),
             "CI needs Debian's {DEBIAN}"
