@@ -451,6 +451,21 @@ impl<'p> Encoder<'p> {
         id
     }
 
+    /// Writes the CPU profile's two sample types, `samples/count` and `cpu/nanoseconds`,
+    /// and returns the string id of `cpu` (the period type).
+    fn cpu_sample_types(&mut self, out: &mut Writer, nanoseconds: i64) -> i64 {
+        let samples = self.string("samples");
+        let count = self.string("count");
+        let cpu = self.string("cpu");
+        for (t, u) in [(samples, count), (cpu, nanoseconds)] {
+            out.message(field::SAMPLE_TYPE, |m| {
+                m.i64(field::VALUE_TYPE_TYPE, t);
+                m.i64(field::VALUE_TYPE_UNIT, u);
+            });
+        }
+        cpu
+    }
+
     fn run(mut self) -> Vec<u8> {
         let profile = self.profile;
         let mut out = Writer::default();
@@ -467,30 +482,13 @@ impl<'p> Encoder<'p> {
                 m.i64(field::VALUE_TYPE_UNIT, nanoseconds);
             });
             if companion.is_some() {
-                let samples = self.string("samples");
-                let count = self.string("count");
-                let cpu = self.string("cpu");
-                for (t, u) in [(samples, count), (cpu, nanoseconds)] {
-                    out.message(field::SAMPLE_TYPE, |m| {
-                        m.i64(field::VALUE_TYPE_TYPE, t);
-                        m.i64(field::VALUE_TYPE_UNIT, u);
-                    });
-                }
+                self.cpu_sample_types(&mut out, nanoseconds);
                 // Readers show the off-CPU time unless asked for another type.
                 out.i64(field::DEFAULT_SAMPLE_TYPE, t);
             }
             (t, 1000)
         } else {
-            let samples = self.string("samples");
-            let count = self.string("count");
-            let cpu = self.string("cpu");
-            for (t, u) in [(samples, count), (cpu, nanoseconds)] {
-                out.message(field::SAMPLE_TYPE, |m| {
-                    m.i64(field::VALUE_TYPE_TYPE, t);
-                    m.i64(field::VALUE_TYPE_UNIT, u);
-                });
-            }
-            (cpu, period)
+            (self.cpu_sample_types(&mut out, nanoseconds), period)
         };
 
         let mut stacks: Vec<StackRef<'_>> = profile.stacks().collect();
