@@ -13,7 +13,7 @@ use profiler_common::python::{PyOffsets, linetable};
 
 use crate::discover::Interpreter;
 use crate::memory::Memory;
-use crate::walk::RawFrame;
+use crate::walk::{RawFrame, at};
 
 /// Longest name or file name read, in characters.
 const MAX_STRING: u64 = 4_096;
@@ -191,10 +191,6 @@ fn read<T>(
     f: impl FnOnce(u64) -> io::Result<T>,
 ) -> Result<T, NameError> {
     f(addr).map_err(|source| NameError::Read { what, addr, source })
-}
-
-fn at(base: u64, offset: u32) -> u64 {
-    base.wrapping_add(u64::from(offset))
 }
 
 /// `ob_type` of every object.

@@ -79,7 +79,9 @@ fn read<T>(
     f(addr).map_err(|source| WalkError::Read { what, addr, source })
 }
 
-fn at(base: u64, offset: u32) -> u64 {
+/// The address `offset` bytes past `base` (a struct field), wrapping as the target's
+/// pointer arithmetic would rather than panicking on a hostile pointer.
+pub(crate) fn at(base: u64, offset: u32) -> u64 {
     base.wrapping_add(u64::from(offset))
 }
 
