@@ -386,25 +386,6 @@ fn is_vdso(m: &symbolizer::Mapping) -> bool {
     m.exec && matches!(&m.backing, symbolizer::Backing::Special(name) if &**name == "[vdso]")
 }
 
-/// Ember's own vDSO image, read from its own memory (no privileges, no unsafe code).
-fn own_vdso() -> std::io::Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt as _;
-    let maps = std::fs::read_to_string("/proc/self/maps")?;
-    let m = maps
-        .lines()
-        .filter_map(procfs::parse_maps_line)
-        .find(is_vdso)
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no `[vdso]` mapping"))?;
-    let len = usize::try_from(m.end - m.start).map_err(std::io::Error::other)?;
-    // A vDSO is a few pages; anything larger is not one.
-    if len > 1 << 20 {
-        return Err(std::io::Error::other("a `[vdso]` mapping of over 1 MiB"));
-    }
-    let mut image = vec![0; len];
-    std::fs::File::open("/proc/self/mem")?.read_exact_at(&mut image, m.start)?;
-    Ok(image)
-}
-
 impl std::fmt::Debug for UnwindTables {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UnwindTables")
@@ -758,7 +739,7 @@ impl UnwindTables {
         if let Some(s) = self.files.get(&VDSO_KEY) {
             return (self.vdso_len == Some(len)).then(|| s.clone());
         }
-        let state = match own_vdso() {
+        let state = match procfs::own_vdso() {
             Ok(image) => {
                 self.vdso_len = Some(image.len() as u64);
                 ElfInfo::parse(&image)

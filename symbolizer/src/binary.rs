@@ -26,7 +26,7 @@
 //! each registered binary holds one open file (plus the one blazesym opens from its path).
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -40,7 +40,7 @@ use unwinder::elf::{self, ElfFile};
 use crate::config::Config;
 use crate::debug::{self, DebugFile};
 use crate::gopclntab::GoTable;
-use crate::maps::{self, Backing, FileKey, Mapping};
+use crate::maps::{Backing, FileKey, Mapping};
 use crate::untrusted::{self, Refusal, RefusalLog, Refusals, Root, Run, Worker};
 
 /// Identifies a registered binary; never reused, so results memoized per
@@ -880,24 +880,18 @@ pub(crate) fn open_mapped_file(
 
 /// Copies this process's vDSO into an unnamed temporary file; returns it and its size.
 fn copy_own_vdso() -> io::Result<(File, u64)> {
-    let text = fs::read_to_string("/proc/self/maps")?;
-    let (mappings, _) = maps::parse(&text);
-    let vdso = mappings
-        .iter()
-        .find(|m| matches!(&m.backing, Backing::Special(name) if &**name == "[vdso]"))
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no `[vdso]` mapping"))?;
-    let len = vdso.end - vdso.start;
-    let mut image = vec![0; usize::try_from(len).map_err(io::Error::other)?];
-    // Reading our own memory through /proc/self/mem needs no privileges and no unsafe code.
-    File::open("/proc/self/mem")?.read_exact_at(&mut image, vdso.start)?;
+    let image = crate::procfs::own_vdso()?;
     let file = tempfile::tempfile()?;
     file.write_all_at(&image, 0)?;
-    Ok((file, len))
+    Ok((file, image.len() as u64))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
+    use crate::maps;
 
     fn own_exe_mapping() -> Mapping {
         let (maps, _) = maps::read(std::process::id()).expect("read own maps");

@@ -320,6 +320,29 @@ fn cgroup_rank(controllers: &str) -> u8 {
     rank
 }
 
+/// This process's own vDSO image, read from its own memory (`/proc/self/mem` needs no
+/// privileges and no unsafe code). Every 64-bit process on a kernel maps the same image, so
+/// the symbolizer and the unwinder take the vDSO's symbols and unwind table from this copy.
+///
+/// # Errors
+/// No `[vdso]` mapping, one larger than 1 MiB (a vDSO is a few pages), or a failed read.
+pub fn own_vdso() -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt as _;
+    let text = std::fs::read_to_string("/proc/self/maps")?;
+    let (mappings, _) = crate::maps::parse(&text);
+    let vdso = mappings
+        .iter()
+        .find(|m| matches!(&m.backing, crate::maps::Backing::Special(name) if &**name == "[vdso]"))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no `[vdso]` mapping"))?;
+    let len = usize::try_from(vdso.end - vdso.start).map_err(io::Error::other)?;
+    if len > 1 << 20 {
+        return Err(io::Error::other("a `[vdso]` mapping of over 1 MiB"));
+    }
+    let mut image = vec![0; len];
+    std::fs::File::open("/proc/self/mem")?.read_exact_at(&mut image, vdso.start)?;
+    Ok(image)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
