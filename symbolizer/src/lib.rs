@@ -88,6 +88,8 @@ pub mod procfs;
 mod resymbolize;
 mod stats;
 mod symbolizer;
+#[cfg(test)]
+mod test_support;
 mod untrusted;
 
 use std::error::Error;

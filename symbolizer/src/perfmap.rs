@@ -344,9 +344,9 @@ impl PerfMaps {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
 
     use super::*;
+    use crate::test_support::have_root;
 
     #[test]
     fn parses_node_and_cpython_formats_and_skips_bad_lines() {
@@ -423,10 +423,6 @@ ffffffffffffffff 10 overflow\n\
             let _ = self.child.wait();
             let _ = std::fs::remove_file(&self.map);
         }
-    }
-
-    fn is_root() -> bool {
-        Owners::of(std::process::id()).is_ok_and(|o| o == Owners::ROOT)
     }
 
     #[test]
@@ -576,12 +572,7 @@ ffffffffffffffff 10 overflow\n\
     #[test]
     fn a_map_of_another_user_is_refused_and_the_processs_or_roots_is_read() {
         let test = "a_map_of_another_user_is_refused_and_the_processs_or_roots_is_read";
-        if !is_root() {
-            assert!(std::env::var_os("CI").is_none(), "{test}: needs root in CI");
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: needs root to run a process as another user"
-            );
+        if !have_root(test, "needs root to run a process as another user") {
             return;
         }
         // The process runs as nobody (65534).

@@ -671,19 +671,11 @@ impl<K: Copy + PartialEq, R: Send + 'static> Worker<K, R> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
     use std::os::unix::fs::{PermissionsExt, symlink};
     use std::time::Instant;
 
     use super::*;
-
-    fn skip(test: &str, why: &str) {
-        let _ = writeln!(io::stderr(), "SKIPPED {test}: {why}");
-    }
-
-    fn is_root() -> bool {
-        me().0[1] == 0
-    }
+    use crate::test_support::have_root;
 
     /// A scratch directory on the host, as the process (this test) sees it.
     fn scratch() -> tempfile::TempDir {
@@ -801,9 +793,7 @@ mod tests {
     #[test]
     fn a_file_of_another_user_is_refused_but_roots_is_not() {
         let test = "a_file_of_another_user_is_refused_but_roots_is_not";
-        if !is_root() {
-            assert!(std::env::var_os("CI").is_none(), "{test}: needs root in CI");
-            skip(test, "needs root to chown files to other users");
+        if !have_root(test, "needs root to chown files to other users") {
             return;
         }
         let dir = scratch();
