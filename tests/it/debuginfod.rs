@@ -247,6 +247,60 @@ fn stripped_binaries_are_named_from_a_debuginfod_server_and_a_404_is_cached() {
     assert!(with_prefix(&folded, "recursion-stripped+0x") > 30);
 }
 
+#[test]
+fn an_off_cpu_profile_is_named_from_a_debuginfod_server_too() {
+    let test = "an_off_cpu_profile_is_named_from_a_debuginfod_server_too";
+    let Some(_p) = privileged(test) else {
+        return;
+    };
+    let served = tempdir();
+    std::fs::copy(
+        examples().join("debug").join("offcpu-stripped.debug"),
+        served.path().join("offcpu-stripped.debug"),
+    )
+    .expect("copy the served debug file");
+    let id = build_id_hex(&example("offcpu-stripped"));
+    let work = tempdir();
+    let Some(server) = start_server(test, served.path(), &work.path().join("db.sqlite"), &id)
+    else {
+        return;
+    };
+    let out = work.path().join("offcpu.folded");
+    let output = ember()
+        .args(["record", "--off-cpu", "-f", "folded", "-o"])
+        .arg(&out)
+        .args(["--debuginfod", &server.url])
+        .env("XDG_CACHE_HOME", work.path().join("cache"))
+        .env_remove("DEBUGINFOD_URLS")
+        .arg("--")
+        .arg(example("offcpu-stripped"))
+        .args(["2", "sleep"])
+        .stdout(Stdio::null())
+        .output()
+        .expect("running ember record --off-cpu");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "ember record failed:\n{stderr}");
+    // Microseconds off CPU: the loop sleeps about 1.4 s of its 2 s under sleep_wait, a
+    // function only the server's debug file names (it is static, stripped from the binary);
+    // the rest is preemption and the process's start. Stacks taken before the file arrived
+    // are named at the end, in the off-CPU profile as in the CPU one.
+    let folded = Folded::read(&out).process("offcpu-stripped");
+    let named = folded.with_frame("sleep_wait");
+    let unnamed = with_prefix(&folded, "offcpu-stripped+0x");
+    eprintln!(
+        "off-CPU: {} us, {named} under sleep_wait, {unnamed} under unnamed frames",
+        folded.total()
+    );
+    assert!(
+        folded.total() > 500_000,
+        "too little off-CPU time:\n{stderr}"
+    );
+    assert!(
+        named as f64 >= 0.8 * folded.total() as f64 && unnamed == 0,
+        "the off-CPU profile was not named from the server:\n{stderr}"
+    );
+}
+
 /// The port of `server`'s URL.
 fn free_port_of(server: &Server) -> u16 {
     server

@@ -348,16 +348,21 @@ impl Aggregator {
         self.symbolizer.wait_for_debuginfod(bound)
     }
 
-    /// Names the profile's frames of binaries whose debug files arrived from debuginfod
-    /// since they were sampled; returns how many distinct frames were renamed.
+    /// Names the frames, in the CPU profile and the off-CPU profile alike, of binaries
+    /// whose debug files arrived from debuginfod since they were sampled; returns how many
+    /// distinct frames were renamed (a frame in both profiles counts in each).
     pub(crate) fn rename_fetched(&mut self) -> u64 {
-        match self.symbolizer.rename_fetched(&self.profile) {
-            Some((renamed, count)) => {
-                self.profile = renamed;
-                count
+        let mut count = 0;
+        for profile in [&mut self.profile, &mut self.off_cpu] {
+            if profile.is_empty() {
+                continue;
             }
-            None => 0,
+            if let Some((renamed, n)) = self.symbolizer.rename_fetched(profile) {
+                *profile = renamed;
+                count += n;
+            }
         }
+        count
     }
 
     /// Ends aggregation, returning the CPU profile and the off-CPU profile (microseconds
