@@ -21,7 +21,8 @@
 //! CPU in, in nanoseconds, in the same count maps under keys flagged `SAMPLE_FLAG_OFF_CPU`.
 //! It is one raw tracepoint on `sched_switch`: this kernel has no kprobes, and
 //! `finish_task_switch` (kernel/sched) cannot take an fentry program, so both halves of a
-//! switch are seen there.
+//! switch are seen there. It reads `task_struct.pid` of the thread switched in, at the
+//! offset the kernel's BTF gives (so, like the fork hook, it needs BTF).
 //!
 //! Every sample that cannot be recorded in full is counted in `STATS` by the reason.
 #![cfg_attr(target_arch = "bpf", no_std, no_main, feature(core_intrinsics))]

@@ -822,7 +822,11 @@ fn root_or_skip(test: &str) -> bool {
             std::env::var_os("CI").is_none(),
             "{test} must run as root in CI"
         );
-        eprintln!("SKIPPED {test}: needs root (mounts, file attributes)");
+        // Straight to the terminal: the harness captures `eprintln!`, not `io::stderr()`.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: needs root (mounts, file attributes)"
+        );
     }
     root
 }

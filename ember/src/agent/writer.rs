@@ -277,7 +277,12 @@ mod tests {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             assert!(std::env::var_os("CI").is_none(), "must run as root in CI");
-            eprintln!("SKIPPED: needs root to mount a small tmpfs");
+            // Straight to the terminal: the harness captures `eprintln!`, not `io::stderr()`.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"SKIPPED a_full_disk_keeps_windows_waiting_within_a_bound_and_writes_them_in_order_later: \
+                  needs root to mount a small tmpfs\n",
+            );
             return;
         }
         let dir = tempfile::tempdir().expect("tempdir");
