@@ -269,32 +269,76 @@ mod tests {
         filler
     }
 
-    /// Issue 13 item 8 at the agent's writer: a full disk keeps windows waiting (in order,
-    /// within the bound, the oldest dropped and counted past it), says why, and writes
-    /// them all once space is back.
-    #[test]
-    fn a_full_disk_keeps_windows_waiting_within_a_bound_and_writes_them_in_order_later() {
+    /// Mounts a tmpfs of `size` in a scratch directory, or says why not (not root).
+    fn small_tmpfs(test: &str, size: &str) -> Option<(tempfile::TempDir, Tmpfs)> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            assert!(std::env::var_os("CI").is_none(), "must run as root in CI");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test} must run as root in CI"
+            );
             // Straight to the terminal: the harness captures `eprintln!`, not `io::stderr()`.
             let _ = std::io::Write::write_all(
                 &mut std::io::stderr(),
-                b"SKIPPED a_full_disk_keeps_windows_waiting_within_a_bound_and_writes_them_in_order_later: \
-                  needs root to mount a small tmpfs\n",
+                format!("SKIPPED {test}: needs root to mount a small tmpfs\n").as_bytes(),
             );
-            return;
+            return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let mnt = dir.path().join("small");
         std::fs::create_dir(&mnt).expect("mount point");
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(&mnt)
             .status()
             .expect("mount");
         assert!(ok.success());
-        let _tmpfs = Tmpfs(mnt.clone());
+        Some((dir, Tmpfs(mnt)))
+    }
+
+    /// Issue 13 item 8, the probe's own case: `--store-max-size 1MiB` on a 2 MiB disk, the
+    /// store's own growth (not another file) filling it. It never recovered: retention ran
+    /// only after successful writes. Now the cap holds at every write, so the disk never
+    /// fills and no window is lost.
+    #[test]
+    fn a_store_capped_below_its_disk_keeps_taking_windows() {
+        let test = "a_store_capped_below_its_disk_keeps_taking_windows";
+        let Some((_dir, tmpfs)) = small_tmpfs(test, "2m") else {
+            return;
+        };
+        let config = StoreConfig::default()
+            .with_downsample(None)
+            .with_max_bytes(1 << 20);
+        let store = Store::open(&tmpfs.0.join("d"), config).expect("open");
+        let mut w = WindowWriter::new(store);
+        // About 7 KiB of new names a window: 3 MiB in all, past both the cap and the disk.
+        for i in 0..450 {
+            w.close(window(i), T0 + i * S);
+            assert!(w.degraded().is_none(), "window {i}: {:?}", w.degraded());
+        }
+        let c = w.finish();
+        assert_eq!((c.windows_written, c.windows_lost), (450, 0), "{c:?}");
+        let store =
+            Store::open_read_only(&tmpfs.0.join("d"), StoreConfig::default()).expect("read");
+        let tl = store
+            .timeline(0, u64::MAX, &LabelFilter::all())
+            .expect("timeline");
+        // The newest windows are kept, the oldest gave way.
+        assert_eq!(tl.last().map(|s| (s.start_unix_ns - T0) / S), Some(449));
+        assert!(tl.len() < 450, "nothing gave way: {} windows", tl.len());
+    }
+
+    /// Issue 13 item 8 at the agent's writer: a full disk keeps windows waiting (in order,
+    /// within the bound, the oldest dropped and counted past it), says why, and writes
+    /// them all once space is back.
+    #[test]
+    fn a_full_disk_keeps_windows_waiting_within_a_bound_and_writes_them_in_order_later() {
+        let test =
+            "a_full_disk_keeps_windows_waiting_within_a_bound_and_writes_them_in_order_later";
+        let Some((_dir, tmpfs)) = small_tmpfs(test, "1m") else {
+            return;
+        };
+        let mnt = tmpfs.0.clone();
         let store = Store::open(&mnt.join("d"), StoreConfig::default().with_downsample(None))
             .expect("open");
         let mut w = WindowWriter::new(store);
