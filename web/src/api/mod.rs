@@ -39,6 +39,8 @@ mod view_handlers;
 mod views;
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod testutil;
