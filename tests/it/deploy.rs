@@ -569,6 +569,37 @@ fn unit_daemonset_and_image_grant_the_same_capabilities_and_nothing_privileged()
         ambient,
         "the image's file capabilities (deploy/Containerfile) are the set the DaemonSet adds"
     );
+    // What Ember itself says it needs (`ember doctor --json`, from the probe's list) and what
+    // the README tells a person to setcap are that set too.
+    let out = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(["doctor", "--json"])
+        .output()
+        .expect("running ember doctor --json");
+    let doctor: Value = serde_json::from_slice(&out.stdout).expect("doctor prints JSON");
+    let named: BTreeSet<String> = doctor["privileges"]
+        .as_array()
+        .expect("a privileges list")
+        .iter()
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        named, ambient,
+        "ember doctor's privileges are the unit's set"
+    );
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let setcap: BTreeSet<String> = readme
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("sudo setcap "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|l| l.strip_suffix("+ep"))
+        .expect("the README's setcap line")
+        .split(',')
+        .map(str::to_ascii_uppercase)
+        .collect();
+    assert_eq!(
+        setcap, ambient,
+        "the README's setcap line grants the unit's set"
+    );
     // The only other container hands the store to the agent's user, and nothing more.
     for c in all.iter().filter(|c| c["name"] != "agent") {
         let added = cap_names(&c["securityContext"]["capabilities"]["add"]);

@@ -334,6 +334,14 @@ fn a_missing_capability_is_named_with_what_it_costs() {
         "{}",
         text(&out.stdout)
     );
+    let out = as_nobody_with(&no_perfmon, &u.ember, &["doctor", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "doctor --json exits 1 too");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("doctor --json");
+    assert_eq!(v["ready"], false, "{v}");
+    assert!(
+        v["blocker"].to_string().contains("CAP_PERFMON"),
+        "the blocker names the capability: {v}"
+    );
 
     // Without CAP_SYS_PTRACE another user's frames cannot be named: one warning says so.
     let no_ptrace: Vec<&str> = CAPS
