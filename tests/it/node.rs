@@ -52,6 +52,59 @@ fn doctor_json(cmd: &mut Command) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("doctor prints JSON")
 }
 
+/// Issue 17: `ember doctor` lists the CPython processes it finds, with their versions and
+/// whether Ember has their struct offsets: Debian's stripped 3.11, found from its mappings.
+#[test]
+fn doctor_lists_a_running_python_with_its_version() {
+    let test = "doctor_lists_a_running_python_with_its_version";
+    let Some(_p) = privileged(test) else {
+        return;
+    };
+    let script = crate::common::repo_root().join("examples/python/split.py");
+    let mut python = Command::new("/usr/bin/python3.11")
+        .arg(&script)
+        .arg("20")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting /usr/bin/python3.11");
+    let pid = python.id();
+    // The interpreter is mapped before the script runs; give it a moment to start.
+    std::thread::sleep(Duration::from_millis(500));
+    let v = doctor_json(&mut ember());
+    let report = text(&ember().arg("doctor").output().expect("ember doctor").stdout);
+    let _ = python.kill();
+    let _ = python.wait();
+    let found: Vec<&serde_json::Value> = v["python"]
+        .as_array()
+        .expect("a python list")
+        .iter()
+        .filter(|p| p["pid"] == pid)
+        .collect();
+    assert_eq!(found.len(), 1, "python3.11 (pid {pid}) not listed: {v:#}");
+    let p = found[0];
+    assert!(
+        p["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.11.")),
+        "{p}"
+    );
+    assert_eq!(p["supported"], true, "{p}");
+    assert!(
+        p["interpreter"]
+            .as_str()
+            .is_some_and(|i| i.ends_with("python3.11")),
+        "{p}"
+    );
+    let line = report
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(pid.to_string().as_str()))
+        .unwrap_or_else(|| panic!("no line for pid {pid}:\n{report}"));
+    assert!(
+        line.contains("supported") && line.contains("3.11."),
+        "{line}"
+    );
+}
+
 fn assert_split(folded: &Folded, min_samples: u64) {
     let w = folded.process("split");
     let (a, b) = (w.share("fn_a"), w.share("fn_b"));
