@@ -469,14 +469,14 @@ pub(crate) struct DebuginfodArgs {
     #[arg(long = "debuginfod", value_name = "URL", help_heading = "Symbols")]
     pub urls: Vec<String>,
 
-    /// Disk space for fetched debug files (the agent's under --data-dir, record's under
-    /// $XDG_CACHE_HOME/ember); the least recently used are deleted past it. Also the
-    /// largest file fetched.
+    /// Disk space for fetched debug files (the agent's under --data-dir, record's and
+    /// export's under $XDG_CACHE_HOME/ember); the least recently used are deleted past it.
+    /// Also the largest file fetched.
     #[arg(long = "debuginfod-cache-size", value_name = "SIZE", default_value = "1GiB", value_parser = parse_size, help_heading = "Symbols")]
     pub cache_size: u64,
 
-    /// The longest one request to a debuginfod server may take; `record` waits at most
-    /// this long at the end for files still on their way.
+    /// The longest one request to a debuginfod server may take; `record` (at the end) and
+    /// `export` wait at most this long for files still on their way.
     #[arg(long = "debuginfod-timeout", value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "Symbols")]
     pub timeout: Duration,
 }
@@ -502,6 +502,21 @@ impl DebuginfodArgs {
                 .with_timeout(self.timeout)
         })
     }
+}
+
+/// Where `record` and `export` keep debug files fetched from debuginfod: `$XDG_CACHE_HOME/ember/debuginfod`,
+/// else `~/.cache/ember/debuginfod`, else (no home) `/var/cache/ember/debuginfod`.
+pub(crate) fn user_debuginfod_cache() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })
+        .unwrap_or_else(|| PathBuf::from("/var/cache"));
+    base.join("ember").join("debuginfod")
 }
 
 /// `--listen`: an address, or no API at all.
@@ -676,6 +691,8 @@ Examples:
   ember export --agent http://10.0.0.7:7070 --filter container=4f8a1c2b3d4e -o c.svg
   ember export --from -1d --resymbolize -o day.folded       name stripped frames from
                                                            debug files installed since
+  ember export --from -1d --debuginfod https://debuginfod.debian.net -o day.folded
+                                                           ...or fetched by build-id
 
 Times: `now`, `now-15m` or `-1.5h` (a number and a unit: ms, s, m, h, d), RFC 3339, or unix
 seconds.
@@ -843,6 +860,12 @@ pub(crate) struct ExportArgs {
     /// layout, as Debian's -dbgsym packages install); repeat for several.
     #[arg(long = "debug-dir", value_name = "DIR", default_value = symbolizer::DEFAULT_DEBUG_DIR, help_heading = "Symbols")]
     pub debug_dirs: Vec<PathBuf>,
+
+    /// With --resymbolize (which --debuginfod implies), debug files no --debug-dir holds
+    /// are fetched from these servers (or DEBUGINFOD_URLS's), waiting at most
+    /// --debuginfod-timeout for them.
+    #[command(flatten)]
+    pub debuginfod: DebuginfodArgs,
 }
 
 /// A point in time, nanoseconds since the Unix epoch, as `--from`/`--to` give it.

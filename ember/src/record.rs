@@ -160,26 +160,11 @@ impl RecordConfig {
             status_line: !quiet && io::stderr().is_terminal(),
             debuginfod: args.debuginfod.config(
                 std::env::var(symbolizer::DEBUGINFOD_URLS).ok().as_deref(),
-                debuginfod_cache_dir(),
+                crate::cli::user_debuginfod_cache(),
             ),
             off_cpu: args.off_cpu.config(),
         })
     }
-}
-
-/// Where `record` keeps debug files fetched from debuginfod: `$XDG_CACHE_HOME/ember/debuginfod`,
-/// else `~/.cache/ember/debuginfod`, else (no home) `/var/cache/ember/debuginfod`.
-fn debuginfod_cache_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|h| !h.is_empty())
-                .map(|h| PathBuf::from(h).join(".cache"))
-        })
-        .unwrap_or_else(|| PathBuf::from("/var/cache"));
-    base.join("ember").join("debuginfod")
 }
 
 /// What a finished recording produced.

@@ -29,6 +29,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use blazesym::symbolize::source::{Elf, Source};
 use blazesym::symbolize::{Input, Symbolized, Symbolizer as Blaze};
@@ -36,6 +37,7 @@ use profiler_model::{Frame, FrameId, FrameKind, Location, Profile};
 use unwinder::elf::{self, ElfFile};
 
 use crate::config::Config;
+use crate::debuginfod::{Debuginfod, DebuginfodConfig, WaitReport};
 
 /// A debug file found for one build-id, with the original binary's segment layout.
 struct DebugEntry {
@@ -113,6 +115,68 @@ impl Resymbolizer {
         self.renamed
     }
 
+    /// Fetches from the debuginfod servers of `config` the debug files of `profile`'s
+    /// unnamed frames that no debug directory holds, waiting at most `bound` for them
+    /// (files in the disk cache arrive at once, build-ids a server said it lacks within
+    /// the negative TTL are not asked again); the next [`Resymbolizer::resymbolize`] uses
+    /// those that arrived. Each file's build-id is verified before it is used, as for live
+    /// symbolization.
+    ///
+    /// # Errors
+    /// When the cache directory cannot be created.
+    pub fn fetch_missing(
+        &mut self,
+        profile: &Profile,
+        config: &DebuginfodConfig,
+        bound: Duration,
+    ) -> std::io::Result<WaitReport> {
+        let mut client = Debuginfod::new(config, crate::debuginfod::http_fetcher)?;
+        let mut asked = false;
+        for frame in profile.frames() {
+            let Some(build_id) = unnamed_build_id(frame) else {
+                continue;
+            };
+            if !self.entries.contains_key(build_id) {
+                let entry = self.find(build_id);
+                self.entries.insert(Arc::clone(build_id), entry);
+            }
+            if matches!(self.entries.get(build_id), Some(Some(_))) {
+                continue;
+            }
+            asked = true;
+            if let Some(path) = client.request(build_id) {
+                self.use_fetched(build_id, &path);
+            }
+        }
+        if !asked {
+            return Ok(WaitReport::default());
+        }
+        let (report, arrived) = client.wait(bound);
+        for (build_id, path) in arrived {
+            self.use_fetched(&build_id, &path);
+        }
+        Ok(report)
+    }
+
+    /// Uses the fetched (verified) debug file `path` for `build_id`, with the binary's
+    /// exact layout when [`Resymbolizer::add_binary`] gave it, else the reconstructed one.
+    fn use_fetched(&mut self, build_id: &Arc<[u8]>, path: &Path) {
+        let Ok(file) = File::open(path) else {
+            return;
+        };
+        let layout = match self.layouts.get(&build_id[..]) {
+            Some(exact) => exact.clone(),
+            None => match elf::parse(&file) {
+                Ok(debug) => debug.reconstructed_layout(),
+                Err(err) => {
+                    tracing::debug!(path = %path.display(), error = %crate::ErrorChain(&err), "unreadable fetched debug file");
+                    return;
+                }
+            },
+        };
+        self.insert_debug(Arc::clone(build_id), file, layout);
+    }
+
     /// A copy of `profile` in which every unnamed user frame with a build-id whose debug
     /// file can now be found is named; everything else is copied unchanged.
     pub fn resymbolize(&mut self, profile: &Profile) -> Profile {
@@ -138,14 +202,8 @@ impl Resymbolizer {
     }
 
     fn rename(&mut self, frame: &Frame) -> Option<Vec<Frame>> {
-        if frame.kind != FrameKind::User || !frame.is_unnamed() {
-            return None;
-        }
-        let Location::File {
-            build_id: Some(build_id),
-            offset,
-        } = &frame.location
-        else {
+        let build_id = unnamed_build_id(frame)?;
+        let Location::File { offset, .. } = &frame.location else {
             return None;
         };
         if !self.entries.contains_key(build_id) {
@@ -211,5 +269,20 @@ impl Resymbolizer {
             _file: found.file,
             layout,
         })
+    }
+}
+
+/// The build-id of an unnamed user frame stored with its file location: what a debug file
+/// could name.
+fn unnamed_build_id(frame: &Frame) -> Option<&Arc<[u8]>> {
+    if frame.kind != FrameKind::User || !frame.is_unnamed() {
+        return None;
+    }
+    match &frame.location {
+        Location::File {
+            build_id: Some(build_id),
+            ..
+        } => Some(build_id),
+        _ => None,
     }
 }

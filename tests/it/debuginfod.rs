@@ -14,7 +14,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Folded, ember, example, examples, privileged, skip, tempdir};
+use crate::common::{
+    Folded, ember, example, examples, privileged, share_agrees, skip, start_agent_logged, tempdir,
+};
 
 /// A `debuginfod` process, killed on drop.
 struct Server {
@@ -298,6 +300,149 @@ fn an_off_cpu_profile_is_named_from_a_debuginfod_server_too() {
     assert!(
         named as f64 >= 0.8 * folded.total() as f64 && unnamed == 0,
         "the off-CPU profile was not named from the server:\n{stderr}"
+    );
+}
+
+/// Runs an agent (1 s windows, store in `data`, `args` added) while `split-stripped` runs
+/// 3 s (about 300 samples at 99 Hz), waits until the store holds 200 of them, then stops
+/// it with SIGINT.
+fn agent_beside_split_stripped(data: &Path, args: &[&str]) -> String {
+    let (mut agent, _url, log) = start_agent_logged(data, "1s", args, &[("DEBUGINFOD_URLS", "")]);
+    let status = Command::new(example("split-stripped"))
+        .arg("3")
+        .stdout(Stdio::null())
+        .status()
+        .expect("running split-stripped");
+    assert!(status.success());
+    // Until the windows holding the run are stored: on a busy machine the agent names
+    // other processes' large binaries first, and a window closes late.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let cache = data.join("export-cache");
+    while try_export_store(data, &cache, &[])
+        .0
+        .is_none_or(|f| f.process("split-stripped").total() < 200)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGINT) };
+    let status = agent.wait().expect("waiting for the agent");
+    let log = log
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .join("\n");
+    assert!(status.success(), "the agent failed:\n{log}");
+    log
+}
+
+/// `ember export` of the store in `data` as folded text, with `extra` arguments.
+fn export_store(data: &Path, cache: &Path, extra: &[&str]) -> (Folded, String) {
+    let (out, stderr) = try_export_store(data, cache, extra);
+    (
+        out.unwrap_or_else(|| panic!("ember export failed:\n{stderr}")),
+        stderr,
+    )
+}
+
+/// [`export_store`], `None` when the export fails (e.g. no window stored yet).
+fn try_export_store(data: &Path, cache: &Path, extra: &[&str]) -> (Option<Folded>, String) {
+    let out = ember()
+        .args([
+            "export",
+            "--from",
+            "-10m",
+            "-f",
+            "folded",
+            "-o",
+            "-",
+            "--data-dir",
+        ])
+        .arg(data)
+        .args(extra)
+        .env("XDG_CACHE_HOME", cache)
+        .env_remove("DEBUGINFOD_URLS")
+        .output()
+        .expect("running ember export");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let folded = out
+        .status
+        .success()
+        .then(|| Folded::parse(&String::from_utf8_lossy(&out.stdout)));
+    (folded, stderr)
+}
+
+/// Issue 16: the agent names a stripped binary from a debuginfod server (its cache under
+/// --data-dir), and `ember export --debuginfod` names what a store holds unnamed.
+#[test]
+fn the_agent_and_export_name_stripped_frames_from_a_debuginfod_server() {
+    let test = "the_agent_and_export_name_stripped_frames_from_a_debuginfod_server";
+    let Some(_p) = privileged(test) else {
+        return;
+    };
+    let served = tempdir();
+    std::fs::copy(
+        examples().join("debug").join("split-stripped.debug"),
+        served.path().join("split-stripped.debug"),
+    )
+    .expect("copy the served debug file");
+    let id = build_id_hex(&example("split-stripped"));
+    let work = tempdir();
+    let Some(server) = start_server(test, served.path(), &work.path().join("db.sqlite"), &id)
+    else {
+        return;
+    };
+    let cache = work.path().join("cache");
+    let named = |f: &Folded| f.with_frame("fn_a") + f.with_frame("fn_b");
+
+    // Without a server the agent stores split-stripped as module+offset...
+    let plain = work.path().join("plain");
+    let log = agent_beside_split_stripped(&plain, &[]);
+    let (stored, _) = export_store(&plain, &cache, &[]);
+    let stored = stored.process("split-stripped");
+    assert!(stored.total() >= 200, "too few samples stored:\n{log}");
+    assert_eq!(named(&stored), 0, "named without a debug file");
+    assert!(
+        with_prefix(&stored, "split-stripped+0x") >= stored.total() * 9 / 10,
+        "{stored:?}"
+    );
+    // ...which export names from the server.
+    let (fetched, stderr) = export_store(&plain, &cache, &["--debuginfod", &server.url]);
+    let fetched = fetched.process("split-stripped");
+    let (a, b) = (fetched.with_frame("fn_a"), fetched.with_frame("fn_b"));
+    eprintln!(
+        "export --debuginfod: {} samples, fn_a {a}, fn_b {b}\n{stderr}",
+        fetched.total()
+    );
+    assert_eq!(fetched.total(), stored.total(), "the same samples");
+    assert!(
+        (a + b) as f64 >= 0.95 * fetched.total() as f64,
+        "export --debuginfod did not name them:\n{stderr}"
+    );
+    assert!(
+        share_agrees(a as f64 / (a + b) as f64, 0.70, a + b),
+        "fn_a {a}, fn_b {b}"
+    );
+    assert!(stderr.contains("1 file(s) found"), "{stderr}");
+
+    // An agent given the server stores them named.
+    let with_server = work.path().join("named");
+    let log = agent_beside_split_stripped(&with_server, &["--debuginfod", &server.url]);
+    let (stored, _) = export_store(&with_server, &cache, &[]);
+    let stored = stored.process("split-stripped");
+    let (a, b) = (stored.with_frame("fn_a"), stored.with_frame("fn_b"));
+    eprintln!(
+        "agent --debuginfod: {} samples, fn_a {a}, fn_b {b}",
+        stored.total()
+    );
+    assert!(stored.total() >= 200, "too few samples stored:\n{log}");
+    assert!(
+        (a + b) as f64 >= 0.95 * stored.total() as f64,
+        "the agent did not name split-stripped from the server:\n{log}"
+    );
+    assert!(
+        with_server.join("debuginfod").is_dir(),
+        "the agent's cache is under --data-dir"
     );
 }
 

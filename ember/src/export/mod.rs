@@ -68,6 +68,9 @@ pub struct ExportConfig {
     /// Rename unnamed frames from debug files found by build-id in these directories
     /// (`--resymbolize`); `None` leaves names as stored.
     pub resymbolize: Option<Vec<PathBuf>>,
+    /// And from the debug files these debuginfod servers have (`--debuginfod`, or
+    /// `DEBUGINFOD_URLS` with `--resymbolize`).
+    pub debuginfod: Option<symbolizer::DebuginfodConfig>,
 }
 
 /// Why an export failed.
@@ -263,7 +266,17 @@ impl ExportConfig {
             output: args.output,
             include_idle: args.include_idle,
             kernel: !args.no_kernel,
-            resymbolize: args.resymbolize.then_some(args.debug_dirs),
+            // Naming servers on the command line asks for renaming; the environment's
+            // servers are used only when it is asked for.
+            resymbolize: (args.resymbolize || !args.debuginfod.urls.is_empty())
+                .then_some(args.debug_dirs),
+            debuginfod: args.debuginfod.config(
+                args.resymbolize
+                    .then(|| std::env::var(symbolizer::DEBUGINFOD_URLS).ok())
+                    .flatten()
+                    .as_deref(),
+                crate::cli::user_debuginfod_cache(),
+            ),
         })
     }
 }
@@ -414,24 +427,56 @@ fn transform(profile: Profile, config: &ExportConfig) -> Profile {
         profile.without_idle()
     };
     match &config.resymbolize {
-        Some(dirs) => resymbolize(&profile, dirs),
+        Some(dirs) => resymbolize(&profile, dirs, config.debuginfod.as_ref()),
         None => profile,
     }
 }
 
 /// Names the frames that were stored as `module+0xOFFSET` from debug files that can be
-/// found now, and says how many it named.
-fn resymbolize(profile: &Profile, debug_dirs: &[PathBuf]) -> Profile {
+/// found now, under `debug_dirs` or, for the rest, on `debuginfod`'s servers, and says how
+/// many it named and what the servers did not have.
+fn resymbolize(
+    profile: &Profile,
+    debug_dirs: &[PathBuf],
+    debuginfod: Option<&symbolizer::DebuginfodConfig>,
+) -> Profile {
     let config = symbolizer::Config::default().with_debug_dirs(debug_dirs.to_vec());
     let mut resym = symbolizer::Resymbolizer::new(&config);
-    let renamed = resym.resymbolize(profile);
-    let dirs = debug_dirs
+    let mut from = debug_dirs
         .iter()
         .map(|d| d.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
+    if let Some(d) = debuginfod {
+        match resym.fetch_missing(profile, d, d.timeout) {
+            Ok(report) => {
+                for line in &report.failed {
+                    eprintln!(
+                        "ember export: debuginfod: no debug file for build-id {line}; its frames stay `module+0x...`"
+                    );
+                }
+                for urls in &report.outstanding {
+                    eprintln!(
+                        "ember export: debuginfod: timed out after {:.1} s (--debuginfod-timeout) waiting for {urls}; its frames stay `module+0x...`",
+                        report.waited.as_secs_f64()
+                    );
+                }
+                from = format!(
+                    "{from} and debuginfod ({} file(s) found, {} build-id(s) unknown to {})",
+                    report.found,
+                    report.not_found,
+                    d.urls.join(" ")
+                );
+            }
+            Err(e) => eprintln!(
+                "ember export: debuginfod: cannot use the cache `{}`: {e}; naming from debug directories only",
+                d.cache_dir.display()
+            ),
+        }
+    }
+    let renamed = resym.resymbolize(profile);
     eprintln!(
-        "ember export: --resymbolize named {} frame(s) from debug files under {dirs}",
+        "ember export: --resymbolize named {} frame(s) from debug files under {from}",
         resym.frames_renamed()
     );
     renamed
