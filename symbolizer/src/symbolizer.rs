@@ -341,6 +341,7 @@ impl Symbolizer {
                 let process = self.processes.entry(pid).or_default();
                 process.set_mappings(mappings);
                 process.gone = false;
+                process.read_at = Some(std::time::Instant::now());
             }
             Err(MapsError::Gone { .. }) => {
                 let process = self.processes.entry(pid).or_default();
@@ -370,7 +371,7 @@ impl Symbolizer {
             return self.unknown(FrameKind::User, None, Location::Virtual { addr });
         };
         let mut idx = self.processes.get(&pid).and_then(|p| p.find(lookup));
-        if idx.is_none() && !*maps_read {
+        if idx.is_none() && !*maps_read && self.processes.get(&pid).is_none_or(|p| p.may_reread()) {
             *maps_read = true;
             self.read_maps(pid);
             idx = self.processes.get(&pid).and_then(|p| p.find(lookup));

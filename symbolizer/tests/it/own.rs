@@ -123,10 +123,18 @@ fn data_heap_and_garbage_addresses_are_unnamed_not_dropped() {
         after.frames_unnamed - before.frames_unnamed,
         garbage.len() as u64
     );
-    assert_eq!(
-        after.maps_reads - before.maps_reads,
-        1,
+    assert!(
+        after.maps_reads - before.maps_reads <= 1,
         "re-read at most once per stack"
+    );
+    // Another such stack at once: the mappings were read moments ago, so not again (a
+    // garbage outermost frame in every sample must not cost a read of /proc each).
+    let again = sym.stats().maps_reads;
+    let _ = sym.symbolize_user_stack(pid(), &garbage);
+    let _ = sym.symbolize_user_stack(pid(), &garbage);
+    assert!(
+        sym.stats().maps_reads - again <= 1,
+        "re-read at most once per 200 ms"
     );
     assert!(sym.symbolize_user_stack(pid(), &[]).is_empty());
 }

@@ -143,7 +143,9 @@ fn an_exited_process_keeps_symbolizing_from_cached_mappings() {
     assert_eq!(&*frames[0].name, "outer_fn");
     assert_eq!(sym.stats().processes_gone, 0);
 
-    // An address outside the cached mappings makes us look again, and find it gone.
+    // An address outside the cached mappings makes us look again (once the last read is
+    // 200 ms old), and find it gone.
+    std::thread::sleep(std::time::Duration::from_millis(250));
     let frames = sym.symbolize_user_stack(pid, &[0x10]);
     assert_eq!(&*frames[0].name, "[unknown]");
     assert_eq!(sym.stats().processes_gone, 1);
