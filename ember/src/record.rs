@@ -248,6 +248,7 @@ pub(crate) fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
             ticks: Ticks::RECORD,
             // Ember's own samples taken while it forked the command.
             exclude_tgid: Some(own_pid),
+            exclude_off_cpu_tgid: None,
             on_stop: OnStop::Symbolize,
             symbolizer: symbolizer::Config::default().with_debuginfod(config.debuginfod.clone()),
         },
