@@ -384,6 +384,7 @@ impl Sink for RecordSink<'_> {
                 shorter_than_min = stats.get(Stat::OffCpuShort),
                 sampled_out = stats.get(Stat::OffCpuSampledOut),
                 dropped_counts_full = stats.get(Stat::OffCpuCountsFull),
+                dropped_evicted = stats.get(Stat::OffCpuEvicted),
                 waited_us = aggregator.stats().off_cpu_us,
                 "off-CPU switch-outs of the targets"
             );

@@ -375,6 +375,8 @@ impl Sink for AgentSink {
         let unwind = sampler.unwind_stats().map(|u| u.gauges());
         let mut m = self.metrics.lock().unwrap_or_else(PoisonError::into_inner);
         m.sampler = stats;
+        m.off_cpu = self.off_cpu;
+        m.off_cpu_us = aggregator.stats().off_cpu_us;
         m.symbolizer = aggregator.symbolizer().stats();
         m.unwind = unwind.unwrap_or_default();
         Ok(())
