@@ -125,8 +125,15 @@ fn the_web_ui_shows_the_split_in_a_real_browser() {
         return;
     };
     let dir = tempdir();
-    // With --off-cpu, so the page has an off-CPU profile to switch to (its last step).
-    let (mut agent, base, _log) = start_agent_logged(dir.path(), "2s", &["--off-cpu"], &[]);
+    // With --off-cpu, so the page has an off-CPU profile to switch to (its last step);
+    // sampled (one switch-out in 10, waits of 1 ms or more), so that on a busy machine the
+    // extra stacks to name do not delay the split runs' drains past their exit.
+    let (mut agent, base, _log) = start_agent_logged(
+        dir.path(),
+        "2s",
+        &["--off-cpu", "--off-cpu-every", "10", "--off-cpu-min", "1ms"],
+        &[],
+    );
     std::thread::sleep(Duration::from_millis(500));
     // The plain split, then the slowed one once the first is all stored: the comparison
     // view's A and B, told apart by range and by pid.

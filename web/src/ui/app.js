@@ -263,9 +263,10 @@
       b.type = "button";
       const name = document.createElement("span"); name.className = "pname"; name.textContent = v.value;
       const cpu = document.createElement("span"); cpu.className = "cpu";
-      const cores = hz && seconds > 0 ? v.samples / hz / seconds : null;
+      const secs = cpuSeconds(v.samples, hz);
+      const cores = secs != null && seconds > 0 ? secs / seconds : null;
       cpu.textContent = fmtCpu(v.samples, hz) + (cores != null ? " · " + fmtCores(cores) : "") + " · " + fmtPct(v.share);
-      cpu.title = samplesTitle(v.samples) + ", " + fmtPct(v.share) + " of the CPU in use";
+      cpu.title = samplesTitle(v.samples) + ", " + fmtPct(v.share) + (offCpu() ? " of the time off CPU" : " of the CPU in use");
       const bar = document.createElement("span"); bar.className = "sharebar"; bar.style.width = Math.max(1, Math.round(100 * v.share)) + "%";
       b.append(name, cpu, bar);
       b.title = "Show only " + v.value;
@@ -651,9 +652,10 @@
     // The page says which profile it shows, and in what unit.
     $("chart-title").textContent = offCpu() ? "Time off CPU" : "CPU in use";
     $("chart").setAttribute("aria-label", offCpu() ? "Threads waiting off CPU over time" : "CPU in cores over time");
-    $("chart-hint").textContent = offCpu()
-      ? "Time threads spent off CPU (blocked or waiting to run), as threads waiting on average. Drag across the chart to select a range."
-      : "Cores in use, the idle task left out. Drag across the chart to select a range.";
+    for (const b of document.querySelectorAll("#top-card button.sort")) {
+      const self = b.dataset.sort === "self";
+      b.textContent = (self ? "Self" : "Total") + (offCpu() ? " off CPU" : " CPU");
+    }
     document.body.dataset.type = state.type;
     document.title = offCpu() ? "Ember · off-CPU time" : "Ember";
     if (r) {
@@ -756,9 +758,10 @@
       writeState(true);
       load();
     });
+    const measure = offCpu() ? "Threads waiting off CPU (blocked or runnable), on average" : "Cores in use";
     $("chart-hint").textContent = cmp
-      ? "Cores in use on the node, the idle task left out; A and B are marked. Drag across the chart to set " + "the side chosen below."
-      : "Cores in use" + (state.filter ? " by the filtered processes" : "") + ", the idle task left out. Drag across the chart to select a range.";
+      ? measure + " on the node" + (offCpu() ? "" : ", the idle task left out") + "; A and B are marked. Drag across the chart to set " + "the side chosen below."
+      : measure + (state.filter ? " by the filtered processes" : "") + (offCpu() ? "" : ", the idle task left out") + ". Drag across the chart to select a range.";
     renderTopProcs(ex.total_samples, hz, seconds);
     say("");
     const [flame, top] = await Promise.all([flameP, topP]);
