@@ -194,6 +194,10 @@ pub(crate) struct AgentArgs {
     #[arg(long = "debug-dir", default_value = symbolizer::DEFAULT_DEBUG_DIR, help_heading = "Symbols")]
     pub debug_dirs: Vec<PathBuf>,
 
+    /// Off-CPU windows beside the CPU windows.
+    #[command(flatten)]
+    pub off_cpu: OffCpuArgs,
+
     /// Drain interval and kernel map sizes.
     #[command(flatten)]
     pub drain: DrainArgs,
@@ -701,14 +705,15 @@ names must all match, a repeated name is an alternative. The store is read while
 keeps writing it. Exit status: 0 when a profile was written, 1 on error (no store, no
 samples in the range, agent unreachable), 2 for bad arguments.";
 
-/// Off-CPU time (`--off-cpu`), for `record`.
+/// Off-CPU time (`--off-cpu`), for `record` and `agent`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct OffCpuArgs {
-    /// Write the off-CPU profile: how long threads waited (blocked in a lock, a read, a
-    /// sleep, a page fault, or runnable but not running), charged to the stack they left
-    /// the CPU in. Its counts are microseconds waited. CPU samples are taken too: a pprof
-    /// output carries them as a second sample type; other formats hold the off-CPU time
-    /// only.
+    /// Record off-CPU time: how long threads waited (blocked in a lock, a read, a sleep,
+    /// a page fault, or runnable but not running), charged to the stack they left the CPU
+    /// in, in microseconds. CPU samples are taken too. `record` writes the off-CPU profile
+    /// (a pprof output carries the CPU samples as a second sample type; other formats
+    /// hold the off-CPU time only); `agent` stores an off-CPU window beside each CPU
+    /// window (`type=off-cpu` in the API).
     #[arg(long, help_heading = "Off-CPU")]
     pub off_cpu: bool,
 
@@ -799,6 +804,17 @@ pub(crate) struct ExportArgs {
     #[arg(long, help_heading = "Selection")]
     pub no_kernel: bool,
 
+    /// Which profile: `cpu` (samples) or `off-cpu` (microseconds waited, stored by
+    /// `ember agent --off-cpu`).
+    #[arg(
+        long = "type",
+        value_name = "TYPE",
+        default_value = "cpu",
+        value_parser = parse_profile_kind,
+        help_heading = "Selection"
+    )]
+    pub profile_type: profiler_model::ProfileKind,
+
     /// Directory of the agent's store (read directly; nothing is written to it).
     #[arg(
         long,
@@ -887,6 +903,11 @@ pub(crate) fn parse_time_arg(s: &str) -> Result<TimeArg, String> {
 ///
 /// # Errors
 /// The filter's own message, naming the bad part.
+/// `--type`: a profile kind by its API name.
+fn parse_profile_kind(s: &str) -> Result<profiler_model::ProfileKind, String> {
+    profiler_model::ProfileKind::parse(s.trim())
+}
+
 pub(crate) fn parse_filter_arg(s: &str) -> Result<LabelFilter, String> {
     LabelFilter::parse(s).map_err(|e| e.to_string())
 }

@@ -98,6 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 counts_entries: args.drain.counts_map_entries,
                 stacks_entries: args.drain.stacks_map_entries,
                 unwind: args.drain.unwind_config(),
+                off_cpu: args.off_cpu.config(),
                 listen: args.listen.0,
                 api: agent::ApiAccess {
                     token_file: args.api_token_file,

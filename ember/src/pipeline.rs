@@ -111,6 +111,9 @@ pub(crate) struct PipelineConfig {
     /// A process whose samples are dropped at each drain (record leaves out its own, taken
     /// while it forked the command).
     pub exclude_tgid: Option<u32>,
+    /// A process whose off-CPU time is dropped at each drain (the agent leaves out its
+    /// own: its threads spend their lives waiting for the next tick).
+    pub exclude_off_cpu_tgid: Option<u32>,
     /// The symbolizer's settings.
     pub symbolizer: symbolizer::Config,
     /// Whether a stop request cuts symbolization short.
@@ -265,6 +268,9 @@ impl Pipeline {
                 let mut samples = sampler.drain()?;
                 if let Some(tgid) = config.exclude_tgid {
                     samples.retain(|s| s.tgid != tgid);
+                }
+                if let Some(tgid) = config.exclude_off_cpu_tgid {
+                    samples.retain(|s| !(s.off_cpu && s.tgid == tgid));
                 }
                 aggregator.add(&samples);
                 aggregator.add_unrecorded(sampler.unrecorded_in_last_drain());

@@ -233,6 +233,7 @@ pub(crate) fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
             ticks: Ticks::RECORD,
             // Ember's own samples taken while it forked the command.
             exclude_tgid: Some(own_pid),
+            exclude_off_cpu_tgid: None,
             on_stop: OnStop::Symbolize,
             symbolizer: symbolizer::Config::default().with_debuginfod(config.debuginfod.clone()),
         },
@@ -368,6 +369,7 @@ impl Sink for RecordSink<'_> {
                 shorter_than_min = stats.get(Stat::OffCpuShort),
                 sampled_out = stats.get(Stat::OffCpuSampledOut),
                 dropped_counts_full = stats.get(Stat::OffCpuCountsFull),
+                dropped_evicted = stats.get(Stat::OffCpuEvicted),
                 waited_us = aggregator.stats().off_cpu_us,
                 "off-CPU switch-outs of the targets"
             );

@@ -217,11 +217,14 @@ pub enum Stat {
     OffCpuSampledOut = 18,
     /// Off-CPU intervals lost because the count map was full.
     OffCpuCountsFull = 19,
+    /// Pending off-CPU waits pushed out of the full [`OFFCPU_PENDING_MAP`] by a newer
+    /// switch-out, so never charged (a lower bound: see `ember_offcpu`).
+    OffCpuEvicted = 20,
 }
 
 impl Stat {
     /// Number of slots in [`STATS_MAP`].
-    pub const COUNT: u32 = 20;
+    pub const COUNT: u32 = 21;
 
     /// Every counter, in slot order.
     pub const ALL: [Stat; Self::COUNT as usize] = [
@@ -245,6 +248,7 @@ impl Stat {
         Stat::OffCpuShort,
         Stat::OffCpuSampledOut,
         Stat::OffCpuCountsFull,
+        Stat::OffCpuEvicted,
     ];
 
     /// A stable snake_case name, used in logs and metrics.
@@ -271,6 +275,7 @@ impl Stat {
             Stat::OffCpuShort => "off_cpu_short",
             Stat::OffCpuSampledOut => "off_cpu_sampled_out",
             Stat::OffCpuCountsFull => "off_cpu_counts_full",
+            Stat::OffCpuEvicted => "off_cpu_evicted",
         }
     }
 

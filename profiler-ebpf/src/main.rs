@@ -414,6 +414,32 @@ mod program {
     static OFFCPU_PENDING: LruHashMap<u32, OffCpuPending> =
         LruHashMap::with_max_entries(DEFAULT_OFFCPU_THREADS, 0);
 
+    // Evictions of pending waits. The LRU map makes room for a new entry by silently
+    // dropping the least recently used one: that thread's wait (often the longest one, a
+    // thread asleep for hours) is then never charged, and the map cannot tell. So the
+    // program keeps the map's size itself in OFFCPU_LIVE: +1 when a thread not pending is
+    // inserted, -1 when an entry is taken at switch-in. An insert of a new thread while the
+    // count is at the map's size pushes another thread's wait out: counted as
+    // `OffCpuEvicted`, and the count stays at the bound (one out, one in). An evicted
+    // thread finds no entry when it comes back and takes nothing off the count.
+    //
+    // The count is a lower bound of the evictions, never an overcount of real ones: two
+    // CPUs may read it in the same instant (off by at most the CPUs switching at once),
+    // and the kernel's LRU keeps per-CPU free lists, so it may evict a little before the
+    // map holds its full size. Entries are never dropped otherwise (no timeout), so a
+    // count at the bound means the map is full.
+    #[map]
+    static OFFCPU_LIVE: Array<u64> = Array::with_max_entries(1, 0);
+
+    /// Adds `delta` to the pending-wait count (see OFFCPU_LIVE).
+    #[inline(always)]
+    fn offcpu_live_add(delta: u64) {
+        if let Some(p) = OFFCPU_LIVE.get_ptr_mut(0) {
+            // SAFETY: `p` is a valid, aligned map value pointer for the whole program run.
+            let _prev = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, delta) };
+        }
+    }
+
     /// `TASK_DEAD` in `task_struct.__state`: the thread's last switch-out, never followed
     /// by a switch-in.
     const TASK_DEAD: u64 = 0x80;
@@ -474,7 +500,9 @@ mod program {
             }
         }
         // Deleted after it is counted (see above).
-        let _ = OFFCPU_PENDING.remove(&tid);
+        if OFFCPU_PENDING.remove(&tid).is_ok() {
+            offcpu_live_add(u64::MAX); // wrapping -1
+        }
     }
 
     /// `prev`, the current task, leaving the CPU: takes its stacks if it is a target.
@@ -507,6 +535,14 @@ mod program {
             take_stacks(ctx, &mut pending.key, settings, tables, &STACKS_0);
         } else {
             take_stacks(ctx, &mut pending.key, settings, tables, &STACKS_1);
+        }
+        if OFFCPU_PENDING.get_ptr(&tid).is_none() {
+            let live = OFFCPU_LIVE.get(0).copied().unwrap_or(0);
+            if live >= u64::from(DEFAULT_OFFCPU_THREADS) {
+                stat(Stat::OffCpuEvicted);
+            } else {
+                offcpu_live_add(1);
+            }
         }
         let _ = OFFCPU_PENDING.insert(&tid, &pending, 0);
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use profiler_model::{Labels, Profile};
+use profiler_model::{Labels, Profile, ProfileKind};
 use profiler_store::{Window, WindowId};
 
 use crate::series::SeriesKey;
@@ -52,17 +52,29 @@ impl StoredWindow {
 }
 
 /// The 16-byte id of a window as backends see it: the same for every retry and restart,
-/// different across nodes and windows. Bytes 0..8 are an FNV-1a hash of the node's host
-/// name and the series' service name, bytes 8..16 the window's start time (nanoseconds,
-/// unique per window of one node); the UUID version and variant bits (version 8, custom)
-/// are set so it also reads as a UUID.
+/// different across nodes, windows and kinds. Bytes 0..8 are an FNV-1a hash of the node's
+/// host name and the series' service name (and, for off-CPU time, of `off-cpu`: a CPU
+/// window and its off-CPU twin start at the same instant), bytes 8..16 the window's start
+/// time (nanoseconds, unique per window of one node and kind); the UUID version and variant
+/// bits (version 8, custom) are set so it also reads as a UUID. A CPU window's id is what
+/// it was before windows had kinds.
 #[must_use]
-pub fn profile_id(host_name: &str, service_name: &str, start_unix_ns: u64) -> [u8; 16] {
+pub fn profile_id(
+    host_name: &str,
+    service_name: &str,
+    kind: ProfileKind,
+    start_unix_ns: u64,
+) -> [u8; 16] {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let kind_part: &[u8] = match kind {
+        ProfileKind::Cpu => b"",
+        ProfileKind::OffCpu => b"\0off-cpu",
+    };
     for b in host_name
         .bytes()
         .chain(std::iter::once(0))
         .chain(service_name.bytes())
+        .chain(kind_part.iter().copied())
     {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
@@ -119,6 +131,15 @@ pub(crate) mod testutil {
 
     /// A window of `split` (70 % `hot`, 30 % `cold` with an inlined callee), a pod
     /// process and the idle task.
+    /// [`window`] as the off-CPU window of the same period: its counts read as
+    /// microseconds waited.
+    pub(crate) fn off_cpu_window(id: i64) -> StoredWindow {
+        let mut w = window(id);
+        w.window.profile.meta.kind = profiler_model::ProfileKind::OffCpu;
+        w.id = WindowId(id + 1000);
+        w
+    }
+
     pub(crate) fn window(id: i64) -> StoredWindow {
         let start = T0 + u64::try_from(id).expect("positive") * 10_000_000_000;
         let mut p = Profile::new(ProfileMeta {
@@ -184,10 +205,12 @@ mod tests {
 
     #[test]
     fn ids_are_stable_and_distinct() {
-        let a = profile_id("node-7", "split", 5);
-        assert_eq!(a, profile_id("node-7", "split", 5));
-        assert_ne!(a, profile_id("node-8", "split", 5));
-        assert_ne!(a, profile_id("node-7", "split", 6));
+        let cpu = ProfileKind::Cpu;
+        let a = profile_id("node-7", "split", cpu, 5);
+        assert_eq!(a, profile_id("node-7", "split", cpu, 5));
+        assert_ne!(a, profile_id("node-8", "split", cpu, 5));
+        assert_ne!(a, profile_id("node-7", "split", cpu, 6));
+        assert_ne!(a, profile_id("node-7", "split", ProfileKind::OffCpu, 5));
         let s = uuid_string(&a);
         assert_eq!(s.len(), 36);
         assert_eq!(&s[14..15], "8", "version 8: {s}");

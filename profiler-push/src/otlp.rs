@@ -3,7 +3,9 @@
 //!
 //! - One `ResourceProfiles` per window and service, with the resource attributes
 //!   `service.name` and `host.name`; one `Profile` in it, sample type `samples/count`,
-//!   period `cpu/nanoseconds`, the window's start, length and 16-byte id.
+//!   period `cpu/nanoseconds`, the window's start, length and 16-byte id. An off-CPU
+//!   window's profile has the OpenTelemetry eBPF profiler's off-CPU type instead: sample
+//!   type `off_cpu/nanoseconds`, each value the time waited, and no period.
 //! - Sample attributes in semantic-convention names: `process.executable.name`,
 //!   `process.pid`, `thread.id`, `thread.name`, `container.id`, `k8s.pod.uid`,
 //!   `k8s.pod.name`, `k8s.namespace.name`.
@@ -18,7 +20,9 @@ use std::sync::Arc;
 
 use prost::Message as _;
 
-use profiler_model::{Frame, FrameId, FrameKind, Labels, Location as ModelLocation, Profile, keys};
+use profiler_model::{
+    Frame, FrameId, FrameKind, Labels, Location as ModelLocation, Profile, ProfileKind, keys,
+};
 
 use crate::encode::{StoredWindow, profile_id};
 use crate::proto::otlp::{
@@ -58,7 +62,12 @@ pub fn encode(windows: &[StoredWindow], host_name: &str) -> Vec<u8> {
                 ],
                 dropped_attributes_count: 0,
             };
-            let id = profile_id(host_name, &key.service_name, w.window.start_unix_ns);
+            let id = profile_id(
+                host_name,
+                &key.service_name,
+                w.window.profile.meta.kind,
+                w.window.start_unix_ns,
+            );
             resource_profiles.push(ResourceProfiles {
                 resource: Some(resource),
                 scope_profiles: vec![ScopeProfiles {
@@ -291,21 +300,39 @@ impl Dictionary {
     }
 
     fn profile(&mut self, profile: &Profile, id: [u8; 16]) -> OtlpProfile {
-        let samples_type = ValueType {
-            type_strindex: self.string("samples"),
-            unit_strindex: self.string("count"),
+        let off_cpu = profile.meta.kind == ProfileKind::OffCpu;
+        let samples_type = if off_cpu {
+            ValueType {
+                type_strindex: self.string("off_cpu"),
+                unit_strindex: self.string("nanoseconds"),
+            }
+        } else {
+            ValueType {
+                type_strindex: self.string("samples"),
+                unit_strindex: self.string("count"),
+            }
         };
-        let period_type = ValueType {
-            type_strindex: self.string("cpu"),
-            unit_strindex: self.string("nanoseconds"),
+        // Off-CPU values are times, not counts of a period: no period type.
+        let (period_type, period) = if off_cpu {
+            (None, 0)
+        } else {
+            (
+                Some(ValueType {
+                    type_strindex: self.string("cpu"),
+                    unit_strindex: self.string("nanoseconds"),
+                }),
+                i64::try_from(profile.meta.period_ns()).unwrap_or(0),
+            )
         };
+        // Off-CPU counts are microseconds; the sample type says nanoseconds.
+        let scale: u64 = if off_cpu { 1000 } else { 1 };
         let mut samples: Vec<Sample> = profile
             .stacks()
             .map(|s| Sample {
                 stack_index: self.stack(profile, s.frames),
                 attribute_indices: self.sample_attributes(s.labels),
                 link_index: 0,
-                values: vec![i64::try_from(s.count).unwrap_or(i64::MAX)],
+                values: vec![i64::try_from(s.count.saturating_mul(scale)).unwrap_or(i64::MAX)],
                 timestamps_unix_nano: Vec::new(),
             })
             .collect();
@@ -318,8 +345,8 @@ impl Dictionary {
             samples,
             time_unix_nano: profile.meta.start_unix_ns,
             duration_nano: profile.meta.duration_ns,
-            period_type: Some(period_type),
-            period: i64::try_from(profile.meta.period_ns()).unwrap_or(0),
+            period_type,
+            period,
             profile_id: id.to_vec(),
             ..OtlpProfile::default()
         }
@@ -406,5 +433,19 @@ mod tests {
                 "deadbeef".to_owned()
             )
         );
+    }
+
+    #[test]
+    fn an_off_cpu_window_has_the_off_cpu_sample_type_in_nanoseconds() {
+        let body = encode(&[testutil::off_cpu_window(1)], "node-7");
+        let req = ExportProfilesServiceRequest::decode(body.as_slice()).expect("decodes");
+        let d = req.dictionary.as_ref().expect("dictionary");
+        let p = &req.resource_profiles[1].scope_profiles[0].profiles[0];
+        let t = p.sample_type.as_ref().expect("sample type");
+        assert_eq!(d.string_table[t.type_strindex as usize], "off_cpu");
+        assert_eq!(d.string_table[t.unit_strindex as usize], "nanoseconds");
+        assert!(p.period_type.is_none() && p.period == 0, "no period");
+        let total: i64 = p.samples.iter().map(|s| s.values[0]).sum();
+        assert_eq!(total, 100_000, "100 µs waited, in nanoseconds");
     }
 }

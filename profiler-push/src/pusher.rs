@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use std::io::Write as _;
 
 use profiler_http::{Client, HttpError, Limits, Response, Timeouts, TlsConfig};
-use profiler_store::{PushCursor, Store, StoreConfig, StoreError, WindowId, WindowSummary};
+use profiler_store::{PushCursor, Store, StoreConfig, StoreError};
 use tracing::{debug, info, warn};
 
 use crate::destination::{Compression, Destination};
@@ -327,20 +327,20 @@ impl Worker {
                     continue;
                 }
             };
-            let Some((windows, last)) = batch else {
+            let Some((windows, next)) = batch else {
                 self.stop.wait(self.config.poll_interval);
                 continue;
             };
             if windows.is_empty() {
                 // Only expired windows: step over them.
-                self.advance(&mut cursor, last);
+                self.advance(&mut cursor, next);
                 continue;
             }
             let body = self.dest.encode(&windows, &self.config.host_name);
             let n = windows.len() as u64;
             match self.send(&body) {
                 Outcome::Accepted => {
-                    self.advance(&mut cursor, last);
+                    self.advance(&mut cursor, next);
                     self.stats().pushed += n;
                     singly = singly.saturating_sub(windows.len());
                     backoff = self.config.backoff_initial;
@@ -368,7 +368,7 @@ impl Worker {
                         message = %message,
                         "the backend refused a window; it is skipped"
                     );
-                    self.advance(&mut cursor, last);
+                    self.advance(&mut cursor, next);
                     self.stats().failed += 1;
                     singly = singly.saturating_sub(1);
                 }
@@ -403,15 +403,15 @@ impl Worker {
         let found = self.store.push_cursor(&key).and_then(|c| match c {
             Some(c) => Ok(c),
             None => {
+                // Everything stored is behind a new destination's cursor, both kinds'
+                // merges of it included.
                 let c = match self.store.last_window()? {
                     Some(w) => PushCursor {
                         window_id: w.id,
                         end_unix_ns: w.end_unix_ns,
+                        off_cpu_end_unix_ns: w.end_unix_ns,
                     },
-                    None => PushCursor {
-                        window_id: WindowId(0),
-                        end_unix_ns: 0,
-                    },
+                    None => PushCursor::default(),
                 };
                 self.store.set_push_cursor(&key, c, now_ns())?;
                 Ok(c)
@@ -429,24 +429,27 @@ impl Worker {
         }
     }
 
-    /// The next windows to send (expired ones left out) and the last summary they cover,
-    /// or `None` when nothing is pending.
+    /// The next windows to send (expired ones left out) and the cursor once they are
+    /// taken (past every window they cover, each kind's end moved by its own windows), or
+    /// `None` when nothing is pending.
     fn next_batch(
         &mut self,
         cursor: &mut PushCursor,
         limit: usize,
-    ) -> Result<Option<(Vec<StoredWindow>, WindowSummary)>, StoreError> {
+    ) -> Result<Option<(Vec<StoredWindow>, PushCursor)>, StoreError> {
         let listed = self.store.windows_after(Some(cursor.window_id), limit)?;
-        let Some(&last_listed) = listed.last() else {
+        if listed.is_empty() {
             self.refresh_pending(cursor);
             return Ok(None);
-        };
+        }
         let mut windows = Vec::new();
         let mut bytes = 0usize;
-        let mut last = None;
+        let mut next = *cursor;
         for s in listed {
+            // Covered by the cursor as it was before this batch: a window of the batch
+            // never covers another of it (a CPU window and its off-CPU twin share an end).
             if cursor.covers(&s) {
-                last = Some(s);
+                next = next.past(&s);
                 continue;
             }
             match self.store.window(s.id)? {
@@ -457,19 +460,16 @@ impl Worker {
                 }
                 None => self.stats().expired += 1,
             }
-            last = Some(s);
+            next = next.past(&s);
             if bytes >= self.config.max_request_bytes {
                 break;
             }
         }
-        Ok(Some((windows, last.unwrap_or(last_listed))))
+        Ok(Some((windows, next)))
     }
 
-    fn advance(&mut self, cursor: &mut PushCursor, last: WindowSummary) {
-        *cursor = PushCursor {
-            window_id: last.id,
-            end_unix_ns: cursor.end_unix_ns.max(last.end_unix_ns),
-        };
+    fn advance(&mut self, cursor: &mut PushCursor, next: PushCursor) {
+        *cursor = next;
         if let Err(e) = self
             .store
             .set_push_cursor(&self.dest.cursor_key(), *cursor, now_ns())

@@ -2,9 +2,11 @@
 //! gzip pprof per window.
 //!
 //! The pprof is `profiler-model`'s (two sample types, `samples/count` and
-//! `cpu/nanoseconds`; mappings with build-ids, locations at file offsets; inlined frames
-//! as extra lines), built from the series' samples with only `pid`, `thread` and `comm`
-//! kept as sample labels.
+//! `cpu/nanoseconds`, or for an off-CPU window the one `off_cpu/nanoseconds`; mappings
+//! with build-ids, locations at file offsets; inlined frames as extra lines), built from
+//! the series' samples with only `pid`, `thread` and `comm` kept as sample labels. An
+//! off-CPU window's series is named `off_cpu` (see `series.rs`), so Pyroscope shows it as
+//! a profile type of its own (`off_cpu:off_cpu:nanoseconds::`).
 
 use prost::Message as _;
 
@@ -28,14 +30,19 @@ pub fn encode(windows: &[StoredWindow], host_name: &str) -> Vec<u8> {
     for w in windows {
         for (key, profile) in w.by_series() {
             let labels = key
-                .labels(host_name)
+                .labels(host_name, w.window.profile.meta.kind)
                 .into_iter()
                 .map(|(name, value)| LabelPair {
                     name: name.to_owned(),
                     value,
                 })
                 .collect();
-            let id = profile_id(host_name, &key.service_name, w.window.start_unix_ns);
+            let id = profile_id(
+                host_name,
+                &key.service_name,
+                w.window.profile.meta.kind,
+                w.window.start_unix_ns,
+            );
             series.push(RawProfileSeries {
                 labels,
                 samples: vec![RawSample {
@@ -114,5 +121,34 @@ mod tests {
                 .iter()
                 .any(|l| l.name == "namespace" && l.value == "shop")
         );
+    }
+
+    #[test]
+    fn an_off_cpu_window_is_its_own_profile_type() {
+        let body = encode(
+            &[testutil::window(1), testutil::off_cpu_window(1)],
+            "node-7",
+        );
+        let req = PushRequest::decode(body.as_slice()).expect("decodes");
+        assert_eq!(req.series.len(), 4, "two services, two kinds");
+        let name = |s: &RawProfileSeries| {
+            s.labels
+                .iter()
+                .find(|l| l.name == "__name__")
+                .map(|l| l.value.clone())
+        };
+        assert_eq!(name(&req.series[1]).as_deref(), Some("process_cpu"));
+        let off = &req.series[3];
+        assert_eq!(name(off).as_deref(), Some("off_cpu"));
+        assert_ne!(
+            off.samples[0].id, req.series[1].samples[0].id,
+            "a window and its off-CPU twin have ids of their own"
+        );
+        let raw = off.samples[0].raw_profile.as_slice();
+        let profile =
+            pprof::decode_kind(raw, profiler_model::ProfileKind::OffCpu).expect("off-CPU pprof");
+        // 100 microseconds waited, as off_cpu/nanoseconds.
+        assert_eq!(profile.total(), 100);
+        assert!(pprof::decode_kind(raw, profiler_model::ProfileKind::Cpu).is_err());
     }
 }

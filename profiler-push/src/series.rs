@@ -12,16 +12,30 @@
 //! 3. the systemd unit: the `*.service` of a cgroup under `/system.slice`;
 //! 4. the executable's file name, else the process name (`comm`).
 //!
-//! Series labels are `__name__=process_cpu`, `service_name`, `hostname`, and
-//! `namespace`, `pod`, `container` where known; per-sample detail (pid, thread, comm)
-//! stays in the profile's sample labels so the number of series stays low.
+//! Series labels are `__name__` (`process_cpu` for CPU samples, `off_cpu` for off-CPU
+//! time, the names Pyroscope gives them when it ingests the OpenTelemetry eBPF profiler's
+//! profiles), `service_name`, `hostname`, and `namespace`, `pod`, `container` where known;
+//! per-sample detail (pid, thread, comm) stays in the profile's sample labels so the
+//! number of series stays low.
 
 use std::collections::BTreeMap;
 
-use profiler_model::{Labels, keys};
+use profiler_model::{Labels, ProfileKind, keys};
 
-/// The series name Pyroscope requires (`__name__`).
+/// The series name Pyroscope requires (`__name__`) of CPU samples.
 pub const PROFILE_NAME: &str = "process_cpu";
+/// The series name of off-CPU time: Pyroscope's for the off-CPU profiles of the
+/// OpenTelemetry eBPF profiler (grafana/pyroscope#3875), apart from `process_cpu`.
+pub const OFF_CPU_PROFILE_NAME: &str = "off_cpu";
+
+/// The series name (`__name__`) of a profile of `kind`.
+#[must_use]
+pub fn profile_name(kind: ProfileKind) -> &'static str {
+    match kind {
+        ProfileKind::Cpu => PROFILE_NAME,
+        ProfileKind::OffCpu => OFF_CPU_PROFILE_NAME,
+    }
+}
 
 /// The labels of one series: sorted, `__name__` first.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -48,11 +62,12 @@ impl SeriesKey {
         }
     }
 
-    /// The series labels, with the node's `host_name`, as (name, value) pairs.
+    /// The series labels of a profile of `kind`, with the node's `host_name`, as (name,
+    /// value) pairs.
     #[must_use]
-    pub fn labels(&self, host_name: &str) -> BTreeMap<&'static str, String> {
+    pub fn labels(&self, host_name: &str, kind: ProfileKind) -> BTreeMap<&'static str, String> {
         let mut out = BTreeMap::new();
-        out.insert("__name__", PROFILE_NAME.to_owned());
+        out.insert("__name__", profile_name(kind).to_owned());
         out.insert("service_name", self.service_name.clone());
         out.insert("hostname", host_name.to_owned());
         if let Some(v) = &self.namespace {
@@ -177,7 +192,11 @@ mod tests {
             (keys::POD, "web-0"),
             (keys::PID, "42"),
         ]));
-        let l = key.labels("node-7");
+        let l = key.labels("node-7", ProfileKind::Cpu);
+        assert_eq!(
+            key.labels("node-7", ProfileKind::OffCpu)["__name__"],
+            "off_cpu"
+        );
         assert_eq!(l["__name__"], "process_cpu");
         assert_eq!(l["service_name"], "shop/web");
         assert_eq!(l["hostname"], "node-7");

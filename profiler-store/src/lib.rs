@@ -23,14 +23,14 @@
 //! loss can drop the last commits, and it never corrupts the file. That trade saves an
 //! `fsync` per window; [`Durability::Full`] restores it.
 //!
-//! # Schema (version 1, `PRAGMA application_id = 0x456d6272` "Embr")
+//! # Schema (version 2, `PRAGMA application_id = 0x456d6272` "Embr")
 //!
 //! ```text
 //! strings   (id, crc, data)  function names, files, modules, label names/values, build-ids
 //! frames    (id, crc, data)  name/module/file as string ids, kind, inlined, line, location
 //! stacks    (id, crc, data)  frame ids, root first
 //! label_sets(id, crc, data)  (name, value) string-id pairs
-//! windows   (id, start_ns, end_ns, frequency_hz, samples, raw_len, crc, payload)
+//! windows   (id, start_ns, end_ns, frequency_hz, samples, raw_len, crc, payload, kind)
 //! push_cursors (destination, window_id, end_ns, updated_ns)   the push outbox (`outbox.rs`)
 //! ```
 //!
@@ -40,6 +40,16 @@
 //! sorted and delta-coded (`codec.rs`) then zstd-compressed, so a window costs a few bytes per
 //! distinct stack. Ids use `AUTOINCREMENT`, so an id deleted by retention is never reused
 //! and stale cache entries can never point at another row.
+//!
+//! A window has a kind ([`ProfileKind`], its profile's `meta.kind`): `0` CPU samples, `1`
+//! microseconds off CPU. CPU and off-CPU windows of one period are two rows sharing the
+//! dictionaries; every read takes the kind, and retention treats the rows alike (but never
+//! merges two kinds into one window).
+//!
+//! Version 1 had no `kind`: its windows are CPU windows. The writer migrates a version-1
+//! store when it opens it (one transaction adds the column, defaulting to CPU, and its
+//! index, then stamps version 2); a reader of a version-1 store it may not migrate reads
+//! every window as CPU.
 //!
 //! # Damage
 //!
@@ -102,7 +112,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use profiler_model::{Frame, FrameId, Labels, LabelsId, Location, Profile, ProfileMeta};
+use profiler_model::{
+    Frame, FrameId, Labels, LabelsId, Location, Profile, ProfileKind, ProfileMeta,
+};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use cache::GenCache;
@@ -116,7 +128,9 @@ pub use profiler_model::{LabelFilter, LabelFilterError};
 /// The database file's name inside the data directory.
 pub const DB_FILE_NAME: &str = "ember-store.sqlite3";
 const APPLICATION_ID: i64 = 0x456d_6272;
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+/// The schema before windows had a kind (all CPU), migrated by the writer.
+const SCHEMA_VERSION_CPU_ONLY: i64 = 1;
 const ZSTD_LEVEL: i32 = 3;
 /// No window payload decompresses to more than this; a larger `raw_len` is damage.
 const MAX_RAW_PAYLOAD: usize = 1 << 30;
@@ -142,13 +156,38 @@ CREATE TABLE windows (
     samples INTEGER NOT NULL,
     raw_len INTEGER NOT NULL,
     crc INTEGER NOT NULL,
-    payload BLOB NOT NULL
+    payload BLOB NOT NULL,
+    kind INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX windows_start ON windows (start_ns);
+CREATE INDEX windows_kind_start ON windows (kind, start_ns);
 ";
 
+/// Version 1 → 2: windows get a kind, and those stored are CPU windows.
+const MIGRATE_TO_KINDS: &str = "
+ALTER TABLE windows ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX windows_kind_start ON windows (kind, start_ns);
+";
+
+/// A kind as the `kind` column stores it.
+fn kind_code(kind: ProfileKind) -> i64 {
+    match kind {
+        ProfileKind::Cpu => 0,
+        ProfileKind::OffCpu => 1,
+    }
+}
+
+/// The kind a `kind` column value stands for; `None` for a value no Ember writes.
+fn kind_of_code(code: i64) -> Option<ProfileKind> {
+    match code {
+        0 => Some(ProfileKind::Cpu),
+        1 => Some(ProfileKind::OffCpu),
+        _ => None,
+    }
+}
+
 /// The id of a stored window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WindowId(pub i64);
 
 impl fmt::Display for WindowId {
@@ -164,15 +203,17 @@ pub struct Window {
     pub start_unix_ns: u64,
     /// End, nanoseconds since the Unix epoch (exclusive).
     pub end_unix_ns: u64,
-    /// The samples of the window. Its `meta.frequency_hz` is stored; start and duration
-    /// come from the window.
+    /// The samples of the window. Its `meta.frequency_hz` and `meta.kind` are stored;
+    /// start and duration come from the window.
     pub profile: Profile,
 }
 
-/// What [`Store::query`] returns: windows overlapping `[from, to)` whose samples' labels
-/// match `filter`.
+/// What [`Store::query`] returns: windows of one kind overlapping `[from, to)` whose
+/// samples' labels match `filter`.
 #[derive(Clone, Debug, Default)]
 pub struct Query {
+    /// Which windows: CPU (the default) or off-CPU.
+    pub kind: ProfileKind,
     /// Start of the range, nanoseconds since the Unix epoch (inclusive).
     pub from_unix_ns: u64,
     /// End of the range, nanoseconds since the Unix epoch (exclusive).
@@ -182,10 +223,11 @@ pub struct Query {
 }
 
 impl Query {
-    /// All samples of windows overlapping `[from, to)`.
+    /// All samples of CPU windows overlapping `[from, to)`.
     #[must_use]
     pub fn new(from_unix_ns: u64, to_unix_ns: u64) -> Self {
         Query {
+            kind: ProfileKind::Cpu,
             from_unix_ns,
             to_unix_ns,
             filter: LabelFilter::all(),
@@ -196,6 +238,13 @@ impl Query {
     #[must_use]
     pub fn with_filter(mut self, filter: LabelFilter) -> Self {
         self.filter = filter;
+        self
+    }
+
+    /// Sets the kind of windows read.
+    #[must_use]
+    pub fn with_kind(mut self, kind: ProfileKind) -> Self {
+        self.kind = kind;
         self
     }
 }
@@ -209,8 +258,10 @@ pub struct WindowSummary {
     pub start_unix_ns: u64,
     /// Its end, nanoseconds since the Unix epoch.
     pub end_unix_ns: u64,
-    /// Its samples that pass the filter.
+    /// Its samples that pass the filter (microseconds for an off-CPU window).
     pub samples: u64,
+    /// What its counts measure.
+    pub kind: ProfileKind,
 }
 
 /// What one [`Store::enforce_retention`] did.
@@ -373,6 +424,7 @@ struct WindowRow {
     start_ns: u64,
     end_ns: u64,
     samples: u64,
+    kind: ProfileKind,
 }
 
 /// The embedded profile store of one data directory. See the [module docs](self).
@@ -387,6 +439,9 @@ pub struct Store {
     /// The longest window stored, which bounds how far before a range's start an
     /// overlapping window can begin.
     max_window_ns: i64,
+    /// The SQL of a window's kind: `kind`, or `0` (CPU) in a version-1 store read without
+    /// migrating it.
+    kind_column: &'static str,
     /// The writer's lock on the data directory (`None` for readers).
     _lock: Option<open::DirLock>,
 }
@@ -553,18 +608,40 @@ impl Store {
             let version: i64 = conn
                 .query_row("PRAGMA user_version", [], |r| r.get(0))
                 .map_err(classify("read schema version"))?;
-            if version != SCHEMA_VERSION {
+            if version != SCHEMA_VERSION && version != SCHEMA_VERSION_CPU_ONLY {
                 return Err(StoreError::SchemaVersion {
                     path,
                     found: version,
                     expected: SCHEMA_VERSION,
                 });
             }
-            open::check_schema(&conn, &path)?;
             if writer {
+                // Checked as the version it is, before the migration touches it.
+                open::check_schema(&conn, &path, version)?;
                 open::quick_check(&conn, &path, config.integrity_check_budget)?;
+                if version == SCHEMA_VERSION_CPU_ONLY {
+                    let tx = conn
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .map_err(classify("begin schema migration"))?;
+                    tx.execute_batch(MIGRATE_TO_KINDS)
+                        .map_err(classify("add window kinds"))?;
+                    tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
+                        .map_err(classify("stamp schema"))?;
+                    tx.commit().map_err(classify("commit schema migration"))?;
+                    tracing::info!(path = %path.display(), "store migrated to schema version 2 (windows have a kind)");
+                }
+            } else {
+                open::check_schema(&conn, &path, version)?;
             }
         }
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(classify("read schema version"))?;
+        let kind_column = if version == SCHEMA_VERSION_CPU_ONLY {
+            "0"
+        } else {
+            "kind"
+        };
         let max_window_ns: i64 = conn
             .query_row(
                 "SELECT coalesce(max(end_ns - start_ns), 0) FROM windows",
@@ -581,6 +658,7 @@ impl Store {
             corrupt: RefCell::new(HashSet::new()),
             windows_written: 0,
             max_window_ns,
+            kind_column,
             _lock: lock,
         })
     }
@@ -702,6 +780,7 @@ impl Store {
             window.start_unix_ns,
             window.end_unix_ns,
             window.profile.meta.frequency_hz,
+            window.profile.meta.kind,
             entries,
         )?;
         tx.commit().map_err(sql_err(path, "commit window"))?;
@@ -714,10 +793,10 @@ impl Store {
     /// # Errors
     /// SQLite errors other than damage, such as the database being locked for too long.
     pub fn query(&self, q: &Query) -> Result<Profile, StoreError> {
-        let rows = self.list_windows(q.from_unix_ns, q.to_unix_ns)?;
+        let rows = self.list_windows(q.kind, q.from_unix_ns, q.to_unix_ns)?;
         let mut sums: HashMap<(i64, i64), u64> = HashMap::new();
         let mut keep: HashMap<i64, bool> = HashMap::new();
-        let mut meta = MetaAcc::default();
+        let mut meta = MetaAcc::new(q.kind);
         for w in rows {
             let Some((frequency_hz, entries)) = self.load_entries(w.id)? else {
                 continue;
@@ -737,22 +816,35 @@ impl Store {
     /// # Errors
     /// SQLite errors other than damage.
     pub fn window(&self, id: WindowId) -> Result<Option<Window>, StoreError> {
-        let row = self
-            .conn
-            .prepare_cached("SELECT start_ns, end_ns, samples FROM windows WHERE id = ?1")
-            .and_then(|mut s| {
-                s.query_row(params![id.0], |r| {
-                    Ok(WindowRow {
-                        id: id.0,
-                        start_ns: to_u64(r.get(0)?),
-                        end_ns: to_u64(r.get(1)?),
-                        samples: to_u64(r.get(2)?),
-                    })
-                })
-                .optional()
-            });
+        let sql = format!(
+            "SELECT start_ns, end_ns, samples, {} FROM windows WHERE id = ?1",
+            self.kind_column
+        );
+        let row = self.conn.prepare_cached(&sql).and_then(|mut s| {
+            s.query_row(params![id.0], |r| {
+                Ok((
+                    to_u64(r.get(0)?),
+                    to_u64(r.get(1)?),
+                    to_u64(r.get(2)?),
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .optional()
+        });
         let row = match row {
-            Ok(Some(row)) => row,
+            Ok(Some((start_ns, end_ns, samples, code))) => {
+                let Some(kind) = kind_of_code(code) else {
+                    self.report(Kind::Window, id.0, &format!("unknown kind {code}"));
+                    return Ok(None);
+                };
+                WindowRow {
+                    id: id.0,
+                    start_ns,
+                    end_ns,
+                    samples,
+                    kind,
+                }
+            }
             Ok(None) => return Ok(None),
             Err(e) if is_damage(&e) => {
                 self.report(Kind::Window, id.0, &e);
@@ -763,7 +855,7 @@ impl Store {
         let Some((frequency_hz, entries)) = self.load_entries(id.0)? else {
             return Ok(None);
         };
-        let mut meta = MetaAcc::default();
+        let mut meta = MetaAcc::new(row.kind);
         meta.add(&row, frequency_hz);
         let mut sums = HashMap::with_capacity(entries.len());
         for e in entries {
@@ -776,19 +868,15 @@ impl Store {
         }))
     }
 
-    /// Per window overlapping `[from, to)`, oldest first: its times and its samples that
-    /// pass `filter`. With the empty filter, the stored sample totals are used and no
-    /// payload is decoded.
+    /// Per window of `q.kind` overlapping `[q.from, q.to)`, oldest first: its times and its
+    /// samples that pass `q.filter`. With the empty filter, the stored sample totals are
+    /// used and no payload is decoded.
     ///
     /// # Errors
     /// SQLite errors other than damage.
-    pub fn timeline(
-        &self,
-        from_unix_ns: u64,
-        to_unix_ns: u64,
-        filter: &LabelFilter,
-    ) -> Result<Vec<WindowSummary>, StoreError> {
-        let rows = self.list_windows(from_unix_ns, to_unix_ns)?;
+    pub fn timeline(&self, q: &Query) -> Result<Vec<WindowSummary>, StoreError> {
+        let filter = &q.filter;
+        let rows = self.list_windows(q.kind, q.from_unix_ns, q.to_unix_ns)?;
         let mut out = Vec::with_capacity(rows.len());
         let mut keep = HashMap::new();
         for w in rows {
@@ -811,22 +899,25 @@ impl Store {
                 start_unix_ns: w.start_ns,
                 end_unix_ns: w.end_ns,
                 samples,
+                kind: w.kind,
             });
         }
         Ok(out)
     }
 
-    /// For the windows overlapping `[from, to)`: label name → value → samples.
+    /// For the windows of `kind` overlapping `[from, to)`: label name → value → samples
+    /// (microseconds for off-CPU windows).
     ///
     /// # Errors
     /// SQLite errors other than damage.
     pub fn label_values(
         &self,
+        kind: ProfileKind,
         from_unix_ns: u64,
         to_unix_ns: u64,
     ) -> Result<BTreeMap<String, BTreeMap<String, u64>>, StoreError> {
         let mut per_set: HashMap<i64, u64> = HashMap::new();
-        for w in self.list_windows(from_unix_ns, to_unix_ns)? {
+        for w in self.list_windows(kind, from_unix_ns, to_unix_ns)? {
             if let Some((_, entries)) = self.load_entries(w.id)? {
                 for e in entries {
                     *per_set.entry(e.labels).or_insert(0) += e.count;
@@ -842,6 +933,32 @@ impl Store {
                         .entry(v.to_owned())
                         .or_insert(0) += n;
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The kinds of window stored, in [`ProfileKind::ALL`]'s order (through the kind
+    /// index: one probe per kind).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn kinds(&self) -> Result<Vec<ProfileKind>, StoreError> {
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM windows WHERE {} = ?1)",
+            self.kind_column
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(sql_err(&self.path, "prepare kind listing"))?;
+        let mut out = Vec::new();
+        for kind in ProfileKind::ALL {
+            let present: bool = stmt
+                .query_row(params![kind_code(kind)], |r| r.get(0))
+                .map_err(sql_err(&self.path, "list window kinds"))?;
+            if present {
+                out.push(kind);
             }
         }
         Ok(out)
@@ -939,25 +1056,39 @@ impl Store {
 
     // ---- reading -------------------------------------------------------------------------
 
-    /// Windows overlapping `[from, to)`, oldest first.
-    fn list_windows(&self, from: u64, to: u64) -> Result<Vec<WindowRow>, StoreError> {
+    /// Windows of `kind` overlapping `[from, to)`, oldest first.
+    fn list_windows(
+        &self,
+        kind: ProfileKind,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<WindowRow>, StoreError> {
         let (from, to) = (to_i64(from), to_i64(to));
+        let sql = format!(
+            "SELECT id, start_ns, end_ns, samples FROM windows \
+             WHERE {} = ?4 AND start_ns >= ?1 AND start_ns < ?2 AND end_ns > ?3 \
+             ORDER BY start_ns, id",
+            self.kind_column
+        );
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT id, start_ns, end_ns, samples FROM windows \
-                 WHERE start_ns >= ?1 AND start_ns < ?2 AND end_ns > ?3 ORDER BY start_ns, id",
-            )
+            .prepare_cached(&sql)
             .map_err(sql_err(&self.path, "prepare window listing"))?;
         let rows = stmt
             .query_map(
-                params![from.saturating_sub(self.max_window_ns), to, from],
+                params![
+                    from.saturating_sub(self.max_window_ns),
+                    to,
+                    from,
+                    kind_code(kind)
+                ],
                 |r| {
                     Ok(WindowRow {
                         id: r.get(0)?,
                         start_ns: to_u64(r.get(1)?),
                         end_ns: to_u64(r.get(2)?),
                         samples: to_u64(r.get(3)?),
+                        kind,
                     })
                 },
             )
@@ -1257,24 +1388,37 @@ impl Store {
             now_unix_ns.saturating_sub(u64::try_from(ds.after.as_nanos()).unwrap_or(u64::MAX)),
         );
         let path = self.path.clone();
-        let candidates: Vec<(i64, i64, i64)> = self
+        let sql = format!(
+            "SELECT id, start_ns, end_ns, {} FROM windows WHERE end_ns <= ?1 AND end_ns - start_ns < ?2 ORDER BY start_ns, id",
+            self.kind_column
+        );
+        let candidates: Vec<(i64, i64, i64, i64)> = self
             .conn
-            .prepare("SELECT id, start_ns, end_ns FROM windows WHERE end_ns <= ?1 AND end_ns - start_ns < ?2 ORDER BY start_ns, id")
+            .prepare(&sql)
             .and_then(|mut s| {
-                s.query_map(params![cutoff, res], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect()
+                s.query_map(params![cutoff, res], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect()
             })
             .map_err(sql_err(&path, "list windows to merge"))?;
-        let mut buckets: BTreeMap<i64, Vec<(i64, i64, i64)>> = BTreeMap::new();
-        for (id, start, end) in candidates {
+        // Buckets per kind: CPU samples and microseconds off CPU never share a window.
+        // (kind code, bucket) → its windows' (id, start, end).
+        type Buckets = BTreeMap<(i64, i64), Vec<(i64, i64, i64)>>;
+        let mut buckets = Buckets::new();
+        for (id, start, end, code) in candidates {
             let bucket = start.div_euclid(res);
             // A window that crosses a bucket boundary is left as it is.
-            if end <= (bucket + 1).saturating_mul(res) {
-                buckets.entry(bucket).or_default().push((id, start, end));
+            if kind_of_code(code).is_some() && end <= (bucket + 1).saturating_mul(res) {
+                buckets
+                    .entry((code, bucket))
+                    .or_default()
+                    .push((id, start, end));
             }
         }
         let (mut merged, mut made) = (0, 0);
-        for windows in buckets.into_values().filter(|w| w.len() > 1) {
+        for ((code, _), windows) in buckets.into_iter().filter(|(_, w)| w.len() > 1) {
+            let kind = kind_of_code(code).unwrap_or_default();
             let mut sums: BTreeMap<(i64, i64), u64> = BTreeMap::new();
             let mut inputs = Vec::new();
             let (mut start, mut end, mut frequency_hz) = (i64::MAX, i64::MIN, 0);
@@ -1313,6 +1457,7 @@ impl Store {
                 to_u64(start),
                 to_u64(end),
                 frequency_hz,
+                kind,
                 entries,
             )?;
             for id in &inputs {
@@ -1582,6 +1727,7 @@ fn insert_window(
     start_unix_ns: u64,
     end_unix_ns: u64,
     frequency_hz: u32,
+    kind: ProfileKind,
     mut entries: Vec<Entry>,
 ) -> Result<i64, StoreError> {
     entries.sort_unstable();
@@ -1602,8 +1748,8 @@ fn insert_window(
             source,
         })?;
     conn.prepare_cached(
-        "INSERT INTO windows (start_ns, end_ns, frequency_hz, samples, raw_len, crc, payload) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO windows (start_ns, end_ns, frequency_hz, samples, raw_len, crc, payload, kind) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -1613,7 +1759,8 @@ fn insert_window(
             to_i64(samples),
             to_i64(raw.len() as u64),
             crc(&payload),
-            payload
+            payload,
+            kind_code(kind)
         ])
     })
     .map_err(sql_err(path, "insert window"))?;
@@ -1644,14 +1791,23 @@ fn decode_payload(
 }
 
 /// Widens a query's metadata over the windows it read.
-#[derive(Default)]
 struct MetaAcc {
     start: Option<u64>,
     end: u64,
     frequency_hz: u32,
+    kind: ProfileKind,
 }
 
 impl MetaAcc {
+    fn new(kind: ProfileKind) -> Self {
+        MetaAcc {
+            start: None,
+            end: 0,
+            frequency_hz: 0,
+            kind,
+        }
+    }
+
     fn add(&mut self, w: &WindowRow, frequency_hz: u32) {
         self.start = Some(self.start.map_or(w.start_ns, |s| s.min(w.start_ns)));
         self.end = self.end.max(w.end_ns);
@@ -1666,7 +1822,7 @@ impl MetaAcc {
             start_unix_ns: start,
             duration_ns: self.end.saturating_sub(start),
             frequency_hz: self.frequency_hz,
-            ..ProfileMeta::default()
+            kind: self.kind,
         }
     }
 }

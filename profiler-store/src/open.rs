@@ -32,7 +32,7 @@ use crate::StoreError;
 /// The lock file's name inside the data directory.
 pub const LOCK_FILE_NAME: &str = "ember.lock";
 
-/// Tables and indexes a store must have (schema version 1).
+/// Tables and indexes a store of schema version 1 must have.
 const EXPECTED_OBJECTS: [&str; 9] = [
     "strings",
     "strings_crc",
@@ -44,6 +44,8 @@ const EXPECTED_OBJECTS: [&str; 9] = [
     "label_sets_crc",
     "windows",
 ];
+/// What version 2 (windows with a kind) adds to them.
+const EXPECTED_OBJECTS_V2: [&str; 1] = ["windows_kind_start"];
 /// At most this many problems of `quick_check` are reported.
 const MAX_PROBLEMS: usize = 4;
 
@@ -146,14 +148,20 @@ pub(crate) fn check_writable(conn: &Connection, path: &Path) -> Result<(), Store
     Ok(())
 }
 
-/// Refuses a store with a table or index of the schema missing.
-pub(crate) fn check_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+/// Refuses a store with a table or index of its schema `version` missing.
+pub(crate) fn check_schema(conn: &Connection, path: &Path, version: i64) -> Result<(), StoreError> {
     let names: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .map_err(|source| classify(path, "read schema", source))?;
+    let v2: &[&str] = if version >= 2 {
+        &EXPECTED_OBJECTS_V2
+    } else {
+        &[]
+    };
     let missing: Vec<&str> = EXPECTED_OBJECTS
         .into_iter()
+        .chain(v2.iter().copied())
         .filter(|want| !names.iter().any(|n| n == want))
         .collect();
     if missing.is_empty() {

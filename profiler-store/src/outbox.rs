@@ -9,7 +9,7 @@
 //! write first.
 //!
 //! ```text
-//! push_cursors (destination TEXT PRIMARY KEY, window_id, end_ns, updated_ns)
+//! push_cursors (destination TEXT PRIMARY KEY, window_id, end_ns, updated_ns, off_cpu_end_ns)
 //! ```
 //!
 //! The table is additive: it is created (if absent) only when a store is opened as an
@@ -17,11 +17,18 @@
 //! schema version stays 1, and a store without the table reads as "no cursor".
 //! Windows merged by downsampling get new ids but old times; a destination skips a window
 //! ending at or before its cursor's end ([`PushCursor::covers`]), so merged windows it has
-//! already taken are not sent twice.
+//! already taken are not sent twice. The end is kept per kind of window (`end_ns` for CPU
+//! windows, `off_cpu_end_ns` for off-CPU ones): the CPU and off-CPU windows of one period
+//! end at the same instant and are written one after the other, so a single end would
+//! make a destination that took the CPU window skip its off-CPU twin. `off_cpu_end_ns`
+//! was added with off-CPU windows; a cursor table without it gains it (default 0) when the
+//! outbox is opened.
 
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use profiler_model::ProfileKind;
 
 use crate::{Store, StoreConfig, StoreError, WindowId, WindowSummary, sql_err, to_i64, to_u64};
 
@@ -30,24 +37,55 @@ pub(crate) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS push_cursors (
     destination TEXT PRIMARY KEY NOT NULL,
     window_id INTEGER NOT NULL,
     end_ns INTEGER NOT NULL,
-    updated_ns INTEGER NOT NULL
+    updated_ns INTEGER NOT NULL,
+    off_cpu_end_ns INTEGER NOT NULL DEFAULT 0
 )";
 
+/// Gives a cursor table made before off-CPU windows its off-CPU end.
+const ADD_OFF_CPU_END: &str =
+    "ALTER TABLE push_cursors ADD COLUMN off_cpu_end_ns INTEGER NOT NULL DEFAULT 0";
+
 /// Where one destination is in the outbox: the last window it took.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PushCursor {
     /// The last window the destination acknowledged (or skipped for good).
     pub window_id: WindowId,
-    /// That window's end, nanoseconds since the Unix epoch.
+    /// The latest end of the CPU windows it took, nanoseconds since the Unix epoch.
     pub end_unix_ns: u64,
+    /// The latest end of the off-CPU windows it took (0 before the first).
+    pub off_cpu_end_unix_ns: u64,
 }
 
 impl PushCursor {
     /// Whether `window` is behind this cursor: written before it, or ending no later than
-    /// the cursor's window (a downsampled merge of windows already sent).
+    /// the latest window of its kind taken (a downsampled merge of windows already sent).
     #[must_use]
     pub fn covers(&self, window: &WindowSummary) -> bool {
-        window.id <= self.window_id || window.end_unix_ns <= self.end_unix_ns
+        window.id <= self.window_id || window.end_unix_ns <= self.end_of(window.kind)
+    }
+
+    /// The latest end of the windows of `kind` taken.
+    #[must_use]
+    pub fn end_of(&self, kind: ProfileKind) -> u64 {
+        match kind {
+            ProfileKind::Cpu => self.end_unix_ns,
+            ProfileKind::OffCpu => self.off_cpu_end_unix_ns,
+        }
+    }
+
+    /// The cursor once `window` (and everything written before it) is taken.
+    #[must_use]
+    pub fn past(&self, window: &WindowSummary) -> PushCursor {
+        let mut next = PushCursor {
+            window_id: window.id.max(self.window_id),
+            ..*self
+        };
+        let end = match window.kind {
+            ProfileKind::Cpu => &mut next.end_unix_ns,
+            ProfileKind::OffCpu => &mut next.off_cpu_end_unix_ns,
+        };
+        *end = (*end).max(window.end_unix_ns);
+        next
     }
 }
 
@@ -71,11 +109,39 @@ impl Store {
         Ok(store)
     }
 
-    /// Creates `push_cursors` if absent.
+    /// Creates `push_cursors` if absent, and gives an older one its off-CPU end.
     pub(crate) fn create_cursor_table(&self) -> Result<(), StoreError> {
         self.conn
             .execute_batch(SCHEMA)
-            .map_err(sql_err(&self.path, "create push cursor table"))
+            .map_err(sql_err(&self.path, "create push cursor table"))?;
+        let has_off_cpu_end: bool = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('push_cursors') WHERE name = 'off_cpu_end_ns'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(sql_err(&self.path, "read push cursor table"))?;
+        if !has_off_cpu_end {
+            self.conn
+                .execute_batch(ADD_OFF_CPU_END)
+                .map_err(sql_err(&self.path, "add the off-CPU end to push cursors"))?;
+        }
+        Ok(())
+    }
+
+    /// A window summary row: `id, start_ns, end_ns, samples, kind`.
+    fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WindowSummary> {
+        Ok(WindowSummary {
+            id: WindowId(r.get(0)?),
+            start_unix_ns: to_u64(r.get(1)?),
+            end_unix_ns: to_u64(r.get(2)?),
+            samples: to_u64(r.get(3)?),
+            // A kind no Ember writes is listed as CPU; reading the window reports it as
+            // damaged, so the push skips it.
+            kind: crate::kind_of_code(r.get(4)?).unwrap_or_default(),
+        })
     }
 
     /// Up to `limit` windows written after `after` (all windows with `None`), in the order
@@ -90,22 +156,17 @@ impl Store {
     ) -> Result<Vec<WindowSummary>, StoreError> {
         let after = after.map_or(0, |w| w.0);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT id, start_ns, end_ns, samples, {} FROM windows WHERE id > ?1 ORDER BY id LIMIT ?2",
+            self.kind_column
+        );
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT id, start_ns, end_ns, samples FROM windows WHERE id > ?1 ORDER BY id LIMIT ?2",
-            )
+            .prepare_cached(&sql)
             .map_err(sql_err(&self.path, "prepare outbox listing"))?;
-        stmt.query_map(params![after, limit], |r| {
-            Ok(WindowSummary {
-                id: WindowId(r.get(0)?),
-                start_unix_ns: to_u64(r.get(1)?),
-                end_unix_ns: to_u64(r.get(2)?),
-                samples: to_u64(r.get(3)?),
-            })
-        })
-        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-        .map_err(sql_err(&self.path, "list outbox windows"))
+        stmt.query_map(params![after, limit], Store::summary_row)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(sql_err(&self.path, "list outbox windows"))
     }
 
     /// The window written last, `None` in an empty store.
@@ -113,19 +174,12 @@ impl Store {
     /// # Errors
     /// SQLite errors.
     pub fn last_window(&self) -> Result<Option<WindowSummary>, StoreError> {
+        let sql = format!(
+            "SELECT id, start_ns, end_ns, samples, {} FROM windows ORDER BY id DESC LIMIT 1",
+            self.kind_column
+        );
         self.conn
-            .query_row(
-                "SELECT id, start_ns, end_ns, samples FROM windows ORDER BY id DESC LIMIT 1",
-                [],
-                |r| {
-                    Ok(WindowSummary {
-                        id: WindowId(r.get(0)?),
-                        start_unix_ns: to_u64(r.get(1)?),
-                        end_unix_ns: to_u64(r.get(2)?),
-                        samples: to_u64(r.get(3)?),
-                    })
-                },
-            )
+            .query_row(&sql, [], Store::summary_row)
             .optional()
             .map_err(sql_err(&self.path, "read last window"))
     }
@@ -155,12 +209,13 @@ impl Store {
         let row = self
             .conn
             .query_row(
-                "SELECT window_id, end_ns FROM push_cursors WHERE destination = ?1",
+                "SELECT window_id, end_ns, off_cpu_end_ns FROM push_cursors WHERE destination = ?1",
                 params![destination],
                 |r| {
                     Ok(PushCursor {
                         window_id: WindowId(r.get(0)?),
                         end_unix_ns: to_u64(r.get(1)?),
+                        off_cpu_end_unix_ns: to_u64(r.get(2)?),
                     })
                 },
             )
@@ -187,15 +242,16 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.conn
             .execute(
-                "INSERT INTO push_cursors (destination, window_id, end_ns, updated_ns) \
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (destination) DO UPDATE SET \
+                "INSERT INTO push_cursors (destination, window_id, end_ns, updated_ns, off_cpu_end_ns) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (destination) DO UPDATE SET \
                  window_id = excluded.window_id, end_ns = excluded.end_ns, \
-                 updated_ns = excluded.updated_ns",
+                 updated_ns = excluded.updated_ns, off_cpu_end_ns = excluded.off_cpu_end_ns",
                 params![
                     destination,
                     cursor.window_id.0,
                     to_i64(cursor.end_unix_ns),
-                    to_i64(now_unix_ns)
+                    to_i64(now_unix_ns),
+                    to_i64(cursor.off_cpu_end_unix_ns)
                 ],
             )
             .map(|_| ())
@@ -250,10 +306,7 @@ mod tests {
         assert_eq!(all[2].samples, 3);
         let first_two = outbox.windows_after(None, 2).expect("list");
         assert_eq!(first_two.len(), 2);
-        let cursor = PushCursor {
-            window_id: ids[1],
-            end_unix_ns: all[1].end_unix_ns,
-        };
+        let cursor = PushCursor::default().past(&all[1]);
         outbox
             .set_push_cursor("pyroscope", cursor, T0)
             .expect("set cursor");
@@ -282,6 +335,7 @@ mod tests {
         let c = PushCursor {
             window_id: WindowId(3),
             end_unix_ns: 9,
+            off_cpu_end_unix_ns: 8,
         };
         store.set_push_cursor("x", c, 1).expect("set");
         store
@@ -295,8 +349,11 @@ mod tests {
             )
             .expect("update");
         assert_eq!(
-            store.push_cursor("x").expect("read").map(|c| c.window_id),
-            Some(WindowId(4))
+            store.push_cursor("x").expect("read"),
+            Some(PushCursor {
+                window_id: WindowId(4),
+                ..c
+            })
         );
     }
 
@@ -305,12 +362,14 @@ mod tests {
         let c = PushCursor {
             window_id: WindowId(10),
             end_unix_ns: 1_000,
+            off_cpu_end_unix_ns: 0,
         };
         let merged = WindowSummary {
             id: WindowId(11),
             start_unix_ns: 0,
             end_unix_ns: 900,
             samples: 5,
+            kind: ProfileKind::Cpu,
         };
         assert!(c.covers(&merged));
         let next = WindowSummary {
@@ -318,7 +377,36 @@ mod tests {
             start_unix_ns: 1_000,
             end_unix_ns: 2_000,
             samples: 5,
+            kind: ProfileKind::Cpu,
         };
         assert!(!c.covers(&next));
+    }
+
+    #[test]
+    fn the_off_cpu_twin_of_a_window_taken_is_not_covered() {
+        let cpu = WindowSummary {
+            id: WindowId(7),
+            start_unix_ns: 1_000,
+            end_unix_ns: 2_000,
+            samples: 5,
+            kind: ProfileKind::Cpu,
+        };
+        let twin = WindowSummary {
+            id: WindowId(8),
+            kind: ProfileKind::OffCpu,
+            ..cpu
+        };
+        let c = PushCursor::default().past(&cpu);
+        assert_eq!((c.window_id, c.end_unix_ns), (WindowId(7), 2_000));
+        assert!(!c.covers(&twin), "same end, other kind: still to send");
+        let c = c.past(&twin);
+        assert_eq!(c.off_cpu_end_unix_ns, 2_000);
+        let merged_off = WindowSummary {
+            id: WindowId(9),
+            start_unix_ns: 0,
+            end_unix_ns: 2_000,
+            ..twin
+        };
+        assert!(c.covers(&merged_off), "a merge of off-CPU windows sent");
     }
 }

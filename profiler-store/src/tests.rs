@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use profiler_model::{Frame, FrameKind, Labels, Location, Profile, ProfileMeta};
+use profiler_model::{Frame, FrameKind, Labels, Location, Profile, ProfileKind, ProfileMeta};
 
 use super::*;
 
@@ -163,16 +163,18 @@ fn round_trip_ranges_filters_timeline_and_label_values() {
     assert_eq!(either.total(), all.total());
 
     let tl = store
-        .timeline(T0, T0 + 60 * S, &LabelFilter::all())
+        .timeline(&Query::new(T0, T0 + 60 * S))
         .expect("timeline");
     assert_eq!(tl.iter().map(|w| w.id).collect::<Vec<_>>(), ids);
     assert_eq!(tl[1].samples, windows[1].profile.total());
     let tl = store
-        .timeline(T0, T0 + 60 * S, &filter)
+        .timeline(&Query::new(T0, T0 + 60 * S).with_filter(filter.clone()))
         .expect("filtered timeline");
     assert_eq!(tl[1].samples, 4 + 1, "the join stack is filtered out");
 
-    let lv = store.label_values(T0, T0 + 60 * S).expect("label values");
+    let lv = store
+        .label_values(ProfileKind::Cpu, T0, T0 + 60 * S)
+        .expect("label values");
     assert_eq!(lv["comm"]["join"], 12);
     assert_eq!(lv["pid"]["42"], (0..6).map(|i| 4 + i).sum::<u64>());
 
@@ -285,9 +287,7 @@ fn the_size_cap_holds_after_every_write_wal_included() {
             stats.bytes_on_disk
         );
     }
-    let tl = store
-        .timeline(0, u64::MAX, &LabelFilter::all())
-        .expect("timeline");
+    let tl = store.timeline(&Query::new(0, u64::MAX)).expect("timeline");
     assert!(tl.len() < 60, "old windows were deleted: {}", tl.len());
     assert!(tl.len() > 10, "but not more than needed: {}", tl.len());
     assert_eq!(
@@ -329,9 +329,7 @@ fn old_windows_are_merged_into_coarser_ones() {
     // One hour after 120 s: the first two minutes (12 windows) are old enough.
     let report = store.enforce_retention(T0 + 3720 * S).expect("retention");
     assert_eq!((report.merged_windows, report.merged_into), (12, 2));
-    let tl = store
-        .timeline(0, u64::MAX, &LabelFilter::all())
-        .expect("timeline");
+    let tl = store.timeline(&Query::new(0, u64::MAX)).expect("timeline");
     assert_eq!(tl.len(), 2 + 6);
     assert_eq!((tl[0].start_unix_ns, tl[0].end_unix_ns), (T0, T0 + 60 * S));
     let all = store.query(&Query::new(0, u64::MAX)).expect("query");
@@ -657,7 +655,7 @@ fn query_24h_timing() {
     }
     let t = Instant::now();
     let tl = store
-        .timeline(T0, T0 + WINDOWS * 10 * S, &LabelFilter::all())
+        .timeline(&Query::new(T0, T0 + WINDOWS * 10 * S))
         .expect("timeline");
     eprintln!("timeline 24 h: {:?} ({} windows)", t.elapsed(), tl.len());
     // p50 of five merges of the last hour and of the whole day (goals: 100 ms and 1 s).
@@ -1088,4 +1086,222 @@ fn a_full_disk_is_named_and_writes_resume_when_space_is_freed() {
             .unwrap_or_else(|e| panic!("window {i} after space was freed: {e}"));
         assert!(store.stats().bytes_on_disk <= 600 * 1024);
     }
+}
+
+/// `w` as an off-CPU window (its counts read as microseconds off CPU).
+fn off_cpu(mut w: Window) -> Window {
+    w.profile.meta.kind = ProfileKind::OffCpu;
+    w
+}
+
+#[test]
+fn cpu_and_off_cpu_windows_of_one_period_are_read_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(dir.path());
+    let cpu = window(0, 10, &stacks_for(0));
+    let waits = off_cpu(window(
+        0,
+        10,
+        &[(
+            labels("split", 42),
+            vec![frame("main", 0), frame("sleep", 9)],
+            4_000_000,
+        )],
+    ));
+    store.write_window(&cpu).expect("write cpu");
+    store.write_window(&waits).expect("write off-cpu");
+    let q = Query::new(T0, T0 + 10 * S);
+    let got = store.query(&q).expect("cpu query");
+    assert_eq!(got.meta.kind, ProfileKind::Cpu);
+    assert_eq!(canon(&got), merged([&cpu]));
+    let off = store
+        .query(&q.clone().with_kind(ProfileKind::OffCpu))
+        .expect("off-cpu query");
+    assert_eq!(off.meta.kind, ProfileKind::OffCpu);
+    assert_eq!(canon(&off), merged([&waits]));
+    let tl = store
+        .timeline(&q.clone().with_kind(ProfileKind::OffCpu))
+        .expect("timeline");
+    assert_eq!(tl.len(), 1);
+    assert_eq!(
+        (tl[0].samples, tl[0].kind),
+        (4_000_000, ProfileKind::OffCpu)
+    );
+    let lv = store
+        .label_values(ProfileKind::OffCpu, T0, T0 + 10 * S)
+        .expect("labels");
+    assert_eq!(lv["comm"]["split"], 4_000_000);
+    assert!(!lv["comm"].contains_key("join"), "{lv:?}");
+    let stored = store.window(WindowId(2)).expect("read").expect("present");
+    assert_eq!(stored.profile.meta.kind, ProfileKind::OffCpu);
+    // Both kinds in the outbox listing, in write order, each with its kind.
+    let listed = store.windows_after(None, 10).expect("list");
+    assert_eq!(
+        listed.iter().map(|w| w.kind).collect::<Vec<_>>(),
+        [ProfileKind::Cpu, ProfileKind::OffCpu]
+    );
+}
+
+#[test]
+fn retention_merges_each_kind_apart_and_the_size_cap_takes_both() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+    let mut cpu = Vec::new();
+    let mut waits = Vec::new();
+    for i in 0..12 {
+        let c = window(i * 10, 10, &stacks_for(i));
+        let w = off_cpu(window(i * 10, 10, &stacks_for(i + 100)));
+        store.write_window(&c).expect("write");
+        store.write_window(&w).expect("write");
+        cpu.push(c);
+        waits.push(w);
+    }
+    let report = store.enforce_retention(T0 + 3720 * S).expect("retention");
+    // Two minutes of each kind: two coarser windows per kind.
+    assert_eq!((report.merged_windows, report.merged_into), (24, 4));
+    let all = Query::new(0, u64::MAX);
+    assert_eq!(canon(&store.query(&all).expect("q")), merged(&cpu));
+    let off = store
+        .query(&all.clone().with_kind(ProfileKind::OffCpu))
+        .expect("q");
+    assert_eq!(canon(&off), merged(&waits), "off-CPU merges stay off-CPU");
+    assert_eq!(store.timeline(&all).expect("tl").len(), 2);
+
+    // Age retention deletes both kinds.
+    let config = StoreConfig::default()
+        .with_retention(Duration::from_secs(60))
+        .with_downsample(None);
+    drop(store);
+    let mut store = Store::open(dir.path(), config).expect("reopen");
+    store.enforce_retention(T0 + 3720 * S).expect("retention");
+    assert_eq!(store.stats().windows, 0);
+}
+
+/// The version-1 schema, as Ember created it before windows had a kind.
+const V1_SCHEMA: &str = "
+CREATE TABLE strings (id INTEGER PRIMARY KEY AUTOINCREMENT, crc INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE INDEX strings_crc ON strings (crc);
+CREATE TABLE frames (id INTEGER PRIMARY KEY AUTOINCREMENT, crc INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE INDEX frames_crc ON frames (crc);
+CREATE TABLE stacks (id INTEGER PRIMARY KEY AUTOINCREMENT, crc INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE INDEX stacks_crc ON stacks (crc);
+CREATE TABLE label_sets (id INTEGER PRIMARY KEY AUTOINCREMENT, crc INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE INDEX label_sets_crc ON label_sets (crc);
+CREATE TABLE windows (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    frequency_hz INTEGER NOT NULL,
+    samples INTEGER NOT NULL,
+    raw_len INTEGER NOT NULL,
+    crc INTEGER NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE INDEX windows_start ON windows (start_ns);
+";
+
+/// A version-1 store in `dir` holding `windows`: the schema as version 1 created it, the
+/// rows as version 1 encoded them (the codec did not change: they are copied from a store
+/// the current code wrote, without the `kind` column), a push cursor as version 1 kept it.
+fn v1_store(dir: &Path, windows: &[Window]) {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    {
+        let mut s = open(scratch.path());
+        for w in windows {
+            s.write_window(w).expect("write");
+        }
+    }
+    std::fs::create_dir_all(dir).expect("dir");
+    let conn = Connection::open(dir.join(DB_FILE_NAME)).expect("create");
+    conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL;")
+        .expect("pragmas");
+    conn.execute_batch(V1_SCHEMA).expect("v1 schema");
+    conn.execute(
+        "ATTACH DATABASE ?1 AS new",
+        [scratch.path().join(DB_FILE_NAME).display().to_string()],
+    )
+    .expect("attach");
+    conn.execute_batch(
+        "INSERT INTO strings SELECT * FROM new.strings;
+         INSERT INTO frames SELECT * FROM new.frames;
+         INSERT INTO stacks SELECT * FROM new.stacks;
+         INSERT INTO label_sets SELECT * FROM new.label_sets;
+         INSERT INTO windows SELECT id, start_ns, end_ns, frequency_hz, samples, raw_len, crc, payload FROM new.windows;
+         DETACH DATABASE new;
+         CREATE TABLE push_cursors (destination TEXT PRIMARY KEY NOT NULL, window_id INTEGER NOT NULL, end_ns INTEGER NOT NULL, updated_ns INTEGER NOT NULL);
+         INSERT INTO push_cursors VALUES ('pyroscope', 1, 0, 0);",
+    )
+    .expect("copy rows");
+    conn.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 1;"
+    ))
+    .expect("stamp v1");
+}
+
+#[test]
+fn a_version_1_store_reads_as_cpu_and_is_migrated_by_the_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let windows: Vec<Window> = (0..3).map(|i| window(i * 10, 10, &stacks_for(i))).collect();
+    v1_store(dir.path(), &windows);
+    let all = Query::new(0, u64::MAX);
+
+    // A reader does not migrate: every window is a CPU window.
+    let reader = Store::open_read_only(dir.path(), StoreConfig::default()).expect("read v1");
+    assert_eq!(canon(&reader.query(&all).expect("q")), merged(&windows));
+    let off = reader
+        .query(&all.clone().with_kind(ProfileKind::OffCpu))
+        .expect("q");
+    assert_eq!(off.total(), 0);
+    assert_eq!(reader.timeline(&all).expect("tl").len(), 3);
+    drop(reader);
+    let version = |dir: &Path| -> i64 {
+        Connection::open(dir.join(DB_FILE_NAME))
+            .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .expect("version")
+    };
+    assert_eq!(version(dir.path()), 1, "a reader leaves the file as it is");
+
+    // The writer migrates, keeps the windows as CPU windows, and writes both kinds.
+    let mut store = open(dir.path());
+    assert_eq!(version(dir.path()), SCHEMA_VERSION);
+    assert_eq!(canon(&store.query(&all).expect("q")), merged(&windows));
+    let waits = off_cpu(window(30, 10, &stacks_for(9)));
+    store.write_window(&waits).expect("write off-cpu");
+    let off = store
+        .query(&all.clone().with_kind(ProfileKind::OffCpu))
+        .expect("q");
+    assert_eq!(canon(&off), merged([&waits]));
+    assert_eq!(store.timeline(&all).expect("tl").len(), 3);
+    store.enforce_retention(T0 + 60 * S).expect("retention");
+    drop(store);
+
+    // The old push cursor is kept and gains an off-CPU end.
+    let outbox = Store::open_outbox(dir.path(), StoreConfig::default()).expect("outbox");
+    let cursor = outbox
+        .push_cursor("pyroscope")
+        .expect("cursor")
+        .expect("kept");
+    assert_eq!(
+        (cursor.window_id, cursor.off_cpu_end_unix_ns),
+        (WindowId(1), 0)
+    );
+    drop(outbox);
+
+    // Reopened, the migrated store passes the writer's checks as version 2.
+    let store = open(dir.path());
+    assert_eq!(store.stats().windows, 4);
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(open(dir.path()));
+    Connection::open(dir.path().join(DB_FILE_NAME))
+        .and_then(|c| c.execute_batch("PRAGMA user_version = 3"))
+        .expect("stamp");
+    let e = Store::open(dir.path(), StoreConfig::default()).expect_err("refused");
+    assert!(
+        matches!(e, StoreError::SchemaVersion { found: 3, .. }),
+        "{e:?}"
+    );
 }

@@ -260,6 +260,21 @@ try {
   const countdown = await page.locator("#countdown").textContent();
   check(/^update in \d+ s$/.test(countdown), `auto-refresh counts down ("${countdown}")`);
 
+  // 9. The off-CPU profile (the agent runs with --off-cpu): the selector offers it, and the
+  // page says it shows time off CPU, in time waited rather than CPU.
+  await open(page, runs);
+  const types = await page.locator("#ptype option").evaluateAll((os) => os.map((o) => o.value));
+  check(types.includes("off-cpu"), `the profile selector offers off-CPU time (${types})`);
+  await andWait(page, () => page.selectOption("#ptype", "off-cpu"));
+  const offTitle = await page.locator("#chart-title").textContent();
+  const offTotal = await page.locator("#cpu-total").textContent();
+  check(offTitle === "Time off CPU", `the chart says it shows time off CPU ("${offTitle}")`);
+  check(/(ms|s) off CPU in [\d.]+ (s|min), [\d.,]+ threads? waiting on average/.test(offTotal) && !/CPU s/.test(offTotal),
+    `the off-CPU total is in time waited ("${offTotal}")`);
+  check(new URL(page.url()).searchParams.get("type") === "off-cpu", "the URL keeps the profile type");
+  check(await page.locator("#flame rect[data-name]").count() > 0, "the off-CPU flame graph is drawn");
+  await shot(page, "off-cpu");
+
   check(errors.length === 0, `no script errors or dialogs (${errors.join(" | ")})`);
 } catch (e) {
   failures.push(String(e && e.stack || e));

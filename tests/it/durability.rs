@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use profiler_model::{Frame, FrameKind, Labels, Profile, ProfileMeta, keys};
-use profiler_store::{DB_FILE_NAME, LOCK_FILE_NAME, LabelFilter, Store, StoreConfig, Window};
+use profiler_store::{DB_FILE_NAME, LOCK_FILE_NAME, Query, Store, StoreConfig, Window};
 
 use crate::common::{ember, privileged, tempdir};
 
@@ -242,9 +242,7 @@ fn a_full_disk_degrades_the_agent_and_no_window_is_lost_once_space_is_freed() {
     );
     // No gap: each window starts where the previous one ended.
     let store = Store::open_read_only(&data, StoreConfig::default()).expect("store");
-    let tl = store
-        .timeline(0, u64::MAX, &LabelFilter::all())
-        .expect("timeline");
+    let tl = store.timeline(&Query::new(0, u64::MAX)).expect("timeline");
     assert!(tl.len() >= 3, "{tl:?}");
     for pair in tl.windows(2) {
         assert_eq!(

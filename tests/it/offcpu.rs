@@ -8,7 +8,9 @@ use std::path::Path;
 
 use profiler_model::{Profile, ProfileKind, folded, pprof};
 
-use crate::common::{Folded, ember, example, privileged, run, tempdir};
+use crate::common::{
+    Folded, ember, example, privileged, run, share_agrees, start_agent_logged, tempdir,
+};
 
 /// Kernel frames that mark a thread that was preempted (runnable, not waiting): its time
 /// off CPU is real but not one the program measures as blocked.
@@ -37,6 +39,18 @@ fn decode(path: &Path, kind: ProfileKind) -> Profile {
     profile
 }
 
+/// What `offcpu` printed it measured itself: function → microseconds blocked.
+fn measured_of(stdout: &[u8]) -> BTreeMap<String, f64> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next()? == "blocked").then_some(())?;
+            Some((f.next()?.to_owned(), f.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
 fn record(mode: &str, seconds: &str, extra: &[&str]) -> Run {
     let dir = tempdir();
     let path = dir.path().join("out.pb.gz");
@@ -50,14 +64,7 @@ fn record(mode: &str, seconds: &str, extra: &[&str]) -> Run {
         .arg(&workload)
         .args([seconds, mode]));
     assert!(out.status.success(), "ember record --off-cpu failed");
-    let measured = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            (f.next()? == "blocked").then_some(())?;
-            Some((f.next()?.to_owned(), f.next()?.parse().ok()?))
-        })
-        .collect();
+    let measured = measured_of(&out.stdout);
     Run {
         off_cpu: folded_of(&decode(&path, ProfileKind::OffCpu)),
         cpu: folded_of(&decode(&path, ProfileKind::Cpu)),
@@ -212,4 +219,201 @@ fn off_cpu_min_above_the_wait_charges_nothing() {
     );
     // The CPU samples are still there.
     assert!(r.cpu.share("compute_burst") >= 0.5, "{:#?}", r.cpu.lines);
+}
+
+/// An agent killed (SIGKILL) when dropped, whatever the test does.
+struct AgentGuard(std::process::Child);
+
+impl Drop for AgentGuard {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+/// GETs `url` with curl; returns the status and the body.
+fn curl(url: &str) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_code}", url])
+        .output()
+        .expect("running curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// The blocking call of `offcpu`'s sleep mode, as both `record` and the agent see it.
+///
+/// Until the agent has loaded a new process's unwind tables (its loop does, seconds after
+/// it first sees the process on a busy node; `record` loads its command's at exec), the
+/// process's stacks are walked with frame pointers, and Debian's glibc has none: the
+/// caller of `clock_nanosleep`, `sleep_wait`, is skipped (`run_sleep;__GI___clock_nanosleep`).
+/// The blocking call itself is in every stack, so that is what the agent's off-CPU time is
+/// checked under.
+const SLEEP_CALL: &str = "__GI___clock_nanosleep";
+
+/// `ember agent --off-cpu` over `offcpu 4 sleep`: the API's `type=off-cpu` answer for the
+/// range charges the time the program measured blocked (±15 %, ≥ 90 % of it under its
+/// blocking call), `type=cpu` puts its computing function first, `/metrics` counts the
+/// switches, and both answers' shares agree with `ember record --off-cpu` run on the same
+/// workload.
+#[test]
+fn the_agent_stores_off_cpu_windows_that_agree_with_record() {
+    let Some(_p) = privileged("the_agent_stores_off_cpu_windows_that_agree_with_record") else {
+        return;
+    };
+    let dir = tempdir();
+    // At 99 Hz (`record` below takes 299); a grace long enough that nothing is left
+    // unsymbolized.
+    let (child, url, log) = start_agent_logged(
+        dir.path(),
+        "2s",
+        // Every thread of the node switching out is a key of its own: room for them.
+        &[
+            "--off-cpu",
+            "--stop-grace",
+            "60s",
+            "--counts-map-entries",
+            "65536",
+        ],
+        &[],
+    );
+    let agent = AgentGuard(child);
+    // A first run, not measured: the agent learns the workload's binaries (their unwind
+    // tables are loaded by its loop, seconds after a process is first seen on a busy
+    // node; until then a wait in libc's `clock_nanosleep` is walked by frame pointers,
+    // which skip its caller `sleep_wait`).
+    let warm = run(std::process::Command::new(example("offcpu")).args(["1", "sleep"]));
+    assert!(warm.status.success(), "offcpu failed");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let from = profiler_model::time::now_unix_ns() / 1_000_000_000;
+    let workload = std::process::Command::new(example("offcpu"))
+        .args(["4", "sleep"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting offcpu");
+    let pid = workload.id();
+    let out = workload.wait_with_output().expect("waiting for offcpu");
+    assert!(out.status.success(), "offcpu failed");
+    let measured = measured_of(&out.stdout);
+    let ended = profiler_model::time::now_unix_ns();
+    // Wait for an off-CPU window starting well after the workload ended (a drain after
+    // its end closed the window before it): every one of its waits is then stored, in
+    // both kinds' windows. The first drains name the node's binaries, which can hold a
+    // window for many seconds on a busy node.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let (status, body) = curl(&format!(
+            "{url}/api/v1/timeline?type=off-cpu&from={from}&to={}",
+            ended / 1_000_000_000 + 3600
+        ));
+        let timeline: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let stored = timeline["points"].as_array().is_some_and(|points| {
+            points.iter().any(|p| {
+                p["start_unix_ns"]
+                    .as_u64()
+                    .is_some_and(|start| start > ended + 1_500_000_000)
+            })
+        });
+        if status == 200 && stored {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no off-CPU window after the workload's end: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let to = profiler_model::time::now_unix_ns() / 1_000_000_000 + 1;
+    // This run's process only (the warm-up's windows overlap the range).
+    let range = format!("from={from}&to={to}&filter=pid={pid}&root=comm");
+    let fetch = |kind: &str| {
+        let (status, body) = curl(&format!("{url}/api/v1/profile?{range}&type={kind}"));
+        let lines = log.lock().map(|l| l.join("\n")).unwrap_or_default();
+        assert_eq!(status, 200, "type={kind}: {body}\n{lines}");
+        Folded::parse(&body).process("offcpu")
+    };
+    let off_cpu = fetch("off-cpu");
+    let cpu = fetch("cpu");
+    let (status, types) = curl(&format!("{url}/api/v1/types"));
+    assert!(status == 200 && types.contains("\"off-cpu\""), "{types}");
+    let (_, metrics) = curl(&format!("{url}/metrics"));
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no `{name}` in /metrics:\n{metrics}"))
+    };
+    let (switches, recorded) = (
+        counter("ember_off_cpu_switches_total"),
+        counter("ember_off_cpu_recorded_total"),
+    );
+    let short = counter("ember_off_cpu_dropped_total{reason=\"below_min\"}");
+    let evicted = counter("ember_off_cpu_dropped_total{reason=\"evicted\"}");
+    eprintln!(
+        "agent /metrics: {switches} switches, {recorded} recorded, {short} below --off-cpu-min, \
+         {evicted} evicted"
+    );
+    assert!(recorded > 0 && switches >= recorded, "{metrics}");
+    assert_eq!(evicted, 0, "a node this quiet fills no 65,536-entry map");
+    drop(agent);
+
+    // The off-CPU answer: the program's own measured blocked time, under its sleep.
+    let measured_total: f64 = measured.values().sum();
+    assert!(
+        measured.contains_key("sleep_wait") && measured_total > 500_000.0,
+        "the workload measured {measured:?}"
+    );
+    // What the program waited, charged anywhere in it (preemptions left out), and under
+    // its blocking call.
+    let charged = off_cpu.count_where(|s| !preempted(s));
+    let ratio = charged as f64 / measured_total;
+    let under = waited(&off_cpu, SLEEP_CALL);
+    eprintln!(
+        "agent: measured {measured_total:.0} µs, charged {charged} µs ({ratio:.3}), {under} µs \
+         under `{SLEEP_CALL}`; {} CPU samples",
+        cpu.total()
+    );
+    assert!(
+        (0.85..=1.15).contains(&ratio),
+        "charged {charged} µs for {measured_total:.0} µs measured: {:#?}",
+        off_cpu.lines
+    );
+    assert!(
+        under as f64 >= 0.9 * measured["sleep_wait"],
+        "{under} µs under `{SLEEP_CALL}`, where `sleep_wait` measured {:.0} µs: {:#?}",
+        measured["sleep_wait"],
+        off_cpu.lines
+    );
+    // The CPU answer of the same range: the computing function first.
+    let compute = cpu.share("compute_burst");
+    assert!(cpu.total() >= 50, "only {} CPU samples", cpu.total());
+    assert!(
+        compute >= 0.5 && compute > cpu.share("sleep_wait"),
+        "`compute_burst` has {compute:.3} of the CPU samples: {:#?}",
+        cpu.lines
+    );
+
+    // The same workload under `ember record --off-cpu`: the same shares.
+    let r = record("sleep", "4", &[]);
+    // Shares of the time waited (preemptions left out: how often a runnable thread is
+    // preempted depends on how busy the machine is at the moment, and the agent's own
+    // drains make it busier than during `record`).
+    let off_share =
+        |f: &Folded| waited(f, SLEEP_CALL) as f64 / f.count_where(|s| !preempted(s)).max(1) as f64;
+    let (agent_off, record_off) = (off_share(&off_cpu), off_share(&r.off_cpu));
+    let (agent_cpu, record_cpu) = (compute, r.cpu.share("compute_burst"));
+    eprintln!(
+        "off-CPU share under `{SLEEP_CALL}`: agent {agent_off:.3}, record {record_off:.3}; CPU \
+         share of `compute_burst`: agent {agent_cpu:.3}, record {record_cpu:.3}"
+    );
+    // Off-CPU shares weigh thousands of waits by their time: the 5-point floor applies.
+    assert!(
+        share_agrees(agent_off, record_off, 1_000_000),
+        "off-CPU: agent {agent_off:.3}, record {record_off:.3}"
+    );
+    assert!(
+        share_agrees(agent_cpu, record_cpu, cpu.total().min(r.cpu.total())),
+        "CPU: agent {agent_cpu:.3}, record {record_cpu:.3}"
+    );
 }

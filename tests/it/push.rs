@@ -908,3 +908,134 @@ fn a_process_in_a_simulated_pod_is_pushed_with_its_pod_and_namespace() {
         "a host process got a pod label"
     );
 }
+
+/// `ember agent --off-cpu` pushing `offcpu 4 sleep`: its off-CPU windows reach Pyroscope
+/// as series named `off_cpu` (Pyroscope's name for the OpenTelemetry eBPF profiler's
+/// off-CPU profiles) with an `off_cpu/nanoseconds` pprof, and OTLP as profiles of sample
+/// type `off_cpu/nanoseconds` without a period (the OpenTelemetry eBPF profiler's
+/// off-CPU type), each charging the time the program measured it waited; the CPU windows
+/// keep their own types beside them.
+#[test]
+fn off_cpu_windows_are_pushed_as_their_own_profile_type() {
+    let test = "off_cpu_windows_are_pushed_as_their_own_profile_type";
+    let Some(_p) = privileged(test) else { return };
+    let Some(python) = receiver_python(test) else {
+        return;
+    };
+    let dir = tempdir();
+    let port = free_port();
+    let receiver = Receiver::start(&python, dir.path(), port, 0);
+    let url = format!("http://127.0.0.1:{port}");
+    let (agent, log) = start_agent(
+        &dir.path().join("store"),
+        &[
+            "--window",
+            "2s",
+            "--listen",
+            "none",
+            "--off-cpu",
+            "--counts-map-entries",
+            "65536",
+            "--pyroscope-endpoint",
+            &url,
+            "--otlp-endpoint",
+            &url,
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let out = Command::new(example("offcpu"))
+        .args(["4", "sleep"])
+        .stderr(Stdio::null())
+        .output()
+        .expect("running offcpu");
+    assert!(out.status.success());
+    let measured_us: f64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("blocked sleep_wait ")?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .sum();
+    assert!(measured_us > 500_000.0, "offcpu measured {measured_us} µs");
+    wait_past(&receiver, &["otlp", "pyroscope"], now_ns(), &log);
+    stop(agent, &log);
+    // The wait in `clock_nanosleep` (the frame every walk of it has; see offcpu.rs).
+    let in_sleep = |stack: &[&str]| stack.contains(&"__GI___clock_nanosleep");
+
+    let otlp = receiver.windows("otlp");
+    let types: BTreeSet<(String, String)> = otlp
+        .iter()
+        .map(|w| (w["sample_type"].to_string(), w["period_type"].to_string()))
+        .collect();
+    eprintln!("otlp types: {types:?}");
+    let off: Vec<&Value> = otlp
+        .iter()
+        .filter(|w| w["sample_type"] == serde_json::json!(["off_cpu", "nanoseconds"]))
+        .collect();
+    assert!(!off.is_empty(), "no off-CPU profile over OTLP: {types:?}");
+    assert!(
+        off.iter()
+            .all(|w| w["period"] == 0 && w["period_type"] == serde_json::json!(["", ""])),
+        "off-CPU profiles have no period"
+    );
+    assert!(
+        otlp.iter()
+            .any(|w| w["sample_type"] == serde_json::json!(["samples", "count"])),
+        "the CPU profiles are still sent"
+    );
+    let otlp_ns: u64 = off
+        .iter()
+        .flat_map(|w| w["samples"].as_array().cloned().unwrap_or_default())
+        .filter(|s| s["attrs"]["process.executable.name"] == "offcpu")
+        .filter(|s| {
+            let stack: Vec<&str> = s["stack"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            in_sleep(&stack)
+        })
+        .map(|s| s["value"].as_u64().expect("value"))
+        .sum();
+    let ratio = otlp_ns as f64 / 1000.0 / measured_us;
+    eprintln!(
+        "otlp: {otlp_ns} ns off CPU in the sleep for {measured_us:.0} µs measured ({ratio:.3})"
+    );
+    assert!((0.85..=1.15).contains(&ratio), "{ratio}");
+
+    // Pyroscope: an `off_cpu` series of the service, its pprof of type off_cpu/nanoseconds.
+    let pyro = receiver.windows("pyroscope");
+    let series: Vec<&Value> = pyro
+        .iter()
+        .filter(|w| w["service"] == "offcpu" && w["labels"]["__name__"] == "off_cpu")
+        .collect();
+    assert!(!series.is_empty(), "no off_cpu series of offcpu: {pyro:?}");
+    assert!(
+        pyro.iter()
+            .any(|w| w["service"] == "offcpu" && w["labels"]["__name__"] == "process_cpu"),
+        "the CPU series is still sent"
+    );
+    let mut pyro_us = 0;
+    for w in &series {
+        let path = w["pprof"].as_str().expect("pprof path");
+        let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let profile = profiler_model::pprof::decode_kind(file, profiler_model::ProfileKind::OffCpu)
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        pyro_us += profile
+            .stacks()
+            .filter(|s| {
+                let names: Vec<&str> = s
+                    .frames
+                    .iter()
+                    .map(|&f| profile.frame(f).name.as_ref())
+                    .collect();
+                in_sleep(&names)
+            })
+            .map(|s| s.count)
+            .sum::<u64>();
+    }
+    let ratio = pyro_us as f64 / measured_us;
+    eprintln!("pyroscope: {pyro_us} µs off CPU in the sleep ({ratio:.3})");
+    assert!((0.85..=1.15).contains(&ratio), "{ratio}");
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{example, examples, privileged, repo_root, start_agent_with_api, tempdir};
+use crate::common::{example, examples, privileged, repo_root, start_agent_logged, tempdir};
 
 /// Node and chromium, or `None` after saying why (a failure in CI).
 fn browser_tools() -> Option<PathBuf> {
@@ -125,7 +125,15 @@ fn the_web_ui_shows_the_split_in_a_real_browser() {
         return;
     };
     let dir = tempdir();
-    let (mut agent, base) = start_agent_with_api(dir.path(), "2s");
+    // With --off-cpu, so the page has an off-CPU profile to switch to (its last step);
+    // sampled (one switch-out in 10, waits of 1 ms or more), so that on a busy machine the
+    // extra stacks to name do not delay the split runs' drains past their exit.
+    let (mut agent, base, _log) = start_agent_logged(
+        dir.path(),
+        "2s",
+        &["--off-cpu", "--off-cpu-every", "10", "--off-cpu-min", "1ms"],
+        &[],
+    );
     std::thread::sleep(Duration::from_millis(500));
     // The plain split, then the slowed one once the first is all stored: the comparison
     // view's A and B, told apart by range and by pid.

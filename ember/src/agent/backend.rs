@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use profiler_model::Profile;
+use profiler_model::{Profile, ProfileKind};
 use web::api::{Backend, BackendError, Health, LabelValues, ProfileQuery, TimelinePoint};
 
 use super::metrics::AgentMetrics;
@@ -81,13 +81,21 @@ fn err(e: impl std::fmt::Display) -> BackendError {
 
 impl Backend for StoreBackend {
     fn profile(&self, query: &ProfileQuery) -> Result<Profile, BackendError> {
-        let q = Query::new(query.from_unix_ns, query.to_unix_ns).with_filter(query.filter.clone());
+        let q = Query::new(query.from_unix_ns, query.to_unix_ns)
+            .with_filter(query.filter.clone())
+            .with_kind(query.kind);
         self.heavy(|s| s.query(&q))?.map_err(err)
     }
 
     fn timeline(&self, query: &ProfileQuery) -> Result<Vec<TimelinePoint>, BackendError> {
         let windows = self
-            .heavy(|s| s.timeline(query.from_unix_ns, query.to_unix_ns, &query.filter))?
+            .heavy(|s| {
+                s.timeline(
+                    &Query::new(query.from_unix_ns, query.to_unix_ns)
+                        .with_filter(query.filter.clone())
+                        .with_kind(query.kind),
+                )
+            })?
             .map_err(err)?;
         Ok(windows
             .into_iter()
@@ -101,12 +109,21 @@ impl Backend for StoreBackend {
 
     fn label_values(
         &self,
+        kind: ProfileKind,
         from_unix_ns: u64,
         to_unix_ns: u64,
     ) -> Result<LabelValues, BackendError> {
         self.store()
-            .label_values(from_unix_ns, to_unix_ns)
+            .label_values(kind, from_unix_ns, to_unix_ns)
             .map_err(err)
+    }
+
+    fn kinds(&self) -> Result<Vec<ProfileKind>, BackendError> {
+        let mut kinds = self.store().kinds().map_err(err)?;
+        if !kinds.contains(&ProfileKind::Cpu) {
+            kinds.insert(0, ProfileKind::Cpu);
+        }
+        Ok(kinds)
     }
 
     fn metrics(&self) -> String {

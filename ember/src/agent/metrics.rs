@@ -29,9 +29,58 @@ pub(crate) struct AgentMetrics {
     pub unwind: profiler_sampler::UnwindGauges,
     /// The push threads' counters (read at each scrape).
     pub push: super::PushMetrics,
+    /// Whether off-CPU time is recorded (`--off-cpu`): its metrics are shown only then.
+    pub off_cpu: bool,
+    /// Microseconds off CPU charged to stacks so far.
+    pub off_cpu_us: u64,
 }
 
 impl AgentMetrics {
+    /// The off-CPU families (`--off-cpu`): switch-outs seen, waits charged and the time
+    /// they add up to, and the waits dropped by reason. Each switch-out of a target
+    /// thread is either sampled out (`--off-cpu-every`) or becomes a pending wait, which
+    /// at switch-in is charged, or dropped for being shorter than `--off-cpu-min` or for a
+    /// full count map; a pending wait can also be pushed out of the full pending map by a
+    /// newer one (`evicted`, a lower bound; see the eBPF program's `OFFCPU_LIVE`).
+    fn write_off_cpu(&self, out: &mut Text) {
+        let s = &self.sampler;
+        out.family(
+            "ember_off_cpu_switches_total",
+            Kind::Counter,
+            "Switch-outs of profiled threads seen by the off-CPU program.",
+        )
+        .sample(&[], s.get(Stat::OffCpuSwitches));
+        out.family(
+            "ember_off_cpu_recorded_total",
+            Kind::Counter,
+            "Off-CPU waits charged to a stack.",
+        )
+        .sample(&[], s.get(Stat::OffCpuRecorded));
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "seconds are shown to the microsecond; f64 is exact to 2^53 µs"
+        )]
+        let seconds = self.off_cpu_us as f64 / 1e6;
+        out.family(
+            "ember_off_cpu_seconds_total",
+            Kind::Counter,
+            "Time off CPU charged to stacks (stored in the off-CPU windows).",
+        )
+        .sample(&[], seconds);
+        out.family(
+            "ember_off_cpu_dropped_total",
+            Kind::Counter,
+            "Off-CPU switches or waits not charged, by reason: below_min (shorter than \
+             --off-cpu-min), sampled_out (--off-cpu-every), counts_full (the count map was \
+             full), evicted (pushed out of the full pending-wait map by a newer one; a lower \
+             bound).",
+        )
+        .sample(&[("reason", "below_min")], s.get(Stat::OffCpuShort))
+        .sample(&[("reason", "sampled_out")], s.get(Stat::OffCpuSampledOut))
+        .sample(&[("reason", "counts_full")], s.get(Stat::OffCpuCountsFull))
+        .sample(&[("reason", "evicted")], s.get(Stat::OffCpuEvicted));
+    }
+
     /// The snapshot in Prometheus text format.
     #[must_use]
     pub(crate) fn prometheus(&self) -> String {
@@ -63,6 +112,9 @@ impl AgentMetrics {
         );
         for st in Stat::ALL.iter().filter(|st| st.is_loss()) {
             lost.sample(&[("reason", st.name())], s.get(*st));
+        }
+        if self.off_cpu {
+            self.write_off_cpu(&mut out);
         }
         out.family(
             "ember_samples_written_total",
@@ -300,6 +352,27 @@ mod tests {
         assert!(text.contains("ember_windows_pending 2\n"));
         assert!(text.contains("ember_windows_lost_total 1\n"));
         assert!(text.contains("ember_store_degraded 1\n"));
+        assert!(
+            !text.contains("ember_off_cpu_"),
+            "no off-CPU families without --off-cpu"
+        );
+        m.off_cpu = true;
+        m.off_cpu_us = 2_500_000;
+        m.sampler.counters[Stat::OffCpuSwitches as usize] = 100;
+        m.sampler.counters[Stat::OffCpuRecorded as usize] = 60;
+        m.sampler.counters[Stat::OffCpuShort as usize] = 30;
+        m.sampler.counters[Stat::OffCpuEvicted as usize] = 2;
+        let text = m.prometheus();
+        assert!(
+            text.contains("ember_off_cpu_switches_total 100\n"),
+            "{text}"
+        );
+        assert!(text.contains("ember_off_cpu_recorded_total 60\n"));
+        assert!(text.contains("ember_off_cpu_seconds_total 2.5\n"));
+        assert!(text.contains("ember_off_cpu_dropped_total{reason=\"below_min\"} 30\n"));
+        assert!(text.contains("ember_off_cpu_dropped_total{reason=\"sampled_out\"} 0\n"));
+        assert!(text.contains("ember_off_cpu_dropped_total{reason=\"evicted\"} 2\n"));
+        assert!(text.contains("ember_samples_lost_total{reason=\"off_cpu_evicted\"} 2\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();
             assert!(

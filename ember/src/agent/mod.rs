@@ -194,6 +194,8 @@ pub(crate) struct AgentConfig {
     pub stacks_entries: u32,
     /// How user stacks are walked (`--unwinder`, `--unwind-table-mem`).
     pub unwind: profiler_sampler::UnwindConfig,
+    /// Off-CPU time (`--off-cpu`): an off-CPU window is stored beside each CPU window.
+    pub off_cpu: Option<profiler_sampler::OffCpuConfig>,
     /// Where the HTTP API listens; `None` runs without it.
     pub listen: Option<SocketAddr>,
     /// Who may use the API, and over what.
@@ -257,7 +259,7 @@ pub(crate) fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
             counts_entries: config.counts_entries,
             stacks_entries: config.stacks_entries,
             unwind: config.unwind,
-            off_cpu: None,
+            off_cpu: config.off_cpu,
         },
         PipelineConfig {
             frequency_hz: config.frequency_hz,
@@ -265,6 +267,9 @@ pub(crate) fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
             drain_interval: config.drain_interval,
             ticks: Ticks::AGENT,
             exclude_tgid: None,
+            // The agent's threads wait for their next tick, drain or request nearly all
+            // the time: that is not the node's waiting (its CPU samples are kept).
+            exclude_off_cpu_tgid: Some(std::process::id()),
             on_stop: OnStop::Abandon {
                 grace: config.stop_grace,
             },
@@ -275,10 +280,12 @@ pub(crate) fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
         data_dir = %config.data_dir.display(),
         frequency_hz = config.frequency_hz,
         window = ?config.window,
+        off_cpu = config.off_cpu.is_some(),
         "agent started"
     );
     let (writer, stats) = pipeline.run(AgentSink {
         window: config.window,
+        off_cpu: config.off_cpu.is_some(),
         window_clock: Instant::now(),
         writer,
         metrics,
@@ -334,6 +341,8 @@ pub(crate) fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
 /// metrics the API serves updated at every drain and window.
 struct AgentSink {
     window: Duration,
+    /// Whether an off-CPU window is written beside each CPU window.
+    off_cpu: bool,
     /// When the open window started, on the monotonic clock.
     window_clock: Instant,
     writer: WindowWriter,
@@ -366,6 +375,8 @@ impl Sink for AgentSink {
         let unwind = sampler.unwind_stats().map(|u| u.gauges());
         let mut m = self.metrics.lock().unwrap_or_else(PoisonError::into_inner);
         m.sampler = stats;
+        m.off_cpu = self.off_cpu;
+        m.off_cpu_us = aggregator.stats().off_cpu_us;
         m.symbolizer = aggregator.symbolizer().stats();
         m.unwind = unwind.unwrap_or_default();
         Ok(())
@@ -386,12 +397,29 @@ impl Sink for AgentSink {
             ..ProfileMeta::default()
         });
         profile.meta.duration_ns = end - start;
+        // The off-CPU time of the same period, written right after its CPU twin (same
+        // start and end, its own kind), even when empty: a window with no wait says the
+        // period was recorded.
+        let off_cpu = self.off_cpu.then(|| {
+            let mut waits = aggregator.take_off_cpu_profile();
+            waits.meta.start_unix_ns = start;
+            waits.meta.duration_ns = end - start;
+            Window {
+                start_unix_ns: start,
+                end_unix_ns: end,
+                profile: waits,
+            }
+        });
         let window = Window {
             start_unix_ns: start,
             end_unix_ns: end,
             profile,
         };
-        self.writer.close(window, crate::now_unix_ns());
+        let now = crate::now_unix_ns();
+        self.writer.close(window, now);
+        if let Some(waits) = off_cpu {
+            self.writer.close(waits, now);
+        }
         aggregator.forget_exited(std::mem::take(&mut self.pids_seen));
         self.window_clock = Instant::now();
         let mut m = self.metrics.lock().unwrap_or_else(PoisonError::into_inner);

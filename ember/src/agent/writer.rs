@@ -56,6 +56,16 @@ fn estimate_bytes(p: &Profile) -> u64 {
     (stacks + 96 * p.frames().len() + 64 * p.label_sets().len()) as u64
 }
 
+/// The CPU samples of a window's profile: an off-CPU window's counts are microseconds,
+/// not samples, and are left out of the sample counts.
+fn cpu_samples(p: &Profile) -> u64 {
+    if p.meta.kind == profiler_model::ProfileKind::Cpu {
+        p.total()
+    } else {
+        0
+    }
+}
+
 /// An error and its causes on one line (`StoreError`'s message leaves SQLite's to
 /// `source()`).
 pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
@@ -148,7 +158,7 @@ impl WindowWriter {
             let bytes = *bytes;
             match self.store.write_window(w) {
                 Ok(id) => {
-                    let samples = w.profile.total();
+                    let samples = cpu_samples(&w.profile);
                     debug!(?id, samples, "window written");
                     self.counts.windows_written += 1;
                     self.counts.samples_written += samples;
@@ -174,7 +184,7 @@ impl WindowWriter {
 
     fn lose(&mut self, w: &Window, bytes: u64) {
         self.counts.windows_lost += 1;
-        self.counts.samples_lost += w.profile.total();
+        self.counts.samples_lost += cpu_samples(&w.profile);
         self.pending_bytes = self.pending_bytes.saturating_sub(bytes);
     }
 
@@ -220,7 +230,7 @@ mod tests {
     use std::process::Command;
 
     use profiler_model::{Frame, FrameKind, Labels, ProfileMeta};
-    use profiler_store::{LabelFilter, StoreConfig};
+    use profiler_store::{Query, StoreConfig};
 
     use super::*;
 
@@ -367,9 +377,7 @@ mod tests {
         assert_eq!(c.windows_pending, 0);
         assert_eq!(c.windows_written + c.windows_lost, 10, "{c:?}");
         let store = Store::open_read_only(&mnt.join("d"), StoreConfig::default()).expect("read");
-        let tl = store
-            .timeline(0, u64::MAX, &LabelFilter::all())
-            .expect("timeline");
+        let tl = store.timeline(&Query::new(0, u64::MAX)).expect("timeline");
         let starts: Vec<u64> = tl.iter().map(|s| (s.start_unix_ns - T0) / S).collect();
         // Written in the order they closed: ids grow with the start times.
         let ids: Vec<i64> = tl.iter().map(|s| s.id.0).collect();

@@ -339,6 +339,18 @@ impl Aggregator {
         std::mem::replace(&mut self.profile, Profile::new(meta))
     }
 
+    /// Hands out the off-CPU profile so far (empty without `--off-cpu`) and starts a new
+    /// one, with the CPU profile's current metadata but for the kind: how the agent closes
+    /// an off-CPU window. Call it right after [`Aggregator::take_profile`], which has named
+    /// frames fetched from debuginfod in the CPU profile only.
+    pub(crate) fn take_off_cpu_profile(&mut self) -> Profile {
+        if let Some((renamed, _)) = self.symbolizer.rename_fetched(&self.off_cpu) {
+            self.off_cpu = renamed;
+        }
+        let next = Profile::new(off_cpu_meta(&self.profile.meta));
+        std::mem::replace(&mut self.off_cpu, next)
+    }
+
     /// Waits at most `bound` for the debug files still being fetched from debuginfod (see
     /// [`Symbolizer::wait_for_debuginfod`]); `None` without a debuginfod client.
     pub(crate) fn wait_for_debuginfod(

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use profiler_http::{Client, Endpoint, EndpointError, HttpError, Limits, TimeLimit, Timeouts};
 use profiler_model::human;
 use profiler_model::time::format_seconds as unix_seconds;
-use profiler_model::{Format, LabelFilter, Profile, folded, pprof};
+use profiler_model::{Format, LabelFilter, Profile, ProfileKind, folded, pprof};
 use profiler_render::RenderOptions;
 
 use crate::cli::ExportArgs;
@@ -57,6 +57,8 @@ pub struct ExportConfig {
     pub to_unix_ns: u64,
     /// Which samples to keep.
     pub filter: LabelFilter,
+    /// Which profile: CPU samples or off-CPU time (`--type`).
+    pub kind: ProfileKind,
     /// Output format.
     pub format: Format,
     /// Output file, `-` for stdout.
@@ -262,6 +264,7 @@ impl ExportConfig {
             from_unix_ns: args.from.0,
             to_unix_ns: args.to.0,
             filter: args.filter.unwrap_or_default(),
+            kind: args.profile_type,
             format,
             output: args.output,
             include_idle: args.include_idle,
@@ -297,16 +300,27 @@ pub fn run(config: &ExportConfig) -> Result<Profile, ExportError> {
             },
         });
     }
+    let what = match config.kind {
+        ProfileKind::Cpu => "ember export",
+        ProfileKind::OffCpu => "ember export (off-CPU time)",
+    };
     let title = if config.filter.is_all() {
-        "ember export".to_owned()
+        what.to_owned()
     } else {
-        format!("ember export: {}", config.filter)
+        format!("{what}: {}", config.filter)
+    };
+    let amount = match profile.meta.kind {
+        ProfileKind::Cpu => human::samples(profile.total(), profile.meta.frequency_hz),
+        ProfileKind::OffCpu => format!(
+            "{} µs ({}) off CPU",
+            profile.total(),
+            human::duration(profile.total().saturating_mul(1000))
+        ),
     };
     let options = RenderOptions::titled(title)
         .with_subtitle(format!(
-            "{}, {}",
+            "{}, {amount}",
             human::range(config.from_unix_ns, config.to_unix_ns),
-            human::samples(profile.total(), profile.meta.frequency_hz)
         ))
         .with_folded(folded::Options::default().with_no_kernel(!config.kernel));
     output::write_file(&config.output, config.format, &profile, &options).map_err(|source| {
@@ -336,7 +350,8 @@ pub fn fetch(config: &ExportConfig) -> Result<Profile, ExportError> {
             // user who may only read the store, and beside a running agent (no lock).
             let store = Store::open_read_only(dir, StoreConfig::default())?;
             let query = Query::new(config.from_unix_ns, config.to_unix_ns)
-                .with_filter(config.filter.clone());
+                .with_filter(config.filter.clone())
+                .with_kind(config.kind);
             Ok(store.query(&query)?)
         }
         Source::Agent {
@@ -347,7 +362,8 @@ pub fn fetch(config: &ExportConfig) -> Result<Profile, ExportError> {
         } => {
             let endpoint = Endpoint::parse(url).map_err(ExportError::AgentUrl)?;
             let mut path = format!(
-                "/api/v1/profile?format=pprof&include_idle=true&from={}&to={}",
+                "/api/v1/profile?format=pprof&include_idle=true&type={}&from={}&to={}",
+                config.kind.name(),
                 unix_seconds(config.from_unix_ns),
                 unix_seconds(config.to_unix_ns)
             );

@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use profiler_model::{LabelFilter, Profile};
+use profiler_model::{LabelFilter, Profile, ProfileKind};
 
-/// A time range and a label filter: which samples an answer is about.
+/// A kind of profile, a time range and a label filter: which samples an answer is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProfileQuery {
+    /// CPU samples or microseconds off CPU (`type=`).
+    pub kind: ProfileKind,
     /// Start, nanoseconds since the Unix epoch (inclusive).
     pub from_unix_ns: u64,
     /// End, nanoseconds since the Unix epoch (exclusive).
@@ -23,7 +25,7 @@ pub struct TimelinePoint {
     pub start_unix_ns: u64,
     /// Window end, nanoseconds since the Unix epoch.
     pub end_unix_ns: u64,
-    /// Samples in the window that match the filter.
+    /// Samples in the window that match the filter (microseconds for off-CPU time).
     pub samples: u64,
 }
 
@@ -61,12 +63,25 @@ pub trait Backend: Send + Sync + 'static {
     /// When the store cannot be read.
     fn timeline(&self, query: &ProfileQuery) -> Result<Vec<TimelinePoint>, BackendError>;
 
-    /// Label names and values with their sample counts in `[from, to)`.
+    /// Label names and values with their counts in the windows of `kind` in `[from, to)`.
     ///
     /// # Errors
     /// When the store cannot be read.
-    fn label_values(&self, from_unix_ns: u64, to_unix_ns: u64)
-    -> Result<LabelValues, BackendError>;
+    fn label_values(
+        &self,
+        kind: ProfileKind,
+        from_unix_ns: u64,
+        to_unix_ns: u64,
+    ) -> Result<LabelValues, BackendError>;
+
+    /// The kinds of profile stored, in [`ProfileKind::ALL`]'s order; CPU is always
+    /// listed (the default of `type=`, and what an empty store will hold).
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn kinds(&self) -> Result<Vec<ProfileKind>, BackendError> {
+        Ok(vec![ProfileKind::Cpu])
+    }
 
     /// Prometheus text-format lines about the backend itself (samples, losses, windows,
     /// store bytes, symbol cache, ...), each metric with `# HELP` and `# TYPE`. The API

@@ -11,7 +11,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use profiler_model::time::TimeRange;
-use profiler_model::{Format, LabelFilter, Profile, analysis, folded};
+use profiler_model::{Format, LabelFilter, Profile, ProfileKind, analysis, folded};
 use profiler_render::RenderOptions;
 use serde_json::{Value, json};
 
@@ -20,7 +20,7 @@ use super::error::ApiError;
 use super::flame::Layout;
 use super::limits::{Budget, BudgetWriter, Limiter};
 use super::metrics::ApiMetrics;
-use super::params::{DEFAULT_FROM, Orientation, Params, RootFrame, TopGroup, TopSort};
+use super::params::{DEFAULT_FROM, Orientation, Params, ProfileType, RootFrame, TopGroup, TopSort};
 use super::views;
 use profiler_model::human;
 
@@ -40,7 +40,7 @@ const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Runs `f` with the backend on a blocking thread: backend calls may read the disk, and
 /// rendering a large profile takes CPU time the async workers should not spend.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&dyn Backend) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -165,6 +165,19 @@ pub(super) fn load_profile(
     })
 }
 
+/// What a profile's total is, for subtitles: CPU samples (and the CPU time they stand
+/// for), or the time off CPU.
+pub(super) fn amount(profile: &Profile) -> String {
+    match profile.meta.kind {
+        ProfileKind::Cpu => human::samples(profile.total(), profile.meta.frequency_hz),
+        ProfileKind::OffCpu => format!(
+            "{} µs ({}) off CPU",
+            profile.total(),
+            human::duration(profile.total().saturating_mul(1000))
+        ),
+    }
+}
+
 /// `profile` (or a diff) rendered by `render` into a response of `format`'s content type,
 /// stopped by the budget's output size and deadline.
 fn rendered(
@@ -204,7 +217,7 @@ pub(crate) async fn profile(
     query: RawParams,
 ) -> Result<Response, ApiError> {
     let p = Params::new(query, PROFILE_PARAMS)?;
-    p.profile_type()?;
+    let kind = p.profile_type()?;
     let (from, to) = p.range("from", "to", DEFAULT_FROM, "now")?;
     let filter = p.filter()?;
     let format = p.format("format", PROFILE_FORMATS, Format::Folded)?;
@@ -213,23 +226,24 @@ pub(crate) async fn profile(
     let options = folded_options(&p, view.default_root())?;
     let layout = Layout::from_params(&p, Orientation::Flame)?;
     let query = ProfileQuery {
+        kind: kind.kind(),
         from_unix_ns: from,
         to_unix_ns: to,
         filter,
     };
     heavy(&state, move |backend, budget| {
         let profile = view.apply(load_profile(backend, &query, include_idle, budget)?);
+        let what = match kind {
+            ProfileType::Cpu => "Ember CPU profile",
+            ProfileType::OffCpu => "Ember off-CPU profile",
+        };
         let mut title = if query.filter.is_all() {
-            "Ember CPU profile".to_owned()
+            what.to_owned()
         } else {
-            format!("Ember CPU profile: {}", query.filter)
+            format!("{what}: {}", query.filter)
         };
         title.push_str(&view.describe());
-        let subtitle = format!(
-            "{}, {}",
-            human::range(from, to),
-            human::samples(profile.total(), profile.meta.frequency_hz)
-        );
+        let subtitle = format!("{}, {}", human::range(from, to), amount(&profile));
         // `no_kernel` (in `options`) drops kernel frames from every format, as `ember
         // export` does.
         let render = layout.apply(
@@ -267,10 +281,20 @@ pub(crate) async fn labels(
     query: RawParams,
 ) -> Result<Response, ApiError> {
     let p = Params::new(query, &["from", "to", "type"])?;
-    p.profile_type()?;
+    let kind = p.profile_type()?;
     let (from, to) = p.range("from", "to", DEFAULT_FROM, "now")?;
-    let labels = blocking(&state, move |b| Ok(b.label_values(from, to)?)).await?;
-    Ok(Json(json!({ "from_unix_ns": from, "to_unix_ns": to, "labels": labels })).into_response())
+    let labels = blocking(&state, move |b| {
+        Ok(b.label_values(kind.kind(), from, to)?)
+    })
+    .await?;
+    Ok(Json(json!({
+        "type": kind.name(),
+        "unit": kind.unit(),
+        "from_unix_ns": from,
+        "to_unix_ns": to,
+        "labels": labels,
+    }))
+    .into_response())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -294,10 +318,11 @@ pub(crate) async fn top(
     query: RawParams,
 ) -> Result<Response, ApiError> {
     let p = Params::new(query, TOP_PARAMS)?;
-    p.profile_type()?;
+    let kind = p.profile_type()?;
     let group = p.choice("group", TopGroup::Function)?;
     let (from, to) = p.range("from", "to", DEFAULT_FROM, "now")?;
     let query = ProfileQuery {
+        kind: kind.kind(),
         from_unix_ns: from,
         to_unix_ns: to,
         filter: p.filter()?,
@@ -308,7 +333,10 @@ pub(crate) async fn top(
     let body = heavy(&state, move |backend, budget| {
         let profile = load_profile(backend, &query, include_idle, budget)?;
         if group != TopGroup::Function {
-            return Ok(grouped_top(&profile, group, sort, limit, (from, to)));
+            let mut body = grouped_top(&profile, group, sort, limit, (from, to));
+            body["type"] = Value::from(kind.name());
+            body["unit"] = Value::from(kind.unit());
+            return Ok(body);
         }
         let mut stats = analysis::top_functions(&profile);
         if sort == TopSort::Total {
@@ -333,6 +361,8 @@ pub(crate) async fn top(
             })
             .collect();
         Ok(json!({
+            "type": kind.name(),
+            "unit": kind.unit(),
             "from_unix_ns": from,
             "to_unix_ns": to,
             "total_samples": profile.total(),
@@ -407,9 +437,10 @@ pub(crate) async fn timeline(
     query: RawParams,
 ) -> Result<Response, ApiError> {
     let p = Params::new(query, &["from", "to", "filter", "type"])?;
-    p.profile_type()?;
+    let kind = p.profile_type()?;
     let (from, to) = p.range("from", "to", DEFAULT_FROM, "now")?;
     let query = ProfileQuery {
+        kind: kind.kind(),
         from_unix_ns: from,
         to_unix_ns: to,
         filter: p.filter()?,
@@ -430,7 +461,14 @@ pub(crate) async fn timeline(
             })
         })
         .collect();
-    Ok(Json(json!({ "from_unix_ns": from, "to_unix_ns": to, "points": points })).into_response())
+    Ok(Json(json!({
+        "type": kind.name(),
+        "unit": kind.unit(),
+        "from_unix_ns": from,
+        "to_unix_ns": to,
+        "points": points,
+    }))
+    .into_response())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -460,7 +498,7 @@ pub(crate) async fn diff(
     query: RawParams,
 ) -> Result<Response, ApiError> {
     let p = Params::new(query, DIFF_PARAMS)?;
-    p.profile_type()?;
+    let kind = p.profile_type()?;
     let (from, to) = p.range("from", "to", DEFAULT_FROM, "now")?;
     // By default the base is the range of the same length just before the new one.
     let base_to = match p.get("base_to") {
@@ -508,11 +546,13 @@ pub(crate) async fn diff(
     let layout = Layout::from_params(&p, Orientation::Flame)?;
     let limit = p.limit(50)?;
     let base_query = ProfileQuery {
+        kind: kind.kind(),
         from_unix_ns: base_from,
         to_unix_ns: base_to,
         filter: base_filter,
     };
     let new_query = ProfileQuery {
+        kind: kind.kind(),
         from_unix_ns: from,
         to_unix_ns: to,
         filter,
@@ -522,13 +562,17 @@ pub(crate) async fn diff(
         let new = load_profile(backend, &new_query, include_idle, budget)?;
         let render = layout
             .apply(
-                RenderOptions::titled("Ember differential flame graph").with_subtitle(format!(
+                RenderOptions::titled(match kind {
+                    ProfileType::Cpu => "Ember differential flame graph",
+                    ProfileType::OffCpu => "Ember differential off-CPU flame graph",
+                })
+                .with_subtitle(format!(
                     "new {} ({}) vs base {} ({}, scaled to the new total); red grew, blue \
                      shrank",
                     human::range(from, to),
-                    human::samples(new.total(), new.meta.frequency_hz),
+                    amount(&new),
                     human::range(base_from, base_to),
-                    human::samples(base.total(), base.meta.frequency_hz)
+                    amount(&base)
                 )),
             )
             .with_folded(options)

@@ -10,7 +10,7 @@
 //! | `GET /api/v1/flame` | the UI's flame graph: the call tree as JSON, or two ranges and filters compared (`view_handlers`) |
 //! | `GET /api/v1/cpu` | CPU in cores per stored window, idle left out |
 //! | `GET /api/v1/explore` | each label's values with their CPU share, under the other labels' filters |
-//! | `GET /api/v1/types` | the profile types `type=` takes (`cpu`; every endpoint takes `type`) |
+//! | `GET /api/v1/types` | the profile types stored (`cpu`, and `off-cpu` once the agent ran with `--off-cpu`); every profile endpoint takes `type=cpu\|off-cpu` and says its `unit` |
 //! | `GET /healthz`, `GET /metrics` | `ok`, or 503 `degraded: reason`; Prometheus text |
 //! | `GET /`, `GET /ui/{file}` | the embedded web UI ([`crate::ui`]) |
 //! | `POST /login` | the UI's login form, when the API has a token ([`access`]) |

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use profiler_model::time::{now_unix_ns, parse_time};
-use profiler_model::{Format, LabelFilter};
+use profiler_model::{Format, LabelFilter, ProfileKind};
 
 use super::error::ApiError;
 
@@ -222,30 +222,61 @@ impl From<RootFrame> for profiler_model::folded::Root {
 }
 
 choice! {
-    /// `type`: which kind of profile a query is about. Only on-CPU samples are recorded
-    /// today; off-CPU time will be a second value, and every endpoint already takes the
-    /// parameter so the UI's selector needs no change when it comes.
+    /// `type`: which kind of profile a query is about (the store's window kind).
     ProfileType {
         /// Samples of code running on a CPU, at the sampling frequency.
         Cpu = "cpu",
+        /// Microseconds threads spent off CPU (blocked or waiting to run), charged to the
+        /// stack they left the CPU in (`ember agent --off-cpu`).
+        OffCpu = "off-cpu",
     }
 }
 
 impl ProfileType {
-    /// Every type, in the order the UI offers them.
-    pub(crate) const ALL: &'static [ProfileType] = &[ProfileType::Cpu];
-
-    /// The spelling of `type=`.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            ProfileType::Cpu => "cpu",
+    /// The type of a stored kind.
+    pub(crate) fn of(kind: ProfileKind) -> ProfileType {
+        match kind {
+            ProfileKind::Cpu => ProfileType::Cpu,
+            ProfileKind::OffCpu => ProfileType::OffCpu,
         }
+    }
+
+    /// The store's kind of windows.
+    pub(crate) fn kind(self) -> ProfileKind {
+        match self {
+            ProfileType::Cpu => ProfileKind::Cpu,
+            ProfileType::OffCpu => ProfileKind::OffCpu,
+        }
+    }
+
+    /// The spelling of `type=` (the model's kind name).
+    pub(crate) fn name(self) -> &'static str {
+        self.kind().name()
     }
 
     /// What people call it.
     pub(crate) fn title(self) -> &'static str {
         match self {
             ProfileType::Cpu => "CPU time",
+            ProfileType::OffCpu => "Off-CPU time",
+        }
+    }
+
+    /// What one count of an answer is, as the JSON answers say it (`unit`): a sample, or
+    /// a microsecond off CPU.
+    pub(crate) fn unit(self) -> &'static str {
+        match self {
+            ProfileType::Cpu => "samples",
+            ProfileType::OffCpu => "microseconds",
+        }
+    }
+
+    /// What the answers' totals add up to, per second of range: cores for CPU samples,
+    /// threads waiting for off-CPU time.
+    pub(crate) fn rate_unit(self) -> &'static str {
+        match self {
+            ProfileType::Cpu => "cpu_seconds",
+            ProfileType::OffCpu => "off_cpu_seconds",
         }
     }
 }
@@ -266,5 +297,26 @@ impl Params {
     /// `type`: [`ProfileType::Cpu`] when absent.
     pub(crate) fn profile_type(&self) -> Result<ProfileType, ApiError> {
         self.choice("type", ProfileType::Cpu)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_types_parse_by_their_api_names_and_map_to_store_kinds() {
+        assert_eq!("cpu".parse::<ProfileType>(), Ok(ProfileType::Cpu));
+        assert_eq!("off-cpu".parse::<ProfileType>(), Ok(ProfileType::OffCpu));
+        for bad in ["offcpu", "off_cpu", "CPU", ""] {
+            assert!(bad.parse::<ProfileType>().is_err(), "{bad}");
+        }
+        assert_eq!(ProfileType::NAMES, ["cpu", "off-cpu"]);
+        for kind in ProfileKind::ALL {
+            let t = ProfileType::of(kind);
+            assert_eq!(t.kind(), kind);
+            assert_eq!(t.name(), kind.name());
+        }
+        assert_eq!(ProfileType::OffCpu.unit(), "microseconds");
     }
 }

@@ -14,7 +14,7 @@
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use profiler_model::Profile;
+use profiler_model::{Profile, ProfileKind};
 
 use super::backend::{Backend, BackendError, Health, LabelValues, ProfileQuery, TimelinePoint};
 
@@ -101,10 +101,15 @@ impl Backend for Shared {
 
     fn label_values(
         &self,
+        kind: ProfileKind,
         from_unix_ns: u64,
         to_unix_ns: u64,
     ) -> Result<LabelValues, BackendError> {
-        self.inner.label_values(from_unix_ns, to_unix_ns)
+        self.inner.label_values(kind, from_unix_ns, to_unix_ns)
+    }
+
+    fn kinds(&self) -> Result<Vec<ProfileKind>, BackendError> {
+        self.inner.kinds()
     }
 
     fn metrics(&self) -> String {
@@ -156,7 +161,12 @@ mod tests {
         fn timeline(&self, _: &ProfileQuery) -> Result<Vec<TimelinePoint>, BackendError> {
             Ok(Vec::new())
         }
-        fn label_values(&self, _: u64, _: u64) -> Result<LabelValues, BackendError> {
+        fn label_values(
+            &self,
+            _: ProfileKind,
+            _: u64,
+            _: u64,
+        ) -> Result<LabelValues, BackendError> {
             Ok(LabelValues::new())
         }
         fn metrics(&self) -> String {
@@ -169,6 +179,7 @@ mod tests {
 
     fn query(from: u64) -> ProfileQuery {
         ProfileQuery {
+            kind: ProfileKind::Cpu,
             from_unix_ns: from,
             to_unix_ns: from + 10,
             filter: LabelFilter::default(),

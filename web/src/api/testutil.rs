@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;
-use profiler_model::{Frame, FrameKind, Labels, Profile, ProfileMeta, keys};
+use profiler_model::{Frame, FrameKind, Labels, Profile, ProfileKind, ProfileMeta, keys};
 pub(crate) use profiler_store::Window;
 use profiler_store::{Query, Store, StoreConfig};
 use tower::ServiceExt as _;
@@ -140,7 +140,9 @@ impl Backend for FakeBackend {
     fn profile(&self, query: &ProfileQuery) -> Result<Profile, BackendError> {
         self.check()?;
         self.slow();
-        let q = Query::new(query.from_unix_ns, query.to_unix_ns).with_filter(query.filter.clone());
+        let q = Query::new(query.from_unix_ns, query.to_unix_ns)
+            .with_filter(query.filter.clone())
+            .with_kind(query.kind);
         self.store().query(&q).map_err(err)
     }
 
@@ -149,7 +151,11 @@ impl Backend for FakeBackend {
         self.slow();
         let windows = self
             .store()
-            .timeline(query.from_unix_ns, query.to_unix_ns, &query.filter)
+            .timeline(
+                &Query::new(query.from_unix_ns, query.to_unix_ns)
+                    .with_filter(query.filter.clone())
+                    .with_kind(query.kind),
+            )
             .map_err(err)?;
         Ok(windows
             .into_iter()
@@ -161,9 +167,23 @@ impl Backend for FakeBackend {
             .collect())
     }
 
-    fn label_values(&self, from: u64, to: u64) -> Result<LabelValues, BackendError> {
+    fn label_values(
+        &self,
+        kind: ProfileKind,
+        from: u64,
+        to: u64,
+    ) -> Result<LabelValues, BackendError> {
         self.check()?;
-        self.store().label_values(from, to).map_err(err)
+        self.store().label_values(kind, from, to).map_err(err)
+    }
+
+    fn kinds(&self) -> Result<Vec<ProfileKind>, BackendError> {
+        self.check()?;
+        let mut kinds = self.store().kinds().map_err(err)?;
+        if !kinds.contains(&ProfileKind::Cpu) {
+            kinds.insert(0, ProfileKind::Cpu);
+        }
+        Ok(kinds)
     }
 
     fn metrics(&self) -> String {

@@ -3,10 +3,14 @@
 //! - `GET /api/v1/flame`: the call tree for the page's flame graph ([`views::flame_tree`]);
 //!   with `base_from`/`base_to`/`base_filter` it is a comparison of two independent
 //!   ranges and filters, with the functions that grew and shrank;
-//! - `GET /api/v1/cpu`: CPU per stored window in cores, the idle task left out;
+//! - `GET /api/v1/cpu`: CPU per stored window in cores, the idle task left out; with
+//!   `type=off-cpu`, the time off CPU per window, in threads waiting on average;
 //! - `GET /api/v1/explore`: each label's values with their CPU share, counted under the
 //!   other labels' filters ([`views::explore`]);
-//! - `GET /api/v1/types`: the profile types `type=` takes.
+//! - `GET /api/v1/types`: the profile types the store holds (`cpu`, and `off-cpu` once
+//!   an agent with `--off-cpu` wrote a window).
+//!
+//! Every answer says its `type` and its `unit` (`samples`, or `microseconds` off CPU).
 
 use axum::Json;
 use axum::extract::State;
@@ -17,7 +21,7 @@ use serde_json::{Value, json};
 use super::backend::ProfileQuery;
 use super::error::ApiError;
 use super::flame::WIDTH_RANGE;
-use super::handlers::{AppState, RawParams, View, heavy, load_profile};
+use super::handlers::{AppState, RawParams, View, blocking, heavy, load_profile};
 use super::params::{DEFAULT_FROM, Params, ProfileType};
 use super::views::{self, FilterParts};
 
@@ -105,6 +109,7 @@ pub(crate) async fn flame(
             None => filter.clone(),
         };
         Some(ProfileQuery {
+            kind: kind.kind(),
             from_unix_ns: base_from,
             to_unix_ns: base_to,
             filter: base_filter,
@@ -113,6 +118,7 @@ pub(crate) async fn flame(
         None
     };
     let query = ProfileQuery {
+        kind: kind.kind(),
         from_unix_ns: from,
         to_unix_ns: to,
         filter,
@@ -126,6 +132,7 @@ pub(crate) async fn flame(
         budget.check_time()?;
         let mut body = views::flame_tree(&new, base.as_ref(), min_fraction);
         body["type"] = Value::from(kind.name());
+        body["unit"] = Value::from(kind.unit());
         body["frequency_hz"] = Value::from(frequency(&new, base.as_ref()));
         body["from_unix_ns"] = Value::from(from);
         body["to_unix_ns"] = Value::from(to);
@@ -160,6 +167,7 @@ pub(crate) async fn cpu(
     let (filter, parts) = filter_parts(&p, "filter")?;
     let body = heavy(&state, move |backend, budget| {
         let q = |filter: LabelFilter| ProfileQuery {
+            kind: kind.kind(),
             from_unix_ns: from,
             to_unix_ns: to,
             filter,
@@ -180,6 +188,7 @@ pub(crate) async fn cpu(
             Some(last) => {
                 backend
                     .profile(&ProfileQuery {
+                        kind: kind.kind(),
                         from_unix_ns: last.start_unix_ns,
                         to_unix_ns: last.end_unix_ns,
                         filter: LabelFilter::all(),
@@ -205,19 +214,31 @@ pub(crate) async fn cpu(
                     clippy::cast_precision_loss,
                     reason = "cores are shown to three digits"
                 )]
-                let cores = (frequency_hz > 0 && secs > 0.0)
+                let cores = (kind == ProfileType::Cpu && frequency_hz > 0 && secs > 0.0)
                     .then(|| samples as f64 / f64::from(frequency_hz) / secs);
-                json!({
+                // Off CPU: microseconds waited per second, i.e. threads waiting on average.
+                #[expect(
+                    clippy::cast_precision_loss,
+                    reason = "threads are shown to three digits"
+                )]
+                let waiting = (kind == ProfileType::OffCpu && secs > 0.0)
+                    .then(|| samples as f64 / 1e6 / secs);
+                let mut row = json!({
                     "start_unix_ns": pt.start_unix_ns,
                     "end_unix_ns": pt.end_unix_ns,
                     "samples": samples,
                     "idle_samples": idle,
                     "cores": cores,
-                })
+                });
+                if kind == ProfileType::OffCpu {
+                    row["threads_waiting"] = Value::from(waiting);
+                }
+                row
             })
             .collect();
         Ok(json!({
             "type": kind.name(),
+            "unit": kind.unit(),
             "from_unix_ns": from,
             "to_unix_ns": to,
             "frequency_hz": frequency_hz,
@@ -242,6 +263,7 @@ pub(crate) async fn explore(
     let limit = p.limit(200)?;
     let body = heavy(&state, move |backend, budget| {
         let all = ProfileQuery {
+            kind: kind.kind(),
             from_unix_ns: from,
             to_unix_ns: to,
             filter: LabelFilter::all(),
@@ -254,6 +276,7 @@ pub(crate) async fn explore(
             .sum();
         Ok(json!({
             "type": kind.name(),
+            "unit": kind.unit(),
             "from_unix_ns": from,
             "to_unix_ns": to,
             "filter": filter.to_string(),
@@ -266,11 +289,21 @@ pub(crate) async fn explore(
     Ok(Json(body).into_response())
 }
 
-/// `GET /api/v1/types`: the profile types, for the UI's selector.
-pub(crate) async fn types() -> Response {
-    let types: Vec<Value> = ProfileType::ALL
-        .iter()
-        .map(|t| json!({ "name": t.name(), "title": t.title(), "unit": "cpu_seconds" }))
+/// `GET /api/v1/types`: the profile types the store holds, for the UI's selector: CPU
+/// always, off-CPU once a window of it was written.
+pub(crate) async fn types(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let kinds = blocking(&state, |b| Ok(b.kinds()?)).await?;
+    let types: Vec<Value> = kinds
+        .into_iter()
+        .map(ProfileType::of)
+        .map(|t| {
+            json!({
+                "name": t.name(),
+                "title": t.title(),
+                "unit": t.rate_unit(),
+                "count_unit": t.unit(),
+            })
+        })
         .collect();
-    Json(json!({ "types": types })).into_response()
+    Ok(Json(json!({ "types": types })).into_response())
 }

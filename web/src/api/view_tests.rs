@@ -5,7 +5,9 @@
 use axum::http::StatusCode;
 use serde_json::Value;
 
-use super::testutil::{FakeBackend, T0, get, range};
+use profiler_model::ProfileKind;
+
+use super::testutil::{FakeBackend, T0, get, labels, range, window};
 use super::{ApiConfig, app};
 
 fn standard_app() -> axum::Router {
@@ -220,15 +222,144 @@ async fn every_endpoint_takes_the_profile_type() {
     ] {
         let ok = get(&app, &format!("/api/v1/{path}?{r}&type=cpu")).await;
         assert_eq!(ok.status, StatusCode::OK, "{path}: {}", ok.text());
+        let off = get(&app, &format!("/api/v1/{path}?{r}&type=off-cpu")).await;
+        assert_eq!(off.status, StatusCode::OK, "{path}: {}", off.text());
         let bad = get(&app, &format!("/api/v1/{path}?{r}&type=offcpu")).await;
         assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{path}");
         assert!(
             bad.text()
-                .contains("invalid `type`: unknown value `offcpu` (one of: cpu)"),
+                .contains("invalid `type`: unknown value `offcpu` (one of: cpu, off-cpu)"),
             "{path}: {}",
             bad.text()
         );
     }
+}
+
+/// The standard backend plus an off-CPU window over window A's period: split(42) waits
+/// 3 s in `main;work;sleep` and 1 s in `main;read_[k]`; cat(7) 0.5 s in `main;wait`.
+fn with_off_cpu() -> std::sync::Arc<FakeBackend> {
+    let b = FakeBackend::standard();
+    let split = labels("split", "42");
+    let cat = labels("cat", "7");
+    let mut w = window(
+        0,
+        &[
+            (&split, &["main", "work", "sleep"], 3_000_000),
+            (&split, &["main", "read_[k]"], 1_000_000),
+            (&cat, &["main", "wait"], 500_000),
+        ],
+    );
+    w.profile.meta.kind = ProfileKind::OffCpu;
+    b.push(w);
+    b
+}
+
+#[tokio::test]
+async fn types_list_off_cpu_once_the_store_has_it() {
+    let body = json(&standard_app(), "/api/v1/types").await;
+    let names: Vec<&str> = body["types"]
+        .as_array()
+        .expect("types")
+        .iter()
+        .map(|t| t["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["cpu"]);
+    let app = app(with_off_cpu(), &ApiConfig::default());
+    let body = json(&app, "/api/v1/types").await;
+    assert_eq!(body["types"][1]["name"], "off-cpu");
+    assert_eq!(body["types"][1]["title"], "Off-CPU time");
+    assert_eq!(body["types"][1]["count_unit"], "microseconds");
+    assert_eq!(body["types"][0]["count_unit"], "samples");
+}
+
+#[tokio::test]
+async fn off_cpu_answers_are_in_microseconds_and_say_so() {
+    let app = app(with_off_cpu(), &ApiConfig::default());
+    let r = range(0, 20);
+    // Every profile endpoint reads the off-CPU windows only, and says its unit.
+    let top = json(&app, &format!("/api/v1/top?{r}&type=off-cpu")).await;
+    assert_eq!(
+        (top["type"].as_str(), top["unit"].as_str()),
+        (Some("off-cpu"), Some("microseconds"))
+    );
+    assert_eq!(top["total_samples"], 4_500_000);
+    assert_eq!(top["functions"][0]["name"], "sleep");
+    assert_eq!(top["functions"][0]["self"], 3_000_000);
+    let cpu_top = json(&app, &format!("/api/v1/top?{r}")).await;
+    assert_eq!(cpu_top["unit"], "samples");
+    assert_eq!(cpu_top["total_samples"], 200, "CPU answers are unchanged");
+
+    let folded = get(&app, &format!("/api/v1/profile?{r}&type=off-cpu&root=none")).await;
+    assert_eq!(folded.status, StatusCode::OK);
+    assert!(
+        folded.text().contains("main;work;sleep 3000000"),
+        "{}",
+        folded.text()
+    );
+    assert!(!folded.text().contains("fn_a"), "{}", folded.text());
+    let svg = get(
+        &app,
+        &format!("/api/v1/profile?{r}&type=off-cpu&format=svg"),
+    )
+    .await;
+    let svg = svg.text();
+    assert!(
+        svg.contains("Ember off-CPU profile"),
+        "{}",
+        &svg[..svg.len().min(2000)]
+    );
+    assert!(
+        svg.contains("4500000 µs (4.5 s) off CPU"),
+        "{}",
+        &svg[..svg.len().min(2000)]
+    );
+
+    let tl = json(&app, &format!("/api/v1/timeline?{r}&type=off-cpu")).await;
+    assert_eq!(tl["unit"], "microseconds");
+    assert_eq!(tl["points"].as_array().expect("points").len(), 1);
+    assert_eq!(tl["points"][0]["samples"], 4_500_000);
+
+    // Off CPU per window: 4.5 s waited in 10 s, 0.45 threads waiting on average.
+    let chart = json(&app, &format!("/api/v1/cpu?{r}&type=off-cpu")).await;
+    assert_eq!(chart["unit"], "microseconds");
+    let pt = &chart["points"][0];
+    assert!(pt["cores"].is_null(), "{pt}");
+    let waiting = pt["threads_waiting"].as_f64().expect("threads waiting");
+    assert!((waiting - 0.45).abs() < 1e-9, "{waiting}");
+
+    let flame = json(&app, &format!("/api/v1/flame?{r}&type=off-cpu")).await;
+    assert_eq!(
+        (flame["type"].as_str(), flame["unit"].as_str()),
+        (Some("off-cpu"), Some("microseconds"))
+    );
+    assert_eq!(flame["total_samples"], 4_500_000);
+
+    let explore = json(&app, &format!("/api/v1/explore?{r}&type=off-cpu")).await;
+    assert_eq!(explore["total_samples"], 4_500_000);
+    let labels = json(&app, &format!("/api/v1/labels?{r}&type=off-cpu")).await;
+    assert_eq!(labels["unit"], "microseconds");
+    assert_eq!(labels["labels"]["comm"]["cat"], 500_000);
+    assert!(
+        labels["labels"]["comm"].get("swapper").is_none(),
+        "{labels}"
+    );
+
+    let diff = get(
+        &app,
+        &format!(
+            "/api/v1/diff?from={}&to={}&base_from={}&base_to={}&type=off-cpu&format=svg",
+            T0,
+            T0 + 10,
+            T0 + 10,
+            T0 + 20
+        ),
+    )
+    .await;
+    assert!(
+        diff.text().contains("off-CPU"),
+        "{}",
+        &diff.text()[..diff.text().len().min(2000)]
+    );
 }
 
 #[tokio::test]

@@ -91,25 +91,32 @@
     return trim1(s / 86400) + " d";
   }
   function fmtNum(x, digits) { return x.toLocaleString([], { maximumFractionDigits: digits, minimumFractionDigits: digits }); }
-  // CPU seconds from samples at hz: "4.12 CPU s", "312 CPU s".
-  function cpuSeconds(samples, hz) { return hz ? samples / hz : null; }
+  // The profile shown: CPU samples, or off-CPU time (counts are microseconds waited).
+  const offCpu = () => state.type === "off-cpu";
+  // CPU seconds from samples at hz: "4.12 CPU s", "312 CPU s"; off CPU, seconds waited.
+  function cpuSeconds(samples, hz) { return offCpu() ? samples / 1e6 : hz ? samples / hz : null; }
   function fmtCpu(samples, hz) {
     const s = cpuSeconds(samples, hz);
     if (s == null) return samples.toLocaleString() + " samples";
+    if (offCpu()) return s < 1 ? fmtNum(s * 1e3, s < 0.01 ? 2 : 0) + " ms off CPU" : fmtNum(s, s < 10 ? 2 : s < 100 ? 1 : 0) + " s off CPU";
     return fmtNum(s, s < 10 ? 2 : s < 100 ? 1 : 0) + " CPU s";
   }
-  // Seconds alone, for table cells whose header says CPU.
+  // Seconds alone, for table cells whose header says CPU (or off-CPU) time.
   function fmtSecs(samples, hz) {
     const s = cpuSeconds(samples, hz);
     if (s == null) return samples.toLocaleString();
     return fmtNum(s, s < 10 ? 2 : s < 100 ? 1 : 0) + " s";
   }
+  // Per second of range: cores in use, or off CPU the threads waiting on average.
   function fmtCores(c) {
     const t = c === 0 ? "0" : c < 0.095 ? c.toPrecision(2) : fmtNum(c, c < 10 ? 2 : 1);
+    if (offCpu()) return t + (Math.abs(c - 1) < 0.005 ? " thread waiting" : " threads waiting");
     return t + (Math.abs(c - 1) < 0.005 ? " core" : " cores");
   }
+  // A chart point's height: cores, or threads waiting.
+  const rate = (p) => (offCpu() ? p.threads_waiting : p.cores);
   const fmtPct = (x) => (100 * x).toFixed(x >= 0.1 ? 1 : 2) + " %";
-  const samplesTitle = (n) => n.toLocaleString() + (n === 1 ? " sample" : " samples");
+  const samplesTitle = (n) => n.toLocaleString() + (offCpu() ? " µs off CPU" : n === 1 ? " sample" : " samples");
   // ISO 8601 in local time with its offset: what the URL keeps for absolute times.
   function isoLocal(ms) {
     const d = new Date(ms);
@@ -256,9 +263,10 @@
       b.type = "button";
       const name = document.createElement("span"); name.className = "pname"; name.textContent = v.value;
       const cpu = document.createElement("span"); cpu.className = "cpu";
-      const cores = hz && seconds > 0 ? v.samples / hz / seconds : null;
+      const secs = cpuSeconds(v.samples, hz);
+      const cores = secs != null && seconds > 0 ? secs / seconds : null;
       cpu.textContent = fmtCpu(v.samples, hz) + (cores != null ? " · " + fmtCores(cores) : "") + " · " + fmtPct(v.share);
-      cpu.title = samplesTitle(v.samples) + ", " + fmtPct(v.share) + " of the CPU in use";
+      cpu.title = samplesTitle(v.samples) + ", " + fmtPct(v.share) + (offCpu() ? " of the time off CPU" : " of the CPU in use");
       const bar = document.createElement("span"); bar.className = "sharebar"; bar.style.width = Math.max(1, Math.round(100 * v.share)) + "%";
       b.append(name, cpu, bar);
       b.title = "Show only " + v.value;
@@ -290,15 +298,15 @@
     const svg = el("svg", { viewBox: "0 0 " + W + " " + H, "aria-hidden": "true" });
     const span = to - from, pw = W - L - R, ph = H - T - B;
     const x = (ms) => L + Math.max(0, Math.min(1, (ms - from) / span)) * pw;
-    const pts = cpu.points.filter((p) => p.cores != null);
-    const maxC = Math.max(0.01, ...pts.map((p) => p.cores));
+    const pts = cpu.points.filter((p) => rate(p) != null);
+    const maxC = Math.max(0.01, ...pts.map(rate));
     const step = niceStep(maxC, 3), top = Math.ceil(maxC / step) * step;
     const y = (c) => T + ph - c / top * ph;
     for (let c = 0; c <= top + 1e-9; c += step) {
       svg.append(el("line", { class: "grid", x1: L, x2: W - R, y1: y(c), y2: y(c) }));
       svg.append(el("text", { class: "tick", x: L - 5, y: y(c) + 4, "text-anchor": "end" }, fmtNum(c, step < 0.1 ? 2 : step < 1 ? 1 : 0)));
     }
-    svg.append(el("text", { class: "tick", x: 11, y: T + ph / 2, "text-anchor": "middle", transform: "rotate(-90 11 " + (T + ph / 2) + ")" }, "cores"));
+    svg.append(el("text", { class: "tick", x: 11, y: T + ph / 2, "text-anchor": "middle", transform: "rotate(-90 11 " + (T + ph / 2) + ")" }, offCpu() ? "threads waiting" : "cores"));
     const tstep = TIME_STEPS.find((s) => span / s <= Math.max(2, Math.floor(pw / 90))) || 86400e3;
     const offset = new Date(from).getTimezoneOffset() * 6e4;
     for (let t = Math.ceil((from - offset) / tstep) * tstep + offset; t <= to; t += tstep) {
@@ -312,12 +320,12 @@
     let d = "";
     for (const p of pts) {
       const a = x(p.start_unix_ns / 1e6), b = x(p.end_unix_ns / 1e6);
-      d += "M" + a.toFixed(1) + "," + y(0).toFixed(1) + "V" + y(p.cores).toFixed(1) + "H" + b.toFixed(1) + "V" + y(0).toFixed(1) + "Z";
+      d += "M" + a.toFixed(1) + "," + y(0).toFixed(1) + "V" + y(rate(p)).toFixed(1) + "H" + b.toFixed(1) + "V" + y(0).toFixed(1) + "Z";
     }
     svg.append(el("path", { class: "area", d: d || "M0,0" }));
     for (const p of pts) {
       const r = el("rect", { x: x(p.start_unix_ns / 1e6), y: T, width: Math.max(1, x(p.end_unix_ns / 1e6) - x(p.start_unix_ns / 1e6)), height: ph, fill: "transparent" });
-      r.append(el("title", {}, fmtTime(p.start_unix_ns / 1e6, false) + " – " + fmtTime(p.end_unix_ns / 1e6, false) + ": " + fmtCores(p.cores) + " (" +
+      r.append(el("title", {}, fmtTime(p.start_unix_ns / 1e6, false) + " – " + fmtTime(p.end_unix_ns / 1e6, false) + ": " + fmtCores(rate(p)) + " (" +
         samplesTitle(p.samples) + "; " + utc(p.start_unix_ns / 1e6) + ")"));
       svg.append(r);
     }
@@ -640,7 +648,16 @@
     $("top-card").hidden = cmp;
     $("changes-card").hidden = !cmp;
     $("colour-by").disabled = cmp;
-    $("flame-title").textContent = cmp ? "A → B, normalized by share" : "Flame graph";
+    $("flame-title").textContent = (cmp ? "A → B, normalized by share" : "Flame graph") + (offCpu() ? " of time off CPU" : "");
+    // The page says which profile it shows, and in what unit.
+    $("chart-title").textContent = offCpu() ? "Time off CPU" : "CPU in use";
+    $("chart").setAttribute("aria-label", offCpu() ? "Threads waiting off CPU over time" : "CPU in cores over time");
+    for (const b of document.querySelectorAll("#top-card button.sort")) {
+      const self = b.dataset.sort === "self";
+      b.textContent = (self ? "Self" : "Total") + (offCpu() ? " off CPU" : " CPU");
+    }
+    document.body.dataset.type = state.type;
+    document.title = offCpu() ? "Ember · off-CPU time" : "Ember";
     if (r) {
       $("from").value = inputValue(r.from); $("to").value = inputValue(r.to);
       $("b-from").value = inputValue(r.from); $("b-to").value = inputValue(r.to);
@@ -728,7 +745,8 @@
     renderExplorer();
     const hz = selCpu.frequency_hz || ex.frequency_hz;
     const seconds = (r.to - r.from) / 1000;
-    $("cpu-total").textContent = cmp ? "" : "· " + fmtCpu(selCpu.total_samples, hz) + " in " + fmtDur(r.to - r.from) + (hz ? ", " + fmtCores(selCpu.total_samples / hz / seconds) + " on average" : "");
+    const perSecond = offCpu() ? selCpu.total_samples / 1e6 / seconds : hz ? selCpu.total_samples / hz / seconds : null;
+    $("cpu-total").textContent = cmp ? "" : "· " + fmtCpu(selCpu.total_samples, hz) + " in " + fmtDur(r.to - r.from) + (perSecond != null ? ", " + fmtCores(perSecond) + " on average" : "");
     $("cpu-total").title = samplesTitle(selCpu.total_samples);
     $("cpu-total").dataset.samples = String(selCpu.total_samples);
     const marks = cmp
@@ -740,9 +758,10 @@
       writeState(true);
       load();
     });
+    const measure = offCpu() ? "Threads waiting off CPU (blocked or runnable), on average" : "Cores in use";
     $("chart-hint").textContent = cmp
-      ? "Cores in use on the node, the idle task left out; A and B are marked. Drag across the chart to set " + "the side chosen below."
-      : "Cores in use" + (state.filter ? " by the filtered processes" : "") + ", the idle task left out. Drag across the chart to select a range.";
+      ? measure + " on the node" + (offCpu() ? "" : ", the idle task left out") + "; A and B are marked. Drag across the chart to set " + "the side chosen below."
+      : measure + (state.filter ? " by the filtered processes" : "") + (offCpu() ? "" : ", the idle task left out") + ". Drag across the chart to select a range.";
     renderTopProcs(ex.total_samples, hz, seconds);
     say("");
     const [flame, top] = await Promise.all([flameP, topP]);
