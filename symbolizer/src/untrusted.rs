@@ -1159,4 +1159,66 @@ mod tests {
             Run::Done(())
         ));
     }
+
+    #[test]
+    fn links_are_followed_inside_a_root_with_or_without_openat2() {
+        let dir = scratch();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(root.join("run/secrets")).expect("mkdir");
+        std::fs::create_dir_all(root.join("var")).expect("mkdir");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        std::fs::write(root.join("run/secrets/ns"), "shop\n").expect("write");
+        std::fs::write(outside.join("ns"), "node\n").expect("write");
+        symlink("/run", root.join("var/run")).expect("symlink");
+        symlink("../../../../outside/ns", root.join("run/up")).expect("symlink");
+        symlink(outside.join("ns"), root.join("run/abs")).expect("symlink");
+        symlink("loop", root.join("loop")).expect("symlink");
+        let read = |found: Result<Found, OpenError>| -> Option<Vec<u8>> {
+            let file = found.ok()?.open().ok()?;
+            read_capped(&file, 100).ok()
+        };
+        let fallback = |path: &str| {
+            let rel = relative(Path::new(path)).expect("relative");
+            let dir = rustix::fs::open(
+                &root,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .expect("root");
+            walk_in_root(dir, &rel).and_then(|fd| check(File::from(fd), Some(me())))
+        };
+        for path in ["/var/run/secrets/ns", "/run/up", "/run/abs", "/loop"] {
+            let by_kernel = read(find_in_root(&root, Path::new(path), Some(me())));
+            let by_hand = read(fallback(path));
+            assert_eq!(by_kernel, by_hand, "{path}");
+            let want = (path == "/var/run/secrets/ns").then(|| b"shop\n".to_vec());
+            assert_eq!(by_kernel, want, "{path}");
+        }
+        assert_eq!(refusal(fallback("/loop")), Refusal::Symlink);
+    }
+
+    #[test]
+    fn a_stalled_read_in_a_root_costs_one_wait_and_is_counted() {
+        let dir = scratch();
+        let mut files: RootFiles<u32, u32> =
+            RootFiles::new("ember-test", Duration::from_millis(50));
+        let (release, gate) = mpsc::channel::<()>();
+        let start = Instant::now();
+        let stalled = files.run(1, 7, dir.path(), None, move |_| {
+            let _ = gate.recv();
+            10
+        });
+        assert_eq!(stalled, None);
+        assert!(start.elapsed() < Duration::from_secs(1));
+        assert_eq!(files.refused().timed_out, 1);
+        release.send(()).expect("release");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut late = Vec::new();
+        while late.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            late = files.late();
+        }
+        assert_eq!(late, [(1, 10)]);
+    }
 }
