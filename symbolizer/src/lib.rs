@@ -107,7 +107,7 @@ pub use maps::{Backing, FileKey, Mapping, parse_line as parse_maps_line};
 pub use resymbolize::Resymbolizer;
 pub use stats::Stats;
 pub use symbolizer::Symbolizer;
-pub use untrusted::Refused;
+pub use untrusted::{ProcessRoot, Refused, RootFiles};
 
 /// The model's name for a frame nothing is known about, `[unknown]`.
 fn unknown_name() -> Arc<str> {

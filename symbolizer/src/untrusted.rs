@@ -27,6 +27,13 @@
 //! - Everything refused is counted ([`Refused`], exported in [`Stats::files_refused`]) and
 //!   logged once per process, with the pid, the path and why ([`Refusals`]).
 //!
+//! - A file whose path inside a container runs through links as a matter of course (a
+//!   container's host name, its service-account files) is found with [`find_in_root`]:
+//!   the links are followed, but inside the process's root, as the process would follow
+//!   them, and the rest of the checks are the same. Other crates (the sampler's pod names)
+//!   read such files through [`RootFiles`], which runs them on a [`Worker`] with a time
+//!   bound and counts and logs refusals.
+//!
 //! Files the agent's operator chose (the configured debug directories on the host, kallsyms)
 //! are trusted and may be symlinks (Fedora's `.build-id` links are); they are still opened
 //! non-blocking and must be regular files ([`open_trusted`]).
@@ -39,6 +46,7 @@ use std::fmt;
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path};
 use std::sync::mpsc;
@@ -669,6 +677,243 @@ impl<K: Copy + PartialEq, R: Send + 'static> Worker<K, R> {
     }
 }
 
+/// Symbolic links followed at most while resolving one path inside a root (as the kernel's
+/// own limit).
+const MAX_LINKS: usize = 40;
+
+/// Finds `path` (absolute, as the process sees it) inside the directory `root_dir` (its
+/// root, `/proc/PID/root`, followed as the magic link it is) the way the process itself
+/// would: symbolic links on the way are followed, but **inside the root**, an absolute
+/// target starting again at `root_dir` and `..` stopping there, so no link can lead out
+/// of it; procfs magic links are refused. Then it must be a regular file owned by
+/// `owners`, as for [`find`].
+///
+/// For files whose place inside a container is reached through links as a matter of
+/// course (`/var/run` → `/run`, the `..data` links of a Kubernetes projected volume). The
+/// kernel resolves the whole path at once (`openat2` with `RESOLVE_IN_ROOT`), so a link
+/// swapped in meanwhile can change which of the container's files is found, never make it
+/// one outside the container. Without `openat2` the path is walked one component at a
+/// time from directory descriptors, each opened `O_NOFOLLOW`, and each link read and
+/// resolved by hand with the same rules.
+pub(crate) fn find_in_root(
+    root_dir: &Path,
+    path: &Path,
+    owners: Option<Owners>,
+) -> Result<Found, OpenError> {
+    let rel = relative(path)?;
+    let dir = rustix::fs::open(
+        root_dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    let mut attempts = 0;
+    let fd = loop {
+        match rustix::fs::openat2(&dir, &rel, FOLLOW, Mode::empty(), resolve) {
+            // A concurrent rename anywhere on the system; the kernel asks to retry.
+            Err(Errno::AGAIN) if attempts < 8 => attempts += 1,
+            Err(errno) if [Errno::NOSYS, Errno::PERM, Errno::INVAL].contains(&errno) => {
+                break walk_in_root(dir, &rel)?;
+            }
+            other => break other?,
+        }
+    };
+    check(File::from(fd), owners)
+}
+
+/// The last component of [`find_in_root`], opened `O_PATH` (nothing is opened for real)
+/// with a final link followed, beneath the root.
+const FOLLOW: OFlags = OFlags::PATH.union(OFlags::CLOEXEC);
+
+/// The fallback of [`find_in_root`]: one component at a time from directory descriptors,
+/// links read and resolved by hand inside the root.
+fn walk_in_root(root: OwnedFd, rel: &Path) -> Result<OwnedFd, OpenError> {
+    // Directories from the root down; the root itself is never popped.
+    let mut dirs: Vec<OwnedFd> = vec![root];
+    let mut pending: Vec<std::ffi::OsString> = rel.iter().rev().map(OsStr::to_owned).collect();
+    let mut links = 0;
+    while let Some(name) = pending.pop() {
+        if name == ".." {
+            if dirs.len() > 1 {
+                dirs.pop();
+            }
+            continue;
+        }
+        if name == "." {
+            continue;
+        }
+        let parent = dirs.last().expect("the root is never popped");
+        let fd = rustix::fs::openat(parent, &name, LAST, Mode::empty())?;
+        let kind = FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode);
+        if kind == FileType::Symlink {
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(OpenError::Refused(Refusal::Symlink));
+            }
+            let target = rustix::fs::readlinkat(parent, &name, Vec::new())?;
+            let target = Path::new(OsStr::from_bytes(target.as_bytes())).to_owned();
+            if target.is_absolute() {
+                dirs.truncate(1);
+            }
+            pending.extend(target.components().rev().filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_owned()),
+                Component::ParentDir => Some(OsStr::new("..").to_owned()),
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+            }));
+            continue;
+        }
+        if pending.is_empty() {
+            return Ok(fd);
+        }
+        if kind != FileType::Directory {
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR).into());
+        }
+        dirs.push(fd);
+    }
+    // The path ended in `..` or a link to a directory: not a file.
+    let dir = dirs.pop().expect("the root is never popped");
+    Ok(dir)
+}
+
+/// Reads small files inside other processes' roots, for crates other than the symbolizer
+/// (the sampler reads a container's host name and service-account namespace): every file
+/// goes through the same checks as the symbolizer's own ([`find_in_root`]: links followed
+/// only inside the process's root, a regular file owned by one of its uids or root, opened
+/// non-blocking, a size cap), on a [`Worker`] thread, so the caller waits at most the
+/// wait given; what is refused is counted ([`RootFiles::refused`]) and logged once per
+/// process.
+///
+/// Each job gets a [`ProcessRoot`] to read its files through; a job that outlives the
+/// wait is counted as `timed_out`, and its result comes out of [`RootFiles::late`] once it
+/// finishes.
+pub struct RootFiles<K, R> {
+    worker: Worker<K, (R, RefusalLog)>,
+    refusals: Refusals,
+    wait: Duration,
+}
+
+impl<K, R> fmt::Debug for RootFiles<K, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RootFiles")
+            .field("worker", &self.worker)
+            .field("refused", &self.refusals.counts)
+            .field("wait", &self.wait)
+            .finish()
+    }
+}
+
+/// One process's root, handed to a [`RootFiles`] job to read files beneath.
+#[derive(Debug)]
+pub struct ProcessRoot {
+    pid: u32,
+    dir: std::path::PathBuf,
+    owners: Owners,
+    log: RefusalLog,
+}
+
+impl ProcessRoot {
+    /// The contents of `path` (as the process sees it; relative paths are taken from its
+    /// root), at most `cap` bytes. `None` when it is missing or refused; a refusal is
+    /// counted and logged by the [`RootFiles`] that ran the job.
+    pub fn read(&mut self, path: &Path, cap: u64) -> Option<Vec<u8>> {
+        let read = find_in_root(&self.dir, path, Some(self.owners))
+            .and_then(|found| found.open())
+            .and_then(|file| read_capped(&file, cap));
+        match read {
+            Ok(bytes) => Some(bytes),
+            Err(OpenError::Refused(refusal)) => {
+                self.log
+                    .record(Some(self.pid), &self.dir.join(path), &refusal);
+                None
+            }
+            Err(OpenError::Missing(err)) => {
+                tracing::trace!(pid = self.pid, path = %path.display(), error = %err, "not read");
+                None
+            }
+        }
+    }
+}
+
+impl<K: Copy + PartialEq, R: Send + 'static> RootFiles<K, R> {
+    /// Reads on threads called `thread_name`, waiting at most `wait` for each job.
+    #[must_use]
+    pub fn new(thread_name: &'static str, wait: Duration) -> Self {
+        RootFiles {
+            worker: Worker::new(thread_name),
+            refusals: Refusals::default(),
+            wait,
+        }
+    }
+
+    /// Runs `job` for process `pid`, whose root directory is `root_dir` (`/proc/PID/root`)
+    /// and whose uids (real, effective, saved, file-system; `None`: unknown, so only root's
+    /// files are read) may own its files. `None` when the job did not finish within the
+    /// wait (then its result comes out of [`RootFiles::late`]), or could not run: too many
+    /// earlier jobs are still stalled, or no thread could be started.
+    pub fn run(
+        &mut self,
+        key: K,
+        pid: u32,
+        root_dir: &Path,
+        uids: Option<[u32; 4]>,
+        job: impl FnOnce(&mut ProcessRoot) -> R + Send + 'static,
+    ) -> Option<R> {
+        let mut root = ProcessRoot {
+            pid,
+            dir: root_dir.to_owned(),
+            owners: uids.map_or(Owners::ROOT, Owners::from_uids),
+            log: RefusalLog::default(),
+        };
+        let run = self.worker.run(
+            key,
+            move || {
+                let r = job(&mut root);
+                (r, root.log)
+            },
+            self.wait,
+        );
+        match run {
+            Run::Done((r, log)) => {
+                self.refusals.record_all(log);
+                Some(r)
+            }
+            Run::Late => {
+                self.refusals
+                    .record(Some(pid), root_dir, &Refusal::TimedOut(self.wait));
+                None
+            }
+            Run::Busy => {
+                self.refusals.record(Some(pid), root_dir, &Refusal::Busy);
+                None
+            }
+            Run::Failed => None,
+        }
+    }
+
+    /// The results of jobs that outlived their wait and have finished since.
+    pub fn late(&mut self) -> Vec<(K, R)> {
+        self.worker
+            .late()
+            .into_iter()
+            .map(|(key, (r, log))| {
+                self.refusals.record_all(log);
+                (key, r)
+            })
+            .collect()
+    }
+
+    /// Files refused so far, by reason.
+    #[must_use]
+    pub fn refused(&self) -> Refused {
+        self.refusals.counts
+    }
+
+    /// Forgets that process `pid` was warned about (its pid may be reused).
+    pub fn forget(&mut self, pid: u32) {
+        self.refusals.forget(pid);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::{PermissionsExt, symlink};
@@ -913,5 +1158,67 @@ mod tests {
             worker.run(100, || (), Duration::from_secs(5)),
             Run::Done(())
         ));
+    }
+
+    #[test]
+    fn links_are_followed_inside_a_root_with_or_without_openat2() {
+        let dir = scratch();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(root.join("run/secrets")).expect("mkdir");
+        std::fs::create_dir_all(root.join("var")).expect("mkdir");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        std::fs::write(root.join("run/secrets/ns"), "shop\n").expect("write");
+        std::fs::write(outside.join("ns"), "node\n").expect("write");
+        symlink("/run", root.join("var/run")).expect("symlink");
+        symlink("../../../../outside/ns", root.join("run/up")).expect("symlink");
+        symlink(outside.join("ns"), root.join("run/abs")).expect("symlink");
+        symlink("loop", root.join("loop")).expect("symlink");
+        let read = |found: Result<Found, OpenError>| -> Option<Vec<u8>> {
+            let file = found.ok()?.open().ok()?;
+            read_capped(&file, 100).ok()
+        };
+        let fallback = |path: &str| {
+            let rel = relative(Path::new(path)).expect("relative");
+            let dir = rustix::fs::open(
+                &root,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .expect("root");
+            walk_in_root(dir, &rel).and_then(|fd| check(File::from(fd), Some(me())))
+        };
+        for path in ["/var/run/secrets/ns", "/run/up", "/run/abs", "/loop"] {
+            let by_kernel = read(find_in_root(&root, Path::new(path), Some(me())));
+            let by_hand = read(fallback(path));
+            assert_eq!(by_kernel, by_hand, "{path}");
+            let want = (path == "/var/run/secrets/ns").then(|| b"shop\n".to_vec());
+            assert_eq!(by_kernel, want, "{path}");
+        }
+        assert_eq!(refusal(fallback("/loop")), Refusal::Symlink);
+    }
+
+    #[test]
+    fn a_stalled_read_in_a_root_costs_one_wait_and_is_counted() {
+        let dir = scratch();
+        let mut files: RootFiles<u32, u32> =
+            RootFiles::new("ember-test", Duration::from_millis(50));
+        let (release, gate) = mpsc::channel::<()>();
+        let start = Instant::now();
+        let stalled = files.run(1, 7, dir.path(), None, move |_| {
+            let _ = gate.recv();
+            10
+        });
+        assert_eq!(stalled, None);
+        assert!(start.elapsed() < Duration::from_secs(1));
+        assert_eq!(files.refused().timed_out, 1);
+        release.send(()).expect("release");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut late = Vec::new();
+        while late.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            late = files.late();
+        }
+        assert_eq!(late, [(1, 10)]);
     }
 }

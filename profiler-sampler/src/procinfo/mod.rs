@@ -4,7 +4,8 @@
 //! [`profiler_model::Labels`] naming the process (`comm`, `exe`), the thread, its cgroup
 //! and, when the cgroup path says so, the container (id, runtime) and Kubernetes pod
 //! (UID, QoS class); the pod's name and namespace come from the container's own files
-//! ([`read_pod_names`], through `/proc/PID/root`, no Kubernetes API).
+//! ([`read_pod_names`], through `/proc/PID/root`, no Kubernetes API, with the symbolizer's
+//! checks for files chosen by another process: `symbolizer::RootFiles`).
 //!
 //! - [`parse_cgroup_path`] is pure: cgroup path → [`ContainerInfo`].
 //! - [`read_cgroup`] picks one path out of `/proc/PID/cgroup` (v2, v1 or hybrid).
@@ -22,7 +23,10 @@ mod table;
 
 pub use cgroup::{parse_proc_cgroup, read_cgroup};
 pub use container::{ContainerInfo, Qos, Runtime, parse_cgroup_path};
-pub use kube::{HOSTNAME_FILE, NAMESPACE_FILE, PodNames, read_pod_names};
+pub use kube::{
+    HOSTNAME_FILE, MAX_FILE, NAMESPACE_FILE, POD_NAMES_WAIT, PodNames, PodNamesReader,
+    pod_names_reader, read_pod_names,
+};
 pub use table::{ProcessInfo, ProcessTable};
 
 /// Whether process `pid` exists (its `/proc` entry is there).

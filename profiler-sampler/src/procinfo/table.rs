@@ -3,7 +3,10 @@
 //! Every lookup re-reads the process start time (`/proc/PID/stat` field 22, in clock
 //! ticks since boot): pid plus start time names one process for the whole uptime, so a
 //! reused pid is noticed and re-read, and a vanished one is kept until forgotten (its last samples are drained after it exits). The rest (`comm`,
-//! `exe`, cgroup) is read once per process.
+//! `exe`, cgroup, pod names) is read once per process. Pod names are read from the
+//! process's own root, off the caller's thread with a time bound
+//! ([`read_pod_names`](super::read_pod_names)); one
+//! that arrives late is filled in by a later lookup.
 
 use std::{
     collections::HashMap,
@@ -16,6 +19,7 @@ use profiler_model::{Labels, keys};
 use symbolizer::procfs::Procfs;
 use tracing::debug;
 
+use super::kube::{PodNamesReader, pod_names_reader};
 use super::{ContainerInfo, cgroup::read_cgroup_in, label, parse_cgroup_path};
 
 /// What `/proc` said about one process.
@@ -54,6 +58,8 @@ pub struct ProcessTable {
     proc_root: PathBuf,
     entries: HashMap<u32, Entry>,
     idle: ProcessInfo,
+    /// Reads pod names off this thread, keyed by pid and start time.
+    pods: PodNamesReader<(u32, u64)>,
 }
 
 impl Default for ProcessTable {
@@ -83,6 +89,7 @@ impl ProcessTable {
                 container: None,
                 pod: None,
             },
+            pods: pod_names_reader(),
         }
     }
 
@@ -97,6 +104,7 @@ impl ProcessTable {
         if pid == 0 {
             return Some(&self.idle);
         }
+        self.fill_late_pod_names();
         let Some(start_time) = self.start_time(pid) else {
             return self.entries.get(&pid).map(|e| &e.info);
         };
@@ -124,6 +132,26 @@ impl ProcessTable {
     /// Drops what is cached about `pid` (e.g. on an exit event).
     pub fn forget(&mut self, pid: u32) {
         self.entries.remove(&pid);
+        self.pods.forget(pid);
+    }
+
+    /// Files in processes' roots that were refused (or still being read after
+    /// [`POD_NAMES_WAIT`](super::POD_NAMES_WAIT)) while reading pod names, by reason.
+    #[must_use]
+    pub fn files_refused(&self) -> symbolizer::Refused {
+        self.pods.refused()
+    }
+
+    /// Puts the pod names that were read too late for their lookup where they belong, if
+    /// that very process is still cached.
+    fn fill_late_pod_names(&mut self) {
+        for ((pid, start_time), pod) in self.pods.late() {
+            if let Some(e) = self.entries.get_mut(&pid)
+                && e.start_time == start_time
+            {
+                e.info.pod = pod;
+            }
+        }
     }
 
     /// Drops every process whose pid now names another process, and every process that
@@ -146,6 +174,9 @@ impl ProcessTable {
             }
             keep
         });
+        for &pid in &dropped {
+            self.pods.forget(pid);
+        }
         dropped
     }
 
@@ -211,7 +242,7 @@ impl ProcessTable {
     }
 
     /// Reads a process's details; `None` if it is gone or was replaced meanwhile.
-    fn read(&self, pid: u32, start_time: u64) -> Option<ProcessInfo> {
+    fn read(&mut self, pid: u32, start_time: u64) -> Option<ProcessInfo> {
         let procfs = Procfs::at(&self.proc_root);
         let comm = match procfs.comm(pid) {
             Ok(c) => Arc::from(c),
@@ -230,7 +261,18 @@ impl ProcessTable {
             .ok();
         let container = cgroup.as_deref().and_then(parse_cgroup_path);
         let in_pod = container.as_ref().is_some_and(|c| c.pod_uid.is_some());
-        let pod = super::read_pod_names(&self.proc_root.join(pid.to_string()), in_pod);
+        // The process's own uids may own its files (else only root's are read).
+        let uids = procfs.status(pid).ok().and_then(|s| s.uids);
+        let pod = self
+            .pods
+            .run(
+                (pid, start_time),
+                pid,
+                &procfs.path(pid, "root"),
+                uids,
+                move |root| super::read_pod_names(root, in_pod),
+            )
+            .flatten();
         // The pid may have been reused while we read; then the details are not its.
         if self.start_time(pid) != Some(start_time) {
             debug!(pid, "process replaced while being read");
@@ -376,6 +418,14 @@ mod tests {
         fs::write(dir.join("stat"), stat_line(comm, start_time)).expect("write stat");
         fs::write(dir.join("comm"), format!("{comm}\n")).expect("write comm");
         fs::write(dir.join("cgroup"), cgroup).expect("write cgroup");
+        // The files the test makes are this user's: the process's own, as its uids say.
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        fs::write(
+            dir.join("status"),
+            format!("Uid:\t{uid}\t{uid}\t{uid}\t{uid}\n"),
+        )
+        .expect("write status");
         let exe = dir.join("exe");
         let _ = fs::remove_file(&exe);
         std::os::unix::fs::symlink(format!("/usr/bin/{comm}"), exe).expect("link exe");
