@@ -330,9 +330,7 @@ mod tests {
         assert_eq!((c.windows_written, c.windows_lost), (450, 0), "{c:?}");
         let store =
             Store::open_read_only(&tmpfs.0.join("d"), StoreConfig::default()).expect("read");
-        let tl = store
-            .timeline(0, u64::MAX, &LabelFilter::all())
-            .expect("timeline");
+        let tl = store.timeline(&Query::new(0, u64::MAX)).expect("timeline");
         // The newest windows are kept, the oldest gave way.
         assert_eq!(tl.last().map(|s| (s.start_unix_ns - T0) / S), Some(449));
         assert!(tl.len() < 450, "nothing gave way: {} windows", tl.len());
