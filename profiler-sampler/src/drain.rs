@@ -18,6 +18,8 @@ use super::{SampleError, Sampler};
 /// One generation of maps.
 pub(crate) struct Generation {
     pub(crate) counts: HashMap<MapData, SampleKey, u64>,
+    /// A second fd of `counts`, for the batch drain ([`super::batch`]).
+    pub(crate) counts_fd: std::os::fd::OwnedFd,
     pub(crate) stacks: StackTraceMap<MapData>,
     /// Stacks walked by the table unwinder (`SAMPLE_FLAG_USER_STACK_CUSTOM`).
     pub(crate) user_stacks: HashMap<MapData, u32, UserStack>,
@@ -193,6 +195,35 @@ fn stack_refs(key: &SampleKey) -> impl Iterator<Item = StackRef> {
     .map(move |(map, id)| (key.epoch, map, id.unsigned_abs()))
 }
 
+/// Reads and clears a generation's count map: in a few batch calls where the kernel has
+/// them, else key by key (three syscalls a key).
+fn take_counts(generation: &mut Generation, name: &str) -> Vec<(SampleKey, u64)> {
+    use std::os::fd::AsFd;
+    let mut entries = Vec::new();
+    match super::batch::take_all(generation.counts_fd.as_fd(), &mut entries) {
+        Ok(true) => return entries,
+        Ok(false) => {}
+        Err(e) => {
+            // The failed call's entries are lost; read what is left key by key.
+            warn!(error = %e, "batch-reading {name}");
+        }
+    }
+    let mut rest = Vec::new();
+    for item in generation.counts.iter() {
+        match item {
+            Ok(kv) => rest.push(kv),
+            Err(e) => warn!(error = %e, "reading {name}"),
+        }
+    }
+    for (key, _) in &rest {
+        if let Err(e) = generation.counts.remove(key) {
+            debug!(error = %e, "removing a drained key");
+        }
+    }
+    entries.extend(rest);
+    entries
+}
+
 /// How often exited processes' unwind tables are released.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -220,18 +251,7 @@ impl Sampler {
         self.drained_stats = stats;
 
         let generation = &mut self.generations[old];
-        let mut entries = Vec::new();
-        for item in generation.counts.iter() {
-            match item {
-                Ok(kv) => entries.push(kv),
-                Err(e) => warn!(error = %e, "reading {}", COUNTS_MAPS[old]),
-            }
-        }
-        for (key, _) in &entries {
-            if let Err(e) = generation.counts.remove(key) {
-                debug!(error = %e, "removing a drained key");
-            }
-        }
+        let entries = take_counts(generation, COUNTS_MAPS[old]);
 
         let mut stacks = Stacks {
             generation: &*generation,
