@@ -322,12 +322,15 @@ impl Sampler {
             }
         }
 
-        // Processes first seen in this drain get their unwind tables (on the worker).
+        // Processes first seen in this drain get their unwind tables (on the worker),
+        // once they have had enough samples (`UnwindTables::with_min_samples`).
         if let Some(u) = &self.unwind {
-            let mut seen: Vec<u32> = samples.iter().map(|s| s.tgid).collect();
-            seen.sort_unstable();
-            seen.dedup();
-            u.ensure(seen, super::unwind::RECHECK);
+            let mut seen: StdHashMap<u32, u64> = StdHashMap::new();
+            for s in &samples {
+                // An off-CPU sample's count is nanoseconds: it counts as one.
+                *seen.entry(s.tgid).or_default() += if s.off_cpu { 1 } else { s.count };
+            }
+            u.sampled(seen.into_iter().collect(), super::unwind::RECHECK);
             if self.last_sweep.elapsed() >= SWEEP_EVERY {
                 u.sweep();
                 self.last_sweep = Instant::now();

@@ -324,10 +324,13 @@ impl Sampler {
                 .set(0, strict, 0)
                 .map_err(|e| map_error(UNWIND_CONFIG_MAP, e))?;
             let maps = AyaUnwindMaps::new(rows, procs, settings, row_capacity)?;
-            Some(UnwindWorker::start(UnwindTables::new(
-                config.unwind.mode,
-                Box::new(maps),
-            ))?)
+            let mut tables = UnwindTables::new(config.unwind.mode, Box::new(maps));
+            // Tables for every process on the node only where asked for (`dwarf`); `auto`
+            // builds them for the processes that are sampled enough to matter.
+            if config.unwind.mode == UnwinderMode::Auto && matches!(config.target, Target::All) {
+                tables = tables.with_min_samples(super::unwind::AUTO_ALL_MIN_SAMPLES);
+            }
+            Some(UnwindWorker::start(tables)?)
         };
 
         let filtered = !matches!(config.target, Target::All);
