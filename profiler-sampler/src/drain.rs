@@ -285,6 +285,14 @@ impl Sampler {
                 off_cpu: key.flags & SAMPLE_FLAG_OFF_CPU != 0,
             });
         }
+        // The stacks read are known to be in the maps: they are deleted by id below,
+        // without walking the map for them.
+        let read: Vec<(StackMap, u32)> = stacks
+            .cache
+            .iter()
+            .filter(|(_, frames)| frames.is_some())
+            .map(|(&(_, map, id), _)| (map, id))
+            .collect();
         drop(stacks);
         if let Some(pending) = &self.off_cpu_pending {
             let new_counts = &self.generations[old ^ 1].counts;
@@ -300,7 +308,17 @@ impl Sampler {
 
         // Clear every stack of the old generation, referenced or not (a stack whose count
         // insert failed is still in the map), so the next use of this generation starts
-        // empty.
+        // empty: the ones read by id, then whatever a walk of the map still finds (one
+        // `GET_NEXT_KEY` when nothing is left).
+        for &(map, id) in &read {
+            let removed = match map {
+                StackMap::Trace => generation.stacks.remove(&id),
+                StackMap::Custom => generation.user_stacks.remove(&id),
+            };
+            if let Err(e) = removed {
+                debug!(error = %e, id, "removing a drained stack");
+            }
+        }
         let ids: Vec<u32> = generation
             .stacks
             .stack_ids()
