@@ -212,14 +212,14 @@ def main():
     print(f"\nLoad average at the start: {load}; busiest processes: {busiest}.")
     bpf_stats(True)
     try:
-        results = []
         for seconds, reps in plan:
             log(f"{seconds} s captures …")
-            results.append((seconds, reps, measure(args, seconds, reps)))
+            # Each duration's table as soon as it is measured: a long run cut short keeps
+            # what it has.
+            report(seconds, reps, measure(args, seconds, reps), args.baseline)
+            sys.stdout.flush()
     finally:
         bpf_stats(False)
-    for seconds, reps, out in results:
-        report(seconds, reps, out, args.baseline)
     load, busiest = machine_load()
     print(f"\nLoad average at the end: {load}; busiest processes: {busiest}.")
 
