@@ -18,6 +18,8 @@ use super::{SampleError, Sampler};
 /// One generation of maps.
 pub(crate) struct Generation {
     pub(crate) counts: HashMap<MapData, SampleKey, u64>,
+    /// A second fd of `counts`, for the batch drain ([`super::batch`]).
+    pub(crate) counts_fd: std::os::fd::OwnedFd,
     pub(crate) stacks: StackTraceMap<MapData>,
     /// Stacks walked by the table unwinder (`SAMPLE_FLAG_USER_STACK_CUSTOM`).
     pub(crate) user_stacks: HashMap<MapData, u32, UserStack>,
@@ -193,6 +195,35 @@ fn stack_refs(key: &SampleKey) -> impl Iterator<Item = StackRef> {
     .map(move |(map, id)| (key.epoch, map, id.unsigned_abs()))
 }
 
+/// Reads and clears a generation's count map: in a few batch calls where the kernel has
+/// them, else key by key (three syscalls a key).
+fn take_counts(generation: &mut Generation, name: &str) -> Vec<(SampleKey, u64)> {
+    use std::os::fd::AsFd;
+    let mut entries = Vec::new();
+    match super::batch::take_all(generation.counts_fd.as_fd(), &mut entries) {
+        Ok(true) => return entries,
+        Ok(false) => {}
+        Err(e) => {
+            // The failed call's entries are lost; read what is left key by key.
+            warn!(error = %e, "batch-reading {name}");
+        }
+    }
+    let mut rest = Vec::new();
+    for item in generation.counts.iter() {
+        match item {
+            Ok(kv) => rest.push(kv),
+            Err(e) => warn!(error = %e, "reading {name}"),
+        }
+    }
+    for (key, _) in &rest {
+        if let Err(e) = generation.counts.remove(key) {
+            debug!(error = %e, "removing a drained key");
+        }
+    }
+    entries.extend(rest);
+    entries
+}
+
 /// How often exited processes' unwind tables are released.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -220,18 +251,7 @@ impl Sampler {
         self.drained_stats = stats;
 
         let generation = &mut self.generations[old];
-        let mut entries = Vec::new();
-        for item in generation.counts.iter() {
-            match item {
-                Ok(kv) => entries.push(kv),
-                Err(e) => warn!(error = %e, "reading {}", COUNTS_MAPS[old]),
-            }
-        }
-        for (key, _) in &entries {
-            if let Err(e) = generation.counts.remove(key) {
-                debug!(error = %e, "removing a drained key");
-            }
-        }
+        let entries = take_counts(generation, COUNTS_MAPS[old]);
 
         let mut stacks = Stacks {
             generation: &*generation,
@@ -265,6 +285,14 @@ impl Sampler {
                 off_cpu: key.flags & SAMPLE_FLAG_OFF_CPU != 0,
             });
         }
+        // The stacks read are known to be in the maps: they are deleted by id below,
+        // without walking the map for them.
+        let read: Vec<(StackMap, u32)> = stacks
+            .cache
+            .iter()
+            .filter(|(_, frames)| frames.is_some())
+            .map(|(&(_, map, id), _)| (map, id))
+            .collect();
         drop(stacks);
         if let Some(pending) = &self.off_cpu_pending {
             let new_counts = &self.generations[old ^ 1].counts;
@@ -280,7 +308,17 @@ impl Sampler {
 
         // Clear every stack of the old generation, referenced or not (a stack whose count
         // insert failed is still in the map), so the next use of this generation starts
-        // empty.
+        // empty: the ones read by id, then whatever a walk of the map still finds (one
+        // `GET_NEXT_KEY` when nothing is left).
+        for &(map, id) in &read {
+            let removed = match map {
+                StackMap::Trace => generation.stacks.remove(&id),
+                StackMap::Custom => generation.user_stacks.remove(&id),
+            };
+            if let Err(e) = removed {
+                debug!(error = %e, id, "removing a drained stack");
+            }
+        }
         let ids: Vec<u32> = generation
             .stacks
             .stack_ids()
@@ -302,12 +340,15 @@ impl Sampler {
             }
         }
 
-        // Processes first seen in this drain get their unwind tables (on the worker).
+        // Processes first seen in this drain get their unwind tables (on the worker),
+        // once they have had enough samples (`UnwindTables::with_min_samples`).
         if let Some(u) = &self.unwind {
-            let mut seen: Vec<u32> = samples.iter().map(|s| s.tgid).collect();
-            seen.sort_unstable();
-            seen.dedup();
-            u.ensure(seen, super::unwind::RECHECK);
+            let mut seen: StdHashMap<u32, u64> = StdHashMap::new();
+            for s in &samples {
+                // An off-CPU sample's count is nanoseconds: it counts as one.
+                *seen.entry(s.tgid).or_default() += if s.off_cpu { 1 } else { s.count };
+            }
+            u.sampled(seen.into_iter().collect(), super::unwind::RECHECK);
             if self.last_sweep.elapsed() >= SWEEP_EVERY {
                 u.sweep();
                 self.last_sweep = Instant::now();

@@ -15,6 +15,7 @@
 //! exactly one drain: none is lost to the race between reading and clearing, none is read
 //! twice.
 
+mod batch;
 pub mod btf;
 mod drain;
 mod error;

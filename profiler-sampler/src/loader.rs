@@ -200,6 +200,24 @@ where
     T::try_from(map).map_err(|e| map_error(name, e))
 }
 
+/// A second fd of map `name` (for syscalls aya does not wrap, [`super::batch`]).
+fn map_fd(ebpf: &Ebpf, name: &str) -> Result<std::os::fd::OwnedFd, SampleError> {
+    use std::os::fd::AsFd;
+    let data = match ebpf.map(name) {
+        Some(aya::maps::Map::HashMap(data) | aya::maps::Map::LruHashMap(data)) => data,
+        _ => {
+            return Err(SampleError::ebpf(
+                format!("the eBPF object has no hash map `{name}`"),
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+    };
+    data.fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| SampleError::ebpf(format!("duplicating the fd of map `{name}`"), e))
+}
+
 impl Sampler {
     /// Loads the program, sizes the maps and attaches to every online CPU.
     ///
@@ -266,6 +284,7 @@ impl Sampler {
 
         let generations = [
             Generation {
+                counts_fd: map_fd(&ebpf, COUNTS_MAPS[0])?,
                 counts: take::<HashMap<MapData, SampleKey, u64>>(&mut ebpf, COUNTS_MAPS[0])?,
                 stacks: take::<StackTraceMap<MapData>>(&mut ebpf, STACKS_MAPS[0])?,
                 user_stacks: take::<HashMap<MapData, u32, UserStack>>(
@@ -274,6 +293,7 @@ impl Sampler {
                 )?,
             },
             Generation {
+                counts_fd: map_fd(&ebpf, COUNTS_MAPS[1])?,
                 counts: take::<HashMap<MapData, SampleKey, u64>>(&mut ebpf, COUNTS_MAPS[1])?,
                 stacks: take::<StackTraceMap<MapData>>(&mut ebpf, STACKS_MAPS[1])?,
                 user_stacks: take::<HashMap<MapData, u32, UserStack>>(
@@ -304,10 +324,13 @@ impl Sampler {
                 .set(0, strict, 0)
                 .map_err(|e| map_error(UNWIND_CONFIG_MAP, e))?;
             let maps = AyaUnwindMaps::new(rows, procs, settings, row_capacity)?;
-            Some(UnwindWorker::start(UnwindTables::new(
-                config.unwind.mode,
-                Box::new(maps),
-            ))?)
+            let mut tables = UnwindTables::new(config.unwind.mode, Box::new(maps));
+            // Tables for every process on the node only where asked for (`dwarf`); `auto`
+            // builds them for the processes that are sampled enough to matter.
+            if config.unwind.mode == UnwinderMode::Auto && matches!(config.target, Target::All) {
+                tables = tables.with_min_samples(super::unwind::AUTO_ALL_MIN_SAMPLES);
+            }
+            Some(UnwindWorker::start(tables)?)
         };
 
         let filtered = !matches!(config.target, Target::All);

@@ -375,7 +375,19 @@ pub struct UnwindTables {
     load_time: Duration,
     /// The size of ember's own vDSO mapping, once read ([`UnwindTables::vdso_state`]).
     vdso_len: Option<u64>,
+    /// Samples a process must have had before its tables are built; 0 builds them on
+    /// the first sample ([`UnwindTables::with_min_samples`]).
+    min_samples: u64,
+    /// Samples so far of the processes still below `min_samples`.
+    samples: StdHashMap<u32, u64>,
 }
+
+/// [`UnwindTables::with_min_samples`] for `--unwinder auto` over every process: about
+/// 0.2 s of CPU at 99 Hz. A busy node runs hundreds of processes that are sampled a few
+/// times (a compiler job, a shell, a cron script) and map large libraries; building their
+/// tables cost more than a third of `record --all`'s CPU (issue 19) for samples that
+/// frame pointers walk as well in most binaries.
+pub(crate) const AUTO_ALL_MIN_SAMPLES: u64 = 20;
 
 /// The [`UnwindTables::files`] key of the vDSO's state: no file has device `u64::MAX`
 /// (maps prints 12-bit majors and 20-bit minors) or inode 0.
@@ -425,7 +437,33 @@ impl UnwindTables {
             fell_back: BTreeMap::new(),
             load_time: Duration::ZERO,
             vdso_len: None,
+            min_samples: 0,
+            samples: StdHashMap::new(),
         }
+    }
+
+    /// Builds a process's tables only once it has had `n` samples
+    /// ([`UnwindTables::add_samples`]); until then its stacks are walked with frame
+    /// pointers, and announcements of it are ignored.
+    #[must_use]
+    pub(crate) fn with_min_samples(mut self, n: u64) -> UnwindTables {
+        self.min_samples = n;
+        self
+    }
+
+    /// Counts `n` more samples of `pid` and ensures its tables when it has enough
+    /// ([`UnwindTables::with_min_samples`]) or has them already.
+    pub fn add_samples(&mut self, pid: u32, n: u64, recheck: Duration) {
+        if self.min_samples > 0 && !self.processes.contains_key(&pid) {
+            let seen = self.samples.entry(pid).or_default();
+            *seen = seen.saturating_add(n);
+            if *seen < self.min_samples {
+                return;
+            }
+        }
+        self.ensure_process_within(pid, recheck);
+        // Loaded, or ignored from now on: either way no longer counted.
+        self.samples.remove(&pid);
     }
 
     /// What the tables cost and cover.
@@ -459,6 +497,13 @@ impl UnwindTables {
         // are not what it is run for.
         if pid == 0 || pid == std::process::id() || self.ignored.contains(&pid) {
             return;
+        }
+        // Below the sample threshold only the drain's counts bring a process in.
+        if self.min_samples > 0 && !self.processes.contains_key(&pid) {
+            let seen = self.samples.get(&pid).copied().unwrap_or(0);
+            if seen < self.min_samples {
+                return;
+            }
         }
         let exe = exe_id(pid);
         if self.skip_exe.is_some() && exe == self.skip_exe {
@@ -549,6 +594,8 @@ impl UnwindTables {
         }
         self.ignored
             .retain(|&pid| crate::procinfo::process_exists(pid));
+        self.samples
+            .retain(|&pid, _| crate::procinfo::process_exists(pid));
         let expired: Vec<String> = self
             .tables
             .iter()
@@ -854,6 +901,8 @@ impl UnwindTables {
 enum Request {
     /// Ensure these processes, reading mappings older than the duration again.
     Ensure(Vec<u32>, Duration),
+    /// A drain's samples per process ([`UnwindTables::add_samples`]).
+    Sampled(Vec<(u32, u64)>, Duration),
     /// Preload and pin a process's libraries, then reply.
     Preload(u32, mpsc::Sender<()>),
     /// Skip processes running ember's own image.
@@ -924,6 +973,17 @@ impl UnwindWorker {
                                     }
                                 }
                             }
+                            Request::Sampled(counts, recheck) => {
+                                // Every count is added, also of a process an
+                                // announcement in this batch already ensured.
+                                for (pid, n) in counts {
+                                    if stopping.load(Ordering::Relaxed) {
+                                        return;
+                                    }
+                                    seen.insert(pid);
+                                    tables.add_samples(pid, n, recheck);
+                                }
+                            }
                             Request::Preload(pid, reply) => {
                                 tables.preload_libraries(pid);
                                 let _ = reply.send(());
@@ -956,6 +1016,14 @@ impl UnwindWorker {
     pub fn ensure(&self, pids: Vec<u32>, recheck: Duration) {
         if !pids.is_empty() {
             self.send(Request::Ensure(pids, recheck));
+        }
+    }
+
+    /// Counts a drain's samples per process and ensures the processes' tables (see
+    /// [`UnwindTables::add_samples`]).
+    pub fn sampled(&self, counts: Vec<(u32, u64)>, recheck: Duration) {
+        if !counts.is_empty() {
+            self.send(Request::Sampled(counts, recheck));
         }
     }
 
@@ -1367,6 +1435,41 @@ mod tests {
         t.ensure_process(c.pid());
         assert_eq!(t.stats().table_bytes, after_two.table_bytes);
         assert_eq!(users(&t, "sleep"), 1);
+    }
+
+    /// Issue 19: with a sample threshold, a process gets tables only once its samples
+    /// over drains reach it; announcements before that are ignored, and a process that
+    /// has tables is rechecked as before.
+    #[test]
+    fn tables_wait_for_enough_samples_with_a_threshold() {
+        let (t, state) = tables(1 << 20);
+        let mut t = t.with_min_samples(20);
+        let a = Proc::spawn("sleep", &["30"]);
+        let pid = a.pid();
+        // An announcement (first sample, exec) alone loads nothing.
+        t.ensure_process_within(pid, Duration::ZERO);
+        assert_eq!(t.stats().processes, 0);
+        t.add_samples(pid, 12, super::RECHECK);
+        assert_eq!(t.stats().processes, 0, "12 samples are below the threshold");
+        assert!(state.lock().unwrap().procs.is_empty());
+        t.add_samples(pid, 8, super::RECHECK);
+        assert_eq!(t.stats().processes, 1, "20 samples reach it");
+        assert_entry_valid(&state.lock().unwrap(), pid);
+        assert!(
+            t.samples.is_empty(),
+            "a process with tables is not counted any more"
+        );
+        // Once it has tables, announcements and drains recheck it as without a threshold.
+        t.add_samples(pid, 1, super::RECHECK);
+        t.ensure_process_within(pid, Duration::ZERO);
+        assert_eq!(t.stats().processes, 1);
+        // The counts of processes that exit are forgotten.
+        let b = Proc::spawn("sleep", &["30"]);
+        t.add_samples(b.pid(), 3, super::RECHECK);
+        assert_eq!(t.samples.len(), 1);
+        b.kill();
+        t.sweep();
+        assert!(t.samples.is_empty());
     }
 
     #[test]
