@@ -498,10 +498,13 @@ impl UnwindTables {
         if pid == 0 || pid == std::process::id() || self.ignored.contains(&pid) {
             return;
         }
-        // Below the sample threshold only the drain's counts bring a process in.
+        // Below the sample threshold only the drain's counts bring a process in, unless
+        // every file it runs has its table already: then registering it builds nothing,
+        // and a short-lived child of a known binary (a shell's, a build's) is complete
+        // from its first sample.
         if self.min_samples > 0 && !self.processes.contains_key(&pid) {
             let seen = self.samples.get(&pid).copied().unwrap_or(0);
-            if seen < self.min_samples {
+            if seen < self.min_samples && !self.all_files_known(pid) {
                 return;
             }
         }
@@ -543,6 +546,25 @@ impl UnwindTables {
             }
         }
         self.load_time += started.elapsed();
+    }
+
+    /// Whether every file `pid` maps executable has been seen before (its table built, or
+    /// found to have none), so loading the process builds no table.
+    fn all_files_known(&self, pid: u32) -> bool {
+        let Ok(maps) = Procfs::default().maps_text(pid) else {
+            return false;
+        };
+        let mut any = false;
+        for m in maps
+            .lines()
+            .filter_map(|l| procfs::parse_maps_line(l).and_then(ExecFile::of))
+        {
+            if !self.files.contains_key(&m.key) {
+                return false;
+            }
+            any = true;
+        }
+        any
     }
 
     /// Skips processes that run ember's own executable (for targeted runs, where such a
@@ -1446,7 +1468,7 @@ mod tests {
         let mut t = t.with_min_samples(20);
         let a = Proc::spawn("sleep", &["30"]);
         let pid = a.pid();
-        // An announcement (first sample, exec) alone loads nothing.
+        // An announcement (first sample, exec) alone loads nothing new.
         t.ensure_process_within(pid, Duration::ZERO);
         assert_eq!(t.stats().processes, 0);
         t.add_samples(pid, 12, super::RECHECK);
@@ -1470,6 +1492,16 @@ mod tests {
         b.kill();
         t.sweep();
         assert!(t.samples.is_empty());
+        // A new process whose every file has its table already is loaded at its first
+        // announcement: nothing is built for it.
+        let c = Proc::spawn("sleep", &["30"]);
+        t.ensure_process_within(c.pid(), Duration::ZERO);
+        assert_eq!(t.stats().processes, 2, "another sleep is loaded at once");
+        assert_entry_valid(&state.lock().unwrap(), c.pid());
+        // One with a file not seen yet waits for its samples.
+        let d = Proc::spawn("cat", &[]);
+        t.ensure_process_within(d.pid(), Duration::ZERO);
+        assert_eq!(t.stats().processes, 2, "cat's own table is not built yet");
     }
 
     #[test]
