@@ -307,7 +307,22 @@ fn an_off_cpu_profile_is_named_from_a_debuginfod_server_too() {
 /// 3 s (about 300 samples at 99 Hz), waits until the store holds 200 of them, then stops
 /// it with SIGINT.
 fn agent_beside_split_stripped(data: &Path, args: &[&str]) -> String {
-    let (mut agent, _url, log) = start_agent_logged(data, "1s", args, &[("DEBUGINFOD_URLS", "")]);
+    // `-v`: "agent started" says when sampling runs; the API listens before that.
+    let args: Vec<&str> = ["-v"].iter().chain(args).copied().collect();
+    let (mut agent, _url, log) = start_agent_logged(data, "1s", &args, &[("DEBUGINFOD_URLS", "")]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .any(|l| l.contains("agent started"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not start sampling"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let status = Command::new(example("split-stripped"))
         .arg("3")
         .stdout(Stdio::null())
