@@ -452,7 +452,7 @@ impl UnwindTables {
     }
 
     /// Counts `n` more samples of `pid` and ensures its tables when it has enough
-    /// ([`UnwindTables::with_min_samples`]) or has them already.
+    /// (`UnwindTables::with_min_samples`) or has them already.
     pub fn add_samples(&mut self, pid: u32, n: u64, recheck: Duration) {
         if self.min_samples > 0 && !self.processes.contains_key(&pid) {
             let seen = self.samples.entry(pid).or_default();

@@ -777,9 +777,9 @@ fn walk_in_root(root: OwnedFd, rel: &Path) -> Result<OwnedFd, OpenError> {
 
 /// Reads small files inside other processes' roots, for crates other than the symbolizer
 /// (the sampler reads a container's host name and service-account namespace): every file
-/// goes through the same checks as the symbolizer's own ([`find_in_root`]: links followed
+/// goes through the same checks as the symbolizer's own (`find_in_root`: links followed
 /// only inside the process's root, a regular file owned by one of its uids or root, opened
-/// non-blocking, a size cap), on a [`Worker`] thread, so the caller waits at most the
+/// non-blocking, a size cap), on a `Worker` thread, so the caller waits at most the
 /// wait given; what is refused is counted ([`RootFiles::refused`]) and logged once per
 /// process.
 ///
