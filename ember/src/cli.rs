@@ -970,6 +970,14 @@ pub(crate) struct DiffArgs {
     /// a gzip bomb say, is an error. Folded input is streamed and needs no limit.
     #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = parse_size, help_heading = "Input")]
     pub max_input_size: u64,
+
+    /// Which profile of pprof inputs to compare: `cpu` (samples) or `off-cpu` (time
+    /// waited), for a pprof that carries both (`ember record --off-cpu` writes the off-CPU
+    /// profile with the CPU samples beside it). By default the CPU samples, or the off-CPU
+    /// time of a pprof that has only that. Folded input has one profile only: --type with
+    /// it is an error.
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_profile_kind, help_heading = "Input")]
+    pub profile_type: Option<profiler_model::ProfileKind>,
 }
 
 /// Parses a gate limit in percentage points: `5%`, `0.5%`, `+5%`, `5`.

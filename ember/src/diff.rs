@@ -68,6 +68,16 @@ pub(crate) enum DiffError {
         #[source]
         source: folded::ParseError,
     },
+    /// `--type` was given for folded input, which holds one profile of no stated type.
+    #[error(
+        "`{}` is folded stacks, which hold one profile of no stated type: --type picks a \
+         profile of a pprof input; leave it out for folded input",
+        path.display()
+    )]
+    TypeOfFolded {
+        /// The input.
+        path: PathBuf,
+    },
     /// The pprof input does not decode.
     #[error("`{path}` is not a valid pprof profile")]
     Pprof {
@@ -137,7 +147,11 @@ const SNIFF_LEN: u64 = 4096;
 ///
 /// # Errors
 /// [`DiffError`] naming the file, and for folded input the line.
-pub(crate) fn load(path: &Path, max_input_size: u64) -> Result<Profile, DiffError> {
+pub(crate) fn load(
+    path: &Path,
+    max_input_size: u64,
+    kind: Option<profiler_model::ProfileKind>,
+) -> Result<Profile, DiffError> {
     let read_err = |source| DiffError::Read {
         path: path.to_owned(),
         source,
@@ -161,8 +175,8 @@ pub(crate) fn load(path: &Path, max_input_size: u64) -> Result<Profile, DiffErro
     };
     let profile = match Format::from_content(&head) {
         Some(Format::Pprof) => {
-            let p =
-                pprof::decode_limited(input, max_input_size).map_err(|source| match source {
+            let p = pprof::decode_kind_limited(input, kind, max_input_size).map_err(|source| {
+                match source {
                     pprof::PprofError::TooLarge { limit, after } => DiffError::TooLarge {
                         path: path.to_owned(),
                         limit,
@@ -172,7 +186,8 @@ pub(crate) fn load(path: &Path, max_input_size: u64) -> Result<Profile, DiffErro
                         path: path.to_owned(),
                         source,
                     },
-                })?;
+                }
+            })?;
             let has_comm = p.label_sets().iter().any(|l| l.get(keys::COMM).is_some());
             let root = if has_comm {
                 folded::Root::Comm
@@ -184,6 +199,11 @@ pub(crate) fn load(path: &Path, max_input_size: u64) -> Result<Profile, DiffErro
                 let _ = writeln!(text, "{line} {count}");
             }
             folded::parse(&text[..]).map_err(folded_err)?
+        }
+        Some(_) if kind.is_some() => {
+            return Err(DiffError::TypeOfFolded {
+                path: path.to_owned(),
+            });
         }
         Some(_) => {
             folded::parse(io::BufReader::with_capacity(64 * 1024, input)).map_err(folded_err)?
@@ -376,6 +396,8 @@ pub(crate) struct DiffConfig {
     pub gates: Gates,
     /// The largest pprof input read, bytes after decompression (`--max-input-size`).
     pub max_input_size: u64,
+    /// Which profile of a pprof input (`--type`); `None`, its CPU samples if it has them.
+    pub kind: Option<profiler_model::ProfileKind>,
 }
 
 impl From<DiffArgs> for DiffConfig {
@@ -391,6 +413,7 @@ impl From<DiffArgs> for DiffConfig {
                 functions: a.fail_on,
             },
             max_input_size: a.max_input_size,
+            kind: a.profile_type,
         }
     }
 }
@@ -409,8 +432,8 @@ pub(crate) struct DiffOutcome {
 /// # Errors
 /// [`DiffError`] for unreadable inputs, unknown gate functions and unwritable outputs.
 pub(crate) fn run(config: &DiffConfig) -> Result<DiffOutcome, DiffError> {
-    let base = load(&config.base, config.max_input_size)?;
-    let new = load(&config.new, config.max_input_size)?;
+    let base = load(&config.base, config.max_input_size, config.kind)?;
+    let new = load(&config.new, config.max_input_size, config.kind)?;
     let diffs = changes(&base, &new);
     let failures = config.gates.check(&diffs)?;
     // BASE's process names are not NEW's (a pprof's `comm` became the first frame of
@@ -470,6 +493,41 @@ mod tests {
         diffs.iter().find(|d| d.name == name).unwrap()
     }
 
+    /// `ember record --off-cpu` writes a pprof with the off-CPU profile first and the CPU
+    /// samples beside it; `--type` picks which one a diff compares.
+    #[test]
+    fn type_picks_the_profile_of_a_pprof_with_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let off_cpu = folded("app;main;wait 9000\n");
+        let cpu = folded("app;main;work 7\napp;main;wait 1\n");
+        let path = dir.path().join("both.pb.gz");
+        let mut gz = Vec::new();
+        pprof::encode_with_cpu(&off_cpu, &cpu, &mut gz).unwrap();
+        fs::write(&path, gz).unwrap();
+        let total = |kind| {
+            load(&path, pprof::DEFAULT_MAX_DECODED, kind)
+                .unwrap()
+                .total()
+        };
+        assert_eq!(
+            total(None),
+            8,
+            "the CPU samples by default, as every pprof reader"
+        );
+        assert_eq!(total(Some(profiler_model::ProfileKind::OffCpu)), 9000);
+        assert_eq!(total(Some(profiler_model::ProfileKind::Cpu)), 8);
+        let text = dir.path().join("one.folded");
+        fs::write(&text, "app;main;work 3\n").unwrap();
+        let e = load(
+            &text,
+            pprof::DEFAULT_MAX_DECODED,
+            Some(profiler_model::ProfileKind::Cpu),
+        )
+        .unwrap_err();
+        assert!(matches!(e, DiffError::TypeOfFolded { .. }), "{e}");
+        assert!(e.to_string().contains("one.folded"), "{e}");
+    }
+
     #[test]
     fn inputs_are_told_apart_by_content() {
         let dir = tempfile::tempdir().unwrap();
@@ -486,7 +544,7 @@ mod tests {
         ] {
             let path = dir.path().join(name);
             fs::write(&path, data).unwrap();
-            match load(&path, pprof::DEFAULT_MAX_DECODED) {
+            match load(&path, pprof::DEFAULT_MAX_DECODED, None) {
                 Ok(p) => {
                     assert_eq!(p.total(), total, "{name}");
                     let lines =

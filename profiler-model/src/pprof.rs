@@ -722,9 +722,22 @@ pub fn decode_limited(r: impl Read, max_bytes: u64) -> Result<Profile, PprofErro
 /// # Errors
 /// As [`decode_limited`], and [`PprofError::Invalid`] when there is no such sample type.
 pub fn decode_kind(r: impl Read, kind: ProfileKind) -> Result<Profile, PprofError> {
-    let data = read_bounded(r, DEFAULT_MAX_DECODED)?;
+    decode_kind_limited(r, Some(kind), DEFAULT_MAX_DECODED)
+}
+
+/// [`decode_kind`] reading at most `max_bytes` after decompression, as [`decode_limited`];
+/// `None` reads what [`decode`] reads (the CPU samples when there are any).
+///
+/// # Errors
+/// As [`decode_kind`] and [`decode_limited`].
+pub fn decode_kind_limited(
+    r: impl Read,
+    kind: Option<ProfileKind>,
+    max_bytes: u64,
+) -> Result<Profile, PprofError> {
+    let data = read_bounded(r, max_bytes)?;
     let raw = parse_profile(&data)?;
-    build_profile(&raw, Some(kind))
+    build_profile(&raw, kind)
 }
 
 /// The uncompressed bytes of a pprof input, checked to start like a profile and to be at
