@@ -328,7 +328,8 @@ impl Sampler {
             // Tables for every process on the node only where asked for (`dwarf`); `auto`
             // builds them for the processes that are sampled enough to matter.
             if config.unwind.mode == UnwinderMode::Auto && matches!(config.target, Target::All) {
-                tables = tables.with_min_samples(super::unwind::AUTO_ALL_MIN_SAMPLES);
+                tables = tables
+                    .with_min_samples(super::unwind::auto_all_min_samples(config.frequency_hz));
             }
             Some(UnwindWorker::start(tables)?)
         };

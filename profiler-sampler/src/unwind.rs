@@ -382,12 +382,15 @@ pub struct UnwindTables {
     samples: StdHashMap<u32, u64>,
 }
 
-/// [`UnwindTables::with_min_samples`] for `--unwinder auto` over every process: about
-/// 0.2 s of CPU at 99 Hz. A busy node runs hundreds of processes that are sampled a few
-/// times (a compiler job, a shell, a cron script) and map large libraries; building their
-/// tables cost more than a third of `record --all`'s CPU (issue 19) for samples that
-/// frame pointers walk as well in most binaries.
-pub(crate) const AUTO_ALL_MIN_SAMPLES: u64 = 20;
+/// [`UnwindTables::with_min_samples`] for `--unwinder auto` over every process sampled at
+/// `frequency_hz`: about 0.1 s of CPU (2 samples at the agent's 19 Hz, 9 at 99 Hz). A busy
+/// node runs hundreds of processes that are sampled a few times (a compiler job, a shell,
+/// a cron script) and map large libraries; building their tables cost more than a third
+/// of `record --all`'s CPU (issue 19) for samples that frame pointers walk as well in most
+/// binaries. A process whose files all have tables already is loaded at once anyway.
+pub(crate) fn auto_all_min_samples(frequency_hz: u64) -> u64 {
+    (frequency_hz / 10).max(2)
+}
 
 /// The [`UnwindTables::files`] key of the vDSO's state: no file has device `u64::MAX`
 /// (maps prints 12-bit majors and 20-bit minors) or inode 0.
