@@ -184,8 +184,8 @@ def main():
           "tracepoint programs (bpf_stats_enabled), during the measured run only. With "
           "--off-cpu that is the `sched_switch` program, once per switch on the node, so "
           "µs per run is the cost per switch; without it, only the fork and exec hooks. "
-          "Profiler CPU is user+sys of its process over the whole run (attach, 5 s, "
-          "stop, write), from a debug build of Ember.")
+          "Profiler CPU is user+sys of its process over the whole run (attach, "
+          f"{args.seconds:g} s, stop, write); Ember is `{args.ember}`.")
 
 
 if __name__ == "__main__":
