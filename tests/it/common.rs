@@ -272,6 +272,14 @@ pub(crate) fn start_agent_logged(
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting ember agent");
+    let log = keep_stderr(&mut child);
+    let url = wait_for_api(&mut child, &log);
+    (child, url, log)
+}
+
+/// Keeps every line `child` writes on its (piped) stderr, read on a thread so the child
+/// never blocks on a full pipe.
+pub(crate) fn keep_stderr(child: &mut Child) -> AgentLog {
     let stderr = child.stderr.take().expect("piped stderr");
     let log = AgentLog::default();
     let kept = std::sync::Arc::clone(&log);
@@ -286,6 +294,12 @@ pub(crate) fn start_agent_logged(
                 .push(line);
         }
     });
+    log
+}
+
+/// The API's base URL, once the agent `child` (its stderr kept in `log`) says where it
+/// listens; panics with the log if it exits first or says nothing within 20 s.
+pub(crate) fn wait_for_api(child: &mut Child, log: &AgentLog) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let url = log
@@ -297,7 +311,7 @@ pub(crate) fn start_agent_logged(
                     .map(|u| u.trim().to_owned())
             });
         if let Some(url) = url {
-            return (child, url, log);
+            return url;
         }
         let exited = child.try_wait().ok().flatten();
         if exited.is_some() || std::time::Instant::now() > deadline {

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use profiler_store::{Query, Store, StoreConfig};
 
-use crate::common::{AgentLog, Folded, example, privileged, start_agent_logged, tempdir};
+use crate::common::{
+    AgentLog, Folded, example, keep_stderr, privileged, start_agent_logged, tempdir, wait_for_api,
+};
 
 /// The agent is killed, and the test fails, above this resident size (the 1 GiB sparse
 /// perf map took it to 1.11 GB before the fix; it idles near 60 MB, and grows to 150 to
@@ -709,45 +711,14 @@ fn memory_levels_off_under_many_distinct_stacks() {
         )
     };
     assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
-    let log = AgentLog::default();
-    let kept = std::sync::Arc::clone(&log);
-    let stderr = child.stderr.take().expect("piped stderr");
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            kept.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(line);
-        }
-    });
+    let log = keep_stderr(&mut child);
     let log_text = || {
         log.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .join("\n")
     };
     let listening = Instant::now();
-    let url = loop {
-        let url = log
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .find_map(|l| {
-                l.strip_prefix("ember: API listening on ")
-                    .map(str::to_owned)
-            });
-        if let Some(url) = url {
-            break url.trim().to_owned();
-        }
-        assert!(
-            listening.elapsed() < Duration::from_secs(20) && rss_kb(pid).is_some(),
-            "the agent did not say where its API listens:\n{}",
-            log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let url = wait_for_api(&mut child, &log);
     let mut agent = Agent {
         child: Some(child),
         url,
