@@ -98,17 +98,6 @@ impl Resymbolizer {
         Ok(())
     }
 
-    /// Uses `file` (verified to have `build_id`) for `build_id`, with the original
-    /// binary's segment layout `layout`.
-    pub(crate) fn insert_debug(&mut self, build_id: Arc<[u8]>, file: File, layout: ElfFile) {
-        let entry = DebugEntry {
-            fd_path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
-            _file: file,
-            layout,
-        };
-        self.entries.insert(build_id, Some(entry));
-    }
-
     /// Frames renamed so far (counted once per distinct frame per profile).
     #[must_use]
     pub fn frames_renamed(&self) -> u64 {
@@ -145,7 +134,7 @@ impl Resymbolizer {
             }
             asked = true;
             if let Some(path) = client.request(build_id) {
-                self.use_fetched(build_id, &path);
+                self.insert_fetched(build_id, &path, None);
             }
         }
         if !asked {
@@ -153,18 +142,24 @@ impl Resymbolizer {
         }
         let (report, arrived) = client.wait(bound);
         for (build_id, path) in arrived {
-            self.use_fetched(&build_id, &path);
+            self.insert_fetched(&build_id, &path, None);
         }
         Ok(report)
     }
 
-    /// Uses the fetched (verified) debug file `path` for `build_id`, with the binary's
-    /// exact layout when [`Resymbolizer::add_binary`] gave it, else the reconstructed one.
-    fn use_fetched(&mut self, build_id: &Arc<[u8]>, path: &Path) {
+    /// Uses the fetched (verified) debug file `path` for `build_id`, with the original
+    /// binary's segment layout: `exact` when the caller has it, else the one
+    /// [`Resymbolizer::add_binary`] gave, else the layout reconstructed from the debug file.
+    pub(crate) fn insert_fetched(
+        &mut self,
+        build_id: &Arc<[u8]>,
+        path: &Path,
+        exact: Option<&ElfFile>,
+    ) {
         let Ok(file) = File::open(path) else {
             return;
         };
-        let layout = match self.layouts.get(&build_id[..]) {
+        let layout = match exact.or_else(|| self.layouts.get(&build_id[..])) {
             Some(exact) => exact.clone(),
             None => match elf::parse(&file) {
                 Ok(debug) => debug.reconstructed_layout(),
@@ -174,7 +169,12 @@ impl Resymbolizer {
                 }
             },
         };
-        self.insert_debug(Arc::clone(build_id), file, layout);
+        let entry = DebugEntry {
+            fd_path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
+            _file: file,
+            layout,
+        };
+        self.entries.insert(Arc::clone(build_id), Some(entry));
     }
 
     /// A copy of `profile` in which every unnamed user frame with a build-id whose debug

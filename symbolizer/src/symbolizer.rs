@@ -501,21 +501,12 @@ impl Symbolizer {
         if attached {
             self.memo.clear();
         }
-        let layout = match self.requested.get(build_id) {
-            Some(layout) => Some(layout.clone()),
-            None => std::fs::File::open(path)
-                .ok()
-                .and_then(|f| unwinder::elf::parse(&f).ok())
-                .map(|d| d.reconstructed_layout()),
-        };
-        if let (Some(layout), Ok(file)) = (layout, std::fs::File::open(path)) {
-            let config = &self.config;
-            let renamer = self.renamer.get_or_insert_with(|| {
-                // Only fetched files: no directory is searched.
-                crate::Resymbolizer::new(&config.clone().with_debug_dirs(Vec::new()))
-            });
-            renamer.insert_debug(Arc::clone(build_id), file, layout);
-        }
+        let config = &self.config;
+        let renamer = self.renamer.get_or_insert_with(|| {
+            // Only fetched files: no directory is searched.
+            crate::Resymbolizer::new(&config.clone().with_debug_dirs(Vec::new()))
+        });
+        renamer.insert_fetched(build_id, path, self.requested.get(build_id));
         attached
     }
 
