@@ -558,10 +558,7 @@ impl UnwindTables {
             return false;
         };
         let mut any = false;
-        for m in maps
-            .lines()
-            .filter_map(|l| procfs::parse_maps_line(l).and_then(ExecFile::of))
-        {
+        for m in ExecFile::all_in(&maps) {
             if !self.files.contains_key(&m.key) {
                 return false;
             }
@@ -589,10 +586,7 @@ impl UnwindTables {
             .ok()
             .map(|p| p.to_string_lossy().into_owned());
         let started = Instant::now();
-        for line in maps.lines() {
-            let Some(m) = procfs::parse_maps_line(line).and_then(ExecFile::of) else {
-                continue;
-            };
+        for m in ExecFile::all_in(&maps) {
             if exe.as_deref() == Some(&*m.path) {
                 continue;
             }
@@ -1183,6 +1177,12 @@ struct ExecFile {
 }
 
 impl ExecFile {
+    /// The executable file mappings of a `/proc/PID/maps` text.
+    fn all_in(maps: &str) -> impl Iterator<Item = ExecFile> + '_ {
+        maps.lines()
+            .filter_map(|l| procfs::parse_maps_line(l).and_then(ExecFile::of))
+    }
+
     /// `m` if it maps a file (inode other than 0) executable; `None` for anything else.
     fn of(m: symbolizer::Mapping) -> Option<ExecFile> {
         let mapping = m.clone();
@@ -1216,10 +1216,8 @@ impl ExecFile {
 fn maps_signature(maps: &str) -> u64 {
     use std::hash::{Hash as _, Hasher as _};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for line in maps.lines() {
-        if let Some(m) = procfs::parse_maps_line(line).and_then(ExecFile::of) {
-            (m.start, m.end, m.offset, m.key).hash(&mut h);
-        }
+    for m in ExecFile::all_in(maps) {
+        (m.start, m.end, m.offset, m.key).hash(&mut h);
     }
     h.finish()
 }
