@@ -41,6 +41,6 @@ mod walk;
 
 pub use discover::{DiscoverError, Interpreter, Version, discover, scan};
 pub use memory::Memory;
-pub use names::{CodeInfo, NameError, Namer, PyFrame, display_file};
+pub use names::{CodeInfo, NameError, Namer, PyFrame, SHIM_FILE, display_file};
 pub use profiler_common::python::PyOffsets;
 pub use walk::{DEFAULT_MAX_DEPTH, MAX_THREADS, RawFrame, ThreadStack, WalkError, walk};

@@ -196,30 +196,68 @@ fn read<T>(
 /// `ob_type` of every object.
 const OB_TYPE: u32 = 8;
 
+/// An object's reference count and type, in one read.
+fn header(mem: &Memory, what: &'static str, addr: u64) -> Result<(u64, u64), NameError> {
+    let raw = read(what, addr, |a| mem.bytes(a, 16))?;
+    let word = |i: usize| {
+        raw.get(i..i + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    Ok((word(0), word(usize::try_from(OB_TYPE).unwrap_or(8))))
+}
+
+/// The file of a code object the interpreter made for itself, as 3.12 names it.
+pub const SHIM_FILE: &str = "<shim>";
+
+/// Whether a reference count is one a live object has. A freed pymalloc block's first
+/// word is the free list's next pointer (an address, or 0 at the list's end), never a count
+/// in `1..=u32::MAX` (3.12's immortal objects count `u32::MAX`, 3.14's `3 << 30`).
+fn live(refcnt: u64) -> bool {
+    (1..=u64::from(u32::MAX)).contains(&refcnt)
+}
+
+/// Reads the code object at `code`. The process runs on while it is read, and code run
+/// once (module bodies, class bodies) is freed as it finishes, its strings with it: the
+/// object must look alive before and unchanged after its strings are read, or what was
+/// read may belong to whatever took the memory since (an exception's message read as a
+/// file name).
 fn read_code(
     mem: &Memory,
     o: &PyOffsets,
     code_type: Option<u64>,
     code: u64,
 ) -> Result<CodeInfo, NameError> {
+    let not_code = NameError::NotCode { addr: code };
     if code == 0 {
-        return Err(NameError::NotCode { addr: code });
+        return Err(not_code);
     }
-    if let Some(expected) = code_type {
-        let ty = read("ob_type", at(code, OB_TYPE), |a| mem.u64(a))?;
-        if ty != expected {
-            return Err(NameError::NotCode { addr: code });
-        }
+    let (refcnt, ty) = header(mem, "code object", code)?;
+    if !live(refcnt) || code_type.is_some_and(|expected| ty != expected) {
+        return Err(not_code);
     }
     let print = fingerprint(mem, o, code)?;
-    Ok(CodeInfo {
-        qualname: read_str(mem, o, print.qualname)?,
-        file: read_str(mem, o, print.file)?,
+    let qualname = read_str(mem, o, print.qualname)?;
+    // The interpreter's own shims (the `__init__` frame a specialised class call pushes)
+    // have no file: 3.12 names it `<shim>`, 3.13 passes the name as the file too.
+    let file = if print.file == print.qualname {
+        SHIM_FILE.to_owned()
+    } else {
+        read_str(mem, o, print.file)?
+    };
+    let info = CodeInfo {
+        qualname,
+        file,
         first_line: print.first_line,
         linetable: read_bytes(mem, o, print.linetable)?,
         linetable_kind: o.linetable_kind,
         fingerprint: print,
-    })
+    };
+    let (refcnt_after, ty_after) = header(mem, "code object", code)?;
+    if !live(refcnt_after) || ty_after != ty || fingerprint(mem, o, code)? != print {
+        return Err(not_code);
+    }
+    Ok(info)
 }
 
 /// The code object's name, file and line-table pointers and first line, in one read.
@@ -251,7 +289,7 @@ fn fingerprint(mem: &Memory, o: &PyOffsets, code: u64) -> Result<Fingerprint, Na
 /// A compact `str` object: ASCII, Latin-1, UCS-2 or UCS-4.
 fn read_str(mem: &Memory, o: &PyOffsets, addr: u64) -> Result<String, NameError> {
     let malformed = NameError::Malformed { what: "str", addr };
-    if addr == 0 {
+    if addr == 0 || !live(header(mem, "str", addr)?.0) {
         return Err(malformed);
     }
     let length = read("str length", at(addr, o.unicode_length), |a| mem.u64(a))?;
@@ -513,6 +551,7 @@ mod tests {
             self.put(addr, &value.to_le_bytes());
         }
         fn put_str(&self, addr: u64, text: &str) {
+            self.put_u64(addr, 1);
             self.put_u64(addr + 16, text.len() as u64);
             self.put(
                 addr + 32,
@@ -530,6 +569,7 @@ mod tests {
         let o = crate::offsets::for_version(3, 11).expect("3.11");
         let fake = FakeMemory::new();
         let code = 0x1000;
+        fake.put_u64(code, 1);
         fake.put_u64(code + 8, 0xc0de);
         fake.put_u64(code + u64::from(o.code_qualname), 0x2000);
         fake.put_u64(code + u64::from(o.code_filename), 0x2100);
@@ -585,6 +625,57 @@ mod tests {
         assert!(matches!(
             namer.name(&mem, &interp, &bad),
             Err(NameError::NotCode { .. })
+        ));
+        // A freed code object keeps its type, but its first word is the free list's next
+        // block: not a count.
+        let freed = 0x3400;
+        fake.put_u64(freed, 0x7f55_3b8e_a4c0);
+        fake.put_u64(freed + 8, 0xc0de);
+        assert!(matches!(
+            namer.name(
+                &mem,
+                &interp,
+                &RawFrame {
+                    code: freed,
+                    ..frame
+                }
+            ),
+            Err(NameError::NotCode { .. })
+        ));
+        // A 3.13 shim: its name is its file.
+        let shim = 0x3c00;
+        fake.put_u64(shim, 1);
+        fake.put_u64(shim + 8, 0xc0de);
+        fake.put_u64(shim + u64::from(o.code_qualname), 0x3e00);
+        fake.put_u64(shim + u64::from(o.code_filename), 0x3e00);
+        fake.put_u64(shim + u64::from(o.code_linetable), 0x2200);
+        fake.put_str(0x3e00, "__init__");
+        let named = namer.name(
+            &mem,
+            &interp,
+            &RawFrame {
+                code: shim,
+                ..frame
+            },
+        );
+        assert_eq!(named.expect("a shim").file, SHIM_FILE);
+        // A live code object whose file name was freed under it.
+        fake.put_u64(freed, 3);
+        fake.put_u64(freed + u64::from(o.code_qualname), 0x2000);
+        fake.put_u64(freed + u64::from(o.code_filename), 0x3800);
+        fake.put_u64(freed + u64::from(o.code_linetable), 0x2200);
+        fake.put_str(0x3800, "gone.py");
+        fake.put_u64(0x3800, 0);
+        assert!(matches!(
+            namer.name(
+                &mem,
+                &interp,
+                &RawFrame {
+                    code: freed,
+                    ..frame
+                }
+            ),
+            Err(NameError::Malformed { what: "str", .. })
         ));
         // The process is gone: its memory reads nothing, the cache still names it.
         let gone = Memory::new(tempfile::tempfile().expect("empty"));

@@ -265,7 +265,9 @@ fn a_short_lived_process_is_walked_and_stays_named_after_it_exits() {
             assert!(
                 info.file.ends_with("short.py")
                     || info.file.starts_with('<')
-                    || info.file.contains("python3")
+                    || info.file.contains("python3"),
+                "{python:?}: {name} at {code:#x} named from file {:?}",
+                info.file
             );
         }
     }
