@@ -247,6 +247,12 @@ pub(crate) fn render(r: &Report) -> String {
         &p.task_pt_regs,
         "table unwinder (samples taken in the kernel)",
     );
+    check_line(
+        &mut out,
+        "bpf_find_vma + VMA fields",
+        &p.file_lookup,
+        "tables found by file: new processes complete from their first sample",
+    );
     let _ = writeln!(
         out,
         "  {}  {:<28} container and pod labels{}",

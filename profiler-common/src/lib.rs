@@ -220,11 +220,16 @@ pub enum Stat {
     /// Pending off-CPU waits pushed out of the full [`OFFCPU_PENDING_MAP`] by a newer
     /// switch-out, so never charged (a lower bound: see `ember_offcpu`).
     OffCpuEvicted = 20,
+    /// VMAs the file lookup found (`bpf_find_vma`), for processes ember has not
+    /// registered yet.
+    UnwindVmaFound = 21,
+    /// File lookups that found nothing (busy mm lock, an address outside every VMA).
+    UnwindVmaMissed = 22,
 }
 
 impl Stat {
     /// Number of slots in [`STATS_MAP`].
-    pub const COUNT: u32 = 21;
+    pub const COUNT: u32 = 23;
 
     /// Every counter, in slot order.
     pub const ALL: [Stat; Self::COUNT as usize] = [
@@ -249,6 +254,8 @@ impl Stat {
         Stat::OffCpuSampledOut,
         Stat::OffCpuCountsFull,
         Stat::OffCpuEvicted,
+        Stat::UnwindVmaFound,
+        Stat::UnwindVmaMissed,
     ];
 
     /// A stable snake_case name, used in logs and metrics.
@@ -276,6 +283,8 @@ impl Stat {
             Stat::OffCpuSampledOut => "off_cpu_sampled_out",
             Stat::OffCpuCountsFull => "off_cpu_counts_full",
             Stat::OffCpuEvicted => "off_cpu_evicted",
+            Stat::UnwindVmaFound => "unwind_vma_found",
+            Stat::UnwindVmaMissed => "unwind_vma_missed",
         }
     }
 
@@ -295,6 +304,8 @@ impl Stat {
                 | Stat::OffCpuRecorded
                 | Stat::OffCpuShort
                 | Stat::OffCpuSampledOut
+                | Stat::UnwindVmaFound
+                | Stat::UnwindVmaMissed
         )
     }
 }

@@ -51,6 +51,168 @@ pub const MAX_UNWIND_DEPTH: usize = 127;
 /// Default number of entries of [`PROC_UNWIND_MAP`] (processes with tables).
 pub const DEFAULT_PROC_UNWIND_ENTRIES: u32 = 4_096;
 
+/// Name of the `HashMap<FileKey, FileUnwind>`: each binary with a table, by the file the
+/// kernel maps (device, inode, modification time), so that a process Ember has not
+/// registered (one that just exec'd, a library just `dlopen`ed) finds its tables from the
+/// file behind a PC (`bpf_find_vma`).
+pub const FILE_UNWIND_MAP: &str = "FILE_UNWIND";
+
+/// Name of the LRU `HashMap<u32, Learned>`: tgid → the file mappings the program found
+/// for a process itself, with `bpf_find_vma`, before userspace registered it.
+pub const LEARNED_MAP: &str = "LEARNED";
+
+/// Name of the read-only global ([`VmaOffsets`]) that turns the file lookup on.
+pub const FILE_LOOKUP_GLOBAL: &str = "FILE_LOOKUP";
+
+/// Most mappings a process learns in the program; further ones replace the oldest.
+pub const MAX_LEARNED: usize = 8;
+
+/// Most loadable segments of a binary the file lookup computes a bias with.
+pub const MAX_FILE_SEGMENTS: usize = 6;
+
+/// Default entries of [`LEARNED_MAP`].
+pub const DEFAULT_LEARNED_ENTRIES: u32 = 4_096;
+
+/// A mapped file as the kernel knows it: `inode->i_sb->s_dev` (the kernel's encoding,
+/// `major << 20 | minor`), `inode->i_ino`, and the inode's modification time in seconds (an
+/// inode number reused by a new file is not taken for the old one).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FileKey {
+    /// Inode number.
+    pub ino: u64,
+    /// Modification time, seconds.
+    pub mtime: i64,
+    /// Device, kernel encoding.
+    pub dev: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+impl FileKey {
+    /// The kernel's `dev_t` of a device `major:minor` (as `/proc/PID/maps` prints it).
+    #[must_use]
+    pub const fn kernel_dev(major: u32, minor: u32) -> u32 {
+        (major << 20) | (minor & 0xf_ffff)
+    }
+}
+
+/// One loadable segment: file offsets `offset..end` are loaded at `vaddr`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FileSegment {
+    /// File offset of the segment.
+    pub offset: u64,
+    /// One past its last byte in the file (at least `offset + 1`).
+    pub end: u64,
+    /// Its ELF virtual address.
+    pub vaddr: u64,
+}
+
+/// A binary's table and the segments to compute a mapping's bias with.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FileUnwind {
+    /// Index of the binary's first row in [`UNWIND_ROWS_MAP`].
+    pub table_offset: u32,
+    /// Number of rows.
+    pub table_len: u32,
+    /// Valid entries of `segments`.
+    pub segments_len: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Loadable segments, in file order.
+    pub segments: [FileSegment; MAX_FILE_SEGMENTS],
+}
+
+impl FileUnwind {
+    /// Load bias of a mapping of this file that starts at `start` and maps file offset
+    /// `offset`: the same rule as the per-process path's (the last segment whose first
+    /// page holds `offset`, or that `offset` falls in). `None` when no segment does.
+    #[inline(always)]
+    #[must_use]
+    pub fn bias(&self, start: u64, offset: u64) -> Option<u64> {
+        let mut found = None;
+        let mut i = 0;
+        while i < MAX_FILE_SEGMENTS {
+            if (i as u32) < self.segments_len {
+                let s = &self.segments[i];
+                if offset >= s.offset & !0xfff && offset < s.end {
+                    found = Some(
+                        start
+                            .wrapping_sub(offset)
+                            .wrapping_sub(s.vaddr)
+                            .wrapping_add(s.offset),
+                    );
+                }
+            }
+            i += 1;
+        }
+        found
+    }
+}
+
+/// A file mapping a process learned in the program: `start..end` maps `file` from file
+/// offset `offset`. A `file` of inode 0 is a mapping without a file (JIT code, the stack):
+/// frame pointers there, and no second lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LearnedMapping {
+    /// First address.
+    pub start: u64,
+    /// One past the last.
+    pub end: u64,
+    /// File offset of `start`.
+    pub offset: u64,
+    /// The file.
+    pub file: FileKey,
+}
+
+/// The mappings one process learned ([`LEARNED_MAP`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Learned {
+    /// Valid entries of `mappings`.
+    pub len: u32,
+    /// The entry the next mapping replaces once all are used.
+    pub next: u32,
+    /// The mappings.
+    pub mappings: [LearnedMapping; MAX_LEARNED],
+}
+
+/// Byte offsets of the kernel fields the file lookup reads, from the kernel's BTF, and
+/// whether it is on. A read-only global of the program ([`FILE_LOOKUP_GLOBAL`]): with
+/// `enabled` 0 the verifier drops the lookup's code.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct VmaOffsets {
+    /// 1: look files up; 0: only registered processes have tables.
+    pub enabled: u32,
+    /// `vm_area_struct.vm_start`.
+    pub vm_start: u32,
+    /// `vm_area_struct.vm_end`.
+    pub vm_end: u32,
+    /// `vm_area_struct.vm_pgoff`.
+    pub vm_pgoff: u32,
+    /// `vm_area_struct.vm_file`.
+    pub vm_file: u32,
+    /// `file.f_inode`.
+    pub file_inode: u32,
+    /// `inode.i_ino`.
+    pub inode_ino: u32,
+    /// `inode.i_sb`.
+    pub inode_sb: u32,
+    /// The seconds of the inode's modification time (`i_mtime_sec`, or `tv_sec` of
+    /// `__i_mtime` / `i_mtime` on older kernels).
+    pub inode_mtime: u32,
+    /// `super_block.s_dev`.
+    pub sb_dev: u32,
+    /// `task_struct.mm`.
+    pub task_mm: u32,
+    /// `mm_struct.start_code`.
+    pub mm_start_code: u32,
+}
+
 /// How to find the canonical frame address (CFA: the caller's `rsp` before the call).
 pub mod cfa {
     /// No rule: this PC is not covered (a gap between functions); step with frame pointers.
@@ -193,6 +355,14 @@ mod user {
     unsafe impl aya::Pod for super::ProcUnwind {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::UserStack {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FileKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FileUnwind {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Learned {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::VmaOffsets {}
 }
 
 #[cfg(test)]
@@ -206,5 +376,39 @@ mod tests {
         assert_eq!(size_of::<ProcMapping>(), 32);
         assert_eq!(size_of::<ProcUnwind>(), 8 + 32 * MAX_PROC_MAPPINGS);
         assert_eq!(size_of::<UserStack>(), 8 + 8 * MAX_UNWIND_DEPTH);
+        assert_eq!(size_of::<FileKey>(), 24);
+        assert_eq!(size_of::<FileUnwind>(), 16 + 24 * MAX_FILE_SEGMENTS);
+        assert_eq!(size_of::<Learned>(), 8 + 48 * MAX_LEARNED);
+        assert_eq!(size_of::<VmaOffsets>(), 48);
+    }
+
+    #[test]
+    fn a_file_bias_comes_from_the_segment_the_mapping_starts_in() {
+        // A PIE: headers at 0, text at file 0x1000 (vaddr 0x1000), data at 0x3de8 (vaddr
+        // 0x4de8), the text mapped at 0x5555_5555_5000 from offset 0x1000.
+        let mut f = FileUnwind {
+            segments_len: 3,
+            ..FileUnwind::default()
+        };
+        f.segments[0] = FileSegment {
+            offset: 0,
+            end: 0x628,
+            vaddr: 0,
+        };
+        f.segments[1] = FileSegment {
+            offset: 0x1000,
+            end: 0x1185,
+            vaddr: 0x1000,
+        };
+        f.segments[2] = FileSegment {
+            offset: 0x3de8,
+            end: 0x4010,
+            vaddr: 0x4de8,
+        };
+        assert_eq!(f.bias(0x5555_5555_5000, 0x1000), Some(0x5555_5555_4000));
+        // The data mapping starts in the page of the third segment.
+        assert_eq!(f.bias(0x5555_5555_7000, 0x3000), Some(0x5555_5555_3000));
+        assert_eq!(f.bias(0x5555_5555_9000, 0x9000), None);
+        assert_eq!(FileKey::kernel_dev(259, 1), (259 << 20) | 1);
     }
 }

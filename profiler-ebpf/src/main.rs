@@ -389,6 +389,7 @@ mod program {
                 return 0;
             }
         }
+        crate::unwind::learn_exec(tgid);
         // Captured now (the new binary and its loader), and again at its first sample, by
         // when its libraries are mapped.
         let _ = SEEN_TGIDS.remove(&tgid);

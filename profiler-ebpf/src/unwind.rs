@@ -13,14 +13,15 @@ use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, bpf_perf_event_data, pt_regs},
     helpers::{bpf_probe_read_kernel, bpf_probe_read_user, generated},
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
     programs::{PerfEventContext, RawTracePointContext},
 };
 use profiler_common::{
     DEFAULT_STACKS_ENTRIES, Stat,
     unwind::{
-        DEFAULT_PROC_UNWIND_ENTRIES, MAX_PROC_MAPPINGS, MAX_UNWIND_DEPTH, ProcUnwind,
-        UNWIND_STRICT, UnwindRow, UserStack, cfa, rbp,
+        DEFAULT_LEARNED_ENTRIES, DEFAULT_PROC_UNWIND_ENTRIES, FileKey, FileUnwind, Learned,
+        LearnedMapping, MAX_LEARNED, MAX_PROC_MAPPINGS, MAX_UNWIND_DEPTH, ProcUnwind,
+        UNWIND_STRICT, UnwindRow, UserStack, VmaOffsets, cfa, rbp,
     },
 };
 
@@ -47,6 +48,48 @@ static UNWIND_NO_TABLES: Array<ProcUnwind> = Array::with_max_entries(1, 0);
 /// The stack being walked (1 KiB: too big for the 512-byte BPF stack).
 #[map]
 static UNWIND_SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries(1, 0);
+
+/// Every binary with a table, by the file the kernel maps (see `profiler_common::unwind`).
+#[map]
+static FILE_UNWIND: HashMap<FileKey, FileUnwind> =
+    HashMap::with_max_entries(DEFAULT_PROC_UNWIND_ENTRIES, BPF_F_NO_PREALLOC);
+/// The file mappings each process found here before userspace registered it.
+#[map]
+static LEARNED: LruHashMap<u32, Learned> = LruHashMap::with_max_entries(DEFAULT_LEARNED_ENTRIES, 0);
+/// This walk's copy of its process's learned mappings.
+#[map]
+static LEARNED_SCRATCH: PerCpuArray<Learned> = PerCpuArray::with_max_entries(1, 0);
+/// The first bytes of a VMA, copied: its fields are read at offsets known only at load.
+#[map]
+static VMA_SCRATCH: PerCpuArray<[u64; VMA_WORDS]> = PerCpuArray::with_max_entries(1, 0);
+/// The exec hook's own scratch slots: it runs with interrupts on, so a sample can
+/// interrupt it on its CPU and use the sampling path's slots meanwhile.
+#[map]
+static EXEC_LEARNED: PerCpuArray<Learned> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static EXEC_VMA_SCRATCH: PerCpuArray<[u64; VMA_WORDS]> = PerCpuArray::with_max_entries(1, 0);
+
+/// The kernel offsets of the file lookup, and whether it is on: set by the agent at load,
+/// read-only to the program, so with `enabled` 0 the verifier drops the lookup's code.
+#[unsafe(no_mangle)]
+static FILE_LOOKUP: VmaOffsets = VmaOffsets {
+    enabled: 0,
+    vm_start: 0,
+    vm_end: 0,
+    vm_pgoff: 0,
+    vm_file: 0,
+    file_inode: 0,
+    inode_ino: 0,
+    inode_sb: 0,
+    inode_mtime: 0,
+    sb_dev: 0,
+    task_mm: 0,
+    mm_start_code: 0,
+};
+
+/// Words of a VMA copied for the lookup: its `vm_start`, `vm_end`, `vm_pgoff` and `vm_file`
+/// must lie in the first 128 bytes (the agent checks; they are in the first 96 on 6.x).
+pub(crate) const VMA_WORDS: usize = 16;
 
 /// Binary-search steps over one binary's rows: tables hold at most 2^20 rows.
 const ROW_SEARCH_STEPS: u32 = 21;
@@ -75,7 +118,13 @@ struct WalkRegs {
     /// `bp` was read from a saved slot, not taken from a register: a 0 there is the end
     /// of a frame-pointer chain, not a register that happened to hold 0.
     bp_from_chain: u32,
-    _pad: u32,
+    /// `bpf_find_vma` calls left in this walk. With interrupts off (a perf event) the
+    /// helper defers its unlock to an irq_work, and until that runs every further call on
+    /// the CPU fails: one call a sample.
+    vma_budget: u32,
+    /// Mappings learned in this walk, to write back.
+    learned_new: u32,
+    tgid: u32,
 }
 
 #[map]
@@ -88,6 +137,7 @@ struct Walk {
     procs: *const ProcUnwind,
     stack: *mut UserStack,
     regs: *mut WalkRegs,
+    learned: *mut Learned,
 }
 
 /// Outcome of a walk, for the sample key.
@@ -106,16 +156,224 @@ pub(crate) fn forget_process(tgid: u32) {
     let _ = PROC_UNWIND.remove(&tgid);
 }
 
+/// Whether the file lookup is on (a constant to the verifier).
+#[inline(always)]
+fn lookup_offsets() -> VmaOffsets {
+    // SAFETY: a read of a global; volatile so the compiler keeps the load the verifier
+    // resolves from the frozen map.
+    unsafe { core::ptr::read_volatile(&raw const FILE_LOOKUP) }
+}
+
+/// At exec, before the new image runs: learn the mappings of its executable (at
+/// `mm->start_code`) and of its dynamic loader (at the entry point in the user registers),
+/// so that its first samples unwind from the files' tables. Interrupts are on here, so
+/// both lookups can be made.
+#[inline(always)]
+pub(crate) fn learn_exec(tgid: u32) {
+    let o = lookup_offsets();
+    if o.enabled == 0 {
+        return;
+    }
+    let Some(scratch) = EXEC_LEARNED.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot of the exec hook's own map (the hook does not nest).
+    let learned = unsafe { &mut *scratch };
+    learned.len = 0;
+    learned.next = 0;
+    // SAFETY: helpers without preconditions; the task pointer is read only through
+    // bpf_probe_read_kernel, which fails cleanly.
+    let task = unsafe { generated::bpf_get_current_task() } as u64;
+    let mm: u64 = read_kernel(task.wrapping_add(u64::from(o.task_mm))).unwrap_or(0);
+    if mm != 0 {
+        if let Some(code) = read_kernel(mm.wrapping_add(u64::from(o.mm_start_code))) {
+            learn_at(learned, code, vma_found_exec);
+        }
+    }
+    if let Some((ip, _, _)) = task_user_regs() {
+        learn_at(learned, ip, vma_found_exec);
+    }
+    let _ = LEARNED.insert(&tgid, learned, 0);
+}
+
+/// Looks up the VMA at `addr` and appends it to `learned` unless it is there already.
+/// Returns the index of its entry.
+#[inline(always)]
+fn learn_at(learned: &mut Learned, addr: u64, callback: VmaCallback) -> Option<usize> {
+    let mut found = VmaFound {
+        start: 0,
+        end: 0,
+        offset: 0,
+        file: FileKey {
+            ino: 0,
+            mtime: 0,
+            dev: 0,
+            _pad: 0,
+        },
+        found: 0,
+        _pad: 0,
+    };
+    // SAFETY: the BTF task of the current context; `vma_found` has the callback signature
+    // bpf_find_vma expects and writes only `found`, on this stack.
+    let ret = unsafe {
+        let task = generated::bpf_get_current_task_btf();
+        generated::bpf_find_vma(
+            task,
+            addr,
+            callback as *mut core::ffi::c_void,
+            (&raw mut found).cast(),
+            0,
+        )
+    };
+    if ret != 0 || found.found == 0 || found.start >= found.end {
+        stat(Stat::UnwindVmaMissed);
+        return None;
+    }
+    stat(Stat::UnwindVmaFound);
+    let mapping = LearnedMapping {
+        start: found.start,
+        end: found.end,
+        offset: found.offset,
+        file: found.file,
+    };
+    let len = learned.len as usize;
+    let at = if len < MAX_LEARNED {
+        learned.len += 1;
+        len
+    } else {
+        let at = learned.next as usize % MAX_LEARNED;
+        learned.next = ((at + 1) % MAX_LEARNED) as u32;
+        at
+    };
+    let at = at & (MAX_LEARNED - 1);
+    learned.mappings[at] = mapping;
+    Some(at)
+}
+
+/// What `bpf_find_vma`'s callback found.
+#[repr(C)]
+struct VmaFound {
+    start: u64,
+    end: u64,
+    offset: u64,
+    file: FileKey,
+    found: u32,
+    _pad: u32,
+}
+
+#[inline(always)]
+fn read_kernel<T: Copy>(addr: u64) -> Option<T> {
+    if addr < 4096 {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel fails cleanly on any address.
+    unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
+}
+
+/// A `bpf_find_vma` callback.
+type VmaCallback = unsafe extern "C" fn(
+    *mut core::ffi::c_void,
+    *mut core::ffi::c_void,
+    *mut core::ffi::c_void,
+) -> i64;
+
+/// `bpf_find_vma`'s callback on the sampling path.
+#[inline(never)]
+unsafe extern "C" fn vma_found(
+    _task: *mut core::ffi::c_void,
+    vma: *mut core::ffi::c_void,
+    ctx: *mut core::ffi::c_void,
+) -> i64 {
+    // SAFETY: as `read_vma` requires: bpf_find_vma's arguments.
+    unsafe { read_vma(&VMA_SCRATCH, vma, ctx) }
+}
+
+/// `bpf_find_vma`'s callback in the exec hook, with the hook's own scratch slot.
+#[inline(never)]
+unsafe extern "C" fn vma_found_exec(
+    _task: *mut core::ffi::c_void,
+    vma: *mut core::ffi::c_void,
+    ctx: *mut core::ffi::c_void,
+) -> i64 {
+    // SAFETY: as `read_vma` requires: bpf_find_vma's arguments.
+    unsafe { read_vma(&EXEC_VMA_SCRATCH, vma, ctx) }
+}
+
+/// Reads the VMA's range, file offset and file into the `VmaFound` at `ctx`.
+///
+/// # Safety
+/// `vma` is the kernel's VMA and `ctx` the caller's `VmaFound`, as bpf_find_vma passes them.
+#[inline(always)]
+unsafe fn read_vma(
+    scratch: &PerCpuArray<[u64; VMA_WORDS]>,
+    vma: *mut core::ffi::c_void,
+    ctx: *mut core::ffi::c_void,
+) -> i64 {
+    let o = lookup_offsets();
+    let Some(words) = scratch.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: `ctx` is the `VmaFound` on the caller's stack; `words` this CPU's slot; the
+    // VMA is copied with bpf_probe_read_kernel, which fails cleanly.
+    unsafe {
+        let out = &mut *ctx.cast::<VmaFound>();
+        if generated::bpf_probe_read_kernel(
+            words.cast(),
+            (VMA_WORDS * 8) as u32,
+            vma as *const core::ffi::c_void,
+        ) != 0
+        {
+            return 0;
+        }
+        let w = &*words;
+        let word = |off: u32| w[(off as usize / 8) & (VMA_WORDS - 1)];
+        out.start = word(o.vm_start);
+        out.end = word(o.vm_end);
+        out.offset = word(o.vm_pgoff) << 12;
+        out.found = 1;
+        let file = word(o.vm_file);
+        if file == 0 {
+            return 0;
+        }
+        let Some(inode) = read_kernel::<u64>(file.wrapping_add(u64::from(o.file_inode))) else {
+            return 0;
+        };
+        out.file.ino = read_kernel(inode.wrapping_add(u64::from(o.inode_ino))).unwrap_or(0);
+        out.file.mtime = read_kernel(inode.wrapping_add(u64::from(o.inode_mtime))).unwrap_or(0);
+        let sb: u64 = read_kernel(inode.wrapping_add(u64::from(o.inode_sb))).unwrap_or(0);
+        out.file.dev = read_kernel(sb.wrapping_add(u64::from(o.sb_dev))).unwrap_or(0);
+    }
+    0
+}
+
 /// Walks the current task's user stack if its process has tables; `None` when it has none
 /// (the caller then uses the kernel's frame-pointer walk).
 #[inline(always)]
 pub(crate) fn walk<C: UserRegs>(ctx: &C, tgid: u32, generation: u32) -> Option<Walked> {
-    // SAFETY: a lookup; the value is only read.
-    let procs = match unsafe { PROC_UNWIND.get(&tgid) } {
-        Some(p) => p as *const ProcUnwind,
+    let learned = LEARNED_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: lookups; PROC_UNWIND's value is only read, LEARNED's copied into this CPU's
+    // scratch slot.
+    let (registered, has_learned) = unsafe {
+        let registered = PROC_UNWIND.get(&tgid).map(|p| p as *const ProcUnwind);
+        let has_learned = match LEARNED.get(&tgid) {
+            Some(l) if lookup_offsets().enabled != 0 => {
+                *learned = *l;
+                true
+            }
+            _ => {
+                (*learned).len = 0;
+                (*learned).next = 0;
+                false
+            }
+        };
+        (registered, has_learned)
+    };
+    let procs = match registered {
+        Some(p) => p,
         None => {
             let strict = UNWIND_CONFIG.get(0).is_some_and(|c| c & UNWIND_STRICT != 0);
-            if !strict {
+            // A process exec'd since ember started is walked from the files it mapped.
+            if !strict && !has_learned {
                 return None;
             }
             UNWIND_NO_TABLES.get_ptr(0)?
@@ -137,10 +395,17 @@ pub(crate) fn walk<C: UserRegs>(ctx: &C, tgid: u32, generation: u32) -> Option<W
             fp_frames: 0,
             bp_known: 1,
             bp_from_chain: 0,
-            _pad: 0,
+            vma_budget: 1,
+            learned_new: 0,
+            tgid,
         };
     }
-    let mut walk = Walk { procs, stack, regs };
+    let mut walk = Walk {
+        procs,
+        stack,
+        regs,
+        learned,
+    };
     // SAFETY: `step` has the callback signature bpf_loop expects and only touches `walk`
     // and the maps it points at, which outlive the call.
     unsafe {
@@ -153,6 +418,10 @@ pub(crate) fn walk<C: UserRegs>(ctx: &C, tgid: u32, generation: u32) -> Option<W
     }
     // SAFETY: as above.
     let w = unsafe { *regs };
+    if w.learned_new != 0 {
+        // SAFETY: this CPU's scratch slot, a valid map value.
+        let _ = LEARNED.insert(&tgid, unsafe { &*learned }, 0);
+    }
     if w.fp_frames > 0 {
         stat(Stat::UnwindFpFrames);
     }
@@ -266,9 +535,14 @@ fn read_user(addr: u64) -> Option<u64> {
 unsafe extern "C" fn step(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     // SAFETY: `ctx` is the `Walk` that `walk` passed to bpf_loop; its pointers are valid
     // map values of this CPU.
-    let (procs, stack, w) = unsafe {
+    let (procs, stack, w, learned) = unsafe {
         let walk = &*ctx.cast::<Walk>();
-        (&*walk.procs, walk.stack, &mut *walk.regs)
+        (
+            &*walk.procs,
+            walk.stack,
+            &mut *walk.regs,
+            &mut *walk.learned,
+        )
     };
     if w.status != RUNNING {
         return 1;
@@ -289,7 +563,7 @@ unsafe extern "C" fn step(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     }
     // Return addresses point after the call: look up the call instruction itself.
     let pc = if n == 0 { w.ip } else { w.ip - 1 };
-    match table_step(procs, w, pc) {
+    match table_step(procs, learned, w, pc) {
         Step::Done => {}
         Step::Fp => {
             w.fp_frames += 1;
@@ -306,11 +580,19 @@ enum Step {
     Fp,
 }
 
+/// The table that covers a PC: its rows and the mapping's load bias.
+struct Covered {
+    bias: u64,
+    table_offset: u32,
+    table_len: u32,
+}
+
+/// The table of the registered mapping that holds `pc`.
 #[inline(always)]
-fn table_step(procs: &ProcUnwind, w: &mut WalkRegs, pc: u64) -> Step {
+fn registered_table(procs: &ProcUnwind, pc: u64) -> Option<Covered> {
     let len = procs.len;
     if len == 0 || len as usize > MAX_PROC_MAPPINGS {
-        return Step::Fp;
+        return None;
     }
     // Last mapping whose start <= pc.
     let (mut lo, mut hi) = (0u32, len);
@@ -328,8 +610,66 @@ fn table_step(procs: &ProcUnwind, w: &mut WalkRegs, pc: u64) -> Step {
     }
     let m = &procs.mappings[bounded(lo)];
     if pc < m.start || pc >= m.end || m.table_len == 0 {
-        return Step::Fp;
+        return None;
     }
+    Some(Covered {
+        bias: m.bias,
+        table_offset: m.table_offset,
+        table_len: m.table_len,
+    })
+}
+
+/// The table of the file mapped at `pc`, from the mappings the process learned, or, once
+/// a walk, from a new lookup of the VMA.
+#[inline(always)]
+fn file_table(learned: &mut Learned, w: &mut WalkRegs, pc: u64) -> Option<Covered> {
+    if lookup_offsets().enabled == 0 {
+        return None;
+    }
+    let mut hit = MAX_LEARNED;
+    let mut i = 0;
+    while i < MAX_LEARNED {
+        if (i as u32) < learned.len {
+            let m = &learned.mappings[i];
+            if m.start <= pc && pc < m.end {
+                hit = i;
+            }
+        }
+        i += 1;
+    }
+    if hit == MAX_LEARNED {
+        if w.vma_budget == 0 {
+            return None;
+        }
+        w.vma_budget -= 1;
+        hit = learn_at(learned, pc, vma_found)?;
+        w.learned_new = 1;
+    }
+    let m = &learned.mappings[hit & (MAX_LEARNED - 1)];
+    if m.file.ino == 0 || pc < m.start || pc >= m.end {
+        return None;
+    }
+    // SAFETY: a lookup; the value is only read.
+    let f = unsafe { FILE_UNWIND.get(&m.file) }?;
+    if f.table_len == 0 {
+        return None;
+    }
+    Some(Covered {
+        bias: f.bias(m.start, m.offset)?,
+        table_offset: f.table_offset,
+        table_len: f.table_len,
+    })
+}
+
+#[inline(always)]
+fn table_step(procs: &ProcUnwind, learned: &mut Learned, w: &mut WalkRegs, pc: u64) -> Step {
+    let m = match registered_table(procs, pc) {
+        Some(m) => m,
+        None => match file_table(learned, w, pc) {
+            Some(m) => m,
+            None => return Step::Fp,
+        },
+    };
     let vaddr = pc.wrapping_sub(m.bias);
     if vaddr > u64::from(u32::MAX) {
         return Step::Fp;

@@ -11,6 +11,8 @@
 
 use std::path::Path;
 
+use profiler_common::unwind::VmaOffsets;
+
 /// Where the running kernel exposes its BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -82,94 +84,198 @@ fn name_at(strings: &[u8], off: u32) -> Option<&[u8]> {
     Some(&rest[..end])
 }
 
-/// Byte offset of `member` in the first `struct ty` of a (little-endian) BTF blob.
+/// One type of a BTF blob: where its fixed part starts in the type section, and what it
+/// says.
+#[derive(Clone, Copy)]
+struct Type {
+    at: usize,
+    name_off: u32,
+    kind: u32,
+    vlen: usize,
+    kind_flag: bool,
+    /// `size` or `type`, by kind.
+    size_or_type: u32,
+}
+
+/// A BTF blob's types, indexed by id (id 0 is `void`, index 0 here is id 1).
+struct Btf<'a> {
+    types_data: &'a [u8],
+    strings: &'a [u8],
+    types: Vec<Type>,
+}
+
+const KIND_UNION: u32 = 5;
+/// TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG: a member's type seen through these.
+const KIND_MODIFIERS: [u32; 5] = [8, 9, 10, 11, 18];
+
+impl<'a> Btf<'a> {
+    fn parse(data: &'a [u8]) -> Result<Btf<'a>, BtfError> {
+        let bad = BtfError::Malformed;
+        if u16_at(data, 0) != Some(BTF_MAGIC) {
+            return Err(bad("bad magic (not little-endian BTF)"));
+        }
+        let hdr_len = u32_at(data, 4).ok_or(bad("short header"))? as usize;
+        let type_off = u32_at(data, 8).ok_or(bad("short header"))? as usize;
+        let type_len = u32_at(data, 12).ok_or(bad("short header"))? as usize;
+        let str_off = u32_at(data, 16).ok_or(bad("short header"))? as usize;
+        let str_len = u32_at(data, 20).ok_or(bad("short header"))? as usize;
+        let section = |off: usize, len: usize| {
+            let start = hdr_len.checked_add(off)?;
+            data.get(start..start.checked_add(len)?)
+        };
+        let types_data = section(type_off, type_len).ok_or(bad("type section out of bounds"))?;
+        let strings = section(str_off, str_len).ok_or(bad("string section out of bounds"))?;
+        let mut types = Vec::new();
+        let mut at = 0usize;
+        while at < types_data.len() {
+            let name_off = u32_at(types_data, at).ok_or(bad("truncated type"))?;
+            let info = u32_at(types_data, at + 4).ok_or(bad("truncated type"))?;
+            let size_or_type = u32_at(types_data, at + 8).ok_or(bad("truncated type"))?;
+            let vlen = (info & 0xffff) as usize;
+            let kind = (info >> 24) & 0x1f;
+            let extra = match kind {
+                // VOID, PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG.
+                0 | 2 | 7..=12 | 16 | 18 => 0,
+                // FUNC_PROTO: a (name, type) pair per parameter.
+                13 => vlen * 8,
+                // INT, VAR, DECL_TAG: one u32.
+                1 | 14 | 17 => 4,
+                // ARRAY: element type, index type, count.
+                3 => 12,
+                // STRUCT, UNION, DATASEC, ENUM64: 12 bytes an entry.
+                4 | 5 | 15 | 19 => vlen * 12,
+                // ENUM: 8 bytes an entry.
+                6 => vlen * 8,
+                _ => return Err(bad("unknown type kind")),
+            };
+            types.push(Type {
+                at: at + 12,
+                name_off,
+                kind,
+                vlen,
+                kind_flag: info >> 31 != 0,
+                size_or_type,
+            });
+            at = at
+                .checked_add(12 + extra)
+                .ok_or(bad("type data overflows"))?;
+            if at > types_data.len() {
+                return Err(bad("truncated type data"));
+            }
+        }
+        Ok(Btf {
+            types_data,
+            strings,
+            types,
+        })
+    }
+
+    /// The type with id `id`, seen through typedefs and qualifiers.
+    fn resolve(&self, mut id: u32) -> Option<Type> {
+        for _ in 0..16 {
+            let t = *self.types.get(usize::try_from(id).ok()?.checked_sub(1)?)?;
+            if !KIND_MODIFIERS.contains(&t.kind) {
+                return Some(t);
+            }
+            id = t.size_or_type;
+        }
+        None
+    }
+
+    /// Byte offset of `member` in the first `struct ty`.
+    fn member_offset(&self, ty: &str, member: &str) -> Result<u32, BtfError> {
+        for t in &self.types {
+            if t.kind == KIND_STRUCT
+                && name_at(self.strings, t.name_off) == Some(ty.as_bytes())
+                && let Some(off) = self.find_member(*t, member, 0)?
+            {
+                return Ok(off);
+            }
+        }
+        Err(BtfError::NotFound {
+            ty: ty.to_owned(),
+            member: member.to_owned(),
+        })
+    }
+
+    /// `member` of the struct or union `t`, looked for in its anonymous struct and union
+    /// members too (`vm_area_struct.vm_start` and most of `mm_struct` sit in one), at most
+    /// `depth` 4 deep.
+    fn find_member(&self, t: Type, member: &str, depth: u32) -> Result<Option<u32>, BtfError> {
+        let truncated = || BtfError::Malformed("truncated member");
+        for i in 0..t.vlen {
+            let m = t.at + i * 12;
+            let name = u32_at(self.types_data, m).ok_or_else(truncated)?;
+            let ty = u32_at(self.types_data, m + 4).ok_or_else(truncated)?;
+            let raw =
+                u32_at(self.types_data, m + 8).ok_or(BtfError::Malformed("truncated member"))?;
+            // With kind_flag set the low 24 bits are the bit offset and the high 8 the
+            // bitfield size.
+            let bits = if t.kind_flag { raw & 0x00ff_ffff } else { raw };
+            if name == 0 && depth < 4 {
+                if let Some(inner) = self.resolve(ty)
+                    && matches!(inner.kind, KIND_STRUCT | KIND_UNION)
+                    && bits % 8 == 0
+                    && let Some(off) = self.find_member(inner, member, depth + 1)?
+                {
+                    return Ok(Some(off + bits / 8));
+                }
+                continue;
+            }
+            if name_at(self.strings, name) != Some(member.as_bytes()) {
+                continue;
+            }
+            if bits % 8 != 0 {
+                return Ok(None);
+            }
+            return Ok(Some(bits / 8));
+        }
+        Ok(None)
+    }
+}
+
+/// Byte offset of `member` in the first `struct ty` of a (little-endian) BTF blob, found
+/// in the struct's anonymous struct and union members too.
 ///
 /// # Errors
 /// [`BtfError::Malformed`] for data that is not BTF, [`BtfError::NotFound`] when no such
 /// struct has such a member (or the member is a bitfield not on a byte boundary).
 pub fn member_offset(data: &[u8], ty: &str, member: &str) -> Result<u32, BtfError> {
-    let bad = BtfError::Malformed;
-    if u16_at(data, 0) != Some(BTF_MAGIC) {
-        return Err(bad("bad magic (not little-endian BTF)"));
-    }
-    let hdr_len = u32_at(data, 4).ok_or(bad("short header"))? as usize;
-    let type_off = u32_at(data, 8).ok_or(bad("short header"))? as usize;
-    let type_len = u32_at(data, 12).ok_or(bad("short header"))? as usize;
-    let str_off = u32_at(data, 16).ok_or(bad("short header"))? as usize;
-    let str_len = u32_at(data, 20).ok_or(bad("short header"))? as usize;
-    let section = |off: usize, len: usize| {
-        let start = hdr_len.checked_add(off)?;
-        data.get(start..start.checked_add(len)?)
-    };
-    let types = section(type_off, type_len).ok_or(bad("type section out of bounds"))?;
-    let strings = section(str_off, str_len).ok_or(bad("string section out of bounds"))?;
-
-    let mut at = 0usize;
-    while at < types.len() {
-        let name_off = u32_at(types, at).ok_or(bad("truncated type"))?;
-        let info = u32_at(types, at + 4).ok_or(bad("truncated type"))?;
-        let vlen = (info & 0xffff) as usize;
-        let kind = (info >> 24) & 0x1f;
-        let kind_flag = info >> 31 != 0;
-        at += 12;
-        let extra = match kind {
-            // VOID, PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG.
-            0 | 2 | 7..=12 | 16 | 18 => 0,
-            // FUNC_PROTO: a (name, type) pair per parameter.
-            13 => vlen * 8,
-            // INT, VAR, DECL_TAG: one u32.
-            1 | 14 | 17 => 4,
-            // ARRAY: element type, index type, count.
-            3 => 12,
-            // STRUCT, UNION, DATASEC, ENUM64: 12 bytes an entry.
-            4 | 5 | 15 | 19 => vlen * 12,
-            // ENUM: 8 bytes an entry.
-            6 => vlen * 8,
-            _ => return Err(bad("unknown type kind")),
-        };
-        if kind == KIND_STRUCT
-            && name_at(strings, name_off) == Some(ty.as_bytes())
-            && let Some(off) = find_member(types, at, vlen, kind_flag, strings, member)?
-        {
-            return Ok(off);
-        }
-        // Members of anonymous unions or structs inside `ty` are not looked into: the
-        // fields read here are direct members.
-        at = at.checked_add(extra).ok_or(bad("type data overflows"))?;
-        if at > types.len() {
-            return Err(bad("truncated type data"));
-        }
-    }
-    Err(BtfError::NotFound {
-        ty: ty.to_owned(),
-        member: member.to_owned(),
-    })
+    Btf::parse(data)?.member_offset(ty, member)
 }
 
-fn find_member(
-    types: &[u8],
-    at: usize,
-    vlen: usize,
-    kind_flag: bool,
-    strings: &[u8],
-    member: &str,
-) -> Result<Option<u32>, BtfError> {
-    for i in 0..vlen {
-        let m = at + i * 12;
-        let name = u32_at(types, m).ok_or(BtfError::Malformed("truncated member"))?;
-        let raw = u32_at(types, m + 8).ok_or(BtfError::Malformed("truncated member"))?;
-        if name_at(strings, name) != Some(member.as_bytes()) {
-            continue;
-        }
-        // With kind_flag set the low 24 bits are the bit offset and the high 8 the
-        // bitfield size.
-        let bits = if kind_flag { raw & 0x00ff_ffff } else { raw };
-        if bits % 8 != 0 {
-            return Ok(None);
-        }
-        return Ok(Some(bits / 8));
-    }
-    Ok(None)
+/// Reads the [`VmaOffsets`] of the file lookup from the running kernel's BTF, with
+/// `enabled` set.
+///
+/// # Errors
+/// As [`task_offsets`], and [`BtfError::NotFound`] naming the first field this kernel
+/// lacks.
+pub fn vma_offsets(path: &Path) -> Result<VmaOffsets, BtfError> {
+    let data = std::fs::read(path).map_err(|source| BtfError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let btf = Btf::parse(&data)?;
+    let at = |ty: &str, member: &str| btf.member_offset(ty, member);
+    // 6.11 split the modification time into seconds and nanoseconds; 6.7–6.10 call the
+    // timespec `__i_mtime`, older kernels `i_mtime` (its seconds come first).
+    let inode_mtime = at("inode", "i_mtime_sec")
+        .or_else(|_| at("inode", "__i_mtime"))
+        .or_else(|_| at("inode", "i_mtime"))?;
+    Ok(VmaOffsets {
+        enabled: 1,
+        vm_start: at("vm_area_struct", "vm_start")?,
+        vm_end: at("vm_area_struct", "vm_end")?,
+        vm_pgoff: at("vm_area_struct", "vm_pgoff")?,
+        vm_file: at("vm_area_struct", "vm_file")?,
+        file_inode: at("file", "f_inode")?,
+        inode_ino: at("inode", "i_ino")?,
+        inode_sb: at("inode", "i_sb")?,
+        inode_mtime,
+        sb_dev: at("super_block", "s_dev")?,
+        task_mm: at("task_struct", "mm")?,
+        mm_start_code: at("mm_struct", "start_code")?,
+    })
 }
 
 #[cfg(test)]
@@ -293,5 +399,29 @@ mod tests {
         let pid = member_offset(&data, "task_struct", "pid").expect("task_struct.pid");
         assert_eq!(offsets.tgid, pid + 4, "tgid follows pid (both pid_t)");
         assert_eq!(offsets.pid, pid);
+    }
+
+    #[test]
+    fn reads_the_running_kernels_vma_file_and_inode_fields() {
+        let path = Path::new(VMLINUX_BTF);
+        if !path.exists() {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED reads_the_running_kernels_vma_file_and_inode_fields: no {VMLINUX_BTF}"
+            );
+            return;
+        }
+        let o = vma_offsets(path).expect("the kernel's BTF has the file lookup's fields");
+        // vm_start and vm_end sit in an anonymous struct at the start of vm_area_struct;
+        // start_code inside mm_struct's anonymous struct.
+        assert_eq!(o.vm_end, o.vm_start + 8, "{o:?}");
+        assert!(o.vm_start < 64 && o.vm_pgoff > o.vm_end, "{o:?}");
+        assert!(o.mm_start_code > 0 && o.mm_start_code < 4096, "{o:?}");
+        assert!(
+            o.task_mm > 0 && o.inode_ino > 0 && o.inode_mtime > 0,
+            "{o:?}"
+        );
+        assert_eq!(o.enabled, 1);
     }
 }

@@ -11,7 +11,8 @@ use aya::{
     },
 };
 use profiler_common::unwind::{
-    EXEC_PROGRAM, PROC_UNWIND_MAP, ProcUnwind, UNWIND_CONFIG_MAP, UNWIND_ROWS_MAP, UNWIND_STRICT,
+    EXEC_PROGRAM, FILE_LOOKUP_GLOBAL, FILE_UNWIND_MAP, FileKey, FileUnwind, LEARNED_MAP,
+    PROC_UNWIND_MAP, ProcUnwind, UNWIND_CONFIG_MAP, UNWIND_ROWS_MAP, UNWIND_STRICT,
     USER_STACKS_MAPS, UserStack,
 };
 use profiler_common::{
@@ -280,6 +281,12 @@ impl Sampler {
         if off_cpu_offsets.is_none() {
             loader.map_max_entries(OFFCPU_PENDING_MAP, 1);
         }
+        // The file lookup is a read-only global: left off, the verifier drops its code.
+        let file_lookup = plan.file_lookup.unwrap_or_default();
+        loader.override_global(FILE_LOOKUP_GLOBAL, &file_lookup, true);
+        if plan.file_lookup.is_none() {
+            loader.map_max_entries(LEARNED_MAP, 1);
+        }
         let mut ebpf = loader.load(OBJECT).map_err(load_error)?;
 
         let generations = [
@@ -314,6 +321,10 @@ impl Sampler {
                 _ => return Err(missing_map(UNWIND_ROWS_MAP)),
             };
             let procs: HashMap<MapData, u32, ProcUnwind> = take(&mut ebpf, PROC_UNWIND_MAP)?;
+            let files: Option<HashMap<MapData, FileKey, FileUnwind>> = match plan.file_lookup {
+                Some(_) => Some(take(&mut ebpf, FILE_UNWIND_MAP)?),
+                None => None,
+            };
             let mut settings: Array<MapData, u32> = take(&mut ebpf, UNWIND_CONFIG_MAP)?;
             let strict = if config.unwind.mode == UnwinderMode::Dwarf {
                 UNWIND_STRICT
@@ -323,7 +334,7 @@ impl Sampler {
             settings
                 .set(0, strict, 0)
                 .map_err(|e| map_error(UNWIND_CONFIG_MAP, e))?;
-            let maps = AyaUnwindMaps::new(rows, procs, settings, row_capacity)?;
+            let maps = AyaUnwindMaps::new(rows, procs, files, settings, row_capacity)?;
             let mut tables = UnwindTables::new(config.unwind.mode, Box::new(maps));
             // Tables for every process on the node only where asked for (`dwarf`); `auto`
             // builds them for the processes that are sampled enough to matter.
@@ -381,6 +392,12 @@ impl Sampler {
             }
             if let Target::Pids(pids) = &config.target {
                 u.ensure(pids.clone(), super::unwind::RECHECK);
+            }
+            // Every process on the node maps the libc and loader ember maps: with their
+            // tables published by file, a process that starts while ember runs unwinds
+            // through them from its first sample.
+            if matches!(config.target, Target::All) && plan.file_lookup.is_some() {
+                u.preload_libraries_later(std::process::id());
             }
         }
         let proc_events = super::events::setup(&mut ebpf);

@@ -18,6 +18,7 @@ use aya::sys::{BpfHelper, is_helper_supported, is_map_supported, is_program_supp
 use serde::Serialize;
 
 use super::btf::{self, TaskOffsets};
+use profiler_common::unwind::VmaOffsets;
 
 /// The outcome of one check.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -171,6 +172,12 @@ pub struct NodeProbe {
     /// `bpf_get_current_task_btf` and `bpf_task_pt_regs` (user registers of samples taken
     /// in the kernel, for the table unwinder).
     pub task_pt_regs: Check,
+    /// `bpf_find_vma` and the VMA, file and inode fields of the kernel's BTF: tables found
+    /// by the file behind a PC, for processes started while Ember runs.
+    pub file_lookup: Check,
+    /// The offsets, when [`NodeProbe::file_lookup`] is `Yes`.
+    #[serde(skip)]
+    pub vma_offsets: Option<VmaOffsets>,
     /// The kernel's BTF and the `task_struct` offsets read from it (the fork hook).
     pub btf: Check,
     /// The offsets, when [`NodeProbe::btf`] is `Yes`.
@@ -198,6 +205,8 @@ pub struct NodeProbe {
 pub struct Plan {
     /// Load the program with the table unwinder (else the frame-pointer-only one).
     pub table_unwinder: bool,
+    /// The file lookup's offsets, when the table unwinder finds tables by file too.
+    pub file_lookup: Option<VmaOffsets>,
     /// The fork hook's offsets; `None`: children are not followed by the kernel.
     pub follow_forks: Option<TaskOffsets>,
     /// One line per degraded feature: what is missing and what is lost.
@@ -211,6 +220,14 @@ pub struct Blocker {
     pub what: String,
     /// What to do about it.
     pub fix: String,
+}
+
+/// Whether the program's copy of a VMA ([`profiler_common::unwind`]'s 128 bytes) holds the
+/// fields the lookup reads.
+fn usable_vma_offsets(o: &VmaOffsets) -> bool {
+    [o.vm_start, o.vm_end, o.vm_pgoff, o.vm_file]
+        .iter()
+        .all(|&off| off % 8 == 0 && off + 8 <= 128)
 }
 
 impl NodeProbe {
@@ -251,6 +268,22 @@ impl NodeProbe {
             Ok(o) => (Check::Yes, Some(o)),
             Err(e) => (Check::No(format!("{e:#}")), None),
         };
+        let (file_lookup, vma_offsets) = match helper(
+            BpfHelper::BPF_FUNC_find_vma,
+            "this kernel has no bpf_find_vma (Linux 5.17+)",
+        ) {
+            Check::Yes => match btf::vma_offsets(Path::new(btf::VMLINUX_BTF)) {
+                Ok(o) if usable_vma_offsets(&o) => (Check::Yes, Some(o)),
+                Ok(o) => (
+                    Check::No(format!(
+                        "vm_area_struct's fields lie beyond the bytes the program copies ({o:?})"
+                    )),
+                    None,
+                ),
+                Err(e) => (Check::No(format!("{e:#}")), None),
+            },
+            other => (other, None),
+        };
         NodeProbe {
             kernel_release: kernel_release(),
             perf_event_programs,
@@ -259,6 +292,8 @@ impl NodeProbe {
             perf_events: probe_perf_event(),
             bpf_loop,
             task_pt_regs,
+            file_lookup,
+            vma_offsets,
             btf,
             task_offsets,
             perf_event_paranoid: sysctl("kernel/perf_event_paranoid"),
@@ -380,8 +415,35 @@ impl NodeProbe {
                 None
             }
         };
+        let file_lookup = match (&self.file_lookup, self.vma_offsets) {
+            _ if !table_unwinder => None,
+            (Check::Yes, Some(o)) => Some(o),
+            // Without BTF the one warning about it says this too.
+            _ if !self.btf.is_yes() => {
+                if let Some(w) = warnings.iter_mut().find(|w| w.contains("no kernel BTF")) {
+                    w.push_str(
+                        "; and a process started while ember runs is walked by frame \
+                         pointers until its tables are registered",
+                    );
+                }
+                None
+            }
+            (other, _) => {
+                let why = match other {
+                    Check::No(w) | Check::Unknown(w) => w.clone(),
+                    Check::Yes => "no offsets".to_owned(),
+                };
+                warnings.push(format!(
+                    "no file lookup ({why}): a process started while ember runs is walked by \
+                     frame pointers until its tables are registered (its first samples may \
+                     stop short of main)"
+                ));
+                None
+            }
+        };
         Ok(Plan {
             table_unwinder,
+            file_lookup,
             follow_forks,
             warnings,
         })
@@ -555,6 +617,12 @@ mod tests {
             perf_events: Check::Yes,
             bpf_loop,
             task_pt_regs: Check::Yes,
+            file_lookup: if btf {
+                Check::Yes
+            } else {
+                Check::No("cannot read".into())
+            },
+            vma_offsets: btf.then(VmaOffsets::default),
             btf: if btf {
                 Check::Yes
             } else {
@@ -604,6 +672,19 @@ mod tests {
         assert!(no_btf.follow_forks.is_none() && no_btf.table_unwinder);
         assert_eq!(no_btf.warnings.len(), 1);
         assert!(no_btf.warnings[0].contains("BTF"), "{:?}", no_btf.warnings);
+        assert!(no_btf.file_lookup.is_none() && full.file_lookup.is_some());
+
+        let mut no_find_vma = probe_with(Check::Yes, true);
+        no_find_vma.file_lookup = Check::No("this kernel has no bpf_find_vma".into());
+        let plan = no_find_vma.plan(true, false).expect("plan");
+        assert!(plan.table_unwinder && plan.file_lookup.is_none());
+        assert_eq!(plan.warnings.len(), 1);
+        assert!(
+            plan.warnings[0].contains("bpf_find_vma")
+                && plan.warnings[0].contains("frame pointers"),
+            "{:?}",
+            plan.warnings
+        );
     }
 
     #[test]

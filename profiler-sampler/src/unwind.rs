@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use aya::maps::{Array, HashMap, MapData, MapError};
 use profiler_common::unwind::{
-    MAX_PROC_MAPPINGS, PROC_UNWIND_MAP, ProcMapping, ProcUnwind, UNWIND_ROWS_MAP, UnwindRow,
+    FILE_UNWIND_MAP, FileKey, FileSegment, FileUnwind, MAX_FILE_SEGMENTS, MAX_PROC_MAPPINGS,
+    PROC_UNWIND_MAP, ProcMapping, ProcUnwind, UNWIND_ROWS_MAP, UnwindRow,
 };
 use symbolizer::procfs::{self, Procfs};
 use tracing::{debug, info, warn};
@@ -243,6 +244,17 @@ pub(crate) trait UnwindMaps: Send {
     /// # Errors
     /// If the map refuses the removal.
     fn remove_process(&mut self, pid: u32) -> Result<(), String>;
+    /// Publishes a binary's table under the file the kernel maps (`FILE_UNWIND`), for
+    /// processes not registered yet. `false`: the program has no file lookup here.
+    ///
+    /// # Errors
+    /// If the map refuses the entry.
+    fn set_file(&mut self, key: FileKey, value: &FileUnwind) -> Result<bool, String>;
+    /// Withdraws a file's entry; an absent entry is not an error.
+    ///
+    /// # Errors
+    /// If the map refuses the removal.
+    fn remove_file(&mut self, key: FileKey) -> Result<(), String>;
 }
 
 /// The kernel's maps: the row array through a shared mapping (`BPF_F_MMAPABLE`), one
@@ -252,6 +264,8 @@ pub(crate) struct AyaUnwindMaps {
     capacity: u32,
     mmap_len: usize,
     procs: HashMap<MapData, u32, ProcUnwind>,
+    /// `FILE_UNWIND`, when the program looks files up.
+    files: Option<HashMap<MapData, FileKey, FileUnwind>>,
     _rows_map: MapData,
     /// Kept open: the program refers to the map only while some fd does.
     _settings: Array<MapData, u32>,
@@ -276,6 +290,7 @@ impl AyaUnwindMaps {
     pub(crate) fn new(
         rows_map: MapData,
         procs: HashMap<MapData, u32, ProcUnwind>,
+        files: Option<HashMap<MapData, FileKey, FileUnwind>>,
         settings: Array<MapData, u32>,
         capacity: u32,
     ) -> Result<AyaUnwindMaps, SampleError> {
@@ -306,6 +321,7 @@ impl AyaUnwindMaps {
             capacity,
             mmap_len,
             procs,
+            files,
             _rows_map: rows_map,
             _settings: settings,
         })
@@ -354,6 +370,26 @@ impl UnwindMaps for AyaUnwindMaps {
             Err(e) => Err(e.to_string()),
         }
     }
+
+    fn set_file(&mut self, key: FileKey, value: &FileUnwind) -> Result<bool, String> {
+        let Some(files) = &mut self.files else {
+            return Ok(false);
+        };
+        files
+            .insert(key, *value, 0)
+            .map(|()| true)
+            .map_err(|e| format!("writing `{FILE_UNWIND_MAP}`: {e}"))
+    }
+
+    fn remove_file(&mut self, key: FileKey) -> Result<(), String> {
+        let Some(files) = &mut self.files else {
+            return Ok(());
+        };
+        match files.remove(&key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
 }
 
 /// The unwind tables in the kernel.
@@ -365,6 +401,9 @@ pub struct UnwindTables {
     free: RangeAlloc,
     tables: StdHashMap<String, Table>,
     files: StdHashMap<(u64, u64), FileState>,
+    /// The files each table is published under in `FILE_UNWIND`, withdrawn before its
+    /// rows are freed.
+    published: StdHashMap<String, Vec<FileKey>>,
     processes: StdHashMap<u32, Process>,
     /// Threads and vanished processes, not to be looked at again.
     ignored: HashSet<u32>,
@@ -434,6 +473,7 @@ impl UnwindTables {
             free: RangeAlloc::new(capacity),
             tables: StdHashMap::new(),
             files: StdHashMap::new(),
+            published: StdHashMap::new(),
             processes: StdHashMap::new(),
             ignored: HashSet::new(),
             skip_exe: None,
@@ -508,6 +548,9 @@ impl UnwindTables {
         if self.min_samples > 0 && !self.processes.contains_key(&pid) {
             let seen = self.samples.get(&pid).copied().unwrap_or(0);
             if seen < self.min_samples && !self.all_files_known(pid) {
+                // Its executable's table is built anyway, the first time the binary is
+                // seen: the program finds it by file for every later process of it.
+                self.load_executable(pid);
                 return;
             }
         }
@@ -565,6 +608,32 @@ impl UnwindTables {
             any = true;
         }
         any
+    }
+
+    /// Builds (and publishes by file) the table of `pid`'s executable, unless its file was
+    /// seen before.
+    fn load_executable(&mut self, pid: u32) {
+        let Some(exe) = exe_id(pid) else {
+            return;
+        };
+        if self.skip_exe == Some(exe) {
+            return;
+        }
+        // `stat`'s device, in the maps' `major << 32 | minor`.
+        let exe = (
+            (u64::from(libc::major(exe.0)) << 32) | u64::from(libc::minor(exe.0)),
+            exe.1,
+        );
+        let Ok(maps) = Procfs::default().maps_text(pid) else {
+            return;
+        };
+        let started = Instant::now();
+        if let Some(m) = ExecFile::all_in(&maps).find(|m| m.key == exe)
+            && !self.files.contains_key(&m.key)
+        {
+            self.file_state(pid, &m);
+        }
+        self.load_time += started.elapsed();
     }
 
     /// Skips processes that run ember's own executable (for targeted runs, where such a
@@ -647,6 +716,12 @@ impl UnwindTables {
             return;
         };
         debug!(binary = %t.path, rows = t.len, "unwind table freed");
+        // Withdrawn from the file lookup before the rows can be reused.
+        for file in self.published.remove(key).unwrap_or_default() {
+            if let Err(e) = self.maps.remove_file(file) {
+                debug!(binary = %t.path, error = %e, "withdrawing a file's unwind entry");
+            }
+        }
         self.files
             .retain(|_, f| !matches!(f, FileState::Loaded { key: k, .. } if k == key));
         self.free_range(t.offset, t.len);
@@ -839,14 +914,48 @@ impl UnwindTables {
         // fault, the same risk every symbolizer takes with mapped binaries.
         let data = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("mapping: {e}"))?;
         let info = ElfInfo::parse(&data).map_err(|e| e.to_string())?;
+        let meta = file.metadata().map_err(|e| e.to_string())?;
         let key = match &info.build_id {
             Some(id) => id.iter().map(|b| format!("{b:02x}")).collect(),
-            None => {
-                let meta = file.metadata().map_err(|e| e.to_string())?;
-                format!("{path}@{}", std::os::unix::fs::MetadataExt::ino(&meta))
-            }
+            None => format!("{path}@{}", std::os::unix::fs::MetadataExt::ino(&meta)),
         };
-        self.load_image(path, &data, key, info)
+        let state = self.load_image(path, &data, key, info)?;
+        if let FileState::Loaded { key, info } = &state {
+            let file = FileKey {
+                ino: m.key.1,
+                mtime: std::os::unix::fs::MetadataExt::mtime(&meta),
+                dev: FileKey::kernel_dev(
+                    u32::try_from(m.key.0 >> 32).unwrap_or(0),
+                    u32::try_from(m.key.0 & 0xffff_ffff).unwrap_or(0),
+                ),
+                _pad: 0,
+            };
+            self.publish(key, file, info, path);
+        }
+        Ok(state)
+    }
+
+    /// Publishes the table `key` under `file` for the program's file lookup.
+    fn publish(&mut self, key: &str, file: FileKey, info: &ElfInfo, path: &str) {
+        let Some(t) = self.tables.get(key) else {
+            return;
+        };
+        let Some(value) = file_unwind(t.offset, t.len, info) else {
+            debug!(
+                binary = path,
+                segments = info.segments.len(),
+                "too many loadable segments for the file lookup"
+            );
+            return;
+        };
+        match self.maps.set_file(file, &value) {
+            Ok(true) => {
+                debug!(binary = path, ?file, "unwind table published by file");
+                self.published.entry(key.to_owned()).or_default().push(file);
+            }
+            Ok(false) => {}
+            Err(e) => debug!(binary = path, error = %e, "publishing a file's unwind entry"),
+        }
     }
 
     /// Builds and loads the table of `data`, the image of the binary at `path`, under
@@ -914,6 +1023,28 @@ impl UnwindTables {
     fn free_range(&mut self, offset: u32, len: u32) {
         self.free.free(offset, len);
     }
+}
+
+/// The file lookup's entry for a table at `offset..offset + len` of a binary with `info`'s
+/// segments; `None` when it has more than [`MAX_FILE_SEGMENTS`].
+fn file_unwind(offset: u32, len: u32, info: &ElfInfo) -> Option<FileUnwind> {
+    if info.segments.len() > MAX_FILE_SEGMENTS {
+        return None;
+    }
+    let mut value = FileUnwind {
+        table_offset: offset,
+        table_len: len,
+        segments_len: u32::try_from(info.segments.len()).ok()?,
+        ..FileUnwind::default()
+    };
+    for (dst, s) in value.segments.iter_mut().zip(&info.segments) {
+        *dst = FileSegment {
+            offset: s.offset,
+            end: s.offset + s.filesz.max(1),
+            vaddr: s.vaddr,
+        };
+    }
+    Some(value)
 }
 
 /// A request to the table worker.
@@ -1051,6 +1182,12 @@ impl UnwindWorker {
         let (reply, done) = mpsc::channel();
         self.send(Request::Preload(pid, reply));
         let _ = done.recv();
+    }
+
+    /// Loads and pins `pid`'s shared libraries' tables in the background.
+    pub fn preload_libraries_later(&self, pid: u32) {
+        let (reply, _) = mpsc::channel();
+        self.send(Request::Preload(pid, reply));
     }
 
     /// See [`UnwindTables::skip_own_image`].
@@ -1242,15 +1379,17 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use profiler_common::unwind::{ProcUnwind, UnwindRow};
+    use profiler_common::unwind::{FileKey, FileUnwind, ProcUnwind, UnwindRow};
 
     use super::{ExecFile, RangeAlloc, UnwindMaps, UnwindTables, UnwinderMode};
+    use symbolizer::procfs::Procfs;
 
     /// The maps in memory, shared with the test so it can look at what was written.
     #[derive(Default)]
     struct FakeState {
         rows: Vec<UnwindRow>,
         procs: HashMap<u32, ProcUnwind>,
+        files: HashMap<FileKey, FileUnwind>,
     }
 
     struct FakeMaps(Arc<Mutex<FakeState>>);
@@ -1279,12 +1418,21 @@ mod tests {
             self.0.lock().unwrap().procs.remove(&pid);
             Ok(())
         }
+        fn set_file(&mut self, key: FileKey, value: &FileUnwind) -> Result<bool, String> {
+            self.0.lock().unwrap().files.insert(key, *value);
+            Ok(true)
+        }
+        fn remove_file(&mut self, key: FileKey) -> Result<(), String> {
+            self.0.lock().unwrap().files.remove(&key);
+            Ok(())
+        }
     }
 
     fn tables(capacity: u32) -> (UnwindTables, Arc<Mutex<FakeState>>) {
         let state = Arc::new(Mutex::new(FakeState {
             rows: vec![UnwindRow::default(); capacity as usize],
             procs: HashMap::new(),
+            files: HashMap::new(),
         }));
         let maps = FakeMaps(state.clone());
         (UnwindTables::new(UnwinderMode::Auto, Box::new(maps)), state)
@@ -1458,6 +1606,80 @@ mod tests {
         t.ensure_process(c.pid());
         assert_eq!(t.stats().table_bytes, after_two.table_bytes);
         assert_eq!(users(&t, "sleep"), 1);
+    }
+
+    /// Issue 16: every loaded table is published under the file the kernel maps, with
+    /// segments that give the same bias as the process's own entry, and withdrawn before
+    /// its rows are freed. Below the sample threshold a process still gets its
+    /// executable's table (by file), not its libraries'.
+    #[test]
+    fn tables_are_published_by_file_and_withdrawn_when_freed() {
+        use std::os::unix::fs::MetadataExt as _;
+        let (mut t, state) = tables(1 << 20);
+        let p = Proc::spawn("sleep", &["30"]);
+        t.ensure_process(p.pid());
+        let maps = Procfs::default().maps_text(p.pid()).expect("maps");
+        let entry = state.lock().unwrap().procs[&p.pid()];
+        let mut checked = 0;
+        for m in ExecFile::all_in(&maps) {
+            let meta = std::fs::metadata(format!(
+                "/proc/{}/map_files/{:x}-{:x}",
+                p.pid(),
+                m.start,
+                m.end
+            ))
+            .expect("map_files");
+            let key = FileKey {
+                ino: meta.ino(),
+                mtime: meta.mtime(),
+                dev: FileKey::kernel_dev(libc::major(meta.dev()), libc::minor(meta.dev())),
+                _pad: 0,
+            };
+            let st = state.lock().unwrap();
+            let file = st
+                .files
+                .get(&key)
+                .unwrap_or_else(|| panic!("{} not published: {:?}", m.path, st.files.keys()));
+            let mapping = entry.mappings[..entry.len as usize]
+                .iter()
+                .find(|e| e.start == m.start)
+                .expect("registered");
+            assert_eq!(
+                file.bias(m.start, m.offset),
+                Some(mapping.bias),
+                "{}",
+                m.path
+            );
+            assert_eq!(
+                (file.table_offset, file.table_len),
+                (mapping.table_offset, mapping.table_len)
+            );
+            checked += 1;
+        }
+        assert!(checked >= 2, "sleep, libc and the loader: {checked}");
+        // Unused and expired: withdrawn with the rows.
+        p.kill();
+        t.sweep();
+        let keys: Vec<String> = t.tables.keys().cloned().collect();
+        for key in keys {
+            t.free_table(&key);
+        }
+        assert!(state.lock().unwrap().files.is_empty());
+
+        // Below the threshold: the executable only.
+        let (t, state) = tables(1 << 20);
+        let mut t = t.with_min_samples(1000);
+        let q = Proc::spawn("sleep", &["30"]);
+        t.ensure_process(q.pid());
+        assert!(!state.lock().unwrap().procs.contains_key(&q.pid()));
+        let published: Vec<String> = t
+            .published
+            .keys()
+            .filter_map(|k| t.tables.get(k))
+            .map(|t| t.path.clone())
+            .collect();
+        assert_eq!(published.len(), 1, "{published:?}");
+        assert!(published[0].ends_with("/sleep"), "{published:?}");
     }
 
     /// Issue 19: with a sample threshold, a process gets tables only once its samples

@@ -34,6 +34,8 @@ mod inputs;
 mod ci_recipe;
 // The .eh_frame unwinder: complete stacks without frame pointers.
 mod unwind;
+// Tables found by file: storms and late starters complete from their first sample.
+mod first_sample;
 // Packaging (deploy/): the systemd unit, the Kubernetes manifests against the API schemas,
 // and one capability set across the unit, the DaemonSet and the image.
 mod deploy;
