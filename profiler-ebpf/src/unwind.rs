@@ -196,10 +196,10 @@ pub(crate) fn learn_exec(tgid: u32) {
     let _ = LEARNED.insert(&tgid, learned, 0);
 }
 
-/// Looks up the VMA at `addr` and appends it to `learned` unless it is there already.
-/// Returns the index of its entry.
+/// Looks up the VMA at `addr` and appends it to `learned` (replacing the oldest entry once
+/// all are used); returns it.
 #[inline(always)]
-fn learn_at(learned: &mut Learned, addr: u64, callback: VmaCallback) -> Option<usize> {
+fn learn_at(learned: &mut Learned, addr: u64, callback: VmaCallback) -> Option<LearnedMapping> {
     let mut found = VmaFound {
         start: 0,
         end: 0,
@@ -247,7 +247,7 @@ fn learn_at(learned: &mut Learned, addr: u64, callback: VmaCallback) -> Option<u
     };
     let at = at & (MAX_LEARNED - 1);
     learned.mappings[at] = mapping;
-    Some(at)
+    Some(mapping)
 }
 
 /// What `bpf_find_vma`'s callback found.
@@ -626,26 +626,29 @@ fn file_table(learned: &mut Learned, w: &mut WalkRegs, pc: u64) -> Option<Covere
     if lookup_offsets().enabled == 0 {
         return None;
     }
-    let mut hit = MAX_LEARNED;
+    // The mapping is copied out, not indexed: an index the verifier knew exactly would
+    // split every later state by its value (seconds more to load the program).
+    let mut m = LearnedMapping::default();
+    let mut hit = 0u32;
     let mut i = 0;
     while i < MAX_LEARNED {
         if (i as u32) < learned.len {
-            let m = &learned.mappings[i];
-            if m.start <= pc && pc < m.end {
-                hit = i;
+            let e = &learned.mappings[i];
+            if e.start <= pc && pc < e.end {
+                m = *e;
+                hit = 1;
             }
         }
         i += 1;
     }
-    if hit == MAX_LEARNED {
+    if hit == 0 {
         if w.vma_budget == 0 {
             return None;
         }
         w.vma_budget -= 1;
-        hit = learn_at(learned, pc, vma_found)?;
+        m = learn_at(learned, pc, vma_found)?;
         w.learned_new = 1;
     }
-    let m = &learned.mappings[hit & (MAX_LEARNED - 1)];
     if m.file.ino == 0 || pc < m.start || pc >= m.end {
         return None;
     }

@@ -59,14 +59,25 @@ pub struct TaskOffsets {
 /// [`BtfError`] when the file is missing or unreadable (a kernel built without
 /// `CONFIG_DEBUG_INFO_BTF`, or a container that hides `/sys`), or malformed.
 pub fn task_offsets(path: &Path) -> Result<TaskOffsets, BtfError> {
+    read_offsets(path).map(|(task, _)| task)
+}
+
+/// Reads the kernel's BTF once: the [`TaskOffsets`], and the file lookup's
+/// [`VmaOffsets`] (or why this kernel has not got them).
+///
+/// # Errors
+/// As [`task_offsets`].
+pub fn read_offsets(path: &Path) -> Result<(TaskOffsets, Result<VmaOffsets, BtfError>), BtfError> {
     let data = std::fs::read(path).map_err(|source| BtfError::Read {
         path: path.display().to_string(),
         source,
     })?;
-    Ok(TaskOffsets {
-        tgid: member_offset(&data, "task_struct", "tgid")?,
-        pid: member_offset(&data, "task_struct", "pid")?,
-    })
+    let btf = Btf::parse(&data)?;
+    let task = TaskOffsets {
+        tgid: btf.member_offset("task_struct", "tgid")?,
+        pid: btf.member_offset("task_struct", "pid")?,
+    };
+    Ok((task, btf.vma_offsets()))
 }
 
 fn u16_at(d: &[u8], at: usize) -> Option<u16> {
@@ -251,31 +262,32 @@ pub fn member_offset(data: &[u8], ty: &str, member: &str) -> Result<u32, BtfErro
 /// As [`task_offsets`], and [`BtfError::NotFound`] naming the first field this kernel
 /// lacks.
 pub fn vma_offsets(path: &Path) -> Result<VmaOffsets, BtfError> {
-    let data = std::fs::read(path).map_err(|source| BtfError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let btf = Btf::parse(&data)?;
-    let at = |ty: &str, member: &str| btf.member_offset(ty, member);
-    // 6.11 split the modification time into seconds and nanoseconds; 6.7–6.10 call the
-    // timespec `__i_mtime`, older kernels `i_mtime` (its seconds come first).
-    let inode_mtime = at("inode", "i_mtime_sec")
-        .or_else(|_| at("inode", "__i_mtime"))
-        .or_else(|_| at("inode", "i_mtime"))?;
-    Ok(VmaOffsets {
-        enabled: 1,
-        vm_start: at("vm_area_struct", "vm_start")?,
-        vm_end: at("vm_area_struct", "vm_end")?,
-        vm_pgoff: at("vm_area_struct", "vm_pgoff")?,
-        vm_file: at("vm_area_struct", "vm_file")?,
-        file_inode: at("file", "f_inode")?,
-        inode_ino: at("inode", "i_ino")?,
-        inode_sb: at("inode", "i_sb")?,
-        inode_mtime,
-        sb_dev: at("super_block", "s_dev")?,
-        task_mm: at("task_struct", "mm")?,
-        mm_start_code: at("mm_struct", "start_code")?,
-    })
+    read_offsets(path).and_then(|(_, vma)| vma)
+}
+
+impl Btf<'_> {
+    fn vma_offsets(&self) -> Result<VmaOffsets, BtfError> {
+        let at = |ty: &str, member: &str| self.member_offset(ty, member);
+        // 6.11 split the modification time into seconds and nanoseconds; 6.7–6.10 call the
+        // timespec `__i_mtime`, older kernels `i_mtime` (its seconds come first).
+        let inode_mtime = at("inode", "i_mtime_sec")
+            .or_else(|_| at("inode", "__i_mtime"))
+            .or_else(|_| at("inode", "i_mtime"))?;
+        Ok(VmaOffsets {
+            enabled: 1,
+            vm_start: at("vm_area_struct", "vm_start")?,
+            vm_end: at("vm_area_struct", "vm_end")?,
+            vm_pgoff: at("vm_area_struct", "vm_pgoff")?,
+            vm_file: at("vm_area_struct", "vm_file")?,
+            file_inode: at("file", "f_inode")?,
+            inode_ino: at("inode", "i_ino")?,
+            inode_sb: at("inode", "i_sb")?,
+            inode_mtime,
+            sb_dev: at("super_block", "s_dev")?,
+            task_mm: at("task_struct", "mm")?,
+            mm_start_code: at("mm_struct", "start_code")?,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -264,23 +264,24 @@ impl NodeProbe {
             ),
             other => other,
         };
-        let (btf, task_offsets) = match btf::task_offsets(Path::new(btf::VMLINUX_BTF)) {
-            Ok(o) => (Check::Yes, Some(o)),
-            Err(e) => (Check::No(format!("{e:#}")), None),
+        let (btf, task_offsets, vma) = match btf::read_offsets(Path::new(btf::VMLINUX_BTF)) {
+            Ok((task, vma)) => (Check::Yes, Some(task), Some(vma)),
+            Err(e) => (Check::No(format!("{e:#}")), None, None),
         };
         let (file_lookup, vma_offsets) = match helper(
             BpfHelper::BPF_FUNC_find_vma,
             "this kernel has no bpf_find_vma (Linux 5.17+)",
         ) {
-            Check::Yes => match btf::vma_offsets(Path::new(btf::VMLINUX_BTF)) {
-                Ok(o) if usable_vma_offsets(&o) => (Check::Yes, Some(o)),
-                Ok(o) => (
+            Check::Yes => match vma {
+                Some(Ok(o)) if usable_vma_offsets(&o) => (Check::Yes, Some(o)),
+                Some(Ok(o)) => (
                     Check::No(format!(
                         "vm_area_struct's fields lie beyond the bytes the program copies ({o:?})"
                     )),
                     None,
                 ),
-                Err(e) => (Check::No(format!("{e:#}")), None),
+                Some(Err(e)) => (Check::No(format!("{e:#}")), None),
+                None => (Check::No("no kernel BTF".to_owned()), None),
             },
             other => (other, None),
         };
