@@ -297,6 +297,31 @@ pub(crate) fn keep_stderr(child: &mut Child) -> AgentLog {
     log
 }
 
+/// Waits until `child` (its stderr kept in `log`) writes a line containing `needle`;
+/// panics with the log if it exits first or says nothing of the kind within 30 s.
+pub(crate) fn wait_for_line(child: &mut Child, log: &AgentLog, needle: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let lines = log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if lines.iter().any(|l| l.contains(needle)) {
+            return;
+        }
+        let exited = child.try_wait().ok().flatten();
+        if exited.is_some() || std::time::Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!(
+                "no `{needle}` from ember ({exited:?}):\n{}",
+                lines.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The API's base URL, once the agent `child` (its stderr kept in `log`) says where it
 /// listens; panics with the log if it exits first or says nothing within 20 s.
 pub(crate) fn wait_for_api(child: &mut Child, log: &AgentLog) -> String {

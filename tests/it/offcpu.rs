@@ -10,6 +10,7 @@ use profiler_model::{Profile, ProfileKind, folded, pprof};
 
 use crate::common::{
     Folded, ember, example, privileged, run, share_agrees, start_agent_logged, tempdir,
+    wait_for_line,
 };
 
 /// Kernel frames that mark a thread that was preempted (runnable, not waiting): its time
@@ -265,11 +266,14 @@ fn the_agent_stores_off_cpu_windows_that_agree_with_record() {
     let dir = tempdir();
     // At 99 Hz (`record` below takes 299); a grace long enough that nothing is left
     // unsymbolized.
-    let (child, url, log) = start_agent_logged(
+    let (mut child, url, log) = start_agent_logged(
         dir.path(),
         "2s",
-        // Every thread of the node switching out is a key of its own: room for them.
+        // Every thread of the node switching out is a key of its own: room for them. `-v`:
+        // "agent started" says when sampling runs (the API listens before the programs
+        // are loaded and verified).
         &[
+            "-v",
             "--off-cpu",
             "--stop-grace",
             "60s",
@@ -278,6 +282,7 @@ fn the_agent_stores_off_cpu_windows_that_agree_with_record() {
         ],
         &[],
     );
+    wait_for_line(&mut child, &log, "agent started");
     let agent = AgentGuard(child);
     // A first run, not measured: the agent learns the workload's binaries (their unwind
     // tables are loaded by its loop, seconds after a process is first seen on a busy
