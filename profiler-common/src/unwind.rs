@@ -67,6 +67,15 @@ pub const FILE_LOOKUP_GLOBAL: &str = "FILE_LOOKUP";
 /// Most mappings a process learns in the program; further ones replace the oldest.
 pub const MAX_LEARNED: usize = 8;
 
+/// The [`FILE_UNWIND_MAP`] key of the vDSO, which has no file: every 64-bit process of a
+/// kernel maps the same image. No file has inode `u64::MAX` on device `u32::MAX`.
+pub const VDSO_FILE: FileKey = FileKey {
+    ino: u64::MAX,
+    mtime: 0,
+    dev: u32::MAX,
+    _pad: 0,
+};
+
 /// Most loadable segments of a binary the file lookup computes a bias with.
 pub const MAX_FILE_SEGMENTS: usize = 6;
 
@@ -119,8 +128,9 @@ pub struct FileUnwind {
     pub table_len: u32,
     /// Valid entries of `segments`.
     pub segments_len: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// For the vDSO ([`VDSO_FILE`]): the length of the mapping the table is for (another
+    /// size is another image: a 32-bit process's). 0 for files.
+    pub map_len: u32,
     /// Loadable segments, in file order.
     pub segments: [FileSegment; MAX_FILE_SEGMENTS],
 }
@@ -211,6 +221,10 @@ pub struct VmaOffsets {
     pub task_mm: u32,
     /// `mm_struct.start_code`.
     pub mm_start_code: u32,
+    /// `mm_struct.context.vdso`: where the process's vDSO is mapped.
+    pub mm_vdso: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
 
 /// How to find the canonical frame address (CFA: the caller's `rsp` before the call).
@@ -379,7 +393,7 @@ mod tests {
         assert_eq!(size_of::<FileKey>(), 24);
         assert_eq!(size_of::<FileUnwind>(), 16 + 24 * MAX_FILE_SEGMENTS);
         assert_eq!(size_of::<Learned>(), 8 + 48 * MAX_LEARNED);
-        assert_eq!(size_of::<VmaOffsets>(), 48);
+        assert_eq!(size_of::<VmaOffsets>(), 56);
     }
 
     #[test]

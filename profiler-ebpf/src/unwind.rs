@@ -21,7 +21,7 @@ use profiler_common::{
     unwind::{
         DEFAULT_LEARNED_ENTRIES, DEFAULT_PROC_UNWIND_ENTRIES, FileKey, FileUnwind, Learned,
         LearnedMapping, MAX_LEARNED, MAX_PROC_MAPPINGS, MAX_UNWIND_DEPTH, ProcUnwind,
-        UNWIND_STRICT, UnwindRow, UserStack, VmaOffsets, cfa, rbp,
+        UNWIND_STRICT, UnwindRow, UserStack, VDSO_FILE, VmaOffsets, cfa, rbp,
     },
 };
 
@@ -85,6 +85,8 @@ static FILE_LOOKUP: VmaOffsets = VmaOffsets {
     sb_dev: 0,
     task_mm: 0,
     mm_start_code: 0,
+    mm_vdso: 0,
+    _pad: 0,
 };
 
 /// Words of a VMA copied for the lookup: its `vm_start`, `vm_end`, `vm_pgoff` and `vm_file`
@@ -165,7 +167,8 @@ fn lookup_offsets() -> VmaOffsets {
 }
 
 /// At exec, before the new image runs: learn the mappings of its executable (at
-/// `mm->start_code`) and of its dynamic loader (at the entry point in the user registers),
+/// `mm->start_code`), its vDSO and its dynamic loader (at the entry point in the user
+/// registers),
 /// so that its first samples unwind from the files' tables. Interrupts are on here, so
 /// both lookups can be made.
 #[inline(always)]
@@ -188,6 +191,13 @@ pub(crate) fn learn_exec(tgid: u32) {
     if mm != 0 {
         if let Some(code) = read_kernel(mm.wrapping_add(u64::from(o.mm_start_code))) {
             learn_at(learned, code, vma_found_exec);
+        }
+        // The vDSO is mapped by now too (a sample in `clock_gettime` would otherwise spend
+        // its one lookup there and step libc's frames by frame pointer).
+        if let Some(vdso) = read_kernel::<u64>(mm.wrapping_add(u64::from(o.mm_vdso)))
+            && vdso != 0
+        {
+            learn_at(learned, vdso, vma_found_exec);
         }
     }
     if let Some((ip, _, _)) = task_user_regs() {
@@ -280,23 +290,23 @@ type VmaCallback = unsafe extern "C" fn(
 /// `bpf_find_vma`'s callback on the sampling path.
 #[inline(never)]
 unsafe extern "C" fn vma_found(
-    _task: *mut core::ffi::c_void,
+    task: *mut core::ffi::c_void,
     vma: *mut core::ffi::c_void,
     ctx: *mut core::ffi::c_void,
 ) -> i64 {
     // SAFETY: as `read_vma` requires: bpf_find_vma's arguments.
-    unsafe { read_vma(&VMA_SCRATCH, vma, ctx) }
+    unsafe { read_vma(&VMA_SCRATCH, task, vma, ctx) }
 }
 
 /// `bpf_find_vma`'s callback in the exec hook, with the hook's own scratch slot.
 #[inline(never)]
 unsafe extern "C" fn vma_found_exec(
-    _task: *mut core::ffi::c_void,
+    task: *mut core::ffi::c_void,
     vma: *mut core::ffi::c_void,
     ctx: *mut core::ffi::c_void,
 ) -> i64 {
     // SAFETY: as `read_vma` requires: bpf_find_vma's arguments.
-    unsafe { read_vma(&EXEC_VMA_SCRATCH, vma, ctx) }
+    unsafe { read_vma(&EXEC_VMA_SCRATCH, task, vma, ctx) }
 }
 
 /// Reads the VMA's range, file offset and file into the `VmaFound` at `ctx`.
@@ -306,6 +316,7 @@ unsafe extern "C" fn vma_found_exec(
 #[inline(always)]
 unsafe fn read_vma(
     scratch: &PerCpuArray<[u64; VMA_WORDS]>,
+    task: *mut core::ffi::c_void,
     vma: *mut core::ffi::c_void,
     ctx: *mut core::ffi::c_void,
 ) -> i64 {
@@ -333,6 +344,15 @@ unsafe fn read_vma(
         out.found = 1;
         let file = word(o.vm_file);
         if file == 0 {
+            // No file: the vDSO (where `mm->context.vdso` says it starts) has a table of
+            // its own; anything else (JIT code, the stack) none.
+            let mm: u64 =
+                read_kernel((task as u64).wrapping_add(u64::from(o.task_mm))).unwrap_or(0);
+            let vdso: u64 = read_kernel(mm.wrapping_add(u64::from(o.mm_vdso))).unwrap_or(0);
+            if vdso != 0 && vdso == out.start {
+                out.file = VDSO_FILE;
+                out.offset = 0;
+            }
             return 0;
         }
         let Some(inode) = read_kernel::<u64>(file.wrapping_add(u64::from(o.file_inode))) else {
@@ -654,7 +674,7 @@ fn file_table(learned: &mut Learned, w: &mut WalkRegs, pc: u64) -> Option<Covere
     }
     // SAFETY: a lookup; the value is only read.
     let f = unsafe { FILE_UNWIND.get(&m.file) }?;
-    if f.table_len == 0 {
+    if f.table_len == 0 || (f.map_len != 0 && m.end - m.start != u64::from(f.map_len)) {
         return None;
     }
     Some(Covered {

@@ -198,7 +198,7 @@ impl<'a> Btf<'a> {
         for t in &self.types {
             if t.kind == KIND_STRUCT
                 && name_at(self.strings, t.name_off) == Some(ty.as_bytes())
-                && let Some(off) = self.find_member(*t, member, 0)?
+                && let Some((off, _)) = self.find_member(*t, member, 0)?
             {
                 return Ok(off);
             }
@@ -212,7 +212,12 @@ impl<'a> Btf<'a> {
     /// `member` of the struct or union `t`, looked for in its anonymous struct and union
     /// members too (`vm_area_struct.vm_start` and most of `mm_struct` sit in one), at most
     /// `depth` 4 deep.
-    fn find_member(&self, t: Type, member: &str, depth: u32) -> Result<Option<u32>, BtfError> {
+    fn find_member(
+        &self,
+        t: Type,
+        member: &str,
+        depth: u32,
+    ) -> Result<Option<(u32, u32)>, BtfError> {
         let truncated = || BtfError::Malformed("truncated member");
         for i in 0..t.vlen {
             let m = t.at + i * 12;
@@ -227,9 +232,9 @@ impl<'a> Btf<'a> {
                 if let Some(inner) = self.resolve(ty)
                     && matches!(inner.kind, KIND_STRUCT | KIND_UNION)
                     && bits % 8 == 0
-                    && let Some(off) = self.find_member(inner, member, depth + 1)?
+                    && let Some((off, found)) = self.find_member(inner, member, depth + 1)?
                 {
-                    return Ok(Some(off + bits / 8));
+                    return Ok(Some((off + bits / 8, found)));
                 }
                 continue;
             }
@@ -239,9 +244,35 @@ impl<'a> Btf<'a> {
             if bits % 8 != 0 {
                 return Ok(None);
             }
-            return Ok(Some(bits / 8));
+            return Ok(Some((bits / 8, ty)));
         }
         Ok(None)
+    }
+
+    /// Byte offset of `outer.inner` in the first `struct ty`: `inner` a member of the
+    /// struct or union that `ty`'s member `outer` is (through typedefs:
+    /// `mm_struct.context.vdso`, `context` an `mm_context_t`).
+    fn nested_offset(&self, ty: &str, outer: &str, inner: &str) -> Result<u32, BtfError> {
+        let not_found = || BtfError::NotFound {
+            ty: ty.to_owned(),
+            member: format!("{outer}.{inner}"),
+        };
+        for t in &self.types {
+            if t.kind == KIND_STRUCT
+                && name_at(self.strings, t.name_off) == Some(ty.as_bytes())
+                && let Some((off, member_ty)) = self.find_member(*t, outer, 0)?
+            {
+                let inner_ty = self
+                    .resolve(member_ty)
+                    .filter(|i| matches!(i.kind, KIND_STRUCT | KIND_UNION))
+                    .ok_or_else(not_found)?;
+                let (inner_off, _) = self
+                    .find_member(inner_ty, inner, 0)?
+                    .ok_or_else(not_found)?;
+                return Ok(off + inner_off);
+            }
+        }
+        Err(not_found())
     }
 }
 
@@ -286,6 +317,8 @@ impl Btf<'_> {
             sb_dev: at("super_block", "s_dev")?,
             task_mm: at("task_struct", "mm")?,
             mm_start_code: at("mm_struct", "start_code")?,
+            mm_vdso: self.nested_offset("mm_struct", "context", "vdso")?,
+            _pad: 0,
         })
     }
 }
@@ -430,6 +463,7 @@ mod tests {
         assert_eq!(o.vm_end, o.vm_start + 8, "{o:?}");
         assert!(o.vm_start < 64 && o.vm_pgoff > o.vm_end, "{o:?}");
         assert!(o.mm_start_code > 0 && o.mm_start_code < 4096, "{o:?}");
+        assert!(o.mm_vdso > o.mm_start_code && o.mm_vdso < 4096, "{o:?}");
         assert!(
             o.task_mm > 0 && o.inode_ino > 0 && o.inode_mtime > 0,
             "{o:?}"

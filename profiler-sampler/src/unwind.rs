@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use aya::maps::{Array, HashMap, MapData, MapError};
 use profiler_common::unwind::{
     FILE_UNWIND_MAP, FileKey, FileSegment, FileUnwind, MAX_FILE_SEGMENTS, MAX_PROC_MAPPINGS,
-    PROC_UNWIND_MAP, ProcMapping, ProcUnwind, UNWIND_ROWS_MAP, UnwindRow,
+    PROC_UNWIND_MAP, ProcMapping, ProcUnwind, UNWIND_ROWS_MAP, UnwindRow, VDSO_FILE,
 };
 use symbolizer::procfs::{self, Procfs};
 use tracing::{debug, info, warn};
@@ -655,6 +655,16 @@ impl UnwindTables {
             .ok()
             .map(|p| p.to_string_lossy().into_owned());
         let started = Instant::now();
+        // The vDSO too: every process maps it.
+        if let Some(len) = maps
+            .lines()
+            .filter_map(procfs::parse_maps_line)
+            .find(is_vdso)
+            .map(|m| m.end - m.start)
+            && let Some(FileState::Loaded { key, .. }) = self.vdso_state(len)
+        {
+            self.add_user(&key);
+        }
         for m in ExecFile::all_in(&maps) {
             if exe.as_deref() == Some(&*m.path) {
                 continue;
@@ -890,7 +900,12 @@ impl UnwindTables {
                             Some(id) => id.iter().map(|b| format!("{b:02x}")).collect(),
                             None => "[vdso]".to_owned(),
                         };
-                        self.load_image("[vdso]", &image, key, info)
+                        let state = self.load_image("[vdso]", &image, key, info)?;
+                        if let FileState::Loaded { key, info } = &state {
+                            let len = u32::try_from(image.len()).unwrap_or(0);
+                            self.publish(key, VDSO_FILE, info, "[vdso]", len);
+                        }
+                        Ok(state)
                     })
             }
             Err(e) => Err(format!("reading ember's own vDSO: {e}")),
@@ -930,17 +945,18 @@ impl UnwindTables {
                 ),
                 _pad: 0,
             };
-            self.publish(key, file, info, path);
+            self.publish(key, file, info, path, 0);
         }
         Ok(state)
     }
 
-    /// Publishes the table `key` under `file` for the program's file lookup.
-    fn publish(&mut self, key: &str, file: FileKey, info: &ElfInfo, path: &str) {
+    /// Publishes the table `key` under `file` for the program's file lookup (`map_len`:
+    /// the only mapping length it is for, 0 for any).
+    fn publish(&mut self, key: &str, file: FileKey, info: &ElfInfo, path: &str, map_len: u32) {
         let Some(t) = self.tables.get(key) else {
             return;
         };
-        let Some(value) = file_unwind(t.offset, t.len, info) else {
+        let Some(mut value) = file_unwind(t.offset, t.len, info) else {
             debug!(
                 binary = path,
                 segments = info.segments.len(),
@@ -948,6 +964,7 @@ impl UnwindTables {
             );
             return;
         };
+        value.map_len = map_len;
         match self.maps.set_file(file, &value) {
             Ok(true) => {
                 debug!(binary = path, ?file, "unwind table published by file");
@@ -1379,10 +1396,10 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use profiler_common::unwind::{FileKey, FileUnwind, ProcUnwind, UnwindRow};
+    use profiler_common::unwind::{FileKey, FileUnwind, ProcUnwind, UnwindRow, VDSO_FILE};
 
     use super::{ExecFile, RangeAlloc, UnwindMaps, UnwindTables, UnwinderMode};
-    use symbolizer::procfs::Procfs;
+    use symbolizer::procfs::{self, Procfs};
 
     /// The maps in memory, shared with the test so it can look at what was written.
     #[derive(Default)]
@@ -1657,6 +1674,19 @@ mod tests {
             checked += 1;
         }
         assert!(checked >= 2, "sleep, libc and the loader: {checked}");
+        // The vDSO, which has no file, under its own key and for its own length only.
+        let vdso = maps
+            .lines()
+            .filter_map(procfs::parse_maps_line)
+            .find(super::is_vdso)
+            .expect("a vDSO");
+        let published = state.lock().unwrap().files[&VDSO_FILE];
+        assert_eq!(u64::from(published.map_len), vdso.end - vdso.start);
+        let registered = entry.mappings[..entry.len as usize]
+            .iter()
+            .find(|e| e.start == vdso.start)
+            .expect("the vDSO registered");
+        assert_eq!(published.bias(vdso.start, 0), Some(registered.bias));
         // Unused and expired: withdrawn with the rows.
         p.kill();
         t.sweep();
