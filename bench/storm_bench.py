@@ -48,8 +48,9 @@ def storm(examples):
     return out.strip()
 
 
-def shares(folded):
-    """(children's samples, complete %, unnamed %) of the storm children in folded text."""
+def shares(folded, weight=1):
+    """(children's samples, complete %, unnamed %) of the storm children in folded text
+    whose counts are `weight` a sample."""
     hot = complete = unnamed = 0
     for line in folded.splitlines():
         stack, _, count = line.rpartition(" ")
@@ -67,7 +68,7 @@ def shares(folded):
         if any(f == "[unknown]" or "+0x" in f for f in user):
             unnamed += n
     pct = lambda n: 100.0 * n / hot if hot else float("nan")
-    return hot, pct(complete), pct(unnamed)
+    return round(hot / weight), pct(complete), pct(unnamed)
 
 
 def run_ember(ember, examples, tmp):
@@ -96,7 +97,7 @@ def run_ember(ember, examples, tmp):
     if p.returncode != 0:
         raise RuntimeError(f"{ember} record failed")
     run_ns, runs = last or (0, 0)
-    return open(out).read(), said, (run_ns / runs / 1e3 if runs else float("nan"))
+    return open(out).read(), said, (run_ns / runs / 1e3 if runs else float("nan")), 1
 
 
 def run_perf(examples, tmp):
@@ -110,7 +111,8 @@ def run_perf(examples, tmp):
     script = subprocess.run(["perf", "script", "-i", data], check=True, capture_output=True)
     folded = subprocess.run([COLLAPSE], input=script.stdout, check=True, capture_output=True)
     os.unlink(data)
-    return folded.stdout.decode(errors="replace"), said, float("nan")
+    # perf script gives each sample its period (nanoseconds of cpu-clock): about 1/HZ s.
+    return folded.stdout.decode(errors="replace"), said, float("nan"), 1e9 / int(HZ)
 
 
 def main():
@@ -142,8 +144,8 @@ def main():
             for i in range(args.reps):
                 order = kinds[i % len(kinds):] + kinds[:i % len(kinds)]
                 for name, run in order:
-                    folded, said, us = run(tmp)
-                    hot, complete, unnamed = shares(folded)
+                    folded, said, us, weight = run(tmp)
+                    hot, complete, unnamed = shares(folded, weight)
                     results[name].append((hot, complete, unnamed, us))
                     log(f"  rep {i + 1}: {name}: {said}; {hot} children's samples, "
                         f"complete {complete:.1f} %, unnamed {unnamed:.2f} %, BPF {us:.2f} µs")

@@ -190,18 +190,18 @@ pub(crate) fn learn_exec(tgid: u32) {
     let mm: u64 = read_kernel(task.wrapping_add(u64::from(o.task_mm))).unwrap_or(0);
     if mm != 0 {
         if let Some(code) = read_kernel(mm.wrapping_add(u64::from(o.mm_start_code))) {
-            learn_at(learned, code, vma_found_exec);
+            learn_at(learned, code, vma_found_exec, &EXEC_VMA_SCRATCH);
         }
         // The vDSO is mapped by now too (a sample in `clock_gettime` would otherwise spend
         // its one lookup there and step libc's frames by frame pointer).
         if let Some(vdso) = read_kernel::<u64>(mm.wrapping_add(u64::from(o.mm_vdso)))
             && vdso != 0
         {
-            learn_at(learned, vdso, vma_found_exec);
+            learn_at(learned, vdso, vma_found_exec, &EXEC_VMA_SCRATCH);
         }
     }
     if let Some((ip, _, _)) = task_user_regs() {
-        learn_at(learned, ip, vma_found_exec);
+        learn_at(learned, ip, vma_found_exec, &EXEC_VMA_SCRATCH);
     }
     let _ = LEARNED.insert(&tgid, learned, 0);
 }
@@ -209,22 +209,15 @@ pub(crate) fn learn_exec(tgid: u32) {
 /// Looks up the VMA at `addr` and appends it to `learned` (replacing the oldest entry once
 /// all are used); returns it.
 #[inline(always)]
-fn learn_at(learned: &mut Learned, addr: u64, callback: VmaCallback) -> Option<LearnedMapping> {
-    let mut found = VmaFound {
-        start: 0,
-        end: 0,
-        offset: 0,
-        file: FileKey {
-            ino: 0,
-            mtime: 0,
-            dev: 0,
-            _pad: 0,
-        },
-        found: 0,
-        _pad: 0,
-    };
-    // SAFETY: the BTF task of the current context; `vma_found` has the callback signature
-    // bpf_find_vma expects and writes only `found`, on this stack.
+fn learn_at(
+    learned: &mut Learned,
+    addr: u64,
+    callback: VmaCallback,
+    scratch: &PerCpuArray<[u64; VMA_WORDS]>,
+) -> Option<LearnedMapping> {
+    let mut found: u64 = 0;
+    // SAFETY: the BTF task of the current context; the callback has the signature
+    // bpf_find_vma expects, copies the VMA into `scratch` and sets `found`, on this stack.
     let ret = unsafe {
         let task = generated::bpf_get_current_task_btf();
         generated::bpf_find_vma(
@@ -235,17 +228,57 @@ fn learn_at(learned: &mut Learned, addr: u64, callback: VmaCallback) -> Option<L
             0,
         )
     };
-    if ret != 0 || found.found == 0 || found.start >= found.end {
+    let words = scratch.get_ptr(0)?;
+    if ret != 0 || found == 0 {
+        stat(Stat::UnwindVmaMissed);
+        return None;
+    }
+    // The fields are read here, not in the callback: the verifier checks a callback again
+    // for each state the call is reached in, so it is kept to one copy.
+    let o = lookup_offsets();
+    // SAFETY: this CPU's slot, which the callback just filled.
+    let w = unsafe { &*words };
+    let word = |off: u32| w[(off as usize / 8) & (VMA_WORDS - 1)];
+    let (start, end, pgoff, file) = (
+        word(o.vm_start),
+        word(o.vm_end),
+        word(o.vm_pgoff),
+        word(o.vm_file),
+    );
+    if start >= end {
         stat(Stat::UnwindVmaMissed);
         return None;
     }
     stat(Stat::UnwindVmaFound);
-    let mapping = LearnedMapping {
-        start: found.start,
-        end: found.end,
-        offset: found.offset,
-        file: found.file,
+    let mut mapping = LearnedMapping {
+        start,
+        end,
+        offset: pgoff << 12,
+        file: FileKey {
+            ino: 0,
+            mtime: 0,
+            dev: 0,
+            _pad: 0,
+        },
     };
+    if file == 0 {
+        // No file: the vDSO (where `mm->context.vdso` says it starts) has a table of its
+        // own; anything else (JIT code, the stack) none.
+        // SAFETY: a helper without preconditions; the pointer is only read through
+        // bpf_probe_read_kernel.
+        let task = unsafe { generated::bpf_get_current_task() } as u64;
+        let mm: u64 = read_kernel(task.wrapping_add(u64::from(o.task_mm))).unwrap_or(0);
+        let vdso: u64 = read_kernel(mm.wrapping_add(u64::from(o.mm_vdso))).unwrap_or(0);
+        if vdso != 0 && vdso == start {
+            mapping.file = VDSO_FILE;
+            mapping.offset = 0;
+        }
+    } else if let Some(inode) = read_kernel::<u64>(file.wrapping_add(u64::from(o.file_inode))) {
+        mapping.file.ino = read_kernel(inode.wrapping_add(u64::from(o.inode_ino))).unwrap_or(0);
+        mapping.file.mtime = read_kernel(inode.wrapping_add(u64::from(o.inode_mtime))).unwrap_or(0);
+        let sb: u64 = read_kernel(inode.wrapping_add(u64::from(o.inode_sb))).unwrap_or(0);
+        mapping.file.dev = read_kernel(sb.wrapping_add(u64::from(o.sb_dev))).unwrap_or(0);
+    }
     let len = learned.len as usize;
     let at = if len < MAX_LEARNED {
         learned.len += 1;
@@ -258,17 +291,6 @@ fn learn_at(learned: &mut Learned, addr: u64, callback: VmaCallback) -> Option<L
     let at = at & (MAX_LEARNED - 1);
     learned.mappings[at] = mapping;
     Some(mapping)
-}
-
-/// What `bpf_find_vma`'s callback found.
-#[repr(C)]
-struct VmaFound {
-    start: u64,
-    end: u64,
-    offset: u64,
-    file: FileKey,
-    found: u32,
-    _pad: u32,
 }
 
 #[inline(always)]
@@ -290,78 +312,49 @@ type VmaCallback = unsafe extern "C" fn(
 /// `bpf_find_vma`'s callback on the sampling path.
 #[inline(never)]
 unsafe extern "C" fn vma_found(
-    task: *mut core::ffi::c_void,
+    _task: *mut core::ffi::c_void,
     vma: *mut core::ffi::c_void,
     ctx: *mut core::ffi::c_void,
 ) -> i64 {
-    // SAFETY: as `read_vma` requires: bpf_find_vma's arguments.
-    unsafe { read_vma(&VMA_SCRATCH, task, vma, ctx) }
+    // SAFETY: bpf_find_vma's arguments.
+    unsafe { copy_vma(&VMA_SCRATCH, vma, ctx) }
 }
 
 /// `bpf_find_vma`'s callback in the exec hook, with the hook's own scratch slot.
 #[inline(never)]
 unsafe extern "C" fn vma_found_exec(
-    task: *mut core::ffi::c_void,
+    _task: *mut core::ffi::c_void,
     vma: *mut core::ffi::c_void,
     ctx: *mut core::ffi::c_void,
 ) -> i64 {
-    // SAFETY: as `read_vma` requires: bpf_find_vma's arguments.
-    unsafe { read_vma(&EXEC_VMA_SCRATCH, task, vma, ctx) }
+    // SAFETY: bpf_find_vma's arguments.
+    unsafe { copy_vma(&EXEC_VMA_SCRATCH, vma, ctx) }
 }
 
-/// Reads the VMA's range, file offset and file into the `VmaFound` at `ctx`.
+/// Copies the VMA's first bytes into `scratch` and sets the `u64` at `ctx` to 1.
 ///
 /// # Safety
-/// `vma` is the kernel's VMA and `ctx` the caller's `VmaFound`, as bpf_find_vma passes them.
+/// `vma` is the kernel's VMA and `ctx` the caller's flag, as bpf_find_vma passes them.
 #[inline(always)]
-unsafe fn read_vma(
+unsafe fn copy_vma(
     scratch: &PerCpuArray<[u64; VMA_WORDS]>,
-    task: *mut core::ffi::c_void,
     vma: *mut core::ffi::c_void,
     ctx: *mut core::ffi::c_void,
 ) -> i64 {
-    let o = lookup_offsets();
     let Some(words) = scratch.get_ptr_mut(0) else {
         return 0;
     };
-    // SAFETY: `ctx` is the `VmaFound` on the caller's stack; `words` this CPU's slot; the
-    // VMA is copied with bpf_probe_read_kernel, which fails cleanly.
+    // SAFETY: `words` is this CPU's slot; bpf_probe_read_kernel fails cleanly; `ctx` the
+    // caller's flag on its stack.
     unsafe {
-        let out = &mut *ctx.cast::<VmaFound>();
         if generated::bpf_probe_read_kernel(
             words.cast(),
             (VMA_WORDS * 8) as u32,
             vma as *const core::ffi::c_void,
-        ) != 0
+        ) == 0
         {
-            return 0;
+            *ctx.cast::<u64>() = 1;
         }
-        let w = &*words;
-        let word = |off: u32| w[(off as usize / 8) & (VMA_WORDS - 1)];
-        out.start = word(o.vm_start);
-        out.end = word(o.vm_end);
-        out.offset = word(o.vm_pgoff) << 12;
-        out.found = 1;
-        let file = word(o.vm_file);
-        if file == 0 {
-            // No file: the vDSO (where `mm->context.vdso` says it starts) has a table of
-            // its own; anything else (JIT code, the stack) none.
-            let mm: u64 =
-                read_kernel((task as u64).wrapping_add(u64::from(o.task_mm))).unwrap_or(0);
-            let vdso: u64 = read_kernel(mm.wrapping_add(u64::from(o.mm_vdso))).unwrap_or(0);
-            if vdso != 0 && vdso == out.start {
-                out.file = VDSO_FILE;
-                out.offset = 0;
-            }
-            return 0;
-        }
-        let Some(inode) = read_kernel::<u64>(file.wrapping_add(u64::from(o.file_inode))) else {
-            return 0;
-        };
-        out.file.ino = read_kernel(inode.wrapping_add(u64::from(o.inode_ino))).unwrap_or(0);
-        out.file.mtime = read_kernel(inode.wrapping_add(u64::from(o.inode_mtime))).unwrap_or(0);
-        let sb: u64 = read_kernel(inode.wrapping_add(u64::from(o.inode_sb))).unwrap_or(0);
-        out.file.dev = read_kernel(sb.wrapping_add(u64::from(o.sb_dev))).unwrap_or(0);
     }
     0
 }
@@ -666,7 +659,7 @@ fn file_table(learned: &mut Learned, w: &mut WalkRegs, pc: u64) -> Option<Covere
             return None;
         }
         w.vma_budget -= 1;
-        m = learn_at(learned, pc, vma_found)?;
+        m = learn_at(learned, pc, vma_found, &VMA_SCRATCH)?;
         w.learned_new = 1;
     }
     if m.file.ino == 0 || pc < m.start || pc >= m.end {
