@@ -272,7 +272,7 @@ impl Pipeline {
                 if let Some(tgid) = config.exclude_off_cpu_tgid {
                     samples.retain(|s| !(s.off_cpu && s.tgid == tgid));
                 }
-                aggregator.add(&samples);
+                aggregator.add_with_known(&samples, &|tgid| sampler.known_mappings(tgid));
                 aggregator.add_unrecorded(sampler.unrecorded_in_last_drain());
                 sink.drained(&sampler, &aggregator, &samples)?;
             }

@@ -11,9 +11,9 @@ use aya::{
     },
 };
 use profiler_common::unwind::{
-    EXEC_PROGRAM, FILE_LOOKUP_GLOBAL, FILE_UNWIND_MAP, FileKey, FileUnwind, LEARNED_MAP,
+    EXEC_PROGRAM, FILE_LOOKUP_GLOBAL, FILE_UNWIND_MAP, FileKey, FileUnwind, LEARNED_MAP, Learned,
     PROC_UNWIND_MAP, ProcUnwind, UNWIND_CONFIG_MAP, UNWIND_ROWS_MAP, UNWIND_STRICT,
-    USER_STACKS_MAPS, UserStack,
+    USER_STACKS_MAPS, UserStack, VDSO_FILE,
 };
 use profiler_common::{
     CONTROL_MAP, COUNTS_MAPS, Control, FORK_PROGRAM, INFLIGHT_MAP, OFFCPU_FP_PROGRAM,
@@ -137,6 +137,8 @@ pub struct Sampler {
     /// Whether the kernel adds the targets' new processes (the fork hook is attached).
     follows_forks: bool,
     last_adopt: std::time::Instant,
+    /// The mappings the program learned per process (`LEARNED`), when it looks files up.
+    learned: Option<HashMap<MapData, u32, Learned>>,
 }
 
 impl std::fmt::Debug for Sampler {
@@ -446,6 +448,10 @@ impl Sampler {
         } else {
             None
         };
+        let learned: Option<HashMap<MapData, u32, Learned>> = match plan.file_lookup {
+            Some(_) if plan.table_unwinder => Some(take(&mut ebpf, LEARNED_MAP)?),
+            _ => None,
+        };
         info!(
             cpus = cpus.len(),
             frequency_hz = config.frequency_hz,
@@ -477,7 +483,33 @@ impl Sampler {
             last_unwind_refresh: std::time::Instant::now(),
             follows_forks: fork_offsets.is_some(),
             last_adopt: std::time::Instant::now(),
+            learned,
         })
+    }
+
+    /// The file mappings the program's file lookup learned for process `tgid` (kept after
+    /// it exits, until pushed out by newer processes), for naming a process whose
+    /// capture missed them; empty without the file lookup.
+    #[must_use]
+    pub fn known_mappings(&self, tgid: u32) -> Vec<symbolizer::KnownMapping> {
+        let Some(learned) = self.learned.as_ref().and_then(|m| m.get(&tgid, 0).ok()) else {
+            return Vec::new();
+        };
+        let len = (learned.len as usize).min(learned.mappings.len());
+        learned.mappings[..len]
+            .iter()
+            .filter(|m| m.file.ino != 0 && m.start < m.end)
+            .map(|m| symbolizer::KnownMapping {
+                start: m.start,
+                end: m.end,
+                pgoff: m.offset,
+                key: (m.file != VDSO_FILE).then_some(symbolizer::FileKey {
+                    major: m.file.dev >> 20,
+                    minor: m.file.dev & 0xf_ffff,
+                    inode: m.file.ino,
+                }),
+            })
+            .collect()
     }
 
     /// Whether the kernel adds the processes that targets fork (the fork hook is

@@ -106,7 +106,7 @@ pub use debuginfod::{
 pub use maps::{Backing, FileKey, Mapping, parse_line as parse_maps_line};
 pub use resymbolize::Resymbolizer;
 pub use stats::Stats;
-pub use symbolizer::Symbolizer;
+pub use symbolizer::{KnownMapping, Symbolizer};
 pub use untrusted::{ProcessRoot, Refused, RootFiles};
 
 /// The model's name for a frame nothing is known about, `[unknown]`.

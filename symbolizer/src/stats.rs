@@ -61,6 +61,12 @@ pub struct Stats {
     ///
     /// [`Symbolizer::add_capture`]: crate::Symbolizer::add_capture
     pub captures_adopted: u64,
+    /// Mappings added from outside a process's maps (the eBPF unwinder's file lookup), for
+    /// processes that exited before a capture saw them
+    /// ([`Symbolizer::add_known_mappings`]).
+    ///
+    /// [`Symbolizer::add_known_mappings`]: crate::Symbolizer::add_known_mappings
+    pub known_mappings_added: u64,
     /// Malformed perf map lines that were skipped.
     pub perf_map_lines_skipped: u64,
     /// Files opened on behalf of a process (perf maps, debug files, binaries under its

@@ -35,7 +35,7 @@ use crate::kernel::{self, Kernel};
 use crate::maps::{self, Backing, Mapping, MapsError};
 use crate::memo::Memo;
 use crate::perfmap::PerfMaps;
-use crate::process::{Process, Resolution};
+use crate::process::{ProcMapping, Process, Resolution};
 use crate::stats::Stats;
 use crate::untrusted::Refusals;
 
@@ -74,6 +74,19 @@ impl Resolved {
     }
 }
 
+/// A mapping of a process known from outside its maps file, by the file's device and
+/// inode ([`Symbolizer::add_known_mappings`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnownMapping {
+    /// First address.
+    pub start: u64,
+    /// One past the last.
+    pub end: u64,
+    /// File offset of `start`.
+    pub pgoff: u64,
+    /// The file, as maps would print it; `None` for the vDSO.
+    pub key: Option<crate::FileKey>,
+}
 /// Symbolizes kernel and user stacks, caching what it learns across calls.
 ///
 /// Create one per agent and keep it: binaries are parsed once per `Symbolizer`, and kernel
@@ -253,6 +266,77 @@ impl Symbolizer {
             entry.file = file;
         }
         process.gone = false;
+    }
+
+    /// Adds mappings of process `pid` known from elsewhere than its maps (the eBPF
+    /// unwinder's file lookup saw them, with the file's device and inode): for a process
+    /// that exited before a capture saw them all (a child that mapped libc a millisecond
+    /// before its first sample and exited soon after). Only a mapping of a binary already
+    /// open for another process is added (it is named as that binary), and only where no
+    /// mapping of the process's own is. Returns how many were added.
+    pub fn add_known_mappings(&mut self, pid: u32, known: &[KnownMapping]) -> usize {
+        let Self {
+            processes,
+            binaries,
+            ..
+        } = self;
+        let process = processes.entry(pid).or_default();
+        let mut added = 0;
+        for k in known {
+            if k.start >= k.end
+                || process
+                    .mappings
+                    .iter()
+                    .any(|m| m.mapping.start < k.end && k.start < m.mapping.end)
+            {
+                continue;
+            }
+            let (backing, resolution, file) = match k.key {
+                // The vDSO is read from ember's own (the same image), as for a capture.
+                None => (
+                    Backing::Special(Arc::from("[vdso]")),
+                    Resolution::Unresolved,
+                    None,
+                ),
+                Some(key) => {
+                    let Some(id) = binaries.lookup(&key) else {
+                        continue;
+                    };
+                    let Some(module) = binaries.get(id).map(|b| Arc::clone(&b.module)) else {
+                        continue;
+                    };
+                    (
+                        Backing::File {
+                            path: module,
+                            key: Some(key),
+                            deleted: false,
+                        },
+                        Resolution::Binary(id),
+                        binaries.file(id),
+                    )
+                }
+            };
+            let at = process
+                .mappings
+                .partition_point(|m| m.mapping.start < k.start);
+            process.mappings.insert(
+                at,
+                ProcMapping {
+                    mapping: Mapping {
+                        start: k.start,
+                        end: k.end,
+                        pgoff: k.pgoff,
+                        exec: true,
+                        backing,
+                    },
+                    resolution,
+                    file,
+                },
+            );
+            added += 1;
+        }
+        self.stats.known_mappings_added += added as u64;
+        added
     }
 
     /// Drops what is cached about process `pid`'s mappings: call it when the process exited
@@ -889,5 +973,55 @@ mod tests {
         assert_eq!(stats.frames_unnamed, 4);
         sym.forget_process(u32::MAX);
         assert!(sym.processes.is_empty());
+    }
+
+    /// A process gone before anything captured its libc is named from a mapping known
+    /// from elsewhere (the eBPF file lookup's), once libc is open for another process.
+    #[test]
+    fn a_gone_process_is_named_from_known_mappings_of_an_open_binary() {
+        let mut sym = Symbolizer::new(Config::default());
+        let me = std::process::id();
+        let (mappings, _) = maps::read(me).expect("own maps");
+        let libc = mappings
+            .iter()
+            .find(|m| {
+                m.exec
+                    && matches!(&m.backing, Backing::File { path, .. } if path.contains("libc.so"))
+            })
+            .expect("a libc mapping")
+            .clone();
+        let Backing::File { key: Some(key), .. } = libc.backing.clone() else {
+            panic!("libc has no device and inode");
+        };
+        // An address in libc's code, named for this process (which opens libc).
+        let addr = libc.start + (libc.end - libc.start) / 2;
+        let named = sym.symbolize_user_stack(me, &[addr]);
+        assert!(!named[0].is_unnamed(), "{named:?}");
+        // A process that is gone: nothing named, until its libc mapping is known.
+        let gone = u32::MAX - 1;
+        assert!(sym.symbolize_user_stack(gone, &[addr])[0].is_unnamed());
+        let known = KnownMapping {
+            start: libc.start,
+            end: libc.end,
+            pgoff: libc.pgoff,
+            key: Some(key),
+        };
+        assert_eq!(sym.add_known_mappings(gone, &[known]), 1);
+        assert_eq!(sym.symbolize_user_stack(gone, &[addr]), named);
+        // Not twice, and never over a mapping the process has.
+        assert_eq!(sym.add_known_mappings(gone, &[known]), 0);
+        // A binary no process has opened is not added.
+        let unseen = KnownMapping {
+            key: Some(crate::FileKey {
+                major: 0,
+                minor: 0,
+                inode: 1,
+            }),
+            start: 0x1000,
+            end: 0x2000,
+            ..known
+        };
+        assert_eq!(sym.add_known_mappings(gone, &[unseen]), 0);
+        assert_eq!(sym.stats().known_mappings_added, 1);
     }
 }

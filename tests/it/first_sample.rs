@@ -128,12 +128,10 @@ fn a_storm_of_5ms_children_is_complete_from_start() {
         "only {:.1}% of the children's samples are complete from _start: {incomplete:#?}",
         share(complete)
     );
-    // Issue 16 asks for under 1 %; measured here 0.15–0.98 %. What is left is libc's
-    // frames of a child that exited before the symbolizer captured its mappings (the walk
-    // itself is complete): `storm;_start;[unknown];[unknown];main;child;…`. The bound
-    // keeps that from growing; the issue stays open on it.
+    // A child that exited before the symbolizer captured its libc mapping is named from
+    // the mappings the program's file lookup learned for it.
     assert!(
-        share(with_unnamed) < 2.0,
+        share(with_unnamed) < 1.0,
         "{:.2}% of the children's samples have an unnamed frame",
         share(with_unnamed)
     );

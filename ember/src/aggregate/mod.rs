@@ -185,8 +185,22 @@ impl Aggregator {
     }
 
     /// Symbolizes a drain and adds it to the profile.
+    #[cfg(test)]
     pub(crate) fn add(&mut self, samples: &[RawSample]) {
+        self.add_with_known(samples, &|_| Vec::new());
+    }
+
+    /// [`Aggregator::add`], asking `known_mappings` for the mappings of a process that the
+    /// sampler's file lookup saw ([`profiler_sampler::Sampler::known_mappings`]) when one
+    /// of its stacks has an unnamed frame: a process that exited before a capture saw
+    /// every library it mapped is named from them (once a drain per process).
+    pub(crate) fn add_with_known(
+        &mut self,
+        samples: &[RawSample],
+        known_mappings: &dyn Fn(u32) -> Vec<symbolizer::KnownMapping>,
+    ) {
         self.adopt_captures();
+        let mut asked: std::collections::HashSet<u32> = std::collections::HashSet::new();
         // (pid, leaf-first addresses) -> root-first frames, for this drain only.
         let mut user_cache: HashMap<(u32, &[u64]), Arc<[Frame]>> = HashMap::new();
         let mut kernel_cache: HashMap<&[u64], Arc<[Frame]>> = HashMap::new();
@@ -242,8 +256,17 @@ impl Aggregator {
                         unsymbolized = true;
                         stack.push(Frame::named(UNSYMBOLIZED_FRAME, FrameKind::User));
                     } else {
-                        let frames: Arc<[Frame]> =
+                        let mut frames: Arc<[Frame]> =
                             self.symbolizer.symbolize_user_stack(s.tgid, &s.user).into();
+                        if frames.iter().any(Frame::is_unnamed) && asked.insert(s.tgid) {
+                            let more = known_mappings(s.tgid);
+                            if !more.is_empty()
+                                && self.symbolizer.add_known_mappings(s.tgid, &more) > 0
+                            {
+                                frames =
+                                    self.symbolizer.symbolize_user_stack(s.tgid, &s.user).into();
+                            }
+                        }
                         stack.extend(frames.iter().cloned());
                         user_cache.insert(key, frames);
                     }
