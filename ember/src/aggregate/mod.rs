@@ -184,16 +184,18 @@ impl Aggregator {
         }
     }
 
-    /// Symbolizes a drain and adds it to the profile.
+    /// Symbolizes a drain and adds it to the profile, without the sampler's known
+    /// mappings (see [`Aggregator::add_with_known`]).
     #[cfg(test)]
     pub(crate) fn add(&mut self, samples: &[RawSample]) {
         self.add_with_known(samples, &|_| Vec::new());
     }
 
-    /// [`Aggregator::add`], asking `known_mappings` for the mappings of a process that the
-    /// sampler's file lookup saw ([`profiler_sampler::Sampler::known_mappings`]) when one
-    /// of its stacks has an unnamed frame: a process that exited before a capture saw
-    /// every library it mapped is named from them (once a drain per process).
+    /// Symbolizes a drain and adds it to the profile, asking `known_mappings` for the
+    /// mappings of a process that the sampler's file lookup saw
+    /// ([`profiler_sampler::Sampler::known_mappings`]) when one of its stacks has an
+    /// unnamed frame: a process that exited before a capture saw every library it mapped
+    /// is named from them (once a drain per process).
     pub(crate) fn add_with_known(
         &mut self,
         samples: &[RawSample],
