@@ -2,6 +2,7 @@
 BPF program run time (`kernel.bpf_stats_enabled`, `run_time_ns`/`run_cnt` in fdinfo)."""
 
 import os
+import subprocess
 import sys
 
 
@@ -41,3 +42,11 @@ def bpf_program_stats(pid):
                 run_ns += int(info.get("run_time_ns", "0"))
                 runs += int(info.get("run_cnt", "0"))
     return (run_ns, runs) if runs else None
+
+
+def machine_load():
+    """The load average and the busiest other processes, to say what else was running."""
+    load = open("/proc/loadavg").read().split()[:3]
+    ps = subprocess.run(["ps", "-eo", "pcpu,comm", "--sort=-pcpu", "--no-headers"],
+                        capture_output=True, text=True).stdout.splitlines()[:5]
+    return " ".join(load), ", ".join(" ".join(p.split()[::-1]) + " %" for p in ps)

@@ -35,21 +35,13 @@ import sys
 import tempfile
 import time
 
-from benchlib import log, bpf_stats, bpf_program_stats
+from benchlib import log, bpf_stats, bpf_program_stats, machine_load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FP_TARGET = 0.5
 DWARF_TARGET = 0.25
 BPF_US_TARGET = 3.0
-
-
-def machine_load():
-    """The load average and the busiest other processes, to say what else was running."""
-    load = open("/proc/loadavg").read().split()[:3]
-    ps = subprocess.run(["ps", "-eo", "pcpu,comm", "--sort=-pcpu", "--no-headers"],
-                        capture_output=True, text=True).stdout.splitlines()[:5]
-    return " ".join(load), ", ".join(" ".join(p.split()[::-1]) + " %" for p in ps)
 
 
 def wait_cpu(p):

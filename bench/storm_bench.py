@@ -26,20 +26,13 @@ import tempfile
 import threading
 import time
 
-from benchlib import log, bpf_stats, bpf_program_stats
+from benchlib import log, bpf_stats, bpf_program_stats, machine_load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLAPSE = os.environ.get("INFERNO_COLLAPSE_PERF",
                           os.path.join(ROOT, "target/bench-tools/bin/inferno-collapse-perf"))
 HZ = "499"
 COMPLETE = ["_start", "__libc_start_main_impl", "__libc_start_call_main", "main", "child"]
-
-
-def machine_load():
-    load = open("/proc/loadavg").read().split()[:3]
-    ps = subprocess.run(["ps", "-eo", "pcpu,comm", "--sort=-pcpu", "--no-headers"],
-                        capture_output=True, text=True).stdout.splitlines()[:5]
-    return " ".join(load), ", ".join(" ".join(p.split()[::-1]) + " %" for p in ps)
 
 
 def storm(examples):

@@ -559,6 +559,15 @@ mod tests {
             );
             self.put(addr + 48, text.as_bytes());
         }
+        /// A code object at `addr` with reference count `refcnt`, type `0xc0de` and
+        /// these name, file and line-table pointers.
+        fn put_code(&self, o: &PyOffsets, addr: u64, refcnt: u64, name: u64, file: u64) {
+            self.put_u64(addr, refcnt);
+            self.put_u64(addr + 8, 0xc0de);
+            self.put_u64(addr + u64::from(o.code_qualname), name);
+            self.put_u64(addr + u64::from(o.code_filename), file);
+            self.put_u64(addr + u64::from(o.code_linetable), 0x2200);
+        }
         fn memory(&self) -> Memory {
             Memory::new(self.0.try_clone().expect("clone"))
         }
@@ -644,11 +653,7 @@ mod tests {
         ));
         // A 3.13 shim: its name is its file.
         let shim = 0x3c00;
-        fake.put_u64(shim, 1);
-        fake.put_u64(shim + 8, 0xc0de);
-        fake.put_u64(shim + u64::from(o.code_qualname), 0x3e00);
-        fake.put_u64(shim + u64::from(o.code_filename), 0x3e00);
-        fake.put_u64(shim + u64::from(o.code_linetable), 0x2200);
+        fake.put_code(o, shim, 1, 0x3e00, 0x3e00);
         fake.put_str(0x3e00, "__init__");
         let named = namer.name(
             &mem,
@@ -660,10 +665,7 @@ mod tests {
         );
         assert_eq!(named.expect("a shim").file, SHIM_FILE);
         // A live code object whose file name was freed under it.
-        fake.put_u64(freed, 3);
-        fake.put_u64(freed + u64::from(o.code_qualname), 0x2000);
-        fake.put_u64(freed + u64::from(o.code_filename), 0x3800);
-        fake.put_u64(freed + u64::from(o.code_linetable), 0x2200);
+        fake.put_code(o, freed, 3, 0x2000, 0x3800);
         fake.put_str(0x3800, "gone.py");
         fake.put_u64(0x3800, 0);
         assert!(matches!(
