@@ -186,6 +186,9 @@ pub struct Learned {
     pub len: u32,
     /// The entry the next mapping replaces once all are used.
     pub next: u32,
+    /// The process's `mm_struct` when these were learned: an entry of another process
+    /// with the same pid (a recycled pid that forked without exec) is not used.
+    pub mm: u64,
     /// The mappings.
     pub mappings: [LearnedMapping; MAX_LEARNED],
 }
@@ -392,7 +395,7 @@ mod tests {
         assert_eq!(size_of::<UserStack>(), 8 + 8 * MAX_UNWIND_DEPTH);
         assert_eq!(size_of::<FileKey>(), 24);
         assert_eq!(size_of::<FileUnwind>(), 16 + 24 * MAX_FILE_SEGMENTS);
-        assert_eq!(size_of::<Learned>(), 8 + 48 * MAX_LEARNED);
+        assert_eq!(size_of::<Learned>(), 16 + 48 * MAX_LEARNED);
         assert_eq!(size_of::<VmaOffsets>(), 56);
     }
 

@@ -184,10 +184,8 @@ pub(crate) fn learn_exec(tgid: u32) {
     let learned = unsafe { &mut *scratch };
     learned.len = 0;
     learned.next = 0;
-    // SAFETY: helpers without preconditions; the task pointer is read only through
-    // bpf_probe_read_kernel, which fails cleanly.
-    let task = unsafe { generated::bpf_get_current_task() } as u64;
-    let mm: u64 = read_kernel(task.wrapping_add(u64::from(o.task_mm))).unwrap_or(0);
+    let mm = current_mm(&o);
+    learned.mm = mm;
     if mm != 0 {
         if let Some(code) = read_kernel(mm.wrapping_add(u64::from(o.mm_start_code))) {
             learn_at(learned, code, vma_found_exec, &EXEC_VMA_SCRATCH);
@@ -204,6 +202,15 @@ pub(crate) fn learn_exec(tgid: u32) {
         learn_at(learned, ip, vma_found_exec, &EXEC_VMA_SCRATCH);
     }
     let _ = LEARNED.insert(&tgid, learned, 0);
+}
+
+/// The current task's `mm_struct` (0 for a kernel thread or on a failed read).
+#[inline(always)]
+fn current_mm(o: &VmaOffsets) -> u64 {
+    // SAFETY: a helper without preconditions; the task pointer is read only through
+    // bpf_probe_read_kernel, which fails cleanly.
+    let task = unsafe { generated::bpf_get_current_task() } as u64;
+    read_kernel(task.wrapping_add(u64::from(o.task_mm))).unwrap_or(0)
 }
 
 /// Looks up the VMA at `addr` and appends it to `learned` (replacing the oldest entry once
@@ -264,10 +271,7 @@ fn learn_at(
     if file == 0 {
         // No file: the vDSO (where `mm->context.vdso` says it starts) has a table of its
         // own; anything else (JIT code, the stack) none.
-        // SAFETY: a helper without preconditions; the pointer is only read through
-        // bpf_probe_read_kernel.
-        let task = unsafe { generated::bpf_get_current_task() } as u64;
-        let mm: u64 = read_kernel(task.wrapping_add(u64::from(o.task_mm))).unwrap_or(0);
+        let mm = current_mm(&o);
         let vdso: u64 = read_kernel(mm.wrapping_add(u64::from(o.mm_vdso))).unwrap_or(0);
         if vdso != 0 && vdso == start {
             mapping.file = VDSO_FILE;
@@ -368,14 +372,18 @@ pub(crate) fn walk<C: UserRegs>(ctx: &C, tgid: u32, generation: u32) -> Option<W
     // scratch slot.
     let (registered, has_learned) = unsafe {
         let registered = PROC_UNWIND.get(&tgid).map(|p| p as *const ProcUnwind);
+        let o = lookup_offsets();
+        let mm = if o.enabled != 0 { current_mm(&o) } else { 0 };
         let has_learned = match LEARNED.get(&tgid) {
-            Some(l) if lookup_offsets().enabled != 0 => {
+            // Learned by this very process, not by an exited one whose pid it got.
+            Some(l) if o.enabled != 0 && l.mm == mm => {
                 *learned = *l;
                 true
             }
             _ => {
                 (*learned).len = 0;
                 (*learned).next = 0;
+                (*learned).mm = mm;
                 false
             }
         };

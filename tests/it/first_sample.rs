@@ -64,8 +64,8 @@ fn unnamed(frame: &str) -> bool {
 }
 
 #[test]
-fn a_storm_of_5ms_children_is_complete_from_start() {
-    let Some(_p) = privileged("a_storm_of_5ms_children_is_complete_from_start") else {
+fn a_storm_of_4ms_children_is_complete_from_start() {
+    let Some(_p) = privileged("a_storm_of_4ms_children_is_complete_from_start") else {
         return;
     };
     let dir = tempdir();
@@ -73,11 +73,11 @@ fn a_storm_of_5ms_children_is_complete_from_start() {
     // Built (on first use) before ember starts its clock.
     let storm = example("storm");
     let (child, log) = record_all(&path, "6s");
-    // 5 ms children, 2 at a time: about 180 new processes a second, each exec'd after
+    // 4 ms children, 2 at a time: about 200 new processes a second, each exec'd after
     // ember started, most sampled once or twice before they exit. glibc's start code
     // keeps no frame pointers.
     let out = Command::new(storm)
-        .args(["3", "5", "2"])
+        .args(["3", "4", "2"])
         .output()
         .expect("running storm");
     assert!(out.status.success(), "storm failed");
