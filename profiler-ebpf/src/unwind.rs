@@ -124,7 +124,7 @@ struct WalkRegs {
     /// helper defers its unlock to an irq_work, and until that runs every further call on
     /// the CPU fails: one call a sample.
     vma_budget: u32,
-    /// Mappings learned in this walk, to write back.
+    /// 1 once this walk learned a mapping: the entry is written back.
     learned_new: u32,
     tgid: u32,
 }
@@ -168,9 +168,8 @@ fn lookup_offsets() -> VmaOffsets {
 
 /// At exec, before the new image runs: learn the mappings of its executable (at
 /// `mm->start_code`), its vDSO and its dynamic loader (at the entry point in the user
-/// registers),
-/// so that its first samples unwind from the files' tables. Interrupts are on here, so
-/// both lookups can be made.
+/// registers), so that its first samples unwind from the files' tables. Interrupts are on
+/// here, so all three lookups can be made.
 #[inline(always)]
 pub(crate) fn learn_exec(tgid: u32) {
     let o = lookup_offsets();
@@ -257,6 +256,9 @@ fn learn_at(
         return None;
     }
     stat(Stat::UnwindVmaFound);
+    if learned.mm == 0 {
+        learned.mm = current_mm(&o);
+    }
     let mut mapping = LearnedMapping {
         start,
         end,
@@ -271,8 +273,7 @@ fn learn_at(
     if file == 0 {
         // No file: the vDSO (where `mm->context.vdso` says it starts) has a table of its
         // own; anything else (JIT code, the stack) none.
-        let mm = current_mm(&o);
-        let vdso: u64 = read_kernel(mm.wrapping_add(u64::from(o.mm_vdso))).unwrap_or(0);
+        let vdso: u64 = read_kernel(learned.mm.wrapping_add(u64::from(o.mm_vdso))).unwrap_or(0);
         if vdso != 0 && vdso == start {
             mapping.file = VDSO_FILE;
             mapping.offset = 0;
@@ -373,17 +374,17 @@ pub(crate) fn walk<C: UserRegs>(ctx: &C, tgid: u32, generation: u32) -> Option<W
     let (registered, has_learned) = unsafe {
         let registered = PROC_UNWIND.get(&tgid).map(|p| p as *const ProcUnwind);
         let o = lookup_offsets();
-        let mm = if o.enabled != 0 { current_mm(&o) } else { 0 };
         let has_learned = match LEARNED.get(&tgid) {
             // Learned by this very process, not by an exited one whose pid it got.
-            Some(l) if o.enabled != 0 && l.mm == mm => {
+            Some(l) if o.enabled != 0 && l.mm == current_mm(&o) => {
                 *learned = *l;
                 true
             }
             _ => {
+                // A new entry's mm is read if it learns something (`learn_at`).
                 (*learned).len = 0;
                 (*learned).next = 0;
-                (*learned).mm = mm;
+                (*learned).mm = 0;
                 false
             }
         };
