@@ -4,6 +4,7 @@ BPF program run time (`kernel.bpf_stats_enabled`, `run_time_ns`/`run_cnt` in fdi
 import os
 import subprocess
 import sys
+import time
 
 
 def log(msg):
@@ -50,3 +51,17 @@ def machine_load():
     ps = subprocess.run(["ps", "-eo", "pcpu,comm", "--sort=-pcpu", "--no-headers"],
                         capture_output=True, text=True).stdout.splitlines()[:5]
     return " ".join(load), ", ".join(" ".join(p.split()[::-1]) + " %" for p in ps)
+
+
+def bpf_stats_until_exit(p):
+    """Polls the BPF stats of `p` (a Popen) until it exits, and reaps it; returns the last
+    reading taken while its programs were loaded (they unload when it exits). Readings
+    are 50 ms apart, so up to 50 ms of the end may be missed; per-sample figures are not
+    affected."""
+    last = None
+    while p.poll() is None:
+        s = bpf_program_stats(p.pid)
+        if s:
+            last = s
+        time.sleep(0.05)
+    return last

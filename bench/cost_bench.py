@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import log, bpf_stats, bpf_program_stats, machine_load
+from benchlib import log, bpf_stats, bpf_stats_until_exit, machine_load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,16 +56,8 @@ def run_ember(ember, unwinder, seconds, tmp):
     cmd = [ember, "record", "--all", "-F", "99", "-q", "--unwinder", unwinder,
            "-d", f"{seconds}s", "-o", os.path.join(tmp, "e.folded")]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    # The programs unload when ember exits: keep the last reading taken while they ran.
-    # Readings are 50 ms apart, so up to 50 ms of the capture's end may be missed; the
-    # per-sample figure is unaffected.
-    last = None
-    while p.poll() is None:
-        s = bpf_program_stats(p.pid)
-        if s:
-            last = s
-        time.sleep(0.05)
-    # poll() reaped it: the caller takes its CPU time from RUSAGE_CHILDREN.
+    last = bpf_stats_until_exit(p)
+    # Reaped: the caller takes its CPU time from RUSAGE_CHILDREN.
     return p, last
 
 

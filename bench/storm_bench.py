@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 
-from benchlib import log, bpf_stats, bpf_program_stats, machine_load
+from benchlib import log, bpf_stats, bpf_stats_until_exit, machine_load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLAPSE = os.environ.get("INFERNO_COLLAPSE_PERF",
@@ -81,12 +81,7 @@ def run_ember(ember, examples, tmp):
         raise RuntimeError(f"{ember} did not attach")
     time.sleep(0.3)
     said = storm(examples)
-    last = None
-    while p.poll() is None:
-        s = bpf_program_stats(p.pid)
-        if s:
-            last = s
-        time.sleep(0.05)
+    last = bpf_stats_until_exit(p)
     if p.returncode != 0:
         raise RuntimeError(f"{ember} record failed")
     run_ns, runs = last or (0, 0)
