@@ -237,6 +237,9 @@ impl Pipeline {
         if let Some(feed) = captures {
             aggregator.follow_captures(feed);
         }
+        if let Some(python) = sampler.python() {
+            aggregator.follow_python(python);
+        }
         if let OnStop::Abandon { grace } = config.on_stop {
             // Asked before each stack: a stop is honoured within one stack's symbolization
             // (a few hundred milliseconds at worst, measured) after the grace, not one

@@ -84,6 +84,9 @@ pub const SAMPLE_FLAG_USER_TRUNCATED: u32 = 1 << 1;
 /// program added it when the thread came back on CPU (see [`OFFCPU_PROGRAM`]).
 pub const SAMPLE_FLAG_OFF_CPU: u32 = 1 << 2;
 
+/// The Python walker gave up before the outermost Python frame (its depth bound).
+pub const SAMPLE_FLAG_PYTHON_TRUNCATED: u32 = 1 << 3;
+
 /// The raw tracepoint on `sched_switch` that records off-CPU time, with the table
 /// unwinder. At switch-out it takes the stacks of the thread leaving the CPU (the current
 /// task) and keeps them in [`OFFCPU_PENDING_MAP`] under its thread id; at switch-in it
@@ -140,6 +143,12 @@ pub struct SampleKey {
     pub epoch: u32,
     /// The thread's `comm`, NUL-padded.
     pub comm: [u8; COMM_LEN],
+    /// Id of the thread's Python stack in `USTACKS_<gen>` (the table unwinder's maps; see
+    /// [`python`]), or a negative errno: `-EFAULT` means the thread was not running Python
+    /// (or its process is not a registered CPython).
+    pub python_stack_id: i32,
+    /// Zero.
+    pub _pad: u32,
 }
 
 /// The control block the agent writes and the program reads on every sample.
@@ -225,11 +234,24 @@ pub enum Stat {
     UnwindVmaFound = 21,
     /// File lookups that found nothing (busy mm lock, an address outside every VMA).
     UnwindVmaMissed = 22,
+    /// Samples of threads of registered CPython processes whose Python frames were
+    /// walked (`python` module).
+    PythonWalked = 23,
+    /// Samples of a registered CPython process whose thread has no Python thread state
+    /// (not started by Python, or not yet or no longer running Python code).
+    PythonNoThread = 24,
+    /// Python stacks cut short at the depth bound (marked truncated).
+    PythonTruncated = 25,
+    /// Python stacks lost: a 31-bit key collision or the stack map full.
+    PythonStackLost = 26,
+    /// New Python stacks whose code objects could not be announced for naming (the
+    /// `PY_EVENTS` ring full): they may stay unnamed if the process exits first.
+    PythonEventsLost = 27,
 }
 
 impl Stat {
     /// Number of slots in [`STATS_MAP`].
-    pub const COUNT: u32 = 23;
+    pub const COUNT: u32 = 28;
 
     /// Every counter, in slot order.
     pub const ALL: [Stat; Self::COUNT as usize] = [
@@ -256,6 +278,11 @@ impl Stat {
         Stat::OffCpuEvicted,
         Stat::UnwindVmaFound,
         Stat::UnwindVmaMissed,
+        Stat::PythonWalked,
+        Stat::PythonNoThread,
+        Stat::PythonTruncated,
+        Stat::PythonStackLost,
+        Stat::PythonEventsLost,
     ];
 
     /// A stable snake_case name, used in logs and metrics.
@@ -285,6 +312,11 @@ impl Stat {
             Stat::OffCpuEvicted => "off_cpu_evicted",
             Stat::UnwindVmaFound => "unwind_vma_found",
             Stat::UnwindVmaMissed => "unwind_vma_missed",
+            Stat::PythonWalked => "python_walked",
+            Stat::PythonNoThread => "python_no_thread",
+            Stat::PythonTruncated => "python_truncated",
+            Stat::PythonStackLost => "python_stack_lost",
+            Stat::PythonEventsLost => "python_events_lost",
         }
     }
 
@@ -306,6 +338,10 @@ impl Stat {
                 | Stat::OffCpuSampledOut
                 | Stat::UnwindVmaFound
                 | Stat::UnwindVmaMissed
+                | Stat::PythonWalked
+                | Stat::PythonNoThread
+                | Stat::PythonTruncated
+                | Stat::PythonEventsLost
         )
     }
 }
@@ -333,11 +369,11 @@ mod tests {
 
     #[test]
     fn layouts_match_the_ebpf_side() {
-        assert_eq!(size_of::<SampleKey>(), 48);
+        assert_eq!(size_of::<SampleKey>(), 56);
         assert_eq!(align_of::<SampleKey>(), 8);
         assert_eq!(size_of::<Control>(), 32);
         assert_eq!(align_of::<Control>(), 4);
-        assert_eq!(size_of::<OffCpuPending>(), 56);
+        assert_eq!(size_of::<OffCpuPending>(), 64);
         assert_eq!(align_of::<OffCpuPending>(), 8);
     }
 

@@ -25,6 +25,21 @@
 //!    3.10 every frame is such a call.
 //!
 //! The code object's name, file and line table are read by userspace only.
+//!
+//! # The eBPF walker's maps
+//!
+//! Userspace registers each CPython process it finds in [`PY_PROCS_MAP`] (tgid →
+//! [`PyProc`]: where `_PyRuntime` is and the version's offsets). For a sample of such a
+//! process the program finds the sampled thread's `PyThreadState` by walking the
+//! interpreter's thread list and matching the kernel's thread id (3.11+:
+//! `native_thread_id`) or the thread's `pthread_t`, which is its FS base on x86-64
+//! (3.9, 3.10: `thread_id`), never the GIL holder, which need not be the thread running.
+//! The match is cached in [`PY_THREADS_MAP`] and checked again on each use. It then walks
+//! the frames, leaf first, into a [`crate::unwind::UserStack`] of [`frame_word`]s in the
+//! table unwinder's `USTACKS_<gen>` maps, and names it in
+//! [`SampleKey::python_stack_id`](crate::SampleKey::python_stack_id). A stack new to the
+//! generation is also sent, as a [`PyStackEvent`], down the [`PY_EVENTS_MAP`] ring, so
+//! userspace reads the names of its code objects while the process still runs.
 
 /// A field the version does not have.
 pub const ABSENT: u32 = u32::MAX;
@@ -116,8 +131,105 @@ pub struct PyOffsets {
     pub unicode_compact_data: u32,
 }
 
+/// Name of the `HashMap<u32, PyProc>` of registered CPython processes, by tgid.
+pub const PY_PROCS_MAP: &str = "PY_PROCS";
+
+/// Name of the `LruHashMap<u32, u64>` of thread ids to their `PyThreadState` address.
+pub const PY_THREADS_MAP: &str = "PY_THREADS";
+
+/// Name of the ring buffer of [`PyStackEvent`]s.
+pub const PY_EVENTS_MAP: &str = "PY_EVENTS";
+
+/// Name of the read-only global [`PyConfig`] of the program, set by the loader.
+pub const PY_CONFIG_GLOBAL: &str = "PY_CONFIG";
+
+/// Default number of CPython processes registered at once.
+pub const DEFAULT_PY_PROCS: u32 = 4_096;
+
+/// Deepest Python stack walked, in frames: the rest is marked truncated.
+pub const MAX_PY_DEPTH: usize = 96;
+
+/// Most threads of one interpreter the walker looks through for the sampled one.
+pub const MAX_PY_THREADS: u32 = 32;
+
+/// Code objects sent in one [`PyStackEvent`] (the deepest stack's).
+pub const MAX_PY_EVENT_FRAMES: usize = MAX_PY_DEPTH;
+
+/// A registered CPython process, in [`PY_PROCS_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PyProc {
+    /// The address of `_PyRuntime` in the process.
+    pub runtime: u64,
+    /// The version's offsets.
+    pub offsets: PyOffsets,
+    /// Zero.
+    pub _pad: u32,
+}
+
+/// What the loader tells the Python walker, a read-only global of the program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PyConfig {
+    /// Non-zero: walk Python stacks of registered processes.
+    pub enabled: u32,
+    /// Offset of `thread.fsbase` in `struct task_struct` (from BTF), by which a 3.9 or
+    /// 3.10 thread is matched to its `PyThreadState`; 0 when unknown, and then those
+    /// versions' threads are not walked.
+    pub task_fsbase: u32,
+}
+
+/// A new Python stack, sent for naming: its process and its code objects, leaf first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PyStackEvent {
+    /// The process.
+    pub tgid: u32,
+    /// Valid entries in `frames`.
+    pub len: u32,
+    /// [`frame_word`]s.
+    pub frames: [u64; MAX_PY_EVENT_FRAMES],
+}
+
+/// Bits of a [`frame_word`] that hold the code object's address (user addresses on
+/// x86-64 have 47).
+pub const WORD_CODE_MASK: u64 = (1 << 48) - 1;
+/// Largest instruction index (in 2-byte code units) a [`frame_word`] holds; larger ones
+/// are clamped to it.
+pub const WORD_MAX_UNITS: u64 = (1 << 15) - 1;
+/// The [`frame_word`] bit set on the frame an `_PyEval_EvalFrameDefault` call began at.
+pub const WORD_ENTRY: u64 = 1 << 63;
+
+/// One Python frame as the eBPF walker records it: the code object's address in the low
+/// 48 bits, the instruction's index in 2-byte code units in bits 48–62 (clamped to
+/// [`WORD_MAX_UNITS`]), and [`WORD_ENTRY`].
+#[must_use]
+pub const fn frame_word(code: u64, instr_offset_bytes: u64, entry: bool) -> u64 {
+    let units = instr_offset_bytes / 2;
+    let units = if units > WORD_MAX_UNITS {
+        WORD_MAX_UNITS
+    } else {
+        units
+    };
+    (code & WORD_CODE_MASK) | (units << 48) | if entry { WORD_ENTRY } else { 0 }
+}
+
+/// The parts of a [`frame_word`]: `(code, instruction offset in bytes, entry)`.
+#[must_use]
+pub const fn split_word(word: u64) -> (u64, u32, bool) {
+    (
+        word & WORD_CODE_MASK,
+        (((word >> 48) & WORD_MAX_UNITS) * 2) as u32,
+        word & WORD_ENTRY != 0,
+    )
+}
+
 #[cfg(feature = "user")]
 mod user {
+    // SAFETY: `repr(C)`, `Copy`, integers only with explicit padding.
+    unsafe impl aya::Pod for super::PyProc {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PyConfig {}
     // SAFETY: `repr(C)`, `Copy`, only `u32` fields (no padding), so every bit pattern is a
     // valid value.
     unsafe impl aya::Pod for super::PyOffsets {}
@@ -132,5 +244,17 @@ mod tests {
     fn layout_matches_the_ebpf_side() {
         assert_eq!(size_of::<PyOffsets>(), 27 * 4);
         assert_eq!(align_of::<PyOffsets>(), 4);
+        assert_eq!(size_of::<PyProc>(), 8 + 27 * 4 + 4);
+        assert_eq!(align_of::<PyProc>(), 8);
+        assert_eq!(size_of::<PyStackEvent>(), 8 + 8 * MAX_PY_EVENT_FRAMES);
+    }
+
+    #[test]
+    fn frame_words_round_trip_and_clamp() {
+        let w = frame_word(0x7f12_3456_7890, 84, true);
+        assert_eq!(split_word(w), (0x7f12_3456_7890, 84, true));
+        assert_eq!(split_word(frame_word(0x1000, 0, false)), (0x1000, 0, false));
+        // Odd byte offsets do not exist (2-byte code units); huge ones clamp.
+        assert_eq!(split_word(frame_word(0x1000, 1 << 20, false)).1, 65_534);
     }
 }

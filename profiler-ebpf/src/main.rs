@@ -44,6 +44,10 @@ fn main() {
 #[cfg(target_arch = "bpf")]
 mod unwind;
 
+/// The CPython frame walker (issue 17), with the table unwinder's stack maps.
+#[cfg(target_arch = "bpf")]
+mod python;
+
 #[cfg(target_arch = "bpf")]
 mod program {
     use crate::unwind;
@@ -62,7 +66,8 @@ mod program {
     use profiler_common::{
         Control, DEFAULT_COUNTS_ENTRIES, DEFAULT_OFFCPU_THREADS, DEFAULT_STACKS_ENTRIES,
         DEFAULT_TARGET_ENTRIES, EEXIST, EFAULT, OffCpuPending, SAMPLE_FLAG_OFF_CPU,
-        SAMPLE_FLAG_USER_STACK_CUSTOM, SAMPLE_FLAG_USER_TRUNCATED, SampleKey, Stat,
+        SAMPLE_FLAG_PYTHON_TRUNCATED, SAMPLE_FLAG_USER_STACK_CUSTOM, SAMPLE_FLAG_USER_TRUNCATED,
+        SampleKey, Stat,
     };
 
     // Map sizes are defaults: the agent resizes them at load time (`set_max_entries`).
@@ -175,6 +180,8 @@ mod program {
             flags,
             epoch: 0,
             comm: bpf_get_current_comm().unwrap_or([0; 16]),
+            python_stack_id: -EFAULT,
+            _pad: 0,
         }
     }
 
@@ -252,6 +259,13 @@ mod program {
             }
         } else {
             key.user_stack_id = user_stack_id(ctx, stacks);
+        }
+        // The Python frames of a registered CPython process, beside its native stack.
+        if tables && let Some(py) = crate::python::walk(key.tgid, key.tid, settings.generation) {
+            key.python_stack_id = py.id;
+            if py.truncated {
+                key.flags |= SAMPLE_FLAG_PYTHON_TRUNCATED;
+            }
         }
         if !settings.skip_kernel {
             key.kernel_stack_id = match ctx.get_stackid(stacks, 0) {
@@ -381,6 +395,7 @@ mod program {
         // Runs in the context of the task that exec'd.
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         crate::unwind::forget_process(tgid);
+        crate::python::forget_process(tgid);
         if let Some(control) = CONTROL.get_ptr(0) {
             // SAFETY: a valid map value pointer, read once.
             let filter = unsafe { core::ptr::read_volatile(&raw const (*control).filter_tgids) };

@@ -10,6 +10,11 @@ pub enum FrameKind {
     User,
     /// Kernel code; folded output suffixes its name with `_[k]`.
     Kernel,
+    /// Python code, walked from the interpreter's frames: named `QUALNAME (FILE)`, with
+    /// the full path in [`Frame::file`] and the line in [`Frame::line`]. Folded output
+    /// suffixes it with `_[j]`, the annotation inferno's palettes colour as interpreted or
+    /// JIT code (and drop from the label).
+    Python,
 }
 
 /// The normalized address of a frame: enough to symbolize it again later, on any machine
@@ -70,6 +75,9 @@ pub const KERNEL_SUFFIX: &str = "_[k]";
 /// The suffix folded stacks (and inferno's palette) give inlined frames.
 pub const INLINED_SUFFIX: &str = "_[i]";
 
+/// The suffix folded stacks (and inferno's palette) give Python frames.
+pub const PYTHON_SUFFIX: &str = "_[j]";
+
 /// What a folded name's suffix says about its frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Suffix {
@@ -79,6 +87,8 @@ pub enum Suffix {
     Kernel,
     /// `_[i]`: inlined into its caller.
     Inlined,
+    /// `_[j]`: Python (interpreted) code.
+    Python,
 }
 
 impl Suffix {
@@ -89,6 +99,8 @@ impl Suffix {
             (n, Suffix::Kernel)
         } else if let Some(n) = name.strip_suffix(INLINED_SUFFIX) {
             (n, Suffix::Inlined)
+        } else if let Some(n) = name.strip_suffix(PYTHON_SUFFIX) {
+            (n, Suffix::Python)
         } else {
             (name, Suffix::None)
         }
@@ -110,8 +122,9 @@ impl Frame {
         }
     }
 
-    /// The frame a folded name stands for: `_[k]` makes a kernel frame and `_[i]` an
-    /// inlined one, the suffix removed; nothing else is known about it.
+    /// The frame a folded name stands for: `_[k]` makes a kernel frame, `_[i]` an
+    /// inlined one and `_[j]` a Python one, the suffix removed; nothing else is known
+    /// about it.
     #[must_use]
     pub fn from_folded_name(name: &str) -> Self {
         match Suffix::split(name) {
@@ -120,6 +133,7 @@ impl Frame {
                 inlined: true,
                 ..Frame::named(n, FrameKind::User)
             },
+            (n, Suffix::Python) => Frame::named(n, FrameKind::Python),
             (n, Suffix::None) => Frame::named(n, FrameKind::User),
         }
     }
@@ -159,6 +173,7 @@ impl fmt::Display for FoldedName<'_> {
         match (self.0.kind, self.0.inlined) {
             (FrameKind::Kernel, _) => f.write_str(KERNEL_SUFFIX),
             (FrameKind::User, true) => f.write_str(INLINED_SUFFIX),
+            (FrameKind::Python, _) => f.write_str(PYTHON_SUFFIX),
             (FrameKind::User, false) => Ok(()),
         }
     }

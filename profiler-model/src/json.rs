@@ -21,7 +21,11 @@ pub fn profile(profile: &Profile, range: TimeRange) -> Value {
             json!({
                 "name": &*f.name,
                 "folded_name": f.folded_name().to_string(),
-                "kind": match f.kind { FrameKind::User => "user", FrameKind::Kernel => "kernel" },
+                "kind": match f.kind {
+                    FrameKind::User => "user",
+                    FrameKind::Kernel => "kernel",
+                    FrameKind::Python => "python",
+                },
                 "inlined": f.inlined,
                 "module": f.module.as_deref(),
                 "file": f.file.as_deref(),

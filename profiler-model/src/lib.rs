@@ -36,6 +36,6 @@ pub mod time;
 
 pub use filter::{LabelFilter, LabelFilterError};
 pub use format::{Format, UnknownFormat, first_binary_byte};
-pub use frame::{Frame, FrameKind, INLINED_SUFFIX, KERNEL_SUFFIX, Location, Suffix};
+pub use frame::{Frame, FrameKind, INLINED_SUFFIX, KERNEL_SUFFIX, Location, PYTHON_SUFFIX, Suffix};
 pub use labels::{Labels, keys};
 pub use profile::{FrameId, LabelsId, Profile, ProfileKind, ProfileMeta, StackRef};

@@ -37,6 +37,10 @@ use wire::{Reader, Writer};
 /// The mapping name of kernel code, as perf and pprof call it.
 pub const KERNEL_MAPPING: &str = "[kernel.kallsyms]";
 
+/// The mapping Python frames are put in: they belong to no binary, and a reader tells
+/// them apart by it. Their function carries the Python file and the line.
+pub const PYTHON_MAPPING: &str = "[python]";
+
 /// A pprof input that could not be read. Byte offsets count into the uncompressed protobuf.
 #[derive(Debug, thiserror::Error)]
 pub enum PprofError {
@@ -225,6 +229,7 @@ struct Companion<'p> {
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum MappingKey {
     Kernel,
+    Python,
     User {
         module: Option<Arc<str>>,
         build_id: Option<Arc<[u8]>>,
@@ -339,6 +344,7 @@ impl<'p> Encoder<'p> {
     fn mapping(&mut self, frame: &Frame, location: &Location) -> u64 {
         let key = match frame.kind {
             FrameKind::Kernel => MappingKey::Kernel,
+            FrameKind::Python => MappingKey::Python,
             FrameKind::User => {
                 let build_id = match location {
                     Location::File { build_id, .. } => build_id.clone(),
@@ -358,6 +364,7 @@ impl<'p> Encoder<'p> {
         }
         let (filename, build_id) = match &key {
             MappingKey::Kernel => (self.string(KERNEL_MAPPING), 0),
+            MappingKey::Python => (self.string(PYTHON_MAPPING), 0),
             MappingKey::User { module, build_id } => (
                 module.as_deref().map_or(0, |m| self.string(m)),
                 build_id.as_deref().map_or(0, |b| self.string(&hex(b))),
@@ -368,7 +375,7 @@ impl<'p> Encoder<'p> {
             build_id,
             min: u64::MAX,
             max: 0,
-            all_file_offsets: key != MappingKey::Kernel,
+            all_file_offsets: matches!(key, MappingKey::User { .. }),
             has_functions: false,
             has_filenames: false,
             has_lines: false,
@@ -1327,7 +1334,8 @@ fn location_to_frames<'s>(
         None => ("", ""),
     };
     let kernel_mapping = filename.starts_with("[kernel") || filename == "[vmlinux]";
-    let location = if loc.address == 0 {
+    let python_mapping = filename == PYTHON_MAPPING;
+    let location = if loc.address == 0 || python_mapping {
         Location::Unknown
     } else if kernel_mapping {
         Location::Kernel { addr: loc.address }
@@ -1350,11 +1358,12 @@ fn location_to_frames<'s>(
     } else {
         Location::Virtual { addr: loc.address }
     };
-    let module: Option<Arc<str>> = if filename.is_empty() || filename == KERNEL_MAPPING {
-        None
-    } else {
-        Some(filename.into())
-    };
+    let module: Option<Arc<str>> =
+        if filename.is_empty() || filename == KERNEL_MAPPING || python_mapping {
+            None
+        } else {
+            Some(filename.into())
+        };
 
     if loc.lines.is_empty() {
         // No symbols: name the frame after its binary and offset, as the symbolizer does.
@@ -1366,6 +1375,8 @@ fn location_to_frames<'s>(
         };
         let kind = if kernel_mapping {
             FrameKind::Kernel
+        } else if python_mapping {
+            FrameKind::Python
         } else {
             FrameKind::User
         };
@@ -1403,6 +1414,8 @@ fn location_to_frames<'s>(
         }
         let mut kind = if kernel_mapping {
             FrameKind::Kernel
+        } else if python_mapping {
+            FrameKind::Python
         } else {
             FrameKind::User
         };
@@ -1410,6 +1423,7 @@ fn location_to_frames<'s>(
         match Suffix::split(name) {
             (n, Suffix::Kernel) => (name, kind) = (n, FrameKind::Kernel),
             (n, Suffix::Inlined) => (name, inlined) = (n, true),
+            (n, Suffix::Python) => (name, kind) = (n, FrameKind::Python),
             (_, Suffix::None) => {}
         }
         frames.push(Frame {

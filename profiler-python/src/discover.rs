@@ -120,6 +120,13 @@ pub enum DiscoverError {
     },
 }
 
+/// Whether a mapped file's name is one discovery looks into (`libpython…`, `python…`):
+/// a process that maps none is not CPython, and costs nothing more to find so.
+#[must_use]
+pub fn is_candidate(path: &str) -> bool {
+    candidate_rank(path).is_some()
+}
+
 /// How a file name looks to discovery.
 fn candidate_rank(path: &str) -> Option<u8> {
     let name = Path::new(path).file_name()?.to_str()?;

@@ -39,7 +39,7 @@ mod names;
 pub mod offsets;
 mod walk;
 
-pub use discover::{DiscoverError, Interpreter, Version, discover, scan};
+pub use discover::{DiscoverError, Interpreter, Version, discover, is_candidate, scan};
 pub use memory::Memory;
 pub use names::{CodeInfo, NameError, Namer, PyFrame, SHIM_FILE, display_file};
 pub use profiler_common::python::PyOffsets;

@@ -51,6 +51,9 @@ pub struct TaskOffsets {
     pub tgid: u32,
     /// `task_struct.pid` (the thread id).
     pub pid: u32,
+    /// `task_struct.thread.fsbase` (x86-64: a thread's `pthread_t`), by which the Python
+    /// walker matches a 3.9 or 3.10 thread; 0 when the kernel has no such field.
+    pub fsbase: u32,
 }
 
 /// Reads [`TaskOffsets`] from the running kernel's BTF.
@@ -76,6 +79,9 @@ pub fn read_offsets(path: &Path) -> Result<(TaskOffsets, Result<VmaOffsets, BtfE
     let task = TaskOffsets {
         tgid: btf.member_offset("task_struct", "tgid")?,
         pid: btf.member_offset("task_struct", "pid")?,
+        fsbase: btf
+            .nested_offset("task_struct", "thread", "fsbase")
+            .unwrap_or(0),
     };
     Ok((task, btf.vma_offsets()))
 }

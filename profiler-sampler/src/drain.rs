@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use aya::maps::{HashMap, MapData, MapError, StackTraceMap};
 use profiler_common::{
     CONTROL_MAP, COUNTS_MAPS, EFAULT, INFLIGHT_MAP, OFFCPU_PENDING_MAP, OffCpuPending,
-    SAMPLE_FLAG_OFF_CPU, SAMPLE_FLAG_USER_STACK_CUSTOM, SAMPLE_FLAG_USER_TRUNCATED, STACKS_MAPS,
-    SampleKey,
+    SAMPLE_FLAG_OFF_CPU, SAMPLE_FLAG_PYTHON_TRUNCATED, SAMPLE_FLAG_USER_STACK_CUSTOM,
+    SAMPLE_FLAG_USER_TRUNCATED, STACKS_MAPS, SampleKey,
     unwind::{USER_STACKS_MAPS, UserStack},
 };
 use tracing::{debug, warn};
@@ -63,6 +63,12 @@ pub struct RawSample {
     pub count: u64,
     /// Time off CPU charged to the stack it blocked in (`--off-cpu`), not CPU samples.
     pub off_cpu: bool,
+    /// The thread's Python frames, leaf first, as `profiler_common::python::frame_word`s;
+    /// empty when it was not running Python (or the stack was lost).
+    pub python: Vec<u64>,
+    /// The Python walk stopped at its depth bound: the outermost Python frames are
+    /// missing.
+    pub python_truncated: bool,
 }
 
 /// The longest the drain waits for programs still running in the old generation. They
@@ -189,6 +195,7 @@ fn stack_refs(key: &SampleKey) -> impl Iterator<Item = StackRef> {
     [
         (user, key.user_stack_id),
         (StackMap::Trace, key.kernel_stack_id),
+        (StackMap::Custom, key.python_stack_id),
     ]
     .into_iter()
     .filter(|&(_, id)| id >= 0)
@@ -272,6 +279,13 @@ impl Sampler {
             }
             let (kernel, kernel_status) =
                 stacks.get(key.epoch, StackMap::Trace, key.kernel_stack_id);
+            let python = if key.python_stack_id >= 0 {
+                stacks
+                    .get(key.epoch, StackMap::Custom, key.python_stack_id)
+                    .0
+            } else {
+                Vec::new()
+            };
             samples.push(RawSample {
                 tgid: key.tgid,
                 tid: key.tid,
@@ -283,6 +297,9 @@ impl Sampler {
                 kernel_status,
                 count,
                 off_cpu: key.flags & SAMPLE_FLAG_OFF_CPU != 0,
+                python_truncated: key.flags & SAMPLE_FLAG_PYTHON_TRUNCATED != 0
+                    && !python.is_empty(),
+                python,
             });
         }
         // The stacks read are known to be in the maps: they are deleted by id below,

@@ -23,9 +23,11 @@ use std::time::{Duration, Instant};
 
 use aya::Ebpf;
 use aya::maps::{MapData, RingBuf};
+use profiler_common::python::{PY_EVENTS_MAP, PyStackEvent};
 use symbolizer::ProcessCapture;
 
 use super::Sampler;
+use super::python::PythonProcs;
 use super::unwind::UnwindRequester;
 
 /// Name of the ring buffer of announced tgids (`u32` records).
@@ -34,6 +36,8 @@ pub(crate) const PROC_EVENTS_MAP: &str = "PROC_EVENTS";
 /// The ring buffer of process announcements, before its reader thread starts.
 pub struct ProcEvents {
     ring: RingBuf<MapData>,
+    /// The Python walker's new stacks, and the registry that names them.
+    python: Option<(RingBuf<MapData>, Arc<PythonProcs>)>,
 }
 
 impl std::fmt::Debug for ProcEvents {
@@ -44,7 +48,7 @@ impl std::fmt::Debug for ProcEvents {
 
 /// Takes the ring buffer (the loader attaches the exec tracepoint that also feeds it);
 /// `None` (logged) if the object has none.
-pub(super) fn setup(ebpf: &mut Ebpf) -> Option<ProcEvents> {
+pub(super) fn setup(ebpf: &mut Ebpf, python: Option<Arc<PythonProcs>>) -> Option<ProcEvents> {
     let Some(map) = ebpf.take_map(PROC_EVENTS_MAP) else {
         tracing::warn!(
             "the eBPF object has no `{PROC_EVENTS_MAP}` map: short-lived processes may stay unnamed"
@@ -58,7 +62,17 @@ pub(super) fn setup(ebpf: &mut Ebpf) -> Option<ProcEvents> {
             return None;
         }
     };
-    Some(ProcEvents { ring })
+    let python = python.and_then(|procs| {
+        let map = ebpf.take_map(PY_EVENTS_MAP)?;
+        match RingBuf::try_from(map) {
+            Ok(ring) => Some((ring, procs)),
+            Err(err) => {
+                tracing::warn!(error = %err, "`{PY_EVENTS_MAP}` is not a ring buffer");
+                None
+            }
+        }
+    });
+    Some(ProcEvents { ring, python })
 }
 
 impl Sampler {
@@ -100,13 +114,28 @@ const FOLLOW_UPS: [Duration; 3] = [
     Duration::from_millis(30),
 ];
 
+/// Names the code objects of every new Python stack in the ring.
+fn drain_python(ring: &mut RingBuf<MapData>, procs: &PythonProcs) {
+    while let Some(item) = ring.next() {
+        if item.len() < std::mem::size_of::<PyStackEvent>() {
+            continue;
+        }
+        // SAFETY: the record holds a whole `PyStackEvent` (checked above), a plain-integer
+        // type for which every bit pattern is valid; read unaligned.
+        let event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<PyStackEvent>()) };
+        procs.name_event(&event);
+    }
+}
+
 fn capture_loop(
     ring: &mut RingBuf<MapData>,
+    mut python: Option<(RingBuf<MapData>, Arc<PythonProcs>)>,
     tx: &Sender<ProcessCapture>,
     unwind: Option<&UnwindRequester>,
     stop: &AtomicBool,
 ) {
     let fd = ring.as_raw_fd();
+    let py_fd = python.as_ref().map_or(-1, |(r, _)| r.as_raw_fd());
     // (due, pid, follow-up index, exec mappings at the last capture sent)
     let mut pending: Vec<(Instant, u32, usize, usize)> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
@@ -117,14 +146,22 @@ fn capture_loop(
             .min()
             .unwrap_or(Duration::from_millis(100))
             .min(Duration::from_millis(100));
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut pfds = [
+            libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            // A negative fd is ignored by poll.
+            libc::pollfd {
+                fd: py_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
         let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(100);
-        // SAFETY: one valid pollfd for the duration of the call.
-        let ready = unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
+        // SAFETY: two valid pollfds for the duration of the call.
+        let ready = unsafe { libc::poll(pfds.as_mut_ptr(), 2, timeout_ms) };
         if ready < 0 {
             let err = std::io::Error::last_os_error();
             if err.kind() != std::io::ErrorKind::Interrupted {
@@ -145,6 +182,9 @@ fn capture_loop(
             pending.retain(|p| p.1 != pid);
             match ProcessCapture::take(pid) {
                 Ok(capture) => {
+                    if let Some((_, procs)) = &python {
+                        procs.check(pid, capture.mapped_paths());
+                    }
                     if let Some(u) = unwind {
                         u.ensure_now(pid);
                     }
@@ -158,6 +198,9 @@ fn capture_loop(
                 }
             }
         }
+        if let Some((ring, procs)) = python.as_mut() {
+            drain_python(ring, procs);
+        }
         let mut i = 0;
         while i < pending.len() {
             let (due, pid, step, seen) = pending[i];
@@ -170,6 +213,11 @@ fn capture_loop(
                 continue;
             };
             let exec = capture.exec_mappings();
+            if exec > seen
+                && let Some((_, procs)) = &python
+            {
+                procs.check(pid, capture.mapped_paths());
+            }
             if let Some(delay) = FOLLOW_UPS.get(step + 1) {
                 pending.push((now + *delay, pid, step + 1, exec.max(seen)));
             }
@@ -214,9 +262,10 @@ impl ProcEvents {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_thread = Arc::clone(&stop);
         let mut ring = self.ring;
+        let python = self.python;
         let handle = std::thread::Builder::new()
             .name("ember-capture".into())
-            .spawn(move || capture_loop(&mut ring, &tx, unwind.as_ref(), &stop_thread))?;
+            .spawn(move || capture_loop(&mut ring, python, &tx, unwind.as_ref(), &stop_thread))?;
         Ok(CaptureFeed {
             captures: rx,
             stop,

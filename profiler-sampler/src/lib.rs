@@ -24,6 +24,7 @@ mod loader;
 mod losses;
 pub mod probe;
 pub mod procinfo;
+mod python;
 mod unwind;
 
 pub use drain::{RawSample, StackStatus};
@@ -31,6 +32,7 @@ pub use error::SampleError;
 pub use events::{CaptureFeed, ProcEvents};
 pub use loader::{OffCpuConfig, Sampler, SamplerConfig, Target};
 pub use losses::{LossLog, UNRECORDED};
+pub use python::{PythonFrame, PythonProcs, PythonStats};
 pub use unwind::{
     DEFAULT_TABLE_MEM, MAX_TABLE_MEM, TableMemTooLarge, UnwindConfig, UnwindGauges,
     UnwindRequester, UnwindStats, UnwindTables, UnwindWorker, UnwinderMode, check_unwind_table_mem,

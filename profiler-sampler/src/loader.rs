@@ -10,6 +10,7 @@ use aya::{
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
 };
+use profiler_common::python::{PY_CONFIG_GLOBAL, PY_PROCS_MAP, PyConfig, PyProc};
 use profiler_common::unwind::{
     EXEC_PROGRAM, FILE_LOOKUP_GLOBAL, FILE_UNWIND_MAP, FileKey, FileUnwind, LEARNED_MAP, Learned,
     PROC_UNWIND_MAP, ProcUnwind, UNWIND_CONFIG_MAP, UNWIND_ROWS_MAP, UNWIND_STRICT,
@@ -20,7 +21,10 @@ use profiler_common::{
     OFFCPU_PENDING_MAP, OFFCPU_PROGRAM, OffCpuPending, SAMPLE_FP_PROGRAM, SAMPLE_PROGRAM,
     STACKS_MAPS, STATS_MAP, SampleKey, Stat, TARGET_TGIDS_MAP,
 };
+use std::sync::Arc;
 use tracing::{info, warn};
+
+use super::python::PythonProcs;
 
 use super::error::{SampleError, is_permission, perf_event_hint};
 use super::probe::NodeProbe;
@@ -139,6 +143,8 @@ pub struct Sampler {
     last_adopt: std::time::Instant,
     /// The mappings the program learned per process (`LEARNED`), when it looks files up.
     learned: Option<HashMap<MapData, u32, Learned>>,
+    /// The CPython processes the Python walker knows; `None` without the table unwinder.
+    python: Option<Arc<PythonProcs>>,
 }
 
 impl std::fmt::Debug for Sampler {
@@ -289,6 +295,12 @@ impl Sampler {
         if plan.file_lookup.is_none() {
             loader.map_max_entries(LEARNED_MAP, 1);
         }
+        // So is the Python walker: it needs `bpf_loop`, as the table unwinder does.
+        let py_config = PyConfig {
+            enabled: u32::from(plan.table_unwinder),
+            task_fsbase: probe.task_offsets.map_or(0, |t| t.fsbase),
+        };
+        loader.override_global(PY_CONFIG_GLOBAL, &py_config, true);
         let mut ebpf = loader.load(OBJECT).map_err(load_error)?;
 
         let generations = [
@@ -402,7 +414,13 @@ impl Sampler {
                 u.preload_libraries_later(std::process::id());
             }
         }
-        let proc_events = super::events::setup(&mut ebpf);
+        let python = if plan.table_unwinder {
+            let map: HashMap<MapData, u32, PyProc> = take(&mut ebpf, PY_PROCS_MAP)?;
+            Some(Arc::new(PythonProcs::new(Some(map))))
+        } else {
+            None
+        };
+        let proc_events = super::events::setup(&mut ebpf, python.clone());
 
         let cpus = aya::util::online_cpus().map_err(|(what, e)| {
             SampleError::ebpf(format!("reading the online CPUs ({what})"), e)
@@ -475,6 +493,7 @@ impl Sampler {
             drained_stats: SamplerStats::default(),
             drain_unrecorded: Vec::new(),
             proc_events,
+            python,
             unwind,
             last_sweep: std::time::Instant::now(),
             off_cpu_pending,
@@ -485,6 +504,13 @@ impl Sampler {
             last_adopt: std::time::Instant::now(),
             learned,
         })
+    }
+
+    /// The CPython processes the Python walker knows, to name their Python frames;
+    /// `None` when the table unwinder (and so the walker) is off.
+    #[must_use]
+    pub fn python(&self) -> Option<Arc<PythonProcs>> {
+        self.python.clone()
     }
 
     /// The file mappings the program's file lookup learned for process `tgid` (kept after

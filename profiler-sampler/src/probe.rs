@@ -632,6 +632,7 @@ mod tests {
             task_offsets: btf.then_some(TaskOffsets {
                 tgid: 1234,
                 pid: 1230,
+                fsbase: 0,
             }),
             perf_event_paranoid: Some(2),
             kptr_restrict: Some(0),

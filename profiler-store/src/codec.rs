@@ -125,6 +125,8 @@ const F_MODULE: u8 = 4;
 const F_FILE: u8 = 8;
 const F_LINE: u8 = 16;
 const F_BUILD_ID: u8 = 32;
+/// A Python frame ([`FrameKind::Python`]); stores written before it have none.
+const F_PYTHON: u8 = 64;
 
 const L_UNKNOWN: u8 = 0;
 const L_KERNEL: u8 = 1;
@@ -134,8 +136,10 @@ const L_VIRTUAL: u8 = 3;
 impl FrameRow {
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         let mut flags = 0;
-        if self.kind == FrameKind::Kernel {
-            flags |= F_KERNEL;
+        match self.kind {
+            FrameKind::Kernel => flags |= F_KERNEL,
+            FrameKind::Python => flags |= F_PYTHON,
+            FrameKind::User => {}
         }
         if self.inlined {
             flags |= F_INLINED;
@@ -220,6 +224,8 @@ impl FrameRow {
             name,
             kind: if flags & F_KERNEL != 0 {
                 FrameKind::Kernel
+            } else if flags & F_PYTHON != 0 {
+                FrameKind::Python
             } else {
                 FrameKind::User
             },

@@ -83,6 +83,14 @@ impl ProcessCapture {
         self.mappings.iter().filter(|m| m.exec).count()
     }
 
+    /// The paths of the files the process maps, as it sees them (duplicates included).
+    pub fn mapped_paths(&self) -> impl Iterator<Item = &str> {
+        self.mappings.iter().filter_map(|m| match &m.backing {
+            Backing::File { path, .. } => Some(&**path),
+            _ => None,
+        })
+    }
+
     /// Number of files held open by the capture.
     #[must_use]
     pub fn open_files(&self) -> usize {

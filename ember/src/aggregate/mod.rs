@@ -5,6 +5,8 @@
 //! while the process's mappings can still be read. Each distinct stack of a drain is
 //! symbolized once, however many threads share it.
 
+mod python;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -13,7 +15,7 @@ use profiler_model::{Frame, FrameKind, Labels, Profile, ProfileKind, ProfileMeta
 use symbolizer::Symbolizer;
 
 use profiler_sampler::procinfo::ProcessTable;
-use profiler_sampler::{CaptureFeed, RawSample, StackStatus};
+use profiler_sampler::{CaptureFeed, PythonProcs, RawSample, StackStatus};
 
 /// Counters of what aggregation saw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,6 +35,8 @@ pub(crate) struct AggregateStats {
     pub unsymbolized: u64,
     /// Microseconds off CPU added to the off-CPU profile.
     pub off_cpu_us: u64,
+    /// Samples (or off-CPU keys) with Python frames.
+    pub python_samples: u64,
 }
 
 /// Builds a profile out of drains.
@@ -55,6 +59,8 @@ pub(crate) struct Aggregator {
     abandon: Option<Box<dyn Fn() -> bool>>,
     /// Symbolization was abandoned: stacks are added as [`UNSYMBOLIZED_FRAME`] from now on.
     abandoned: bool,
+    /// The CPython processes whose Python frames the sampler walks, to name them.
+    python: Option<Arc<PythonProcs>>,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -150,7 +156,14 @@ impl Aggregator {
             dying: std::collections::BTreeSet::new(),
             abandon: None,
             abandoned: false,
+            python: None,
         }
+    }
+
+    /// Names the samples' Python frames with `procs` and splices them into their native
+    /// stacks (see `python.rs`).
+    pub(crate) fn follow_python(&mut self, procs: Arc<PythonProcs>) {
+        self.python = Some(procs);
     }
 
     /// Asks `abandon` before each stack is symbolized; once it answers `true`, this and
@@ -208,6 +221,8 @@ impl Aggregator {
         let mut kernel_cache: HashMap<&[u64], Arc<[Frame]>> = HashMap::new();
         // Labels read from /proc once per (process, thread) per drain.
         let mut label_cache: HashMap<(u32, u32, &str), Labels> = HashMap::new();
+        // (pid, leaf-first Python words) -> named frames with their entry flags.
+        let mut python_cache: HashMap<(u32, &[u64]), python::Named> = HashMap::new();
         let mut stack: Vec<Frame> = Vec::new();
         // Processes seen before are named first: they are cheap (their mappings and
         // binaries are loaded), and when a stop abandons symbolization part-way (see
@@ -241,6 +256,7 @@ impl Aggregator {
                 StackStatus::Absent | StackStatus::Lost(_) => None,
             };
             let in_exec = kernel.as_deref().is_some_and(in_exec);
+            let user_start = stack.len();
             match s.user_status {
                 StackStatus::Ok | StackStatus::Truncated if in_exec => {
                     self.stats.in_exec += s.count;
@@ -278,6 +294,29 @@ impl Aggregator {
                     self.stats.stacks_lost += s.count;
                     stack.push(lost_frame(errno, FrameKind::User));
                 }
+            }
+            if !s.python.is_empty()
+                && !in_exec
+                && !unsymbolized
+                && let Some(procs) = &self.python
+            {
+                let named = python_cache
+                    .entry((s.tgid, s.python.as_slice()))
+                    .or_insert_with(|| {
+                        let frames = procs.frames(s.tgid, &s.python);
+                        frames
+                            .iter()
+                            .zip(&s.python)
+                            .map(|(f, &w)| {
+                                let entry = profiler_common::python::split_word(w).2;
+                                (python::python_frame(f.as_ref()), entry)
+                            })
+                            .collect()
+                    });
+                let mixed = python::splice(&stack[user_start..], named, s.python_truncated);
+                stack.truncate(user_start);
+                stack.extend(mixed);
+                self.stats.python_samples += s.count;
             }
             if self.kernel {
                 match (&kernel, s.kernel_status) {
@@ -423,6 +462,9 @@ impl Aggregator {
         let dropped = self.processes.retain_live();
         for pid in std::mem::take(&mut self.dying) {
             self.symbolizer.forget_process(pid);
+            if let Some(p) = &self.python {
+                p.forget(pid);
+            }
         }
         let captured = std::mem::take(&mut self.captured);
         self.dying = seen
@@ -433,6 +475,9 @@ impl Aggregator {
         // Dropped by the table: exited at its previous round, or the pid was reused.
         for pid in dropped {
             self.symbolizer.forget_process(pid);
+            if let Some(p) = &self.python {
+                p.forget(pid);
+            }
         }
     }
 }
@@ -491,6 +536,8 @@ mod tests {
             kernel_status: StackStatus::Absent,
             count: 1,
             off_cpu: false,
+            python: Vec::new(),
+            python_truncated: false,
         }
     }
 

@@ -21,6 +21,7 @@ pub(crate) fn binary_of(frame: &Frame) -> &str {
     match (&frame.module, frame.kind) {
         (Some(m), _) => m.rsplit('/').next().unwrap_or(m),
         (None, FrameKind::Kernel) => "[kernel]",
+        (None, FrameKind::Python) => "[python]",
         (None, FrameKind::User) => "",
     }
 }

@@ -1,0 +1,403 @@
+//! The CPython walker: the Python frames of a sampled thread of a registered CPython
+//! process (see `profiler_common::python` for the maps and the walk).
+//!
+//! Per sample of such a process: find the thread's `PyThreadState` (cached per thread and
+//! checked again), read its current frame, then walk the frames leaf first, one per
+//! `bpf_loop` pass, recording each as a `frame_word` (code object, instruction, whether an
+//! evaluation call began there). The stack is kept like a table-unwound user stack, in
+//! `USTACKS_<gen>`; a stack new to the generation is also announced on `PY_EVENTS` so
+//! userspace names its code objects while the process lives. Nothing is written to the
+//! process and nothing stops it: every read is `bpf_probe_read_user`, which fails cleanly
+//! on a frame being torn down.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_user, generated},
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use profiler_common::{
+    Stat,
+    python::{
+        ABSENT, DEFAULT_PY_PROCS, MAX_PY_DEPTH, MAX_PY_THREADS, PyConfig, PyOffsets, PyProc,
+        PyStackEvent, frame_word, instr,
+    },
+    unwind::UserStack,
+};
+
+use crate::program::stat;
+use crate::unwind::{USTACKS_0, USTACKS_1, Walked};
+
+#[map]
+static PY_PROCS: HashMap<u32, PyProc> = HashMap::with_max_entries(DEFAULT_PY_PROCS, 0);
+/// Thread id → its `PyThreadState`, found by a scan of the thread list.
+#[map]
+static PY_THREADS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16_384, 0);
+#[map]
+static PY_EVENTS: RingBuf = RingBuf::with_byte_size(512 * 1024, 0);
+/// The Python stack being walked.
+#[map]
+static PY_SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static PY_WALK: PerCpuArray<PyWalk> = PerCpuArray::with_max_entries(1, 0);
+/// The event of a new stack, built here (too big for the BPF stack).
+#[map]
+static PY_EVENT_SCRATCH: PerCpuArray<PyStackEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Set by the loader; with `enabled` 0 the verifier drops the walker.
+#[unsafe(no_mangle)]
+static PY_CONFIG: PyConfig = PyConfig {
+    enabled: 0,
+    task_fsbase: 0,
+};
+
+const RUNNING: u32 = 0;
+const COMPLETE: u32 = 1;
+const TRUNCATED: u32 = 2;
+/// A read failed: the stack is what was read so far, marked truncated.
+const BROKEN: u32 = 3;
+
+/// The progress of a walk, in a per-CPU map so every `bpf_loop` pass looks alike to the
+/// verifier (as the table unwinder's `WalkRegs`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct PyWalk {
+    frame: u64,
+    hash: u64,
+    n: u32,
+    status: u32,
+    /// Passes taken, shims included: a cycle of shims ends too.
+    steps: u32,
+    _pad: u32,
+}
+
+/// What one pass needs: pointers only.
+#[repr(C)]
+struct Ctx {
+    proc: *const PyProc,
+    stack: *mut UserStack,
+    walk: *mut PyWalk,
+}
+
+#[inline(always)]
+fn config() -> PyConfig {
+    // SAFETY: a read-only global; volatile so the loader's value is read, not the
+    // initializer's.
+    unsafe { core::ptr::read_volatile(&raw const PY_CONFIG) }
+}
+
+#[inline(always)]
+fn read_u64(addr: u64) -> Option<u64> {
+    // SAFETY: bpf_probe_read_user fails cleanly on any address.
+    unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
+}
+
+#[inline(always)]
+fn read_u32(addr: u64) -> Option<u32> {
+    // SAFETY: as above.
+    unsafe { bpf_probe_read_user(addr as *const u32) }.ok()
+}
+
+#[inline(always)]
+fn read_u8(addr: u64) -> Option<u8> {
+    // SAFETY: as above.
+    unsafe { bpf_probe_read_user(addr as *const u8) }.ok()
+}
+
+#[inline(always)]
+fn at(base: u64, offset: u32) -> u64 {
+    base.wrapping_add(u64::from(offset))
+}
+
+/// The current task's FS base: its `pthread_t` on x86-64.
+#[inline(always)]
+fn fsbase(offset: u32) -> Option<u64> {
+    if offset == 0 || offset > 1 << 16 {
+        return None;
+    }
+    // SAFETY: a helper without preconditions; the read fails cleanly.
+    unsafe {
+        let task = bpf_get_current_task();
+        bpf_probe_read_kernel((task + u64::from(offset)) as *const u64).ok()
+    }
+}
+
+/// Whether `tstate` is the state of the thread `tid` (whose `pthread_t` is `pthread`).
+#[inline(always)]
+fn is_thread(o: &PyOffsets, tstate: u64, tid: u32, pthread: u64) -> bool {
+    if o.tstate_native_thread_id != ABSENT {
+        read_u64(at(tstate, o.tstate_native_thread_id)) == Some(u64::from(tid))
+    } else {
+        pthread != 0 && read_u64(at(tstate, o.tstate_thread_id)) == Some(pthread)
+    }
+}
+
+/// The `PyThreadState` of thread `tid`, from the cache if it still holds, else from a
+/// scan of the main interpreter's threads.
+#[inline(always)]
+fn thread_state(p: &PyProc, tid: u32, cfg: &PyConfig) -> Option<u64> {
+    let o = &p.offsets;
+    let pthread = if o.tstate_native_thread_id == ABSENT {
+        fsbase(cfg.task_fsbase)?
+    } else {
+        0
+    };
+    // SAFETY: the value is copied.
+    if let Some(&cached) = unsafe { PY_THREADS.get(&tid) }
+        && is_thread(o, cached, tid, pthread)
+    {
+        return Some(cached);
+    }
+    let interp = read_u64(at(p.runtime, o.runtime_interpreters_head))?;
+    let mut tstate = read_u64(at(interp, o.interp_threads_head))?;
+    let mut i = 0;
+    while i < MAX_PY_THREADS {
+        if tstate == 0 {
+            return None;
+        }
+        if is_thread(o, tstate, tid, pthread) {
+            let _ = PY_THREADS.insert(&tid, &tstate, 0);
+            return Some(tstate);
+        }
+        tstate = read_u64(at(tstate, o.tstate_next))?;
+        i += 1;
+    }
+    None
+}
+
+/// On exec the process's interpreter (if any) is gone: userspace registers the new image
+/// if it is CPython too.
+#[inline(always)]
+pub(crate) fn forget_process(tgid: u32) {
+    let _ = PY_PROCS.remove(&tgid);
+}
+
+/// Walks the Python stack of thread `tid` of process `tgid`, if the process is a
+/// registered CPython, into `USTACKS_<generation>`.
+#[inline(always)]
+pub(crate) fn walk(tgid: u32, tid: u32, generation: u32) -> Option<Walked> {
+    let cfg = config();
+    if cfg.enabled == 0 {
+        return None;
+    }
+    // SAFETY: a map value pointer, only read, valid for the program run.
+    let proc = unsafe { PY_PROCS.get(&tgid) }? as *const PyProc;
+    stat(Stat::PythonWalked);
+    // SAFETY: as above.
+    let p = unsafe { &*proc };
+    let o = &p.offsets;
+    let Some(tstate) = thread_state(p, tid, &cfg) else {
+        stat(Stat::PythonNoThread);
+        return None;
+    };
+    let mut frame = read_u64(at(tstate, o.tstate_frame))?;
+    if o.cframe_current_frame != ABSENT && frame != 0 {
+        frame = read_u64(at(frame, o.cframe_current_frame))?;
+    }
+    if frame == 0 {
+        // A Python thread between calls into Python: no frames.
+        stat(Stat::PythonNoThread);
+        return None;
+    }
+    let stack = PY_SCRATCH.get_ptr_mut(0)?;
+    let w = PY_WALK.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slots; programs do not nest on one CPU.
+    unsafe {
+        *w = PyWalk {
+            frame,
+            // FNV-1a's basis with a different last byte than the native stacks' so a
+            // Python and a native stack with the same frames do not share a key.
+            hash: 0xcbf2_9ce4_8422_2326,
+            n: 0,
+            status: RUNNING,
+            steps: 0,
+            _pad: 0,
+        };
+    }
+    let mut ctx = Ctx {
+        proc,
+        stack,
+        walk: w,
+    };
+    // SAFETY: `py_step` has bpf_loop's callback signature and touches only `ctx` and the
+    // map values it points at, which outlive the call.
+    unsafe {
+        generated::bpf_loop(
+            (MAX_PY_DEPTH * 2 + 2) as u32,
+            py_step as *mut core::ffi::c_void,
+            (&raw mut ctx).cast(),
+            0,
+        );
+    }
+    // SAFETY: as above.
+    let done = unsafe { *w };
+    if done.n == 0 {
+        return None;
+    }
+    let truncated = done.status != COMPLETE;
+    if truncated {
+        stat(Stat::PythonTruncated);
+    }
+    // FNV's multiply carries a bit only upward, so the instruction offsets (bits 48-62
+    // of each word) would never reach the key (the low 31 bits): stacks differing only
+    // in them would collide. A final mix (murmur3's) spreads every bit over the key.
+    let mut hash = done.hash;
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^= hash >> 33;
+    let done = PyWalk { hash, ..done };
+    // SAFETY: this CPU's slot.
+    unsafe {
+        (*stack).len = done.n;
+        (*stack).hash_hi = (done.hash >> 32) as u32;
+    }
+    let key = (done.hash as u32) & 0x7fff_ffff;
+    let map = if generation & 1 == 0 {
+        &USTACKS_0
+    } else {
+        &USTACKS_1
+    };
+    // SAFETY: the value is only read.
+    if let Some(old) = unsafe { map.get(&key) } {
+        if old.hash_hi == (done.hash >> 32) as u32 && old.len == done.n {
+            return Some(Walked {
+                id: key as i32,
+                truncated,
+            });
+        }
+        stat(Stat::PythonStackLost);
+        return Some(Walked { id: -17, truncated });
+    }
+    // SAFETY: `stack` is a valid map value pointer.
+    match map.insert(&key, unsafe { &*stack }, 0) {
+        Ok(()) => {
+            announce(tgid, stack, done.n);
+            Some(Walked {
+                id: key as i32,
+                truncated,
+            })
+        }
+        Err(e) => {
+            stat(Stat::PythonStackLost);
+            Some(Walked {
+                id: e as i32,
+                truncated,
+            })
+        }
+    }
+}
+
+/// Sends a stack new to this generation for naming.
+#[inline(always)]
+fn announce(tgid: u32, stack: *const UserStack, len: u32) {
+    let Some(ev) = PY_EVENT_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slots; both arrays hold at least MAX_PY_DEPTH words (the stack
+    // MAX_UNWIND_DEPTH, the event MAX_PY_DEPTH).
+    unsafe {
+        (*ev).tgid = tgid;
+        (*ev).len = len;
+        let src = &*stack;
+        (*ev).frames.copy_from_slice(&src.frames[..MAX_PY_DEPTH]);
+    }
+    // SAFETY: as above.
+    if PY_EVENTS
+        .output::<PyStackEvent>(unsafe { &*ev }, 0)
+        .is_err()
+    {
+        stat(Stat::PythonEventsLost);
+    }
+}
+
+/// One pass: one frame, or one shim skipped. Returns 0 to go on, 1 to stop.
+#[inline(never)]
+unsafe extern "C" fn py_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: `ctx` is the `Ctx` that `walk` passed to bpf_loop; its pointers are valid
+    // map values of this CPU.
+    let (p, stack, w) = unsafe {
+        let c = &*ctx.cast::<Ctx>();
+        (&*c.proc, c.stack, &mut *c.walk)
+    };
+    if w.status != RUNNING {
+        return 1;
+    }
+    let o = &p.offsets;
+    let frame = w.frame;
+    if frame == 0 {
+        w.status = COMPLETE;
+        return 1;
+    }
+    w.steps += 1;
+    let n = w.n as usize;
+    if n >= MAX_PY_DEPTH || w.steps as usize > MAX_PY_DEPTH * 2 {
+        w.status = TRUNCATED;
+        return 1;
+    }
+    let Some(back) = read_u64(at(frame, o.frame_back)) else {
+        w.status = BROKEN;
+        return 1;
+    };
+    if o.frame_owner_cstack != ABSENT {
+        let Some(owner) = read_u8(at(frame, o.frame_owner)) else {
+            w.status = BROKEN;
+            return 1;
+        };
+        if u32::from(owner) == o.frame_owner_cstack {
+            // A C-stack shim: the frame recorded before it is where an evaluation call
+            // began.
+            if n > 0 && n <= MAX_PY_DEPTH {
+                // SAFETY: `n - 1` is below MAX_PY_DEPTH, inside the array.
+                unsafe {
+                    let last = &mut (*stack).frames[n - 1];
+                    *last |= profiler_common::python::WORD_ENTRY;
+                }
+                // The hash takes the entry bit of the last frame too.
+                w.hash = (w.hash ^ 1).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            w.frame = back;
+            return 0;
+        }
+    }
+    let Some(code) = read_u64(at(frame, o.frame_code)) else {
+        w.status = BROKEN;
+        return 1;
+    };
+    let offset = instr_offset(o, frame, code);
+    let entry = if o.frame_is_entry != ABSENT {
+        read_u8(at(frame, o.frame_is_entry)).is_some_and(|b| b != 0)
+    } else {
+        // Before 3.11 each frame is its own evaluation call; from 3.12 a shim says.
+        o.frame_owner_cstack == ABSENT
+    };
+    let word = frame_word(code, offset, entry);
+    // SAFETY: `n` is bounds-checked above.
+    unsafe { (*stack).frames[n] = word };
+    w.hash = (w.hash ^ word).wrapping_mul(0x0000_0100_0000_01b3);
+    w.n = n as u32 + 1;
+    w.frame = back;
+    0
+}
+
+/// The byte offset of a frame's instruction in its bytecode (0 when unreadable or before
+/// the first instruction).
+#[inline(always)]
+fn instr_offset(o: &PyOffsets, frame: u64, code: u64) -> u64 {
+    let addr = at(frame, o.frame_instr);
+    if o.instr_kind == instr::POINTER {
+        let Some(ptr) = read_u64(addr) else { return 0 };
+        let start = at(code, o.code_code_adaptive);
+        if ptr < start { 0 } else { ptr - start }
+    } else {
+        let Some(raw) = read_u32(addr) else { return 0 };
+        let lasti = raw as i32;
+        if lasti < 0 {
+            0
+        } else if o.instr_kind == instr::LASTI_UNITS {
+            (lasti as u64) * 2
+        } else {
+            lasti as u64
+        }
+    }
+}
