@@ -36,6 +36,8 @@ mod ci_recipe;
 mod unwind;
 // Tables found by file: storms and late starters complete from their first sample.
 mod first_sample;
+// Python frames walked in BPF, named, and spliced into the native stacks.
+mod python;
 // Packaging (deploy/): the systemd unit, the Kubernetes manifests against the API schemas,
 // and one capability set across the unit, the DaemonSet and the image.
 mod deploy;

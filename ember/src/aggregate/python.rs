@@ -11,7 +11,8 @@
 //! libc frames stay where they ran, between the Python frames that called them and those
 //! they called back. Runs left over (an evaluation frame the native walk did not reach)
 //! go under the outermost evaluation frame; evaluation frames left over (a Python walk
-//! cut short) stay as they are.
+//! cut short) stay as they are. A native stack cut short before the interpreter has no
+//! evaluation frame: the Python frames go under what it reached, the code they called.
 
 use std::sync::Arc;
 
@@ -74,12 +75,15 @@ pub(crate) fn splice(native: &[Frame], python: &[(Frame, bool)], truncated: bool
         .map(|(i, _)| i)
         .collect();
     if evals.is_empty() {
-        // Nothing to replace (the interpreter's frames went unnamed): the Python frames
-        // go on top, where the interpreter was running them.
-        let mut out = native.to_vec();
+        // No evaluation frame to replace: the native walk was cut short before it reached
+        // the interpreter (or its frames went unnamed). What it did reach is the leaf,
+        // code the Python frames called: they go under it, after the truncation mark.
+        let keep = usize::from(native.first().is_some_and(|f| &*f.name == "[truncated]"));
+        let mut out = native[..keep].to_vec();
         for r in runs.into_iter().rev() {
             out.extend(r);
         }
+        out.extend_from_slice(&native[keep..]);
         return out;
     }
     // evals[k] (leaf-most) takes runs[0]; the outermost evaluation frame also takes the
@@ -218,13 +222,15 @@ mod tests {
     }
 
     #[test]
-    fn without_evaluation_frames_python_goes_on_top() {
-        let n = native(&["main", "python3.11+0x1234"]);
+    fn without_evaluation_frames_python_goes_under_the_native_leaf() {
+        let n = native(&["[truncated]", "libz.so.1+0x4a26"]);
         let p = python(&["f", "g*"]);
         assert_eq!(
             names(&splice(&n, &p, false)),
-            ["main", "python3.11+0x1234", "g_[j]", "f_[j]"]
+            ["[truncated]", "g_[j]", "f_[j]", "libz.so.1+0x4a26"]
         );
+        let n = native(&["deflate"]);
+        assert_eq!(names(&splice(&n, &p, false)), ["g_[j]", "f_[j]", "deflate"]);
     }
 
     #[test]
