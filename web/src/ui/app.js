@@ -402,6 +402,7 @@
     if (key === "") return dark() ? "hsl(220,8%,40%)" : "hsl(220,8%,82%)";
     if (key === "[process]") return dark() ? "hsl(210,20%,45%)" : "hsl(210,25%,78%)";
     if (key === "[kernel]") return "hsl(28,85%," + l + "%)";
+    if (key === "[python]") return "hsl(130,55%," + l + "%)";
     if (key === "[unknown binary]") return dark() ? "hsl(0,0%,45%)" : "hsl(0,0%,72%)";
     const h = hash(key);
     return "hsl(" + (h % 360) + "," + (45 + (h >> 9) % 25) + "%," + l + "%)";
