@@ -148,20 +148,61 @@ fn thread_state(p: &PyProc, tid: u32, cfg: &PyConfig) -> Option<u64> {
         return Some(cached);
     }
     let interp = read_u64(at(p.runtime, o.runtime_interpreters_head))?;
-    let mut tstate = read_u64(at(interp, o.interp_threads_head))?;
-    let mut i = 0;
-    while i < MAX_PY_THREADS {
-        if tstate == 0 {
-            return None;
-        }
-        if is_thread(o, tstate, tid, pthread) {
-            let _ = PY_THREADS.insert(&tid, &tstate, 0);
-            return Some(tstate);
-        }
-        tstate = read_u64(at(tstate, o.tstate_next))?;
-        i += 1;
+    let first = read_u64(at(interp, o.interp_threads_head))?;
+    let mut scan = Scan {
+        proc: p as *const PyProc,
+        tstate: first,
+        found: 0,
+        pthread,
+        tid,
+    };
+    // SAFETY: `scan_step` has bpf_loop's callback signature and touches only `scan`.
+    unsafe {
+        generated::bpf_loop(
+            MAX_PY_THREADS,
+            scan_step as *mut core::ffi::c_void,
+            (&raw mut scan).cast(),
+            0,
+        );
     }
-    None
+    if scan.found == 0 {
+        return None;
+    }
+    let _ = PY_THREADS.insert(&tid, &scan.found, 0);
+    Some(scan.found)
+}
+
+/// The thread-list scan's state, on the program's stack.
+#[repr(C)]
+struct Scan {
+    proc: *const PyProc,
+    tstate: u64,
+    found: u64,
+    pthread: u64,
+    tid: u32,
+}
+
+/// One thread of the list: is it the sampled one? Returns 0 to go on, 1 to stop.
+#[inline(never)]
+unsafe extern "C" fn scan_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: `ctx` is the `Scan` that `thread_state` passed to bpf_loop.
+    let s = unsafe { &mut *ctx.cast::<Scan>() };
+    // SAFETY: a map value pointer valid for the program run.
+    let o = unsafe { &(*s.proc).offsets };
+    if s.tstate == 0 {
+        return 1;
+    }
+    if is_thread(o, s.tstate, s.tid, s.pthread) {
+        s.found = s.tstate;
+        return 1;
+    }
+    match read_u64(at(s.tstate, o.tstate_next)) {
+        Some(next) => {
+            s.tstate = next;
+            0
+        }
+        None => 1,
+    }
 }
 
 /// On exec the process's interpreter (if any) is gone: userspace registers the new image
