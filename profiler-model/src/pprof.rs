@@ -1737,6 +1737,48 @@ mod tests {
     }
 
     #[test]
+    fn python_frames_round_trip_with_their_file_and_line() {
+        let (l1, _) = demo_labels();
+        let py = |name: &str, file: &str, line: u32| Frame {
+            file: Some(file.into()),
+            line: Some(line),
+            ..Frame::named(name, FrameKind::Python)
+        };
+        let main = file_frame("main", 0x1000, 10);
+        let work = py("work (app.py)", "/srv/app.py", 12);
+        let mut p = Profile::default();
+        p.add(
+            &l1,
+            &[
+                main.clone(),
+                work.clone(),
+                py("fn_a (app.py)", "/srv/app.py", 30),
+            ],
+            7,
+        );
+        p.add(
+            &l1,
+            &[main, work, py("fn_a (app.py)", "/srv/app.py", 31)],
+            3,
+        );
+        assert_eq!(by_labels(&round_trip(&p)), by_labels(&p));
+        let back = round_trip(&p);
+        assert!(back.frames().iter().any(|f| f.kind == FrameKind::Python));
+        // In a `[python]` mapping, so readers tell them apart; folded marks them `_[j]`.
+        let raw = encode_uncompressed(&p);
+        assert!(
+            raw.windows(PYTHON_MAPPING.len())
+                .any(|w| w == PYTHON_MAPPING.as_bytes())
+        );
+        let lines = folded::lines(&back, folded::Options::default());
+        assert_eq!(
+            lines.get("demo;main;work (app.py)_[j];fn_a (app.py)_[j]"),
+            Some(&10),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
     fn empty_profile_round_trips() {
         let p = Profile::default();
         let back = round_trip(&p);
