@@ -5,10 +5,10 @@ Ember compares with py-spy on the same script, in one run on this machine.
 The workload is examples/python/split.py (pure Python, 70/30 between fn_a and fn_b under
 `<module>;main;run;work`).
 
-1. BPF run time per sample (run_time_ns / run_cnt of Ember's perf_event programs,
-   kernel.bpf_stats_enabled) of `ember record -F 499 -- PYTHON split.py N`, against the
-   same for the native C `split` (same 70/30 shape, frame pointers); each repetition and
-   the median, and the ratio of the medians.
+1. BPF run time per sample (kernel.bpf_stats_enabled: run_time_ns of Ember's perf_event
+   programs, over run_cnt and over the samples in the profile) of `ember record -F 499 --
+   PYTHON split.py N`, against the same for the native C `split` (same 70/30 shape); each
+   repetition and the median, and the ratio of the medians.
 2. py-spy against Ember at 99 Hz on the same script, interleaved: `py-spy record
    --nonblocking -r 99 -f raw` and `ember record -F 99`. For each, the profiler's own CPU
    (user+sys of the profiler process alone, read from /proc/PID/stat once it has exited
@@ -190,7 +190,7 @@ def part_bpf(args, python, tmp):
           "samples in the profile | fn_a | fn_b |")
     print("|---|---|---|---|---|---|---|")
     names = {"python": f"`{python} split.py {n}`",
-             "native": f"`split {n}` (C, frame pointers)"}
+             "native": f"`split {n}` (C, native frames only)"}
     for kind, _ in kinds:
         rs = res[kind]
         col = lambda j, fmt: med_col([r[j] for r in rs], fmt)
@@ -282,7 +282,8 @@ def part_agent(args, python, tmp):
     us = (ns1 - ns0) / (runs1 - runs0) / 1e3 if runs1 > runs0 else float("nan")
     print(f"\n## `ember agent -F 19` with `{python} split.py` keeping one CPU busy\n")
     print(f"Measured over {elapsed:.0f} s after a {args.agent_warmup} s warm-up; stopped with "
-          f"SIGINT (exit status {agent.returncode}).\n")
+          f"SIGINT (exit status {agent.returncode}). The agent profiles every process: whatever "
+          "else runs (see the load lines) is sampled and named too.\n")
     print("| agent CPU | BPF run time | BPF runs (µs each) | RSS | peak RSS (VmHWM) |")
     print("|---|---|---|---|---|")
     print(f"| **{share:.2f} % of a core** ({cpu1 - cpu0:.2f} s) | {bpf_share:.3f} % of a core | "
