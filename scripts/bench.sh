@@ -3,6 +3,7 @@
 #   scripts/bench.sh            every report: record, agent, then the UI rendering benchmark
 #   scripts/bench.sh record|agent|ui|diff|unwind|storm [options]   one of them, with its options
 #   scripts/bench.sh symbolize  symbolization throughput vs llvm-symbolizer/addr2line, storm naming
+#   scripts/bench.sh python     Python frames: BPF cost per sample vs native, py-spy, agent at 19 Hz
 # Needs root. Installs inferno's CLI (for the perf pipeline) into target/bench-tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,8 @@ case "${1:-all}" in
   diff) shift; exec python3 bench/diff_bench.py "$@" ;;
   unwind) shift; exec python3 bench/unwind_bench.py "$@" ;;
   storm) shift; exec python3 bench/storm_bench.py "$@" ;;
+  python) shift; exec python3 bench/python_bench.py "$@" ;;
   all) python3 bench/record_bench.py; python3 bench/agent_bench.py; bench/ui_bench.sh
     python3 bench/diff_bench.py; python3 bench/unwind_bench.py ;;
-  *) echo "bench: unknown report '$1' (record, agent, ui, diff, unwind, storm, symbolize)" >&2; exit 2 ;;
+  *) echo "bench: unknown report '$1' (record, agent, ui, diff, unwind, storm, symbolize, python)" >&2; exit 2 ;;
 esac
