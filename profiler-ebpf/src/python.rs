@@ -39,6 +39,12 @@ static PY_EVENTS: RingBuf = RingBuf::with_byte_size(512 * 1024, 0);
 static PY_SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static PY_WALK: PerCpuArray<PyWalk> = PerCpuArray::with_max_entries(1, 0);
+/// Call paths (process, code objects, generation) already announced for naming.
+#[map]
+static PY_ANNOUNCED: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16_384, 0);
+/// The frame being read, copied (its fields are at offsets known only at load).
+#[map]
+static PY_FRAME: PerCpuArray<[u8; FRAME_BUF_BYTES]> = PerCpuArray::with_max_entries(1, 0);
 /// The event of a new stack, built here (too big for the BPF stack).
 #[map]
 static PY_EVENT_SCRATCH: PerCpuArray<PyStackEvent> = PerCpuArray::with_max_entries(1, 0);
@@ -67,7 +73,10 @@ struct PyWalk {
     status: u32,
     /// Passes taken, shims included: a cycle of shims ends too.
     steps: u32,
-    _pad: u32,
+    /// Bytes of each frame read ([`frame_span`]).
+    span: u32,
+    /// The hash of the code objects alone (no instructions): which names a stack needs.
+    code_hash: u64,
 }
 
 /// What one pass needs: pointers only.
@@ -76,6 +85,7 @@ struct Ctx {
     proc: *const PyProc,
     stack: *mut UserStack,
     walk: *mut PyWalk,
+    frame: *mut [u8; FRAME_BUF_BYTES],
 }
 
 #[inline(always)]
@@ -89,18 +99,6 @@ fn config() -> PyConfig {
 fn read_u64(addr: u64) -> Option<u64> {
     // SAFETY: bpf_probe_read_user fails cleanly on any address.
     unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
-}
-
-#[inline(always)]
-fn read_u32(addr: u64) -> Option<u32> {
-    // SAFETY: as above.
-    unsafe { bpf_probe_read_user(addr as *const u32) }.ok()
-}
-
-#[inline(always)]
-fn read_u8(addr: u64) -> Option<u8> {
-    // SAFETY: as above.
-    unsafe { bpf_probe_read_user(addr as *const u8) }.ok()
 }
 
 #[inline(always)]
@@ -239,8 +237,10 @@ pub(crate) fn walk(tgid: u32, tid: u32, generation: u32) -> Option<Walked> {
         stat(Stat::PythonNoThread);
         return None;
     }
+    let span = frame_span(o)?;
     let stack = PY_SCRATCH.get_ptr_mut(0)?;
     let w = PY_WALK.get_ptr_mut(0)?;
+    let frame_buf = PY_FRAME.get_ptr_mut(0)?;
     // SAFETY: this CPU's slots; programs do not nest on one CPU.
     unsafe {
         *w = PyWalk {
@@ -251,13 +251,15 @@ pub(crate) fn walk(tgid: u32, tid: u32, generation: u32) -> Option<Walked> {
             n: 0,
             status: RUNNING,
             steps: 0,
-            _pad: 0,
+            span,
+            code_hash: 0xcbf2_9ce4_8422_2325,
         };
     }
     let mut ctx = Ctx {
         proc,
         stack,
         walk: w,
+        frame: frame_buf,
     };
     // SAFETY: `py_step` has bpf_loop's callback signature and touches only `ctx` and the
     // map values it points at, which outlive the call.
@@ -281,13 +283,10 @@ pub(crate) fn walk(tgid: u32, tid: u32, generation: u32) -> Option<Walked> {
     // FNV's multiply carries a bit only upward, so the instruction offsets (bits 48-62
     // of each word) would never reach the key (the low 31 bits): stacks differing only
     // in them would collide. A final mix (murmur3's) spreads every bit over the key.
-    let mut hash = done.hash;
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    hash ^= hash >> 33;
-    let done = PyWalk { hash, ..done };
+    let done = PyWalk {
+        hash: mix(done.hash),
+        ..done
+    };
     // SAFETY: this CPU's slot.
     unsafe {
         (*stack).len = done.n;
@@ -313,7 +312,15 @@ pub(crate) fn walk(tgid: u32, tid: u32, generation: u32) -> Option<Walked> {
     // SAFETY: `stack` is a valid map value pointer.
     match map.insert(&key, unsafe { &*stack }, 0) {
         Ok(()) => {
-            announce(tgid, stack, done.n);
+            // Names depend on the code objects, not on where in them each frame is: one
+            // announcement per process, call path and drain (the instructions change at
+            // nearly every sample).
+            let path = mix(done.code_hash ^ (u64::from(tgid) << 32) ^ u64::from(generation));
+            // SAFETY: presence test only.
+            if unsafe { PY_ANNOUNCED.get(&path) }.is_none() {
+                let _ = PY_ANNOUNCED.insert(&path, &0, 0);
+                announce(tgid, stack, done.n);
+            }
             Some(Walked {
                 id: key as i32,
                 truncated,
@@ -327,6 +334,16 @@ pub(crate) fn walk(tgid: u32, tid: u32, generation: u32) -> Option<Walked> {
             })
         }
     }
+}
+
+/// murmur3's 64-bit finalizer: every input bit reaches every output bit.
+#[inline(always)]
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// Sends a stack new to this generation for naming.
@@ -357,9 +374,9 @@ fn announce(tgid: u32, stack: *const UserStack, len: u32) {
 unsafe extern "C" fn py_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     // SAFETY: `ctx` is the `Ctx` that `walk` passed to bpf_loop; its pointers are valid
     // map values of this CPU.
-    let (p, stack, w) = unsafe {
+    let (p, stack, w, buf) = unsafe {
         let c = &*ctx.cast::<Ctx>();
-        (&*c.proc, c.stack, &mut *c.walk)
+        (&*c.proc, c.stack, &mut *c.walk, &mut *c.frame)
     };
     if w.status != RUNNING {
         return 1;
@@ -376,38 +393,44 @@ unsafe extern "C" fn py_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
         w.status = TRUNCATED;
         return 1;
     }
-    let Some(back) = read_u64(at(frame, o.frame_back)) else {
+    // The frame's fields in one read: its first `span` bytes (the end of its last field
+    // the walk needs, checked against the buffer in `walk`).
+    let span = w.span & (FRAME_BUF_BYTES as u32 - 1);
+    // SAFETY: `buf` is this CPU's FRAME_BUF_BYTES-byte slot and `span` is below that; the
+    // helper fails cleanly on any source address.
+    let rc = unsafe {
+        generated::bpf_probe_read_user(
+            buf.as_mut_ptr().cast(),
+            span.max(1),
+            frame as *const core::ffi::c_void,
+        )
+    };
+    if rc != 0 {
         w.status = BROKEN;
         return 1;
-    };
-    if o.frame_owner_cstack != ABSENT {
-        let Some(owner) = read_u8(at(frame, o.frame_owner)) else {
-            w.status = BROKEN;
-            return 1;
-        };
-        if u32::from(owner) == o.frame_owner_cstack {
-            // A C-stack shim: the frame recorded before it is where an evaluation call
-            // began.
-            if n > 0 && n <= MAX_PY_DEPTH {
-                // SAFETY: `n - 1` is below MAX_PY_DEPTH, inside the array.
-                unsafe {
-                    let last = &mut (*stack).frames[n - 1];
-                    *last |= profiler_common::python::WORD_ENTRY;
-                }
-                // The hash takes the entry bit of the last frame too.
-                w.hash = (w.hash ^ 1).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-            w.frame = back;
-            return 0;
-        }
     }
-    let Some(code) = read_u64(at(frame, o.frame_code)) else {
-        w.status = BROKEN;
-        return 1;
-    };
-    let offset = instr_offset(o, frame, code);
+    let back = field_u64(buf, o.frame_back);
+    if o.frame_owner_cstack != ABSENT
+        && u32::from(field_u8(buf, o.frame_owner)) == o.frame_owner_cstack
+    {
+        // A C-stack shim: the frame recorded before it is where an evaluation call
+        // began.
+        if n > 0 && n <= MAX_PY_DEPTH {
+            // SAFETY: `n - 1` is below MAX_PY_DEPTH, inside the array.
+            unsafe {
+                let last = &mut (*stack).frames[n - 1];
+                *last |= profiler_common::python::WORD_ENTRY;
+            }
+            // The hash takes the entry bit of the last frame too.
+            w.hash = (w.hash ^ 1).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        w.frame = back;
+        return 0;
+    }
+    let code = field_u64(buf, o.frame_code);
+    let offset = instr_offset(o, buf, code);
     let entry = if o.frame_is_entry != ABSENT {
-        read_u8(at(frame, o.frame_is_entry)).is_some_and(|b| b != 0)
+        field_u8(buf, o.frame_is_entry) != 0
     } else {
         // Before 3.11 each frame is its own evaluation call; from 3.12 a shim says.
         o.frame_owner_cstack == ABSENT
@@ -416,23 +439,72 @@ unsafe extern "C" fn py_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     // SAFETY: `n` is bounds-checked above.
     unsafe { (*stack).frames[n] = word };
     w.hash = (w.hash ^ word).wrapping_mul(0x0000_0100_0000_01b3);
+    w.code_hash = (w.code_hash ^ code).wrapping_mul(0x0000_0100_0000_01b3);
     w.n = n as u32 + 1;
     w.frame = back;
     0
 }
 
-/// The byte offset of a frame's instruction in its bytecode (0 when unreadable or before
-/// the first instruction).
+/// Bytes of a frame the walk reads at once (a power of two).
+const FRAME_BUF_BYTES: usize = 256;
+
+/// The `u64` at byte `off` of the frame's copy, 0 outside it.
 #[inline(always)]
-fn instr_offset(o: &PyOffsets, frame: u64, code: u64) -> u64 {
-    let addr = at(frame, o.frame_instr);
+fn field_u64(buf: &[u8; FRAME_BUF_BYTES], off: u32) -> u64 {
+    let off = off as usize;
+    if off > FRAME_BUF_BYTES - 8 {
+        return 0;
+    }
+    // SAFETY: `off + 8` is within the buffer (checked above).
+    unsafe { core::ptr::read_unaligned(buf.as_ptr().add(off).cast::<u64>()) }
+}
+
+/// The `u32` at byte `off` of the frame's copy, 0 outside it.
+#[inline(always)]
+fn field_u32(buf: &[u8; FRAME_BUF_BYTES], off: u32) -> u32 {
+    let off = off as usize;
+    if off > FRAME_BUF_BYTES - 4 {
+        return 0;
+    }
+    // SAFETY: `off + 4` is within the buffer (checked above).
+    unsafe { core::ptr::read_unaligned(buf.as_ptr().add(off).cast::<u32>()) }
+}
+
+/// The byte at `off` of the frame's copy, 0 outside it.
+#[inline(always)]
+fn field_u8(buf: &[u8; FRAME_BUF_BYTES], off: u32) -> u8 {
+    buf.get(off as usize).copied().unwrap_or(0)
+}
+
+/// How many bytes of a frame hold every field the walk reads; `None` when that is more
+/// than the buffer (no version's is).
+#[inline(always)]
+fn frame_span(o: &PyOffsets) -> Option<u32> {
+    let end = |off: u32, len: u32| {
+        if off == ABSENT {
+            0
+        } else {
+            off.saturating_add(len)
+        }
+    };
+    let span = end(o.frame_back, 8)
+        .max(end(o.frame_code, 8))
+        .max(end(o.frame_instr, 8))
+        .max(end(o.frame_is_entry, 1))
+        .max(end(o.frame_owner, 1));
+    (span > 0 && span < FRAME_BUF_BYTES as u32).then_some(span)
+}
+
+/// The byte offset of a frame's instruction in its bytecode (0 before the first
+/// instruction).
+#[inline(always)]
+fn instr_offset(o: &PyOffsets, buf: &[u8; FRAME_BUF_BYTES], code: u64) -> u64 {
     if o.instr_kind == instr::POINTER {
-        let Some(ptr) = read_u64(addr) else { return 0 };
+        let ptr = field_u64(buf, o.frame_instr);
         let start = at(code, o.code_code_adaptive);
         if ptr < start { 0 } else { ptr - start }
     } else {
-        let Some(raw) = read_u32(addr) else { return 0 };
-        let lasti = raw as i32;
+        let lasti = field_u32(buf, o.frame_instr) as i32;
         if lasti < 0 {
             0
         } else if o.instr_kind == instr::LASTI_UNITS {
