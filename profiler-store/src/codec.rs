@@ -193,7 +193,9 @@ impl FrameRow {
     pub(crate) fn decode(buf: &[u8]) -> Result<FrameRow, DecodeError> {
         let mut r = Reader::new(buf);
         let flags = r.u8()?;
-        if flags & !(F_KERNEL | F_INLINED | F_MODULE | F_FILE | F_LINE | F_BUILD_ID) != 0 {
+        if flags & !(F_KERNEL | F_INLINED | F_MODULE | F_FILE | F_LINE | F_BUILD_ID | F_PYTHON) != 0
+            || flags & (F_KERNEL | F_PYTHON) == F_KERNEL | F_PYTHON
+        {
             return Err(DecodeError("unknown frame flags"));
         }
         let name = r.id()?;
@@ -413,6 +415,22 @@ mod tests {
         row.encode(&mut b);
         assert_eq!(FrameRow::decode(&b), Ok(row));
         assert!(FrameRow::decode(&b[..b.len() - 1]).is_err());
+        // Python frames: a file and a line, no module or location.
+        let py = FrameRow {
+            name: 5,
+            kind: FrameKind::Python,
+            inlined: false,
+            module: None,
+            file: Some(6),
+            line: Some(17),
+            location: LocationRow::Unknown,
+        };
+        let mut b = Vec::new();
+        py.encode(&mut b);
+        assert_eq!(FrameRow::decode(&b), Ok(py));
+        // Kernel and Python at once is no frame.
+        b[0] |= F_KERNEL;
+        assert!(FrameRow::decode(&b).is_err());
     }
 
     #[test]

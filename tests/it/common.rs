@@ -366,3 +366,15 @@ pub(crate) fn share_bound(truth: f64, samples: u64) -> f64 {
 pub(crate) fn share_agrees(share: f64, truth: f64, samples: u64) -> bool {
     (share - truth).abs() <= share_bound(truth, samples)
 }
+
+/// Kills the agent if the test fails before stopping it, so no agent outlives its test.
+pub(crate) struct AgentGuard(pub(crate) Option<Child>);
+
+impl Drop for AgentGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

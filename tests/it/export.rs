@@ -12,8 +12,8 @@ use profiler_model::{Frame, FrameKind, Labels, Location, Profile, ProfileMeta, k
 use profiler_store::{Store, StoreConfig, Window};
 
 use crate::common::{
-    Folded, ember, example, privileged, repo_root, start_agent_logged, start_agent_with_api,
-    tempdir,
+    AgentGuard, Folded, ember, example, privileged, repo_root, start_agent_logged,
+    start_agent_with_api, tempdir,
 };
 
 const T0: u64 = 1_700_000_000;
@@ -444,18 +444,6 @@ fn cli_grammar_and_no_kernel_match_the_api() {
 fn signal(pid: u32, signo: i32) {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid as i32, signo) };
-}
-
-/// Kills the agent if the test fails before stopping it, so no agent outlives its test.
-struct AgentGuard(Option<std::process::Child>);
-
-impl Drop for AgentGuard {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 #[test]

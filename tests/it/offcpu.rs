@@ -9,7 +9,7 @@ use std::path::Path;
 use profiler_model::{Profile, ProfileKind, folded, pprof};
 
 use crate::common::{
-    Folded, ember, example, privileged, run, share_agrees, start_agent_logged, tempdir,
+    AgentGuard, Folded, ember, example, privileged, run, share_agrees, start_agent_logged, tempdir,
     wait_for_line,
 };
 
@@ -222,16 +222,6 @@ fn off_cpu_min_above_the_wait_charges_nothing() {
     assert!(r.cpu.share("compute_burst") >= 0.5, "{:#?}", r.cpu.lines);
 }
 
-/// An agent killed (SIGKILL) when dropped, whatever the test does.
-struct AgentGuard(std::process::Child);
-
-impl Drop for AgentGuard {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
 /// GETs `url` with curl; returns the status and the body.
 fn curl(url: &str) -> (u16, String) {
     let out = std::process::Command::new("curl")
@@ -283,7 +273,7 @@ fn the_agent_stores_off_cpu_windows_that_agree_with_record() {
         &[],
     );
     wait_for_line(&mut child, &log, "agent started");
-    let agent = AgentGuard(child);
+    let agent = AgentGuard(Some(child));
     // A first run, not measured: the agent learns the workload's binaries (their unwind
     // tables are loaded by its loop, seconds after a process is first seen on a busy
     // node; until then a wait in libc's `clock_nanosleep` is walked by frame pointers,

@@ -3,8 +3,22 @@
 //! shared-`libpython` build, with no change to the process.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
-use crate::common::{Folded, ember, privileged, run, share_agrees, share_bound, tempdir};
+use crate::common::{
+    AgentGuard, Folded, ember, privileged, run, share_agrees, share_bound, start_agent_logged,
+    tempdir, wait_for_line,
+};
+
+/// `GET url` as JSON (`Null` when it cannot be read yet).
+fn get_json(url: &str) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args(["-sS", "-m", "10", url])
+        .output()
+        .expect("running curl");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
 
 const DEBIAN: &str = "/usr/bin/python3.11";
 const PYENV: &str = "/root/.pyenv/versions";
@@ -259,4 +273,79 @@ fn a_python_in_its_own_mount_namespace_is_walked() {
         share_agrees(share, 0.7, a + b),
         "fn_a has {share:.3} of fn_a+fn_b"
     );
+}
+
+#[test]
+fn the_agent_stores_python_frames_with_their_lines() {
+    let test = "the_agent_stores_python_frames_with_their_lines";
+    let Some(_p) = privileged(test) else { return };
+    if !Path::new(DEBIAN).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: CI needs {DEBIAN}"
+        );
+        crate::common::skip(test, "no /usr/bin/python3.11");
+        return;
+    }
+    let dir = tempdir();
+    // `-v`: "agent started" says when sampling runs.
+    let (mut child, url, log) = start_agent_logged(dir.path(), "2s", &["-v"], &[]);
+    wait_for_line(&mut child, &log, "agent started");
+    let _agent = AgentGuard(Some(child));
+    let out = Command::new(DEBIAN)
+        .arg(script("split.py"))
+        .arg("3")
+        .output()
+        .expect("running split.py");
+    assert!(out.status.success(), "split.py failed");
+    // Its pid is gone; the process name tells its stacks apart from the node's.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (tree, fn_a) = loop {
+        let body = get_json(&format!(
+            "{url}/api/v1/flame?from=now-10m&filter=comm=python3.11&width=10000"
+        ));
+        let names = body["names"].as_array().cloned().unwrap_or_default();
+        let fn_a = names.iter().position(|n| n == "fn_a (split.py)_[j]");
+        let total = |i: usize| {
+            body["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r[1].as_u64() == Some(i as u64))
+                .filter_map(|r| r[3].as_u64())
+                .sum::<u64>()
+        };
+        if let Some(i) = fn_a
+            && total(i) >= 150
+        {
+            break (body, i);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no fn_a (split.py) frames in the agent's store: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let nodes = tree["nodes"].as_array().expect("nodes");
+    let binaries = tree["binaries"].as_array().expect("binaries");
+    let mut lines_seen = 0;
+    for (row, node) in nodes.iter().enumerate() {
+        if node[1].as_u64() != Some(fn_a as u64) {
+            continue;
+        }
+        assert_eq!(
+            binaries[node[2].as_u64().expect("binary") as usize],
+            "[python]"
+        );
+        let lines = tree["lines"][row.to_string()]
+            .as_array()
+            .unwrap_or_else(|| panic!("no lines for fn_a's node {row}: {}", tree["lines"]));
+        for l in lines {
+            let line = l[0].as_u64().expect("line");
+            // fn_a is lines 16-20 of split.py (its def line is where it starts).
+            assert!((16..=20).contains(&line), "fn_a at line {line}");
+            lines_seen += l[1].as_u64().expect("count");
+        }
+    }
+    assert!(lines_seen >= 150, "{lines_seen} fn_a samples with a line");
 }

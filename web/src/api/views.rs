@@ -121,6 +121,8 @@ struct Node {
     base_total: u64,
     base_self: u64,
     children: Vec<u32>,
+    /// For a Python frame: samples by the line being run (of the new profile).
+    lines: Vec<(u32, u64)>,
 }
 
 #[derive(Default)]
@@ -171,13 +173,14 @@ impl TreeBuilder {
 
     /// Adds every stack of `profile`, rooted at its process, to the new or base counts.
     fn add(&mut self, profile: &Profile, base: bool) {
-        let ids: Vec<(u32, u32)> = profile
+        let ids: Vec<(u32, u32, Option<u32>)> = profile
             .frames()
             .iter()
             .map(|f| {
                 (
                     self.names.id(&f.folded_name().to_string()),
                     self.binaries.id(binary_of(f)),
+                    f.line.filter(|_| f.kind == FrameKind::Python && !base),
                 )
             })
             .collect();
@@ -190,9 +193,16 @@ impl TreeBuilder {
             let mut node = self.child(0, comm, none);
             self.bump(node, s.count, base);
             for &f in s.frames {
-                let (name, binary) = ids[f as usize];
+                let (name, binary, line) = ids[f as usize];
                 node = self.child(node, name, binary);
                 self.bump(node, s.count, base);
+                if let Some(line) = line {
+                    let lines = &mut self.nodes[node as usize].lines;
+                    match lines.iter_mut().find(|(l, _)| *l == line) {
+                        Some((_, c)) => *c += s.count,
+                        None => lines.push((line, s.count)),
+                    }
+                }
             }
             let n = &mut self.nodes[node as usize];
             if base {
@@ -210,7 +220,9 @@ impl TreeBuilder {
 /// - `names`, `binaries`: string tables;
 /// - `nodes`: in depth-first order, biggest child first, each
 ///   `[depth, name, binary, total, self]` (samples), plus `base_total, base_self` when
-///   there is a base.
+///   there is a base;
+/// - `lines`: for nodes of Python frames, by node index, `[[line, samples], ...]`: the
+///   lines being run there, most samples first (at most five).
 ///
 /// A node narrower than `min_fraction` of its profile's total (in both profiles, when
 /// comparing) is left out with its subtree; its samples stay in its parent's total.
@@ -235,9 +247,17 @@ pub(crate) fn flame_tree(new: &Profile, base: Option<&Profile>, min_fraction: f6
     let mut names = Interner::default();
     let mut binaries = Interner::default();
     let mut out = Vec::new();
+    // Row index -> the Python lines run there, most samples first (at most 5).
+    let mut lines = serde_json::Map::new();
     let mut stack: Vec<(u32, u32)> = vec![(0, 0)];
     while let Some((id, depth)) = stack.pop() {
         let n = &b.nodes[id as usize];
+        if !n.lines.is_empty() {
+            let mut by_count = n.lines.clone();
+            by_count.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+            by_count.truncate(5);
+            lines.insert(out.len().to_string(), json!(by_count));
+        }
         let name = names.id(&b.names.names[n.name as usize]);
         let binary = binaries.id(&b.binaries.names[n.binary as usize]);
         let mut row = vec![
@@ -275,7 +295,7 @@ pub(crate) fn flame_tree(new: &Profile, base: Option<&Profile>, min_fraction: f6
         });
         stack.extend(kids.into_iter().rev().map(|c| (c, depth + 1)));
     }
-    json!({ "names": names.names, "binaries": binaries.names, "nodes": out })
+    json!({ "names": names.names, "binaries": binaries.names, "nodes": out, "lines": lines })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -537,6 +557,47 @@ mod tests {
         let (_, parts) = FilterParts::parse("pid=42,pid=0").expect("valid");
         assert_eq!(parts.idle().expect("pid 0 named").to_string(), "pid=0");
         assert!(FilterParts::parse("nope=1").is_err());
+    }
+
+    #[test]
+    fn python_frames_carry_their_lines_most_samples_first() {
+        let py = |name: &str, line: u32| Frame {
+            file: Some("/srv/app.py".into()),
+            line: Some(line),
+            ..Frame::named(name, FrameKind::Python)
+        };
+        let l = Labels::new()
+            .with(keys::COMM, "python3")
+            .with(keys::PID, "9");
+        let mut p = Profile::default();
+        p.add(&l, &[py("main (app.py)", 5), py("fn_a (app.py)", 17)], 6);
+        p.add(&l, &[py("main (app.py)", 5), py("fn_a (app.py)", 18)], 3);
+        p.add(&l, &[py("main (app.py)", 6)], 1);
+        let tree = flame_tree(&p, None, 0.0);
+        let names = tree["names"].as_array().expect("names");
+        let nodes = tree["nodes"].as_array().expect("nodes");
+        let row = |name: &str| {
+            nodes
+                .iter()
+                .position(|r| names[r[1].as_u64().expect("name") as usize] == name)
+                .expect("node")
+        };
+        let lines = &tree["lines"];
+        assert_eq!(
+            lines[row("fn_a (app.py)_[j]").to_string()],
+            json!([[17, 6], [18, 3]])
+        );
+        assert_eq!(
+            lines[row("main (app.py)_[j]").to_string()],
+            json!([[5, 9], [6, 1]])
+        );
+        assert!(lines.get(row("python3").to_string()).is_none());
+        let binaries = tree["binaries"].as_array().expect("binaries");
+        let fn_a = &nodes[row("fn_a (app.py)_[j]")];
+        assert_eq!(
+            binaries[fn_a[2].as_u64().expect("binary") as usize],
+            "[python]"
+        );
     }
 
     #[test]

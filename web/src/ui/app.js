@@ -489,6 +489,8 @@
     const row = (k, v, title) => { rows += "<tr><td>" + k + "</td><td" + (title ? ' title="' + esc(title) + '"' : "") + ">" + v + "</td></tr>"; };
     if (t.depth[i] === 1) row("Process", esc(name));
     else if (t.depth[i] > 1) { row("Binary", esc(bin || "unknown")); row("Process", esc(t.body.names[t.name[t.proc[i]]])); }
+    const lines = t.body.lines && t.body.lines[i];
+    if (lines && t.total[i] > 0) row("Lines", lines.map(([l, c]) => esc(String(l)) + " (" + fmtPct(c / t.total[i]) + ")").join(", "));
     if (!t.cmp) {
       row("Total", fmtCpu(t.total[i], hz) + " · " + fmtPct(t.total[i] / nt), samplesTitle(t.total[i]));
       row("Self", fmtCpu(t.self[i], hz) + " · " + fmtPct(t.self[i] / nt), samplesTitle(t.self[i]));
