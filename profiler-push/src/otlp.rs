@@ -265,12 +265,18 @@ impl Dictionary {
                 column: 0,
             })
             .collect();
+        // OpenTelemetry's `profile.frame.type`: a Python frame is interpreted code.
+        let attribute_indices = if real.kind == FrameKind::Python {
+            vec![self.attribute("profile.frame.type", AttrValue::Str("cpython".to_owned()))]
+        } else {
+            Vec::new()
+        };
         let i = index(self.out.location_table.len());
         self.out.location_table.push(Location {
             mapping_index,
             address,
             lines,
-            attribute_indices: Vec::new(),
+            attribute_indices,
         });
         self.locations.insert(key, i);
         i
@@ -433,6 +439,43 @@ mod tests {
                 "deadbeef".to_owned()
             )
         );
+    }
+
+    #[test]
+    fn python_frames_are_typed_cpython_with_their_file_and_line() {
+        let mut w = testutil::window(1);
+        let py = profiler_model::Frame {
+            file: Some("/srv/app.py".into()),
+            line: Some(17),
+            ..profiler_model::Frame::named("fn_a (app.py)", FrameKind::Python)
+        };
+        let l = Labels::new()
+            .with(keys::COMM, "python3")
+            .with(keys::PID, "9");
+        w.window.profile.add(&l, &[py], 5);
+        let body = encode(&[w], "node-7");
+        let req = ExportProfilesServiceRequest::decode(body.as_slice()).expect("decodes");
+        let d = req.dictionary.as_ref().expect("dictionary");
+        let typed: Vec<&Location> = d
+            .location_table
+            .iter()
+            .filter(|loc| {
+                loc.attribute_indices.iter().any(|&a| {
+                    let kv = &d.attribute_table[a as usize];
+                    d.string_table[kv.key_strindex as usize] == "profile.frame.type"
+                        && kv.value.as_ref().and_then(|v| v.value.clone())
+                            == Some(crate::proto::otlp::any_value::Value::StringValue(
+                                "cpython".into(),
+                            ))
+                })
+            })
+            .collect();
+        assert_eq!(typed.len(), 1, "one Python location");
+        let line = &typed[0].lines[0];
+        assert_eq!(line.line, 17);
+        let f = &d.function_table[line.function_index as usize];
+        assert_eq!(d.string_table[f.name_strindex as usize], "fn_a (app.py)");
+        assert_eq!(d.string_table[f.filename_strindex as usize], "/srv/app.py");
     }
 
     #[test]
