@@ -25,7 +25,7 @@ use profiler_common::{
 };
 
 use crate::program::stat;
-use crate::unwind::{USTACKS_0, USTACKS_1, Walked};
+use crate::unwind::{Walked, store_stack};
 
 #[map]
 static PY_PROCS: HashMap<u32, PyProc> = HashMap::with_max_entries(DEFAULT_PY_PROCS, 0);
@@ -287,53 +287,19 @@ pub(crate) fn walk(tgid: u32, tid: u32, generation: u32) -> Option<Walked> {
         hash: mix(done.hash),
         ..done
     };
-    // SAFETY: this CPU's slot.
-    unsafe {
-        (*stack).len = done.n;
-        (*stack).hash_hi = (done.hash >> 32) as u32;
-    }
-    let key = (done.hash as u32) & 0x7fff_ffff;
-    let map = if generation & 1 == 0 {
-        &USTACKS_0
-    } else {
-        &USTACKS_1
-    };
-    // SAFETY: the value is only read.
-    if let Some(old) = unsafe { map.get(&key) } {
-        if old.hash_hi == (done.hash >> 32) as u32 && old.len == done.n {
-            return Some(Walked {
-                id: key as i32,
-                truncated,
-            });
-        }
-        stat(Stat::PythonStackLost);
-        return Some(Walked { id: -17, truncated });
-    }
-    // SAFETY: `stack` is a valid map value pointer.
-    match map.insert(&key, unsafe { &*stack }, 0) {
-        Ok(()) => {
-            // Names depend on the code objects, not on where in them each frame is: one
-            // announcement per process, call path and drain (the instructions change at
-            // nearly every sample).
-            let path = mix(done.code_hash ^ (u64::from(tgid) << 32) ^ u64::from(generation));
-            // SAFETY: presence test only.
-            if unsafe { PY_ANNOUNCED.get(&path) }.is_none() {
-                let _ = PY_ANNOUNCED.insert(&path, &0, 0);
-                announce(tgid, stack, done.n);
-            }
-            Some(Walked {
-                id: key as i32,
-                truncated,
-            })
-        }
-        Err(e) => {
-            stat(Stat::PythonStackLost);
-            Some(Walked {
-                id: e as i32,
-                truncated,
-            })
+    let (id, new) = store_stack(stack, done.n, done.hash, generation, Stat::PythonStackLost);
+    if new {
+        // Names depend on the code objects, not on where in them each frame is: one
+        // announcement per process, call path and drain (the instructions change at
+        // nearly every sample).
+        let path = mix(done.code_hash ^ (u64::from(tgid) << 32) ^ u64::from(generation));
+        // SAFETY: presence test only.
+        if unsafe { PY_ANNOUNCED.get(&path) }.is_none() {
+            let _ = PY_ANNOUNCED.insert(&path, &0, 0);
+            announce(tgid, stack, done.n);
         }
     }
+    Some(Walked { id, truncated })
 }
 
 /// murmur3's 64-bit finalizer: every input bit reaches every output bit.

@@ -451,12 +451,28 @@ pub(crate) fn walk<C: UserRegs>(ctx: &C, tgid: u32, generation: u32) -> Option<W
     if truncated {
         stat(Stat::UnwindTruncated);
     }
+    let (id, _) = store_stack(stack, w.n, w.hash, generation, Stat::UnwindStackLost);
+    Some(Walked { id, truncated })
+}
+
+/// Keeps the walked `stack` (this CPU's scratch slot, `len` frames, 64-bit `hash`) in
+/// `USTACKS_<generation>` under the low 31 bits of its hash, the high 32 kept to tell a
+/// collision. Returns its id (or `-EEXIST` for a collision, the insert's errno, both
+/// counted as `lost`), and whether the stack is new to the generation.
+#[inline(always)]
+pub(crate) fn store_stack(
+    stack: *mut UserStack,
+    len: u32,
+    hash: u64,
+    generation: u32,
+    lost: Stat,
+) -> (i32, bool) {
     // SAFETY: `stack` is this CPU's scratch slot; nothing else runs here meanwhile.
     unsafe {
-        (*stack).len = w.n;
-        (*stack).hash_hi = (w.hash >> 32) as u32;
+        (*stack).len = len;
+        (*stack).hash_hi = (hash >> 32) as u32;
     }
-    let key = (w.hash as u32) & 0x7fff_ffff;
+    let key = (hash as u32) & 0x7fff_ffff;
     let map = if generation & 1 == 0 {
         &USTACKS_0
     } else {
@@ -464,27 +480,18 @@ pub(crate) fn walk<C: UserRegs>(ctx: &C, tgid: u32, generation: u32) -> Option<W
     };
     // SAFETY: the value is only read.
     if let Some(old) = unsafe { map.get(&key) } {
-        if old.hash_hi == (w.hash >> 32) as u32 && old.len == w.n {
-            return Some(Walked {
-                id: key as i32,
-                truncated,
-            });
+        if old.hash_hi == (hash >> 32) as u32 && old.len == len {
+            return (key as i32, false);
         }
-        stat(Stat::UnwindStackLost);
-        return Some(Walked { id: -17, truncated });
+        stat(lost);
+        return (-17, false);
     }
     // SAFETY: `stack` is a valid map value pointer.
     match map.insert(&key, unsafe { &*stack }, 0) {
-        Ok(()) => Some(Walked {
-            id: key as i32,
-            truncated,
-        }),
+        Ok(()) => (key as i32, true),
         Err(e) => {
-            stat(Stat::UnwindStackLost);
-            Some(Walked {
-                id: e as i32,
-                truncated,
-            })
+            stat(lost);
+            (e as i32, false)
         }
     }
 }

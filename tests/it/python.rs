@@ -49,6 +49,20 @@ fn interpreters(test: &str) -> Vec<PathBuf> {
     found
 }
 
+/// Whether Debian's `python3.11` is here (in CI it must be; elsewhere its absence is
+/// said on the terminal).
+fn has_debian(test: &str) -> bool {
+    if Path::new(DEBIAN).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: CI needs {DEBIAN}"
+    );
+    crate::common::skip(test, "no /usr/bin/python3.11");
+    false
+}
+
 fn script(name: &str) -> PathBuf {
     crate::common::repo_root()
         .join("examples/python")
@@ -231,12 +245,7 @@ fn short_python_processes_are_named_after_they_exit() {
 fn a_python_in_its_own_mount_namespace_is_walked() {
     let test = "a_python_in_its_own_mount_namespace_is_walked";
     let Some(_p) = privileged(test) else { return };
-    if !Path::new(DEBIAN).exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: CI needs {DEBIAN}"
-        );
-        crate::common::skip(test, "no /usr/bin/python3.11");
+    if !has_debian(test) {
         return;
     }
     // Debian's interpreter is one file: copied onto a tmpfs mounted only in the script's
@@ -279,12 +288,7 @@ fn a_python_in_its_own_mount_namespace_is_walked() {
 fn the_agent_stores_python_frames_with_their_lines() {
     let test = "the_agent_stores_python_frames_with_their_lines";
     let Some(_p) = privileged(test) else { return };
-    if !Path::new(DEBIAN).exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: CI needs {DEBIAN}"
-        );
-        crate::common::skip(test, "no /usr/bin/python3.11");
+    if !has_debian(test) {
         return;
     }
     let dir = tempdir();
