@@ -293,11 +293,7 @@ pub(crate) fn walk(tgid: u32, tid: u32, generation: u32) -> Option<Walked> {
         // announcement per process, call path and drain (the instructions change at
         // nearly every sample).
         let path = mix(done.code_hash ^ (u64::from(tgid) << 32) ^ u64::from(generation));
-        // SAFETY: presence test only.
-        if unsafe { PY_ANNOUNCED.get(&path) }.is_none() {
-            let _ = PY_ANNOUNCED.insert(&path, &0, 0);
-            announce(tgid, stack, done.n);
-        }
+        announce(tgid, stack, done.n, path);
     }
     Some(Walked { id, truncated })
 }
@@ -312,9 +308,15 @@ fn mix(mut h: u64) -> u64 {
     h ^ (h >> 33)
 }
 
-/// Sends a stack new to this generation for naming.
-#[inline(always)]
-fn announce(tgid: u32, stack: *const UserStack, len: u32) {
+/// Sends a stack new to this generation for naming, unless its call path (`path`) was
+/// sent in this generation already. A function of its own, so the verifier checks it once.
+#[inline(never)]
+fn announce(tgid: u32, stack: *const UserStack, len: u32, path: u64) {
+    // SAFETY: presence test only.
+    if unsafe { PY_ANNOUNCED.get(&path) }.is_some() {
+        return;
+    }
+    let _ = PY_ANNOUNCED.insert(&path, &0, 0);
     let Some(ev) = PY_EVENT_SCRATCH.get_ptr_mut(0) else {
         return;
     };
