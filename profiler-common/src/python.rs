@@ -150,7 +150,7 @@ pub const DEFAULT_PY_PROCS: u32 = 4_096;
 pub const MAX_PY_DEPTH: usize = 96;
 
 /// Most threads of one interpreter the walker looks through for the sampled one.
-pub const MAX_PY_THREADS: u32 = 32;
+pub const MAX_PY_THREADS: u32 = 256;
 
 /// Code objects sent in one [`PyStackEvent`] (the deepest stack's).
 pub const MAX_PY_EVENT_FRAMES: usize = MAX_PY_DEPTH;

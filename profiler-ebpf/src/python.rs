@@ -129,10 +129,16 @@ fn is_thread(o: &PyOffsets, tstate: u64, tid: u32, pthread: u64) -> bool {
     }
 }
 
+/// A [`PY_THREADS`] value for a thread the scan did not find, in the generation of its
+/// low 32 bits: user addresses never have bit 63 set.
+const NOT_FOUND: u64 = 1 << 63;
+
 /// The `PyThreadState` of thread `tid`, from the cache if it still holds, else from a
-/// scan of the main interpreter's threads.
+/// scan of the main interpreter's threads. A thread not found (a native thread of the
+/// process, one not started by Python) is not looked for again in the same generation:
+/// its samples cost one lookup, not a scan of every thread.
 #[inline(always)]
-fn thread_state(p: &PyProc, tid: u32, cfg: &PyConfig) -> Option<u64> {
+fn thread_state(p: &PyProc, tid: u32, cfg: &PyConfig, generation: u32) -> Option<u64> {
     let o = &p.offsets;
     let pthread = if o.tstate_native_thread_id == ABSENT {
         fsbase(cfg.task_fsbase)?
@@ -140,10 +146,13 @@ fn thread_state(p: &PyProc, tid: u32, cfg: &PyConfig) -> Option<u64> {
         0
     };
     // SAFETY: the value is copied.
-    if let Some(&cached) = unsafe { PY_THREADS.get(&tid) }
-        && is_thread(o, cached, tid, pthread)
-    {
-        return Some(cached);
+    if let Some(&cached) = unsafe { PY_THREADS.get(&tid) } {
+        if cached == NOT_FOUND | u64::from(generation) {
+            return None;
+        }
+        if cached & NOT_FOUND == 0 && is_thread(o, cached, tid, pthread) {
+            return Some(cached);
+        }
     }
     let interp = read_u64(at(p.runtime, o.runtime_interpreters_head))?;
     let first = read_u64(at(interp, o.interp_threads_head))?;
@@ -164,6 +173,7 @@ fn thread_state(p: &PyProc, tid: u32, cfg: &PyConfig) -> Option<u64> {
         );
     }
     if scan.found == 0 {
+        let _ = PY_THREADS.insert(&tid, &(NOT_FOUND | u64::from(generation)), 0);
         return None;
     }
     let _ = PY_THREADS.insert(&tid, &scan.found, 0);
@@ -224,7 +234,7 @@ pub(crate) fn walk(tgid: u32, tid: u32, generation: u32) -> Option<Walked> {
     // SAFETY: as above.
     let p = unsafe { &*proc };
     let o = &p.offsets;
-    let Some(tstate) = thread_state(p, tid, &cfg) else {
+    let Some(tstate) = thread_state(p, tid, &cfg, generation) else {
         stat(Stat::PythonNoThread);
         return None;
     };

@@ -201,6 +201,24 @@ fn two_python_threads_keep_their_own_hot_functions() {
 }
 
 #[test]
+fn threads_behind_ninety_others_in_the_thread_list_are_found() {
+    let test = "threads_behind_ninety_others_in_the_thread_list_are_found";
+    let Some(_p) = privileged(test) else { return };
+    let script = script("many_threads.py");
+    let Some(python) = interpreters(test).into_iter().next() else {
+        return;
+    };
+    let profile = record(&[&python.to_string_lossy(), &script.to_string_lossy(), "3"]);
+    let total = profile.total();
+    let hot = profile.with_frame("spin_hot (many_threads.py)_[j]");
+    // Start-up and the threads' start are the rest.
+    assert!(
+        hot * 10 >= total * 8,
+        "{hot} of {total} samples in spin_hot (the busy threads sit behind 91 others)"
+    );
+}
+
+#[test]
 fn short_python_processes_are_named_after_they_exit() {
     let test = "short_python_processes_are_named_after_they_exit";
     let Some(_p) = privileged(test) else { return };
