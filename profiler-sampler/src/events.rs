@@ -127,6 +127,21 @@ fn drain_python(ring: &mut RingBuf<MapData>, procs: &PythonProcs) {
     }
 }
 
+/// What a new capture (an announcement, or a follow-up with more mappings) sets off at
+/// once: the Python check of the process, and its unwind tables.
+fn act_on(
+    capture: &ProcessCapture,
+    python: Option<&PythonProcs>,
+    unwind: Option<&UnwindRequester>,
+) {
+    if let Some(procs) = python {
+        procs.check(capture.pid(), capture.mapped_paths());
+    }
+    if let Some(u) = unwind {
+        u.ensure_now(capture.pid());
+    }
+}
+
 fn capture_loop(
     ring: &mut RingBuf<MapData>,
     mut python: Option<(RingBuf<MapData>, Arc<PythonProcs>)>,
@@ -182,12 +197,7 @@ fn capture_loop(
             pending.retain(|p| p.1 != pid);
             match ProcessCapture::take(pid) {
                 Ok(capture) => {
-                    if let Some((_, procs)) = &python {
-                        procs.check(pid, capture.mapped_paths());
-                    }
-                    if let Some(u) = unwind {
-                        u.ensure_now(pid);
-                    }
+                    act_on(&capture, python.as_ref().map(|(_, p)| &**p), unwind);
                     pending.push((now + FOLLOW_UPS[0], pid, 0, capture.exec_mappings()));
                     if tx.send(capture).is_err() {
                         return;
@@ -213,18 +223,11 @@ fn capture_loop(
                 continue;
             };
             let exec = capture.exec_mappings();
-            if exec > seen
-                && let Some((_, procs)) = &python
-            {
-                procs.check(pid, capture.mapped_paths());
-            }
             if let Some(delay) = FOLLOW_UPS.get(step + 1) {
                 pending.push((now + *delay, pid, step + 1, exec.max(seen)));
             }
             if exec > seen {
-                if let Some(u) = unwind {
-                    u.ensure_now(pid);
-                }
+                act_on(&capture, python.as_ref().map(|(_, p)| &**p), unwind);
                 if tx.send(capture).is_err() {
                     return;
                 }

@@ -32,7 +32,7 @@ pub use error::SampleError;
 pub use events::{CaptureFeed, ProcEvents};
 pub use loader::{OffCpuConfig, Sampler, SamplerConfig, Target};
 pub use losses::{LossLog, UNRECORDED};
-pub use python::{PythonFrame, PythonProcs, PythonStats};
+pub use python::{PythonFrame, PythonProcs};
 pub use unwind::{
     DEFAULT_TABLE_MEM, MAX_TABLE_MEM, TableMemTooLarge, UnwindConfig, UnwindGauges,
     UnwindRequester, UnwindStats, UnwindTables, UnwindWorker, UnwinderMode, check_unwind_table_mem,

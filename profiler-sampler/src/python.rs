@@ -2,9 +2,8 @@
 //! objects of the stacks it walks (see `profiler_common::python` for the kernel side).
 //!
 //! A process is checked when it is announced (exec, first sample and the capture's
-//! follow-ups, see `events.rs`) and when a drain first sees it: only a process that maps
-//! a file named `python…` or `libpython…` is looked into, so other processes cost nothing
-//! more. A CPython of a supported version is registered in `PY_PROCS` with its
+//! follow-ups, see `events.rs`): only a process that maps a file named `python…` or
+//! `libpython…` is looked into, so other processes cost nothing more. A CPython of a supported version is registered in `PY_PROCS` with its
 //! `_PyRuntime` address and offsets; from then on its samples carry Python stacks.
 //!
 //! Each new Python stack of a drain arrives on the `PY_EVENTS` ring, and the capture
@@ -33,8 +32,6 @@ pub struct PythonFrame {
     pub path: Arc<str>,
     /// The line being run, if known.
     pub line: Option<u32>,
-    /// An `_PyEval_EvalFrameDefault` call began at this frame.
-    pub entry: bool,
 }
 
 /// A registered process.
@@ -52,9 +49,6 @@ struct Inner {
     not_python: StdHashMap<u32, (u64, usize)>,
     namer: Namer,
     procfs: Procfs,
-    /// Code objects named from events, and reads that failed.
-    named: u64,
-    failed: u64,
 }
 
 /// The registry of CPython processes, shared by the capture thread and the aggregator.
@@ -66,17 +60,6 @@ impl std::fmt::Debug for PythonProcs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PythonProcs").finish_non_exhaustive()
     }
-}
-
-/// Counters of the registry, for logs and `/metrics`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PythonStats {
-    /// CPython processes registered now.
-    pub registered: usize,
-    /// Code objects named from new stacks.
-    pub named: u64,
-    /// Code objects that could not be read.
-    pub failed: u64,
 }
 
 /// The directory of the script a Python process runs (`python3 app/main.py` → `app`,
@@ -110,8 +93,6 @@ impl PythonProcs {
                 not_python: StdHashMap::new(),
                 namer: Namer::new(),
                 procfs: Procfs::default(),
-                named: 0,
-                failed: 0,
             }),
         }
     }
@@ -140,32 +121,6 @@ impl PythonProcs {
         inner.check(pid, mapped);
     }
 
-    /// Checks process `pid` by reading its maps, unless it was checked before (the
-    /// aggregator asks this for each process of a drain).
-    pub fn check_new(&self, pid: u32) {
-        let mut inner = self.lock();
-        if inner.procs.contains_key(&pid) || inner.not_python.contains_key(&pid) {
-            return;
-        }
-        let Ok(text) = inner.procfs.maps_text(pid) else {
-            return;
-        };
-        let mut mapped = 0usize;
-        let mut candidate = false;
-        for line in text.lines() {
-            mapped += 1;
-            if let Some(path) = line.split_whitespace().nth(5) {
-                candidate |= profiler_python::is_candidate(path);
-            }
-        }
-        if candidate {
-            inner.check(pid, mapped);
-        } else {
-            let start = inner.procfs.start_time(pid).unwrap_or(0);
-            inner.not_python.insert(pid, (start, mapped));
-        }
-    }
-
     /// Names the code objects of a new stack while its process runs (the capture
     /// thread, for each `PY_EVENTS` record).
     pub fn name_event(&self, event: &PyStackEvent) {
@@ -177,12 +132,8 @@ impl PythonProcs {
         let len = (event.len as usize).min(event.frames.len());
         for &word in &event.frames[..len] {
             let (code, _, _) = split_word(word);
-            match inner.namer.code(&reg.mem, &reg.interp, code) {
-                Ok(_) => inner.named += 1,
-                Err(err) => {
-                    inner.failed += 1;
-                    tracing::trace!(pid = event.tgid, error = %err, "python code object not named");
-                }
+            if let Err(err) = inner.namer.code(&reg.mem, &reg.interp, code) {
+                tracing::trace!(pid = event.tgid, error = %err, "python code object not named");
             }
         }
     }
@@ -200,7 +151,7 @@ impl PythonProcs {
         words
             .iter()
             .map(|&word| {
-                let (code, offset, entry) = split_word(word);
+                let (code, offset, _) = split_word(word);
                 let info: Arc<CodeInfo> =
                     match inner
                         .namer
@@ -214,7 +165,6 @@ impl PythonProcs {
                     file: profiler_python::display_file(&info.file, &dirs).into(),
                     path: info.file.as_str().into(),
                     line: info.line(offset),
-                    entry,
                 })
             })
             .collect()
@@ -224,27 +174,21 @@ impl PythonProcs {
     pub fn forget(&self, pid: u32) {
         let mut inner = self.lock();
         inner.not_python.remove(&pid);
-        if inner.procs.remove(&pid).is_some() {
-            if let Some(map) = inner.map.as_mut() {
-                let _ = map.remove(&pid);
-            }
-            inner.namer.forget(pid);
-        }
-    }
-
-    /// The registry's counters.
-    #[must_use]
-    pub fn stats(&self) -> PythonStats {
-        let inner = self.lock();
-        PythonStats {
-            registered: inner.procs.len(),
-            named: inner.named,
-            failed: inner.failed,
-        }
+        inner.unregister(pid);
     }
 }
 
 impl Inner {
+    /// Drops a registered process's map entry, memory and names.
+    fn unregister(&mut self, pid: u32) {
+        if self.procs.remove(&pid).is_some() {
+            if let Some(map) = self.map.as_mut() {
+                let _ = map.remove(&pid);
+            }
+            self.namer.forget(pid);
+        }
+    }
+
     fn check(&mut self, pid: u32, mapped: usize) {
         let start = self.procfs.start_time(pid).unwrap_or(0);
         if let Some(reg) = self.procs.get(&pid) {
@@ -252,8 +196,7 @@ impl Inner {
                 return;
             }
             // A new process with a recycled pid.
-            self.procs.remove(&pid);
-            self.namer.forget(pid);
+            self.unregister(pid);
         }
         if let Some(&(s, seen)) = self.not_python.get(&pid)
             && s == start

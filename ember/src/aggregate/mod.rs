@@ -35,8 +35,6 @@ pub(crate) struct AggregateStats {
     pub unsymbolized: u64,
     /// Microseconds off CPU added to the off-CPU profile.
     pub off_cpu_us: u64,
-    /// Samples (or off-CPU keys) with Python frames.
-    pub python_samples: u64,
 }
 
 /// Builds a profile out of drains.
@@ -316,7 +314,6 @@ impl Aggregator {
                 let mixed = python::splice(&stack[user_start..], named, s.python_truncated);
                 stack.truncate(user_start);
                 stack.extend(mixed);
-                self.stats.python_samples += s.count;
             }
             if self.kernel {
                 match (&kernel, s.kernel_status) {

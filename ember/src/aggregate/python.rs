@@ -240,7 +240,6 @@ mod tests {
             file: "app/server.py".into(),
             path: "/srv/app/server.py".into(),
             line: Some(42),
-            entry: false,
         };
         let f = python_frame(Some(&p));
         assert_eq!(&*f.name, "Handler.get (app/server.py)");
