@@ -11,7 +11,7 @@
 //! on a frame being torn down.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_user, generated},
+    helpers::{bpf_get_current_task, generated},
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -25,7 +25,7 @@ use profiler_common::{
 };
 
 use crate::program::stat;
-use crate::unwind::{Walked, store_stack};
+use crate::unwind::{FNV_BASIS, Walked, fnv, mix, read_kernel, read_user as read_u64, store_stack};
 
 #[map]
 static PY_PROCS: HashMap<u32, PyProc> = HashMap::with_max_entries(DEFAULT_PY_PROCS, 0);
@@ -96,12 +96,6 @@ fn config() -> PyConfig {
 }
 
 #[inline(always)]
-fn read_u64(addr: u64) -> Option<u64> {
-    // SAFETY: bpf_probe_read_user fails cleanly on any address.
-    unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
-}
-
-#[inline(always)]
 fn at(base: u64, offset: u32) -> u64 {
     base.wrapping_add(u64::from(offset))
 }
@@ -112,11 +106,9 @@ fn fsbase(offset: u32) -> Option<u64> {
     if offset == 0 || offset > 1 << 16 {
         return None;
     }
-    // SAFETY: a helper without preconditions; the read fails cleanly.
-    unsafe {
-        let task = bpf_get_current_task();
-        bpf_probe_read_kernel((task + u64::from(offset)) as *const u64).ok()
-    }
+    // SAFETY: a helper without preconditions.
+    let task = unsafe { bpf_get_current_task() };
+    read_kernel::<u64>(task + u64::from(offset))
 }
 
 /// Whether `tstate` is the state of the thread `tid` (whose `pthread_t` is `pthread`).
@@ -255,14 +247,14 @@ pub(crate) fn walk(tgid: u32, tid: u32, generation: u32) -> Option<Walked> {
     unsafe {
         *w = PyWalk {
             frame,
-            // FNV-1a's basis with a different last byte than the native stacks' so a
-            // Python and a native stack with the same frames do not share a key.
-            hash: 0xcbf2_9ce4_8422_2326,
+            // FNV-1a's basis with a different last bit than the native stacks' so a
+            // Python and a native stack with the same words do not share a key.
+            hash: FNV_BASIS ^ 1,
             n: 0,
             status: RUNNING,
             steps: 0,
             span,
-            code_hash: 0xcbf2_9ce4_8422_2325,
+            code_hash: FNV_BASIS,
         };
     }
     let mut ctx = Ctx {
@@ -290,13 +282,6 @@ pub(crate) fn walk(tgid: u32, tid: u32, generation: u32) -> Option<Walked> {
     if truncated {
         stat(Stat::PythonTruncated);
     }
-    // FNV's multiply carries a bit only upward, so the instruction offsets (bits 48-62
-    // of each word) would never reach the key (the low 31 bits): stacks differing only
-    // in them would collide. A final mix (murmur3's) spreads every bit over the key.
-    let done = PyWalk {
-        hash: mix(done.hash),
-        ..done
-    };
     let (id, new) = store_stack(stack, done.n, done.hash, generation, Stat::PythonStackLost);
     if new {
         // Names depend on the code objects, not on where in them each frame is: one
@@ -306,16 +291,6 @@ pub(crate) fn walk(tgid: u32, tid: u32, generation: u32) -> Option<Walked> {
         announce(tgid, stack, done.n, path);
     }
     Some(Walked { id, truncated })
-}
-
-/// murmur3's 64-bit finalizer: every input bit reaches every output bit.
-#[inline(always)]
-fn mix(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
 }
 
 /// Sends a stack new to this generation for naming, unless its call path (`path`) was
@@ -387,9 +362,9 @@ unsafe extern "C" fn py_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
         w.status = BROKEN;
         return 1;
     }
-    let back = field_u64(buf, o.frame_back);
+    let back = field::<u64>(buf, o.frame_back);
     if o.frame_owner_cstack != ABSENT
-        && u32::from(field_u8(buf, o.frame_owner)) == o.frame_owner_cstack
+        && u32::from(field::<u8>(buf, o.frame_owner)) == o.frame_owner_cstack
     {
         // A C-stack shim: the frame recorded before it is where an evaluation call
         // began.
@@ -400,15 +375,15 @@ unsafe extern "C" fn py_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
                 *last |= profiler_common::python::WORD_ENTRY;
             }
             // The hash takes the entry bit of the last frame too.
-            w.hash = (w.hash ^ 1).wrapping_mul(0x0000_0100_0000_01b3);
+            w.hash = fnv(w.hash, 1);
         }
         w.frame = back;
         return 0;
     }
-    let code = field_u64(buf, o.frame_code);
+    let code = field::<u64>(buf, o.frame_code);
     let offset = instr_offset(o, buf, code);
     let entry = if o.frame_is_entry != ABSENT {
-        field_u8(buf, o.frame_is_entry) != 0
+        field::<u8>(buf, o.frame_is_entry) != 0
     } else {
         // Before 3.11 each frame is its own evaluation call; from 3.12 a shim says.
         o.frame_owner_cstack == ABSENT
@@ -416,8 +391,8 @@ unsafe extern "C" fn py_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     let word = frame_word(code, offset, entry);
     // SAFETY: `n` is bounds-checked above.
     unsafe { (*stack).frames[n] = word };
-    w.hash = (w.hash ^ word).wrapping_mul(0x0000_0100_0000_01b3);
-    w.code_hash = (w.code_hash ^ code).wrapping_mul(0x0000_0100_0000_01b3);
+    w.hash = fnv(w.hash, word);
+    w.code_hash = fnv(w.code_hash, code);
     w.n = n as u32 + 1;
     w.frame = back;
     0
@@ -426,32 +401,16 @@ unsafe extern "C" fn py_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
 /// Bytes of a frame the walk reads at once (a power of two).
 const FRAME_BUF_BYTES: usize = 256;
 
-/// The `u64` at byte `off` of the frame's copy, 0 outside it.
+/// The `T` at byte `off` of the frame's copy, 0 outside it.
 #[inline(always)]
-fn field_u64(buf: &[u8; FRAME_BUF_BYTES], off: u32) -> u64 {
+fn field<T: Copy + Default>(buf: &[u8; FRAME_BUF_BYTES], off: u32) -> T {
     let off = off as usize;
-    if off > FRAME_BUF_BYTES - 8 {
-        return 0;
+    if off > FRAME_BUF_BYTES - core::mem::size_of::<T>() {
+        return T::default();
     }
-    // SAFETY: `off + 8` is within the buffer (checked above).
-    unsafe { core::ptr::read_unaligned(buf.as_ptr().add(off).cast::<u64>()) }
-}
-
-/// The `u32` at byte `off` of the frame's copy, 0 outside it.
-#[inline(always)]
-fn field_u32(buf: &[u8; FRAME_BUF_BYTES], off: u32) -> u32 {
-    let off = off as usize;
-    if off > FRAME_BUF_BYTES - 4 {
-        return 0;
-    }
-    // SAFETY: `off + 4` is within the buffer (checked above).
-    unsafe { core::ptr::read_unaligned(buf.as_ptr().add(off).cast::<u32>()) }
-}
-
-/// The byte at `off` of the frame's copy, 0 outside it.
-#[inline(always)]
-fn field_u8(buf: &[u8; FRAME_BUF_BYTES], off: u32) -> u8 {
-    buf.get(off as usize).copied().unwrap_or(0)
+    // SAFETY: `off + size_of::<T>()` is within the buffer (checked above); `T` is a plain
+    // integer, valid for any bytes.
+    unsafe { core::ptr::read_unaligned(buf.as_ptr().add(off).cast::<T>()) }
 }
 
 /// How many bytes of a frame hold every field the walk reads; `None` when that is more
@@ -478,11 +437,11 @@ fn frame_span(o: &PyOffsets) -> Option<u32> {
 #[inline(always)]
 fn instr_offset(o: &PyOffsets, buf: &[u8; FRAME_BUF_BYTES], code: u64) -> u64 {
     if o.instr_kind == instr::POINTER {
-        let ptr = field_u64(buf, o.frame_instr);
+        let ptr = field::<u64>(buf, o.frame_instr);
         let start = at(code, o.code_code_adaptive);
         if ptr < start { 0 } else { ptr - start }
     } else {
-        let lasti = field_u32(buf, o.frame_instr) as i32;
+        let lasti = field::<u32>(buf, o.frame_instr) as i32;
         if lasti < 0 {
             0
         } else if o.instr_kind == instr::LASTI_UNITS {

@@ -299,7 +299,7 @@ fn learn_at(
 }
 
 #[inline(always)]
-fn read_kernel<T: Copy>(addr: u64) -> Option<T> {
+pub(crate) fn read_kernel<T: Copy>(addr: u64) -> Option<T> {
     if addr < 4096 {
         return None;
     }
@@ -411,7 +411,7 @@ pub(crate) fn walk<C: UserRegs>(ctx: &C, tgid: u32, generation: u32) -> Option<W
             ip,
             sp,
             bp,
-            hash: 0xcbf2_9ce4_8422_2325,
+            hash: FNV_BASIS,
             n: 0,
             status: RUNNING,
             fp_frames: 0,
@@ -455,10 +455,32 @@ pub(crate) fn walk<C: UserRegs>(ctx: &C, tgid: u32, generation: u32) -> Option<W
     Some(Walked { id, truncated })
 }
 
-/// Keeps the walked `stack` (this CPU's scratch slot, `len` frames, 64-bit `hash`) in
-/// `USTACKS_<generation>` under the low 31 bits of its hash, the high 32 kept to tell a
-/// collision. Returns its id (or `-EEXIST` for a collision, the insert's errno, both
-/// counted as `lost`), and whether the stack is new to the generation.
+/// FNV-1a's offset basis, where a stack's hash starts.
+pub(crate) const FNV_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// One FNV-1a step over a 64-bit word.
+#[inline(always)]
+pub(crate) fn fnv(hash: u64, word: u64) -> u64 {
+    (hash ^ word).wrapping_mul(0x0000_0100_0000_01b3)
+}
+
+/// murmur3's 64-bit finalizer: every input bit reaches every output bit.
+#[inline(always)]
+pub(crate) fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// Keeps the walked `stack` (this CPU's scratch slot, `len` frames, 64-bit FNV `hash`) in
+/// `USTACKS_<generation>` under the low 31 bits of the mixed hash, the high 32 kept to
+/// tell a collision. FNV's multiply carries a bit only upward, so without the mix the
+/// words' high bits (a Python frame's instruction, bits 48–62) would never reach the key,
+/// and stacks differing only there would collide. Returns the stack's id (or `-EEXIST`
+/// for a collision, the insert's errno, both counted as `lost`), and whether the stack is
+/// new to the generation.
 #[inline(always)]
 pub(crate) fn store_stack(
     stack: *mut UserStack,
@@ -467,6 +489,7 @@ pub(crate) fn store_stack(
     generation: u32,
     lost: Stat,
 ) -> (i32, bool) {
+    let hash = mix(hash);
     // SAFETY: `stack` is this CPU's scratch slot; nothing else runs here meanwhile.
     unsafe {
         (*stack).len = len;
@@ -554,7 +577,7 @@ fn task_user_regs() -> Option<(u64, u64, u64)> {
 }
 
 #[inline(always)]
-fn read_user(addr: u64) -> Option<u64> {
+pub(crate) fn read_user(addr: u64) -> Option<u64> {
     // SAFETY: bpf_probe_read_user fails cleanly on any address.
     unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
 }
@@ -584,7 +607,7 @@ unsafe extern "C" fn step(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     }
     // SAFETY: `n` is bounds-checked above.
     unsafe { (*stack).frames[n] = w.ip };
-    w.hash = (w.hash ^ w.ip).wrapping_mul(0x0000_0100_0000_01b3);
+    w.hash = fnv(w.hash, w.ip);
     w.n = n as u32 + 1;
     if n + 1 >= MAX_UNWIND_DEPTH {
         w.status = TRUNCATED;
