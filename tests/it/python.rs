@@ -81,6 +81,35 @@ fn record(args: &[&str]) -> Folded {
     Folded::read(&out)
 }
 
+/// `record` of `python examples/python/NAME SECONDS`.
+fn record_script(python: &Path, name: &str, seconds: &str) -> Folded {
+    record(&[
+        &python.to_string_lossy(),
+        &script(name).to_string_lossy(),
+        seconds,
+    ])
+}
+
+/// Asserts split.py's profile: at least 80 % of `profile`'s samples in `fn_a` or `fn_b`,
+/// and `fn_a` 70 % of those within [`share_bound`]. Returns the two counts.
+fn assert_split(profile: &Folded, what: &str) -> (u64, u64) {
+    let total = profile.total();
+    let a = profile.with_frame("fn_a (split.py)_[j]");
+    let b = profile.with_frame("fn_b (split.py)_[j]");
+    assert!(
+        (a + b) * 10 >= total * 8,
+        "{what}: {a}+{b} of {total} samples in fn_a/fn_b"
+    );
+    let share = a as f64 / (a + b) as f64;
+    assert!(
+        share_agrees(share, 0.7, a + b),
+        "{what}: fn_a has {share:.3} of fn_a+fn_b ({a}/{}), want 0.70 ± {:.3}",
+        a + b,
+        share_bound(0.7, a + b)
+    );
+    (a, b)
+}
+
 /// Index of the first frame of `frames` equal to `name`.
 fn at(frames: &[&str], name: &str) -> Option<usize> {
     frames.iter().position(|f| *f == name)
@@ -90,24 +119,11 @@ fn at(frames: &[&str], name: &str) -> Option<usize> {
 fn a_python_split_is_named_with_its_shares_and_call_chain_on_both_builds() {
     let test = "a_python_split_is_named_with_its_shares_and_call_chain_on_both_builds";
     let Some(_p) = privileged(test) else { return };
-    let split = script("split.py");
     for python in interpreters(test) {
-        let profile = record(&[&python.to_string_lossy(), &split.to_string_lossy(), "3"]);
-        let what = python.display();
+        let profile = record_script(&python, "split.py", "3");
+        let what = python.display().to_string();
         let total = profile.total();
-        let a = profile.with_frame("fn_a (split.py)_[j]");
-        let b = profile.with_frame("fn_b (split.py)_[j]");
-        assert!(
-            a + b >= total * 8 / 10,
-            "{what}: {a}+{b} of {total} in fn_a/fn_b"
-        );
-        let share = a as f64 / (a + b) as f64;
-        assert!(
-            share_agrees(share, 0.7, a + b),
-            "{what}: fn_a has {share:.3} of fn_a+fn_b ({a}/{}), want 0.70 ± {:.3}",
-            a + b,
-            share_bound(0.7, a + b)
-        );
+        let (a, b) = assert_split(&profile, &what);
         // The script's entry function, and the chain in order, root to leaf.
         let chain = [
             "<module> (split.py)_[j]",
@@ -146,9 +162,8 @@ fn a_python_split_is_named_with_its_shares_and_call_chain_on_both_builds() {
 fn a_c_extension_runs_under_its_python_caller() {
     let test = "a_c_extension_runs_under_its_python_caller";
     let Some(_p) = privileged(test) else { return };
-    let cext = script("cext.py");
     for python in interpreters(test) {
-        let profile = record(&[&python.to_string_lossy(), &cext.to_string_lossy(), "4"]);
+        let profile = record_script(&python, "cext.py", "4");
         let what = python.display();
         let total = profile.total();
         // compress_loop, then native frames only: zlib's, with nothing of Python above.
@@ -174,11 +189,10 @@ fn a_c_extension_runs_under_its_python_caller() {
 fn two_python_threads_keep_their_own_hot_functions() {
     let test = "two_python_threads_keep_their_own_hot_functions";
     let Some(_p) = privileged(test) else { return };
-    let threads = script("threads.py");
     let Some(python) = interpreters(test).into_iter().next() else {
         return;
     };
-    let profile = record(&[&python.to_string_lossy(), &threads.to_string_lossy(), "3"]);
+    let profile = record_script(&python, "threads.py", "3");
     let total = profile.total();
     let alpha = profile.count_where(|f| {
         f.contains(&"alpha_loop (threads.py)_[j]") && f.last() != Some(&"beta_hot (threads.py)_[j]")
@@ -204,11 +218,10 @@ fn two_python_threads_keep_their_own_hot_functions() {
 fn threads_behind_ninety_others_in_the_thread_list_are_found() {
     let test = "threads_behind_ninety_others_in_the_thread_list_are_found";
     let Some(_p) = privileged(test) else { return };
-    let script = script("many_threads.py");
     let Some(python) = interpreters(test).into_iter().next() else {
         return;
     };
-    let profile = record(&[&python.to_string_lossy(), &script.to_string_lossy(), "3"]);
+    let profile = record_script(&python, "many_threads.py", "3");
     let total = profile.total();
     let hot = profile.with_frame("spin_hot (many_threads.py)_[j]");
     // Start-up and the threads' start are the rest.
@@ -288,18 +301,7 @@ fn a_python_in_its_own_mount_namespace_is_walked() {
         !Path::new(&format!("{root}/python3.11")).exists(),
         "the interpreter is visible outside its namespace"
     );
-    let total = profile.total();
-    let a = profile.with_frame("fn_a (split.py)_[j]");
-    let b = profile.with_frame("fn_b (split.py)_[j]");
-    assert!(
-        (a + b) * 10 >= total * 8,
-        "{a}+{b} of {total} samples named fn_a/fn_b"
-    );
-    let share = a as f64 / (a + b) as f64;
-    assert!(
-        share_agrees(share, 0.7, a + b),
-        "fn_a has {share:.3} of fn_a+fn_b"
-    );
+    assert_split(&profile, "in its own mount namespace");
 }
 
 #[test]
