@@ -21,22 +21,9 @@ import tempfile
 import time
 import urllib.request
 
+from benchlib import cpu_seconds, memory_kib
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
-
-
-def vm_hwm_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
 
 
 def dir_bytes(path):
@@ -54,7 +41,7 @@ def steady_state(args):
             cpu0, bytes0, t0 = cpu_seconds(agent.pid), dir_bytes(store), time.monotonic()
             time.sleep(args.seconds)
             cpu1, bytes1, t1 = cpu_seconds(agent.pid), dir_bytes(store), time.monotonic()
-            hwm = vm_hwm_kib(agent.pid)
+            hwm = memory_kib(agent.pid)[1]
         finally:
             wl.kill()
             wl.wait()
@@ -92,7 +79,7 @@ def scale(args, processes=500, seconds=60):
             cpu0, t0 = cpu_seconds(agent.pid), time.monotonic()
             time.sleep(seconds)
             cpu1, t1 = cpu_seconds(agent.pid), time.monotonic()
-            hwm = vm_hwm_kib(agent.pid)
+            hwm = memory_kib(agent.pid)[1]
             latencies = {}
             for name, path in [("profile (folded, last hour)", "/api/v1/profile?from=now-1h&format=folded"),
                                ("labels (last hour)", "/api/v1/labels?from=now-1h"),

@@ -1,14 +1,43 @@
-"""Helpers the benchmark scripts share: progress on stderr, and the kernel's accounting of
-BPF program run time (`kernel.bpf_stats_enabled`, `run_time_ns`/`run_cnt` in fdinfo)."""
+"""Helpers the benchmark scripts share: progress on stderr, a process's CPU and memory
+from /proc, a free port, and the kernel's accounting of BPF program run time
+(`kernel.bpf_stats_enabled`, `run_time_ns`/`run_cnt` in fdinfo)."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pid):
+    """User+sys seconds of process `pid` itself (not its reaped children), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def memory_kib(pid):
+    """(VmRSS, VmHWM) of `pid` in KiB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0])
+    return out.get("VmRSS", 0), out.get("VmHWM", 0)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def bpf_stats(enable):

@@ -16,39 +16,17 @@ Usage: bench/push_bench.py [--seconds N] [--ember PATH]   (root; needs tests/pus
 import argparse
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 
+from benchlib import cpu_seconds, free_port, memory_kib
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TICKS = os.sysconf("SC_CLK_TCK")
 PYTHON = os.path.join(ROOT, "tests/push/.venv/bin/python")
 RECEIVER = os.path.join(ROOT, "tests/push/receiver.py")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def vm_hwm_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def receiver(tmp, port):
@@ -94,7 +72,7 @@ def cost(args, tmp, push):
         c0, t0 = cpu_seconds(a.pid), time.monotonic()
         time.sleep(args.seconds)
         c1, t1 = cpu_seconds(a.pid), time.monotonic()
-        hwm = vm_hwm_kib(a.pid)
+        hwm = memory_kib(a.pid)[1]
     finally:
         wl.kill()
         wl.wait()

@@ -29,39 +29,20 @@ is installed from PyPI into target/bench-tools/py-spy-venv when it is not there 
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from benchlib import log, bpf_stats, bpf_program_stats, bpf_stats_until_exit, machine_load
+from benchlib import (log, bpf_stats, bpf_program_stats, bpf_stats_until_exit, cpu_seconds,
+                      free_port, machine_load, memory_kib)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "examples/python/split.py")
 PY_SPY_VENV = os.path.join(ROOT, "target/bench-tools/py-spy-venv")
 PY_SPY_VERSION = "0.4.2"
-TICKS = os.sysconf("SC_CLK_TCK")
 PARTS = ("bpf", "py-spy", "agent")
-
-
-def own_cpu(pid):
-    """User+sys seconds of process `pid` itself (not its reaped children), from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
-
-
-def rss_kib(pid):
-    """(VmRSS, VmHWM) of `pid` in KiB."""
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0])
-    return out.get("VmRSS", 0), out.get("VmHWM", 0)
 
 
 def profiler_run(cmd, tmp, bpf):
@@ -77,7 +58,7 @@ def profiler_run(cmd, tmp, bpf):
             if s:
                 last = s
         time.sleep(0.05)
-    cpu = own_cpu(p.pid)
+    cpu = cpu_seconds(p.pid)
     p.wait()
     if p.returncode != 0:
         err.seek(0)
@@ -240,12 +221,6 @@ def part_py_spy(args, python, py_spy, tmp):
     print(f"\nEmber / py-spy CPU: **{ratio:.2f}×**.")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def part_agent(args, python, tmp):
     """`ember agent -F 19` while split.py keeps one CPU busy."""
     store = os.path.join(tmp, "agent-store")
@@ -261,11 +236,11 @@ def part_agent(args, python, tmp):
         time.sleep(args.agent_warmup)
         if agent.poll() is not None:
             raise RuntimeError(f"ember agent exited ({agent.returncode}) during the warm-up")
-        cpu0, bpf0, t0 = own_cpu(agent.pid), bpf_program_stats(agent.pid), time.monotonic()
+        cpu0, bpf0, t0 = cpu_seconds(agent.pid), bpf_program_stats(agent.pid), time.monotonic()
         log(f"  agent: measuring over {args.agent_seconds} s …")
         time.sleep(args.agent_seconds)
-        cpu1, bpf1, t1 = own_cpu(agent.pid), bpf_program_stats(agent.pid), time.monotonic()
-        rss, hwm = rss_kib(agent.pid)
+        cpu1, bpf1, t1 = cpu_seconds(agent.pid), bpf_program_stats(agent.pid), time.monotonic()
+        rss, hwm = memory_kib(agent.pid)
     finally:
         wl.kill()
         wl.wait()
