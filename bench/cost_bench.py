@@ -13,6 +13,9 @@ Goals (ratios against the peer measured in the same run, interleaved, medians):
 3. BPF run time per sample (run_time_ns / run_cnt over Ember's perf_event programs), with
    frame pointers and with DWARF unwinding: target ≤ 3 µs with frame pointers.
 
+Ember keeps a copy of the kernel's symbols for the rest of the boot in its cache directory;
+the `cold-fp` kind runs `--unwinder fp` with an empty one, as the first run of a boot does.
+
 While each capture runs, the `split` workload (70/30, frame pointers) keeps one CPU busy;
 for the DWARF pairs it is `split-nofp` (no frame pointers), so the table unwinder has work.
 Every repetition runs the four kinds (and the baseline Ember, with --baseline) in an order
@@ -51,19 +54,25 @@ def wait_cpu(p):
     return ru.ru_utime + ru.ru_stime
 
 
-def run_ember(ember, unwinder, seconds, tmp):
-    """Runs one `ember record --all` capture; returns it (reaped) and its last BPF stats."""
+def run_ember(ember, unwinder, seconds, tmp, cold):
+    """Runs one `ember record --all` capture; returns it (reaped) and its last BPF stats.
+
+    `cold`: with an empty cache directory, as the first run of a boot is (no copy of the
+    kernel's symbols yet)."""
     cmd = [ember, "record", "--all", "-F", "99", "-q", "--unwinder", unwinder,
            "-d", f"{seconds}s", "-o", os.path.join(tmp, "e.folded")]
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = dict(os.environ)
+    if cold:
+        env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="cold-", dir=tmp)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     last = bpf_stats_until_exit(p)
     # Reaped: the caller takes its CPU time from RUSAGE_CHILDREN.
     return p, last
 
 
-def ember_cost(ember, unwinder, seconds, tmp):
+def ember_cost(ember, unwinder, seconds, tmp, cold=False):
     before = children_cpu()
-    p, bpf = run_ember(ember, unwinder, seconds, tmp)
+    p, bpf = run_ember(ember, unwinder, seconds, tmp, cold)
     cpu = children_cpu() - before
     if p.returncode != 0:
         raise RuntimeError(f"ember record failed: {p.stderr.read().decode(errors='replace')}")
@@ -105,7 +114,7 @@ def one_capture(kind, binary, seconds, examples, tmp):
         time.sleep(0.3)
         if kind.startswith("perf"):
             return perf_cost(dwarf, seconds, tmp), 0.0, 0
-        cpu, bpf_s, runs = ember_cost(binary, unwinder, seconds, tmp)
+        cpu, bpf_s, runs = ember_cost(binary, unwinder, seconds, tmp, kind.startswith("cold"))
         return cpu + bpf_s, bpf_s, runs
     finally:
         wl.kill()
@@ -115,7 +124,7 @@ def one_capture(kind, binary, seconds, examples, tmp):
 def measure(args, seconds, reps):
     """{kind: [(cost, bpf s, bpf runs)]} over `reps` rotated repetitions."""
     kinds = [("perf-fp", None), ("ember-auto", args.ember), ("ember-fp", args.ember),
-             ("perf-dwarf", None), ("ember-dwarf", args.ember)]
+             ("perf-dwarf", None), ("ember-dwarf", args.ember), ("cold-fp", args.ember)]
     if args.baseline:
         kinds += [("base-auto", args.baseline), ("base-fp", args.baseline),
                   ("base-dwarf", args.baseline)]
@@ -151,6 +160,8 @@ def report(seconds, reps, out, baseline):
     rows = [("`record --all` (auto) vs `perf record -a -g`", "ember-auto", "perf-fp",
              FP_TARGET),
             ("`--unwinder fp` vs `perf record -a -g`", "ember-fp", "perf-fp", FP_TARGET),
+            ("`--unwinder fp`, first run of the boot (no kernel-symbol copy yet)", "cold-fp",
+             "perf-fp", FP_TARGET),
             ("`--unwinder dwarf` vs `perf --call-graph dwarf` + `perf script`",
              "ember-dwarf", "perf-dwarf", DWARF_TARGET)]
     if baseline:

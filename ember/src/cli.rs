@@ -508,9 +508,10 @@ impl DebuginfodArgs {
     }
 }
 
-/// Where `record` and `export` keep debug files fetched from debuginfod: `$XDG_CACHE_HOME/ember/debuginfod`,
-/// else `~/.cache/ember/debuginfod`, else (no home) `/var/cache/ember/debuginfod`.
-pub(crate) fn user_debuginfod_cache() -> PathBuf {
+/// Where `record` and `export` keep what outlives a run (debug files fetched from
+/// debuginfod, the kernel's symbols for this boot): `$XDG_CACHE_HOME/ember`, else
+/// `~/.cache/ember`, else (no home) `/var/cache/ember`.
+pub(crate) fn user_cache_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
@@ -520,7 +521,7 @@ pub(crate) fn user_debuginfod_cache() -> PathBuf {
                 .map(|h| PathBuf::from(h).join(".cache"))
         })
         .unwrap_or_else(|| PathBuf::from("/var/cache"));
-    base.join("ember").join("debuginfod")
+    base.join("ember")
 }
 
 /// `--listen`: an address, or no API at all.

@@ -98,6 +98,8 @@ pub(crate) struct RecordConfig {
     pub status_line: bool,
     /// Where debug files of stripped binaries are fetched from (`--debuginfod`).
     pub debuginfod: Option<symbolizer::DebuginfodConfig>,
+    /// Where a copy of the kernel's symbols is kept until the next boot.
+    pub kernel_copy_dir: Option<PathBuf>,
     /// Record off-CPU time instead of CPU samples (`--off-cpu`).
     pub off_cpu: Option<profiler_sampler::OffCpuConfig>,
 }
@@ -160,8 +162,9 @@ impl RecordConfig {
             status_line: !quiet && io::stderr().is_terminal(),
             debuginfod: args.debuginfod.config(
                 std::env::var(symbolizer::DEBUGINFOD_URLS).ok().as_deref(),
-                crate::cli::user_debuginfod_cache(),
+                crate::cli::user_cache_dir().join("debuginfod"),
             ),
+            kernel_copy_dir: Some(crate::cli::user_cache_dir().join("kernel")),
             off_cpu: args.off_cpu.config(),
         })
     }
@@ -235,7 +238,9 @@ pub(crate) fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
             exclude_tgid: Some(own_pid),
             exclude_off_cpu_tgid: None,
             on_stop: OnStop::Symbolize,
-            symbolizer: symbolizer::Config::default().with_debuginfod(config.debuginfod.clone()),
+            symbolizer: symbolizer::Config::default()
+                .with_debuginfod(config.debuginfod.clone())
+                .with_kernel_copy_dir(config.kernel_copy_dir.clone()),
         },
     )?;
     let child = match &config.target {

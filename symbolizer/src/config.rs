@@ -45,6 +45,11 @@ pub struct Config {
     /// How many symbolized addresses (per binary and file offset, or per kernel address)
     /// to remember; the memo is cleared when it would grow past this. 0 disables it.
     pub cache_entries: usize,
+    /// A directory where a copy of `/proc/kallsyms` is kept until the next boot, so later
+    /// runs do not pay the kernel for formatting it again (default: none, every run reads
+    /// `/proc/kallsyms`). The copy is keyed by the boot id and the loaded modules, and is
+    /// used only for the core kernel's and the modules' text.
+    pub kernel_copy_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -58,6 +63,7 @@ impl Default for Config {
             demangle: true,
             cache_entries: DEFAULT_CACHE_ENTRIES,
             debuginfod: None,
+            kernel_copy_dir: None,
         }
     }
 }
@@ -102,6 +108,13 @@ impl Config {
     #[must_use]
     pub fn with_debuginfod(mut self, debuginfod: Option<crate::DebuginfodConfig>) -> Self {
         self.debuginfod = debuginfod.filter(|d| !d.urls.is_empty());
+        self
+    }
+
+    /// Sets [`Config::kernel_copy_dir`].
+    #[must_use]
+    pub fn with_kernel_copy_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.kernel_copy_dir = dir;
         self
     }
 

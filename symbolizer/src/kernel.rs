@@ -14,11 +14,13 @@
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use blazesym::MaybeDefault;
 use blazesym::symbolize::source::{self, Source};
 use blazesym::symbolize::{Input, Symbolized, Symbolizer as Blaze};
+
+use crate::kernel_copy::{self, Coverage, Key};
 
 /// Where the running kernel's symbols are.
 pub(crate) const KALLSYMS: &str = "/proc/kallsyms";
@@ -53,18 +55,47 @@ enum Visibility {
     Empty,
 }
 
+/// Where a copy of kallsyms may be kept for the rest of the boot (see `kernel_copy`), and
+/// the files its key is read from.
+#[derive(Clone, Debug)]
+pub(crate) struct CopyPlace {
+    pub(crate) dir: PathBuf,
+    pub(crate) boot_id: PathBuf,
+    pub(crate) modules: PathBuf,
+}
+
+impl CopyPlace {
+    /// A copy in `dir` of the running kernel's symbols.
+    pub(crate) fn running(dir: PathBuf) -> Self {
+        CopyPlace {
+            dir,
+            boot_id: kernel_copy::BOOT_ID.into(),
+            modules: kernel_copy::MODULES.into(),
+        }
+    }
+}
+
 /// Kernel symbolization state.
 #[derive(Debug)]
 pub(crate) struct Kernel {
     kallsyms: PathBuf,
+    copy: Option<CopyPlace>,
+    /// The file blazesym reads: `kallsyms`, or its copy while every address asked about
+    /// lies in `coverage`.
+    source: PathBuf,
+    coverage: Option<Coverage>,
     state: State,
 }
 
 impl Kernel {
-    /// Kernel symbols from `kallsyms` (normally [`KALLSYMS`]); nothing is read yet.
-    pub(crate) fn new(kallsyms: PathBuf) -> Self {
+    /// Kernel symbols from `kallsyms` (normally [`KALLSYMS`]), through a copy kept at `copy`
+    /// if there is one; nothing is read yet.
+    pub(crate) fn new(kallsyms: PathBuf, copy: Option<CopyPlace>) -> Self {
         Kernel {
+            source: kallsyms.clone(),
             kallsyms,
+            copy,
+            coverage: None,
             state: State::NotLoaded,
         }
     }
@@ -87,7 +118,7 @@ impl Kernel {
         self.state == State::Ready
     }
 
-    fn load(&self, blaze: &Blaze) -> State {
+    fn load(&mut self, blaze: &Blaze) -> State {
         let path = self.kallsyms.display();
         match visibility(&self.kallsyms) {
             Ok(Visibility::Visible) => {}
@@ -114,9 +145,31 @@ impl Kernel {
                 return State::Unavailable;
             }
         }
+        if let Some(place) = &self.copy {
+            let copy = Key::read(&place.boot_id, &place.modules)
+                .and_then(|key| kernel_copy::open_or_make(&place.dir, &self.kallsyms, &key));
+            match copy {
+                Ok((copy, coverage)) => {
+                    // Symbolizing nothing makes blazesym parse the file now.
+                    if blaze
+                        .symbolize(&Self::source_of(&copy), Input::AbsAddr(&[]))
+                        .is_ok()
+                    {
+                        self.source = copy;
+                        self.coverage = Some(coverage);
+                        return State::Ready;
+                    }
+                }
+                Err(err) => tracing::debug!(
+                    error = %err,
+                    "no copy of the kernel's symbols in {}; reading `{path}`",
+                    place.dir.display()
+                ),
+            }
+        }
         // Symbolizing nothing makes blazesym parse kallsyms now, so a failure surfaces here,
         // once, rather than as an unknown frame per sample.
-        match blaze.symbolize(&self.source(), Input::AbsAddr(&[])) {
+        match blaze.symbolize(&Self::source_of(&self.kallsyms), Input::AbsAddr(&[])) {
             Ok(_) => {
                 tracing::debug!("loaded kernel symbols from `{path}`");
                 State::Ready
@@ -131,10 +184,10 @@ impl Kernel {
         }
     }
 
-    /// The blazesym source: kallsyms only.
-    fn source(&self) -> Source<'static> {
+    /// The blazesym source: the kallsyms file `path` only.
+    fn source_of(path: &Path) -> Source<'static> {
         Source::Kernel(source::Kernel {
-            kallsyms: MaybeDefault::Some(self.kallsyms.clone()),
+            kallsyms: MaybeDefault::Some(path.to_owned()),
             vmlinux: MaybeDefault::None,
             debug_syms: false,
             ..source::Kernel::default()
@@ -144,11 +197,21 @@ impl Kernel {
     /// The name of the kernel function containing `addr`, if it is known.
     ///
     /// Call only after [`Kernel::ensure_ready`] returned `true`.
-    pub(crate) fn lookup(&self, blaze: &Blaze, addr: u64) -> Option<String> {
+    pub(crate) fn lookup(&mut self, blaze: &Blaze, addr: u64) -> Option<String> {
         if !Self::is_plausible(addr) || self.state != State::Ready {
             return None;
         }
-        match blaze.symbolize_single(&self.source(), Input::AbsAddr(addr)) {
+        if self.coverage.as_ref().is_some_and(|c| !c.contains(addr)) {
+            // A BPF program, a trampoline or garbage: only the live file can say.
+            tracing::debug!(
+                addr = format_args!("{addr:#x}"),
+                "a kernel address the copy of kallsyms does not cover: reading `{}`",
+                self.kallsyms.display()
+            );
+            self.coverage = None;
+            self.source = self.kallsyms.clone();
+        }
+        match blaze.symbolize_single(&Self::source_of(&self.source), Input::AbsAddr(addr)) {
             Ok(Symbolized::Sym(sym)) if sym.offset <= MAX_SYMBOL_OFFSET && !sym.name.is_empty() => {
                 Some(sym.name.into_owned())
             }
@@ -204,7 +267,7 @@ mod tests {
         let file = kallsyms(
             "0000000000000000 T _stext\n0000000000000000 T do_syscall_64\n0000000000000000 t x [mod]\n",
         );
-        let mut kernel = Kernel::new(file.path().to_owned());
+        let mut kernel = Kernel::new(file.path().to_owned(), None);
         let blaze = blaze();
         assert!(!kernel.ensure_ready(&blaze));
         assert_eq!(kernel.state(), State::Unavailable);
@@ -218,8 +281,8 @@ mod tests {
     fn empty_and_missing_kallsyms_are_unavailable() {
         let file = kallsyms("");
         let blaze = blaze();
-        assert!(!Kernel::new(file.path().to_owned()).ensure_ready(&blaze));
-        assert!(!Kernel::new("/nonexistent/kallsyms".into()).ensure_ready(&blaze));
+        assert!(!Kernel::new(file.path().to_owned(), None).ensure_ready(&blaze));
+        assert!(!Kernel::new("/nonexistent/kallsyms".into(), None).ensure_ready(&blaze));
     }
 
     #[test]
@@ -230,7 +293,7 @@ mod tests {
              ffffffff81001000 T do_syscall_64\n\
              ffffffff81002000 T schedule\n",
         );
-        let mut kernel = Kernel::new(file.path().to_owned());
+        let mut kernel = Kernel::new(file.path().to_owned(), None);
         let blaze = blaze();
         assert!(kernel.ensure_ready(&blaze));
         assert_eq!(
@@ -251,5 +314,126 @@ mod tests {
         assert_eq!(kernel.lookup(&blaze, 0x1000), None);
         assert_eq!(kernel.lookup(&blaze, 0), None);
         assert_eq!(kernel.lookup(&blaze, u64::MAX), None);
+    }
+
+    fn copy_place(dir: &Path, modules: &str) -> CopyPlace {
+        let boot_id = dir.join("boot_id");
+        std::fs::write(&boot_id, "0b5c6f1e-7d1a-4c36-9d9e-2f5a1c2b3d4e\n").expect("boot id");
+        let modules_file = dir.join("modules");
+        std::fs::write(&modules_file, modules).expect("modules");
+        CopyPlace {
+            dir: dir.join("copies"),
+            boot_id,
+            modules: modules_file,
+        }
+    }
+
+    #[test]
+    fn a_copy_names_later_runs_and_what_it_does_not_cover_comes_from_the_live_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let live = dir.path().join("kallsyms");
+        let text = "ffffffff81000000 T _stext\n\
+                    ffffffff81001000 T do_syscall_64\n\
+                    ffffffff81800000 T _etext\n\
+                    ffffffffc0100000 t virtnet_poll\t[virtio_net]\n\
+                    ffffffffc0300000 t some_program\t[bpf]\n";
+        std::fs::write(&live, text).expect("live");
+        let place = copy_place(dir.path(), "virtio_net 4096 0 - Live 0xffffffffc0100000\n");
+        let first = |place: &CopyPlace| {
+            let mut kernel = Kernel::new(live.clone(), Some(place.clone()));
+            let blaze = blaze();
+            assert!(kernel.ensure_ready(&blaze));
+            (kernel, blaze)
+        };
+        let (mut kernel, blaze) = first(&place);
+        assert_eq!(
+            kernel.lookup(&blaze, 0xffff_ffff_8100_1010).as_deref(),
+            Some("do_syscall_64")
+        );
+        // A later run reads the copy: what the live file now says about covered addresses
+        // is not read (the kernel's text cannot change within a boot).
+        std::fs::write(&live, text.replace("do_syscall_64", "renamed")).expect("live");
+        let (mut kernel, blaze) = first(&place);
+        assert_eq!(
+            kernel.lookup(&blaze, 0xffff_ffff_8100_1010).as_deref(),
+            Some("do_syscall_64")
+        );
+        assert_eq!(
+            kernel.lookup(&blaze, 0xffff_ffff_c010_0040).as_deref(),
+            Some("virtnet_poll")
+        );
+        // A BPF program is not in the copy: the live file names it, and from then on
+        // everything.
+        assert_eq!(
+            kernel.lookup(&blaze, 0xffff_ffff_c030_0010).as_deref(),
+            Some("some_program")
+        );
+        assert_eq!(
+            kernel.lookup(&blaze, 0xffff_ffff_8100_1010).as_deref(),
+            Some("renamed")
+        );
+        // A module loaded since the copy was made: the copy is made again.
+        let loaded = copy_place(
+            dir.path(),
+            "virtio_net 4096 0 - Live 0xffffffffc0100000\nkvm 4096 0 - Live 0xffffffffc0500000\n",
+        );
+        let (mut kernel, blaze) = first(&loaded);
+        assert_eq!(
+            kernel.lookup(&blaze, 0xffff_ffff_8100_1010).as_deref(),
+            Some("renamed")
+        );
+    }
+
+    /// On the running kernel (as root), every name through the copy is the live file's.
+    #[test]
+    fn the_running_kernels_copy_gives_the_live_names() {
+        if visibility(Path::new(KALLSYMS)).ok() != Some(Visibility::Visible) {
+            eprintln!(
+                "SKIPPED the_running_kernels_copy_gives_the_live_names: {KALLSYMS} hides addresses"
+            );
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs as root and must see kallsyms"
+            );
+            return;
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let text = std::fs::read_to_string(KALLSYMS).expect("kallsyms");
+        let mut addrs: Vec<u64> = text
+            .lines()
+            .step_by(211)
+            .filter_map(|l| u64::from_str_radix(l.split_ascii_whitespace().next()?, 16).ok())
+            .filter(|&a| Kernel::is_plausible(a))
+            .flat_map(|a| [a, a + 7])
+            .collect();
+        addrs.sort_unstable();
+        let place = CopyPlace::running(dir.path().to_owned());
+        let (mut live, mut copy) = (
+            Kernel::new(KALLSYMS.into(), None),
+            Kernel::new(KALLSYMS.into(), Some(place)),
+        );
+        let (blaze_live, blaze_copy) = (blaze(), blaze());
+        assert!(live.ensure_ready(&blaze_live) && copy.ensure_ready(&blaze_copy));
+        let coverage = copy
+            .coverage
+            .clone()
+            .expect("the running kernel's copy was made");
+        let covered = addrs.iter().filter(|&&a| coverage.contains(a)).count();
+        assert!(
+            covered * 2 > addrs.len(),
+            "{covered} of {} addresses covered",
+            addrs.len()
+        );
+        let mut named = 0;
+        for &a in addrs.iter().filter(|&&a| coverage.contains(a)) {
+            let name = copy.lookup(&blaze_copy, a);
+            assert_eq!(name, live.lookup(&blaze_live, a), "{a:#x}");
+            named += usize::from(name.is_some());
+        }
+        assert!(named * 10 >= covered * 9, "{named} of {covered} named");
+        assert!(
+            copy.coverage.is_some(),
+            "covered addresses stayed with the copy"
+        );
     }
 }

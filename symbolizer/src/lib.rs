@@ -79,6 +79,7 @@ mod debug;
 mod debuginfod;
 mod gopclntab;
 mod kernel;
+mod kernel_copy;
 mod maps;
 mod memo;
 mod names;

@@ -31,7 +31,7 @@ use crate::binary::{Binaries, BinaryId, OpenError, Opened};
 use crate::capture::ProcessCapture;
 use crate::config::Config;
 use crate::debuginfod::Debuginfod;
-use crate::kernel::{self, Kernel};
+use crate::kernel::{self, CopyPlace, Kernel};
 use crate::maps::{self, Backing, Mapping, MapsError};
 use crate::memo::Memo;
 use crate::perfmap::PerfMaps;
@@ -164,6 +164,10 @@ impl Symbolizer {
                 })
                 .ok()
         });
+        let kernel = Kernel::new(
+            kallsyms,
+            config.kernel_copy_dir.clone().map(CopyPlace::running),
+        );
         Symbolizer {
             debuginfod,
             requested: HashMap::new(),
@@ -173,7 +177,7 @@ impl Symbolizer {
             names: crate::names::NameCache::new(config.demangle),
             config,
             blaze,
-            kernel: Kernel::new(kallsyms),
+            kernel,
             processes: HashMap::new(),
             perf_maps: PerfMaps::default(),
             refusals: Refusals::default(),

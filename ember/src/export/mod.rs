@@ -278,7 +278,7 @@ impl ExportConfig {
                     .then(|| std::env::var(symbolizer::DEBUGINFOD_URLS).ok())
                     .flatten()
                     .as_deref(),
-                crate::cli::user_debuginfod_cache(),
+                crate::cli::user_cache_dir().join("debuginfod"),
             ),
         })
     }
