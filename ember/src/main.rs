@@ -86,7 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::env::var(symbolizer::DEBUGINFOD_URLS).ok().as_deref(),
                 args.data_dir.join("debuginfod"),
             );
-            let kernel_copy = args.data_dir.join("kernel");
+            let copy_dir = args.data_dir.clone();
             let config = AgentConfig {
                 frequency_hz: args.frequency,
                 window: args.window,
@@ -112,7 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_cache_bytes(args.symbol_cache)
                     .with_debug_dirs(args.debug_dirs)
                     .with_debuginfod(debuginfod)
-                    .with_kernel_copy_dir(Some(kernel_copy)),
+                    .with_copy_dir(Some(copy_dir)),
                 push: agent::PushSettings::from_args(&args.push).context("ember agent")?,
             };
             let summary = agent::run(&config).context("ember agent")?;

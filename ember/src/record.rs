@@ -98,8 +98,9 @@ pub(crate) struct RecordConfig {
     pub status_line: bool,
     /// Where debug files of stripped binaries are fetched from (`--debuginfod`).
     pub debuginfod: Option<symbolizer::DebuginfodConfig>,
-    /// Where a copy of the kernel's symbols is kept until the next boot.
-    pub kernel_copy_dir: Option<PathBuf>,
+    /// Where copies that outlive the run are kept (the kernel's symbols for this boot,
+    /// decompressed debug files).
+    pub copy_dir: Option<PathBuf>,
     /// Record off-CPU time instead of CPU samples (`--off-cpu`).
     pub off_cpu: Option<profiler_sampler::OffCpuConfig>,
 }
@@ -164,7 +165,7 @@ impl RecordConfig {
                 std::env::var(symbolizer::DEBUGINFOD_URLS).ok().as_deref(),
                 crate::cli::user_cache_dir().join("debuginfod"),
             ),
-            kernel_copy_dir: Some(crate::cli::user_cache_dir().join("kernel")),
+            copy_dir: Some(crate::cli::user_cache_dir()),
             off_cpu: args.off_cpu.config(),
         })
     }
@@ -240,7 +241,7 @@ pub(crate) fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
             on_stop: OnStop::Symbolize,
             symbolizer: symbolizer::Config::default()
                 .with_debuginfod(config.debuginfod.clone())
-                .with_kernel_copy_dir(config.kernel_copy_dir.clone()),
+                .with_copy_dir(config.copy_dir.clone()),
         },
     )?;
     let child = match &config.target {

@@ -352,6 +352,11 @@ impl Binaries {
             module: Arc::clone(path),
             file: ProbeFile::Mapped(mapping.clone()),
             debug_dirs: self.config.debug_dirs.clone(),
+            debug_copies: self
+                .config
+                .copy_dir
+                .as_ref()
+                .map(|d| d.join(crate::copies::DEBUG_DIR)),
             known: self.by_build_id.keys().cloned().collect(),
         };
         self.probe(job, refusals)
@@ -403,6 +408,11 @@ impl Binaries {
             module: Arc::clone(path),
             file: ProbeFile::Kept(file),
             debug_dirs: self.config.debug_dirs.clone(),
+            debug_copies: self
+                .config
+                .copy_dir
+                .as_ref()
+                .map(|d| d.join(crate::copies::DEBUG_DIR)),
             known: self.by_build_id.keys().cloned().collect(),
         };
         self.probe(job, refusals)
@@ -649,7 +659,8 @@ impl Binaries {
                 Ok((file, vdso_len)) => match elf::parse(&file) {
                     Ok(info) => {
                         // Our own memory, copied: nothing of another process's to bound.
-                        let found = find_extras(Arc::new(file), info, "[vdso]", None, &[], &[]);
+                        let found =
+                            find_extras(Arc::new(file), info, "[vdso]", None, &Lookup::NONE, &[]);
                         refusals.record_all(found.1);
                         let registered = self.register(found.0, "[vdso]".into(), None);
                         opened = Some(registered);
@@ -704,6 +715,8 @@ pub(crate) struct Probe {
     module: Arc<str>,
     file: ProbeFile,
     debug_dirs: Vec<PathBuf>,
+    /// Where decompressed copies of compressed debug files are kept, if anywhere.
+    debug_copies: Option<PathBuf>,
     /// Build-ids already registered: a file with one of them is shared, so its debug file
     /// and Go table are not looked for again.
     known: Vec<Arc<[u8]>>,
@@ -717,6 +730,20 @@ impl Probe {
             None => PathBuf::from(&*self.module),
         }
     }
+}
+
+/// Where a probe looks for debug files and keeps their decompressed copies.
+struct Lookup<'a> {
+    debug_dirs: &'a [PathBuf],
+    debug_copies: Option<&'a Path>,
+}
+
+impl Lookup<'_> {
+    /// No debug directories, no copies (the vDSO).
+    const NONE: Lookup<'static> = Lookup {
+        debug_dirs: &[],
+        debug_copies: None,
+    };
 }
 
 /// What the worker read of a binary: the file, its headers and what was found for it.
@@ -748,6 +775,7 @@ pub(crate) fn run_probe(probe: Probe) -> Probed {
         module,
         file,
         debug_dirs,
+        debug_copies,
         known,
     } = probe;
     let mut refused = RefusalLog::default();
@@ -763,7 +791,11 @@ pub(crate) fn run_probe(probe: Probe) -> Probed {
             path: Arc::clone(&module),
             source,
         })?;
-        let (found, log) = find_extras(file, info, &module, pid, &debug_dirs, &known);
+        let dirs = Lookup {
+            debug_dirs: &debug_dirs,
+            debug_copies: debug_copies.as_deref(),
+        };
+        let (found, log) = find_extras(file, info, &module, pid, &dirs, &known);
         refused = log;
         Ok(found)
     })();
@@ -783,7 +815,7 @@ fn find_extras(
     info: ElfFile,
     module: &str,
     pid: Option<u32>,
-    debug_dirs: &[PathBuf],
+    dirs: &Lookup<'_>,
     known: &[Arc<[u8]>],
 ) -> (Found, RefusalLog) {
     let mut refused = RefusalLog::default();
@@ -794,7 +826,18 @@ fn find_extras(
     let debug = if shared || info.has_debug_info() {
         None
     } else {
-        debug::find(&info, module, pid, debug_dirs, &mut refused).map(|found| {
+        debug::find(&info, module, pid, dirs.debug_dirs, &mut refused).map(|mut found| {
+            if let Some(copies) = dirs.debug_copies {
+                match crate::copies::decompressed_debug(copies, &found.file) {
+                    Ok(Some(copy)) => found.file = copy,
+                    Ok(None) => {}
+                    Err(err) => tracing::debug!(
+                        debug = %found.path.display(),
+                        error = %err,
+                        "no decompressed copy of the debug file; blazesym inflates it"
+                    ),
+                }
+            }
             let bytes = elf::parse(&found.file).map_or_else(
                 |_| found.file.metadata().map(|m| m.len()).unwrap_or(0),
                 |debug| debug.symbol_bytes(),
@@ -1066,7 +1109,7 @@ mod tests {
             info,
             &module.to_string_lossy(),
             Some(std::process::id()),
-            &[],
+            &Lookup::NONE,
             &[],
         );
         assert!(start.elapsed() < std::time::Duration::from_secs(1));

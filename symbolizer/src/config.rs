@@ -45,11 +45,13 @@ pub struct Config {
     /// How many symbolized addresses (per binary and file offset, or per kernel address)
     /// to remember; the memo is cleared when it would grow past this. 0 disables it.
     pub cache_entries: usize,
-    /// A directory where a copy of `/proc/kallsyms` is kept until the next boot, so later
-    /// runs do not pay the kernel for formatting it again (default: none, every run reads
-    /// `/proc/kallsyms`). The copy is keyed by the boot id and the loaded modules, and is
-    /// used only for the core kernel's and the modules' text.
-    pub kernel_copy_dir: Option<PathBuf>,
+    /// A directory for copies that save later runs work (default: none, nothing is kept):
+    /// `kernel/` holds a copy of `/proc/kallsyms` until the next boot, so the kernel is not
+    /// paid to format it again (keyed by the boot id and the loaded modules, used only for
+    /// the core kernel's and the modules' text); `debug/` holds decompressed copies of
+    /// compressed debug files, by build-id, so their DWARF is mapped rather than inflated
+    /// on every run (at most [`crate::DEBUG_COPIES_BYTES`], oldest deleted first).
+    pub copy_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -63,7 +65,7 @@ impl Default for Config {
             demangle: true,
             cache_entries: DEFAULT_CACHE_ENTRIES,
             debuginfod: None,
-            kernel_copy_dir: None,
+            copy_dir: None,
         }
     }
 }
@@ -111,10 +113,10 @@ impl Config {
         self
     }
 
-    /// Sets [`Config::kernel_copy_dir`].
+    /// Sets [`Config::copy_dir`].
     #[must_use]
-    pub fn with_kernel_copy_dir(mut self, dir: Option<PathBuf>) -> Self {
-        self.kernel_copy_dir = dir;
+    pub fn with_copy_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.copy_dir = dir;
         self
     }
 

@@ -20,8 +20,10 @@ use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write as _};
 use std::ops::Range;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::copies::{is_private, private_dir};
 
 /// Identifies the boot.
 pub(crate) const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
@@ -223,33 +225,6 @@ fn filter(text: &str) -> io::Result<(Range<u64>, String)> {
     }
 }
 
-/// Makes `dir` (mode 0700) if it is missing; refuses one that is not this user's alone,
-/// since whoever can write it can put names in the copy.
-fn private_dir(dir: &Path) -> io::Result<()> {
-    match fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-    {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    let meta = fs::symlink_metadata(dir)?;
-    if !meta.is_dir() || !is_private(&meta) {
-        return Err(invalid(format!(
-            "{} is not a directory only this user can write",
-            dir.display()
-        )));
-    }
-    Ok(())
-}
-
-/// Owned by this user and writable by nobody else.
-fn is_private(meta: &fs::Metadata) -> bool {
-    meta.uid() == rustix::process::geteuid().as_raw() && meta.mode() & 0o022 == 0
-}
-
 fn read_bounded(path: &Path, max: u64) -> io::Result<String> {
     let mut text = String::new();
     File::open(path)?.take(max + 1).read_to_string(&mut text)?;
@@ -275,6 +250,7 @@ fn invalid(msg: String) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     const BOOT: &str = "0b5c6f1e-7d1a-4c36-9d9e-2f5a1c2b3d4e\n";
     const MODULES_TEXT: &str = "virtio_net 77824 0 - Live 0xffffffffc0100000\n\

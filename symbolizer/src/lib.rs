@@ -75,6 +75,7 @@
 mod binary;
 mod capture;
 mod config;
+mod copies;
 mod debug;
 mod debuginfod;
 mod gopclntab;
@@ -99,6 +100,7 @@ use std::sync::Arc;
 
 pub use capture::{CaptureError, ProcessCapture};
 pub use config::{Config, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DEFAULT_DEBUG_DIR};
+pub use copies::DEBUG_COPIES_BYTES;
 pub use debuginfod::{
     DEBUGINFOD_URLS, DEFAULT_DEBUGINFOD_CACHE_BYTES, DEFAULT_DEBUGINFOD_CONCURRENCY,
     DEFAULT_DEBUGINFOD_NEGATIVE_TTL, DEFAULT_DEBUGINFOD_TIMEOUT, DebuginfodConfig, DebuginfodStats,

@@ -166,7 +166,10 @@ impl Symbolizer {
         });
         let kernel = Kernel::new(
             kallsyms,
-            config.kernel_copy_dir.clone().map(CopyPlace::running),
+            config
+                .copy_dir
+                .as_ref()
+                .map(|d| CopyPlace::running(d.join(crate::copies::KERNEL_DIR))),
         );
         Symbolizer {
             debuginfod,
@@ -1027,5 +1030,48 @@ mod tests {
         };
         assert_eq!(sym.add_known_mappings(gone, &[unseen]), 0);
         assert_eq!(sym.stats().known_mappings_added, 1);
+    }
+
+    /// libc's debug file from `libc6-dbg` is zlib-compressed: through its decompressed
+    /// copy every address gets the same frames (inlined ones, files and lines included).
+    #[test]
+    fn a_decompressed_debug_copy_names_libc_as_the_compressed_file_does() {
+        let me = std::process::id();
+        let (mappings, _) = maps::read(me).expect("own maps");
+        let libc = mappings
+            .iter()
+            .find(|m| {
+                m.exec
+                    && matches!(&m.backing, Backing::File { path, .. } if path.contains("libc.so"))
+            })
+            .expect("a libc mapping")
+            .clone();
+        let addrs: Vec<u64> = (1..200)
+            .map(|i| libc.start + (libc.end - libc.start) * i / 200)
+            .collect();
+        let dir = tempfile::tempdir().expect("dir");
+        let mut plain = Symbolizer::new(Config::default());
+        let mut copied =
+            Symbolizer::new(Config::default().with_copy_dir(Some(dir.path().to_owned())));
+        let want = plain.symbolize_user_stack(me, &addrs);
+        assert_eq!(copied.symbolize_user_stack(me, &addrs), want);
+        let copies = dir.path().join(crate::copies::DEBUG_DIR);
+        let made = std::fs::read_dir(&copies).map_or(0, Iterator::count);
+        if plain.stats().debug_files_found == 0 {
+            eprintln!("SKIPPED the copy half: no debug file for libc (install libc6-dbg)");
+            assert!(std::env::var_os("CI").is_none(), "CI installs libc6-dbg");
+            return;
+        }
+        assert_eq!(made, 1, "libc's compressed debug file was copied");
+        let lines = want.iter().filter(|f| f.line.is_some()).count();
+        assert!(
+            lines * 2 > want.len(),
+            "{lines} of {} frames have lines",
+            want.len()
+        );
+        // A second symbolizer maps the copy made by the first.
+        let mut again =
+            Symbolizer::new(Config::default().with_copy_dir(Some(dir.path().to_owned())));
+        assert_eq!(again.symbolize_user_stack(me, &addrs), want);
     }
 }

@@ -38,6 +38,8 @@ pub const SHT_NOBITS: u32 = 8;
 const SHT_NOTE: u32 = 7;
 /// `SHF_COMPRESSED`: the section's bytes start with a compression header.
 pub const SHF_COMPRESSED: u64 = 0x800;
+/// `SHF_ALLOC`: the section is loaded into memory.
+const SHF_ALLOC: u64 = 0x2;
 
 /// `ELFCOMPRESS_ZLIB`: the compressed bytes are a zlib stream.
 pub const ELFCOMPRESS_ZLIB: u32 = 1;
@@ -656,6 +658,116 @@ pub fn file_crc32(file: &File) -> io::Result<u32> {
         offset += n as u64;
     }
     Ok(!crc)
+}
+
+/// Whether any section of `elf` is compressed DWARF (`.debug_*` with `SHF_COMPRESSED`).
+#[must_use]
+pub fn has_compressed_debug(elf: &ElfFile) -> bool {
+    elf.sections
+        .iter()
+        .any(|s| s.is_compressed() && s.name.starts_with(".debug_"))
+}
+
+/// Writes `data`, a whole ELF file, to `out` with every compressed section decompressed
+/// (as `objcopy --decompress-debug-sections` does): the header and program headers as they
+/// were, the sections in file order at new offsets, then the section header table with the
+/// new offsets and sizes and `SHF_COMPRESSED` cleared. Returns the bytes written.
+///
+/// A symbolizer maps such a file instead of inflating megabytes of DWARF on every run.
+///
+/// # Errors
+/// As [`parse`] and [`Section::contents`], [`ElfError::Malformed`] for a section header
+/// table that is not 64-byte entries or that section data overlaps, and [`ElfError::Io`]
+/// when writing fails.
+pub fn write_decompressed(data: &[u8], out: &mut impl io::Write) -> Result<u64, ElfError> {
+    let elf = parse(data)?;
+    let bad = ElfError::Malformed;
+    let shoff = u64_at(data, 0x28).ok_or(bad("truncated header"))?;
+    if u16_at(data, 0x3a) != Some(64) || elf.sections.is_empty() {
+        return Err(bad("no 64-byte section headers"));
+    }
+    let shoff = usize::try_from(shoff).map_err(|_| bad("section headers out of the file"))?;
+    let table_len = elf.sections.len() * 64;
+    let mut table = data
+        .get(shoff..shoff.saturating_add(table_len))
+        .ok_or(bad("section headers out of the file"))?
+        .to_vec();
+    // Everything before the first compressed section (the ELF header, program headers
+    // and loaded sections) keeps its offset and is copied as it is; what follows is laid
+    // out again.
+    let first = elf
+        .sections
+        .iter()
+        .filter(|s| s.is_compressed() && s.kind != SHT_NOBITS)
+        .map(|s| s.offset)
+        .min()
+        .ok_or(bad("no compressed section"))?;
+    let mut order: Vec<usize> = (0..elf.sections.len())
+        .filter(|&i| {
+            let s = &elf.sections[i];
+            s.kind != SHT_NOBITS && s.size > 0 && s.offset >= first
+        })
+        .collect();
+    order.sort_by_key(|&i| elf.sections[i].offset);
+    if order
+        .iter()
+        .any(|&i| elf.sections[i].flags & SHF_ALLOC != 0)
+    {
+        return Err(bad("a loaded section follows a compressed one"));
+    }
+    let first = usize::try_from(first).map_err(|_| bad("section out of the file"))?;
+    if first < 64 || first > data.len() {
+        return Err(bad("a compressed section overlaps the ELF header"));
+    }
+    let mut header = data[..first].to_vec();
+    // First the layout, from the sizes the compression headers claim (each is checked
+    // when the section is decompressed below); then the bytes.
+    let align_up = |at: u64, align: u64| at.div_ceil(align.max(1)) * align.max(1);
+    let mut at = first as u64;
+    let mut end_before = 0_u64;
+    for &i in &order {
+        let section = &elf.sections[i];
+        if section.offset < end_before {
+            return Err(bad("section data overlaps"));
+        }
+        end_before = section.offset.saturating_add(section.size);
+        let entry = &mut table[i * 64..(i + 1) * 64];
+        let (mut align, mut size) = (u64_at(entry, 0x30).unwrap_or(1), section.size);
+        if section.is_compressed() {
+            // Elf64_Chdr: type, reserved, the uncompressed size and alignment.
+            let raw = section
+                .data(data)
+                .ok_or(bad("a section extends past the end"))?;
+            size = u64_at(raw, 8).ok_or(bad("a compression header is truncated"))?;
+            align = u64_at(raw, 16).unwrap_or(1);
+            if size > MAX_DECOMPRESSED {
+                return Err(bad("a compressed section claims too many bytes"));
+            }
+            let flags = section.flags & !SHF_COMPRESSED;
+            entry[0x08..0x10].copy_from_slice(&flags.to_le_bytes());
+            entry[0x30..0x38].copy_from_slice(&align.to_le_bytes());
+        }
+        at = align_up(at, align);
+        entry[0x18..0x20].copy_from_slice(&at.to_le_bytes());
+        entry[0x20..0x28].copy_from_slice(&size.to_le_bytes());
+        at += size;
+    }
+    let table_at = align_up(at, 8);
+    header[0x28..0x30].copy_from_slice(&table_at.to_le_bytes());
+    out.write_all(&header)?;
+    let mut written = header.len() as u64;
+    for &i in &order {
+        let entry = &table[i * 64..(i + 1) * 64];
+        let offset = u64_at(entry, 0x18).unwrap_or(0);
+        let gap = offset - written;
+        out.write_all(&vec![0; usize::try_from(gap).unwrap_or(0)])?;
+        let bytes = elf.sections[i].contents(data)?;
+        out.write_all(&bytes)?;
+        written = offset + bytes.len() as u64;
+    }
+    out.write_all(&vec![0; usize::try_from(table_at - written).unwrap_or(0)])?;
+    out.write_all(&table)?;
+    Ok(table_at + table.len() as u64)
 }
 
 #[cfg(test)]

@@ -452,3 +452,76 @@ fn a_compressed_debug_frame_gives_the_same_table() {
     assert!(want.stats.debug_frame_fdes >= 3, "{:?}", want.stats);
     assert_eq!(got, want);
 }
+
+/// A zlib-compressed file written back decompressed: the same bytes in every section, a
+/// file `readelf` reads the DWARF of as it reads the original's, and a program that still
+/// runs (the loaded sections keep their offsets).
+#[test]
+fn a_compressed_file_is_written_back_decompressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("p.c");
+    std::fs::write(
+        &src,
+        "static int f(int x) { return x * 2; }\nint main(int c, char **v) { (void)v; return f(c) + 1; }\n",
+    )
+    .unwrap();
+    let (plain, packed, out) = (
+        dir.path().join("p"),
+        dir.path().join("p.gz"),
+        dir.path().join("p.out"),
+    );
+    let ok = |c: &mut std::process::Command| assert!(c.status().expect("gcc/objcopy").success());
+    ok(std::process::Command::new("gcc")
+        .args(["-O1", "-g", "-o"])
+        .arg(&plain)
+        .arg(&src));
+    ok(std::process::Command::new("objcopy")
+        .arg("--compress-debug-sections=zlib")
+        .arg(&plain)
+        .arg(&packed));
+    let packed_bytes = std::fs::read(&packed).unwrap();
+    let packed_elf = elf::parse(&packed_bytes[..]).unwrap();
+    assert!(
+        elf::has_compressed_debug(&packed_elf),
+        "objcopy did not compress"
+    );
+    let mut written = Vec::new();
+    let len = elf::write_decompressed(&packed_bytes, &mut written).unwrap();
+    assert_eq!(len, written.len() as u64);
+    let got = elf::parse(&written[..]).unwrap();
+    assert!(!got.sections.iter().any(elf::Section::is_compressed));
+    let plain_bytes = std::fs::read(&plain).unwrap();
+    let want = elf::parse(&plain_bytes[..]).unwrap();
+    for s in want
+        .sections
+        .iter()
+        .filter(|s| s.name.starts_with(".debug_"))
+    {
+        let g = got.section_header(&s.name).expect("every debug section");
+        assert_eq!(
+            g.contents(&written).unwrap(),
+            s.contents(&plain_bytes).unwrap(),
+            "{}",
+            s.name
+        );
+    }
+    std::fs::write(&out, &written).unwrap();
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let status = std::process::Command::new(&out).arg("x").status().unwrap();
+    assert_eq!(status.code(), Some(5), "f(2) + 1");
+    let dump = |p: &std::path::Path| {
+        let o = std::process::Command::new("readelf")
+            .arg("--debug-dump=info,line")
+            .arg(p)
+            .output()
+            .expect("readelf");
+        assert!(o.status.success() && o.stderr.is_empty(), "{o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(dump(&out), dump(&plain));
+    // Nothing to decompress, or a cut file: an error, never a panic.
+    assert!(elf::write_decompressed(&plain_bytes, &mut Vec::new()).is_err());
+    for cut in [64, 1000, packed_bytes.len() / 2, packed_bytes.len() - 1] {
+        let _ = elf::write_decompressed(&packed_bytes[..cut], &mut Vec::new());
+    }
+}

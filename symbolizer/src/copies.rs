@@ -1,0 +1,237 @@
+//! Files kept between runs to save later runs work, in [`Config::copy_dir`]: the kernel's
+//! symbols for this boot (`kernel/`, see `kernel_copy.rs`) and decompressed copies of
+//! compressed debug files (`debug/`).
+//!
+//! Distribution debug files are zlib-compressed (Debian's `-dbgsym` and `libc6-dbg`):
+//! blazesym inflates every DWARF section of one before the first lookup in it, which took a
+//! 5 s `record --all` about 0.035 s of CPU for libc alone, every run. A copy written with
+//! the sections decompressed (`unwinder::elf::write_decompressed`) is mapped instead; it is
+//! named by build-id and used only if its own build-id is that one. The copies together are
+//! kept under [`DEBUG_COPIES_BYTES`]: past it the least recently used are deleted.
+//!
+//! Whoever can write these directories can choose the names Ember reports, so they are
+//! made mode 0700, and a directory or file that is not the running user's alone is not used.
+//!
+//! [`Config::copy_dir`]: crate::Config::copy_dir
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::SystemTime;
+
+use unwinder::elf;
+
+/// The kernel's symbols, under the copy directory.
+pub(crate) const KERNEL_DIR: &str = "kernel";
+/// Decompressed debug files, under the copy directory.
+pub(crate) const DEBUG_DIR: &str = "debug";
+
+/// The most the decompressed debug files may take together: 1 GiB.
+pub const DEBUG_COPIES_BYTES: u64 = 1 << 30;
+
+/// A decompressed copy in `dir` of the debug file `file`, made if there is none yet;
+/// `None` when `file` has no compressed DWARF or no build-id (nothing to gain, or nothing
+/// to name the copy by).
+///
+/// # Errors
+/// When `dir` is not private or cannot be made, or the copy cannot be written: the caller
+/// uses `file` as it is.
+pub(crate) fn decompressed_debug(dir: &Path, file: &File) -> io::Result<Option<File>> {
+    decompressed_debug_within(dir, file, DEBUG_COPIES_BYTES)
+}
+
+fn decompressed_debug_within(dir: &Path, file: &File, budget: u64) -> io::Result<Option<File>> {
+    let info = elf::parse(file).map_err(io::Error::other)?;
+    let Some(build_id) = info.build_id.as_deref().filter(|id| !id.is_empty()) else {
+        return Ok(None);
+    };
+    if !elf::has_compressed_debug(&info) {
+        return Ok(None);
+    }
+    private_dir(dir)?;
+    let hex: String = build_id.iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join(format!("{hex}.debug"));
+    if let Some(copy) = usable(&path, build_id) {
+        // Its time of last use, for the eviction order.
+        let _ = copy.set_modified(SystemTime::now());
+        return Ok(Some(copy));
+    }
+    let len = usize::try_from(file.metadata()?.len()).map_err(io::Error::other)?;
+    let mut data = vec![0; len];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut data, 0)?;
+    let tmp = dir.join(format!(".{hex}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let mut out = BufWriter::new(out);
+        elf::write_decompressed(&data, &mut out).map_err(io::Error::other)?;
+        out.into_inner()
+            .map_err(io::IntoInnerError::into_error)?
+            .sync_data()?;
+        fs::rename(&tmp, &path)
+    })();
+    if let Err(err) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(err);
+    }
+    evict(dir, &path, budget);
+    tracing::debug!(copy = %path.display(), "kept a decompressed copy of a debug file");
+    usable(&path, build_id)
+        .map(Some)
+        .ok_or_else(|| io::Error::other("the decompressed copy does not read back"))
+}
+
+/// The copy at `path` if it is private, ELF, of `build_id` and decompressed.
+fn usable(path: &Path, build_id: &[u8]) -> Option<File> {
+    let copy = File::open(path).ok()?;
+    let meta = copy.metadata().ok()?;
+    if !meta.is_file() || !is_private(&meta) {
+        return None;
+    }
+    let info = elf::parse(&copy).ok()?;
+    (info.build_id.as_deref() == Some(build_id) && !elf::has_compressed_debug(&info))
+        .then_some(copy)
+}
+
+/// Deletes the least recently used copies in `dir` until they fit `budget`, never `keep`.
+fn evict(dir: &Path, keep: &Path, budget: u64) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut copies: Vec<(SystemTime, u64, std::path::PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "debug"))
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((meta.modified().ok()?, meta.len(), e.path()))
+        })
+        .collect();
+    let mut total: u64 = copies.iter().map(|c| c.1).sum();
+    copies.sort();
+    for (_, len, path) in copies {
+        if total <= budget {
+            break;
+        }
+        if path != keep && fs::remove_file(&path).is_ok() {
+            total -= len;
+        }
+    }
+}
+
+/// Makes `dir` (mode 0700) if it is missing; refuses one that is not this user's alone,
+/// since whoever can write it can put names in the copies.
+pub(crate) fn private_dir(dir: &Path) -> io::Result<()> {
+    match fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() || !is_private(&meta) {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a directory only this user can write",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Owned by this user and writable by nobody else.
+pub(crate) fn is_private(meta: &fs::Metadata) -> bool {
+    meta.uid() == rustix::process::geteuid().as_raw() && meta.mode() & 0o022 == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small program with DWARF, and its zlib-compressed twin (as `objcopy` makes it).
+    fn compressed_program(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let src = dir.join("p.c");
+        fs::write(
+            &src,
+            "int twice(int x) { return 2 * x; }\nint main(void) { return twice(0); }\n",
+        )
+        .expect("source");
+        let (plain, packed) = (dir.join("p"), dir.join("p.gz"));
+        let run = |c: &mut std::process::Command| {
+            assert!(c.status().expect("gcc/objcopy").success(), "{c:?}");
+        };
+        run(std::process::Command::new("gcc")
+            .args(["-O1", "-g", "-o"])
+            .arg(&plain)
+            .arg(&src));
+        run(std::process::Command::new("objcopy")
+            .arg("--compress-debug-sections=zlib")
+            .arg(&plain)
+            .arg(&packed));
+        (plain, packed)
+    }
+
+    #[test]
+    fn a_compressed_debug_file_is_decompressed_once_and_reused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (plain, packed) = compressed_program(dir.path());
+        let copies = dir.path().join("copies/debug");
+        let packed_file = File::open(&packed).expect("packed");
+        let copy = decompressed_debug(&copies, &packed_file)
+            .expect("copy")
+            .expect("made");
+        let info = elf::parse(&copy).expect("copy is ELF");
+        assert!(!elf::has_compressed_debug(&info));
+        assert_eq!(
+            info.build_id,
+            elf::parse(&packed_file).expect("packed").build_id
+        );
+        assert_eq!(fs::metadata(&copies).expect("dir").mode() & 0o777, 0o700);
+        let made: Vec<_> = fs::read_dir(&copies).expect("list").collect();
+        assert_eq!(made.len(), 1, "one copy, no temporary file left");
+        let path = made[0].as_ref().expect("entry").path();
+        let first = fs::metadata(&path).expect("copy").ino();
+        // Asked again: the same file, not made again.
+        decompressed_debug(&copies, &packed_file)
+            .expect("again")
+            .expect("reused");
+        assert_eq!(fs::metadata(&path).expect("copy").ino(), first);
+        // An uncompressed file needs no copy.
+        let plain_file = File::open(&plain).expect("plain");
+        assert!(
+            decompressed_debug(&copies, &plain_file)
+                .expect("plain")
+                .is_none()
+        );
+        // A copy someone else could write is made again, privately.
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .expect("chmod");
+        decompressed_debug(&copies, &packed_file)
+            .expect("remade")
+            .expect("copy");
+        assert_eq!(fs::metadata(&path).expect("copy").mode() & 0o777, 0o600);
+        // Past the budget the oldest copy goes, never the one just made.
+        let old = copies.join("00.debug");
+        fs::write(&old, b"old").expect("old");
+        let long_ago = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1);
+        File::options()
+            .write(true)
+            .open(&old)
+            .expect("old")
+            .set_modified(long_ago)
+            .expect("mtime");
+        fs::remove_file(&path).expect("rm");
+        decompressed_debug_within(&copies, &packed_file, 10)
+            .expect("made")
+            .expect("copy");
+        assert!(!old.exists() && path.exists());
+    }
+}
