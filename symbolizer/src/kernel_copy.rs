@@ -9,7 +9,8 @@
 //! copy's first line, which blazesym skips as it skips every line without an address.
 //!
 //! BPF programs and trampolines come and go within a boot, so their lines are not copied.
-//! The copy is trusted only for addresses in the core kernel's text (`_stext` to `_etext`)
+//! The copy is trusted only for addresses in the core kernel's text (`_stext` to `_etext`,
+//! and the init text, `_sinittext` to `_einittext`)
 //! and in a module's range from `/proc/modules`; the kernel symbolizer reads the live file
 //! for any other address, so a name never comes from a stale copy.
 //!
@@ -33,7 +34,7 @@ pub(crate) const MODULES: &str = "/proc/modules";
 /// The copy's name in its directory.
 const COPY_NAME: &str = "kallsyms";
 /// The start of the copy's first line; the version changes with the line's format.
-const HEADER: &str = "# ember kallsyms copy v1";
+const HEADER: &str = "# ember kallsyms copy v2";
 /// More than any kallsyms (about 5 MiB with a distribution kernel's modules); a file past
 /// it is not copied.
 const MAX_KALLSYMS_BYTES: u64 = 256 << 20;
@@ -95,42 +96,54 @@ impl Key {
         })
     }
 
-    fn header(&self, core: &Range<u64>) -> String {
+    fn header(&self, core: &[Range<u64>]) -> String {
+        let ranges: Vec<String> = core
+            .iter()
+            .map(|r| format!("{:x}-{:x}", r.start, r.end))
+            .collect();
         format!(
-            "{HEADER} boot={} modules={:016x} core={:x}-{:x}\n",
-            self.boot_id, self.modules_hash, core.start, core.end
+            "{HEADER} boot={} modules={:016x} core={}\n",
+            self.boot_id,
+            self.modules_hash,
+            ranges.join(",")
         )
     }
 
-    /// The core text range a copy's first line states, if the line is this key's.
-    fn matches(&self, line: &str) -> Option<Range<u64>> {
+    /// The core text ranges a copy's first line states, if the line is this key's.
+    fn matches(&self, line: &str) -> Option<Vec<Range<u64>>> {
         let rest = line.trim_end().strip_prefix(HEADER)?.strip_prefix(' ')?;
         let mut fields = rest.split(' ');
         let boot = fields.next()?.strip_prefix("boot=")?;
         let modules = fields.next()?.strip_prefix("modules=")?;
-        let (start, end) = fields.next()?.strip_prefix("core=")?.split_once('-')?;
+        let core = fields.next()?.strip_prefix("core=")?;
         if fields.next().is_some()
             || boot != self.boot_id
             || u64::from_str_radix(modules, 16).ok()? != self.modules_hash
         {
             return None;
         }
-        let core = u64::from_str_radix(start, 16).ok()?..u64::from_str_radix(end, 16).ok()?;
-        (core.start < core.end).then_some(core)
+        core.split(',')
+            .map(|r| {
+                let (start, end) = r.split_once('-')?;
+                let r = u64::from_str_radix(start, 16).ok()?..u64::from_str_radix(end, 16).ok()?;
+                (r.start < r.end).then_some(r)
+            })
+            .collect()
     }
 }
 
-/// The addresses a copy names: the core kernel's text and the modules'.
+/// The addresses a copy names: the core kernel's text (with its init text, where the
+/// idle task of the boot CPU keeps `x86_64_start_kernel` on its stack) and the modules'.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Coverage {
-    core: Range<u64>,
+    core: Vec<Range<u64>>,
     modules: Vec<Range<u64>>,
 }
 
 impl Coverage {
     /// Whether the copy holds every symbol that could name `addr`.
     pub(crate) fn contains(&self, addr: u64) -> bool {
-        if self.core.contains(&addr) {
+        if self.core.iter().any(|r| r.contains(&addr)) {
             return true;
         }
         let i = self.modules.partition_point(|r| r.start <= addr);
@@ -173,16 +186,16 @@ pub(crate) fn open_or_make(dir: &Path, live: &Path, key: &Key) -> io::Result<(Pa
     Ok((path, coverage(core, key)))
 }
 
-fn coverage(core: Range<u64>, key: &Key) -> Coverage {
+fn coverage(core: Vec<Range<u64>>, key: &Key) -> Coverage {
     Coverage {
         core,
         modules: key.modules.clone(),
     }
 }
 
-/// The core range of the copy at `path` if it exists, is this user's alone and is
+/// The core ranges of the copy at `path` if it exists, is this user's alone and is
 /// `key`'s; `None` when it is to be made again.
-fn existing(path: &Path, key: &Key) -> io::Result<Option<Range<u64>>> {
+fn existing(path: &Path, key: &Key) -> io::Result<Option<Vec<Range<u64>>>> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -197,10 +210,11 @@ fn existing(path: &Path, key: &Key) -> io::Result<Option<Range<u64>>> {
     Ok(key.matches(&first))
 }
 
-/// `kallsyms` without the lines that can change within a boot, and the core text range.
-fn filter(text: &str) -> io::Result<(Range<u64>, String)> {
+/// `kallsyms` without the lines that can change within a boot, and the core text ranges:
+/// `_stext` to `_etext`, and `_sinittext` to `_einittext` when both are listed.
+fn filter(text: &str) -> io::Result<(Vec<Range<u64>>, String)> {
     let mut kept = String::with_capacity(text.len());
-    let (mut stext, mut etext) = (None, None);
+    let (mut stext, mut etext, mut sinit, mut einit) = (None, None, None, None);
     for line in text.lines() {
         let mut fields = line.split_ascii_whitespace();
         let (Some(addr), Some(_kind), Some(name)) = (fields.next(), fields.next(), fields.next())
@@ -214,15 +228,25 @@ fn filter(text: &str) -> io::Result<(Range<u64>, String)> {
             None => match name {
                 "_stext" => stext = u64::from_str_radix(addr, 16).ok(),
                 "_etext" => etext = u64::from_str_radix(addr, 16).ok(),
+                "_sinittext" => sinit = u64::from_str_radix(addr, 16).ok(),
+                "_einittext" => einit = u64::from_str_radix(addr, 16).ok(),
                 _ => {}
             },
         }
         let _ = writeln!(kept, "{line}");
     }
+    let mut core = Vec::with_capacity(2);
     match (stext, etext) {
-        (Some(s), Some(e)) if s != 0 && s < e => Ok((s..e, kept)),
-        _ => Err(invalid("kallsyms has no _stext.._etext".to_owned())),
+        (Some(s), Some(e)) if s != 0 && s < e => core.push(s..e),
+        _ => return Err(invalid("kallsyms has no _stext.._etext".to_owned())),
     }
+    if let (Some(s), Some(e)) = (sinit, einit)
+        && s != 0
+        && s < e
+    {
+        core.push(s..e);
+    }
+    Ok((core, kept))
 }
 
 fn read_bounded(path: &Path, max: u64) -> io::Result<String> {
@@ -258,6 +282,9 @@ mod tests {
     const LIVE: &str = "ffffffff81000000 T _stext\n\
                         ffffffff81001000 T do_syscall_64\n\
                         ffffffff81800000 T _etext\n\
+                        ffffffff83000000 T _sinittext\n\
+                        ffffffff83000100 T x86_64_start_kernel\n\
+                        ffffffff83100000 T _einittext\n\
                         ffffffffc0100000 t virtnet_poll\t[virtio_net]\n\
                         ffffffffc0300000 t bpf_prog_6deef7357e7b4530_sample\t[bpf]\n\
                         ffffffffc0400000 t ftrace_trampoline\t[__builtin__ftrace]\n";
@@ -266,7 +293,10 @@ mod tests {
     fn a_key_is_this_boot_and_these_modules() {
         let key = Key::parse(BOOT, MODULES_TEXT).expect("key");
         assert_eq!(key.modules.len(), 2);
-        let core = 0xffff_ffff_8100_0000..0xffff_ffff_8180_0000;
+        let core = vec![
+            0xffff_ffff_8100_0000..0xffff_ffff_8180_0000,
+            0xffff_ffff_8300_0000..0xffff_ffff_8310_0000,
+        ];
         assert_eq!(key.matches(&key.header(&core)), Some(core.clone()));
         let other_boot = Key::parse("1b5c6f1e-7d1a-4c36-9d9e-2f5a1c2b3d4e", MODULES_TEXT);
         assert_eq!(other_boot.expect("key").matches(&key.header(&core)), None);
@@ -292,6 +322,7 @@ mod tests {
         let c = coverage(core, &key);
         assert!(c.contains(0xffff_ffff_8100_1234));
         assert!(!c.contains(0xffff_ffff_8180_0000));
+        assert!(c.contains(0xffff_ffff_8300_01d0), "init text");
         assert!(c.contains(0xffff_ffff_c010_0010));
         assert!(c.contains(0xffff_ffff_c020_0000 + 1_032_191));
         assert!(
