@@ -112,7 +112,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_cache_bytes(args.symbol_cache)
                     .with_debug_dirs(args.debug_dirs)
                     .with_debuginfod(debuginfod)
-                    .with_copy_dir(Some(copy_dir)),
+                    // Decompressed debug files are mapped, not inflated on the heap; kallsyms
+                    // is read once per agent anyway.
+                    .with_copy_dir(Some(copy_dir))
+                    .with_kernel_copy(false),
                 push: agent::PushSettings::from_args(&args.push).context("ember agent")?,
             };
             let summary = agent::run(&config).context("ember agent")?;

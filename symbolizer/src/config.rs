@@ -52,6 +52,11 @@ pub struct Config {
     /// compressed debug files, by build-id, so their DWARF is mapped rather than inflated
     /// on every run (at most [`crate::DEBUG_COPIES_BYTES`], oldest deleted first).
     pub copy_dir: Option<PathBuf>,
+    /// Whether the kernel's symbols come through the copy in [`Config::copy_dir`] (default
+    /// `true`). A long-running process reads `/proc/kallsyms` once anyway, and reading it
+    /// again for an address the copy does not cover (a BPF program's) would keep both in
+    /// memory, about 8 MiB more.
+    pub kernel_copy: bool,
 }
 
 impl Default for Config {
@@ -66,6 +71,7 @@ impl Default for Config {
             cache_entries: DEFAULT_CACHE_ENTRIES,
             debuginfod: None,
             copy_dir: None,
+            kernel_copy: true,
         }
     }
 }
@@ -117,6 +123,13 @@ impl Config {
     #[must_use]
     pub fn with_copy_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.copy_dir = dir;
+        self
+    }
+
+    /// Sets [`Config::kernel_copy`].
+    #[must_use]
+    pub fn with_kernel_copy(mut self, enable: bool) -> Self {
+        self.kernel_copy = enable;
         self
     }
 

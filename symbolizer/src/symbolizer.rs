@@ -169,6 +169,7 @@ impl Symbolizer {
             config
                 .copy_dir
                 .as_ref()
+                .filter(|_| config.kernel_copy)
                 .map(|d| CopyPlace::running(d.join(crate::copies::KERNEL_DIR))),
         );
         Symbolizer {
