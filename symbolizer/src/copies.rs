@@ -51,13 +51,26 @@ fn decompressed_debug_within(dir: &Path, file: &File, budget: u64) -> io::Result
     }
     private_dir(dir)?;
     let hex: String = build_id.iter().map(|b| format!("{b:02x}")).collect();
-    let path = dir.join(format!("{hex}.debug"));
+    // Named by build-id and by which file it copies: another debug file with the same
+    // build-id (reinstalled, or a different one a test made) gets its own copy.
+    let meta = file.metadata()?;
+    let source = [
+        meta.dev(),
+        meta.ino(),
+        meta.len(),
+        meta.mtime() as u64,
+        meta.mtime_nsec() as u64,
+    ];
+    let source = source.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &v| {
+        (h ^ v).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let path = dir.join(format!("{hex}-{source:016x}.debug"));
     if let Some(copy) = usable(&path, build_id) {
         // Its time of last use, for the eviction order.
         let _ = copy.set_modified(SystemTime::now());
         return Ok(Some(copy));
     }
-    let len = usize::try_from(file.metadata()?.len()).map_err(io::Error::other)?;
+    let len = usize::try_from(meta.len()).map_err(io::Error::other)?;
     let mut data = vec![0; len];
     std::os::unix::fs::FileExt::read_exact_at(file, &mut data, 0)?;
     let tmp = dir.join(format!(".{hex}.{}.tmp", std::process::id()));
@@ -78,7 +91,7 @@ fn decompressed_debug_within(dir: &Path, file: &File, budget: u64) -> io::Result
         let _ = fs::remove_file(&tmp);
         return Err(err);
     }
-    evict(dir, &path, budget);
+    evict(dir, &path, &hex, budget);
     tracing::debug!(copy = %path.display(), "kept a decompressed copy of a debug file");
     usable(&path, build_id)
         .map(Some)
@@ -97,8 +110,9 @@ fn usable(path: &Path, build_id: &[u8]) -> Option<File> {
         .then_some(copy)
 }
 
-/// Deletes the least recently used copies in `dir` until they fit `budget`, never `keep`.
-fn evict(dir: &Path, keep: &Path, budget: u64) {
+/// Deletes the other copies of build-id `hex` (made from a file since replaced), then the
+/// least recently used copies in `dir` until they fit `budget`; never `keep`.
+fn evict(dir: &Path, keep: &Path, hex: &str, budget: u64) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -112,11 +126,13 @@ fn evict(dir: &Path, keep: &Path, budget: u64) {
         .collect();
     let mut total: u64 = copies.iter().map(|c| c.1).sum();
     copies.sort();
+    let same_id = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&format!("{hex}-")))
+    };
     for (_, len, path) in copies {
-        if total <= budget {
-            break;
-        }
-        if path != keep && fs::remove_file(&path).is_ok() {
+        if path != keep && (total > budget || same_id(&path)) && fs::remove_file(&path).is_ok() {
             total -= len;
         }
     }
@@ -204,6 +220,29 @@ mod tests {
             .expect("again")
             .expect("reused");
         assert_eq!(fs::metadata(&path).expect("copy").ino(), first);
+        // Another file with the same build-id (here: the same bytes, written again) gets a
+        // copy of its own, which replaces the first.
+        let again = dir.path().join("p.gz.again");
+        fs::copy(&packed, &again).expect("copy");
+        decompressed_debug(&copies, &File::open(&again).expect("again"))
+            .expect("made")
+            .expect("copy");
+        let names: Vec<_> = fs::read_dir(&copies)
+            .expect("list")
+            .map(|e| e.expect("e").path())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert_ne!(names[0], path);
+        let path = decompressed_debug(&copies, &packed_file)
+            .expect("back")
+            .map(|_| ());
+        assert!(path.is_some());
+        let names: Vec<_> = fs::read_dir(&copies)
+            .expect("list")
+            .map(|e| e.expect("e").path())
+            .collect();
+        assert_eq!(names.len(), 1);
+        let path = names[0].clone();
         // An uncompressed file needs no copy.
         let plain_file = File::open(&plain).expect("plain");
         assert!(
