@@ -983,21 +983,25 @@ mod tests {
         assert!(sym.processes.is_empty());
     }
 
+    /// This process's executable mapping of libc.
+    fn own_libc() -> Mapping {
+        let (mappings, _) = maps::read(std::process::id()).expect("own maps");
+        mappings
+            .into_iter()
+            .find(|m| {
+                m.exec
+                    && matches!(&m.backing, Backing::File { path, .. } if path.contains("libc.so"))
+            })
+            .expect("a libc mapping")
+    }
+
     /// A process gone before anything captured its libc is named from a mapping known
     /// from elsewhere (the eBPF file lookup's), once libc is open for another process.
     #[test]
     fn a_gone_process_is_named_from_known_mappings_of_an_open_binary() {
         let mut sym = Symbolizer::new(Config::default());
         let me = std::process::id();
-        let (mappings, _) = maps::read(me).expect("own maps");
-        let libc = mappings
-            .iter()
-            .find(|m| {
-                m.exec
-                    && matches!(&m.backing, Backing::File { path, .. } if path.contains("libc.so"))
-            })
-            .expect("a libc mapping")
-            .clone();
+        let libc = own_libc();
         let Backing::File { key: Some(key), .. } = libc.backing.clone() else {
             panic!("libc has no device and inode");
         };
@@ -1038,15 +1042,7 @@ mod tests {
     #[test]
     fn a_decompressed_debug_copy_names_libc_as_the_compressed_file_does() {
         let me = std::process::id();
-        let (mappings, _) = maps::read(me).expect("own maps");
-        let libc = mappings
-            .iter()
-            .find(|m| {
-                m.exec
-                    && matches!(&m.backing, Backing::File { path, .. } if path.contains("libc.so"))
-            })
-            .expect("a libc mapping")
-            .clone();
+        let libc = own_libc();
         let addrs: Vec<u64> = (1..200)
             .map(|i| libc.start + (libc.end - libc.start) * i / 200)
             .collect();
