@@ -4,6 +4,7 @@
 #   scripts/bench.sh record|agent|ui|diff|unwind|storm [options]   one of them, with its options
 #   scripts/bench.sh symbolize  symbolization throughput vs llvm-symbolizer/addr2line, storm naming
 #   scripts/bench.sh python     Python frames: BPF cost per sample vs native, py-spy, agent at 19 Hz
+#   scripts/bench.sh cost       issue 19's goals: record's CPU + BPF vs perf, BPF µs per sample
 # Needs root. Installs inferno's CLI (for the perf pipeline) into target/bench-tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,8 @@ case "${1:-all}" in
   unwind) shift; exec python3 bench/unwind_bench.py "$@" ;;
   storm) shift; exec python3 bench/storm_bench.py "$@" ;;
   python) shift; exec python3 bench/python_bench.py "$@" ;;
+  cost) shift; exec python3 bench/cost_bench.py "$@" ;;
   all) python3 bench/record_bench.py; python3 bench/agent_bench.py; bench/ui_bench.sh
     python3 bench/diff_bench.py; python3 bench/unwind_bench.py ;;
-  *) echo "bench: unknown report '$1' (record, agent, ui, diff, unwind, storm, symbolize, python)" >&2; exit 2 ;;
+  *) echo "bench: unknown report '$1' (record, agent, ui, diff, unwind, storm, symbolize, python, cost)" >&2; exit 2 ;;
 esac
