@@ -82,9 +82,11 @@ fn decompressed_debug_within(dir: &Path, file: &File, budget: u64) -> io::Result
             .open(&tmp)?;
         let mut out = BufWriter::new(out);
         elf::write_decompressed(&data, &mut out).map_err(io::Error::other)?;
-        out.into_inner()
-            .map_err(io::IntoInnerError::into_error)?
-            .sync_data()?;
+        // Not synced: an fsync on a busy node's ext4 waits for other files' dirty data
+        // (it took the agent's first libc lookup past its 1 s wait right after a build).
+        // A copy cut short by a crash has no section header table (written last) or a
+        // size of 0, so `usable` refuses it and it is made again.
+        out.into_inner().map_err(io::IntoInnerError::into_error)?;
         fs::rename(&tmp, &path)
     })();
     if let Err(err) = written {

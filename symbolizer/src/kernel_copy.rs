@@ -175,7 +175,7 @@ pub(crate) fn open_or_make(dir: &Path, live: &Path, key: &Key) -> io::Result<(Pa
             .open(&tmp)?;
         file.write_all(key.header(&core).as_bytes())?;
         file.write_all(kept.as_bytes())?;
-        file.sync_data()?;
+        // Not synced: a crash means a reboot, and a new boot id makes any copy stale.
         fs::rename(&tmp, &path)
     })();
     if let Err(err) = written {
