@@ -81,7 +81,7 @@ fn decompressed_debug_within(dir: &Path, file: &File, budget: u64) -> io::Result
             .mode(0o600)
             .open(&tmp)?;
         let mut out = BufWriter::new(out);
-        elf::write_decompressed(&data, &mut out).map_err(io::Error::other)?;
+        elf::write_decompressed(&data, &mut out, budget).map_err(io::Error::other)?;
         // Not synced: an fsync on a busy node's ext4 waits for other files' dirty data
         // (it took the agent's first libc lookup past its 1 s wait right after a build).
         // A copy cut short by a crash has no section header table (written last) or a
@@ -269,10 +269,16 @@ mod tests {
             .expect("old")
             .set_modified(long_ago)
             .expect("mtime");
+        let size = fs::metadata(&path).expect("copy").len();
         fs::remove_file(&path).expect("rm");
-        decompressed_debug_within(&copies, &packed_file, 10)
+        decompressed_debug_within(&copies, &packed_file, size)
             .expect("made")
             .expect("copy");
         assert!(!old.exists() && path.exists());
+        // A file that would decompress past the budget is not copied at all.
+        fs::remove_file(&path).expect("rm");
+        assert!(decompressed_debug_within(&copies, &packed_file, size - 1).is_err());
+        let left = fs::read_dir(&copies).expect("list").count();
+        assert_eq!(left, 0, "no temporary file left");
     }
 }

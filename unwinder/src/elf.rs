@@ -671,7 +671,9 @@ pub fn has_compressed_debug(elf: &ElfFile) -> bool {
 /// Writes `data`, a whole ELF file, to `out` with every compressed section decompressed
 /// (as `objcopy --decompress-debug-sections` does): the header and program headers as they
 /// were, the sections in file order at new offsets, then the section header table with the
-/// new offsets and sizes and `SHF_COMPRESSED` cleared. Returns the bytes written.
+/// new offsets and sizes and `SHF_COMPRESSED` cleared. Returns the bytes written, which
+/// are never more than `max_bytes` (a file whose sections claim more is refused before
+/// anything is written: a small file can claim gigabytes).
 ///
 /// A symbolizer maps such a file instead of inflating megabytes of DWARF on every run.
 ///
@@ -679,7 +681,11 @@ pub fn has_compressed_debug(elf: &ElfFile) -> bool {
 /// As [`parse`] and [`Section::contents`], [`ElfError::Malformed`] for a section header
 /// table that is not 64-byte entries or that section data overlaps, and [`ElfError::Io`]
 /// when writing fails.
-pub fn write_decompressed(data: &[u8], out: &mut impl io::Write) -> Result<u64, ElfError> {
+pub fn write_decompressed(
+    data: &[u8],
+    out: &mut impl io::Write,
+    max_bytes: u64,
+) -> Result<u64, ElfError> {
     let elf = parse(data)?;
     let bad = ElfError::Malformed;
     let shoff = u64_at(data, 0x28).ok_or(bad("truncated header"))?;
@@ -753,6 +759,9 @@ pub fn write_decompressed(data: &[u8], out: &mut impl io::Write) -> Result<u64, 
         at += size;
     }
     let table_at = align_up(at, 8);
+    if table_at.saturating_add(table.len() as u64) > max_bytes {
+        return Err(bad("the decompressed file would be larger than allowed"));
+    }
     header[0x28..0x30].copy_from_slice(&table_at.to_le_bytes());
     out.write_all(&header)?;
     let mut written = header.len() as u64;

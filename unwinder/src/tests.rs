@@ -486,7 +486,9 @@ fn a_compressed_file_is_written_back_decompressed() {
         "objcopy did not compress"
     );
     let mut written = Vec::new();
-    let len = elf::write_decompressed(&packed_bytes, &mut written).unwrap();
+    assert!(elf::write_decompressed(&packed_bytes, &mut written, 4096).is_err());
+    assert!(written.is_empty(), "nothing written past the bound");
+    let len = elf::write_decompressed(&packed_bytes, &mut written, u64::MAX).unwrap();
     assert_eq!(len, written.len() as u64);
     let got = elf::parse(&written[..]).unwrap();
     assert!(!got.sections.iter().any(elf::Section::is_compressed));
@@ -520,8 +522,8 @@ fn a_compressed_file_is_written_back_decompressed() {
     };
     assert_eq!(dump(&out), dump(&plain));
     // Nothing to decompress, or a cut file: an error, never a panic.
-    assert!(elf::write_decompressed(&plain_bytes, &mut Vec::new()).is_err());
+    assert!(elf::write_decompressed(&plain_bytes, &mut Vec::new(), u64::MAX).is_err());
     for cut in [64, 1000, packed_bytes.len() / 2, packed_bytes.len() - 1] {
-        let _ = elf::write_decompressed(&packed_bytes[..cut], &mut Vec::new());
+        let _ = elf::write_decompressed(&packed_bytes[..cut], &mut Vec::new(), u64::MAX);
     }
 }
