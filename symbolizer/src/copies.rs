@@ -5,9 +5,11 @@
 //! Distribution debug files are zlib-compressed (Debian's `-dbgsym` and `libc6-dbg`):
 //! blazesym inflates every DWARF section of one before the first lookup in it, which took a
 //! 5 s `record --all` about 0.035 s of CPU for libc alone, every run. A copy written with
-//! the sections decompressed (`unwinder::elf::write_decompressed`) is mapped instead; it is
-//! named by build-id and used only if its own build-id is that one. The copies together are
-//! kept under [`DEBUG_COPIES_BYTES`]: past it the least recently used are deleted.
+//! the sections decompressed (`unwinder::elf::write_decompressed`) is mapped instead. It is
+//! named by build-id and by the file it copies (device, inode, size, mtime), and used only
+//! if its own build-id is that one. The copies together are kept under
+//! [`DEBUG_COPIES_BYTES`]: past it the least recently used are deleted, and a file that
+//! would decompress to more than that on its own is not copied.
 //!
 //! Whoever can write these directories can choose the names Ember reports, so they are
 //! made mode 0700, and a directory or file that is not the running user's alone is not used.
@@ -54,16 +56,12 @@ fn decompressed_debug_within(dir: &Path, file: &File, budget: u64) -> io::Result
     // Named by build-id and by which file it copies: another debug file with the same
     // build-id (reinstalled, or a different one a test made) gets its own copy.
     let meta = file.metadata()?;
-    let source = [
-        meta.dev(),
-        meta.ino(),
-        meta.len(),
-        meta.mtime() as u64,
-        meta.mtime_nsec() as u64,
-    ];
-    let source = source.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &v| {
-        (h ^ v).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let source: Vec<u8> = [meta.dev(), meta.ino(), meta.len()]
+        .into_iter()
+        .chain([meta.mtime(), meta.mtime_nsec()].map(i64::cast_unsigned))
+        .flat_map(u64::to_le_bytes)
+        .collect();
+    let source = fnv1a(&source);
     let path = dir.join(format!("{hex}-{source:016x}.debug"));
     if let Some(copy) = usable(&path, build_id) {
         // Its time of last use, for the eviction order.
@@ -73,26 +71,12 @@ fn decompressed_debug_within(dir: &Path, file: &File, budget: u64) -> io::Result
     let len = usize::try_from(meta.len()).map_err(io::Error::other)?;
     let mut data = vec![0; len];
     std::os::unix::fs::FileExt::read_exact_at(file, &mut data, 0)?;
-    let tmp = dir.join(format!(".{hex}.{}.tmp", std::process::id()));
-    let written = (|| {
-        let out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        let mut out = BufWriter::new(out);
-        elf::write_decompressed(&data, &mut out, budget).map_err(io::Error::other)?;
-        // Not synced: an fsync on a busy node's ext4 waits for other files' dirty data
-        // (it took the agent's first libc lookup past its 1 s wait right after a build).
-        // A copy cut short by a crash has no section header table (written last) or a
-        // size of 0, so `usable` refuses it and it is made again.
-        out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        fs::rename(&tmp, &path)
-    })();
-    if let Err(err) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(err);
-    }
+    // A copy cut short by a crash has no section header table (written last) or a size
+    // of 0, so `usable` refuses it and it is made again.
+    write_private(&path, |out| {
+        elf::write_decompressed(&data, out, budget).map_err(io::Error::other)?;
+        Ok(())
+    })?;
     evict(dir, &path, &hex, budget);
     tracing::debug!(copy = %path.display(), "kept a decompressed copy of a debug file");
     usable(&path, build_id)
@@ -138,6 +122,43 @@ fn evict(dir: &Path, keep: &Path, hex: &str, budget: u64) {
             total -= len;
         }
     }
+}
+
+/// Writes the file at `path` (mode 0600) through `write`: into a temporary file beside
+/// it, renamed into place when complete, so a reader never sees a part of it, and nothing
+/// is left behind when `write` fails.
+///
+/// Not synced: an fsync on a busy node's ext4 waits for other files' dirty data (it took
+/// the agent's first libc lookup past its 1 s wait right after a build). Each caller says
+/// why a copy a crash cut short is harmless.
+pub(crate) fn write_private(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+) -> io::Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let mut out = BufWriter::new(file);
+        write(&mut out)?;
+        out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// FNV-1a of `bytes`: the copies' keys, not a defence against anyone.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Makes `dir` (mode 0700) if it is missing; refuses one that is not this user's alone,

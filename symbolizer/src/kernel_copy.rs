@@ -18,13 +18,12 @@
 //! enter, and is used only if that user owns it and nobody else can write it.
 
 use std::fmt::Write as _;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write as _};
 use std::ops::Range;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::copies::{is_private, private_dir};
+use crate::copies::{fnv1a, is_private, private_dir, write_private};
 
 /// Identifies the boot.
 pub(crate) const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
@@ -166,22 +165,11 @@ pub(crate) fn open_or_make(dir: &Path, live: &Path, key: &Key) -> io::Result<(Pa
     }
     let text = read_bounded(live, MAX_KALLSYMS_BYTES)?;
     let (core, kept) = filter(&text)?;
-    let tmp = dir.join(format!(".{COPY_NAME}.{}.tmp", std::process::id()));
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(key.header(&core).as_bytes())?;
-        file.write_all(kept.as_bytes())?;
-        // Not synced: a crash means a reboot, and a new boot id makes any copy stale.
-        fs::rename(&tmp, &path)
-    })();
-    if let Err(err) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(err);
-    }
+    // A crash means a reboot, and a new boot id makes any copy stale.
+    write_private(&path, |out| {
+        out.write_all(key.header(&core).as_bytes())?;
+        out.write_all(kept.as_bytes())
+    })?;
     tracing::debug!(copy = %path.display(), "kept a copy of the kernel's symbols for this boot");
     Ok((path, coverage(core, key)))
 }
@@ -261,12 +249,6 @@ fn read_bounded(path: &Path, max: u64) -> io::Result<String> {
     Ok(text)
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
@@ -274,6 +256,7 @@ fn invalid(msg: String) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::MetadataExt;
 
     const BOOT: &str = "0b5c6f1e-7d1a-4c36-9d9e-2f5a1c2b3d4e\n";
