@@ -268,6 +268,10 @@ fn launch(sampler: &mut Sampler, argv: &[OsString], own_pid: u32) -> Result<Chil
     // The command most likely maps the same libc and loader as ember: their tables are
     // ready before it starts.
     sampler.preload_unwind_libraries(own_pid);
+    // And the command's own binary: it is known before it runs.
+    if let Some(exe) = command_path(program) {
+        sampler.preload_unwind_executable(&exe);
+    }
     let mut command = Command::new(program);
     command.args(args);
     let spawned = if sampler.follows_forks() {
@@ -282,6 +286,22 @@ fn launch(sampler: &mut Sampler, argv: &[OsString], own_pid: u32) -> Result<Chil
         command: program.to_string_lossy().into_owned(),
         source,
     })
+}
+
+/// The file `execvp` would run for `program`: the path itself when it has a `/`, else the
+/// first executable regular file of that name in `PATH`.
+fn command_path(program: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    if program.as_bytes().contains(&b'/') {
+        return Some(program.into());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// `ember record`'s end of the pipeline: one profile for the whole run, written when it
@@ -577,6 +597,20 @@ pub(crate) fn exit_code_of(status: ExitStatus) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_is_found_as_execvp_finds_it() {
+        let sh = command_path(std::ffi::OsStr::new("sh")).expect("sh in PATH");
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{}", sh.display());
+        assert_eq!(
+            command_path(std::ffi::OsStr::new("./x/y")),
+            Some(std::path::PathBuf::from("./x/y"))
+        );
+        assert_eq!(
+            command_path(std::ffi::OsStr::new("no-such-command-ember")),
+            None
+        );
+    }
 
     #[test]
     fn samples_lost_to_a_full_counts_map_are_named_in_the_warning() {

@@ -620,6 +620,14 @@ impl Sampler {
         }
     }
 
+    /// Loads (and keeps) the unwind table of the executable at `path`, and waits for it;
+    /// see [`UnwindTables::preload_executable`]. A no-op with `--unwinder fp`.
+    pub fn preload_unwind_executable(&mut self, path: &std::path::Path) {
+        if let Some(u) = &self.unwind {
+            u.preload_executable(path);
+        }
+    }
+
     /// The unwind tables' memory and coverage; `None` with `--unwinder fp`.
     #[must_use]
     pub fn unwind_stats(&self) -> Option<super::UnwindStats> {

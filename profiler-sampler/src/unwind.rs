@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap as StdHashMap, HashSet};
 use std::os::fd::{AsFd as _, AsRawFd as _};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
@@ -679,6 +680,48 @@ impl UnwindTables {
         self.load_time += started.elapsed();
     }
 
+    /// Builds, publishes by file and pins the table of the executable at `path`, so that a
+    /// command about to be exec'd from it unwinds through its own code from its first
+    /// sample instead of waiting for the table to be built after the exec (a large binary
+    /// takes tenths of a second of CPU, at nice 10, on a busy machine longer). A file that
+    /// is not an ELF binary (a script) or has no table is left to the process's own load.
+    pub fn preload_executable(&mut self, path: &Path) {
+        let started = Instant::now();
+        match self.load_path(path) {
+            Ok(Some(key)) => self.add_user(&key), // pinned for the whole run
+            Ok(None) => {}
+            Err(reason) => debug!(binary = %path.display(), %reason, "no unwind table preloaded"),
+        }
+        self.load_time += started.elapsed();
+    }
+
+    /// [`UnwindTables::preload_executable`]'s load: the table's key, `None` when the file
+    /// was seen before.
+    fn load_path(&mut self, path: &Path) -> Result<Option<String>, String> {
+        use std::os::unix::fs::MetadataExt as _;
+        let file = std::fs::File::open(path).map_err(|e| format!("opening: {e}"))?;
+        let meta = file.metadata().map_err(|e| e.to_string())?;
+        if !meta.is_file() {
+            return Err("not a regular file".into());
+        }
+        let dev = (u64::from(libc::major(meta.dev())) << 32) | u64::from(libc::minor(meta.dev()));
+        let key = (dev, meta.ino());
+        if self.files.contains_key(&key) {
+            return Ok(None);
+        }
+        let state = self
+            .load_opened(&file, &path.to_string_lossy(), key)
+            .unwrap_or_else(|reason| {
+                debug!(binary = %path.display(), %reason, "no unwind table preloaded");
+                FileState::Failed
+            });
+        self.files.insert(key, state.clone());
+        Ok(match state {
+            FileState::Loaded { key, .. } => Some(key),
+            FileState::Failed => None,
+        })
+    }
+
     /// Forgets processes that have exited and frees the tables nobody uses any more.
     pub fn sweep(&mut self) {
         let gone: Vec<u32> = self
@@ -919,33 +962,44 @@ impl UnwindTables {
     }
 
     fn load_file(&mut self, pid: u32, m: &ExecFile) -> Result<FileState, String> {
-        let path = &*m.path;
         // The path is the process's user's to change (a symlink, a FIFO, another file):
         // it is opened as the symbolizer opens binaries, through map_files or beneath the
         // process's root without following symlinks, and only if it is still the mapped
         // file.
         let file = procfs::open_mapped(pid, &m.mapping).map_err(|e| format!("opening: {e}"))?;
+        self.load_opened(&file, &m.path, m.key)
+    }
+
+    /// Builds, loads and publishes by file the table of the open binary `file`, mapped
+    /// from `path`, whose device (`major << 32 | minor`) and inode are `key`.
+    fn load_opened(
+        &mut self,
+        file: &std::fs::File,
+        path: &str,
+        key: (u64, u64),
+    ) -> Result<FileState, String> {
+        use std::os::unix::fs::MetadataExt as _;
         // SAFETY: a read-only private mapping; a binary truncated underneath us could
         // fault, the same risk every symbolizer takes with mapped binaries.
-        let data = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("mapping: {e}"))?;
+        let data = unsafe { memmap2::Mmap::map(file) }.map_err(|e| format!("mapping: {e}"))?;
         let info = ElfInfo::parse(&data).map_err(|e| e.to_string())?;
         let meta = file.metadata().map_err(|e| e.to_string())?;
-        let key = match &info.build_id {
+        let table = match &info.build_id {
             Some(id) => id.iter().map(|b| format!("{b:02x}")).collect(),
-            None => format!("{path}@{}", std::os::unix::fs::MetadataExt::ino(&meta)),
+            None => format!("{path}@{}", meta.ino()),
         };
-        let state = self.load_image(path, &data, key, info)?;
-        if let FileState::Loaded { key, info } = &state {
+        let state = self.load_image(path, &data, table, info)?;
+        if let FileState::Loaded { key: table, info } = &state {
             let file = FileKey {
-                ino: m.key.1,
-                mtime: std::os::unix::fs::MetadataExt::mtime(&meta),
+                ino: key.1,
+                mtime: meta.mtime(),
                 dev: FileKey::kernel_dev(
-                    u32::try_from(m.key.0 >> 32).unwrap_or(0),
-                    u32::try_from(m.key.0 & 0xffff_ffff).unwrap_or(0),
+                    u32::try_from(key.0 >> 32).unwrap_or(0),
+                    u32::try_from(key.0 & 0xffff_ffff).unwrap_or(0),
                 ),
                 _pad: 0,
             };
-            self.publish(key, file, info, path, 0);
+            self.publish(table, file, info, path, 0);
         }
         Ok(state)
     }
@@ -1072,6 +1126,8 @@ enum Request {
     Sampled(Vec<(u32, u64)>, Duration),
     /// Preload and pin a process's libraries, then reply.
     Preload(u32, mpsc::Sender<()>),
+    /// Preload and pin an executable's table, then reply.
+    PreloadExecutable(std::path::PathBuf, mpsc::Sender<()>),
     /// Skip processes running ember's own image.
     SkipOwnImage,
     /// Release exited processes and expired tables.
@@ -1155,6 +1211,10 @@ impl UnwindWorker {
                                 tables.preload_libraries(pid);
                                 let _ = reply.send(());
                             }
+                            Request::PreloadExecutable(path, reply) => {
+                                tables.preload_executable(&path);
+                                let _ = reply.send(());
+                            }
                             Request::SkipOwnImage => tables.skip_own_image(),
                             Request::Sweep => tables.sweep(),
                         }
@@ -1198,6 +1258,14 @@ impl UnwindWorker {
     pub fn preload_libraries(&self, pid: u32) {
         let (reply, done) = mpsc::channel();
         self.send(Request::Preload(pid, reply));
+        let _ = done.recv();
+    }
+
+    /// Loads and pins the table of the executable at `path`, and waits until it is loaded;
+    /// see [`UnwindTables::preload_executable`].
+    pub fn preload_executable(&self, path: &Path) {
+        let (reply, done) = mpsc::channel();
+        self.send(Request::PreloadExecutable(path.to_owned(), reply));
         let _ = done.recv();
     }
 
@@ -1710,6 +1778,62 @@ mod tests {
             .collect();
         assert_eq!(published.len(), 1, "{published:?}");
         assert!(published[0].ends_with("/sleep"), "{published:?}");
+    }
+
+    /// A command's binary is loaded by path before it runs: published under the file the
+    /// process will map, pinned, and shared by the process once it runs. A file that is
+    /// not a binary (a script) loads nothing and fails nothing.
+    #[test]
+    fn an_executable_is_preloaded_by_path_before_it_runs() {
+        use std::os::unix::fs::MetadataExt as _;
+        let (mut t, state) = tables(1 << 20);
+        let sleep = std::fs::canonicalize("/bin/sleep").expect("sleep");
+        t.preload_executable(&sleep);
+        let meta = std::fs::metadata(&sleep).unwrap();
+        let key = FileKey {
+            ino: meta.ino(),
+            mtime: meta.mtime(),
+            dev: FileKey::kernel_dev(libc::major(meta.dev()), libc::minor(meta.dev())),
+            _pad: 0,
+        };
+        let published = *state
+            .lock()
+            .unwrap()
+            .files
+            .get(&key)
+            .expect("published under sleep's file");
+        assert_eq!(t.stats().tables_loaded, 1);
+        assert_eq!(users(&t, "sleep"), 1, "pinned");
+        let bytes = t.stats().table_bytes;
+        t.preload_executable(&sleep);
+        assert_eq!(t.stats().table_bytes, bytes, "loaded once");
+        assert_eq!(users(&t, "sleep"), 1);
+
+        let p = Proc::spawn(sleep.to_str().unwrap(), &["30"]);
+        t.ensure_process(p.pid());
+        assert_eq!(
+            users(&t, "sleep"),
+            2,
+            "the process shares the preloaded table"
+        );
+        let entry = state.lock().unwrap().procs[&p.pid()];
+        assert!(
+            entry.mappings[..entry.len as usize]
+                .iter()
+                .any(|m| (m.table_offset, m.table_len)
+                    == (published.table_offset, published.table_len)),
+            "the process's entry uses the preloaded rows"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("run.sh");
+        std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+        let before = t.stats();
+        t.preload_executable(&script);
+        t.preload_executable(&dir.path().join("missing"));
+        t.preload_executable(dir.path());
+        assert_eq!(t.stats().tables_loaded, before.tables_loaded);
+        assert_eq!(t.stats().table_bytes, before.table_bytes);
     }
 
     /// Issue 19: with a sample threshold, a process gets tables only once its samples
