@@ -709,17 +709,21 @@ impl UnwindTables {
         if self.files.contains_key(&key) {
             return Ok(None);
         }
-        let state = self
-            .load_opened(&file, &path.to_string_lossy(), key)
-            .unwrap_or_else(|reason| {
-                debug!(binary = %path.display(), %reason, "no unwind table preloaded");
-                FileState::Failed
-            });
-        self.files.insert(key, state.clone());
-        Ok(match state {
-            FileState::Loaded { key, .. } => Some(key),
-            FileState::Failed => None,
-        })
+        // A binary without a table is not remembered here: the process's own load finds
+        // that again and says so (a warning with `--unwinder dwarf`, the fallback list).
+        match self.load_opened(&file, &path.to_string_lossy(), key)? {
+            FileState::Loaded { key: table, info } => {
+                self.files.insert(
+                    key,
+                    FileState::Loaded {
+                        key: table.clone(),
+                        info,
+                    },
+                );
+                Ok(Some(table))
+            }
+            FileState::Failed => Ok(None),
+        }
     }
 
     /// Forgets processes that have exited and frees the tables nobody uses any more.
