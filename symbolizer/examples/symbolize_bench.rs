@@ -11,8 +11,11 @@
 //! - `memo`: a symbolizer with the memo on, after one pass, over every address again: what
 //!   a profile's repeated addresses cost (best of ROUNDS);
 //!
-//! and `named`, how many addresses got a function name.
+//! and `named`, how many addresses got a function name, and `digest`, a hash of every
+//! frame the cold pass made (name, inlined or not, file and line, in order), so two
+//! builds of the symbolizer can be checked to name the addresses alike.
 
+use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
 use symbolizer::{Config, Symbolizer};
@@ -59,8 +62,17 @@ fn main() {
 
     let mut sym = Symbolizer::new(Config::default().with_cache_entries(0));
     let t = Instant::now();
-    let named = pass(&mut sym);
+    let frames: Vec<_> = addrs
+        .iter()
+        .map(|&a| sym.symbolize_user_stack(pid, &[a]))
+        .collect();
     let cold = t.elapsed().as_secs_f64();
+    let named = frames.iter().filter(|f| !f[0].is_unnamed()).count();
+    let mut digest = std::hash::DefaultHasher::new();
+    for frame in frames.iter().flatten() {
+        (&frame.name, frame.inlined, &frame.file, frame.line).hash(&mut digest);
+    }
+    drop(frames);
     let warm = (0..rounds)
         .map(|_| {
             let t = Instant::now();
@@ -79,7 +91,8 @@ fn main() {
         })
         .fold(f64::INFINITY, f64::min);
     println!(
-        "{{\"addresses\": {}, \"named\": {named}, \"cold\": {cold:.6}, \"warm\": {warm:.6}, \"memo\": {memo:.6}}}",
-        addrs.len()
+        "{{\"addresses\": {}, \"named\": {named}, \"digest\": \"{:016x}\", \"cold\": {cold:.6}, \"warm\": {warm:.6}, \"memo\": {memo:.6}}}",
+        addrs.len(),
+        digest.finish()
     );
 }

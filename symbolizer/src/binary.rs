@@ -13,8 +13,9 @@
 //! [`Binaries`]). That is what lets a process be symbolized after it exited, and what keeps
 //! the [`FileKey`] unambiguous: an inode number cannot be reused while a file is held open.
 //! A file rewritten in place (same inode, new size or modification time) is noticed on
-//! lookup and dropped, so its old names are never served. blazesym is given the stable path
-//! `/proc/self/fd/<fd>` of the kept file (and opens and maps it once, itself).
+//! lookup and dropped, so its old names are never served. blazesym's resolver of a binary
+//! is given the stable path `/proc/self/fd/<fd>` of the kept file (and opens and maps it
+//! once, itself).
 //!
 //! Binaries are then deduplicated by GNU build-id: a file under a new key whose build-id is
 //! already registered (the same library in two container images) is dropped and the
@@ -25,7 +26,8 @@
 //! so results memoized per `(BinaryId, offset)` can never be attributed to another file;
 //! each registered binary holds one open file (plus the one blazesym opens from its path).
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
+use std::cell::OnceCell;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -34,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use blazesym::symbolize::Symbolizer as Blaze;
+use blazesym::helper::ElfResolver;
 use unwinder::elf::{self, ElfFile};
 
 use crate::config::Config;
@@ -76,6 +78,37 @@ pub(crate) struct DebugSource {
     pub(crate) fd_path: PathBuf,
     /// Where it was found.
     pub(crate) path: PathBuf,
+    /// blazesym's resolver of the debug file.
+    pub(crate) resolver: LazyResolver,
+}
+
+/// blazesym's resolver of one file, opened at the first lookup in it; an open that failed
+/// is not tried again.
+///
+/// Each binary owns its resolvers, so evicting the binary frees everything blazesym parsed
+/// for it, and asks them directly: a `blazesym::Symbolizer` in between hashed the path
+/// into its file cache on every address (a tenth of a warm lookup). Resolvers are made
+/// without debug directories: separate debug files are found by `debug.rs`.
+#[derive(Default)]
+pub(crate) struct LazyResolver(OnceCell<Option<ElfResolver>>);
+
+impl LazyResolver {
+    /// The resolver of the file at `fd_path`, opened now if this is the first lookup.
+    pub(crate) fn get(&self, fd_path: &Path) -> Option<&ElfResolver> {
+        self.0
+            .get_or_init(|| {
+                ElfResolver::open_with_debug_dirs(fd_path, std::iter::empty::<&Path>())
+                    .inspect_err(|err| {
+                        tracing::debug!(
+                            path = %fd_path.display(),
+                            error = %err,
+                            "blazesym cannot read the file; its frames stay unnamed"
+                        );
+                    })
+                    .ok()
+            })
+            .as_ref()
+    }
 }
 
 /// A binary that blazesym can symbolize.
@@ -95,10 +128,8 @@ pub(crate) struct Binary {
     pub(crate) debug: Option<DebugSource>,
     /// Go function table, for Go binaries without a symbol table.
     pub(crate) go: Option<GoTable>,
-    /// This binary's own blazesym instance, so dropping the binary frees everything
-    /// blazesym parsed for it (blazesym 0.2.7 keys its caches by path, and our
-    /// `/proc/self/fd/<fd>` paths are reused once the fd is closed).
-    pub(crate) blaze: Blaze,
+    /// blazesym's resolver of the binary's own file.
+    pub(crate) resolver: LazyResolver,
     /// Estimated memory cost (see [`Binaries`]).
     bytes: u64,
     stamp: Option<Stamp>,
@@ -535,6 +566,7 @@ impl Binaries {
                 fd_path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
                 _file: file,
                 path,
+                resolver: LazyResolver::default(),
             }
         });
         if let Some(go) = &go {
@@ -548,17 +580,6 @@ impl Binaries {
             self.by_build_id.insert(Arc::clone(build_id), id);
         }
         self.tick += 1;
-        let blaze = Blaze::builder()
-            // Binaries are opened through file descriptors we keep, so the file behind a
-            // path cannot change; stat-ing it on every lookup would be wasted work.
-            .enable_auto_reload(false)
-            .enable_code_info(self.config.code_info)
-            .enable_inlined_fns(self.config.code_info && self.config.inlined_fns)
-            // Names are demangled once per name by the symbolizer (`names.rs`).
-            .enable_demangling(false)
-            // Debug files are found by `debug.rs` (container roots, configured dirs).
-            .set_debug_dirs(Some::<&[PathBuf]>(&[]))
-            .build();
         self.map.insert(
             id,
             Binary {
@@ -570,7 +591,7 @@ impl Binaries {
                 info,
                 debug,
                 go,
-                blaze,
+                resolver: LazyResolver::default(),
                 bytes,
                 last_used: self.tick,
             },
@@ -605,6 +626,7 @@ impl Binaries {
             fd_path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
             _file: file,
             path: path.to_owned(),
+            resolver: LazyResolver::default(),
         });
         binary.bytes += bytes;
         self.bytes += bytes;

@@ -27,10 +27,11 @@
 //!    once (via `/proc/PID/map_files/…`, else `/proc/PID/root/<path>`, so a process in a
 //!    container is symbolized from its own files), deduplicated by GNU build-id, and kept
 //!    open in a byte-bounded LRU cache ([`Config::cache_bytes`], `binary.rs`, which
-//!    documents the byte estimate). Each cached binary has its own blazesym instance,
-//!    which parses it from the stable path `/proc/self/fd/<fd>` and is asked with
-//!    [`Input::FileOffset`]; evicting the binary frees what blazesym parsed. A binary
-//!    rewritten in place is noticed (size, mtime) and dropped, never served stale.
+//!    documents the byte estimate). Each cached binary has its own blazesym resolvers
+//!    (of the binary and of its debug file), which parse it from the stable path
+//!    `/proc/self/fd/<fd>` and are asked for the virtual address of the file offset;
+//!    evicting the binary frees what blazesym parsed. A binary rewritten in place is
+//!    noticed (size, mtime) and dropped, never served stale.
 //! 4. Names come, in order, from a separate debug file found by build-id or
 //!    `.gnu_debuglink` under [`Config::debug_dirs`] (on the host and under the process's
 //!    root; `debug.rs`), from the binary's own symbols and DWARF, and for Go binaries
@@ -70,7 +71,6 @@
 //!
 //! [`Frame`]: profiler_model::Frame
 //! [`Location::File`]: profiler_model::Location::File
-//! [`Input::FileOffset`]: blazesym::symbolize::Input::FileOffset
 
 mod binary;
 mod capture;

@@ -6,7 +6,7 @@
 //! LRU would be barely higher while every hit would pay for recency bookkeeping. Clears
 //! are counted so an undersized cache shows up in the stats.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::hash::Hash;
 
 /// A map of at most `capacity` entries that is emptied when it would overflow.

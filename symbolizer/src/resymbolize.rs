@@ -221,10 +221,13 @@ impl Resymbolizer {
             Ok(Symbolized::Sym(sym)) if !sym.name.is_empty() => {
                 let module = frame.module.clone().unwrap_or_else(crate::unknown_name);
                 Some(crate::symbolizer::frames_from_sym(
-                    &sym,
+                    &sym.name,
+                    sym.code_info.as_deref(),
+                    &sym.inlined,
                     &module,
                     &frame.location,
-                    &mut |n| n.into(),
+                    &mut |n| n.as_ref().into(),
+                    &mut |info| info.to_path().to_string_lossy().into(),
                 ))
             }
             Ok(_) => None,

@@ -17,13 +17,13 @@
 //! Results are memoized per `(binary, file offset)` for user addresses and per
 //! `(address, leaf or return)` for kernel addresses, in one bounded memo (see `memo.rs`).
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use blazesym::symbolize::source::{Elf, Source};
-use blazesym::symbolize::{CodeInfo, Input, Sym, Symbolized, Symbolizer as Blaze};
+use blazesym::symbolize::{CodeInfo, FindSymOpts, InlinedFn, Symbolize, Symbolizer as Blaze};
+use hashbrown::HashMap;
 use profiler_model::{Frame, FrameKind, Location, Profile};
 use unwinder::elf::ElfFile;
 
@@ -113,6 +113,8 @@ pub struct Symbolizer {
     binaries: Binaries,
     memo: Memo<MemoKey, Resolved>,
     names: crate::names::NameCache,
+    /// Source paths of frames, joined once per distinct file.
+    paths: crate::names::PathCache,
     perf_maps: PerfMaps,
     /// Files refused on behalf of processes (`untrusted.rs`).
     refusals: Refusals,
@@ -179,6 +181,7 @@ impl Symbolizer {
             memo: Memo::new(config.cache_entries),
             binaries: Binaries::new(&config),
             names: crate::names::NameCache::new(config.demangle),
+            paths: crate::names::PathCache::default(),
             config,
             blaze,
             kernel,
@@ -659,12 +662,21 @@ impl Symbolizer {
         }
     }
 
+    /// What blazesym looks up for an address, as configured.
+    fn find_opts(&self) -> FindSymOpts {
+        match (self.config.code_info, self.config.inlined_fns) {
+            (false, _) => FindSymOpts::Basic,
+            (true, false) => FindSymOpts::CodeInfo,
+            (true, true) => FindSymOpts::CodeInfoAndInlined,
+        }
+    }
+
     /// Looks up `offset` in a registered binary: in its separate debug file if one was
     /// found, else in the binary itself, then in its Go function table.
-    fn symbolize_in_binary(&mut self, binary: BinaryId, offset: u64) -> Resolved {
-        let code_info = self.config.code_info;
-        let names = &mut self.names;
-        let Some(binary) = self.binaries.get(binary) else {
+    fn symbolize_in_binary(&mut self, id: BinaryId, offset: u64) -> Resolved {
+        let opts = self.find_opts();
+        let (names, paths) = (&mut self.names, &mut self.paths);
+        let Some(binary) = self.binaries.get(id) else {
             return unknown_frame(&self.unknown, FrameKind::User, None, Location::Unknown);
         };
         let location = Location::File {
@@ -672,23 +684,25 @@ impl Symbolizer {
             offset,
         };
         let vaddr = binary.info.vaddr_of(offset);
-        let mut attempts: Vec<(PathBuf, Input<u64>)> = Vec::with_capacity(2);
-        if let (Some(debug), Some(vaddr)) = (&binary.debug, vaddr) {
-            attempts.push((debug.fd_path.clone(), Input::VirtOffset(vaddr)));
-        }
-        attempts.push((binary.fd_path.clone(), Input::FileOffset(offset)));
-        for (path, input) in attempts {
-            let mut elf = Elf::new(path);
-            // DWARF is only needed for source locations and inlined functions; ELF symbols
-            // name functions as well.
-            elf.debug_syms = code_info;
-            match binary.blaze.symbolize_single(&Source::Elf(elf), input) {
-                Ok(Symbolized::Sym(sym)) if !sym.name.is_empty() => {
+        let debug = binary.debug.as_ref().map(|d| (&d.resolver, &d.fd_path));
+        let files = debug
+            .into_iter()
+            .chain([(&binary.resolver, &binary.fd_path)])
+            .filter_map(|(resolver, path)| Some((resolver.get(path)?, vaddr?)));
+        for (resolver, vaddr) in files {
+            match resolver.find_sym(vaddr, &opts) {
+                Ok(Ok(sym)) if !sym.name.is_empty() => {
                     return Resolved::named(frames_from_sym(
-                        &sym,
+                        &Cow::Borrowed(sym.name),
+                        sym.code_info.as_deref(),
+                        &sym.inlined,
                         &binary.module,
                         &location,
-                        &mut |n| names.get(n),
+                        &mut |n| match n {
+                            Cow::Borrowed(n) => names.get_in(id, n),
+                            Cow::Owned(n) => names.get(n),
+                        },
+                        &mut |info| paths.get_in(id, info.dir.as_ref(), &info.file),
                     ));
                 }
                 Ok(_) => {}
@@ -809,18 +823,25 @@ fn unnamed_in_file(module: Arc<str>, offset: u64, build_id: Option<Arc<[u8]>>) -
     })
 }
 
-/// The frames of one symbolized address: the function, then the functions inlined into
-/// it, outermost first. Each frame gets the source location within *its* function:
-/// blazesym reports the function's own `code_info` as the call site of the first inlined
-/// function, and each inlined function's as the call site of the next, the last one
-/// holding the address's own location.
+/// The frames of one symbolized address: the function `name`, then the functions
+/// `inlined` into it, outermost first. Each frame gets the source location within *its*
+/// function: blazesym reports the function's own `code_info` as the call site of the
+/// first inlined function, and each inlined function's as the call site of the next, the
+/// last one holding the address's own location.
+#[expect(
+    clippy::ptr_arg,
+    reason = "whether a name is borrowed decides how it is interned"
+)]
 pub(crate) fn frames_from_sym(
-    sym: &Sym<'_>,
+    name: &Cow<'_, str>,
+    code_info: Option<&CodeInfo<'_>>,
+    inlined: &[InlinedFn<'_>],
     module: &Arc<str>,
     location: &Location,
-    names: &mut dyn FnMut(&str) -> Arc<str>,
+    names: &mut dyn FnMut(&Cow<'_, str>) -> Arc<str>,
+    paths: &mut dyn FnMut(&CodeInfo<'_>) -> Arc<str>,
 ) -> Vec<Frame> {
-    let mut frame = |name: &str, inlined: bool, code_info: Option<&CodeInfo<'_>>| {
+    let mut frame = |name: &Cow<'_, str>, inlined: bool, code_info: Option<&CodeInfo<'_>>| {
         let name: Arc<str> = if name.is_empty() {
             crate::unknown_name()
         } else {
@@ -831,14 +852,14 @@ pub(crate) fn frames_from_sym(
             kind: FrameKind::User,
             inlined,
             module: Some(Arc::clone(module)),
-            file: code_info.map(|info| info.to_path().to_string_lossy().into()),
+            file: code_info.map(&mut *paths),
             line: code_info.and_then(|info| info.line),
             location: location.clone(),
         }
     };
-    let mut frames = Vec::with_capacity(1 + sym.inlined.len());
-    frames.push(frame(&sym.name, false, sym.code_info.as_deref()));
-    for inlined in &sym.inlined {
+    let mut frames = Vec::with_capacity(1 + inlined.len());
+    frames.push(frame(name, false, code_info));
+    for inlined in inlined {
         frames.push(frame(&inlined.name, true, inlined.code_info.as_ref()));
     }
     frames
@@ -923,33 +944,31 @@ mod tests {
             column: None,
             _non_exhaustive: (),
         };
-        let sym = Sym {
-            name: "outer".into(),
-            module: None,
-            addr: 0x1000,
-            offset: 0x10,
-            size: Some(0x100),
-            code_info: Some(Box::new(info("outer.c", 10))),
-            inlined: vec![
-                blazesym::symbolize::InlinedFn {
-                    name: "middle".into(),
-                    code_info: Some(info("middle.h", 20)),
-                    _non_exhaustive: (),
-                },
-                blazesym::symbolize::InlinedFn {
-                    name: "inner".into(),
-                    code_info: None,
-                    _non_exhaustive: (),
-                },
-            ]
-            .into_boxed_slice(),
-            _non_exhaustive: (),
-        };
+        let inlined = [
+            InlinedFn {
+                name: "middle".into(),
+                code_info: Some(info("middle.h", 20)),
+                _non_exhaustive: (),
+            },
+            InlinedFn {
+                name: "inner".into(),
+                code_info: None,
+                _non_exhaustive: (),
+            },
+        ];
         let location = Location::File {
             build_id: None,
             offset: 0x1010,
         };
-        let frames = frames_from_sym(&sym, &Arc::from("/bin/x"), &location, &mut |n| n.into());
+        let frames = frames_from_sym(
+            &"outer".into(),
+            Some(&info("outer.c", 10)),
+            &inlined,
+            &Arc::from("/bin/x"),
+            &location,
+            &mut |n| n.as_ref().into(),
+            &mut |i| i.to_path().to_string_lossy().into(),
+        );
         let summary: Vec<_> = frames
             .iter()
             .map(|f| (&*f.name, f.inlined, f.file.as_deref(), f.line))
