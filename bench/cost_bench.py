@@ -25,8 +25,12 @@ Usage: bench/cost_bench.py [--quick] [--reps N] [--long-reps N] [--ember PATH]
                             [--baseline PATH] [--examples DIR]
   --quick       5 s captures only, one repetition (about 40 s)
   --baseline    a second ember binary measured in the same interleaved runs (before/after)
-Needs root (both profilers load kernel programs) and perf. The symbolization and the
-busy-node agent goals are measured by bench/symbolize_bench.py and bench/agent_bench.py.
+4. Symbolizing distinct addresses, cold and warm, on the large Rust example and on libc:
+   Ember ≥ 5x `addr2line -f -i -C` and ≥ 3x llvm-symbolizer (bench/symbolize_bench.py's
+   goal rows, measured at the end of the run).
+
+Needs root (both profilers load kernel programs) and perf. The busy-node agent goal is
+measured by bench/agent_bench.py.
 """
 
 import argparse
@@ -37,6 +41,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import symbolize_bench
 
 from benchlib import log, bpf_stats, bpf_stats_until_exit, machine_load
 
@@ -215,6 +221,11 @@ def main():
             sys.stdout.flush()
     finally:
         bpf_stats(False)
+    log("symbolization …")
+    print(f"\n## Symbolizing {symbolize_bench.N} distinct addresses (addresses/second)\n")
+    print(symbolize_bench.GOAL_HEADER)
+    for row in symbolize_bench.goal_rows():
+        print(row)
     load, busiest = machine_load()
     print(f"\nLoad average at the end: {load}; busiest processes: {busiest}.")
 

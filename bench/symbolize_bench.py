@@ -3,11 +3,15 @@
 
 1. Addresses per second, Ember's symbolizer against llvm-symbolizer-22 and
    `addr2line -f -i -C`, on the same addresses: N addresses spread over every function of
-   an example binary (fixed seed). Ember runs on a live process of the binary
+   a binary (fixed seed): the large Rust example, Debian's libc (its functions from
+   libc6-dbg's debug file, which all three find by build-id) and the small C example.
+   Ember runs on a live process that maps the binary
    (symbolizer/examples/symbolize_bench.rs): cold = fresh symbolizer, one pass; warm =
    binary parsed, result memo off, best of 5; memo = memo on, best of 5. The peers take
    the ELF addresses on stdin; their cold rate is N / time of one run over N addresses,
    their warm rate the marginal rate N*9 / (time(10 N) - time(N)), i.e. after parsing.
+   Issue 19's goals, cold and warm, on the Rust binary and on libc: Ember ≥ 5x addr2line
+   and ≥ 3x llvm-symbolizer (`goal_rows`, also printed by bench/cost_bench.py).
 2. The process storm (examples/storm: 20 ms children): share of samples with an unnamed
    leaf / any unnamed user frame, with Ember's process captures on and off
    (EMBER_CAPTURES=off).
@@ -29,6 +33,8 @@ TOOL = os.path.join(ROOT, "target", "release", "examples", "symbolize_bench")
 EMBER = os.path.join(ROOT, "target", "release", "ember")
 LLVM = "/usr/bin/llvm-symbolizer-22"
 N = int(os.environ.get("BENCH_ADDRESSES", "5000"))
+ADDR2LINE_TARGET = 5.0
+LLVM_TARGET = 3.0
 
 
 def functions(binary):
@@ -73,12 +79,31 @@ def peer_rates(cmd, addrs):
     return len(addrs) / t1, len(addrs) * 9 / max(t10 - t1, 1e-9)
 
 
-def bench_binary(name):
-    binary = os.path.join(EXAMPLES, name)
-    addrs = addresses(binary, N)
-    proc = subprocess.Popen([binary, "600"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def debug_file(binary):
+    """The separate debug file of `binary` under /usr/lib/debug/.build-id, if installed."""
+    out = subprocess.run(["readelf", "-nW", binary], capture_output=True, text=True, check=True).stdout
+    m = re.search(r"Build ID: ([0-9a-f]{2})([0-9a-f]+)", out)
+    path = m and f"/usr/lib/debug/.build-id/{m.group(1)}/{m.group(2)}.debug"
+    return path if path and os.path.exists(path) else None
+
+
+def mapped_libc(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        return next(line.split()[5] for line in f if "/libc.so" in line and line.split()[2] == "00000000")
+
+
+def bench_binary(label):
+    """Ember and both peers on one binary: `rust-workload`, `split` or `libc`."""
+    host = "split" if label == "libc" else label
+    proc = subprocess.Popen([os.path.join(EXAMPLES, host), "600"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.2)
+        binary = mapped_libc(proc.pid) if label == "libc" else os.path.join(EXAMPLES, host)
+        symbols = debug_file(binary) if label == "libc" else binary
+        if symbols is None:
+            raise SystemExit(f"symbolize_bench: no debug file for {binary} (apt install libc6-dbg)")
+        addrs = addresses(symbols, N)
         bias = load_bias(proc.pid, binary)
         with tempfile.NamedTemporaryFile("w", suffix=".addrs", delete=False) as f:
             f.write("".join(f"{a + bias:x}\n" for a in addrs))
@@ -92,13 +117,35 @@ def bench_binary(name):
     a2l = peer_rates(["addr2line", "-f", "-i", "-C", "-e", binary], addrs)
     n = ours["addresses"]
     return {
-        "binary": name,
+        "binary": label,
         "n": n,
         "named": ours["named"],
+        "digest": ours["digest"],
         "ember": (n / ours["cold"], n / ours["warm"], n / ours["memo"]),
         "llvm": llvm,
         "addr2line": a2l,
     }
+
+
+def goal_rows(results=None):
+    """Issue 19's symbolization goals as Markdown table rows (under GOAL_HEADER), from
+    `results` of bench_binary, or measured now."""
+    rows = []
+    for r in results or [bench_binary(label) for label in ("rust-workload", "libc")]:
+        if r["binary"] not in ("rust-workload", "libc"):
+            continue
+        for i, kind in enumerate(("cold", "warm")):
+            ours, a2l, llvm = r["ember"][i], r["addr2line"][i], r["llvm"][i]
+            ra, rl = ours / a2l, ours / llvm
+            rows.append(f"| {r['binary']} | {kind} | {ours:,.0f} | {a2l:,.0f} | **{ra:.1f}x** | "
+                        f"≥ {ADDR2LINE_TARGET:g}x | {'**met**' if ra >= ADDR2LINE_TARGET else 'not met'} | "
+                        f"{llvm:,.0f} | **{rl:.1f}x** | ≥ {LLVM_TARGET:g}x | "
+                        f"{'**met**' if rl >= LLVM_TARGET else 'not met'} |")
+    return rows
+
+
+GOAL_HEADER = ("| binary | pass | Ember (addr/s) | addr2line | ratio | target | | llvm-symbolizer | ratio | target | |\n"
+               "|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def storm_shares(captures):
@@ -133,14 +180,21 @@ def storm_shares(captures):
 def main():
     print("## Symbolization\n")
     print(f"{N} addresses spread over every function of each example binary (fixed seed); addresses/second.\n")
-    print("| binary | named | Ember cold | Ember warm | Ember memo | llvm-symbolizer-22 cold | llvm warm | addr2line cold | addr2line warm | Ember warm / addr2line warm |")
+    print("| binary | named (digest of the frames) | Ember cold | Ember warm | Ember memo | llvm-symbolizer-22 cold | llvm warm | addr2line cold | addr2line warm | Ember warm / addr2line warm |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for name in ("rust-workload", "split"):
+    results = []
+    for name in ("rust-workload", "libc", "split"):
         r = bench_binary(name)
+        results.append(r)
         e, l, a = r["ember"], r["llvm"], r["addr2line"]
-        print(f"| {name} | {r['named']}/{r['n']} | {e[0]:,.0f} | {e[1]:,.0f} | {e[2]:,.0f} | {l[0]:,.0f} | {l[1]:,.0f} | "
+        print(f"| {name} | {r['named']}/{r['n']} ({r['digest']}) | {e[0]:,.0f} | {e[1]:,.0f} | {e[2]:,.0f} | {l[0]:,.0f} | {l[1]:,.0f} | "
               f"{a[0]:,.0f} | {a[1]:,.0f} | {e[1] / a[1]:.1f}x |")
         sys.stdout.flush()
+    print(f"\nIssue 19's goals, from the runs above:\n")
+    print(GOAL_HEADER)
+    for row in goal_rows(results):
+        print(row)
+    sys.stdout.flush()
     print("\nProcess storm (examples/storm 5 s, 20 ms children, 3 at a time; `ember record -F 499`):\n")
     print("| captures | children | storm samples | unnamed leaf | any unnamed user frame |")
     print("|---|---|---|---|---|")

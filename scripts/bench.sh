@@ -26,7 +26,9 @@ case "${1:-all}" in
   unwind) shift; exec python3 bench/unwind_bench.py "$@" ;;
   storm) shift; exec python3 bench/storm_bench.py "$@" ;;
   python) shift; exec python3 bench/python_bench.py "$@" ;;
-  cost) shift; exec python3 bench/cost_bench.py "$@" ;;
+  cost) shift
+    cargo build --release --locked -p symbolizer --example symbolize_bench
+    exec python3 bench/cost_bench.py "$@" ;;
   all) python3 bench/record_bench.py; python3 bench/agent_bench.py; bench/ui_bench.sh
     python3 bench/diff_bench.py; python3 bench/unwind_bench.py ;;
   *) echo "bench: unknown report '$1' (record, agent, ui, diff, unwind, storm, symbolize, python, cost)" >&2; exit 2 ;;
