@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use aya::Ebpf;
 use aya::maps::{MapData, RingBuf};
 use profiler_common::python::{PY_EVENTS_MAP, PyStackEvent};
-use symbolizer::ProcessCapture;
+use symbolizer::{CapturedFiles, ProcessCapture};
 
 use super::Sampler;
 use super::python::PythonProcs;
@@ -104,10 +104,15 @@ impl Sampler {
     }
 }
 
+/// Executable mappings a process has while its dynamic loader runs, before it maps the
+/// first library: the executable's code, the loader's and the vDSO.
+const LOADER_EXEC_MAPPINGS: usize = 3;
+
 /// Delays after an announcement at which a process is captured again, if it still lives:
 /// a process announced at exec, or sampled while still in its dynamic loader, maps its
 /// libraries a millisecond or so later. A follow-up is only sent on when the process has
-/// more executable mappings than at its previous capture.
+/// more executable mappings than at its previous capture, and the chain ends at one that
+/// finds nothing new once the process maps more than [`LOADER_EXEC_MAPPINGS`].
 const FOLLOW_UPS: [Duration; 3] = [
     Duration::from_millis(2),
     Duration::from_millis(8),
@@ -153,6 +158,8 @@ fn capture_loop(
     let py_fd = python.as_ref().map_or(-1, |(r, _)| r.as_raw_fd());
     // (due, pid, follow-up index, exec mappings at the last capture sent)
     let mut pending: Vec<(Instant, u32, usize, usize)> = Vec::new();
+    // Files opened for one capture, shared with the next captures that map them.
+    let mut recent = CapturedFiles::default();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         let timeout = pending
@@ -174,7 +181,9 @@ fn capture_loop(
                 revents: 0,
             },
         ];
-        let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(100);
+        // Rounded up: a follow-up due in 0.9 ms made a 0 ms poll, and the thread spun
+        // until it was due (on a busy node a sixth of the agent's CPU was in `poll`).
+        let timeout_ms = i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(100);
         // SAFETY: two valid pollfds for the duration of the call.
         let ready = unsafe { libc::poll(pfds.as_mut_ptr(), 2, timeout_ms) };
         if ready < 0 {
@@ -195,7 +204,7 @@ fn capture_loop(
         let now = Instant::now();
         for pid in announced {
             pending.retain(|p| p.1 != pid);
-            match ProcessCapture::take(pid) {
+            match ProcessCapture::take_with(pid, &mut recent) {
                 Ok(capture) => {
                     act_on(&capture, python.as_ref().map(|(_, p)| &**p), unwind);
                     pending.push((now + FOLLOW_UPS[0], pid, 0, capture.exec_mappings()));
@@ -219,11 +228,16 @@ fn capture_loop(
                 continue;
             }
             pending.swap_remove(i);
-            let Ok(capture) = ProcessCapture::take(pid) else {
+            let Ok(capture) = ProcessCapture::take_with(pid, &mut recent) else {
                 continue;
             };
             let exec = capture.exec_mappings();
-            if let Some(delay) = FOLLOW_UPS.get(step + 1) {
+            // A process past its dynamic loader that mapped nothing new since the last
+            // capture is done: its later follow-ups would read the same maps again (a
+            // Chromium process's run to thousands of lines; its forked children are
+            // announced with everything mapped already).
+            let done = exec <= seen && seen > LOADER_EXEC_MAPPINGS;
+            if let Some(delay) = FOLLOW_UPS.get(step + 1).filter(|_| !done) {
                 pending.push((now + *delay, pid, step + 1, exec.max(seen)));
             }
             if exec > seen {

@@ -395,7 +395,7 @@ impl Binaries {
 
     /// The file to keep for a mapping of `key` whose captured file is `file`: the cached
     /// binary's if there is one (and `file` is closed), else one shared per key.
-    pub(crate) fn keep(&mut self, key: FileKey, file: File) -> (Option<BinaryId>, Arc<File>) {
+    pub(crate) fn keep(&mut self, key: FileKey, file: Arc<File>) -> (Option<BinaryId>, Arc<File>) {
         if let Some(id) = self.lookup(&key)
             && let Some(kept) = self.file(id)
         {
@@ -404,7 +404,7 @@ impl Binaries {
         if self.pending.len() >= 1024 {
             self.pending.retain(|_, f| Arc::strong_count(f) > 1);
         }
-        let kept = self.pending.entry(key).or_insert_with(|| Arc::new(file));
+        let kept = self.pending.entry(key).or_insert(file);
         (None, Arc::clone(kept))
     }
 

@@ -10,12 +10,23 @@
 //! each binary not already cached is registered from the captured file, so the process is
 //! symbolized later exactly as if it were still alive. Captured files of binaries already
 //! cached (every child of a process storm is the same binary) are closed right away, so
-//! captures cost no file descriptors beyond the cache's own.
+//! captures cost no file descriptors beyond the cache's own and the capture thread's
+//! [`CapturedFiles`].
+//!
+//! A capturing thread passes its [`CapturedFiles`] to [`ProcessCapture::take_with`]: a
+//! file it opened for one process is shared with the next that maps the same device and
+//! inode instead of opened again. On a busy node that matters: every Chromium process maps
+//! dozens of files, and opening each through `map_files` for each new process was a sixth
+//! of the agent's CPU.
 //!
 //! [`Symbolizer`]: crate::Symbolizer
 //! [`Symbolizer::add_capture`]: crate::Symbolizer::add_capture
 
 use std::fs::File;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hashbrown::HashMap;
 
 use crate::binary;
 use crate::maps::{self, Backing, FileKey, Mapping, MapsError};
@@ -25,7 +36,7 @@ use crate::maps::{self, Backing, FileKey, Mapping, MapsError};
 pub struct ProcessCapture {
     pub(crate) pid: u32,
     pub(crate) mappings: Vec<Mapping>,
-    pub(crate) files: Vec<(usize, FileKey, File)>,
+    pub(crate) files: Vec<(usize, FileKey, Arc<File>)>,
     pub(crate) lines_skipped: u64,
 }
 
@@ -34,6 +45,55 @@ pub struct ProcessCapture {
 #[error(transparent)]
 pub struct CaptureError(#[from] MapsError);
 
+/// Files a capturing thread opened recently, by device and inode, shared with the next
+/// captures of processes that map them.
+///
+/// An inode cannot be reused while a file of it is held open, so a key names the same
+/// file as long as it is here. Bounded: at most [`CapturedFiles::MOST`] files, and none
+/// held longer than [`CapturedFiles::HOLD`] (the set is emptied then), so a binary
+/// deleted meanwhile is not kept on disk by the capture thread for long.
+#[derive(Debug)]
+pub struct CapturedFiles {
+    files: HashMap<FileKey, Arc<File>>,
+    since: Instant,
+}
+
+impl Default for CapturedFiles {
+    fn default() -> Self {
+        CapturedFiles {
+            files: HashMap::new(),
+            since: Instant::now(),
+        }
+    }
+}
+
+impl CapturedFiles {
+    /// The most files held.
+    pub const MOST: usize = 512;
+    /// The longest a file is held.
+    pub const HOLD: Duration = Duration::from_secs(30);
+
+    /// Empties the set when it is full or old.
+    fn expire(&mut self) {
+        if self.files.len() >= Self::MOST || self.since.elapsed() >= Self::HOLD {
+            self.files.clear();
+            self.since = Instant::now();
+        }
+    }
+
+    /// Number of files held.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether no file is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
 impl ProcessCapture {
     /// Captures process `pid` now.
     ///
@@ -41,8 +101,18 @@ impl ProcessCapture {
     /// When its maps cannot be read (it is already gone, or access is denied). Files that
     /// cannot be opened are left out (their frames are `module+0xoffset` later).
     pub fn take(pid: u32) -> Result<ProcessCapture, CaptureError> {
+        Self::take_with(pid, &mut CapturedFiles::default())
+    }
+
+    /// [`ProcessCapture::take`], sharing the files `recent` holds and adding those it
+    /// opens.
+    ///
+    /// # Errors
+    /// As [`ProcessCapture::take`].
+    pub fn take_with(pid: u32, recent: &mut CapturedFiles) -> Result<ProcessCapture, CaptureError> {
+        recent.expire();
         let (mappings, lines_skipped) = maps::read(pid)?;
-        let mut files: Vec<(usize, FileKey, File)> = Vec::new();
+        let mut files: Vec<(usize, FileKey, Arc<File>)> = Vec::new();
         for (idx, mapping) in mappings.iter().enumerate() {
             let Backing::File {
                 path,
@@ -55,8 +125,16 @@ impl ProcessCapture {
             if !mapping.exec || files.iter().any(|(_, k, _)| k == key) {
                 continue;
             }
+            if let Some(file) = recent.files.get(key) {
+                files.push((idx, *key, Arc::clone(file)));
+                continue;
+            }
             match binary::open_mapped_file(pid, mapping, path, key) {
-                Ok(file) => files.push((idx, *key, file)),
+                Ok(file) => {
+                    let file = Arc::new(file);
+                    recent.files.insert(*key, Arc::clone(&file));
+                    files.push((idx, *key, file));
+                }
                 Err(err) => {
                     tracing::debug!(pid, error = %crate::ErrorChain(&err), "capture: binary not opened");
                 }

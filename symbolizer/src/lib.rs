@@ -98,7 +98,7 @@ use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
 
-pub use capture::{CaptureError, ProcessCapture};
+pub use capture::{CaptureError, CapturedFiles, ProcessCapture};
 pub use config::{Config, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DEFAULT_DEBUG_DIR};
 pub use copies::DEBUG_COPIES_BYTES;
 pub use debuginfod::{
