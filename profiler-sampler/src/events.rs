@@ -136,6 +136,7 @@ fn drain_python(ring: &mut RingBuf<MapData>, procs: &PythonProcs) {
 /// once: the Python check of the process, and its unwind tables.
 fn act_on(
     capture: &ProcessCapture,
+    maps: String,
     python: Option<&PythonProcs>,
     unwind: Option<&UnwindRequester>,
 ) {
@@ -143,7 +144,7 @@ fn act_on(
         procs.check(capture.pid(), capture.mapped_paths());
     }
     if let Some(u) = unwind {
-        u.ensure_now(capture.pid());
+        u.ensure_with_maps(capture.pid(), maps);
     }
 }
 
@@ -205,8 +206,8 @@ fn capture_loop(
         for pid in announced {
             pending.retain(|p| p.1 != pid);
             match ProcessCapture::take_with(pid, &mut recent) {
-                Ok(capture) => {
-                    act_on(&capture, python.as_ref().map(|(_, p)| &**p), unwind);
+                Ok((capture, maps)) => {
+                    act_on(&capture, maps, python.as_ref().map(|(_, p)| &**p), unwind);
                     pending.push((now + FOLLOW_UPS[0], pid, 0, capture.exec_mappings()));
                     if tx.send(capture).is_err() {
                         return;
@@ -228,7 +229,7 @@ fn capture_loop(
                 continue;
             }
             pending.swap_remove(i);
-            let Ok(capture) = ProcessCapture::take_with(pid, &mut recent) else {
+            let Ok((capture, maps)) = ProcessCapture::take_with(pid, &mut recent) else {
                 continue;
             };
             let exec = capture.exec_mappings();
@@ -241,7 +242,7 @@ fn capture_loop(
                 pending.push((now + *delay, pid, step + 1, exec.max(seen)));
             }
             if exec > seen {
-                act_on(&capture, python.as_ref().map(|(_, p)| &**p), unwind);
+                act_on(&capture, maps, python.as_ref().map(|(_, p)| &**p), unwind);
                 if tx.send(capture).is_err() {
                     return;
                 }

@@ -537,6 +537,18 @@ impl UnwindTables {
     /// [`UnwindTables::ensure_process`], reading the mappings again when they are older
     /// than `recheck`.
     pub fn ensure_process_within(&mut self, pid: u32, recheck: Duration) {
+        self.ensure(pid, recheck, None);
+    }
+
+    /// [`UnwindTables::ensure_process`] now, from the text of `pid`'s maps read a moment
+    /// ago (by a capture): the maps are not read again.
+    pub fn ensure_with_maps(&mut self, pid: u32, maps: String) {
+        self.ensure(pid, Duration::ZERO, Some(maps));
+    }
+
+    /// Ensures `pid`, from `maps` if given, else reading its maps when needed (at most
+    /// once).
+    fn ensure(&mut self, pid: u32, recheck: Duration, mut maps: Option<String>) {
         // Ember itself is left to frame pointers: its own table is large and its stacks
         // are not what it is run for.
         if pid == 0 || pid == std::process::id() || self.ignored.contains(&pid) {
@@ -548,18 +560,26 @@ impl UnwindTables {
         // from its first sample.
         if self.min_samples > 0 && !self.processes.contains_key(&pid) {
             let seen = self.samples.get(&pid).copied().unwrap_or(0);
-            if seen < self.min_samples && !self.all_files_known(pid) {
-                // Its executable's table is built anyway, the first time the binary is
-                // seen: the program finds it by file for every later process of it.
-                self.load_executable(pid);
-                return;
+            if seen < self.min_samples {
+                let Some(text) = maps
+                    .take()
+                    .or_else(|| Procfs::default().maps_text(pid).ok())
+                else {
+                    return;
+                };
+                if !self.all_files_known(&text) {
+                    // Its executable's table is built anyway, the first time the binary
+                    // is seen: the program finds it by file for every later process of it.
+                    self.load_executable(pid, &text);
+                    return;
+                }
+                maps = Some(text);
             }
         }
         let exe = exe_id(pid);
         if self.skip_exe.is_some() && exe == self.skip_exe {
             return;
         }
-        let mut maps_text = None;
         if let Some(p) = self.processes.get_mut(&pid) {
             // A short recheck only while the process is young (the dynamic loader is
             // still mapping its libraries); later, `dlopen` is rare enough for RECHECK.
@@ -573,18 +593,21 @@ impl UnwindTables {
             }
             let present = self.maps.has_process(pid);
             if present && p.exe == exe {
-                let Ok(text) = Procfs::default().maps_text(pid) else {
+                let Some(text) = maps
+                    .take()
+                    .or_else(|| Procfs::default().maps_text(pid).ok())
+                else {
                     return;
                 };
                 if maps_signature(&text) == p.maps_sig {
                     p.checked = Instant::now();
                     return;
                 }
-                maps_text = Some(text);
+                maps = Some(text);
             }
         }
         let started = Instant::now();
-        match self.load_process(pid, maps_text) {
+        match self.load_process(pid, maps) {
             Ok(()) => {}
             Err(e) => {
                 debug!(pid, error = %e, "no unwind tables for the process");
@@ -595,14 +618,11 @@ impl UnwindTables {
         self.load_time += started.elapsed();
     }
 
-    /// Whether every file `pid` maps executable has been seen before (its table built, or
-    /// found to have none), so loading the process builds no table.
-    fn all_files_known(&self, pid: u32) -> bool {
-        let Ok(maps) = Procfs::default().maps_text(pid) else {
-            return false;
-        };
+    /// Whether every file a process with `maps` maps executable has been seen before (its
+    /// table built, or found to have none), so loading the process builds no table.
+    fn all_files_known(&self, maps: &str) -> bool {
         let mut any = false;
-        for m in ExecFile::all_in(&maps) {
+        for m in ExecFile::all_in(maps) {
             if !self.files.contains_key(&m.key) {
                 return false;
             }
@@ -611,9 +631,9 @@ impl UnwindTables {
         any
     }
 
-    /// Builds (and publishes by file) the table of `pid`'s executable, unless its file was
-    /// seen before.
-    fn load_executable(&mut self, pid: u32) {
+    /// Builds (and publishes by file) the table of `pid`'s executable (found in its
+    /// `maps`), unless its file was seen before.
+    fn load_executable(&mut self, pid: u32, maps: &str) {
         let Some(exe) = exe_id(pid) else {
             return;
         };
@@ -625,11 +645,8 @@ impl UnwindTables {
             (u64::from(libc::major(exe.0)) << 32) | u64::from(libc::minor(exe.0)),
             exe.1,
         );
-        let Ok(maps) = Procfs::default().maps_text(pid) else {
-            return;
-        };
         let started = Instant::now();
-        if let Some(m) = ExecFile::all_in(&maps).find(|m| m.key == exe)
+        if let Some(m) = ExecFile::all_in(maps).find(|m| m.key == exe)
             && !self.files.contains_key(&m.key)
         {
             self.file_state(pid, &m);
@@ -1126,6 +1143,8 @@ fn file_unwind(offset: u32, len: u32, info: &ElfInfo) -> Option<FileUnwind> {
 enum Request {
     /// Ensure these processes, reading mappings older than the duration again.
     Ensure(Vec<u32>, Duration),
+    /// Ensure this process now, from the text of its maps just read.
+    Captured(u32, String),
     /// A drain's samples per process ([`UnwindTables::add_samples`]).
     Sampled(Vec<(u32, u64)>, Duration),
     /// Preload and pin a process's libraries, then reply.
@@ -1185,6 +1204,14 @@ impl UnwindWorker {
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter());
                     let mut seen = HashSet::new();
+                    // The latest maps captured of each process in the batch: used by
+                    // its first request, which stands for the batch's others.
+                    let mut captured: StdHashMap<u32, String> = StdHashMap::new();
+                    for req in &mut batch {
+                        if let Request::Captured(pid, maps) = req {
+                            captured.insert(*pid, std::mem::take(maps));
+                        }
+                    }
                     for req in batch {
                         if stopping.load(Ordering::Relaxed) {
                             return;
@@ -1196,8 +1223,21 @@ impl UnwindWorker {
                                         return;
                                     }
                                     if seen.insert(pid) {
-                                        tables.ensure_process_within(pid, recheck);
+                                        match captured.remove(&pid) {
+                                            Some(maps) => tables.ensure_with_maps(pid, maps),
+                                            None => tables.ensure_process_within(pid, recheck),
+                                        }
                                     }
+                                }
+                            }
+                            Request::Captured(pid, _) => {
+                                if stopping.load(Ordering::Relaxed) {
+                                    return;
+                                }
+                                if seen.insert(pid)
+                                    && let Some(maps) = captured.remove(&pid)
+                                {
+                                    tables.ensure_with_maps(pid, maps);
                                 }
                             }
                             Request::Sampled(counts, recheck) => {
@@ -1310,6 +1350,14 @@ impl UnwindRequester {
     pub fn ensure_now(&self, pid: u32) {
         if let Some(tx) = self.0.upgrade() {
             let _ = tx.send(Request::Ensure(vec![pid], Duration::ZERO));
+        }
+    }
+
+    /// [`UnwindRequester::ensure_now`] from the text of `pid`'s maps read a moment ago
+    /// (by a capture), instead of reading them again.
+    pub fn ensure_with_maps(&self, pid: u32, maps: String) {
+        if let Some(tx) = self.0.upgrade() {
+            let _ = tx.send(Request::Captured(pid, maps));
         }
     }
 }

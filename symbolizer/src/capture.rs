@@ -101,17 +101,21 @@ impl ProcessCapture {
     /// When its maps cannot be read (it is already gone, or access is denied). Files that
     /// cannot be opened are left out (their frames are `module+0xoffset` later).
     pub fn take(pid: u32) -> Result<ProcessCapture, CaptureError> {
-        Self::take_with(pid, &mut CapturedFiles::default())
+        Self::take_with(pid, &mut CapturedFiles::default()).map(|(capture, _)| capture)
     }
 
     /// [`ProcessCapture::take`], sharing the files `recent` holds and adding those it
-    /// opens.
+    /// opens; also returns the text of the maps read, so that another reader of the
+    /// process's mappings (the unwinder) need not read them again.
     ///
     /// # Errors
     /// As [`ProcessCapture::take`].
-    pub fn take_with(pid: u32, recent: &mut CapturedFiles) -> Result<ProcessCapture, CaptureError> {
+    pub fn take_with(
+        pid: u32,
+        recent: &mut CapturedFiles,
+    ) -> Result<(ProcessCapture, String), CaptureError> {
         recent.expire();
-        let (mappings, lines_skipped) = maps::read(pid)?;
+        let (mappings, lines_skipped, text) = maps::read_with_text(pid)?;
         let mut files: Vec<(usize, FileKey, Arc<File>)> = Vec::new();
         for (idx, mapping) in mappings.iter().enumerate() {
             let Backing::File {
@@ -140,12 +144,15 @@ impl ProcessCapture {
                 }
             }
         }
-        Ok(ProcessCapture {
-            pid,
-            mappings,
-            files,
-            lines_skipped,
-        })
+        Ok((
+            ProcessCapture {
+                pid,
+                mappings,
+                files,
+                lines_skipped,
+            },
+            text,
+        ))
     }
 
     /// The captured process.

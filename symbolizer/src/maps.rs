@@ -93,6 +93,11 @@ pub(crate) enum MapsError {
 /// An empty maps file (a zombie, or a kernel thread) counts as [`MapsError::Gone`]: no
 /// user address of such a process can be symbolized.
 pub(crate) fn read(pid: u32) -> Result<(Vec<Mapping>, u64), MapsError> {
+    read_with_text(pid).map(|(mappings, skipped, _)| (mappings, skipped))
+}
+
+/// [`read`], also returning the text read, for another reader of the same maps.
+pub(crate) fn read_with_text(pid: u32) -> Result<(Vec<Mapping>, u64, String), MapsError> {
     let text = match crate::procfs::Procfs::default().maps_text(pid) {
         Ok(text) => text,
         Err(err) if is_gone(&err) => return Err(MapsError::Gone { pid }),
@@ -102,7 +107,7 @@ pub(crate) fn read(pid: u32) -> Result<(Vec<Mapping>, u64), MapsError> {
     if mappings.is_empty() {
         return Err(MapsError::Gone { pid });
     }
-    Ok((mappings, skipped))
+    Ok((mappings, skipped, text))
 }
 
 /// Whether an error reading `/proc/PID/...` means the process no longer exists.
