@@ -563,7 +563,7 @@ impl UnwindTables {
             if seen < self.min_samples {
                 let Some(text) = maps
                     .take()
-                    .or_else(|| Procfs::default().maps_text(pid).ok())
+                    .or_else(|| Procfs::default().code_maps_text(pid).ok())
                 else {
                     return;
                 };
@@ -595,7 +595,7 @@ impl UnwindTables {
             if present && p.exe == exe {
                 let Some(text) = maps
                     .take()
-                    .or_else(|| Procfs::default().maps_text(pid).ok())
+                    .or_else(|| Procfs::default().code_maps_text(pid).ok())
                 else {
                     return;
                 };
@@ -665,7 +665,7 @@ impl UnwindTables {
     /// it to be built after its exec.
     pub fn preload_libraries(&mut self, pid: u32) {
         let procfs = Procfs::default();
-        let Ok(maps) = procfs.maps_text(pid) else {
+        let Ok(maps) = procfs.code_maps_text(pid) else {
             return;
         };
         let exe = procfs
@@ -837,7 +837,7 @@ impl UnwindTables {
         let maps = match maps {
             Some(m) => m,
             None => Procfs::default()
-                .maps_text(pid)
+                .code_maps_text(pid)
                 .map_err(|e| format!("/proc/{pid}/maps: {e}"))?,
         };
         let maps_sig = maps_signature(&maps);

@@ -1,9 +1,11 @@
 //! Capturing what symbolizing a process needs while it is still alive, for processes that
 //! may exit before their samples are symbolized (a 20 ms compiler job, a shell pipeline).
 //!
-//! [`ProcessCapture::take`] reads `/proc/PID/maps` and opens the file behind every
-//! executable mapping through `/proc/PID/map_files` (or the process's root), keeping the
-//! open files. It is cheap (one maps read and a few `open`s, about 100 µs) and `Send`, so
+//! [`ProcessCapture::take`] reads the process's executable mappings (asked of the kernel
+//! with `PROCMAP_QUERY`, or from `/proc/PID/maps` on an older kernel) and opens the file
+//! behind every one through `/proc/PID/map_files` (or the process's root), keeping the
+//! open files. Code is all its stacks are named from: an address elsewhere is not named
+//! anyway. It is cheap (one maps read and a few `open`s, about 100 µs) and `Send`, so
 //! a thread woken by the kernel the moment a new process is first sampled or execs can
 //! take it at once and hand it to the thread that owns the [`Symbolizer`], which adopts it
 //! with [`Symbolizer::add_capture`]: the process's mappings are set from the capture and
@@ -115,7 +117,7 @@ impl ProcessCapture {
         recent: &mut CapturedFiles,
     ) -> Result<(ProcessCapture, String), CaptureError> {
         recent.expire();
-        let (mappings, lines_skipped, text) = maps::read_with_text(pid)?;
+        let (mappings, lines_skipped, text) = maps::read_exec_with_text(pid)?;
         let mut files: Vec<(usize, FileKey, Arc<File>)> = Vec::new();
         for (idx, mapping) in mappings.iter().enumerate() {
             let Backing::File {
@@ -162,10 +164,16 @@ impl ProcessCapture {
     }
 
     /// Number of executable mappings seen (a process still in its dynamic loader has
-    /// fewer than it will have).
+    /// fewer than it will have), the kernel's `[vsyscall]` page left out: it is not a
+    /// mapping of the process (`PROCMAP_QUERY` does not report it), only shown in maps.
     #[must_use]
     pub fn exec_mappings(&self) -> usize {
-        self.mappings.iter().filter(|m| m.exec).count()
+        self.mappings
+            .iter()
+            .filter(|m| {
+                m.exec && !matches!(&m.backing, Backing::Special(n) if &**n == "[vsyscall]")
+            })
+            .count()
     }
 
     /// The paths of the files the process maps, as it sees them (duplicates included).

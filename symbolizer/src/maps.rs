@@ -97,8 +97,19 @@ pub(crate) fn read(pid: u32) -> Result<(Vec<Mapping>, u64), MapsError> {
 }
 
 /// [`read`], also returning the text read, for another reader of the same maps.
-pub(crate) fn read_with_text(pid: u32) -> Result<(Vec<Mapping>, u64, String), MapsError> {
-    let text = match crate::procfs::Procfs::default().maps_text(pid) {
+fn read_with_text(pid: u32) -> Result<(Vec<Mapping>, u64, String), MapsError> {
+    read_text(pid, crate::procfs::Procfs::default().maps_text(pid))
+}
+
+/// The executable mappings of process `pid` (all its mappings on a kernel that cannot
+/// be asked for those alone, [`Procfs::code_maps_text`](crate::procfs::Procfs::code_maps_text)),
+/// the number of malformed lines skipped, and their text.
+pub(crate) fn read_exec_with_text(pid: u32) -> Result<(Vec<Mapping>, u64, String), MapsError> {
+    read_text(pid, crate::procfs::Procfs::default().code_maps_text(pid))
+}
+
+fn read_text(pid: u32, text: io::Result<String>) -> Result<(Vec<Mapping>, u64, String), MapsError> {
+    let text = match text {
         Ok(text) => text,
         Err(err) if is_gone(&err) => return Err(MapsError::Gone { pid }),
         Err(source) => return Err(MapsError::Io { pid, source }),

@@ -2,7 +2,8 @@
 //! process labels read about a process, read and parsed in one place.
 //!
 //! - `maps`: the text of `/proc/PID/maps` ([`Procfs::maps_text`]) and its lines
-//!   ([`parse_maps_line`], [`Mapping`](crate::Mapping)).
+//!   ([`parse_maps_line`], [`Mapping`](crate::Mapping)); the executable mappings alone,
+//!   asked of the kernel one by one ([`Procfs::exec_maps_text`]).
 //! - `status`: the thread-group id, the uids and the innermost pid ([`Status`]).
 //! - `cgroup`: the one path chosen out of `/proc/PID/cgroup` ([`parse_cgroup`]).
 //! - `stat`: the start time, which tells a reused pid from the process it replaced.
@@ -21,6 +22,36 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use crate::maps::parse_line as parse_maps_line;
+
+/// `_IOWR(PROCFS_IOCTL_MAGIC, 17, struct procmap_query)` (`linux/fs.h`).
+const PROCMAP_QUERY: libc::c_ulong = 0xC068_6611;
+const PROCMAP_QUERY_VMA_READABLE: u64 = 0x01;
+const PROCMAP_QUERY_VMA_WRITABLE: u64 = 0x02;
+const PROCMAP_QUERY_VMA_EXECUTABLE: u64 = 0x04;
+const PROCMAP_QUERY_VMA_SHARED: u64 = 0x08;
+const PROCMAP_QUERY_COVERING_OR_NEXT_VMA: u64 = 0x10;
+
+/// `struct procmap_query` of `linux/fs.h`: the question (size, flags, address and the
+/// name buffer) and the kernel's answer about the mapping found.
+#[repr(C)]
+#[derive(Default)]
+struct ProcmapQuery {
+    size: u64,
+    query_flags: u64,
+    query_addr: u64,
+    vma_start: u64,
+    vma_end: u64,
+    vma_flags: u64,
+    vma_page_size: u64,
+    vma_offset: u64,
+    inode: u64,
+    dev_major: u32,
+    dev_minor: u32,
+    vma_name_size: u32,
+    build_id_size: u32,
+    vma_name_addr: u64,
+    build_id_addr: u64,
+}
 
 /// Where `/proc` is read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +89,98 @@ impl Procfs {
     /// The read's error.
     pub fn maps_text(&self, pid: u32) -> io::Result<String> {
         self.read(pid, "maps")
+    }
+
+    /// The executable mappings of `pid` as the lines of `/proc/PID/maps` they are, asked
+    /// of the kernel one by one with the `PROCMAP_QUERY` ioctl on the maps file (Linux
+    /// 6.11 and later); `Ok(None)` on a kernel without it.
+    ///
+    /// Reading the whole maps file formats every mapping's path, and a browser's or a
+    /// JIT's processes have thousands of mappings, nearly none of them code: on a busy
+    /// node that formatting was the largest part of the agent's CPU. Code is all a
+    /// capture and the unwinder need.
+    ///
+    /// # Errors
+    /// The open's error, or the ioctl's for other reasons than its absence.
+    pub fn exec_maps_text(&self, pid: u32) -> io::Result<Option<String>> {
+        use std::fmt::Write as _;
+        use std::os::fd::AsRawFd as _;
+
+        let maps = std::fs::File::open(self.path(pid, "maps"))?;
+        let mut text = String::new();
+        let mut name = vec![0u8; 4096];
+        let mut addr = 0u64;
+        loop {
+            let mut query = ProcmapQuery {
+                size: std::mem::size_of::<ProcmapQuery>() as u64,
+                query_flags: PROCMAP_QUERY_COVERING_OR_NEXT_VMA | PROCMAP_QUERY_VMA_EXECUTABLE,
+                query_addr: addr,
+                vma_name_size: u32::try_from(name.len()).unwrap_or(u32::MAX),
+                vma_name_addr: name.as_mut_ptr() as u64,
+                ..ProcmapQuery::default()
+            };
+            // SAFETY: `query` is a `procmap_query` of the size it declares, and its name
+            // buffer is `name`, writable for the `vma_name_size` bytes it declares; both
+            // outlive the call. No build id is asked for (size and address 0).
+            let ret = unsafe {
+                libc::ioctl(
+                    maps.as_raw_fd(),
+                    PROCMAP_QUERY,
+                    std::ptr::from_mut(&mut query),
+                )
+            };
+            if ret < 0 {
+                let err = io::Error::last_os_error();
+                return match err.raw_os_error() {
+                    // No mapping at or past `addr`: all were read.
+                    Some(libc::ENOENT) => Ok(Some(text)),
+                    // An older kernel.
+                    Some(libc::ENOTTY | libc::EINVAL) if addr == 0 => Ok(None),
+                    _ => Err(err),
+                };
+            }
+            if query.vma_end <= addr {
+                return Err(io::Error::other("PROCMAP_QUERY went backwards"));
+            }
+            let len = (query.vma_name_size as usize)
+                .saturating_sub(1)
+                .min(name.len());
+            let path = String::from_utf8_lossy(&name[..len]);
+            let flag = |bit: u64, c: char| if query.vma_flags & bit != 0 { c } else { '-' };
+            // As `show_map_vma` prints it (`mangle_path` escapes a newline in a path).
+            let _ = writeln!(
+                text,
+                "{:x}-{:x} {}{}{}{} {:08x} {:02x}:{:02x} {} {}",
+                query.vma_start,
+                query.vma_end,
+                flag(PROCMAP_QUERY_VMA_READABLE, 'r'),
+                flag(PROCMAP_QUERY_VMA_WRITABLE, 'w'),
+                flag(PROCMAP_QUERY_VMA_EXECUTABLE, 'x'),
+                if query.vma_flags & PROCMAP_QUERY_VMA_SHARED != 0 {
+                    's'
+                } else {
+                    'p'
+                },
+                query.vma_offset,
+                query.dev_major,
+                query.dev_minor,
+                query.inode,
+                path.replace('\n', "\\012"),
+            );
+            addr = query.vma_end;
+        }
+    }
+
+    /// Maps lines holding at least the executable mappings of `pid`: only those where the
+    /// kernel can be asked for them ([`Procfs::exec_maps_text`]), else the whole file.
+    ///
+    /// # Errors
+    /// The read's error.
+    pub fn code_maps_text(&self, pid: u32) -> io::Result<String> {
+        match self.exec_maps_text(pid)? {
+            Some(text) => Ok(text),
+            None => self.maps_text(pid),
+        }
     }
 
     /// `/proc/PID/status`, parsed.
@@ -346,6 +469,40 @@ pub fn own_vdso() -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_exec_mappings_asked_one_by_one_are_the_maps_files_exec_lines() {
+        let procfs = Procfs::default();
+        let pid = std::process::id();
+        let Some(asked) = procfs.exec_maps_text(pid).expect("PROCMAP_QUERY") else {
+            eprintln!("this kernel has no PROCMAP_QUERY: nothing to compare");
+            return;
+        };
+        let read = procfs.maps_text(pid).expect("maps");
+        let exec_lines: Vec<_> = read
+            .lines()
+            .filter_map(parse_maps_line)
+            // The kernel's gate page is shown in maps but is no mapping of the process.
+            .filter(|m| m.exec && !matches!(&m.backing, crate::maps::Backing::Special(n) if &**n == "[vsyscall]"))
+            .collect();
+        let asked: Vec<_> = asked
+            .lines()
+            .map(|l| parse_maps_line(l).expect(l))
+            .collect();
+        assert!(asked.len() >= 3, "{asked:?}");
+        assert_eq!(asked.len(), exec_lines.len(), "{asked:#?}\n{exec_lines:#?}");
+        for (a, r) in asked.iter().zip(&exec_lines) {
+            assert_eq!(a, r);
+        }
+        assert!(
+            asked.iter().any(
+                |m| matches!(&m.backing, crate::maps::Backing::Special(n) if &**n == "[vdso]")
+            ),
+            "{asked:?}"
+        );
+        // A process that does not exist: the open's error.
+        assert!(procfs.exec_maps_text(u32::MAX).is_err());
+    }
 
     #[test]
     fn status_lines_parse_and_bad_ones_are_none() {
