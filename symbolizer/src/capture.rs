@@ -70,8 +70,9 @@ impl Default for CapturedFiles {
 }
 
 impl CapturedFiles {
-    /// The most files held.
-    pub const MOST: usize = 512;
+    /// The most files held: file descriptors on top of the symbolizer cache's, under a
+    /// service's default soft limit of 1,024 (a Chromium process maps about 40 files).
+    pub const MOST: usize = 128;
     /// The longest a file is held.
     pub const HOLD: Duration = Duration::from_secs(30);
 

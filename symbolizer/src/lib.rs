@@ -65,7 +65,8 @@
 //! # Limits
 //!
 //! The [`Symbolizer`] is neither `Send` nor `Sync` (blazesym's is not). Each cached
-//! binary holds two or three file descriptors (ours, blazesym's, a debug file); raise
+//! binary holds two or three file descriptors (ours, blazesym's, a debug file), and a
+//! capture thread's [`CapturedFiles`] up to [`CapturedFiles::MOST`] more; raise
 //! `RLIMIT_NOFILE` accordingly or lower [`Config::cache_bytes`]. A process that exits
 //! before its first stack is symbolized is `[unknown]`: its mappings are gone.
 //!
