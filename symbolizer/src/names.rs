@@ -25,7 +25,7 @@ use hashbrown::{Equivalent, HashMap};
 
 use crate::binary::BinaryId;
 
-/// Most names remembered; the cache is cleared when it would grow past this.
+/// Most entries each cache holds; a cache is cleared when it would grow past this.
 const CAPACITY: usize = 262_144;
 
 /// Raw symbol names to the names frames carry.
@@ -96,11 +96,7 @@ impl NameCache {
             Some(demangled) => demangled.into(),
             None => raw.into(),
         };
-        if self.map.len() >= CAPACITY {
-            self.map.clear();
-        }
-        self.map.insert(raw.into(), Arc::clone(&name));
-        name
+        remember(&mut self.map, raw.into(), name)
     }
 
     /// [`NameCache::get`] for a name borrowed from what blazesym parsed of `binary`, found
@@ -117,11 +113,7 @@ impl NameCache {
             return Arc::clone(name);
         }
         let name = self.get(raw);
-        if self.by_place.len() >= CAPACITY {
-            self.by_place.clear();
-        }
-        self.by_place.insert(place, Arc::clone(&name));
-        name
+        remember(&mut self.by_place, place, name)
     }
 }
 
@@ -161,13 +153,8 @@ impl PathCache {
             Some(dir) => dir.join(file).to_string_lossy().into(),
             None => file.to_string_lossy().into(),
         };
-        if self.map.len() >= CAPACITY {
-            self.map.clear();
-        }
         let (dir, file) = query.0;
-        self.map
-            .insert((dir.map(Box::from), Box::from(file)), Arc::clone(&path));
-        path
+        remember(&mut self.map, (dir.map(Box::from), Box::from(file)), path)
     }
 
     /// [`PathCache::get`] for parts borrowed from what blazesym parsed of `binary` (sound
@@ -202,12 +189,22 @@ impl PathCache {
             return Arc::clone(path);
         }
         let path = self.get(dir.map(|d| &**d), file);
-        if self.by_place.len() >= CAPACITY {
-            self.by_place.clear();
-        }
-        self.by_place.insert(place, Arc::clone(&path));
-        path
+        remember(&mut self.by_place, place, path)
     }
+}
+
+/// Stores `value` under `key` in one of the caches, emptying it first when it holds
+/// [`CAPACITY`] entries; returns `value`.
+fn remember<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Arc<str>>,
+    key: K,
+    value: Arc<str>,
+) -> Arc<str> {
+    if map.len() >= CAPACITY {
+        map.clear();
+    }
+    map.insert(key, Arc::clone(&value));
+    value
 }
 
 #[cfg(test)]
