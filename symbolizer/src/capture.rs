@@ -171,9 +171,7 @@ impl ProcessCapture {
     pub fn exec_mappings(&self) -> usize {
         self.mappings
             .iter()
-            .filter(|m| {
-                m.exec && !matches!(&m.backing, Backing::Special(n) if &**n == "[vsyscall]")
-            })
+            .filter(|m| m.exec && !m.is_vsyscall())
             .count()
     }
 

@@ -60,6 +60,12 @@ pub struct Mapping {
 }
 
 impl Mapping {
+    /// Whether this is the kernel's `[vsyscall]` gate page: shown executable in maps, but
+    /// no mapping of the process (`PROCMAP_QUERY` does not report it).
+    pub(crate) fn is_vsyscall(&self) -> bool {
+        matches!(&self.backing, Backing::Special(name) if &**name == "[vsyscall]")
+    }
+
     /// The offset into the backing file of `addr`, which must lie in `start..end`.
     ///
     /// `None` only for nonsensical page offsets that would overflow.

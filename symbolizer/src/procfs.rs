@@ -146,21 +146,23 @@ impl Procfs {
                 .saturating_sub(1)
                 .min(name.len());
             let path = String::from_utf8_lossy(&name[..len]);
-            let flag = |bit: u64, c: char| if query.vma_flags & bit != 0 { c } else { '-' };
+            let flag = |bit: u64, set: char, unset: char| {
+                if query.vma_flags & bit != 0 {
+                    set
+                } else {
+                    unset
+                }
+            };
             // As `show_map_vma` prints it (`mangle_path` escapes a newline in a path).
             let _ = writeln!(
                 text,
                 "{:x}-{:x} {}{}{}{} {:08x} {:02x}:{:02x} {} {}",
                 query.vma_start,
                 query.vma_end,
-                flag(PROCMAP_QUERY_VMA_READABLE, 'r'),
-                flag(PROCMAP_QUERY_VMA_WRITABLE, 'w'),
-                flag(PROCMAP_QUERY_VMA_EXECUTABLE, 'x'),
-                if query.vma_flags & PROCMAP_QUERY_VMA_SHARED != 0 {
-                    's'
-                } else {
-                    'p'
-                },
+                flag(PROCMAP_QUERY_VMA_READABLE, 'r', '-'),
+                flag(PROCMAP_QUERY_VMA_WRITABLE, 'w', '-'),
+                flag(PROCMAP_QUERY_VMA_EXECUTABLE, 'x', '-'),
+                flag(PROCMAP_QUERY_VMA_SHARED, 's', 'p'),
                 query.vma_offset,
                 query.dev_major,
                 query.dev_minor,
@@ -483,7 +485,7 @@ mod tests {
             .lines()
             .filter_map(parse_maps_line)
             // The kernel's gate page is shown in maps but is no mapping of the process.
-            .filter(|m| m.exec && !matches!(&m.backing, crate::maps::Backing::Special(n) if &**n == "[vsyscall]"))
+            .filter(|m| m.exec && !m.is_vsyscall())
             .collect();
         let asked: Vec<_> = asked
             .lines()
