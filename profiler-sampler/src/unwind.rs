@@ -561,10 +561,7 @@ impl UnwindTables {
         if self.min_samples > 0 && !self.processes.contains_key(&pid) {
             let seen = self.samples.get(&pid).copied().unwrap_or(0);
             if seen < self.min_samples {
-                let Some(text) = maps
-                    .take()
-                    .or_else(|| Procfs::default().code_maps_text(pid).ok())
-                else {
+                let Some(text) = given_or_read(&mut maps, pid) else {
                     return;
                 };
                 if !self.all_files_known(&text) {
@@ -593,10 +590,7 @@ impl UnwindTables {
             }
             let present = self.maps.has_process(pid);
             if present && p.exe == exe {
-                let Some(text) = maps
-                    .take()
-                    .or_else(|| Procfs::default().code_maps_text(pid).ok())
-                else {
+                let Some(text) = given_or_read(&mut maps, pid) else {
                     return;
                 };
                 if maps_signature(&text) == p.maps_sig {
@@ -1484,6 +1478,13 @@ impl ExecFile {
             mapping,
         })
     }
+}
+
+/// The maps text a caller gave (taken out of `given`), else `pid`'s, read now.
+fn given_or_read(given: &mut Option<String>, pid: u32) -> Option<String> {
+    given
+        .take()
+        .or_else(|| Procfs::default().code_maps_text(pid).ok())
 }
 
 /// A hash of the executable file mappings in a `/proc/PID/maps` text.
