@@ -11,7 +11,7 @@
 //! on a frame being torn down.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, generated},
+    helpers::{bpf_get_current_task, bpf_ktime_get_ns, generated},
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -121,16 +121,29 @@ fn is_thread(o: &PyOffsets, tstate: u64, tid: u32, pthread: u64) -> bool {
     }
 }
 
-/// A [`PY_THREADS`] value for a thread the scan did not find, in the generation of its
-/// low 32 bits: user addresses never have bit 63 set.
+/// A [`PY_THREADS`] value for a thread the scan did not find, in the time slot of its low
+/// 32 bits ([`not_found_slot`]): user addresses never have bit 63 set.
 const NOT_FOUND: u64 = 1 << 63;
+
+/// How long a thread the scan did not find is left alone: 2^24 ns, about 17 ms.
+const NOT_FOUND_SLOT_SHIFT: u32 = 24;
+
+/// The current [`NOT_FOUND`] time slot.
+#[inline(always)]
+fn not_found_slot() -> u64 {
+    // SAFETY: a helper without preconditions.
+    NOT_FOUND | ((unsafe { bpf_ktime_get_ns() } >> NOT_FOUND_SLOT_SHIFT) & u64::from(u32::MAX))
+}
 
 /// The `PyThreadState` of thread `tid`, from the cache if it still holds, else from a
 /// scan of the main interpreter's threads. A thread not found (a native thread of the
-/// process, one not started by Python) is not looked for again in the same generation:
-/// its samples cost one lookup, not a scan of every thread.
+/// process, one not started by Python) is not looked for again in the same time slot of
+/// about 17 ms: its samples cost one lookup, not a scan of every thread, and a thread
+/// that was not found yet (sampled while the interpreter started, or a native thread that
+/// calls into Python later) is found within a slot. (Kept per drain generation instead, one
+/// sample in the interpreter's start-up would leave its main thread unwalked for a second.)
 #[inline(always)]
-fn thread_state(p: &PyProc, tid: u32, cfg: &PyConfig, generation: u32) -> Option<u64> {
+fn thread_state(p: &PyProc, tid: u32, cfg: &PyConfig) -> Option<u64> {
     let o = &p.offsets;
     let pthread = if o.tstate_native_thread_id == ABSENT {
         fsbase(cfg.task_fsbase)?
@@ -139,7 +152,7 @@ fn thread_state(p: &PyProc, tid: u32, cfg: &PyConfig, generation: u32) -> Option
     };
     // SAFETY: the value is copied.
     if let Some(&cached) = unsafe { PY_THREADS.get(&tid) } {
-        if cached == NOT_FOUND | u64::from(generation) {
+        if cached == not_found_slot() {
             return None;
         }
         if cached & NOT_FOUND == 0 && is_thread(o, cached, tid, pthread) {
@@ -165,7 +178,7 @@ fn thread_state(p: &PyProc, tid: u32, cfg: &PyConfig, generation: u32) -> Option
         );
     }
     if scan.found == 0 {
-        let _ = PY_THREADS.insert(&tid, &(NOT_FOUND | u64::from(generation)), 0);
+        let _ = PY_THREADS.insert(&tid, &not_found_slot(), 0);
         return None;
     }
     let _ = PY_THREADS.insert(&tid, &scan.found, 0);
@@ -226,7 +239,7 @@ pub(crate) fn walk(tgid: u32, tid: u32, generation: u32) -> Option<Walked> {
     // SAFETY: as above.
     let p = unsafe { &*proc };
     let o = &p.offsets;
-    let Some(tstate) = thread_state(p, tid, &cfg, generation) else {
+    let Some(tstate) = thread_state(p, tid, &cfg) else {
         stat(Stat::PythonNoThread);
         return None;
     };

@@ -192,10 +192,14 @@ impl Inner {
     fn check(&mut self, pid: u32, mapped: usize) {
         let start = self.procfs.start_time(pid).unwrap_or(0);
         if let Some(reg) = self.procs.get(&pid) {
-            if reg.interp.start_time == start {
+            // The kernel side drops a process at its exec. A registration made while the
+            // exec was under way (announced by a sample just before it) is gone from the
+            // map by the time the exec's own announcement is checked: made again.
+            let in_map = self.map.as_ref().is_none_or(|map| map.get(&pid, 0).is_ok());
+            if reg.interp.start_time == start && in_map {
                 return;
             }
-            // A new process with a recycled pid.
+            // A new process with a recycled pid, or a new image.
             self.unregister(pid);
         }
         if let Some(&(s, seen)) = self.not_python.get(&pid)
