@@ -152,10 +152,12 @@ fn thread_state(p: &PyProc, tid: u32, cfg: &PyConfig) -> Option<u64> {
     };
     // SAFETY: the value is copied.
     if let Some(&cached) = unsafe { PY_THREADS.get(&tid) } {
-        if cached == not_found_slot() {
-            return None;
-        }
-        if cached & NOT_FOUND == 0 && is_thread(o, cached, tid, pthread) {
+        if cached & NOT_FOUND != 0 {
+            // The clock is read only for threads not found: a found one costs no helper.
+            if cached == not_found_slot() {
+                return None;
+            }
+        } else if is_thread(o, cached, tid, pthread) {
             return Some(cached);
         }
     }

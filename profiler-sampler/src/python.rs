@@ -195,8 +195,9 @@ impl Inner {
             // The kernel side drops a process at its exec. A registration made while the
             // exec was under way (announced by a sample just before it) is gone from the
             // map by the time the exec's own announcement is checked: made again.
-            let in_map = self.map.as_ref().is_none_or(|map| map.get(&pid, 0).is_ok());
-            if reg.interp.start_time == start && in_map {
+            if reg.interp.start_time == start
+                && self.map.as_ref().is_none_or(|map| map.get(&pid, 0).is_ok())
+            {
                 return;
             }
             // A new process with a recycled pid, or a new image.
