@@ -147,11 +147,15 @@ fn parse_elf(data: &[u8]) -> Result<elf::ElfFile, UnwindError> {
     Ok(file)
 }
 
-/// A row before packing: the rule at one PC.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Raw {
-    pc: u64,
-    row: UnwindRow,
+/// `row` at `pc`, a row before packing. Rows are collected as the 8-byte rows the eBPF side
+/// reads, not wider ones: the collected rows of a large binary (millions, before merging)
+/// were most of the agent's peak heap. `read_section` refuses a function beyond 4 GiB, so
+/// every `pc` fits.
+fn at(pc: u64, row: UnwindRow) -> UnwindRow {
+    UnwindRow {
+        pc: u32::try_from(pc).unwrap_or(u32::MAX),
+        ..row
+    }
 }
 
 /// The `.plt` stub CFA expression GCC and the linkers emit:
@@ -182,16 +186,16 @@ fn eighths(offset: i64) -> Option<i64> {
     (offset % 8 == 0).then_some(offset / 8)
 }
 
-fn unsupported(pc: u64) -> Raw {
-    Raw {
+fn unsupported(pc: u64) -> UnwindRow {
+    at(
         pc,
-        row: UnwindRow {
+        UnwindRow {
             pc: 0,
             cfa_offset: 0,
             rbp_offset: 0,
             kinds: UnwindRow::pack_kinds(cfa::UNSUPPORTED, rbp::SAME),
         },
-    }
+    )
 }
 
 /// Reads every FDE of one section into `out`; returns the FDE address ranges.
@@ -200,7 +204,7 @@ fn read_section<'a, S>(
     bases: &BaseAddresses,
     name: &'static str,
     skip: &[(u64, u64)],
-    out: &mut Vec<Raw>,
+    out: &mut Vec<UnwindRow>,
     stats: &mut TableStats,
 ) -> Result<Vec<(u64, u64)>, UnwindError>
 where
@@ -240,6 +244,11 @@ where
         {
             continue;
         }
+        if end > u64::from(u32::MAX) {
+            return Err(UnwindError::TooLarge(format!(
+                "address {end:#x} beyond 4 GiB"
+            )));
+        }
         ranges.push((start, end));
         stats.fdes += 1;
         if !skip.is_empty() {
@@ -265,35 +274,39 @@ where
             out.push(raw);
         }
         // The end of the function: a gap row unless another FDE starts right here.
-        out.push(Raw {
-            pc: end,
-            row: UnwindRow {
+        out.push(at(
+            end,
+            UnwindRow {
                 pc: 0,
                 cfa_offset: 0,
                 rbp_offset: 0,
                 kinds: UnwindRow::pack_kinds(cfa::NONE, rbp::SAME),
             },
-        });
+        ));
     }
     Ok(ranges)
 }
 
-fn convert<'a, S>(section: &S, row: &gimli::UnwindTableRow<usize>, stats: &mut TableStats) -> Raw
+fn convert<'a, S>(
+    section: &S,
+    row: &gimli::UnwindTableRow<usize>,
+    stats: &mut TableStats,
+) -> UnwindRow
 where
     S: UnwindSection<EndianSlice<'a, LittleEndian>>,
 {
     let pc = row.start_address();
     match row.register(X86_64::RA) {
         Some(RegisterRule::Undefined) => {
-            return Raw {
+            return at(
                 pc,
-                row: UnwindRow {
+                UnwindRow {
                     pc: 0,
                     cfa_offset: 0,
                     rbp_offset: 0,
                     kinds: UnwindRow::pack_kinds(cfa::END, rbp::SAME),
                 },
-            };
+            );
         }
         Some(RegisterRule::Offset(-8)) | None => {}
         Some(_) => {
@@ -344,15 +357,15 @@ where
             Some(_) => (rbp::UNKNOWN, 0),
         }
     };
-    Raw {
+    at(
         pc,
-        row: UnwindRow {
+        UnwindRow {
             pc: 0,
             cfa_offset,
             rbp_offset,
             kinds: UnwindRow::pack_kinds(cfa_kind, rbp_kind),
         },
-    }
+    )
 }
 
 impl UnwindTable {
@@ -432,46 +445,34 @@ impl UnwindTable {
 }
 
 /// Sorts, resolves rows with the same PC (a real rule beats a gap row), merges identical
-/// neighbours and checks the table fits the eBPF side.
-fn pack(mut raws: Vec<Raw>) -> Result<Vec<UnwindRow>, UnwindError> {
+/// neighbours and checks the table fits the eBPF side. In place: a large binary's rows are
+/// millions, and a copy of them at each step was the agent's largest allocation.
+fn pack(mut rows: Vec<UnwindRow>) -> Result<Vec<UnwindRow>, UnwindError> {
     // Stable: within one PC, the gap row of the previous FDE comes first only if it was
     // pushed first; sort gap rows before real ones explicitly.
-    raws.sort_by_key(|r| (r.pc, r.row.cfa_kind() != cfa::NONE));
-    let mut rows: Vec<UnwindRow> = Vec::with_capacity(raws.len());
-    let mut last_pc = None;
-    for raw in raws {
-        let pc = u32::try_from(raw.pc)
-            .map_err(|_| UnwindError::TooLarge(format!("address {:#x} beyond 4 GiB", raw.pc)))?;
-        let row = UnwindRow { pc, ..raw.row };
-        if last_pc == Some(pc) {
-            // Same PC: the later (real) rule wins.
-            if let Some(l) = rows.last_mut() {
-                *l = row;
-            }
-        } else {
-            rows.push(row);
-            last_pc = Some(pc);
+    rows.sort_by_key(|r| (r.pc, r.cfa_kind() != cfa::NONE));
+    // Same PC: the later (real) rule wins. `dedup_by` hands the later row first.
+    rows.dedup_by(|later, kept| {
+        let same = later.pc == kept.pc;
+        if same {
+            *kept = *later;
         }
-    }
+        same
+    });
     // Merge identical neighbours (the rule is the same, only the PC differs).
-    let mut merged: Vec<UnwindRow> = Vec::with_capacity(rows.len());
-    for row in rows {
-        if let Some(l) = merged.last()
-            && l.kinds == row.kinds
-            && l.cfa_offset == row.cfa_offset
-            && l.rbp_offset == row.rbp_offset
-        {
-            continue;
-        }
-        merged.push(row);
-    }
-    if merged.len() > MAX_TABLE_ROWS {
+    rows.dedup_by(|later, kept| {
+        later.kinds == kept.kinds
+            && later.cfa_offset == kept.cfa_offset
+            && later.rbp_offset == kept.rbp_offset
+    });
+    if rows.len() > MAX_TABLE_ROWS {
         return Err(UnwindError::TooLarge(format!(
             "{} rows (the eBPF search covers {MAX_TABLE_ROWS})",
-            merged.len()
+            rows.len()
         )));
     }
-    Ok(merged)
+    rows.shrink_to_fit();
+    Ok(rows)
 }
 
 #[cfg(test)]
