@@ -73,7 +73,8 @@ impl Stamp {
 
 /// A separate debug file in use for a binary.
 pub(crate) struct DebugSource {
-    _file: File,
+    /// Keeps the debug file (and so its `fd_path`) open.
+    file: File,
     /// `/proc/self/fd/<fd>` of the debug file: the path blazesym knows it by.
     pub(crate) fd_path: PathBuf,
     /// Where it was found.
@@ -89,13 +90,21 @@ pub(crate) struct DebugSource {
 /// for it, and asks them directly: a `blazesym::Symbolizer` in between hashed the path
 /// into its file cache on every address (a tenth of a warm lookup). Resolvers are made
 /// without debug directories: separate debug files are found by `debug.rs`.
+///
+/// It also remembers where one name it returned lies: blazesym reads names in place, so
+/// that address is inside its mapping of the file, which is how `pages.rs` tells that
+/// mapping from any other of the same file.
 #[derive(Default)]
-pub(crate) struct LazyResolver(OnceCell<Option<ElfResolver>>);
+pub(crate) struct LazyResolver {
+    resolver: OnceCell<Option<ElfResolver>>,
+    /// The address of a name the resolver returned (0 before the first).
+    name_at: std::cell::Cell<usize>,
+}
 
 impl LazyResolver {
     /// The resolver of the file at `fd_path`, opened now if this is the first lookup.
     pub(crate) fn get(&self, fd_path: &Path) -> Option<&ElfResolver> {
-        self.0
+        self.resolver
             .get_or_init(|| {
                 ElfResolver::open_with_debug_dirs(fd_path, std::iter::empty::<&Path>())
                     .inspect_err(|err| {
@@ -108,6 +117,49 @@ impl LazyResolver {
                     .ok()
             })
             .as_ref()
+    }
+
+    /// Notes that the resolver returned a name at `name`.
+    pub(crate) fn returned(&self, name: &str) {
+        self.name_at.set(name.as_ptr() as usize);
+    }
+
+    /// An address inside blazesym's mapping of the file, if the resolver is open and has
+    /// returned a name read in place (one it made, say decompressed, lies elsewhere, and
+    /// then `pages.rs` finds no mapping holding it).
+    fn inside(&self) -> Option<usize> {
+        matches!(self.resolver.get(), Some(Some(_)))
+            .then(|| self.name_at.get())
+            .filter(|&at| at != 0)
+    }
+}
+
+/// A file blazesym holds mapped in its entirety (`pages.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MappedFile {
+    /// Its device and inode, as `/proc/self/maps` prints them.
+    pub(crate) key: FileKey,
+    /// Its size: blazesym maps the whole file, so its mapping is this long (page-rounded).
+    pub(crate) size: u64,
+    /// An address inside blazesym's mapping of it ([`LazyResolver`]).
+    pub(crate) inside: usize,
+}
+
+impl MappedFile {
+    /// The file `file` if `resolver` has it open.
+    fn of(file: &File, resolver: &LazyResolver) -> Option<MappedFile> {
+        let inside = resolver.inside()?;
+        let meta = file.metadata().ok()?;
+        let dev = meta.dev();
+        Some(MappedFile {
+            key: FileKey {
+                major: libc::major(dev),
+                minor: libc::minor(dev),
+                inode: meta.ino(),
+            },
+            size: meta.size(),
+            inside,
+        })
     }
 }
 
@@ -324,6 +376,18 @@ impl Binaries {
     /// Binaries in the cache.
     pub(crate) fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// The files of cached binaries (and their debug files) that blazesym has mapped.
+    pub(crate) fn mapped_files(&self) -> Vec<MappedFile> {
+        let mut files = Vec::new();
+        for binary in self.map.values() {
+            files.extend(MappedFile::of(&binary.file, &binary.resolver));
+            if let Some(debug) = &binary.debug {
+                files.extend(MappedFile::of(&debug.file, &debug.resolver));
+            }
+        }
+        files
     }
 
     /// Whether binary `id` is still cached.
@@ -564,7 +628,7 @@ impl Binaries {
             tracing::debug!(module = %module, pid, debug = %path.display(), "using separate debug file");
             DebugSource {
                 fd_path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
-                _file: file,
+                file,
                 path,
                 resolver: LazyResolver::default(),
             }
@@ -624,7 +688,7 @@ impl Binaries {
         tracing::debug!(module = %binary.module, debug = %path.display(), "using fetched debug file");
         binary.debug = Some(DebugSource {
             fd_path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
-            _file: file,
+            file,
             path: path.to_owned(),
             resolver: LazyResolver::default(),
         });

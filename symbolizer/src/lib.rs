@@ -85,6 +85,7 @@ mod kernel_copy;
 mod maps;
 mod memo;
 mod names;
+mod pages;
 mod perfmap;
 mod process;
 pub mod procfs;
@@ -108,6 +109,7 @@ pub use debuginfod::{
     WaitReport,
 };
 pub use maps::{Backing, FileKey, Mapping, parse_line as parse_maps_line};
+pub use pages::ReleasedPages;
 pub use resymbolize::Resymbolizer;
 pub use stats::Stats;
 pub use symbolizer::{KnownMapping, Symbolizer};

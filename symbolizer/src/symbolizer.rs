@@ -358,6 +358,17 @@ impl Symbolizer {
         self.refusals.forget(pid);
     }
 
+    /// Drops from this process's page tables the pages of the files blazesym has mapped
+    /// (`pages.rs`): they stay in the page cache, and the next lookup that needs one maps
+    /// it again. For a long-running process, after a batch of lookups: what the memo knows
+    /// is never read from the files again.
+    ///
+    /// # Errors
+    /// If `/proc/self/maps` cannot be read.
+    pub fn release_file_pages(&self) -> std::io::Result<crate::ReleasedPages> {
+        crate::pages::release(&self.binaries.mapped_files())
+    }
+
     /// A snapshot of the counters.
     #[must_use]
     pub fn stats(&self) -> Stats {
@@ -688,10 +699,11 @@ impl Symbolizer {
         let files = debug
             .into_iter()
             .chain([(&binary.resolver, &binary.fd_path)])
-            .filter_map(|(resolver, path)| Some((resolver.get(path)?, vaddr?)));
-        for (resolver, vaddr) in files {
+            .filter_map(|(lazy, path)| Some((lazy, lazy.get(path)?, vaddr?)));
+        for (lazy, resolver, vaddr) in files {
             match resolver.find_sym(vaddr, &opts) {
                 Ok(Ok(sym)) if !sym.name.is_empty() => {
+                    lazy.returned(sym.name);
                     return Resolved::named(frames_from_sym(
                         &Cow::Borrowed(sym.name),
                         sym.code_info.as_deref(),
@@ -1089,5 +1101,57 @@ mod tests {
         let mut again =
             Symbolizer::new(Config::default().with_copy_dir(Some(dir.path().to_owned())));
         assert_eq!(again.symbolize_user_stack(me, &addrs), want);
+    }
+
+    /// Resident kB of this process's mapping starting at `start`, from `smaps`.
+    fn resident_kb(start: u64) -> Option<u64> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("own smaps");
+        let head = format!("{start:x}-");
+        let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&head));
+        lines.next()?;
+        lines
+            .find_map(|l| l.strip_prefix("Rss:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// blazesym's whole-file mappings are dropped from the page tables, and what is looked
+    /// up afterwards (new addresses, so the memo cannot answer) is named as before.
+    #[test]
+    fn released_file_pages_are_mapped_again_and_name_the_same() {
+        let me = std::process::id();
+        let libc = own_libc();
+        let addrs = |phase: u64| -> Vec<u64> {
+            (1..300)
+                .map(|i| libc.start + (libc.end - libc.start) * i / 300 + phase)
+                .collect()
+        };
+        // Names read in place from libc's debug file, as in the agent: its decompressed copy.
+        let dir = tempfile::tempdir().expect("dir");
+        let config = Config::default().with_copy_dir(Some(dir.path().to_owned()));
+        let mut sym = Symbolizer::new(config.clone());
+        let first = sym.symbolize_user_stack(me, &addrs(0));
+        assert!(first.iter().filter(|f| !f.is_unnamed()).count() > 250);
+        let files = sym.binaries.mapped_files();
+        assert!(!files.is_empty(), "libc's resolver is open");
+        let text = std::fs::read_to_string("/proc/self/maps").expect("own maps");
+        let ranges = crate::pages::whole_file_mappings(&text, &files, crate::pages::page_size());
+        assert!(
+            !ranges.is_empty(),
+            "blazesym's mapping of libc is found:\n{text}"
+        );
+        let before: u64 = ranges.iter().filter_map(|r| resident_kb(r.0)).sum();
+        assert!(before > 0, "the lookups touched pages of {ranges:x?}");
+
+        let released = sym.release_file_pages().expect("released");
+        assert_eq!(released.mappings, ranges.len() as u64);
+        let after: u64 = ranges.iter().filter_map(|r| resident_kb(r.0)).sum();
+        assert_eq!(after, 0, "{before} kB resident before");
+
+        let mut fresh = Symbolizer::new(config);
+        assert_eq!(
+            sym.symbolize_user_stack(me, &addrs(3)),
+            fresh.symbolize_user_stack(me, &addrs(3))
+        );
+        assert!(ranges.iter().filter_map(|r| resident_kb(r.0)).sum::<u64>() > 0);
     }
 }

@@ -379,6 +379,8 @@ impl Sink for AgentSink {
         m.off_cpu_us = aggregator.stats().off_cpu_us;
         m.symbolizer = aggregator.symbolizer().stats();
         m.unwind = unwind.unwrap_or_default();
+        drop(m);
+        aggregator.release_file_pages();
         Ok(())
     }
 

@@ -392,6 +392,23 @@ impl Aggregator {
         &self.symbolizer
     }
 
+    /// Drops the pages of the files the symbolizer read from this process's page tables
+    /// ([`Symbolizer::release_file_pages`]), as the agent does after each drain: what the
+    /// memo knows is not read from them again, and the pages stay in the page cache.
+    pub(crate) fn release_file_pages(&self) {
+        match self.symbolizer.release_file_pages() {
+            Ok(done) => tracing::debug!(
+                mappings = done.mappings,
+                mapped_mib = done.bytes >> 20,
+                "released the pages of the files the symbolizer mapped"
+            ),
+            Err(err) => tracing::debug!(
+                error = %err,
+                "cannot read /proc/self/maps; the symbolizer's file pages stay mapped"
+            ),
+        }
+    }
+
     /// Hands out the profile so far and starts a new, empty one with `meta`, keeping the
     /// symbolizer's caches: how the agent closes a window. Frames of binaries whose debug
     /// files arrived from debuginfod since they were sampled are named first.
