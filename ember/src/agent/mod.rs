@@ -173,6 +173,19 @@ fn return_freed_memory() {
     }
 }
 
+/// Makes glibc serve allocations of 1 MiB and more from their own mappings, which go back
+/// to the system when freed. By default glibc raises that threshold to the largest block
+/// freed so far (up to 32 MiB) and then serves such blocks from its arenas, which keep the
+/// pages: the unwind table of one large library (about 30 MB of rows while it is built)
+/// stayed in the unwinder thread's arena for good.
+fn map_large_allocations() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt has no preconditions; a refused setting leaves glibc's default.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 /// A validated agent configuration.
 #[derive(Clone, Debug)]
 pub(crate) struct AgentConfig {
@@ -227,6 +240,7 @@ const LOSS_WARNING_EVERY: Duration = Duration::from_secs(60);
 /// # Errors
 /// If sampling cannot start or the store cannot be opened or written.
 pub(crate) fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
+    map_large_allocations();
     // Refuse a bad exposure before anything is opened or sampled.
     let api_config = match config.listen {
         Some(addr) => Some((addr, config.api.api_config(addr)?)),
