@@ -231,6 +231,50 @@ fn threads_behind_ninety_others_in_the_thread_list_are_found() {
     );
 }
 
+/// A thread sampled before it has a Python thread state and after: its first samples
+/// find none (and the walker remembers that for a while), its later ones must find the
+/// state CPython gave it at the ctypes callback. A thread once not found stayed unnamed
+/// for the rest of the run before the walker looked again.
+#[test]
+fn a_native_thread_that_enters_python_later_gets_its_python_frames() {
+    let test = "a_native_thread_that_enters_python_later_gets_its_python_frames";
+    let Some(_p) = privileged(test) else { return };
+    let lib = crate::common::example("libnativethread.so");
+    for python in interpreters(test) {
+        let profile = record(&[
+            &python.to_string_lossy(),
+            &script("native_thread.py").to_string_lossy(),
+            "1.5",
+            &lib.to_string_lossy(),
+        ]);
+        let what = python.display();
+        let spin = profile.with_frame("native_spin");
+        let thread = profile.with_frame("native_thread_main");
+        // Past the spin, everything on the thread is the callback: ctypes' and libffi's
+        // frames, then py_hot (a sample in the callback's entry may have no Python frame
+        // yet, hence not all of them).
+        let callback = thread - spin;
+        let hot = profile.count_where(|f| {
+            f.contains(&"native_thread_main") && f.contains(&"py_hot (native_thread.py)_[j]")
+        });
+        // Sampled before the callback (so the walker met it with no thread state), and
+        // long after: 150 and 750 samples on an idle machine, about 100 and 400 beside two
+        // CPU hogs.
+        assert!(
+            spin >= 10,
+            "{what}: {spin} samples in native_spin (0.3 s at 499 Hz)"
+        );
+        assert!(
+            callback >= 150,
+            "{what}: {callback} samples on the thread after its spin (1.5 s at 499 Hz)"
+        );
+        assert!(
+            hot * 100 >= callback * 95,
+            "{what}: {hot} of the thread's {callback} samples past its spin are in py_hot"
+        );
+    }
+}
+
 #[test]
 fn short_python_processes_are_named_after_they_exit() {
     let test = "short_python_processes_are_named_after_they_exit";
