@@ -94,6 +94,10 @@ def mapped_libc(pid):
 
 def bench_binary(label):
     """Ember and both peers on one binary: `rust-workload`, `split` or `libc`."""
+    if not os.access(TOOL, os.X_OK):
+        raise SystemExit(f"symbolize_bench: {TOOL} is not built; `scripts/bench.sh symbolize` "
+                         "(or `cost`) builds it, or run "
+                         "`cargo build --release --locked -p symbolizer --example symbolize_bench`")
     host = "split" if label == "libc" else label
     proc = subprocess.Popen([os.path.join(EXAMPLES, host), "600"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
