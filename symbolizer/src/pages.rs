@@ -29,7 +29,7 @@ use hashbrown::HashMap;
 use crate::binary::MappedFile;
 use crate::maps::{self, Backing, FileKey};
 
-/// What one [`release`] did.
+/// What one [`Symbolizer::release_file_pages`](crate::Symbolizer::release_file_pages) did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReleasedPages {
     /// Mappings advised.
