@@ -16,10 +16,11 @@
 //! Only blazesym's own mapping of a file is advised, never another mapping of the same file
 //! (the dynamic loader's segments, whose relocated pages are private copies, or a mapping
 //! another thread makes and may unmap at any moment). A mapping is released when it is
-//! read-only and shared (`r--s`, as memmap2 maps for blazesym), starts at file offset 0, is exactly as long as the file
-//! (page-rounded), its file is one an open resolver holds, and it contains the address of a
-//! name that resolver returned (`MappedFile::inside`): blazesym reads names in place, so
-//! that mapping is the resolver's. It stays mapped while this runs, since resolvers are
+//! read-only and shared (`r--s`, as memmap2 maps for blazesym), starts at file offset 0, is
+//! exactly as long as the file (page-rounded), its file is one an open resolver holds, and
+//! it contains the address of a name that resolver returned (`MappedFile::inside`):
+//! blazesym reads names in place, so that mapping is the resolver's. A name blazesym made
+//! (from decompressed data, say) lies in no such mapping, and then nothing is released. It stays mapped while this runs, since resolvers are
 //! dropped on the symbolizer's thread, which is this one.
 
 use std::io;
