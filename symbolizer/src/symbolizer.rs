@@ -126,6 +126,9 @@ pub struct Symbolizer {
     requested: HashMap<Arc<[u8]>, ElfFile>,
     /// Renames frames of profiles from fetched files; made at the first arrival.
     renamer: Option<crate::Resymbolizer>,
+    /// `stats.offset_cache_misses` at the last [`Symbolizer::release_file_pages`]: with no
+    /// lookup in a binary since, no page of one was touched and there is nothing to give back.
+    released_at: std::cell::Cell<Option<u64>>,
 }
 
 impl fmt::Debug for Symbolizer {
@@ -178,6 +181,7 @@ impl Symbolizer {
             debuginfod,
             requested: HashMap::new(),
             renamer: None,
+            released_at: std::cell::Cell::new(None),
             memo: Memo::new(config.cache_entries),
             binaries: Binaries::new(&config),
             names: crate::names::NameCache::new(config.demangle),
@@ -361,11 +365,16 @@ impl Symbolizer {
     /// Drops from this process's page tables the pages of the files blazesym has mapped
     /// (`pages.rs`): they stay in the page cache, and the next lookup that needs one maps
     /// it again. For a long-running process, after a batch of lookups: what the memo knows
-    /// is never read from the files again.
+    /// is never read from the files again. Nothing is done (not even reading the maps)
+    /// when no address was looked up in a binary since the last call.
     ///
     /// # Errors
     /// If `/proc/self/maps` cannot be read.
     pub fn release_file_pages(&self) -> std::io::Result<crate::ReleasedPages> {
+        let misses = self.stats.offset_cache_misses;
+        if self.released_at.replace(Some(misses)) == Some(misses) {
+            return Ok(crate::ReleasedPages::default());
+        }
         crate::pages::release(&self.binaries.mapped_files())
     }
 
@@ -1146,6 +1155,12 @@ mod tests {
         assert_eq!(released.mappings, ranges.len() as u64);
         let after: u64 = ranges.iter().filter_map(|r| resident_kb(r.0)).sum();
         assert_eq!(after, 0, "{before} kB resident before");
+        // Addresses the memo knows touch no file: nothing to give back, nothing read.
+        assert_eq!(sym.symbolize_user_stack(me, &addrs(0)), first);
+        assert_eq!(
+            sym.release_file_pages().expect("released"),
+            crate::ReleasedPages::default()
+        );
 
         let mut fresh = Symbolizer::new(config);
         assert_eq!(
