@@ -150,13 +150,8 @@ impl MappedFile {
     fn of(file: &File, resolver: &LazyResolver) -> Option<MappedFile> {
         let inside = resolver.inside()?;
         let meta = file.metadata().ok()?;
-        let dev = meta.dev();
         Some(MappedFile {
-            key: FileKey {
-                major: libc::major(dev),
-                minor: libc::minor(dev),
-                inode: meta.ino(),
-            },
+            key: FileKey::of(&meta),
             size: meta.size(),
             inside,
         })
@@ -993,10 +988,7 @@ pub(crate) fn open_mapped_file(
             });
         }
     };
-    let same = file.metadata().is_ok_and(|meta| {
-        let dev = meta.dev();
-        meta.ino() == key.inode && libc::major(dev) == key.major && libc::minor(dev) == key.minor
-    });
+    let same = file.metadata().is_ok_and(|meta| FileKey::of(&meta) == *key);
     if same {
         Ok(file)
     } else {

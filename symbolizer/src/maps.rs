@@ -26,6 +26,19 @@ pub struct FileKey {
     pub inode: u64,
 }
 
+impl FileKey {
+    /// The key of the file `meta` describes, as `/proc/PID/maps` prints it.
+    pub(crate) fn of(meta: &std::fs::Metadata) -> FileKey {
+        use std::os::unix::fs::MetadataExt as _;
+        let dev = meta.dev();
+        FileKey {
+            major: libc::major(dev),
+            minor: libc::minor(dev),
+            inode: meta.ino(),
+        }
+    }
+}
+
 /// What a mapping's pathname column says it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Backing {

@@ -20,8 +20,9 @@
 //! exactly as long as the file (page-rounded), its file is one an open resolver holds, and
 //! it contains the address of a name that resolver returned (`MappedFile::inside`):
 //! blazesym reads names in place, so that mapping is the resolver's. A name blazesym made
-//! (from decompressed data, say) lies in no such mapping, and then nothing is released. It stays mapped while this runs, since resolvers are
-//! dropped on the symbolizer's thread, which is this one.
+//! (from decompressed data, say) lies in no such mapping, and then nothing is released.
+//! The mapping stays mapped while this runs, since resolvers are dropped on the
+//! symbolizer's thread, which is this one.
 
 use std::io;
 
