@@ -8,23 +8,14 @@
  */
 #include <pthread.h>
 #include <stddef.h>
-#include <time.h>
 
-static volatile unsigned long long sink;
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "common.h"
 
 __attribute__((noinline)) void native_spin(double seconds)
 {
-	double end = now() + seconds;
+	double end = monotonic_seconds() + seconds;
 
-	while (now() < end)
+	while (!past(end))
 		for (int i = 0; i < 20000; i++)
 			sink += (unsigned long long)i * i;
 }

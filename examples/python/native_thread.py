@@ -22,12 +22,11 @@ def py_hot(seconds):
 
 
 def main():
-    if len(sys.argv) != 3:
-        print("usage: native_thread.py SECONDS LIBRARY", file=sys.stderr)
-        sys.exit(2)
     try:
-        seconds = float(sys.argv[1])
+        seconds = float(sys.argv[1]) if len(sys.argv) == 3 else None
     except ValueError:
+        seconds = None
+    if seconds is None:
         print("usage: native_thread.py SECONDS LIBRARY", file=sys.stderr)
         sys.exit(2)
     lib = ctypes.CDLL(sys.argv[2])

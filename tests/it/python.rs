@@ -234,7 +234,7 @@ fn threads_behind_ninety_others_in_the_thread_list_are_found() {
 /// A thread sampled before it has a Python thread state and after: its first samples
 /// find none (and the walker remembers that for a while), its later ones must find the
 /// state CPython gave it at the ctypes callback. A thread once not found stayed unnamed
-/// for the rest of the run before the walker looked again.
+/// until the next drain (up to a second) before the walker looked again after 17 ms.
 #[test]
 fn a_native_thread_that_enters_python_later_gets_its_python_frames() {
     let test = "a_native_thread_that_enters_python_later_gets_its_python_frames";
