@@ -5,8 +5,9 @@
 //! (about 0.08 s of a 5 s capture's 0.22 s on the test machine). The core kernel's symbols
 //! cannot change before a reboot, and the modules' only when one is loaded or unloaded, so
 //! a copy is valid for as long as the boot id (`/proc/sys/kernel/random/boot_id`) and
-//! `/proc/modules` (names, sizes and load addresses) are unchanged; both are part of the
-//! copy's first line, which blazesym skips as it skips every line without an address.
+//! `/proc/modules` (names, sizes and load addresses) are unchanged; both are in the
+//! copy's first line, a line of text. The symbols follow it as a sorted table that later
+//! runs map (`ksyms`).
 //!
 //! BPF programs and trampolines come and go within a boot, so their lines are not copied.
 //! The copy is trusted only for addresses in the core kernel's text (`_stext` to `_etext`,
@@ -17,13 +18,13 @@
 //! The copy is written by the user who runs Ember, into a directory only that user can
 //! enter, and is used only if that user owns it and nobody else can write it.
 
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write as _};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::copies::{fnv1a, is_private, private_dir, write_private};
+use crate::ksyms::{KernelSymbols, SortedSymbols};
 
 /// Identifies the boot.
 pub(crate) const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
@@ -33,7 +34,7 @@ pub(crate) const MODULES: &str = "/proc/modules";
 /// The copy's name in its directory.
 const COPY_NAME: &str = "kallsyms";
 /// The start of the copy's first line; the version changes with the line's format.
-const HEADER: &str = "# ember kallsyms copy v2";
+const HEADER: &str = "# ember kallsyms copy v3";
 /// More than any kallsyms (about 5 MiB with a distribution kernel's modules); a file past
 /// it is not copied.
 const MAX_KALLSYMS_BYTES: u64 = 256 << 20;
@@ -156,22 +157,44 @@ impl Coverage {
 /// # Errors
 /// When `dir` or the copy cannot be used or written, or `live` cannot be read or lacks
 /// `_stext`/`_etext`: the caller then reads `live` itself.
-pub(crate) fn open_or_make(dir: &Path, live: &Path, key: &Key) -> io::Result<(PathBuf, Coverage)> {
+/// This boot's copy in `dir`, mapped, and what it covers: made from `live` (normally
+/// [`KALLSYMS`](crate::kernel::KALLSYMS)) when there is none that matches `key`, or the one
+/// there is damaged.
+pub(crate) fn open_or_make(
+    dir: &Path,
+    live: &Path,
+    key: &Key,
+) -> io::Result<(KernelSymbols, Coverage)> {
     private_dir(dir)?;
     let path = dir.join(COPY_NAME);
-    if let Some(core) = existing(&path, key)? {
-        tracing::debug!(copy = %path.display(), "kernel symbols from this boot's copy");
-        return Ok((path, coverage(core, key)));
+    if let Some((file, core)) = existing(&path, key)? {
+        match KernelSymbols::open(&file) {
+            Ok(table) => {
+                tracing::debug!(
+                    copy = %path.display(),
+                    symbols = table.len(),
+                    "kernel symbols from this boot's copy"
+                );
+                return Ok((table, coverage(core, key)));
+            }
+            Err(err) => tracing::warn!(
+                copy = %path.display(),
+                error = %err,
+                "making the copy of the kernel's symbols again"
+            ),
+        }
     }
     let text = read_bounded(live, MAX_KALLSYMS_BYTES)?;
     let (core, kept) = filter(&text)?;
+    let header = key.header(&core);
     // A crash means a reboot, and a new boot id makes any copy stale.
     write_private(&path, |out| {
-        out.write_all(key.header(&core).as_bytes())?;
-        out.write_all(kept.as_bytes())
+        out.write_all(header.as_bytes())?;
+        SortedSymbols::of_lines(kept.into_iter()).write(out, header.len())
     })?;
     tracing::debug!(copy = %path.display(), "kept a copy of the kernel's symbols for this boot");
-    Ok((path, coverage(core, key)))
+    let table = KernelSymbols::open(&File::open(&path)?)?;
+    Ok((table, coverage(core, key)))
 }
 
 fn coverage(core: Vec<Range<u64>>, key: &Key) -> Coverage {
@@ -181,10 +204,10 @@ fn coverage(core: Vec<Range<u64>>, key: &Key) -> Coverage {
     }
 }
 
-/// The core ranges of the copy at `path` if it exists, is this user's alone and is
-/// `key`'s; `None` when it is to be made again.
-fn existing(path: &Path, key: &Key) -> io::Result<Option<Vec<Range<u64>>>> {
-    let file = match File::open(path) {
+/// The copy at `path`, open, and the core text ranges its key line names, if it is this
+/// user's alone and its key is `key`.
+fn existing(path: &Path, key: &Key) -> io::Result<Option<(File, Vec<Range<u64>>)>> {
+    let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -194,14 +217,13 @@ fn existing(path: &Path, key: &Key) -> io::Result<Option<Vec<Range<u64>>>> {
         return Ok(None);
     }
     let mut first = String::new();
-    BufReader::new(file.take(4096)).read_line(&mut first)?;
-    Ok(key.matches(&first))
+    BufReader::new((&mut file).take(4096)).read_line(&mut first)?;
+    Ok(key.matches(&first).map(|core| (file, core)))
 }
 
-/// `kallsyms` without the lines that can change within a boot, and the core text ranges:
-/// `_stext` to `_etext`, and `_sinittext` to `_einittext` when both are listed.
-fn filter(text: &str) -> io::Result<(Vec<Range<u64>>, String)> {
-    let mut kept = String::with_capacity(text.len());
+/// The core kernel's text ranges, and the lines of `text` (kallsyms) worth keeping.
+fn filter(text: &str) -> io::Result<(Vec<Range<u64>>, Vec<&str>)> {
+    let mut kept = Vec::with_capacity(text.len() / 40);
     let (mut stext, mut etext, mut sinit, mut einit) = (None, None, None, None);
     for line in text.lines() {
         let mut fields = line.split_ascii_whitespace();
@@ -221,7 +243,7 @@ fn filter(text: &str) -> io::Result<(Vec<Range<u64>>, String)> {
                 _ => {}
             },
         }
-        let _ = writeln!(kept, "{line}");
+        kept.push(line);
     }
     let mut core = Vec::with_capacity(2);
     match (stext, etext) {
@@ -300,6 +322,7 @@ mod tests {
     fn the_copy_covers_core_text_and_modules_only() {
         let key = Key::parse(BOOT, MODULES_TEXT).expect("key");
         let (core, kept) = filter(LIVE).expect("filter");
+        let kept = kept.join("\n");
         assert!(!kept.contains("bpf_prog") && !kept.contains("ftrace_trampoline"));
         assert!(kept.contains("virtnet_poll\t[virtio_net]"));
         let c = coverage(core, &key);
@@ -323,23 +346,38 @@ mod tests {
         fs::write(&live, LIVE).expect("live");
         let copies = dir.path().join("cache/kernel");
         let key = Key::parse(BOOT, MODULES_TEXT).expect("key");
-        let (path, _) = open_or_make(&copies, &live, &key).expect("made");
+        let (table, _) = open_or_make(&copies, &live, &key).expect("made");
+        let path = copies.join(COPY_NAME);
+        assert_eq!(
+            table.find(0xffff_ffff_8100_1010),
+            Some(("do_syscall_64", 0x10))
+        );
         let mode = fs::metadata(&copies).expect("dir").mode() & 0o777;
         assert_eq!(mode, 0o700);
         assert_eq!(fs::metadata(&path).expect("copy").mode() & 0o777, 0o600);
         // The live file is not read again while the key holds.
         fs::remove_file(&live).expect("rm");
         let (again, _) = open_or_make(&copies, &live, &key).expect("reused");
-        assert_eq!(again, path);
+        assert_eq!(again.find(0xffff_ffff_c010_0001), Some(("virtnet_poll", 1)));
+        // A damaged copy is made again (from the live file, which is gone here).
+        let whole = fs::read(&path).expect("copy");
+        fs::write(&path, &whole[..whole.len() - 3]).expect("truncate");
+        assert!(open_or_make(&copies, &live, &key).is_err());
+        fs::write(&live, LIVE).expect("live");
+        let (remade, _) = open_or_make(&copies, &live, &key).expect("remade");
+        assert_eq!(remade.len(), 7);
+        assert_eq!(fs::read(&path).expect("copy"), whole);
+        fs::remove_file(&live).expect("rm");
         // A module loaded since: the copy is stale, and the live file is needed again.
         let loaded = Key::parse(BOOT, "kvm 1 0 - Live 0xffffffffc0500000\n").expect("key");
         assert!(open_or_make(&copies, &live, &loaded).is_err());
         fs::write(&live, LIVE).expect("live");
         open_or_make(&copies, &live, &loaded).expect("remade");
-        let first = fs::read_to_string(&path).expect("copy");
+        let first = fs::read(&path).expect("copy");
+        let first = first.split(|&b| b == b'\n').next().expect("header");
         assert!(
             loaded
-                .matches(first.lines().next().expect("header"))
+                .matches(std::str::from_utf8(first).expect("text key"))
                 .is_some()
         );
         // A copy others can write is made again; a directory others can write is refused.

@@ -82,6 +82,7 @@ mod debuginfod;
 mod gopclntab;
 mod kernel;
 mod kernel_copy;
+mod ksyms;
 mod maps;
 mod memo;
 mod names;
