@@ -112,10 +112,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_cache_bytes(args.symbol_cache)
                     .with_debug_dirs(args.debug_dirs)
                     .with_debuginfod(debuginfod)
-                    // Decompressed debug files are mapped, not inflated on the heap; kallsyms
-                    // is read once per agent anyway.
-                    .with_copy_dir(Some(copy_dir))
-                    .with_kernel_copy(false),
+                    // Decompressed debug files and this boot's table of kernel symbols
+                    // are mapped, not built on the heap.
+                    .with_copy_dir(Some(copy_dir)),
                 push: agent::PushSettings::from_args(&args.push).context("ember agent")?,
             };
             let summary = agent::run(&config).context("ember agent")?;

@@ -53,9 +53,9 @@ pub struct Config {
     /// on every run (at most [`crate::DEBUG_COPIES_BYTES`], oldest deleted first).
     pub copy_dir: Option<PathBuf>,
     /// Whether the kernel's symbols come through the copy in [`Config::copy_dir`] (default
-    /// `true`). A long-running process reads `/proc/kallsyms` once anyway, and reading it
-    /// again for an address the copy does not cover (a BPF program's) would keep both in
-    /// memory, about 8 MiB more.
+    /// `true`). The copy is a table that is mapped, not parsed onto the heap; an address
+    /// it does not cover (a BPF program's) is named from `/proc/kallsyms`, which is then
+    /// parsed (about 7 MiB of heap).
     pub kernel_copy: bool,
 }
 

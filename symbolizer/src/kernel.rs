@@ -83,10 +83,13 @@ impl CopyPlace {
 pub(crate) struct Kernel {
     kallsyms: PathBuf,
     copy: Option<CopyPlace>,
-    /// The copy's symbols, indexed, while every address asked about lies in `coverage`;
-    /// blazesym reads `kallsyms` for the rest.
+    /// The copy's symbols, which name the addresses in `coverage`; blazesym reads
+    /// `kallsyms` for the rest.
     index: Option<KernelSymbols>,
     coverage: Option<Coverage>,
+    /// Whether an address outside `coverage` was asked about (and blazesym read the live
+    /// file).
+    live_read: bool,
     state: State,
 }
 
@@ -96,6 +99,7 @@ impl Kernel {
     pub(crate) fn new(kallsyms: PathBuf, copy: Option<CopyPlace>) -> Self {
         Kernel {
             index: None,
+            live_read: false,
             kallsyms,
             copy,
             coverage: None,
@@ -198,21 +202,24 @@ impl Kernel {
         if !Self::is_plausible(addr) || self.state != State::Ready {
             return None;
         }
-        if self.coverage.as_ref().is_some_and(|c| !c.contains(addr)) {
+        if let (Some(index), Some(coverage)) = (&self.index, &self.coverage) {
+            if coverage.contains(addr) {
+                return index
+                    .find(addr)
+                    .filter(|&(name, offset)| {
+                        offset <= MAX_SYMBOL_OFFSET as u64 && !name.is_empty()
+                    })
+                    .map(|(name, _)| name.to_owned());
+            }
             // A BPF program, a trampoline or garbage: only the live file can say.
-            tracing::debug!(
-                addr = format_args!("{addr:#x}"),
-                "a kernel address the copy of kallsyms does not cover: reading `{}`",
-                self.kallsyms.display()
-            );
-            self.coverage = None;
-            self.index = None;
-        }
-        if let Some(index) = &self.index {
-            return index
-                .find(addr)
-                .filter(|&(name, offset)| offset <= MAX_SYMBOL_OFFSET as u64 && !name.is_empty())
-                .map(|(name, _)| name.to_owned());
+            if !self.live_read {
+                self.live_read = true;
+                tracing::debug!(
+                    addr = format_args!("{addr:#x}"),
+                    "a kernel address the copy of kallsyms does not cover: reading `{}`",
+                    self.kallsyms.display()
+                );
+            }
         }
         match blaze.symbolize_single(&Self::source_of(&self.kallsyms), Input::AbsAddr(addr)) {
             Ok(Symbolized::Sym(sym)) if sym.offset <= MAX_SYMBOL_OFFSET && !sym.name.is_empty() => {
@@ -365,15 +372,15 @@ mod tests {
             kernel.lookup(&blaze, 0xffff_ffff_c010_0040).as_deref(),
             Some("virtnet_poll")
         );
-        // A BPF program is not in the copy: the live file names it, and from then on
-        // everything.
+        // A BPF program is not in the copy: the live file names it, and the copy still
+        // names what it covers.
         assert_eq!(
             kernel.lookup(&blaze, 0xffff_ffff_c030_0010).as_deref(),
             Some("some_program")
         );
         assert_eq!(
             kernel.lookup(&blaze, 0xffff_ffff_8100_1010).as_deref(),
-            Some("renamed")
+            Some("do_syscall_64")
         );
         // A module loaded since the copy was made: the copy is made again.
         let loaded = copy_place(
@@ -457,9 +464,6 @@ mod tests {
         }
         assert!(named * 10 >= covered * 9, "{named} of {covered} named");
         assert!(aliases <= 2, "{aliases} addresses named by another alias");
-        assert!(
-            copy.coverage.is_some() && copy.index.is_some(),
-            "covered addresses stayed with the copy"
-        );
+        assert!(!copy.live_read, "covered addresses stayed with the copy");
     }
 }
