@@ -184,13 +184,12 @@ pub(crate) fn open_or_make(
             ),
         }
     }
-    let text = read_bounded(live, MAX_KALLSYMS_BYTES)?;
-    let (core, kept) = filter(&text)?;
+    let (core, kept) = filter(BufReader::new(File::open(live)?))?;
     let header = key.header(&core);
     // A crash means a reboot, and a new boot id makes any copy stale.
     write_private(&path, |out| {
         out.write_all(header.as_bytes())?;
-        SortedSymbols::of_lines(kept.into_iter()).write(out, header.len())
+        kept.write(out, header.len())
     })?;
     tracing::debug!(copy = %path.display(), "kept a copy of the kernel's symbols for this boot");
     let table = KernelSymbols::open(&File::open(&path)?)?;
@@ -221,11 +220,25 @@ fn existing(path: &Path, key: &Key) -> io::Result<Option<(File, Vec<Range<u64>>)
     Ok(key.matches(&first).map(|core| (file, core)))
 }
 
-/// The core kernel's text ranges, and the lines of `text` (kallsyms) worth keeping.
-fn filter(text: &str) -> io::Result<(Vec<Range<u64>>, Vec<&str>)> {
-    let mut kept = Vec::with_capacity(text.len() / 40);
+/// The core kernel's text ranges, and the symbols worth keeping, from kallsyms read line
+/// by line (at most [`MAX_KALLSYMS_BYTES`]).
+fn filter(mut kallsyms: impl BufRead) -> io::Result<(Vec<Range<u64>>, SortedSymbols)> {
+    let mut kept = SortedSymbols::default();
     let (mut stext, mut etext, mut sinit, mut einit) = (None, None, None, None);
-    for line in text.lines() {
+    let mut line = String::new();
+    let mut total = 0u64;
+    loop {
+        line.clear();
+        let n = kallsyms.read_line(&mut line)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total > MAX_KALLSYMS_BYTES {
+            return Err(invalid(format!(
+                "kallsyms is larger than {MAX_KALLSYMS_BYTES} bytes"
+            )));
+        }
         let mut fields = line.split_ascii_whitespace();
         let (Some(addr), Some(_kind), Some(name)) = (fields.next(), fields.next(), fields.next())
         else {
@@ -243,7 +256,7 @@ fn filter(text: &str) -> io::Result<(Vec<Range<u64>>, Vec<&str>)> {
                 _ => {}
             },
         }
-        kept.push(line);
+        kept.push_line(&line)?;
     }
     let mut core = Vec::with_capacity(2);
     match (stext, etext) {
@@ -321,10 +334,9 @@ mod tests {
     #[test]
     fn the_copy_covers_core_text_and_modules_only() {
         let key = Key::parse(BOOT, MODULES_TEXT).expect("key");
-        let (core, kept) = filter(LIVE).expect("filter");
-        let kept = kept.join("\n");
-        assert!(!kept.contains("bpf_prog") && !kept.contains("ftrace_trampoline"));
-        assert!(kept.contains("virtnet_poll\t[virtio_net]"));
+        let (core, kept) = filter(LIVE.as_bytes()).expect("filter");
+        assert!(!kept.has("bpf_prog_6deef7357e7b4530_sample") && !kept.has("ftrace_trampoline"));
+        assert!(kept.has("virtnet_poll") && kept.has("do_syscall_64"));
         let c = coverage(core, &key);
         assert!(c.contains(0xffff_ffff_8100_1234));
         assert!(!c.contains(0xffff_ffff_8180_0000));
@@ -336,7 +348,7 @@ mod tests {
             "a BPF program's address"
         );
         assert!(!c.contains(0xffff_ffff_c000_0000));
-        assert!(filter("ffffffff81001000 T do_syscall_64\n").is_err());
+        assert!(filter("ffffffff81001000 T do_syscall_64\n".as_bytes()).is_err());
     }
 
     #[test]

@@ -27,57 +27,74 @@ use memmap2::Mmap;
 /// The most symbols a table holds (kallsyms has about 200,000 with many modules loaded).
 const MOST_SYMBOLS: u64 = 1 << 24;
 
-/// Symbols in the order [`write`] puts them: by address, ties in kallsyms order.
+/// Symbols gathered for a table: names in one buffer, 16 bytes a symbol, so making the
+/// copy costs little more memory than the table itself (the agent makes it at start).
 #[derive(Debug, Default)]
-pub(crate) struct SortedSymbols<'a> {
-    symbols: Vec<(u64, &'a str)>,
+pub(crate) struct SortedSymbols {
+    /// (address, start of the name in `names`, its length)
+    symbols: Vec<(u64, u32, u32)>,
+    names: String,
 }
 
-impl<'a> SortedSymbols<'a> {
-    /// The symbols of kallsyms-format lines (`address type name [module]`); any other
-    /// line, and a symbol at address 0, is skipped.
-    pub(crate) fn of_lines(lines: impl Iterator<Item = &'a str>) -> Self {
-        let mut symbols = Vec::new();
-        for line in lines {
-            let mut fields = line.split_ascii_whitespace();
-            let (Some(addr), Some(_kind), Some(name)) =
-                (fields.next(), fields.next(), fields.next())
-            else {
-                continue;
-            };
-            match u64::from_str_radix(addr, 16) {
-                Ok(addr) if addr != 0 => symbols.push((addr, name)),
-                _ => {}
-            }
-        }
-        // Stable: of several symbols at one address the first in kallsyms stays first.
-        symbols.sort_by_key(|s| s.0);
-        SortedSymbols { symbols }
-    }
-
-    /// Writes the table (see the module documentation), `offset` bytes into the file.
+impl SortedSymbols {
+    /// Adds the symbol of a kallsyms-format line (`address type name [module]`); any
+    /// other line, and a symbol at address 0, is skipped.
     ///
     /// # Errors
-    /// When writing fails, or the names exceed 4 GiB.
-    pub(crate) fn write(&self, out: &mut impl Write, offset: usize) -> io::Result<()> {
-        let names_len: usize = self.symbols.iter().map(|s| s.1.len()).sum();
-        if u32::try_from(names_len).is_err() || self.symbols.len() as u64 > MOST_SYMBOLS {
+    /// When the names would exceed 4 GiB, or the symbols [`MOST_SYMBOLS`].
+    pub(crate) fn push_line(&mut self, line: &str) -> io::Result<()> {
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(addr), Some(_kind), Some(name)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return Ok(());
+        };
+        let Ok(addr) = u64::from_str_radix(addr, 16) else {
+            return Ok(());
+        };
+        let (Ok(start), Ok(len)) = (u32::try_from(self.names.len()), u32::try_from(name.len()))
+        else {
+            return Err(invalid("too many kernel symbols to keep".to_owned()));
+        };
+        if addr == 0 {
+            return Ok(());
+        }
+        if start.checked_add(len).is_none() || self.symbols.len() as u64 >= MOST_SYMBOLS {
             return Err(invalid("too many kernel symbols to keep".to_owned()));
         }
+        self.names.push_str(name);
+        self.symbols.push((addr, start, len));
+        Ok(())
+    }
+
+    /// Whether a symbol of this name was added.
+    #[cfg(test)]
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.symbols
+            .iter()
+            .any(|&(_, start, len)| &self.names[start as usize..(start + len) as usize] == name)
+    }
+
+    /// Writes the table (see the module documentation), `offset` bytes into the file,
+    /// sorted by address, ties in the order the lines came.
+    ///
+    /// # Errors
+    /// When writing fails.
+    pub(crate) fn write(mut self, out: &mut impl Write, offset: usize) -> io::Result<()> {
+        self.symbols.sort_by_key(|s| s.0);
         out.write_all(&[0; 8][..offset.next_multiple_of(8) - offset])?;
         out.write_all(&(self.symbols.len() as u64).to_le_bytes())?;
-        out.write_all(&(names_len as u64).to_le_bytes())?;
-        for (addr, _) in &self.symbols {
+        out.write_all(&(self.names.len() as u64).to_le_bytes())?;
+        for &(addr, _, _) in &self.symbols {
             out.write_all(&addr.to_le_bytes())?;
         }
+        // Ends within `names`, below 4 GiB (`push_line`).
         let mut end = 0u32;
-        for (_, name) in &self.symbols {
-            // Bounded by `names_len` above.
-            end += name.len() as u32;
+        for &(_, _, len) in &self.symbols {
+            end += len;
             out.write_all(&end.to_le_bytes())?;
         }
-        for (_, name) in &self.symbols {
-            out.write_all(name.as_bytes())?;
+        for &(_, start, len) in &self.symbols {
+            out.write_all(&self.names.as_bytes()[start as usize..(start + len) as usize])?;
         }
         Ok(())
     }
@@ -208,9 +225,11 @@ mod tests {
     fn table_file(text: &str) -> tempfile::NamedTempFile {
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
         file.write_all(KEY.as_bytes()).expect("key");
-        SortedSymbols::of_lines(text.lines())
-            .write(&mut file, KEY.len())
-            .expect("write");
+        let mut symbols = SortedSymbols::default();
+        for line in text.lines() {
+            symbols.push_line(line).expect("push");
+        }
+        symbols.write(&mut file, KEY.len()).expect("write");
         file
     }
 
