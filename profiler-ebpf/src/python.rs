@@ -325,8 +325,14 @@ fn announce(tgid: u32, stack: *const UserStack, len: u32, path: u64) {
     unsafe {
         (*ev).tgid = tgid;
         (*ev).len = len;
-        let src = &*stack;
-        (*ev).frames.copy_from_slice(&src.frames[..MAX_PY_DEPTH]);
+        // One helper call: a copy loop of 96 words is one the verifier walks word by word.
+        let frames = (&raw const (*stack).frames).cast::<u64>();
+        let dst = (&raw mut (*ev).frames).cast::<u64>();
+        let _ = generated::bpf_probe_read_kernel(
+            dst.cast(),
+            (MAX_PY_DEPTH * core::mem::size_of::<u64>()) as u32,
+            frames.cast(),
+        );
     }
     // SAFETY: as above.
     if PY_EVENTS

@@ -127,6 +127,11 @@ struct WalkRegs {
     /// 1 once this walk learned a mapping: the entry is written back.
     learned_new: u32,
     tgid: u32,
+    /// A binary search's bounds, kept here rather than in registers: the verifier does
+    /// not track a map value's contents, so the two sides of each step look alike to it
+    /// and it checks the search once, not once per pair of bounds it could have reached.
+    lo: u32,
+    hi: u32,
 }
 
 #[map]
@@ -377,7 +382,7 @@ pub(crate) fn walk<C: UserRegs>(ctx: &C, tgid: u32, generation: u32) -> Option<W
         let has_learned = match LEARNED.get(&tgid) {
             // Learned by this very process, not by an exited one whose pid it got.
             Some(l) if o.enabled != 0 && l.mm == current_mm(&o) => {
-                *learned = *l;
+                copy_words(learned, l);
                 true
             }
             _ => {
@@ -420,6 +425,8 @@ pub(crate) fn walk<C: UserRegs>(ctx: &C, tgid: u32, generation: u32) -> Option<W
             vma_budget: 1,
             learned_new: 0,
             tgid,
+            lo: 0,
+            hi: 0,
         };
     }
     let mut walk = Walk {
@@ -453,6 +460,25 @@ pub(crate) fn walk<C: UserRegs>(ctx: &C, tgid: u32, generation: u32) -> Option<W
     }
     let (id, _) = store_stack(stack, w.n, w.hash, generation, Stat::UnwindStackLost);
     Some(Walked { id, truncated })
+}
+
+/// `*dst = *src`, eight bytes at a time. A plain copy of a struct this large becomes a
+/// call to the byte-by-byte `memcpy` of `compiler_builtins`, which the verifier walks once
+/// per byte (400 iterations for a `Learned`: a quarter of all it verified). The volatile
+/// accesses keep LLVM from turning this loop back into that call.
+///
+/// # Safety
+/// `dst` and `src` are valid, 8-aligned and do not overlap.
+#[inline(always)]
+unsafe fn copy_words<T: Copy>(dst: *mut T, src: *const T) {
+    const { assert!(core::mem::size_of::<T>() % 8 == 0) };
+    let (d, s) = (dst.cast::<u64>(), src.cast::<u64>());
+    let mut i = 0;
+    while i < core::mem::size_of::<T>() / 8 {
+        // SAFETY: within both values (the caller's promise), word by word.
+        unsafe { core::ptr::write_volatile(d.add(i), core::ptr::read_volatile(s.add(i))) };
+        i += 1;
+    }
 }
 
 /// FNV-1a's offset basis, where a stack's hash starts.
@@ -641,26 +667,32 @@ struct Covered {
 
 /// The table of the registered mapping that holds `pc`.
 #[inline(always)]
-fn registered_table(procs: &ProcUnwind, pc: u64) -> Option<Covered> {
+fn registered_table(procs: &ProcUnwind, w: &mut WalkRegs, pc: u64) -> Option<Covered> {
     let len = procs.len;
     if len == 0 || len as usize > MAX_PROC_MAPPINGS {
         return None;
     }
-    // Last mapping whose start <= pc.
-    let (mut lo, mut hi) = (0u32, len);
-    for _ in 0..MAPPING_SEARCH_STEPS {
-        if hi - lo <= 1 {
-            break;
-        }
-        let mid = lo + (hi - lo) / 2;
-        let m = &procs.mappings[bounded(mid)];
-        if m.start <= pc {
-            lo = mid;
-        } else {
-            hi = mid;
+    // Last mapping whose start <= pc, with the bounds in `w` (see `WalkRegs::lo`).
+    let (lo, hi) = (&raw mut w.lo, &raw mut w.hi);
+    // SAFETY: `lo` and `hi` point into `w`, valid for the whole search.
+    unsafe {
+        core::ptr::write_volatile(lo, 0);
+        core::ptr::write_volatile(hi, len);
+        for _ in 0..MAPPING_SEARCH_STEPS {
+            let (l, h) = (core::ptr::read_volatile(lo), core::ptr::read_volatile(hi));
+            if h <= l || h - l <= 1 {
+                break;
+            }
+            let mid = l + (h - l) / 2;
+            if procs.mappings[bounded(mid)].start <= pc {
+                core::ptr::write_volatile(lo, mid);
+            } else {
+                core::ptr::write_volatile(hi, mid);
+            }
         }
     }
-    let m = &procs.mappings[bounded(lo)];
+    // SAFETY: as above.
+    let m = &procs.mappings[bounded(unsafe { core::ptr::read_volatile(lo) })];
     if pc < m.start || pc >= m.end || m.table_len == 0 {
         return None;
     }
@@ -718,7 +750,7 @@ fn file_table(learned: &mut Learned, w: &mut WalkRegs, pc: u64) -> Option<Covere
 
 #[inline(always)]
 fn table_step(procs: &ProcUnwind, learned: &mut Learned, w: &mut WalkRegs, pc: u64) -> Step {
-    let m = match registered_table(procs, pc) {
+    let m = match registered_table(procs, w, pc) {
         Some(m) => m,
         None => match file_table(learned, w, pc) {
             Some(m) => m,
@@ -730,23 +762,30 @@ fn table_step(procs: &ProcUnwind, learned: &mut Learned, w: &mut WalkRegs, pc: u
         return Step::Fp;
     }
     let vaddr = vaddr as u32;
-    // Last row whose pc <= vaddr.
-    let (mut lo, mut hi) = (m.table_offset, m.table_offset.wrapping_add(m.table_len));
-    for _ in 0..ROW_SEARCH_STEPS {
-        if hi - lo <= 1 {
-            break;
-        }
-        let mid = lo + (hi - lo) / 2;
-        let Some(r) = UNWIND_ROWS.get(mid) else {
-            return Step::Fp;
-        };
-        if r.pc <= vaddr {
-            lo = mid;
-        } else {
-            hi = mid;
+    // Last row whose pc <= vaddr, with the bounds in `w` (see `WalkRegs::lo`).
+    let (lo, hi) = (&raw mut w.lo, &raw mut w.hi);
+    // SAFETY: `lo` and `hi` point into `w`, valid for the whole search.
+    unsafe {
+        core::ptr::write_volatile(lo, m.table_offset);
+        core::ptr::write_volatile(hi, m.table_offset.wrapping_add(m.table_len));
+        for _ in 0..ROW_SEARCH_STEPS {
+            let (l, h) = (core::ptr::read_volatile(lo), core::ptr::read_volatile(hi));
+            if h <= l || h - l <= 1 {
+                break;
+            }
+            let mid = l + (h - l) / 2;
+            let Some(r) = UNWIND_ROWS.get(mid) else {
+                return Step::Fp;
+            };
+            if r.pc <= vaddr {
+                core::ptr::write_volatile(lo, mid);
+            } else {
+                core::ptr::write_volatile(hi, mid);
+            }
         }
     }
-    let Some(row) = UNWIND_ROWS.get(lo) else {
+    // SAFETY: as above.
+    let Some(row) = UNWIND_ROWS.get(unsafe { core::ptr::read_volatile(lo) }) else {
         return Step::Fp;
     };
     if row.pc > vaddr {
