@@ -54,8 +54,8 @@ pub struct Config {
     pub copy_dir: Option<PathBuf>,
     /// Whether the kernel's symbols come through the copy in [`Config::copy_dir`] (default
     /// `true`). The copy is a table that is mapped, not parsed onto the heap; an address
-    /// it does not cover (a BPF program's) is named from `/proc/kallsyms`, which is then
-    /// parsed (about 7 MiB of heap).
+    /// it does not cover (a BPF program's) is named from the symbols of `/proc/kallsyms`
+    /// outside it, which are kept (a few hundred).
     pub kernel_copy: bool,
 }
 

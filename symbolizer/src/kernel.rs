@@ -1,6 +1,8 @@
-//! Kernel addresses to names: from this boot's copy of kallsyms (`kernel_copy`), indexed
-//! by Ember (`ksyms`), and from the live kallsyms through blazesym's kernel source for
-//! addresses the copy does not cover (BPF programs, trampolines).
+//! Kernel addresses to names: from this boot's copy of kallsyms (`kernel_copy`), a table
+//! Ember maps (`ksyms`), and for addresses the copy does not cover (BPF programs,
+//! trampolines) from the few symbols of the live kallsyms outside it, read again when an
+//! address is not among them, at most once a minute. Without a copy (no cache directory,
+//! module addresses hidden) blazesym's kallsyms source reads the live file whole.
 //!
 //! kallsyms is loaded lazily, on the first kernel stack, and only once: before indexing
 //! it we check that it shows real addresses. With `kernel.kptr_restrict` hiding
@@ -17,13 +19,14 @@
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use blazesym::MaybeDefault;
 use blazesym::symbolize::source::{self, Source};
 use blazesym::symbolize::{Input, Symbolized, Symbolizer as Blaze};
 
 use crate::kernel_copy::{self, Coverage, Key};
-use crate::ksyms::KernelSymbols;
+use crate::ksyms::{KernelSymbols, SortedSymbols};
 
 /// Where the running kernel's symbols are.
 pub(crate) const KALLSYMS: &str = "/proc/kallsyms";
@@ -83,15 +86,20 @@ impl CopyPlace {
 pub(crate) struct Kernel {
     kallsyms: PathBuf,
     copy: Option<CopyPlace>,
-    /// The copy's symbols, which name the addresses in `coverage`; blazesym reads
-    /// `kallsyms` for the rest.
+    /// The copy's symbols, which name the addresses in `coverage`.
     index: Option<KernelSymbols>,
     coverage: Option<Coverage>,
-    /// Whether an address outside `coverage` was asked about (and blazesym read the live
-    /// file).
-    live_read: bool,
+    /// The live file's symbols outside `coverage` (BPF programs, trampolines: a few
+    /// hundred), and when they were read: read when an address outside the copy is first
+    /// asked about, and again when one is not among them, at most every `live_reread`.
+    live: Option<(SortedSymbols, Instant)>,
+    live_reread: Duration,
     state: State,
 }
+
+/// The least time between two reads of the live kallsyms for addresses outside the copy:
+/// a read costs the kernel about 40 ms of CPU.
+const LIVE_REREAD: Duration = Duration::from_secs(60);
 
 impl Kernel {
     /// Kernel symbols from `kallsyms` (normally [`KALLSYMS`]), through a copy kept at `copy`
@@ -99,7 +107,8 @@ impl Kernel {
     pub(crate) fn new(kallsyms: PathBuf, copy: Option<CopyPlace>) -> Self {
         Kernel {
             index: None,
-            live_read: false,
+            live: None,
+            live_reread: LIVE_REREAD,
             kallsyms,
             copy,
             coverage: None,
@@ -202,24 +211,49 @@ impl Kernel {
         if !Self::is_plausible(addr) || self.state != State::Ready {
             return None;
         }
+        let named = |found: Option<(&str, u64)>| {
+            found
+                .filter(|&(name, offset)| offset <= MAX_SYMBOL_OFFSET as u64 && !name.is_empty())
+                .map(|(name, _)| name.to_owned())
+        };
         if let (Some(index), Some(coverage)) = (&self.index, &self.coverage) {
             if coverage.contains(addr) {
-                return index
-                    .find(addr)
-                    .filter(|&(name, offset)| {
-                        offset <= MAX_SYMBOL_OFFSET as u64 && !name.is_empty()
-                    })
-                    .map(|(name, _)| name.to_owned());
+                return named(index.find(addr));
             }
             // A BPF program, a trampoline or garbage: only the live file can say.
-            if !self.live_read {
-                self.live_read = true;
-                tracing::debug!(
-                    addr = format_args!("{addr:#x}"),
-                    "a kernel address the copy of kallsyms does not cover: reading `{}`",
-                    self.kallsyms.display()
-                );
+            let known = self
+                .live
+                .as_ref()
+                .and_then(|(live, _)| named(live.find(addr)));
+            if known.is_some() {
+                return known;
             }
+            if self
+                .live
+                .as_ref()
+                .is_some_and(|(_, at)| at.elapsed() < self.live_reread)
+            {
+                return None;
+            }
+            match outside(&self.kallsyms, coverage) {
+                Ok(live) => {
+                    tracing::debug!(
+                        addr = format_args!("{addr:#x}"),
+                        symbols = live.len(),
+                        "read the symbols outside the copy of kallsyms from `{}`",
+                        self.kallsyms.display()
+                    );
+                    self.live = Some((live, Instant::now()));
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "cannot read `{}`", self.kallsyms.display());
+                    self.live = Some((SortedSymbols::default(), Instant::now()));
+                }
+            }
+            return self
+                .live
+                .as_ref()
+                .and_then(|(live, _)| named(live.find(addr)));
         }
         match blaze.symbolize_single(&Self::source_of(&self.kallsyms), Input::AbsAddr(addr)) {
             Ok(Symbolized::Sym(sym)) if sym.offset <= MAX_SYMBOL_OFFSET && !sym.name.is_empty() => {
@@ -232,6 +266,28 @@ impl Kernel {
             }
         }
     }
+}
+
+/// The symbols of kallsyms at `path` that `coverage` leaves out, sorted.
+fn outside(path: &Path, coverage: &Coverage) -> io::Result<SortedSymbols> {
+    let mut syms = SortedSymbols::default();
+    let mut reader = BufReader::new(File::open(path)?);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            break;
+        }
+        let addr = line
+            .split_ascii_whitespace()
+            .next()
+            .and_then(|a| u64::from_str_radix(a, 16).ok());
+        if addr.is_some_and(|a| Kernel::is_plausible(a) && !coverage.contains(a)) {
+            syms.push_line(&line)?;
+        }
+    }
+    syms.sort();
+    Ok(syms)
 }
 
 /// Reads kallsyms until the first nonzero address (normally the first line).
@@ -382,6 +438,21 @@ mod tests {
             kernel.lookup(&blaze, 0xffff_ffff_8100_1010).as_deref(),
             Some("do_syscall_64")
         );
+        // Only the live file's symbols outside the copy are kept from it: the program,
+        // and `_etext`, which lies just past the core text it ends.
+        let live_syms = &kernel.live.as_ref().expect("read").0;
+        assert_eq!(live_syms.len(), 2, "{live_syms:?}");
+        // A program loaded later is named once the live file may be read again.
+        let later = "ffffffffc0500000 t later_program\t[bpf]\n";
+        let renamed = text.replace("do_syscall_64", "renamed");
+        std::fs::write(&live, format!("{renamed}{later}")).expect("live");
+        assert_eq!(kernel.lookup(&blaze, 0xffff_ffff_c050_0008), None);
+        kernel.live_reread = Duration::ZERO;
+        assert_eq!(
+            kernel.lookup(&blaze, 0xffff_ffff_c050_0008).as_deref(),
+            Some("later_program")
+        );
+        std::fs::write(&live, renamed).expect("live");
         // A module loaded since the copy was made: the copy is made again.
         let loaded = copy_place(
             dir.path(),
@@ -464,6 +535,9 @@ mod tests {
         }
         assert!(named * 10 >= covered * 9, "{named} of {covered} named");
         assert!(aliases <= 2, "{aliases} addresses named by another alias");
-        assert!(!copy.live_read, "covered addresses stayed with the copy");
+        assert!(
+            copy.live.is_none(),
+            "covered addresses stayed with the copy"
+        );
     }
 }

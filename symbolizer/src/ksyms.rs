@@ -74,13 +74,38 @@ impl SortedSymbols {
             .any(|&(_, start, len)| &self.names[start as usize..(start + len) as usize] == name)
     }
 
+    /// Sorts the symbols by address, ties in the order the lines came.
+    pub(crate) fn sort(&mut self) {
+        self.symbols.sort_by_key(|s| s.0);
+    }
+
+    /// Number of symbols.
+    pub(crate) fn len(&self) -> usize {
+        self.symbols.len()
+    }
+
+    /// As [`KernelSymbols::find`]; the symbols must be sorted ([`SortedSymbols::sort`]).
+    pub(crate) fn find(&self, addr: u64) -> Option<(&str, u64)> {
+        let mut i = self
+            .symbols
+            .partition_point(|s| s.0 <= addr)
+            .checked_sub(1)?;
+        let at = self.symbols[i].0;
+        while i > 0 && self.symbols[i - 1].0 == at {
+            i -= 1;
+        }
+        let (_, start, len) = self.symbols[i];
+        let name = self.names.get(start as usize..(start + len) as usize)?;
+        Some((name, addr - at))
+    }
+
     /// Writes the table (see the module documentation), `offset` bytes into the file,
     /// sorted by address, ties in the order the lines came.
     ///
     /// # Errors
     /// When writing fails.
     pub(crate) fn write(mut self, out: &mut impl Write, offset: usize) -> io::Result<()> {
-        self.symbols.sort_by_key(|s| s.0);
+        self.sort();
         out.write_all(&[0; 8][..offset.next_multiple_of(8) - offset])?;
         out.write_all(&(self.symbols.len() as u64).to_le_bytes())?;
         out.write_all(&(self.names.len() as u64).to_le_bytes())?;
@@ -270,6 +295,22 @@ mod tests {
         assert_eq!(syms.find(0xffff_ffff_80ff_ffff), None);
         assert_eq!(syms.find(0), None);
         assert_eq!(syms.find(u64::MAX).map(|s| s.0), Some("virtnet_poll"));
+    }
+
+    #[test]
+    fn gathered_symbols_name_as_the_written_table_does() {
+        let mut syms = SortedSymbols::default();
+        for line in "ffffffffc0300000 t second\t[bpf]\nffffffffc0200000 t first\t[bpf]\n\
+                     ffffffffc0200000 t alias\t[bpf]\n"
+            .lines()
+        {
+            syms.push_line(line).expect("push");
+        }
+        syms.sort();
+        assert_eq!(syms.len(), 3);
+        assert_eq!(syms.find(0xffff_ffff_c020_0010), Some(("first", 0x10)));
+        assert_eq!(syms.find(0xffff_ffff_c030_0000), Some(("second", 0)));
+        assert_eq!(syms.find(0xffff_ffff_c01f_ffff), None);
     }
 
     #[test]
