@@ -26,7 +26,7 @@ use blazesym::symbolize::source::{self, Source};
 use blazesym::symbolize::{Input, Symbolized, Symbolizer as Blaze};
 
 use crate::kernel_copy::{self, Coverage, Key};
-use crate::ksyms::{KernelSymbols, SortedSymbols};
+use crate::ksyms::{KernelSymbols, SortedSymbols, each_line};
 
 /// Where the running kernel's symbols are.
 pub(crate) const KALLSYMS: &str = "/proc/kallsyms";
@@ -271,21 +271,16 @@ impl Kernel {
 /// The symbols of kallsyms at `path` that `coverage` leaves out, sorted.
 fn outside(path: &Path, coverage: &Coverage) -> io::Result<SortedSymbols> {
     let mut syms = SortedSymbols::default();
-    let mut reader = BufReader::new(File::open(path)?);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            break;
-        }
-        let addr = line
-            .split_ascii_whitespace()
-            .next()
-            .and_then(|a| u64::from_str_radix(a, 16).ok());
-        if addr.is_some_and(|a| Kernel::is_plausible(a) && !coverage.contains(a)) {
-            syms.push_line(&line)?;
-        }
-    }
+    each_line(
+        BufReader::new(File::open(path)?),
+        kernel_copy::MAX_KALLSYMS_BYTES,
+        |line| {
+            if Kernel::is_plausible(line.addr) && !coverage.contains(line.addr) {
+                syms.push(line.addr, line.name)?;
+            }
+            Ok(())
+        },
+    )?;
     syms.sort();
     Ok(syms)
 }

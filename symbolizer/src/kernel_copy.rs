@@ -24,7 +24,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use crate::copies::{fnv1a, is_private, private_dir, write_private};
-use crate::ksyms::{KernelSymbols, SortedSymbols};
+use crate::ksyms::{KernelSymbols, SortedSymbols, each_line};
 
 /// Identifies the boot.
 pub(crate) const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
@@ -37,7 +37,7 @@ const COPY_NAME: &str = "kallsyms";
 const HEADER: &str = "# ember kallsyms copy v3";
 /// More than any kallsyms (about 5 MiB with a distribution kernel's modules); a file past
 /// it is not copied.
-const MAX_KALLSYMS_BYTES: u64 = 256 << 20;
+pub(crate) const MAX_KALLSYMS_BYTES: u64 = 256 << 20;
 /// `/proc/modules` is read whole for the key; a few kilobytes normally.
 const MAX_MODULES_BYTES: u64 = 16 << 20;
 
@@ -151,15 +151,13 @@ impl Coverage {
     }
 }
 
-/// The copy in `dir` for `key` and what it covers: the one there if it is this boot's and
-/// these modules', else a new one made from `live`.
+/// The copy in `dir` for `key`, mapped, and what it covers: the one there if it is this
+/// boot's and these modules' and whole, else a new one made from `live` (normally
+/// [`KALLSYMS`](crate::kernel::KALLSYMS)).
 ///
 /// # Errors
 /// When `dir` or the copy cannot be used or written, or `live` cannot be read or lacks
 /// `_stext`/`_etext`: the caller then reads `live` itself.
-/// This boot's copy in `dir`, mapped, and what it covers: made from `live` (normally
-/// [`KALLSYMS`](crate::kernel::KALLSYMS)) when there is none that matches `key`, or the one
-/// there is damaged.
 pub(crate) fn open_or_make(
     dir: &Path,
     live: &Path,
@@ -222,42 +220,24 @@ fn existing(path: &Path, key: &Key) -> io::Result<Option<(File, Vec<Range<u64>>)
 
 /// The core kernel's text ranges, and the symbols worth keeping, from kallsyms read line
 /// by line (at most [`MAX_KALLSYMS_BYTES`]).
-fn filter(mut kallsyms: impl BufRead) -> io::Result<(Vec<Range<u64>>, SortedSymbols)> {
+fn filter(kallsyms: impl BufRead) -> io::Result<(Vec<Range<u64>>, SortedSymbols)> {
     let mut kept = SortedSymbols::default();
     let (mut stext, mut etext, mut sinit, mut einit) = (None, None, None, None);
-    let mut line = String::new();
-    let mut total = 0u64;
-    loop {
-        line.clear();
-        let n = kallsyms.read_line(&mut line)?;
-        if n == 0 {
-            break;
-        }
-        total += n as u64;
-        if total > MAX_KALLSYMS_BYTES {
-            return Err(invalid(format!(
-                "kallsyms is larger than {MAX_KALLSYMS_BYTES} bytes"
-            )));
-        }
-        let mut fields = line.split_ascii_whitespace();
-        let (Some(addr), Some(_kind), Some(name)) = (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        match fields.next() {
+    each_line(kallsyms, MAX_KALLSYMS_BYTES, |line| {
+        match line.module {
             // BPF programs, ftrace and kprobe trampolines: loaded and freed at any time.
-            Some(m) if m == "[bpf]" || m.starts_with("[__builtin") => continue,
+            Some(m) if m == "[bpf]" || m.starts_with("[__builtin") => return Ok(()),
             Some(_) => {}
-            None => match name {
-                "_stext" => stext = u64::from_str_radix(addr, 16).ok(),
-                "_etext" => etext = u64::from_str_radix(addr, 16).ok(),
-                "_sinittext" => sinit = u64::from_str_radix(addr, 16).ok(),
-                "_einittext" => einit = u64::from_str_radix(addr, 16).ok(),
+            None => match line.name {
+                "_stext" => stext = Some(line.addr),
+                "_etext" => etext = Some(line.addr),
+                "_sinittext" => sinit = Some(line.addr),
+                "_einittext" => einit = Some(line.addr),
                 _ => {}
             },
         }
-        kept.push_line(&line)?;
-    }
+        kept.push(line.addr, line.name)
+    })?;
     let mut core = Vec::with_capacity(2);
     match (stext, etext) {
         (Some(s), Some(e)) if s != 0 && s < e => core.push(s..e),

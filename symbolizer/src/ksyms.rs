@@ -20,7 +20,7 @@
 //! and the names; all little-endian.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 
 use memmap2::Mmap;
 
@@ -37,29 +37,21 @@ pub(crate) struct SortedSymbols {
 }
 
 impl SortedSymbols {
-    /// Adds the symbol of a kallsyms-format line (`address type name [module]`); any
-    /// other line, and a symbol at address 0, is skipped.
+    /// Adds a symbol; one at address 0 (kallsyms hides an address so) is skipped.
     ///
     /// # Errors
     /// When the names would exceed 4 GiB, or the symbols [`MOST_SYMBOLS`].
-    pub(crate) fn push_line(&mut self, line: &str) -> io::Result<()> {
-        let mut fields = line.split_ascii_whitespace();
-        let (Some(addr), Some(_kind), Some(name)) = (fields.next(), fields.next(), fields.next())
-        else {
-            return Ok(());
-        };
-        let Ok(addr) = u64::from_str_radix(addr, 16) else {
-            return Ok(());
-        };
-        let (Ok(start), Ok(len)) = (u32::try_from(self.names.len()), u32::try_from(name.len()))
-        else {
-            return Err(invalid("too many kernel symbols to keep".to_owned()));
-        };
+    pub(crate) fn push(&mut self, addr: u64, name: &str) -> io::Result<()> {
         if addr == 0 {
             return Ok(());
         }
+        let too_many = || invalid("too many kernel symbols to keep".to_owned());
+        let (Ok(start), Ok(len)) = (u32::try_from(self.names.len()), u32::try_from(name.len()))
+        else {
+            return Err(too_many());
+        };
         if start.checked_add(len).is_none() || self.symbols.len() as u64 >= MOST_SYMBOLS {
-            return Err(invalid("too many kernel symbols to keep".to_owned()));
+            return Err(too_many());
         }
         self.names.push_str(name);
         self.symbols.push((addr, start, len));
@@ -86,14 +78,7 @@ impl SortedSymbols {
 
     /// As [`KernelSymbols::find`]; the symbols must be sorted ([`SortedSymbols::sort`]).
     pub(crate) fn find(&self, addr: u64) -> Option<(&str, u64)> {
-        let mut i = self
-            .symbols
-            .partition_point(|s| s.0 <= addr)
-            .checked_sub(1)?;
-        let at = self.symbols[i].0;
-        while i > 0 && self.symbols[i - 1].0 == at {
-            i -= 1;
-        }
+        let (i, at) = nearest_at_or_below(self.symbols.len(), |i| self.symbols[i].0, addr)?;
         let (_, start, len) = self.symbols[i];
         let name = self.names.get(start as usize..(start + len) as usize)?;
         Some((name, addr - at))
@@ -112,7 +97,7 @@ impl SortedSymbols {
         for &(addr, _, _) in &self.symbols {
             out.write_all(&addr.to_le_bytes())?;
         }
-        // Ends within `names`, below 4 GiB (`push_line`).
+        // Ends within `names`, below 4 GiB (`push`).
         let mut end = 0u32;
         for &(_, _, len) in &self.symbols {
             end += len;
@@ -215,25 +200,89 @@ impl KernelSymbols {
     /// The symbol at or nearest below `addr` (the first of several at one address), and
     /// how far `addr` is past it.
     pub(crate) fn find(&self, addr: u64) -> Option<(&str, u64)> {
-        // The first symbol above `addr`.
-        let (mut lo, mut hi) = (0, self.count);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.addr(mid) <= addr {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        let mut i = lo.checked_sub(1)?;
-        let at = self.addr(i);
-        while i > 0 && self.addr(i - 1) == at {
-            i -= 1;
-        }
+        let (i, at) = nearest_at_or_below(self.count, |i| self.addr(i), addr)?;
         let start = if i == 0 { 0 } else { self.end(i - 1) as usize };
         let end = self.end(i) as usize;
         let name = self.map.get(self.names + start..self.names + end)?;
         Some((std::str::from_utf8(name).ok()?, addr - at))
+    }
+}
+
+/// Of `count` symbols sorted by address (`addr_of`), the index and address of the one at
+/// or nearest below `addr`, and of several at that address the first.
+fn nearest_at_or_below(
+    count: usize,
+    addr_of: impl Fn(usize) -> u64,
+    addr: u64,
+) -> Option<(usize, u64)> {
+    // The first symbol above `addr`.
+    let (mut lo, mut hi) = (0, count);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if addr_of(mid) <= addr {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let mut i = lo.checked_sub(1)?;
+    let at = addr_of(i);
+    while i > 0 && addr_of(i - 1) == at {
+        i -= 1;
+    }
+    Some((i, at))
+}
+
+/// A symbol line of kallsyms: `address type name [module]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KallsymsLine<'a> {
+    pub(crate) addr: u64,
+    pub(crate) name: &'a str,
+    /// The bracketed module (`[virtio_net]`, `[bpf]`), if any.
+    pub(crate) module: Option<&'a str>,
+}
+
+impl<'a> KallsymsLine<'a> {
+    /// The symbol `line` lists; `None` for any other line (a copy's key line, a line
+    /// without a name or with a bad address).
+    pub(crate) fn parse(line: &'a str) -> Option<Self> {
+        let mut fields = line.split_ascii_whitespace();
+        let (addr, _kind, name) = (fields.next()?, fields.next()?, fields.next()?);
+        Some(KallsymsLine {
+            addr: u64::from_str_radix(addr, 16).ok()?,
+            name,
+            module: fields.next(),
+        })
+    }
+}
+
+/// Calls `each` with every symbol line of `kallsyms`, read line by line, at most
+/// `max_bytes` of it.
+///
+/// # Errors
+/// When reading fails, the text is longer than `max_bytes`, or `each` fails.
+pub(crate) fn each_line(
+    mut kallsyms: impl BufRead,
+    max_bytes: u64,
+    mut each: impl FnMut(KallsymsLine<'_>) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut line = String::new();
+    let mut total = 0u64;
+    loop {
+        line.clear();
+        let n = kallsyms.read_line(&mut line)?;
+        if n == 0 {
+            return Ok(());
+        }
+        total += n as u64;
+        if total > max_bytes {
+            return Err(invalid(format!(
+                "kallsyms is larger than {max_bytes} bytes"
+            )));
+        }
+        if let Some(symbol) = KallsymsLine::parse(&line) {
+            each(symbol)?;
+        }
     }
 }
 
@@ -251,9 +300,7 @@ mod tests {
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
         file.write_all(KEY.as_bytes()).expect("key");
         let mut symbols = SortedSymbols::default();
-        for line in text.lines() {
-            symbols.push_line(line).expect("push");
-        }
+        each_line(text.as_bytes(), u64::MAX, |l| symbols.push(l.addr, l.name)).expect("push");
         symbols.write(&mut file, KEY.len()).expect("write");
         file
     }
@@ -300,12 +347,9 @@ mod tests {
     #[test]
     fn gathered_symbols_name_as_the_written_table_does() {
         let mut syms = SortedSymbols::default();
-        for line in "ffffffffc0300000 t second\t[bpf]\nffffffffc0200000 t first\t[bpf]\n\
-                     ffffffffc0200000 t alias\t[bpf]\n"
-            .lines()
-        {
-            syms.push_line(line).expect("push");
-        }
+        let text = "ffffffffc0300000 t second\t[bpf]\nffffffffc0200000 t first\t[bpf]\n\
+                    ffffffffc0200000 t alias\t[bpf]\n";
+        each_line(text.as_bytes(), u64::MAX, |l| syms.push(l.addr, l.name)).expect("push");
         syms.sort();
         assert_eq!(syms.len(), 3);
         assert_eq!(syms.find(0xffff_ffff_c020_0010), Some(("first", 0x10)));
