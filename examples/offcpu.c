@@ -5,8 +5,11 @@
  *
  * MODE is one of:
  *  - sleep: one thread, cycles of compute_burst (about 3 ms of CPU) then sleep_wait
- *    (nanosleep 7 ms): it waits about 70 % of the wall time, all of it under sleep_wait,
- *    and burns its CPU under compute_burst.
+ *    (nanosleep 5-9 ms, 7 ms on average): it waits about 70 % of the wall time, all of it
+ *    under sleep_wait, and burns its CPU under compute_burst. The sleep varies from cycle
+ *    to cycle so the loop cannot phase-lock with a sampler: a fixed 3 + 7 ms cycle (10.05 ms
+ *    with the wake-up) beside 99 Hz's 10.1 ms period gave anywhere from 2 to 271 CPU
+ *    samples in 4 s, where about 119 are due.
  *  - mutex: a holder thread takes a mutex, computes about 9 ms under hold_and_compute and
  *    lets go for 300 µs (asleep in holder_pause); a waiter thread takes and drops the same
  *    mutex (lock_waiter), then naps 500 µs (waiter_nap), by when the holder has it again:
@@ -59,9 +62,22 @@ static double us_since(double t0)
 
 static double sleep_blocked_us;
 
+/* A xorshift generator with a fixed seed: runs are alike, cycles are not. */
+static uint32_t jitter_state = 2463534242u;
+
+static uint32_t jitter(void)
+{
+	jitter_state ^= jitter_state << 13;
+	jitter_state ^= jitter_state >> 17;
+	jitter_state ^= jitter_state << 5;
+	return jitter_state;
+}
+
 __attribute__((noinline)) static void sleep_wait(void)
 {
-	struct timespec ts = {.tv_sec = 0, .tv_nsec = 7 * 1000 * 1000};
+	/* 5 to 9 ms, uniformly. */
+	long ns = 5 * 1000 * 1000 + (long)(jitter() % (4 * 1000 * 1000 + 1));
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = ns};
 	double t0 = monotonic_seconds();
 
 	nanosleep(&ts, NULL);
