@@ -1577,6 +1577,13 @@ mod tests {
     }
 
     /// A child process, killed and reaped when dropped.
+    /// The loader reserves libc's whole range (read-only) before it maps the code
+    /// segment in, so a `libc` line alone can come before there is anything to unwind.
+    fn libc_code_mapped(maps: &str) -> bool {
+        maps.lines()
+            .any(|l| l.contains("libc") && l.split_whitespace().nth(1) == Some("r-xp"))
+    }
+
     struct Proc(Child);
 
     impl Proc {
@@ -1587,9 +1594,9 @@ mod tests {
                 .spawn()
                 .expect("spawn");
             let p = Proc(child);
-            // Until the dynamic loader has mapped libc, the process has only part of
-            // its mappings.
-            p.wait_until(|maps, _| maps.contains("libc"));
+            // Until the dynamic loader has mapped libc's code, the process has only
+            // part of its mappings.
+            p.wait_until(|maps, _| libc_code_mapped(maps));
             p
         }
         fn pid(&self) -> u32 {
@@ -1597,10 +1604,12 @@ mod tests {
         }
         fn wait_until(&self, ready: impl Fn(&str, &str) -> bool) {
             for _ in 0..500 {
-                let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid()))
-                    .unwrap_or_default();
+                // The executable first: maps read after it are of that image or a later
+                // one, never of the image before an exec.
                 let exe = std::fs::read_link(format!("/proc/{}/exe", self.pid()))
                     .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid()))
                     .unwrap_or_default();
                 if ready(&maps, &exe) {
                     return;
@@ -2014,7 +2023,7 @@ mod tests {
         let shell = users(&t, "sh");
         assert_eq!(shell, 1);
         p.0.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
-        p.wait_until(|maps, exe| exe.ends_with("/sleep") && maps.contains("libc"));
+        p.wait_until(|maps, exe| exe.ends_with("/sleep") && libc_code_mapped(maps));
         // The exec tracepoint drops the kernel entry; the next look reloads.
         state.lock().unwrap().procs.remove(&p.pid());
         t.ensure_process_within(p.pid(), Duration::ZERO);
