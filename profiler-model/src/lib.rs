@@ -19,13 +19,15 @@
 //! `profiler-render`'s.
 //!
 //! [`analysis`] answers questions of profiles (top functions, differences); [`time`] is
-//! the one grammar of times and durations every command and the API read.
+//! the one grammar of times and durations every command and the API read; [`hash`] the
+//! one stable hash.
 
 pub mod analysis;
 pub mod filter;
 pub mod folded;
 mod format;
 mod frame;
+pub mod hash;
 pub mod human;
 pub mod json;
 mod labels;

@@ -65,20 +65,13 @@ pub fn profile_id(
     kind: ProfileKind,
     start_unix_ns: u64,
 ) -> [u8; 16] {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    use profiler_model::hash::{fnv1a, fnv1a_extend};
     let kind_part: &[u8] = match kind {
         ProfileKind::Cpu => b"",
         ProfileKind::OffCpu => b"\0off-cpu",
     };
-    for b in host_name
-        .bytes()
-        .chain(std::iter::once(0))
-        .chain(service_name.bytes())
-        .chain(kind_part.iter().copied())
-    {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = fnv1a_extend(fnv1a(host_name.as_bytes()), b"\0");
+    let h = fnv1a_extend(fnv1a_extend(h, service_name.as_bytes()), kind_part);
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&h.to_be_bytes());
     id[8..].copy_from_slice(&start_unix_ns.to_be_bytes());
@@ -211,6 +204,13 @@ mod tests {
         assert_ne!(a, profile_id("node-8", "split", cpu, 5));
         assert_ne!(a, profile_id("node-7", "split", cpu, 6));
         assert_ne!(a, profile_id("node-7", "split", ProfileKind::OffCpu, 5));
+        // Pinned: a backend dedupes a retry after an upgrade only if the id is unchanged.
+        let hex = |id: [u8; 16]| id.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        assert_eq!(hex(a), "33e2d6009e478e0d8000000000000005");
+        assert_eq!(
+            hex(profile_id("node-7", "split", ProfileKind::OffCpu, 5)),
+            "aa4083ff891084578000000000000005"
+        );
         let s = uuid_string(&a);
         assert_eq!(s.len(), 36);
         assert_eq!(&s[14..15], "8", "version 8: {s}");

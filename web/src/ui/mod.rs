@@ -24,22 +24,10 @@ struct Asset {
     etag: &'static str,
 }
 
-/// FNV-1a, 64 bits: a stable content hash computable at compile time.
-const fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut i = 0;
-    while i < bytes.len() {
-        h ^= bytes[i] as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-        i += 1;
-    }
-    h
-}
-
 /// `"` + 16 hex digits + `"`, at compile time.
 const fn etag_of(bytes: &[u8]) -> [u8; 18] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let h = fnv1a(bytes);
+    let h = profiler_model::hash::fnv1a(bytes);
     let mut out = [b'"'; 18];
     let mut i = 0;
     while i < 16 {
@@ -132,7 +120,5 @@ mod tests {
             assert!(!a.body.is_empty(), "{} is empty", a.name);
         }
         assert_ne!(FILES[0].etag, FILES[1].etag);
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 }
