@@ -204,7 +204,7 @@ fn read_section<'a, S>(
     bases: &BaseAddresses,
     name: &'static str,
     skip: &[(u64, u64)],
-    out: &mut Vec<UnwindRow>,
+    out: &mut Rows,
     stats: &mut TableStats,
 ) -> Result<Vec<(u64, u64)>, UnwindError>
 where
@@ -250,6 +250,7 @@ where
             )));
         }
         ranges.push((start, end));
+        out.fde_starts.push(out.rows.len());
         stats.fdes += 1;
         if !skip.is_empty() {
             stats.debug_frame_fdes += 1;
@@ -257,7 +258,7 @@ where
         let mut table = match fde.rows(section, bases, &mut ctx) {
             Ok(t) => t,
             Err(_) => {
-                out.push(unsupported(start));
+                out.rows.push(unsupported(start));
                 continue;
             }
         };
@@ -271,10 +272,10 @@ where
             };
             stats.raw_rows += 1;
             let raw = convert(section, row, stats);
-            out.push(raw);
+            out.rows.push(raw);
         }
         // The end of the function: a gap row unless another FDE starts right here.
-        out.push(at(
+        out.rows.push(at(
             end,
             UnwindRow {
                 pc: 0,
@@ -384,7 +385,7 @@ impl UnwindTable {
             bases = bases.set_got(s.addr);
         }
         let mut stats = TableStats::default();
-        let mut raws = Vec::new();
+        let mut raws = Rows::default();
         let mut have_cfi = false;
         let mut covered = Vec::new();
         if let Some(s) = file.section_header(".eh_frame") {
@@ -444,13 +445,67 @@ impl UnwindTable {
     }
 }
 
+/// The rows of a binary's FDEs as they are read, before packing: each FDE's rows (its own
+/// and the gap row at its end) in a row, in the sections' order.
+#[derive(Default)]
+struct Rows {
+    rows: Vec<UnwindRow>,
+    /// Where each FDE's rows start in `rows`, in reading order.
+    fde_starts: Vec<usize>,
+}
+
+/// Within one PC, the gap row of the previous FDE comes first only if it was pushed
+/// first: gap rows sort before real ones explicitly.
+fn order_key(r: &UnwindRow) -> (u32, bool) {
+    (r.pc, r.cfa_kind() != cfa::NONE)
+}
+
+impl Rows {
+    /// The rows sorted by [`order_key`], stably. An FDE's rows come in PC order and FDEs
+    /// do not overlap, so sorting the few thousand FDEs by their first row and copying
+    /// their rows in that order sorts the hundreds of thousands of rows; a merge sort of
+    /// the rows themselves was a third of the agent's CPU while it built tables. FDEs that
+    /// overlap (malformed or duplicated) are caught by the check after, and sorted row by
+    /// row.
+    fn in_pc_order(self) -> Vec<UnwindRow> {
+        let Rows {
+            mut rows,
+            fde_starts,
+        } = self;
+        if rows.is_sorted_by_key(order_key) {
+            return rows;
+        }
+        let mut spans: Vec<(usize, usize)> = fde_starts
+            .iter()
+            .zip(
+                fde_starts
+                    .iter()
+                    .skip(1)
+                    .chain(std::iter::once(&rows.len())),
+            )
+            .map(|(&s, &e)| (s, e))
+            .filter(|&(s, e)| s < e)
+            .collect();
+        // Stable: FDEs whose first rows tie keep their reading order.
+        spans.sort_by_key(|&(s, _)| order_key(&rows[s]));
+        let mut out = Vec::with_capacity(rows.len());
+        for &(s, e) in &spans {
+            out.extend_from_slice(&rows[s..e]);
+        }
+        if out.len() == rows.len() && out.is_sorted_by_key(order_key) {
+            return out;
+        }
+        drop(out);
+        rows.sort_by_key(order_key);
+        rows
+    }
+}
+
 /// Sorts, resolves rows with the same PC (a real rule beats a gap row), merges identical
 /// neighbours and checks the table fits the eBPF side. In place: a large binary's rows are
 /// millions, and a copy of them at each step was the agent's largest allocation.
-fn pack(mut rows: Vec<UnwindRow>) -> Result<Vec<UnwindRow>, UnwindError> {
-    // Stable: within one PC, the gap row of the previous FDE comes first only if it was
-    // pushed first; sort gap rows before real ones explicitly.
-    rows.sort_by_key(|r| (r.pc, r.cfa_kind() != cfa::NONE));
+fn pack(rows: Rows) -> Result<Vec<UnwindRow>, UnwindError> {
+    let mut rows = rows.in_pc_order();
     // Same PC: the later (real) rule wins. `dedup_by` hands the later row first.
     rows.dedup_by(|later, kept| {
         let same = later.pc == kept.pc;

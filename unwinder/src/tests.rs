@@ -527,3 +527,48 @@ fn a_compressed_file_is_written_back_decompressed() {
         let _ = elf::write_decompressed(&packed_bytes[..cut], &mut Vec::new(), u64::MAX);
     }
 }
+
+/// A synthetic FDE's rows: real rows at `pcs`, then its gap row at `end`.
+fn fde_rows(rows: &mut Rows, pcs: &[u32], end: u32) {
+    rows.fde_starts.push(rows.rows.len());
+    let real = UnwindRow {
+        pc: 0,
+        cfa_offset: 2,
+        rbp_offset: 0,
+        kinds: UnwindRow::pack_kinds(cfa::RSP, rbp::SAME),
+    };
+    for &pc in pcs {
+        rows.rows.push(UnwindRow { pc, ..real });
+    }
+    rows.rows.push(UnwindRow {
+        pc: end,
+        cfa_offset: 0,
+        rbp_offset: 0,
+        kinds: UnwindRow::pack_kinds(cfa::NONE, rbp::SAME),
+    });
+}
+
+#[test]
+fn fdes_out_of_order_sort_like_their_rows() {
+    let sorted = |rows: &Rows| {
+        let mut all = rows.rows.clone();
+        all.sort_by_key(order_key);
+        all
+    };
+    // FDEs the linker placed apart (a cold part first, one in a hole), one starting where
+    // the one before ends (its gap row sorts first), and one row-less FDE.
+    let mut rows = Rows::default();
+    fde_rows(&mut rows, &[100, 110, 120], 200);
+    fde_rows(&mut rows, &[400, 450], 500);
+    fde_rows(&mut rows, &[10, 20], 50);
+    fde_rows(&mut rows, &[200, 300], 400);
+    rows.fde_starts.push(rows.rows.len());
+    let want = sorted(&rows);
+    assert_eq!(rows.in_pc_order(), want);
+    // Overlapping FDEs cannot be ordered whole: the rows are sorted one by one.
+    let mut rows = Rows::default();
+    fde_rows(&mut rows, &[100, 300], 400);
+    fde_rows(&mut rows, &[200, 250], 260);
+    let want = sorted(&rows);
+    assert_eq!(rows.in_pc_order(), want);
+}
