@@ -71,11 +71,11 @@ pub fn task_offsets(path: &Path) -> Result<TaskOffsets, BtfError> {
 /// # Errors
 /// As [`task_offsets`].
 pub fn read_offsets(path: &Path) -> Result<(TaskOffsets, Result<VmaOffsets, BtfError>), BtfError> {
-    let data = std::fs::read(path).map_err(|source| BtfError::Read {
+    let data = BtfBytes::read(path).map_err(|source| BtfError::Read {
         path: path.display().to_string(),
         source,
     })?;
-    let btf = Btf::parse(&data)?;
+    let btf = Btf::parse(data.bytes())?;
     let task = TaskOffsets {
         tgid: btf.member_offset("task_struct", "tgid")?,
         pid: btf.member_offset("task_struct", "pid")?,
@@ -84,6 +84,36 @@ pub fn read_offsets(path: &Path) -> Result<(TaskOffsets, Result<VmaOffsets, BtfE
             .unwrap_or(0),
     };
     Ok((task, btf.vma_offsets()))
+}
+
+/// The kernel's BTF, mapped where the kernel allows it (Linux 6.16+ maps
+/// `/sys/kernel/btf/vmlinux` privately, read-only), else read. Reading costs more than
+/// the parse: sysfs hands out the 5 MiB a page per `read(2)`, into a heap buffer that
+/// faults in page by page (2.9 ms against 0.2 ms mapped, measured on 6.18).
+enum BtfBytes {
+    Mapped(memmap2::Mmap),
+    Read(Vec<u8>),
+}
+
+impl BtfBytes {
+    fn read(path: &Path) -> std::io::Result<BtfBytes> {
+        let file = std::fs::File::open(path)?;
+        // SAFETY: the kernel's BTF never changes while it runs, and a private read-only
+        // mapping of a file others cannot write is not changed under us.
+        if let Ok(map) = unsafe { memmap2::MmapOptions::new().map_copy_read_only(&file) } {
+            return Ok(BtfBytes::Mapped(map));
+        }
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut &file, &mut data)?;
+        Ok(BtfBytes::Read(data))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            BtfBytes::Mapped(m) => m,
+            BtfBytes::Read(v) => v,
+        }
+    }
 }
 
 fn u16_at(d: &[u8], at: usize) -> Option<u16> {
