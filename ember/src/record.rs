@@ -57,15 +57,14 @@ pub(crate) enum RecordError {
         source: io::Error,
     },
     /// Nothing was sampled.
-    #[error(
-        "nothing sampled from {target} in {seconds:.1} s: the target did not use the CPU \
-         (is it idle or blocked?); try a longer --duration or check the PID"
-    )]
+    #[error("nothing sampled from {target} in {seconds:.1} s: {hint}")]
     NothingSampled {
         /// What was profiled.
         target: String,
         /// How long.
         seconds: f64,
+        /// Why that may be, and what to try, for this kind of target.
+        hint: &'static str,
     },
 }
 
@@ -117,6 +116,24 @@ pub(crate) enum RecordTarget {
 }
 
 impl RecordTarget {
+    /// Why a run of this target can sample nothing, and what to try.
+    fn nothing_sampled_hint(&self) -> &'static str {
+        match self {
+            RecordTarget::All => {
+                "the node was idle; try a longer --duration, or --include-idle to see the \
+                 idle task"
+            }
+            RecordTarget::Pids(_) => {
+                "the target did not use the CPU (is it idle or blocked?); try a longer \
+                 --duration, --off-cpu to see where it waits, or check the PID"
+            }
+            RecordTarget::Command(_) => {
+                "the command did not use the CPU (is it idle or blocked?); try a longer \
+                 --duration, or --off-cpu to see where it waits"
+            }
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             RecordTarget::All => "all processes".to_owned(),
@@ -417,6 +434,7 @@ impl Sink for RecordSink<'_> {
             let err = RecordError::NothingSampled {
                 target: config.target.describe(),
                 seconds: elapsed.as_secs_f64(),
+                hint: config.target.nothing_sampled_hint(),
             };
             if exit_status.is_some() {
                 // The command ran too briefly to be sampled: not our failure; its status

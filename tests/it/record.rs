@@ -367,4 +367,5 @@ fn an_idle_target_is_reported_as_nothing_sampled() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nothing sampled from pid"), "{err}");
+    assert!(err.contains("--off-cpu to see where it waits"), "{err}");
 }
