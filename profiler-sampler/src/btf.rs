@@ -98,8 +98,9 @@ enum BtfBytes {
 impl BtfBytes {
     fn read(path: &Path) -> std::io::Result<BtfBytes> {
         let file = std::fs::File::open(path)?;
-        // SAFETY: the kernel's BTF never changes while it runs, and a private read-only
-        // mapping of a file others cannot write is not changed under us.
+        // SAFETY: the kernel's BTF never changes while the kernel runs (and the test
+        // blobs given as `path` are not written while they are read); the mapping is
+        // private and read-only, and lives as long as the bytes borrowed from it.
         if let Ok(map) = unsafe { memmap2::MmapOptions::new().map_copy_read_only(&file) } {
             return Ok(BtfBytes::Mapped(map));
         }

@@ -464,7 +464,7 @@ impl Rows {
     /// The rows sorted by [`order_key`], stably. An FDE's rows come in PC order and FDEs
     /// do not overlap, so sorting the few thousand FDEs by their first row and copying
     /// their rows in that order sorts the hundreds of thousands of rows; a merge sort of
-    /// the rows themselves was a third of the agent's CPU while it built tables. FDEs that
+    /// the rows themselves was a third of a recording's CPU while it built tables. FDEs that
     /// overlap (malformed or duplicated) are caught by the check after, and sorted row by
     /// row.
     fn in_pc_order(self) -> Vec<UnwindRow> {
