@@ -213,6 +213,8 @@ impl Aggregator {
         known_mappings: &dyn Fn(u32) -> Vec<symbolizer::KnownMapping>,
     ) {
         self.adopt_captures();
+        // Each process's start time is checked once per drain, not once per thread.
+        self.processes.next_pass();
         let mut asked: std::collections::HashSet<u32> = std::collections::HashSet::new();
         // (pid, leaf-first addresses) -> root-first frames, for this drain only.
         let mut user_cache: HashMap<(u32, &[u64]), Arc<[Frame]>> = HashMap::new();

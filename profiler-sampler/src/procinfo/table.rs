@@ -1,8 +1,8 @@
 //! A per-pid cache of what `/proc` says about each sampled process.
 //!
-//! Every lookup re-reads the process start time (`/proc/PID/stat` field 22, in clock
-//! ticks since boot): pid plus start time names one process for the whole uptime, so a
-//! reused pid is noticed and re-read, and a vanished one is kept until forgotten (its last samples are drained after it exits). The rest (`comm`,
+//! The first lookup of a pid in each pass (a drain: [`ProcessTable::next_pass`]) re-reads
+//! the process start time (`/proc/PID/stat` field 22, in clock ticks since boot): pid plus
+//! start time names one process for the whole uptime, so a reused pid is noticed and re-read, and a vanished one is kept until forgotten (its last samples are drained after it exits). The rest (`comm`,
 //! `exe`, cgroup, pod names) is read once per process. Pod names are read from the
 //! process's own root, off the caller's thread with a time bound
 //! ([`read_pod_names`](super::read_pod_names)); one
@@ -46,6 +46,8 @@ struct Entry {
     info: ProcessInfo,
     /// Found exited by a [`ProcessTable::retain_live`] call, which drops it at the next.
     exited: bool,
+    /// The pass in which the start time was last checked.
+    checked: u64,
 }
 
 /// A cache of [`ProcessInfo`] by pid.
@@ -60,6 +62,8 @@ pub struct ProcessTable {
     idle: ProcessInfo,
     /// Reads pod names off this thread, keyed by pid and start time.
     pods: PodNamesReader<(u32, u64)>,
+    /// The current pass: a pid's start time is checked once per pass.
+    pass: u64,
 }
 
 impl Default for ProcessTable {
@@ -90,7 +94,16 @@ impl ProcessTable {
                 pod: None,
             },
             pods: pod_names_reader(),
+            pass: 0,
         }
+    }
+
+    /// Starts a new pass (the aggregator's, once per drain): the next lookup of each pid
+    /// checks again that the pid still names the cached process. Within a pass a pid's
+    /// start time is read once, not once per thread sampled: a node's threads are many
+    /// more than its processes, and each check is an open and read of `/proc/PID/stat`.
+    pub fn next_pass(&mut self) {
+        self.pass = self.pass.wrapping_add(1);
     }
 
     /// What is known about process `pid`, read from `/proc` unless cached for this
@@ -105,13 +118,21 @@ impl ProcessTable {
             return Some(&self.idle);
         }
         self.fill_late_pod_names();
+        if self
+            .entries
+            .get(&pid)
+            .is_some_and(|e| e.checked == self.pass)
+        {
+            return self.entries.get(&pid).map(|e| &e.info);
+        }
         let Some(start_time) = self.start_time(pid) else {
             return self.entries.get(&pid).map(|e| &e.info);
         };
-        let cached = self
-            .entries
-            .get(&pid)
-            .is_some_and(|e| e.start_time == start_time);
+        let pass = self.pass;
+        let cached = self.entries.get_mut(&pid).is_some_and(|e| {
+            e.checked = pass;
+            e.start_time == start_time
+        });
         if !cached {
             let Some(info) = self.read(pid, start_time) else {
                 self.entries.remove(&pid);
@@ -123,6 +144,7 @@ impl ProcessTable {
                     start_time,
                     info,
                     exited: false,
+                    checked: pass,
                 },
             );
         }
@@ -468,6 +490,9 @@ mod tests {
             "bash",
             "0::/user.slice/session-3.scope\n",
         );
+        // Within one pass (a drain) the pid is checked once: still the cached process.
+        assert_eq!(&*table.info(42).expect("cached").comm, "nginx");
+        table.next_pass();
         let info = table.info(42).expect("the new process");
         assert_eq!(&*info.comm, "bash");
         assert_eq!(info.container, None);
