@@ -59,6 +59,16 @@ impl Ticks {
         steady: Duration::from_millis(50),
     };
 
+    /// `ember record --all`: 100 ms throughout. A machine-wide run follows no command and
+    /// loads tables from its drains, so the startup ticks had nothing to do; the tick only
+    /// bounds how late the end of `--duration` or a signal is seen. Each tick is a wake-up,
+    /// and a 30 s capture's 20 wake-ups a second were a third of its CPU after start-up.
+    pub(crate) const MACHINE_WIDE: Ticks = Ticks {
+        startup_tick: Duration::from_millis(100),
+        startup: Duration::ZERO,
+        steady: Duration::from_millis(100),
+    };
+
     /// `ember agent`: 100 ms throughout. Drains (every `--drain-interval`) and windows
     /// (every `--window`) are timed separately; the tick bounds how late a stop is seen.
     pub(crate) const AGENT: Ticks = Ticks {
@@ -317,6 +327,9 @@ mod tests {
         assert_eq!(r.at(Duration::ZERO), Duration::from_millis(5));
         assert_eq!(r.at(Duration::from_millis(499)), Duration::from_millis(5));
         assert_eq!(r.at(Duration::from_millis(500)), Duration::from_millis(50));
+        let m = Ticks::MACHINE_WIDE;
+        assert_eq!(m.at(Duration::ZERO), Duration::from_millis(100));
+        assert_eq!(m.at(Duration::from_secs(30)), Duration::from_millis(100));
         let a = Ticks::AGENT;
         assert_eq!(a.at(Duration::ZERO), Duration::from_millis(100));
         assert_eq!(a.at(Duration::from_secs(3600)), Duration::from_millis(100));

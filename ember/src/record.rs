@@ -251,7 +251,11 @@ pub(crate) fn run(config: &RecordConfig) -> Result<RecordOutcome, RecordError> {
             frequency_hz: config.frequency_hz,
             kernel: config.kernel,
             drain_interval: config.drain_interval,
-            ticks: Ticks::RECORD,
+            ticks: if matches!(config.target, RecordTarget::All) {
+                Ticks::MACHINE_WIDE
+            } else {
+                Ticks::RECORD
+            },
             // Ember's own samples taken while it forked the command.
             exclude_tgid: Some(own_pid),
             exclude_off_cpu_tgid: None,
