@@ -153,22 +153,31 @@ fn capture_loop(
     mut python: Option<(RingBuf<MapData>, Arc<PythonProcs>)>,
     tx: &Sender<ProcessCapture>,
     unwind: Option<&UnwindRequester>,
-    stop: &AtomicBool,
+    stop: &StopSignal,
 ) {
     let fd = ring.as_raw_fd();
+    // With the stop's eventfd to wake it, an idle loop sleeps until something happens
+    // (a wake-up costs the capture thread as much as the work of a quiet second);
+    // without one it looks at the stop flag every 100 ms.
+    let idle = if stop.fd.is_some() {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_millis(100)
+    };
+    let stop_fd = stop.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
     let py_fd = python.as_ref().map_or(-1, |(r, _)| r.as_raw_fd());
     // (due, pid, follow-up index, exec mappings at the last capture sent)
     let mut pending: Vec<(Instant, u32, usize, usize)> = Vec::new();
     // Files opened for one capture, shared with the next captures that map them.
     let mut recent = CapturedFiles::default();
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.flag.load(Ordering::Relaxed) {
         let now = Instant::now();
         let timeout = pending
             .iter()
             .map(|p| p.0.saturating_duration_since(now))
             .min()
-            .unwrap_or(Duration::from_millis(100))
-            .min(Duration::from_millis(100));
+            .unwrap_or(idle)
+            .min(idle);
         let mut pfds = [
             libc::pollfd {
                 fd,
@@ -181,12 +190,17 @@ fn capture_loop(
                 events: libc::POLLIN,
                 revents: 0,
             },
+            libc::pollfd {
+                fd: stop_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         // Rounded up: a follow-up due in 0.9 ms made a 0 ms poll, and the thread spun
         // until it was due (on a busy node a sixth of the agent's CPU was in `poll`).
         let timeout_ms = i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(100);
-        // SAFETY: two valid pollfds for the duration of the call.
-        let ready = unsafe { libc::poll(pfds.as_mut_ptr(), 2, timeout_ms) };
+        // SAFETY: three valid pollfds for the duration of the call.
+        let ready = unsafe { libc::poll(pfds.as_mut_ptr(), 3, timeout_ms) };
         if ready < 0 {
             let err = std::io::Error::last_os_error();
             if err.kind() != std::io::ErrorKind::Interrupted {
@@ -251,18 +265,50 @@ fn capture_loop(
     }
 }
 
+/// How the capture thread is told to stop: a flag, and an eventfd (when the kernel gave
+/// one) that wakes its `poll` at once.
+#[derive(Debug)]
+struct StopSignal {
+    flag: AtomicBool,
+    fd: Option<std::os::fd::OwnedFd>,
+}
+
+impl StopSignal {
+    fn new() -> StopSignal {
+        // SAFETY: eventfd(2) with valid flags; a non-negative result is a new fd we own.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        let fd = (raw >= 0).then(|| {
+            // SAFETY: `raw` is an open fd nothing else owns.
+            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) }
+        });
+        StopSignal {
+            flag: AtomicBool::new(false),
+            fd,
+        }
+    }
+
+    fn raise(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+        if let Some(fd) = &self.fd {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to an eventfd we own.
+            let _ = unsafe { libc::write(fd.as_raw_fd(), (&raw const one).cast(), 8) };
+        }
+    }
+}
+
 /// Captures flowing from the capture thread; stops and joins it when dropped.
 #[derive(Debug)]
 pub struct CaptureFeed {
     /// Captures in the order they were taken.
     pub captures: Receiver<ProcessCapture>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<StopSignal>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Drop for CaptureFeed {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.raise();
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
         }
@@ -277,7 +323,7 @@ impl ProcEvents {
     /// When the thread cannot be spawned.
     pub fn spawn(self, unwind: Option<UnwindRequester>) -> std::io::Result<CaptureFeed> {
         let (tx, rx) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(StopSignal::new());
         let stop_thread = Arc::clone(&stop);
         let mut ring = self.ring;
         let python = self.python;
