@@ -59,19 +59,13 @@ impl Ticks {
         steady: Duration::from_millis(50),
     };
 
-    /// `ember record --all`: 100 ms throughout. A machine-wide run follows no command and
-    /// loads tables from its drains, so the startup ticks had nothing to do; the tick only
-    /// bounds how late the end of `--duration` or a signal is seen. Each tick is a wake-up,
-    /// and a 30 s capture's 20 wake-ups a second were a third of its CPU after start-up.
+    /// `ember agent` and `ember record --all`: 100 ms throughout. A machine-wide run
+    /// follows no command and loads tables from its drains, so short startup ticks would
+    /// have nothing to do; drains (every `--drain-interval`) and windows (every `--window`)
+    /// are timed separately, and the tick only bounds how late a stop or the end of
+    /// `--duration` is seen. Each tick is a wake-up: a 30 s recording's 20 a second were a
+    /// third of its CPU after start-up.
     pub(crate) const MACHINE_WIDE: Ticks = Ticks {
-        startup_tick: Duration::from_millis(100),
-        startup: Duration::ZERO,
-        steady: Duration::from_millis(100),
-    };
-
-    /// `ember agent`: 100 ms throughout. Drains (every `--drain-interval`) and windows
-    /// (every `--window`) are timed separately; the tick bounds how late a stop is seen.
-    pub(crate) const AGENT: Ticks = Ticks {
         startup_tick: Duration::from_millis(100),
         startup: Duration::ZERO,
         steady: Duration::from_millis(100),
@@ -330,8 +324,6 @@ mod tests {
         let m = Ticks::MACHINE_WIDE;
         assert_eq!(m.at(Duration::ZERO), Duration::from_millis(100));
         assert_eq!(m.at(Duration::from_secs(30)), Duration::from_millis(100));
-        let a = Ticks::AGENT;
-        assert_eq!(a.at(Duration::ZERO), Duration::from_millis(100));
-        assert_eq!(a.at(Duration::from_secs(3600)), Duration::from_millis(100));
+        assert_eq!(m.at(Duration::from_secs(3600)), Duration::from_millis(100));
     }
 }

@@ -1576,14 +1576,15 @@ mod tests {
         (UnwindTables::new(UnwinderMode::Auto, Box::new(maps)), state)
     }
 
-    /// A child process, killed and reaped when dropped.
-    /// The loader reserves libc's whole range (read-only) before it maps the code
-    /// segment in, so a `libc` line alone can come before there is anything to unwind.
+    /// Whether libc's code is mapped. The loader reserves libc's whole range (read-only)
+    /// before it maps the code segment in, so a `libc` line alone can come before there
+    /// is anything to unwind.
     fn libc_code_mapped(maps: &str) -> bool {
         maps.lines()
             .any(|l| l.contains("libc") && l.split_whitespace().nth(1) == Some("r-xp"))
     }
 
+    /// A child process, killed and reaped when dropped.
     struct Proc(Child);
 
     impl Proc {

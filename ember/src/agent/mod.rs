@@ -279,7 +279,7 @@ pub(crate) fn run(config: &AgentConfig) -> Result<AgentSummary, AgentError> {
             frequency_hz: config.frequency_hz,
             kernel: true,
             drain_interval: config.drain_interval,
-            ticks: Ticks::AGENT,
+            ticks: Ticks::MACHINE_WIDE,
             exclude_tgid: None,
             // The agent's threads wait for their next tick, drain or request nearly all
             // the time: that is not the node's waiting (its CPU samples are kept).
