@@ -22,6 +22,7 @@ mod error;
 mod events;
 mod loader;
 mod losses;
+mod no_btf;
 pub mod probe;
 pub mod procinfo;
 mod python;

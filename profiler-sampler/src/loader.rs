@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use aya::{
-    Ebpf, EbpfError, EbpfLoader,
+    Ebpf, EbpfError,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, StackTraceMap},
     programs::{
         PerfEvent, ProgramError, RawTracePoint,
@@ -261,10 +261,9 @@ impl Sampler {
         for w in plan.warnings.iter().chain(&probe.privilege_warnings()) {
             warn!("{w}");
         }
-        let mut loader = EbpfLoader::new();
-        // The program uses no CO-RE relocations: parsing the kernel's BTF (megabytes) would
-        // only cost start-up time and memory.
-        loader.btf(None);
+        // The program uses no CO-RE relocations: a loader that has parsed no kernel BTF
+        // (aya 0.14's `EbpfLoader::new()` parses all of it; see `no_btf`).
+        let mut loader = super::no_btf::loader();
         for name in COUNTS_MAPS {
             loader.map_max_entries(name, config.counts_entries.max(1));
         }
