@@ -145,11 +145,32 @@ struct Type {
     size_or_type: u32,
 }
 
+impl Type {
+    /// The type whose 12-byte record starts at `at` (checked by [`Btf::parse`]).
+    fn at(types_data: &[u8], at: usize) -> Option<Type> {
+        let info = u32_at(types_data, at + 4)?;
+        Some(Type {
+            at: at + 12,
+            name_off: u32_at(types_data, at)?,
+            kind: (info >> 24) & 0x1f,
+            vlen: (info & 0xffff) as usize,
+            kind_flag: info >> 31 != 0,
+            size_or_type: u32_at(types_data, at + 8)?,
+        })
+    }
+}
+
 /// A BTF blob's types, indexed by id (id 0 is `void`, index 0 here is id 1).
+///
+/// Only where each type's record starts is kept (4 bytes a type: the kernel's 150,000
+/// types took 6 MiB as decoded records), and the first struct of each name, so the dozen
+/// offsets Ember reads do not each walk every type.
 struct Btf<'a> {
     types_data: &'a [u8],
     strings: &'a [u8],
-    types: Vec<Type>,
+    starts: Vec<u32>,
+    /// The first `STRUCT` of each name: its index in `starts`.
+    structs: std::collections::HashMap<&'a [u8], u32>,
 }
 
 const KIND_UNION: u32 = 5;
@@ -173,15 +194,13 @@ impl<'a> Btf<'a> {
         };
         let types_data = section(type_off, type_len).ok_or(bad("type section out of bounds"))?;
         let strings = section(str_off, str_len).ok_or(bad("string section out of bounds"))?;
-        let mut types = Vec::new();
+        let mut starts = Vec::new();
+        let mut structs = std::collections::HashMap::new();
         let mut at = 0usize;
         while at < types_data.len() {
-            let name_off = u32_at(types_data, at).ok_or(bad("truncated type"))?;
-            let info = u32_at(types_data, at + 4).ok_or(bad("truncated type"))?;
-            let size_or_type = u32_at(types_data, at + 8).ok_or(bad("truncated type"))?;
-            let vlen = (info & 0xffff) as usize;
-            let kind = (info >> 24) & 0x1f;
-            let extra = match kind {
+            let t = Type::at(types_data, at).ok_or(bad("truncated type"))?;
+            let vlen = t.vlen;
+            let extra = match t.kind {
                 // VOID, PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG.
                 0 | 2 | 7..=12 | 16 | 18 => 0,
                 // FUNC_PROTO: a (name, type) pair per parameter.
@@ -196,14 +215,13 @@ impl<'a> Btf<'a> {
                 6 => vlen * 8,
                 _ => return Err(bad("unknown type kind")),
             };
-            types.push(Type {
-                at: at + 12,
-                name_off,
-                kind,
-                vlen,
-                kind_flag: info >> 31 != 0,
-                size_or_type,
-            });
+            let index = u32::try_from(starts.len()).map_err(|_| bad("too many types"))?;
+            if t.kind == KIND_STRUCT
+                && let Some(name) = name_at(strings, t.name_off)
+            {
+                structs.entry(name).or_insert(index);
+            }
+            starts.push(u32::try_from(at).map_err(|_| bad("type section too large"))?);
             at = at
                 .checked_add(12 + extra)
                 .ok_or(bad("type data overflows"))?;
@@ -214,14 +232,47 @@ impl<'a> Btf<'a> {
         Ok(Btf {
             types_data,
             strings,
-            types,
+            starts,
+            structs,
         })
+    }
+
+    /// The type at `index` of `starts` (id `index + 1`).
+    fn get(&self, index: usize) -> Option<Type> {
+        Type::at(self.types_data, *self.starts.get(index)? as usize)
+    }
+
+    /// The structs named `ty` (the first one by name, then every one in id order, for a
+    /// blob with two structs of one name), with the first member of them found by `find`.
+    fn first_struct_with<T>(
+        &self,
+        ty: &str,
+        mut find: impl FnMut(Type) -> Result<Option<T>, BtfError>,
+    ) -> Result<Option<T>, BtfError> {
+        let Some(&first) = self.structs.get(ty.as_bytes()) else {
+            return Ok(None);
+        };
+        if let Some(t) = self.get(first as usize)
+            && let Some(found) = find(t)?
+        {
+            return Ok(Some(found));
+        }
+        for index in first as usize + 1..self.starts.len() {
+            if let Some(t) = self.get(index)
+                && t.kind == KIND_STRUCT
+                && name_at(self.strings, t.name_off) == Some(ty.as_bytes())
+                && let Some(found) = find(t)?
+            {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
     }
 
     /// The type with id `id`, seen through typedefs and qualifiers.
     fn resolve(&self, mut id: u32) -> Option<Type> {
         for _ in 0..16 {
-            let t = *self.types.get(usize::try_from(id).ok()?.checked_sub(1)?)?;
+            let t = self.get(usize::try_from(id).ok()?.checked_sub(1)?)?;
             if !KIND_MODIFIERS.contains(&t.kind) {
                 return Some(t);
             }
@@ -232,18 +283,12 @@ impl<'a> Btf<'a> {
 
     /// Byte offset of `member` in the first `struct ty`.
     fn member_offset(&self, ty: &str, member: &str) -> Result<u32, BtfError> {
-        for t in &self.types {
-            if t.kind == KIND_STRUCT
-                && name_at(self.strings, t.name_off) == Some(ty.as_bytes())
-                && let Some((off, _)) = self.find_member(*t, member, 0)?
-            {
-                return Ok(off);
-            }
-        }
-        Err(BtfError::NotFound {
-            ty: ty.to_owned(),
-            member: member.to_owned(),
-        })
+        self.first_struct_with(ty, |t| self.find_member(t, member, 0))?
+            .map(|(off, _)| off)
+            .ok_or_else(|| BtfError::NotFound {
+                ty: ty.to_owned(),
+                member: member.to_owned(),
+            })
     }
 
     /// `member` of the struct or union `t`, looked for in its anonymous struct and union
@@ -294,22 +339,17 @@ impl<'a> Btf<'a> {
             ty: ty.to_owned(),
             member: format!("{outer}.{inner}"),
         };
-        for t in &self.types {
-            if t.kind == KIND_STRUCT
-                && name_at(self.strings, t.name_off) == Some(ty.as_bytes())
-                && let Some((off, member_ty)) = self.find_member(*t, outer, 0)?
-            {
-                let inner_ty = self
-                    .resolve(member_ty)
-                    .filter(|i| matches!(i.kind, KIND_STRUCT | KIND_UNION))
-                    .ok_or_else(not_found)?;
-                let (inner_off, _) = self
-                    .find_member(inner_ty, inner, 0)?
-                    .ok_or_else(not_found)?;
-                return Ok(off + inner_off);
-            }
-        }
-        Err(not_found())
+        let (off, member_ty) = self
+            .first_struct_with(ty, |t| self.find_member(t, outer, 0))?
+            .ok_or_else(not_found)?;
+        let inner_ty = self
+            .resolve(member_ty)
+            .filter(|i| matches!(i.kind, KIND_STRUCT | KIND_UNION))
+            .ok_or_else(not_found)?;
+        let (inner_off, _) = self
+            .find_member(inner_ty, inner, 0)?
+            .ok_or_else(not_found)?;
+        Ok(off + inner_off)
     }
 }
 
