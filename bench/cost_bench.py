@@ -85,7 +85,7 @@ def run_ember(ember, unwinder, seconds, tmp, cold):
         if os.path.isdir(warm):
             shutil.copytree(warm, os.path.join(env["XDG_CACHE_HOME"], "ember", "debug"))
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    last = bpf_stats_until_exit(p)
+    last = bpf_stats_until_exit(p, ends_after=seconds)
     # Reaped: the caller takes its CPU time from RUSAGE_CHILDREN.
     return p, last
 

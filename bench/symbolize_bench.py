@@ -7,7 +7,11 @@
    libc6-dbg's debug file, which all three find by build-id) and the small C example.
    Ember runs on a live process that maps the binary
    (symbolizer/examples/symbolize_bench.rs): cold = fresh symbolizer, one pass; warm =
-   binary parsed, result memo off, best of 5; memo = memo on, best of 5. The peers take
+   binary parsed, result memo off, best of 5; memo = memo on, best of 5; cold, copy kept =
+   a fresh symbolizer whose copy directory holds what an earlier run kept (libc's debug
+   file decompressed: `ember record` and the agent keep copies in the user's cache, so
+   this is every run but the first). The host is stopped (SIGSTOP) while Ember runs, so
+   it takes no CPU from it; the peers run after it is gone. The peers take
    the ELF addresses on stdin; their cold rate is N / time of one run over N addresses,
    their warm rate the marginal rate N*9 / (time(10 N) - time(N)), i.e. after parsing.
    Issue 19's goals, cold and warm, on the Rust binary and on libc: Ember ≥ 5x addr2line
@@ -22,6 +26,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -112,6 +117,9 @@ def bench_binary(label):
         with tempfile.NamedTemporaryFile("w", suffix=".addrs", delete=False) as f:
             f.write("".join(f"{a + bias:x}\n" for a in addrs))
             path = f.name
+        # The host only has to stay mapped: stopped, it does not take a CPU from Ember's
+        # passes (the peers run after it is gone).
+        os.kill(proc.pid, signal.SIGSTOP)
         ours = json.loads(subprocess.run([TOOL, str(proc.pid), path], capture_output=True, text=True, check=True).stdout)
         os.unlink(path)
     finally:
@@ -126,6 +134,7 @@ def bench_binary(label):
         "named": ours["named"],
         "digest": ours["digest"],
         "ember": (n / ours["cold"], n / ours["warm"], n / ours["memo"]),
+        "ember_cold_kept": n / ours["cold_kept"],
         "llvm": llvm,
         "addr2line": a2l,
     }
@@ -138,8 +147,12 @@ def goal_rows(results=None):
     for r in results or [bench_binary(label) for label in ("rust-workload", "libc")]:
         if r["binary"] not in ("rust-workload", "libc"):
             continue
-        for i, kind in enumerate(("cold", "warm")):
-            ours, a2l, llvm = r["ember"][i], r["addr2line"][i], r["llvm"][i]
+        passes = [("cold", r["ember"][0], 0), ("cold, copy kept", r["ember_cold_kept"], 0),
+                  ("warm", r["ember"][1], 1)]
+        for kind, ours, i in passes:
+            if kind == "cold, copy kept" and r["binary"] != "libc":
+                continue  # only a compressed debug file is copied
+            a2l, llvm = r["addr2line"][i], r["llvm"][i]
             ra, rl = ours / a2l, ours / llvm
             rows.append(f"| {r['binary']} | {kind} | {ours:,.0f} | {a2l:,.0f} | **{ra:.1f}x** | "
                         f"≥ {ADDR2LINE_TARGET:g}x | {'**met**' if ra >= ADDR2LINE_TARGET else 'not met'} | "
@@ -184,14 +197,14 @@ def storm_shares(captures):
 def main():
     print("## Symbolization\n")
     print(f"{N} addresses spread over every function of each example binary (fixed seed); addresses/second.\n")
-    print("| binary | named (digest of the frames) | Ember cold | Ember warm | Ember memo | llvm-symbolizer-22 cold | llvm warm | addr2line cold | addr2line warm | Ember warm / addr2line warm |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| binary | named (digest of the frames) | Ember cold | Ember cold, copy kept | Ember warm | Ember memo | llvm-symbolizer-22 cold | llvm warm | addr2line cold | addr2line warm | Ember warm / addr2line warm |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     results = []
     for name in ("rust-workload", "libc", "split"):
         r = bench_binary(name)
         results.append(r)
         e, l, a = r["ember"], r["llvm"], r["addr2line"]
-        print(f"| {name} | {r['named']}/{r['n']} ({r['digest']}) | {e[0]:,.0f} | {e[1]:,.0f} | {e[2]:,.0f} | {l[0]:,.0f} | {l[1]:,.0f} | "
+        print(f"| {name} | {r['named']}/{r['n']} ({r['digest']}) | {e[0]:,.0f} | {r['ember_cold_kept']:,.0f} | {e[1]:,.0f} | {e[2]:,.0f} | {l[0]:,.0f} | {l[1]:,.0f} | "
               f"{a[0]:,.0f} | {a[1]:,.0f} | {e[1] / a[1]:.1f}x |")
         sys.stdout.flush()
     print(f"\nIssue 19's goals, from the runs above:\n")
