@@ -153,26 +153,51 @@ fn open_filter(arch: u32, opens: &[libc::c_long]) -> Vec<libc::sock_filter> {
 mod tests {
     use super::*;
 
+    /// The `Seccomp_filters` count (Linux 5.9+; `None` before) in a thread's status.
+    fn filters_in(status: &str) -> Option<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Seccomp_filters:"))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// The calling thread's count.
+    fn filters() -> Option<u32> {
+        filters_in(&std::fs::read_to_string("/proc/thread-self/status").ok()?)
+    }
+
     #[test]
     fn the_filter_denies_opens_on_its_thread_only() {
-        let denied = std::thread::spawn(|| {
+        use std::io::{Read as _, Seek as _};
+        // Counted, not assumed 0: a test run under systemd or a container has filters.
+        let before = filters();
+        let (open, pid, inside_before, inside_after) = std::thread::spawn(|| {
+            // Opened before the filter, read again after it (the kernel formats the
+            // status anew at each read from the start).
+            let mut status = std::fs::File::open("/proc/thread-self/status").expect("status");
+            let mut text = String::new();
+            status.read_to_string(&mut text).expect("status");
+            let inside_before = filters_in(&text);
             deny_opens_on_this_thread().expect("seccomp filter installed");
-            let open = std::fs::File::open("/proc/self/status");
-            // Other syscalls still work on the filtered thread.
-            let pid = std::process::id();
-            (open.map_err(|e| e.raw_os_error()), pid)
+            let open = std::fs::File::open("/proc/self/status").map_err(|e| e.raw_os_error());
+            text.clear();
+            status.rewind().expect("rewind");
+            status.read_to_string(&mut text).expect("status again");
+            (open, std::process::id(), inside_before, filters_in(&text))
         })
         .join()
         .expect("thread ran");
-        assert_eq!(denied.0.err(), Some(Some(libc::ENOENT)));
-        assert_eq!(denied.1, std::process::id());
+        assert_eq!(open.err(), Some(Some(libc::ENOENT)));
+        // Other syscalls still work on the filtered thread.
+        assert_eq!(pid, std::process::id());
+        assert_eq!(
+            inside_after,
+            inside_before.map(|n| n + 1),
+            "one filter more there"
+        );
         // This thread (and so the rest of the process) is not filtered.
         std::fs::File::open("/proc/self/status").expect("opens work off the filtered thread");
-        let status = std::fs::read_to_string("/proc/thread-self/status").expect("status");
-        assert!(
-            status.lines().any(|l| l == "Seccomp:\t0"),
-            "the calling thread has no filter:\n{status}"
-        );
+        assert_eq!(filters(), before, "the calling thread gained no filter");
     }
 
     #[test]
