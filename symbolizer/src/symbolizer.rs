@@ -59,7 +59,7 @@ struct Resolved {
 }
 
 impl Resolved {
-    fn named(frames: Vec<Frame>) -> Self {
+    fn named(frames: impl Into<Arc<[Frame]>>) -> Self {
         Resolved {
             frames: frames.into(),
             unnamed: false,
@@ -713,7 +713,7 @@ impl Symbolizer {
             match resolver.find_sym(vaddr, &opts) {
                 Ok(Ok(sym)) if !sym.name.is_empty() => {
                     lazy.returned(sym.name);
-                    return Resolved::named(frames_from_sym(
+                    return Resolved::named(frames_from_sym::<Arc<[Frame]>>(
                         &Cow::Borrowed(sym.name),
                         sym.code_info.as_deref(),
                         &sym.inlined,
@@ -853,7 +853,7 @@ fn unnamed_in_file(module: Arc<str>, offset: u64, build_id: Option<Arc<[u8]>>) -
     clippy::ptr_arg,
     reason = "whether a name is borrowed decides how it is interned"
 )]
-pub(crate) fn frames_from_sym(
+pub(crate) fn frames_from_sym<C: FromIterator<Frame>>(
     name: &Cow<'_, str>,
     code_info: Option<&CodeInfo<'_>>,
     inlined: &[InlinedFn<'_>],
@@ -861,7 +861,7 @@ pub(crate) fn frames_from_sym(
     location: &Location,
     names: &mut dyn FnMut(&Cow<'_, str>) -> Arc<str>,
     paths: &mut dyn FnMut(&CodeInfo<'_>) -> Arc<str>,
-) -> Vec<Frame> {
+) -> C {
     let mut frame = |name: &Cow<'_, str>, inlined: bool, code_info: Option<&CodeInfo<'_>>| {
         let name: Arc<str> = if name.is_empty() {
             crate::unknown_name()
@@ -878,12 +878,16 @@ pub(crate) fn frames_from_sym(
             location: location.clone(),
         }
     };
-    let mut frames = Vec::with_capacity(1 + inlined.len());
-    frames.push(frame(name, false, code_info));
-    for inlined in inlined {
-        frames.push(frame(&inlined.name, true, inlined.code_info.as_ref()));
-    }
-    frames
+    let outer = frame(name, false, code_info);
+    // Collected straight into the caller's collection: the memo's `Arc<[Frame]>` takes
+    // one allocation (the length is known), where a `Vec` was built and copied into it.
+    std::iter::once(outer)
+        .chain(
+            inlined
+                .iter()
+                .map(|inlined| frame(&inlined.name, true, inlined.code_info.as_ref())),
+        )
+        .collect()
 }
 
 #[cfg(test)]
@@ -981,7 +985,7 @@ mod tests {
             build_id: None,
             offset: 0x1010,
         };
-        let frames = frames_from_sym(
+        let frames: Vec<Frame> = frames_from_sym(
             &"outer".into(),
             Some(&info("outer.c", 10)),
             &inlined,
