@@ -52,26 +52,7 @@ def bpf_stats(enable):
 def bpf_program_stats(pid):
     """(run_time_ns, run_cnt) summed over the perf_event programs that `pid` or one of its
     direct children holds open (under /usr/bin/time, ember is time's child); None if none."""
-    run_ns = runs = 0
-    try:
-        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
-    except OSError:
-        children = []
-    for p in [str(pid)] + children:
-        fdinfo = f"/proc/{p}/fdinfo"
-        try:
-            fds = os.listdir(fdinfo)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                info = dict(line.split(":", 1) for line in open(f"{fdinfo}/{fd}") if ":" in line)
-            except OSError:
-                continue
-            if info.get("prog_type", "").strip() == "7":  # BPF_PROG_TYPE_PERF_EVENT
-                run_ns += int(info.get("run_time_ns", "0"))
-                runs += int(info.get("run_cnt", "0"))
-    return (run_ns, runs) if runs else None
+    return read_prog_stats(perf_event_prog_fds(pid))
 
 
 def machine_load():
@@ -84,7 +65,8 @@ def machine_load():
 
 def perf_event_prog_fds(pid):
     """The fdinfo paths of the perf_event programs `pid` or one of its direct children
-    holds open, found once, so later readings open two files instead of every fd's."""
+    holds open (found once by a poller, so its later readings open two files, not every
+    fd's)."""
     found = []
     try:
         children = open(f"/proc/{pid}/task/{pid}/children").read().split()
