@@ -23,7 +23,13 @@ pub(crate) struct Generation {
     pub(crate) stacks: StackTraceMap<MapData>,
     /// Stacks walked by the table unwinder (`SAMPLE_FLAG_USER_STACK_CUSTOM`).
     pub(crate) user_stacks: HashMap<MapData, u32, UserStack>,
+    /// When the stack maps were last walked for stacks no drained key referred to.
+    pub(crate) walked: Instant,
 }
+
+/// The longest a generation's stack maps go without a walk for unreferenced stacks, when
+/// no drain gave a reason for one (see [`Sampler::drain`]).
+const WALK_AT_LEAST_EVERY: Duration = Duration::from_secs(30);
 
 /// What became of one of a sample's stacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -254,7 +260,8 @@ impl Sampler {
         // Read after the old generation is quiescent: every sample counted into it, and
         // every unrecorded one before now, is in these counters.
         let stats = self.stats()?;
-        self.drain_unrecorded = stats.since(&self.drained_stats).unrecorded();
+        let delta = stats.since(&self.drained_stats);
+        self.drain_unrecorded = delta.unrecorded();
         self.drained_stats = stats;
 
         let generation = &mut self.generations[old];
@@ -323,10 +330,16 @@ impl Sampler {
         }
         let generation = &mut self.generations[old];
 
-        // Clear every stack of the old generation, referenced or not (a stack whose count
-        // insert failed is still in the map), so the next use of this generation starts
-        // empty: the ones read by id, then whatever a walk of the map still finds (one
-        // `GET_NEXT_KEY` when nothing is left).
+        // Clear every stack of the old generation, referenced or not, so the next use of
+        // this generation starts empty: the ones read by id, then whatever a walk of the
+        // maps still finds. Only a sample whose count insert failed (`CountsFull`) or an
+        // off-CPU wait leaves a stack no drained key refers to, so the walk runs when the
+        // drain saw one of those, and at least every `WALK_AT_LEAST_EVERY` anyway: an empty
+        // map's walk looks at each of its buckets (16,384 by default), a fifth of a quiet
+        // recording's CPU between start-up and output.
+        let walk = self.off_cpu_pending.is_some()
+            || delta.get(profiler_common::Stat::CountsFull) > 0
+            || generation.walked.elapsed() >= WALK_AT_LEAST_EVERY;
         for &(map, id) in &read {
             let removed = match map {
                 StackMap::Trace => generation.stacks.remove(&id),
@@ -336,24 +349,27 @@ impl Sampler {
                 debug!(error = %e, id, "removing a drained stack");
             }
         }
-        let ids: Vec<u32> = generation
-            .stacks
-            .stack_ids()
-            .filter_map(Result::ok)
-            .collect();
-        for id in ids {
-            if let Err(e) = generation.stacks.remove(&id) {
-                debug!(error = %e, map = STACKS_MAPS[old], "removing a drained stack");
+        if walk {
+            generation.walked = Instant::now();
+            let ids: Vec<u32> = generation
+                .stacks
+                .stack_ids()
+                .filter_map(Result::ok)
+                .collect();
+            for id in ids {
+                if let Err(e) = generation.stacks.remove(&id) {
+                    debug!(error = %e, map = STACKS_MAPS[old], "removing a drained stack");
+                }
             }
-        }
-        let ids: Vec<u32> = generation
-            .user_stacks
-            .keys()
-            .filter_map(Result::ok)
-            .collect();
-        for id in ids {
-            if let Err(e) = generation.user_stacks.remove(&id) {
-                debug!(error = %e, map = USER_STACKS_MAPS[old], "removing a drained stack");
+            let ids: Vec<u32> = generation
+                .user_stacks
+                .keys()
+                .filter_map(Result::ok)
+                .collect();
+            for id in ids {
+                if let Err(e) = generation.user_stacks.remove(&id) {
+                    debug!(error = %e, map = USER_STACKS_MAPS[old], "removing a drained stack");
+                }
             }
         }
 

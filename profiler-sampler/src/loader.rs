@@ -311,6 +311,7 @@ impl Sampler {
                     &mut ebpf,
                     USER_STACKS_MAPS[0],
                 )?,
+                walked: std::time::Instant::now(),
             },
             Generation {
                 counts_fd: map_fd(&ebpf, COUNTS_MAPS[1])?,
@@ -320,6 +321,7 @@ impl Sampler {
                     &mut ebpf,
                     USER_STACKS_MAPS[1],
                 )?,
+                walked: std::time::Instant::now(),
             },
         ];
         let mut control: Array<MapData, Control> = take(&mut ebpf, CONTROL_MAP)?;
