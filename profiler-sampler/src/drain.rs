@@ -25,6 +25,9 @@ pub(crate) struct Generation {
     pub(crate) user_stacks: HashMap<MapData, u32, UserStack>,
     /// When the stack maps were last walked for stacks no drained key referred to.
     pub(crate) walked: Instant,
+    /// A failed count insert was seen while this generation may have been the one being
+    /// filled: its next drain walks its stack maps.
+    pub(crate) walk_due: bool,
 }
 
 /// The longest a generation's stack maps go without a walk for unreferenced stacks, when
@@ -263,6 +266,14 @@ impl Sampler {
         let delta = stats.since(&self.drained_stats);
         self.drain_unrecorded = delta.unrecorded();
         self.drained_stats = stats;
+        // The counters are read after the switch to the new generation, so a failure
+        // counted now happened in the old generation or early in the new one: both are due
+        // a walk (the new one at its own drain).
+        if delta.get(profiler_common::Stat::CountsFull) > 0 {
+            for g in &mut self.generations {
+                g.walk_due = true;
+            }
+        }
 
         let generation = &mut self.generations[old];
         let entries = take_counts(generation, COUNTS_MAPS[old]);
@@ -333,12 +344,13 @@ impl Sampler {
         // Clear every stack of the old generation, referenced or not, so the next use of
         // this generation starts empty: the ones read by id, then whatever a walk of the
         // maps still finds. Only a sample whose count insert failed (`CountsFull`) or an
-        // off-CPU wait leaves a stack no drained key refers to, so the walk runs when the
-        // drain saw one of those, and at least every `WALK_AT_LEAST_EVERY` anyway: an empty
-        // map's walk looks at each of its buckets (16,384 by default), a fifth of a quiet
-        // recording's CPU between start-up and output.
+        // off-CPU wait leaves a stack no drained key refers to, so the walk runs when this
+        // generation may hold one of those (`walk_due`, or off-CPU on), and at least every
+        // `WALK_AT_LEAST_EVERY` anyway: an empty map's walk looks at each of its buckets
+        // (16,384 by default), a fifth of a quiet recording's CPU between start-up and
+        // output.
         let walk = self.off_cpu_pending.is_some()
-            || delta.get(profiler_common::Stat::CountsFull) > 0
+            || generation.walk_due
             || generation.walked.elapsed() >= WALK_AT_LEAST_EVERY;
         for &(map, id) in &read {
             let removed = match map {
@@ -351,6 +363,7 @@ impl Sampler {
         }
         if walk {
             generation.walked = Instant::now();
+            generation.walk_due = false;
             let ids: Vec<u32> = generation
                 .stacks
                 .stack_ids()

@@ -312,6 +312,7 @@ impl Sampler {
                     USER_STACKS_MAPS[0],
                 )?,
                 walked: std::time::Instant::now(),
+                walk_due: false,
             },
             Generation {
                 counts_fd: map_fd(&ebpf, COUNTS_MAPS[1])?,
@@ -322,6 +323,7 @@ impl Sampler {
                     USER_STACKS_MAPS[1],
                 )?,
                 walked: std::time::Instant::now(),
+                walk_due: false,
             },
         ];
         let mut control: Array<MapData, Control> = take(&mut ebpf, CONTROL_MAP)?;
