@@ -28,18 +28,14 @@ const AUDIT_ARCH: Option<u32> = None;
 
 /// Returns a loader with no kernel BTF, having parsed none.
 pub(crate) fn loader() -> EbpfLoader<'static> {
-    let made = without_opens(|| {
+    let make = || {
         let mut loader = EbpfLoader::new();
         // The program uses no CO-RE relocations; with the filter there is nothing to
-        // drop here, without it this drops what `new()` parsed.
+        // drop here, without it (or on this thread) this drops what `new()` parsed.
         loader.btf(None);
         loader
-    });
-    made.unwrap_or_else(|| {
-        let mut loader = EbpfLoader::new();
-        loader.btf(None);
-        loader
-    })
+    };
+    without_opens(make).unwrap_or_else(make)
 }
 
 /// Runs `f` on a thread of its own on which no file can be opened (where the filter
